@@ -1,0 +1,111 @@
+"""The `occi` command line: each subcommand is a plain function of its parsed arguments.
+
+A user error (OcciError) prints one line, `occi: error: ...`, and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from occi.errors import OcciError
+
+
+def _run_dir(args: argparse.Namespace, cfg) -> Path:
+    from occi.config import default_run_dir
+
+    return Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from occi import config, pipeline
+
+    cfg = config.load(args.config)
+    pipeline.run_all(cfg, _run_dir(args, cfg))
+    return 0
+
+
+def cmd_corpora_build(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.corpora import build, stats
+
+    cfg = config.load(args.config)
+    run_dir = _run_dir(args, cfg)
+    config.write_resolved(cfg, run_dir)
+    result = build.build(cfg.corpora, cfg.languages, run_dir, rank=args.rank, world_size=args.world_size,
+                         phase=args.phase, workers=args.workers)
+    if result is None:
+        print(f"corpora: rank {args.rank} of {args.world_size} done; run with --phase dedup once all ranks are done")
+    else:
+        print(stats.format_table(result))
+        print(f"corpora: {run_dir / 'corpora'}")
+    return 0
+
+
+def cmd_corpora_langid(args: argparse.Namespace) -> int:
+    from occi import languages
+    from occi.corpora.config import LangIdConfig
+    from occi.corpora.langid import LanguageIdentifier, resolve_model
+
+    codes = list(languages.LANGUAGES)
+    model = resolve_model(LangIdConfig(model=args.model), base_dir=str(Path.cwd()))
+    identifier = LanguageIdentifier(model, codes)
+    out = sys.stdout
+    for line in sys.stdin:
+        text = line.rstrip("\n")
+        if not text.strip():
+            out.write("\t0.0000\n")
+            continue
+        code, score, top_label = identifier.predict(text)
+        out.write(f"{code or top_label}\t{score:.4f}\n")
+    return 0
+
+
+def _add_run_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="CONFIG", help="run config: a YAML path or a shipped name (e.g. demo)")
+    parser.add_argument("--run-dir", metavar="DIR", help="where the run's stages write (default: runs/<name>)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="occi", description="Train and evaluate open LLMs for the EU languages.")
+    try:
+        parser.add_argument("--version", action="version", version=f"occi {version('occi')}")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled checkout
+        pass
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="run every stage in order, skipping completed ones")
+    _add_run_dir(run)
+    run.set_defaults(func=cmd_run)
+
+    corpora = commands.add_parser("corpora", help="build language-filtered, deduplicated corpora")
+    corpora_commands = corpora.add_subparsers(dest="corpora_command", metavar="COMMAND", required=True)
+    build = corpora_commands.add_parser("build", help="read, filter and deduplicate the run's sources")
+    _add_run_dir(build)
+    build.add_argument("--rank", type=int, default=0, help="this process's share of shards (SLURM arrays)")
+    build.add_argument("--world-size", type=int, default=1, help="number of ranks sharing the shards")
+    build.add_argument("--phase", choices=["all", "filter", "dedup"], default="all",
+                       help="filter: only this rank's shards; dedup: only the final cross-shard step")
+    build.add_argument("--workers", type=int, default=None, help="worker processes (default: the recipe's)")
+    build.set_defaults(func=cmd_corpora_build)
+    langid = corpora_commands.add_parser("langid", help="stdin lines -> 'lang<TAB>score'")
+    langid.add_argument("--model", default=None, help="fastText model path or URL (default: lid.176.ftz)")
+    langid.set_defaults(func=cmd_corpora_langid)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OcciError as err:
+        print(f"occi: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("occi: interrupted; completed work is kept, re-run the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The run config: one YAML file, `languages:` declared once, one section per stage.
+
+A stage section is either the name of a recipe shipped with occi (`corpora: demo` reads
+corpora/demo.yaml), a path to a recipe file, or an inline mapping; an inline mapping may name
+a `recipe:` to start from and override some of its keys. Relative paths in a recipe are
+resolved against the folder of the file they are written in.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from occi import languages
+from occi.assets import find_recipe
+from occi.configtools import build, load_yaml, to_plain
+from occi.corpora.config import CorporaConfig
+from occi.errors import OcciError
+
+
+@dataclass
+class RunConfig:
+    name: str
+    """Name of the run; the default run directory is runs/<name>."""
+    languages: list[str]
+    """ISO 639-1 codes of the languages this run covers (occi/languages.py)."""
+    corpora: CorporaConfig
+    """The corpora stage: sources, language ID, filters, dedup."""
+    seed: int = 1234
+    """Seed for every random choice in the run."""
+    source_file: str = ""
+    """The YAML file this config was read from (set by the loader)."""
+
+    def __post_init__(self) -> None:
+        if not self.languages:
+            raise ValueError("languages: list at least one language code")
+        for code in self.languages:
+            languages.get(code)
+        if len(set(self.languages)) != len(self.languages):
+            raise ValueError("languages: a language is listed twice")
+
+
+_SECTIONS = {"corpora": ("corpora", CorporaConfig)}
+
+
+def load(config: str) -> RunConfig:
+    """The run config from a path or a shipped recipe name (configs/<name>.yaml)."""
+    path = find_recipe("configs", config)
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise OcciError(f"{path}: expected a mapping of run settings, got {type(data).__name__}")
+    data = dict(data)
+    for key, (kind, cls) in _SECTIONS.items():
+        if key in data:
+            section, where = _resolve_section(kind, data[key], path, f"{path}: {key}")
+            data[key] = build(cls, section, where)
+    data["source_file"] = str(path)
+    return build(RunConfig, data, f"{path}: ")
+
+
+def _resolve_section(kind: str, value: Any, config_path: Path, where: str) -> tuple[dict, str]:
+    """A stage section as a mapping with `base_dir` set, recipe references followed, and
+    where its keys are written (for error messages)."""
+    if isinstance(value, str):
+        recipe = find_recipe(kind, value)
+        return _resolve_section(kind, load_yaml(recipe) or {}, recipe, f"{recipe}: ")
+    if not isinstance(value, dict):
+        raise OcciError(f"{where}: expected a recipe name or a mapping, got {value!r}")
+    value = dict(value)
+    base = value.pop("recipe", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise OcciError(f"{where}.recipe: expected a recipe name or path, got {base!r}")
+        merged, _ = _resolve_section(kind, base, config_path, where)
+        merged.update(value)  # top-level keys of the section replace the recipe's
+        return merged, where
+    value.setdefault("base_dir", str(config_path.parent))
+    return value, where
+
+
+def write_resolved(cfg: RunConfig, run_dir: Path) -> Path:
+    """Writes the config as run to <run_dir>/config.yaml (atomically) and returns its path."""
+    from occi.fsutil import atomic_write_text
+
+    text = "# the resolved config of this run, as run by occi\n" + yaml.safe_dump(
+        to_plain(cfg), sort_keys=False, allow_unicode=True
+    )
+    return atomic_write_text(run_dir / "config.yaml", text)
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    """runs/<name> under the current directory (or $OCCI_RUNS)."""
+    return Path(os.environ.get("OCCI_RUNS", "runs")) / cfg.name

