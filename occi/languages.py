@@ -31,12 +31,16 @@ class Language:
     """Labels besides the ISO codes that language-ID models use for this language."""
     eu_official: bool = True
     """An official language of the European Union."""
+    glotlid: str = ""
+    """The GlotLID / FineWeb-2 label (default <iso639_3>_<script>; Estonian is ekk_Latn)."""
     lid_labels: frozenset[str] = field(init=False)
     """Every model label that counts as this language: the 639-1 code (lid.176), the
     639-3 code with script (GlotLID, OpenLID) and the extra labels."""
 
     def __post_init__(self) -> None:
-        labels = {self.code, f"{self.iso639_3}_{self.script}", *self.extra_lid_labels}
+        if not self.glotlid:
+            object.__setattr__(self, "glotlid", f"{self.iso639_3}_{self.script}")
+        labels = {self.code, self.glotlid, f"{self.iso639_3}_{self.script}", *self.extra_lid_labels}
         object.__setattr__(self, "lid_labels", frozenset(labels))
 
 
@@ -56,7 +60,7 @@ _TABLE = [
     Language("es", "spa", "Latn", "Spanish", 0.84,
              _words("de la que el en y a los se del las un por con no una su para es")),
     Language("et", "est", "Latn", "Estonian", 0.638,
-             _words("ja on ei et see ta oli mis ka kui aga nii selle või mida seda"), ("ekk_Latn",)),
+             _words("ja on ei et see ta oli mis ka kui aga nii selle või mida seda"), glotlid="ekk_Latn"),
     Language("fi", "fin", "Latn", "Finnish", 0.764,
              _words("ja on ei että se oli hän mutta kun niin myös tai ovat joka ole jos")),
     Language("fr", "fra", "Latn", "French", 0.824,
@@ -73,7 +77,7 @@ _TABLE = [
     Language("lt", "lit", "Latn", "Lithuanian", 0.699,
              _words("ir kad yra į su o bet tai iš kaip ar jo ne buvo jis mes prie")),
     Language("lv", "lav", "Latn", "Latvian", 0.30,
-             _words("un ir ka uz ar no par bet kā lai vai tas arī to ne bija pie"), ("lvs_Latn",)),
+             _words("un ir ka uz ar no par bet kā lai vai tas arī to ne bija pie"), glotlid="lvs_Latn"),
     Language("mt", "mlt", "Latn", "Maltese", 0.30,
              _words("il u ta li tal fil ma minn għal huwa hija jew kien dan din biex mill lil kif fuq")),
     Language("nl", "nld", "Latn", "Dutch", 0.689,
@@ -99,7 +103,7 @@ _TABLE = [
              _words("de a o e que en do da un unha non os as para con é no na se"), eu_official=False),
     Language("no", "nor", "Latn", "Norwegian", 0.65,
              _words("og i det er på som en til av for med at den ikke har de et om"),
-             ("nb", "nn", "nob_Latn", "nno_Latn"), eu_official=False),
+             ("nb", "nn", "nno_Latn"), eu_official=False, glotlid="nob_Latn"),
 ]
 
 LANGUAGES: dict[str, Language] = {lang.code: lang for lang in _TABLE}

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from occi import languages
 
-PLACEHOLDERS = ("{code}", "{iso639_3}", "{script}", "{name}")
+PLACEHOLDERS = ("{code}", "{iso639_3}", "{script}", "{glotlid}", "{name}")
 
 
 @dataclass
@@ -23,11 +23,11 @@ class SourceConfig:
     `datasets.load_dataset` path: a Hugging Face id or a builder such as "parquet")."""
     path: str | None = None
     """Local files: a glob, relative to the recipe file. May contain {code}, {iso639_3},
-    {script}: the source is then read once per run language."""
+    {script}, {glotlid}, {name}: the source is then read once per run language."""
     dataset: str | None = None
     """hub: the dataset id (e.g. HuggingFaceFW/fineweb-2) or datasets builder name."""
     subset: str | None = None
-    """hub: the configuration name, e.g. "{iso639_3}_{script}" for FineWeb-2."""
+    """hub: the configuration name, e.g. "{glotlid}" for FineWeb-2 (deu_Latn, ekk_Latn)."""
     split: str = "train"
     """hub: the split to stream."""
     data_files: list[str] | None = None

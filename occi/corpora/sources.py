@@ -62,7 +62,8 @@ def expand_sources(cfg: CorporaConfig, run_languages: list[str]) -> list[SourceC
             continue
         for code in run_languages:
             lang = languages.get(code)
-            values = {"code": code, "iso639_3": lang.iso639_3, "script": lang.script, "name": lang.name}
+            values = {"code": code, "iso639_3": lang.iso639_3, "script": lang.script, "glotlid": lang.glotlid,
+                      "name": lang.name}
 
             def fill(text: str | None) -> str | None:
                 return text.format(**values) if text else text
