@@ -31,6 +31,11 @@ class RunConfig:
     """The corpora stage: sources, language ID, filters, dedup."""
     seed: int = 1234
     """Seed for every random choice in the run."""
+    heldout_fraction: float = 0.1
+    """Share of each language's documents held out from tokenizer and model training, for
+    reports and evaluation (occi/corpora/output.py has the rule)."""
+    heldout_max_docs: int = 1000
+    """At most this many held-out documents per language."""
     source_file: str = ""
     """The YAML file this config was read from (set by the loader)."""
 
@@ -41,6 +46,8 @@ class RunConfig:
             languages.get(code)
         if len(set(self.languages)) != len(self.languages):
             raise ValueError("languages: a language is listed twice")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction: expected a share between 0 and 1, got {self.heldout_fraction}")
 
 
 _SECTIONS = {"corpora": ("corpora", CorporaConfig)}
