@@ -62,6 +62,38 @@ def cmd_corpora_langid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.data import prepare
+
+    cfg = config.load(args.config)
+    run_dir = _run_dir(args, cfg)
+    blend = prepare.prepare(cfg, run_dir)
+    print(prepare.format_blend(blend))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.train import launch
+
+    cfg = config.load(args.config)
+    summary = launch.train(cfg, _run_dir(args, cfg))
+    state = "complete" if summary["complete"] else "stopped early; run the same command to continue"
+    print(f"train: step {summary['steps']}/{summary['target_steps']} ({state})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.train import export
+
+    cfg = config.load(args.config)
+    out = export.export(cfg, _run_dir(args, cfg))
+    print(f"export: transformers model written to {out}")
+    return 0
+
+
 def _add_run_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG", help="run config: a YAML path or a shipped name (e.g. demo)")
     parser.add_argument("--run-dir", metavar="DIR", help="where the run's stages write (default: runs/<name>)")
@@ -92,6 +124,19 @@ def make_parser() -> argparse.ArgumentParser:
     langid = corpora_commands.add_parser("langid", help="stdin lines -> 'lang<TAB>score'")
     langid.add_argument("--model", default=None, help="fastText model path or URL (default: lid.176.ftz)")
     langid.set_defaults(func=cmd_corpora_langid)
+    data = commands.add_parser("data", help="tokenize the corpora into megatron indexed datasets")
+    data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    prepare = data_commands.add_parser("prepare", help="corpora -> data/<lang>_text_document.{bin,idx} + blend.json")
+    _add_run_dir(prepare)
+    prepare.set_defaults(func=cmd_data_prepare)
+
+    train = commands.add_parser("train", help="megatron-core pretraining (launches torchrun, or runs as one rank)")
+    _add_run_dir(train)
+    train.set_defaults(func=cmd_train)
+
+    export = commands.add_parser("export", help="latest checkpoint -> transformers LlamaForCausalLM in <run>/hf")
+    _add_run_dir(export)
+    export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -8,7 +8,7 @@ resolved against the folder of the file they are written in.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from occi import languages
 from occi.assets import find_recipe
 from occi.configtools import build, load_yaml, to_plain
 from occi.corpora.config import CorporaConfig
+from occi.data.config import DataConfig
+from occi.train.config import ModelConfig, TrainConfig
 from occi.errors import OcciError
 
 
@@ -29,6 +31,12 @@ class RunConfig:
     """ISO 639-1 codes of the languages this run covers (occi/languages.py)."""
     corpora: CorporaConfig
     """The corpora stage: sources, language ID, filters, dedup."""
+    model: ModelConfig | None = None
+    """The model shape: a recipe under models/ (tiny, 125m, 1b, 7b) or a mapping."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Tokenized training data and the language blend."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Parallelism, batch, schedule, checkpoints."""
     seed: int = 1234
     """Seed for every random choice in the run."""
     heldout_fraction: float = 0.1
@@ -50,7 +58,7 @@ class RunConfig:
             raise ValueError(f"heldout_fraction: expected a share between 0 and 1, got {self.heldout_fraction}")
 
 
-_SECTIONS = {"corpora": ("corpora", CorporaConfig)}
+_SECTIONS = {"corpora": ("corpora", CorporaConfig), "model": ("models", ModelConfig)}
 
 
 def load(config: str) -> RunConfig:
@@ -63,6 +71,8 @@ def load(config: str) -> RunConfig:
     for key, (kind, cls) in _SECTIONS.items():
         if key in data:
             section, where = _resolve_section(kind, data[key], path, f"{path}: {key}")
+            if "base_dir" not in {f.name for f in fields(cls)}:
+                section.pop("base_dir", None)
             data[key] = build(cls, section, where)
     data["source_file"] = str(path)
     return build(RunConfig, data, f"{path}: ")

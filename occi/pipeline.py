@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from occi.config import RunConfig, write_resolved
+from occi.errors import OcciError
 from occi.fsutil import is_done
 
 
@@ -27,7 +28,34 @@ def _corpora(cfg: RunConfig, run_dir: Path) -> str:
     return stats.format_table(result)
 
 
-STAGES = [Stage("corpora", "corpora", _corpora)]
+def _data(cfg: RunConfig, run_dir: Path) -> str:
+    from occi.data import prepare
+
+    return prepare.format_blend(prepare.prepare(cfg, run_dir))
+
+
+def _train(cfg: RunConfig, run_dir: Path) -> str:
+    from occi.train import launch
+
+    summary = launch.train(cfg, run_dir)
+    if not summary["complete"]:
+        raise OcciError(f"training stopped at step {summary['steps']} of {summary['target_steps']}; "
+                        "run the same command again to continue")
+    return f"trained {summary['steps']} steps; checkpoints in {run_dir / 'checkpoints'}"
+
+
+def _export(cfg: RunConfig, run_dir: Path) -> str:
+    from occi.train import export
+
+    return f"transformers model: {export.export(cfg, run_dir)}"
+
+
+STAGES = [
+    Stage("corpora", "corpora", _corpora),
+    Stage("data", "data", _data),
+    Stage("train", "train", _train),
+    Stage("export", "hf", _export),
+]
 
 
 def run_all(cfg: RunConfig, run_dir: Path) -> None:

@@ -1,0 +1,30 @@
+"""Settings of `occi data prepare`: how the corpora become megatron indexed datasets."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from occi import languages
+
+
+@dataclass
+class DataConfig:
+    alpha: float = 0.3
+    """Temperature of the language blend: weight(L) proportional to tokens(L)**alpha
+    (0 = equal shares, 1 = proportional to the data)."""
+    weights: dict[str, float] = field(default_factory=dict)
+    """Explicit blend weights per language; when given they replace the temperature rule
+    (every run language needs one)."""
+    batch_documents: int = 1000
+    """Documents tokenized per batch (SentencePiece encodes a batch on all cores)."""
+    threads: int = 0
+    """Tokenizer threads; 0 means one per core."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha: expected a number between 0 and 1, got {self.alpha}")
+        for code, weight in self.weights.items():
+            languages.get(code)
+            if weight < 0:
+                raise ValueError(f"weights.{code}: expected a weight of 0 or more, got {weight}")
+        if self.batch_documents < 1:
+            raise ValueError(f"batch_documents: expected at least 1, got {self.batch_documents}")

@@ -1,0 +1,125 @@
+"""`occi data prepare`: each language's corpus -> megatron indexed datasets + the blend.
+
+Per language, the training documents go to data/<lang>_text_document.{bin,idx} and the held-out
+ones (the run's shared rule, occi/corpora/output.py) to data/<lang>_valid_text_document.{bin,idx},
+written with megatron-core's IndexedDatasetBuilder: the document's tokens followed by the end of
+document token, uint16 when the vocabulary fits, else int32. A language is written under
+temporary names and renamed, then marked done, so a re-run continues with the next language.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from occi.config import RunConfig
+from occi.corpora.output import read_texts
+from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights
+from occi.errors import OcciError
+from occi.fsutil import atomic_write_json, is_done, mark_done
+
+
+def load_sentencepiece(run_dir: Path):
+    """The run's SentencePiece model (the tokenizer stage must have run)."""
+    import sentencepiece as spm
+
+    path = Path(run_dir) / "tokenizer" / "tokenizer.model"
+    if not path.is_file():
+        raise OcciError(f"{path}: no tokenizer; run `occi tokenizer train` first")
+    return spm.SentencePieceProcessor(model_file=str(path))
+
+
+def token_dtype(vocab_size: int) -> type:
+    return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
+
+
+def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict:
+    """Tokenizes every language not yet done, then writes blend.json; returns the blend."""
+    out = Path(run_dir) / "data"
+    if is_done(out):
+        return json.loads((out / "blend.json").read_text(encoding="utf-8"))
+    sp = load_sentencepiece(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for code in cfg.languages:
+        marker = out / f"{code}.json"
+        if not marker.exists():
+            counts_for_code = _prepare_language(cfg, run_dir, out, code, sp, progress)
+            atomic_write_json(marker, counts_for_code)
+        counts[code] = json.loads(marker.read_text(encoding="utf-8"))
+    tokens = {code: c["train"]["tokens"] for code, c in counts.items()}
+    weights = explicit_weights(tokens, cfg.data.weights) if cfg.data.weights else temperature_weights(tokens, cfg.data.alpha)
+    prefixes = {code: str((out / f"{code}_text_document").resolve()) for code in cfg.languages}
+    valid = {code: str((out / f"{code}_valid_text_document").resolve()) for code in cfg.languages}
+    blend = {
+        "tokenizer": str((Path(run_dir) / "tokenizer" / "tokenizer.model").resolve()),
+        "vocab_size": sp.get_piece_size(),
+        "eod_id": sp.eos_id(),
+        "dtype": np.dtype(token_dtype(sp.get_piece_size())).name,
+        "alpha": None if cfg.data.weights else cfg.data.alpha,
+        "languages": {
+            code: {**counts[code], "weight": round(weights[code], 6), "prefix": prefixes[code], "valid_prefix": valid[code]}
+            for code in cfg.languages
+        },
+        "megatron_data_path": megatron_data_path(weights, prefixes),
+        "megatron_valid_data_path": " ".join(valid[c] for c in cfg.languages if counts[c]["valid"]["documents"]),
+    }
+    atomic_write_json(out / "blend.json", blend)
+    mark_done(out)
+    return blend
+
+
+def _prepare_language(cfg: RunConfig, run_dir: Path, out: Path, code: str, sp, progress: bool) -> dict:
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    dtype = token_dtype(sp.get_piece_size())
+    threads = cfg.data.threads or os.cpu_count() or 1
+    result = {}
+    for split, name in (("train", f"{code}_text_document"), ("heldout", f"{code}_valid_text_document")):
+        tmp_prefix = out / f".{name}.tmp"
+        builder = IndexedDatasetBuilder(f"{tmp_prefix}.bin", dtype=dtype)
+        documents = tokens = 0
+        texts = read_texts(run_dir, code, split, cfg.heldout_fraction, cfg.heldout_max_docs)
+        bar = tqdm(desc=f"data: {code} {'train' if split == 'train' else 'valid'}", unit="doc", disable=not progress,
+                   leave=False)
+        for batch in _batches((text for _, text in texts), cfg.data.batch_documents):
+            for ids in sp.encode(batch, out_type=int, num_threads=threads):
+                ids.append(sp.eos_id())
+                builder.add_document(np.asarray(ids, dtype=dtype), [len(ids)])
+                documents += 1
+                tokens += len(ids)
+            bar.update(len(batch))
+        bar.close()
+        builder.finalize(f"{tmp_prefix}.idx")
+        os.replace(f"{tmp_prefix}.bin", out / f"{name}.bin")
+        os.replace(f"{tmp_prefix}.idx", out / f"{name}.idx")
+        result["train" if split == "train" else "valid"] = {"documents": documents, "tokens": tokens}
+    if result["train"]["documents"] == 0:
+        raise OcciError(f"language {code!r} has no training documents in {Path(run_dir) / 'corpora' / code}; "
+                        "remove it from `languages` or add text for it")
+    return result
+
+
+def _batches(items, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def format_blend(blend: dict) -> str:
+    """The blend as a table, and the same blend as Megatron-LM arguments."""
+    lines = [f"{'lang':<5} {'train docs':>10} {'train tokens':>13} {'valid tokens':>13} {'weight':>8}"]
+    for code, entry in blend["languages"].items():
+        lines.append(f"{code:<5} {entry['train']['documents']:>10,} {entry['train']['tokens']:>13,} "
+                     f"{entry['valid']['tokens']:>13,} {entry['weight']:>8.4f}")
+    lines.append("")
+    lines.append("Megatron-LM equivalent: --data-path " + blend["megatron_data_path"])
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""Checkpoints with megatron's dist_checkpointing: save, keep the last K, resume from the latest.
+
+Layout: <run>/checkpoints/iter_0000050/ (a distributed checkpoint: model and optimizer as
+sharded tensors, so it reloads at another TP or PP size) and <run>/checkpoints/latest (the
+iteration of the newest complete checkpoint). A checkpoint is written into a temporary folder
+and renamed when every rank has finished, then `latest` is updated: a crash while saving leaves
+the previous checkpoint as the latest. On GPU the tensor writes run in the background
+(async_save) and the rename happens when they are done.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from occi.errors import OcciError
+from occi.fsutil import atomic_write_text
+
+_ASYNC_QUEUE = None
+
+
+def folder(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def latest_iteration(run_dir: Path) -> int | None:
+    """The iteration of the newest complete checkpoint, or None."""
+    marker = folder(run_dir) / "latest"
+    if not marker.exists():
+        return None
+    text = marker.read_text().strip()
+    if not text.isdigit():
+        raise OcciError(f"{marker}: expected an iteration number, found {text[:40]!r}; "
+                        "delete the file to start from the checkpoint folders you trust")
+    return int(text)
+
+
+def checkpoint_dir(run_dir: Path, iteration: int) -> Path:
+    return folder(run_dir) / f"iter_{iteration:07d}"
+
+
+def _state(trainer, loading: bool) -> dict:
+    model_state = trainer.model.module.sharded_state_dict()
+    return {
+        "model": model_state,
+        "optimizer": trainer.optimizer.sharded_state_dict(model_state, is_loading=loading),
+        "scheduler": trainer.scheduler.state_dict(),
+        "iteration": trainer.step,
+    }
+
+
+def save(trainer) -> None:
+    """Saves the trainer's state at its current step (called on every rank)."""
+    from megatron.core import dist_checkpointing
+
+    global _ASYNC_QUEUE
+    run_dir, step = trainer.run_dir, trainer.step
+    final = checkpoint_dir(run_dir, step)
+    tmp = final.with_name(f".{final.name}.tmp")
+    if dist.get_rank() == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    use_async = trainer.train.async_save and torch.cuda.is_available()
+    request = dist_checkpointing.save(_state(trainer, loading=False), str(tmp), async_sharded_save=use_async)
+
+    def publish() -> None:
+        if dist.get_rank() == 0:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            atomic_write_text(folder(run_dir) / "latest", f"{step}\n")
+            _prune(run_dir, trainer.train.keep_last)
+
+    if use_async:
+        from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+
+        if _ASYNC_QUEUE is None:
+            _ASYNC_QUEUE = AsyncCallsQueue()
+        request.add_finalize_fn(publish)
+        _ASYNC_QUEUE.schedule_async_request(request)
+    else:
+        dist.barrier()
+        publish()
+        dist.barrier()
+
+
+def finish_pending() -> None:
+    """Waits for background checkpoint writes (before exiting)."""
+    if _ASYNC_QUEUE is not None:
+        _ASYNC_QUEUE.maybe_finalize_async_calls(blocking=True)
+
+
+def poll_pending() -> None:
+    """Publishes background checkpoints that have finished (once per step)."""
+    if _ASYNC_QUEUE is not None:
+        _ASYNC_QUEUE.maybe_finalize_async_calls(blocking=False)
+
+
+def _prune(run_dir: Path, keep_last: int) -> None:
+    done = sorted(p for p in folder(run_dir).glob("iter_*") if p.is_dir())
+    for old in done[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_latest(trainer) -> int:
+    """Loads the newest checkpoint into the trainer; returns its iteration (0: none)."""
+    from megatron.core import dist_checkpointing
+
+    iteration = latest_iteration(trainer.run_dir)
+    if iteration is None:
+        return 0
+    path = checkpoint_dir(trainer.run_dir, iteration)
+    if not (path / "metadata.json").exists():
+        raise OcciError(f"{path}: checkpoint is missing or incomplete (no metadata.json); "
+                        f"delete it and fix {folder(trainer.run_dir) / 'latest'} to resume from an older one")
+    try:
+        loaded = dist_checkpointing.load(_state(trainer, loading=True), str(path))
+        trainer.model.module.load_state_dict(loaded["model"])
+        trainer.optimizer.load_state_dict(loaded["optimizer"])
+        trainer.scheduler.load_state_dict(loaded["scheduler"])
+    except OcciError:
+        raise
+    except Exception as err:  # dist_checkpointing raises many kinds for damaged files
+        message = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise OcciError(f"{path}: cannot load checkpoint ({type(err).__name__}: {message}); it is corrupt or "
+                        f"was written by another model shape; delete it to resume from an older one") from None
+    return int(loaded["iteration"])

@@ -1,0 +1,120 @@
+"""The model shape (a recipe under models/) and the training settings of a run."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class ModelConfig:
+    num_layers: int
+    """Transformer layers."""
+    hidden_size: int
+    """Width of the residual stream."""
+    ffn_hidden_size: int
+    """Inner width of the SwiGLU MLP."""
+    num_attention_heads: int
+    """Query heads."""
+    num_query_groups: int
+    """Key/value heads (grouped-query attention); equal to the query heads for plain MHA."""
+    seq_length: int
+    """Training sequence length in tokens."""
+    description: str = ""
+    """One line saying what this shape is for."""
+    rotary_base: int = 10_000
+    """Base of the rotary position embedding (Llama 2: 10k; Llama 3: 500k)."""
+    norm_epsilon: float = 1e-5
+    """RMSNorm epsilon."""
+    init_method_std: float = 0.02
+    """Standard deviation of the initial weights."""
+    make_vocab_size_divisible_by: int = 128
+    """The embedding is padded to a multiple of this (times the tensor-parallel size)."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
+        if self.num_attention_heads % self.num_query_groups:
+            raise ValueError(f"num_attention_heads {self.num_attention_heads} is not a multiple of num_query_groups {self.num_query_groups}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def parameters(self, vocab_size: int) -> int:
+        """Parameter count (untied input and output embeddings)."""
+        h, f, layers = self.hidden_size, self.ffn_hidden_size, self.num_layers
+        kv = self.num_query_groups * self.head_dim
+        per_layer = h * (h + 2 * kv) + h * h + 3 * h * f + 2 * h
+        return layers * per_layer + 2 * vocab_size * h + h
+
+
+@dataclass
+class TrainConfig:
+    tensor_parallel: int = 1
+    """Tensor-parallel size (splits each layer over this many devices)."""
+    pipeline_parallel: int = 1
+    """Pipeline-parallel size (splits the layers into this many stages)."""
+    data_parallel: int = 1
+    """Data-parallel size; processes = tensor x pipeline x data parallel."""
+    micro_batch_size: int = 4
+    """Sequences per forward pass on one data-parallel rank."""
+    global_batch_size: int = 8
+    """Sequences per optimizer step over all ranks (a multiple of micro batch x data parallel)."""
+    steps: int = 100
+    """Optimizer steps of the whole run."""
+    lr: float = 3e-3
+    """Peak learning rate."""
+    min_lr: float = 3e-4
+    """Learning rate at the end of the decay."""
+    warmup_steps: int = 10
+    """Linear warmup steps."""
+    lr_schedule: Literal["cosine", "wsd", "constant", "linear"] = "cosine"
+    """Decay after warmup: cosine, warmup-stable-decay (wsd), constant or linear."""
+    wsd_decay_fraction: float = 0.2
+    """wsd: share of the steps spent in the final decay."""
+    weight_decay: float = 0.1
+    """AdamW weight decay."""
+    adam_beta1: float = 0.9
+    """AdamW beta1."""
+    adam_beta2: float = 0.95
+    """AdamW beta2."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    clip_grad: float = 1.0
+    """Gradient-norm clipping on GPU; megatron's clipping needs CUDA tensors, so it is off on CPU."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """auto: bf16 on GPU, fp32 on CPU."""
+    distributed_optimizer: bool = True
+    """Shard optimizer state over data-parallel ranks (GPU only; the plain optimizer on CPU)."""
+    log_interval: int = 1
+    """Steps between console/TensorBoard logs."""
+    eval_interval: int = 50
+    """Steps between per-language validation losses (and at the end)."""
+    eval_samples: int = 8
+    """Validation sequences per language."""
+    save_interval: int = 50
+    """Steps between checkpoints (and at the end)."""
+    keep_last: int = 2
+    """Checkpoints kept; older ones are deleted."""
+    async_save: bool = True
+    """Write checkpoints in the background on GPU (synchronous on CPU)."""
+    peak_tflops: float | None = None
+    """Peak dense bf16 TFLOP/s of one device, for the MFU estimate (None: known GPUs by name)."""
+    stop_after_steps: int | None = None
+    """Stop (with a checkpoint) after this many steps in this launch: tests, chained jobs."""
+
+    def __post_init__(self) -> None:
+        for name in ("tensor_parallel", "pipeline_parallel", "data_parallel", "micro_batch_size", "steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)}")
+        if self.global_batch_size % (self.micro_batch_size * self.data_parallel):
+            raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of "
+                             f"micro_batch_size x data_parallel ({self.micro_batch_size * self.data_parallel})")
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps {self.warmup_steps} must be below steps {self.steps}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr {self.min_lr} is above lr {self.lr}")
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel * self.data_parallel

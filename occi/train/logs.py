@@ -1,0 +1,63 @@
+"""Training logs: a console line per step, TensorBoard scalars, and log.jsonl for reports."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+class TrainLog:
+    """Writes on global rank 0 only (the other ranks hold a disabled log)."""
+
+    def __init__(self, folder: Path, enabled: bool):
+        self.enabled = enabled
+        self.folder = Path(folder)
+        self.writer = None
+        if enabled:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.folder / "tensorboard"))
+
+    def _append(self, record: dict) -> None:
+        with open(self.folder / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+
+    def step(self, record: dict, total_steps: int) -> None:
+        if not self.enabled:
+            return
+        self._append({"kind": "train", **record})
+        for key in ("loss", "lr", "grad_norm", "tokens_per_s", "tflops_per_device", "mfu"):
+            if record.get(key) is not None:
+                self.writer.add_scalar(f"train/{key}", record[key], record["step"])
+        self.writer.flush()
+        mfu = f" mfu {100 * record['mfu']:.1f}%" if record.get("mfu") else ""
+        grad = f" grad {record['grad_norm']:.3f}" if record.get("grad_norm") is not None else ""
+        print(f"train: step {record['step']:>6}/{total_steps} ({100 * record['step'] / total_steps:3.0f}%) "
+              f"loss {record['loss']:.4f} lr {record['lr']:.2e}{grad} "
+              f"{record['tokens_per_s']:,.0f} tok/s {record['tflops_per_device']:.3f} TFLOP/s{mfu}", flush=True)
+
+    def validation(self, step: int, losses: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self._append({"kind": "valid", "step": step, "loss": losses})
+        for code, value in losses.items():
+            if not math.isnan(value):
+                self.writer.add_scalar(f"valid/loss_{code}", value, step)
+        self.writer.flush()
+        shown = " ".join(f"{code} {value:.3f}" for code, value in losses.items())
+        print(f"valid: step {step} loss per language: {shown}", flush=True)
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            self._append({"kind": "message", "text": text})
+            print(f"train: {text}", flush=True)
+
+
+def read_log(folder: Path) -> list[dict]:
+    """The records of log.jsonl; a resumed run's repeated steps keep their last value."""
+    path = Path(folder) / "log.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,310 @@
+"""The training loop of one process (one rank of a torchrun or srun launch).
+
+megatron-core does the heavy lifting: GPTModel, tensor/pipeline parallel state, DDP, the
+megatron optimizer and its LR scheduler, the pipeline schedules, BlendedMegatronDatasetBuilder
+and dist_checkpointing. This module wires them together, and adds what a run needs around
+them: deterministic data order (a step's samples depend only on the step, so a resumed run sees
+exactly the data an uninterrupted one would), per-language validation, logs, checkpoints, and a
+clean stop on SIGTERM/SIGUSR1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from occi.config import RunConfig
+from occi.train import checkpoints
+from occi.train.config import TrainConfig
+from occi.train.logs import TrainLog
+from occi.train.model import build_model, flops_per_token
+
+KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "MI250X": 191.5, "GH200": 989.0}
+"""Dense bf16 TFLOP/s per device (MI250X: per GCD), for the MFU estimate."""
+
+
+class _StopRequest:
+    """Remembers SIGTERM/SIGUSR1 (SLURM's warning before the time limit) until a step ends."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._remember)
+
+    def _remember(self, signum, frame) -> None:
+        self.signal = signum
+
+    def agreed(self) -> bool:
+        """True on every rank as soon as any rank received a signal."""
+        flag = torch.tensor([1.0 if self.signal else 0.0], device=_device())
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def _device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def dtype_for(train: TrainConfig) -> torch.dtype:
+    if train.precision == "bf16" or (train.precision == "auto" and torch.cuda.is_available()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def setup_distributed(train: TrainConfig, seed: int) -> None:
+    """Process group, megatron parallel state and seeds (after the CPU shim where needed)."""
+    from megatron.core import parallel_state, tensor_parallel
+
+    from occi.train import cpu_shim
+
+    on_cpu = cpu_shim.apply()
+    if not dist.is_initialized():
+        if not on_cpu:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="gloo" if on_cpu else "nccl")
+    if dist.get_world_size() != train.world_size:
+        raise RuntimeError(f"launched with {dist.get_world_size()} processes, the config needs "
+                           f"{train.world_size} (tensor x pipeline x data parallel)")
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=train.tensor_parallel, pipeline_model_parallel_size=train.pipeline_parallel)
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Owns the model, optimizer, data and logs of one rank."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        from megatron.core import parallel_state
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+        from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+        self.cfg, self.run_dir, self.train = cfg, Path(run_dir), cfg.train
+        self.blend = json.loads((self.run_dir / "data" / "blend.json").read_text(encoding="utf-8"))
+        self.vocab_size = self.blend["vocab_size"]
+        self.dtype = dtype_for(self.train)
+        on_gpu = torch.cuda.is_available()
+        model = build_model(cfg.model, self.train, self.vocab_size, self.dtype)
+        if on_gpu:
+            model.cuda()
+        use_distributed_optimizer = on_gpu and self.train.distributed_optimizer
+        ddp = DistributedDataParallelConfig(grad_reduce_in_fp32=True, use_distributed_optimizer=use_distributed_optimizer)
+        self.model = DistributedDataParallel(model.config, ddp, model)
+        model.config.finalize_model_grads_func = finalize_model_grads
+        self.optimizer = get_megatron_optimizer(OptimizerConfig(
+            optimizer="adam", lr=self.train.lr, min_lr=self.train.min_lr, weight_decay=self.train.weight_decay,
+            adam_beta1=self.train.adam_beta1, adam_beta2=self.train.adam_beta2, adam_eps=self.train.adam_eps,
+            clip_grad=self.train.clip_grad if on_gpu else 0.0, bf16=self.dtype == torch.bfloat16,
+            params_dtype=self.dtype, use_distributed_optimizer=use_distributed_optimizer,
+        ), [self.model])
+        schedule = {"cosine": "cosine", "wsd": "WSD", "constant": "constant", "linear": "linear"}[self.train.lr_schedule]
+        self.scheduler = OptimizerParamScheduler(
+            self.optimizer, init_lr=0.0, max_lr=self.train.lr, min_lr=self.train.min_lr,
+            lr_warmup_steps=self.train.warmup_steps, lr_decay_steps=self.train.steps, lr_decay_style=schedule,
+            start_wd=self.train.weight_decay, end_wd=self.train.weight_decay, wd_incr_steps=self.train.steps,
+            wd_incr_style="constant",
+            wsd_decay_steps=max(1, round(self.train.wsd_decay_fraction * self.train.steps)) if schedule == "WSD" else None,
+            lr_wsd_decay_style="linear" if schedule == "WSD" else None,
+        )
+        self.train_data, self.valid_data = _build_datasets(cfg, self.blend)
+        self.dp_rank = parallel_state.get_data_parallel_rank()
+        self.is_last_stage = parallel_state.is_pipeline_last_stage()
+        self.step = 0
+        self.log = TrainLog(self.run_dir / "train", enabled=dist.get_rank() == 0)
+        self.flops_per_token = flops_per_token(cfg.model, self.vocab_size)
+        self.peak_tflops = self.train.peak_tflops or _known_peak_tflops()
+
+    # -------------------------------------------------------------------- data
+
+    def _micro_batches(self, step: int) -> list[dict]:
+        """This rank's micro batches of `step`: samples depend only on step and DP rank."""
+        t = self.train
+        per_step = t.global_batch_size
+        count = t.global_batch_size // (t.micro_batch_size * t.data_parallel)
+        batches = []
+        for micro in range(count):
+            start = step * per_step + (micro * t.data_parallel + self.dp_rank) * t.micro_batch_size
+            batches.append(_collate([self.train_data[i] for i in range(start, start + t.micro_batch_size)]))
+        return batches
+
+    # -------------------------------------------------------------------- steps
+
+    def _forward_backward(self, batches: list[dict], forward_only: bool) -> float:
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        device = _device()
+
+        def forward_step(data_iterator, model):
+            batch = {k: v.to(device) for k, v in next(data_iterator).items()}
+            output = model(batch["tokens"], batch["position_ids"], batch["attention_mask"], labels=batch["labels"])
+
+            def loss_func(per_token_loss):
+                mask = batch["loss_mask"].view(-1).float()
+                loss = (per_token_loss.view(-1).float() * mask).sum() / mask.sum().clamp(min=1.0)
+                return loss, {"loss": loss.detach().clone()}  # megatron divides `loss` in place
+
+            return output, loss_func
+
+        results = get_forward_backward_func()(
+            forward_step_func=forward_step, data_iterator=iter(batches), model=[self.model],
+            num_microbatches=len(batches), seq_length=self.cfg.model.seq_length,
+            micro_batch_size=self.train.micro_batch_size, forward_only=forward_only,
+        )
+        local = sum(r["loss"].item() for r in results) / len(results) if self.is_last_stage and results else 0.0
+        return _average_over_last_stage(local)
+
+    def train_step(self) -> dict:
+        started = time.monotonic()
+        self.model.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        loss = self._forward_backward(self._micro_batches(self.step), forward_only=False)
+        _, grad_norm, _ = self.optimizer.step()
+        self.scheduler.step(increment=1)
+        self.step += 1
+        seconds = time.monotonic() - started
+        tokens = self.train.global_batch_size * self.cfg.model.seq_length
+        tflops = self.flops_per_token * tokens / seconds / dist.get_world_size() / 1e12
+        record = {"step": self.step, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                  "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                  "tokens_per_s": tokens / seconds, "tflops_per_device": tflops,
+                  "mfu": tflops / self.peak_tflops if self.peak_tflops else None, "seconds": seconds}
+        return record
+
+    def validate(self) -> dict[str, float]:
+        """Mean loss on each language's held-out sequences."""
+        self.model.eval()
+        losses = {}
+        with torch.no_grad():
+            for code, dataset in self.valid_data.items():
+                mbs = self.train.micro_batch_size
+                samples = min(self.train.eval_samples, len(dataset))
+                batches = [_collate([dataset[i] for i in range(s, min(s + mbs, samples))]) for s in range(0, samples, mbs)]
+                losses[code] = self._forward_backward(batches, forward_only=True) if batches else float("nan")
+        self.model.train()
+        return losses
+
+    # -------------------------------------------------------------------- the run
+
+    def run(self) -> str:
+        """Trains to the configured steps (resuming if possible); returns why it stopped."""
+        stop = _StopRequest()
+        self.step = checkpoints.load_latest(self)
+        if self.step:
+            self.log.message(f"resumed from step {self.step}")
+        launch_steps = 0
+        while self.step < self.train.steps:
+            record = self.train_step()
+            checkpoints.poll_pending()
+            launch_steps += 1
+            if self.step % self.train.log_interval == 0 or self.step == self.train.steps:
+                self.log.step(record, self.train.steps)
+            if self.step % self.train.eval_interval == 0 or self.step == self.train.steps:
+                self.log.validation(self.step, self.validate())
+            final = self.step == self.train.steps
+            stopping = stop.agreed()
+            limit = self.train.stop_after_steps is not None and launch_steps >= self.train.stop_after_steps
+            if final or stopping or limit or self.step % self.train.save_interval == 0:
+                checkpoints.save(self)
+            if stopping:
+                self.log.message(f"signal {signal.Signals(stop.signal or signal.SIGTERM).name} received: "
+                                 f"checkpoint saved at step {self.step}, stopping")
+                return "signal"
+            if limit and not final:
+                return "limit"
+        return "done"
+
+
+def _known_peak_tflops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((value for key, value in KNOWN_PEAK_TFLOPS.items() if key in name), None)
+
+
+def _average_over_last_stage(local: float) -> float:
+    """The value computed on the last pipeline stage, as seen by every rank."""
+    from megatron.core import parallel_state
+
+    is_last = parallel_state.is_pipeline_last_stage()
+    both = torch.tensor([local if is_last else 0.0, 1.0 if is_last else 0.0], dtype=torch.float64, device=_device())
+    dist.all_reduce(both)
+    return (both[0] / both[1]).item()
+
+
+def _collate(samples: list[dict]) -> dict:
+    batch = {key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in samples[0]}
+    batch["attention_mask"] = batch["attention_mask"].bool()
+    return batch
+
+
+class _EodTokenizer:
+    """What GPTDataset asks of a tokenizer: the vocabulary size and the end-of-document and pad ids."""
+
+    def __init__(self, vocab_size: int, eod: int):
+        self.vocab_size, self.eod, self.pad = vocab_size, eod, -1
+        self.unique_identifiers = {"class": "occi-sentencepiece", "vocab_size": vocab_size, "eod": eod}
+
+
+def _build_datasets(cfg: RunConfig, blend: dict):
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+    languages = [c for c in cfg.languages if blend["languages"][c]["weight"] > 0]
+    valid_languages = [c for c in cfg.languages if blend["languages"][c]["valid"]["documents"] > 0]
+    train_blend = ([blend["languages"][c]["prefix"] for c in languages],
+                   [blend["languages"][c]["weight"] for c in languages])
+    dataset_config = GPTDatasetConfig(
+        random_seed=cfg.seed, sequence_length=cfg.model.seq_length,
+        blend_per_split=[train_blend, None, None],
+        tokenizer=_EodTokenizer(blend["vocab_size"], blend["eod_id"]),
+        reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False, create_attention_mask=True,
+    )
+    samples = cfg.train.steps * cfg.train.global_batch_size
+    train_data = BlendedMegatronDatasetBuilder(GPTDataset, [samples, 0, 0], lambda: True, dataset_config).build()[0]
+    valid = {}
+    for code in valid_languages:
+        valid_config = GPTDatasetConfig(
+            random_seed=cfg.seed, sequence_length=cfg.model.seq_length,
+            blend_per_split=[None, ([blend["languages"][code]["valid_prefix"]], None), None],
+            tokenizer=_EodTokenizer(blend["vocab_size"], blend["eod_id"]),
+            reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False, create_attention_mask=True,
+        )
+        valid[code] = BlendedMegatronDatasetBuilder(
+            GPTDataset, [0, cfg.train.eval_samples, 0], lambda: True, valid_config).build()[1]
+    return train_data, valid
+
+
+def main(config_path: str, run_dir: str) -> int:
+    """Entry point of one rank."""
+    from occi import config as config_module
+
+    from occi.errors import OcciError
+
+    cfg = config_module.load(config_path)
+    setup_distributed(cfg.train, cfg.seed)
+    try:
+        Trainer(cfg, Path(run_dir)).run()
+        checkpoints.finish_pending()
+    except OcciError as err:
+        if dist.get_rank() == 0:
+            error_file = Path(run_dir) / "train" / "error.txt"
+            error_file.parent.mkdir(parents=True, exist_ok=True)
+            error_file.write_text(str(err) + "\n", encoding="utf-8")
+        return 2
+    finally:
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1], sys.argv[2]))
+
