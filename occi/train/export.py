@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -71,10 +73,11 @@ def llama_config(model: ModelConfig, vocab_size: int, special: dict[str, int], d
     )
 
 
-def load_megatron_state(cfg: RunConfig, run_dir: Path, iteration: int | None = None) -> tuple[dict, int]:
-    """The model weights of a checkpoint (the latest by default) as a TP=1 state dict.
+@contextmanager
+def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = None) -> Iterator[tuple]:
+    """(GPTModel at TP=1 PP=1 with a checkpoint's weights, its iteration), in this process.
 
-    Runs in this process as a one-rank gloo group (no launcher needed)."""
+    Sets up a one-rank gloo group when none exists (no launcher needed) and tears it down."""
     import torch.distributed as dist
     from megatron.core import dist_checkpointing, parallel_state
 
@@ -105,12 +108,21 @@ def load_megatron_state(cfg: RunConfig, run_dir: Path, iteration: int | None = N
         except Exception as err:
             raise OcciError(f"{path}: cannot load checkpoint ({type(err).__name__}: {str(err)[:200]}); "
                             "it is corrupt or was written by another model shape") from None
-        state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
+        model.eval()
+        yield model, iteration
     finally:
         parallel_state.destroy_model_parallel()
         if created_group:
             dist.destroy_process_group()
-    return state, iteration
+
+
+def megatron_logits(cfg: RunConfig, run_dir: Path, tokens: torch.Tensor) -> torch.Tensor:
+    """Megatron's logits [batch, sequence, vocab] for `tokens` from the latest checkpoint."""
+    length = tokens.shape[1]
+    positions = torch.arange(length).expand(tokens.shape[0], -1)
+    causal = torch.triu(torch.ones(1, 1, length, length, dtype=torch.bool), diagonal=1)
+    with single_process_model(cfg, run_dir) as (model, _), torch.no_grad():
+        return model(tokens, positions, causal).float()
 
 
 def export(cfg: RunConfig, run_dir: Path) -> Path:
@@ -121,7 +133,8 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
     tokenizer_dir = run_dir / "tokenizer"
     if not (tokenizer_dir / "tokenizer.model").exists():
         raise OcciError(f"{tokenizer_dir}: no tokenizer; run `occi tokenizer train` first")
-    state, iteration = load_megatron_state(cfg, run_dir)
+    with single_process_model(cfg, run_dir) as (model, iteration):
+        state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
     special = _special_ids(tokenizer_dir)
     vocab_size = state["embedding.word_embeddings.weight"].shape[0]
     hf_model = LlamaForCausalLM(llama_config(cfg.model, vocab_size, special, torch.float32))

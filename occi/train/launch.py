@@ -74,13 +74,18 @@ def _run_torchrun(cfg: RunConfig, run_dir: Path) -> int:
                f"--nproc-per-node={cfg.train.world_size}", "-m", "occi.train.trainer", cfg.source_file, str(run_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.train.world_size)))}
     process = subprocess.Popen(command, env=env)
+    stop_requested = False
 
     def forward(signum, frame):
+        nonlocal stop_requested
+        stop_requested = True
         process.send_signal(signal.SIGTERM)  # torchrun hands SIGTERM on to every rank
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGUSR1)}
     try:
-        return process.wait()
+        code = process.wait()
+        # torchrun itself exits non-zero after a forwarded signal even when every rank stopped cleanly
+        return 0 if stop_requested and not (run_dir / "train" / "error.txt").exists() else code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
