@@ -5,6 +5,7 @@ A user error (OcciError) prints one line, `occi: error: ...`, and exits with cod
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -68,8 +69,37 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config)
     run_dir = _run_dir(args, cfg)
-    blend = prepare.prepare(cfg, run_dir)
-    print(prepare.format_blend(blend))
+    blend = prepare.prepare(cfg, run_dir, rank=args.rank, world_size=args.world_size)
+    if blend is None:
+        print(f"data: rank {args.rank} of {args.world_size} done; run without --rank once all ranks are done")
+    else:
+        print(prepare.format_blend(blend))
+    return 0
+
+
+def cmd_slurm_submit(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.slurm import submit
+
+    cfg = config.load(args.config)
+    result = submit.submit(cfg, _run_dir(args, cfg), args.cluster, dry_run=args.dry_run, chain=args.chain)
+    print(submit.format_plan(result))
+    return 0
+
+
+def cmd_slurm_status(args: argparse.Namespace) -> int:
+    from occi.slurm import status
+
+    steps = status.status(Path(args.run_dir))
+    print(status.format_status(Path(args.run_dir), steps))
+    return 1 if any(s["state"] == "FAILED" for s in steps) else 0
+
+
+def cmd_slurm_cancel(args: argparse.Namespace) -> int:
+    from occi.slurm import status
+
+    ids = status.cancel(Path(args.run_dir))
+    print(f"cancelled jobs: {' '.join(ids) or 'none'}")
     return 0
 
 
@@ -80,7 +110,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     summary = launch.train(cfg, _run_dir(args, cfg))
     state = "complete" if summary["complete"] else "stopped early; run the same command to continue"
-    print(f"train: step {summary['steps']}/{summary['target_steps']} ({state})")
+    if os.environ.get("RANK", "0") == "0":  # one line per launch, not per rank
+        print(f"train: step {summary['steps']}/{summary['target_steps']} ({state})")
     return 0
 
 
@@ -128,6 +159,9 @@ def make_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     prepare = data_commands.add_parser("prepare", help="corpora -> data/<lang>_text_document.{bin,idx} + blend.json")
     _add_run_dir(prepare)
+    prepare.add_argument("--rank", type=int, default=0, help="this process's share of languages (SLURM arrays)")
+    prepare.add_argument("--world-size", type=int, default=1, help="ranks sharing the languages; the blend is "
+                         "written by a run without --world-size once every rank is done")
     prepare.set_defaults(func=cmd_data_prepare)
 
     train = commands.add_parser("train", help="megatron-core pretraining (launches torchrun, or runs as one rank)")
@@ -137,6 +171,21 @@ def make_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="latest checkpoint -> transformers LlamaForCausalLM in <run>/hf")
     _add_run_dir(export)
     export.set_defaults(func=cmd_export)
+
+    slurm = commands.add_parser("slurm", help="run the pipeline as SLURM jobs")
+    slurm_commands = slurm.add_subparsers(dest="slurm_command", metavar="COMMAND", required=True)
+    submit = slurm_commands.add_parser("submit", help="render one sbatch script per step and submit the chain")
+    _add_run_dir(submit)
+    submit.add_argument("--cluster", required=True, help="a profile under slurm/clusters/ (or a YAML path)")
+    submit.add_argument("--dry-run", action="store_true", help="write the scripts and print the plan only")
+    submit.add_argument("--chain", type=int, default=1, help="training as a chain of this many jobs (--array=0-K%%1)")
+    submit.set_defaults(func=cmd_slurm_submit)
+    status = slurm_commands.add_parser("status", help="per step: job ids, state, elapsed, log, failures")
+    status.add_argument("run_dir", metavar="RUN_DIR")
+    status.set_defaults(func=cmd_slurm_status)
+    cancel = slurm_commands.add_parser("cancel", help="cancel the run's queued and running jobs")
+    cancel.add_argument("run_dir", metavar="RUN_DIR")
+    cancel.set_defaults(func=cmd_slurm_cancel)
     return parser
 
 

@@ -36,20 +36,23 @@ def token_dtype(vocab_size: int) -> type:
     return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
 
 
-def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict:
-    """Tokenizes every language not yet done, then writes blend.json; returns the blend."""
+def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0, world_size: int = 1) -> dict | None:
+    """Tokenizes every language not yet done (this rank's share of them), then, when all are
+    done and world_size is 1, writes blend.json and returns the blend."""
     out = Path(run_dir) / "data"
     if is_done(out):
         return json.loads((out / "blend.json").read_text(encoding="utf-8"))
+    if not 0 <= rank < world_size:
+        raise OcciError(f"--rank must be between 0 and --world-size - 1 ({world_size - 1}), got {rank}")
     sp = load_sentencepiece(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for code in cfg.languages:
+    for index, code in enumerate(cfg.languages):
         marker = out / f"{code}.json"
-        if not marker.exists():
-            counts_for_code = _prepare_language(cfg, run_dir, out, code, sp, progress)
-            atomic_write_json(marker, counts_for_code)
-        counts[code] = json.loads(marker.read_text(encoding="utf-8"))
+        if index % world_size == rank and not marker.exists():
+            atomic_write_json(marker, _prepare_language(cfg, run_dir, out, code, sp, progress))
+    if world_size > 1:
+        return None
+    counts = {code: json.loads((out / f"{code}.json").read_text(encoding="utf-8")) for code in cfg.languages}
     tokens = {code: c["train"]["tokens"] for code, c in counts.items()}
     weights = explicit_weights(tokens, cfg.data.weights) if cfg.data.weights else temperature_weights(tokens, cfg.data.alpha)
     prefixes = {code: str((out / f"{code}_text_document").resolve()) for code in cfg.languages}

@@ -1,0 +1,1 @@
+"""Running the pipeline as SLURM jobs: cluster profiles, rendered sbatch scripts, submit, status."""

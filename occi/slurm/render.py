@@ -1,0 +1,140 @@
+"""From a run config and a cluster profile to one sbatch script per pipeline step.
+
+The scripts call the same `occi` commands as a local run; nothing is pickled into a job. Values
+that reach a script's shell part are shell-quoted; values that reach #SBATCH directives (which
+sbatch reads without a shell) are checked to be single words, so no config string can inject
+shell code or extra directives.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import string
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from occi.assets import asset_dir
+from occi.config import RunConfig
+from occi.errors import OcciError
+from occi.slurm.config import ClusterProfile
+
+_DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.:/%@+=,~-]+$")
+
+
+class ArrayTask:
+    """Stands for $SLURM_ARRAY_TASK_ID in a command (left unquoted, expanded by the shell)."""
+
+
+TASK = ArrayTask()
+
+
+@dataclass
+class Step:
+    name: str
+    """corpora-filter, corpora-dedup, tokenizer, data-tokenize, data-blend, train, export, eval-..."""
+    stage: str
+    """The pipeline stage (its folder's _DONE marker says whether it is complete)."""
+    kind: str
+    """cpu, gpu (one device per task) or train (nodes x devices, the train template)."""
+    commands: list[list] = field(default_factory=list)
+    """occi command lines (argv lists after `occi`)."""
+    array: int | None = None
+    """Number of array tasks, or None for a single job."""
+    throttle: int | None = None
+    """At most this many array tasks at once."""
+    after: list[str] = field(default_factory=list)
+    """Steps that must succeed first (afterok)."""
+
+
+def directive(value: object, what: str) -> str:
+    """A value for an #SBATCH line: one word, no spaces, quotes or line breaks."""
+    text = str(value)
+    if not _DIRECTIVE_VALUE.match(text):
+        raise OcciError(f"{what} {text!r} cannot go into an #SBATCH line: use letters, digits and ._:/%@+=,~- only")
+    return text
+
+
+def job_name(run_name: str, step: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"occi-{run_name}-{step}")[:64]
+
+
+def python_command(profile: ClusterProfile) -> list[str]:
+    """How a job starts Python: the submitting venv, the profile's venv, or a container."""
+    if profile.venv == "auto":
+        return [sys.executable]
+    if profile.container:
+        return ["apptainer", "exec", *profile.container_flags, profile.container, "python"]
+    return ["python"]
+
+
+def environment_lines(profile: ClusterProfile) -> str:
+    lines = []
+    if profile.modules:
+        lines.append("module purge")
+        lines.extend(f"module load {shlex.quote(m)}" for m in profile.modules)
+    if profile.venv and profile.venv != "auto":
+        lines.append(f"source {shlex.quote(str(Path(profile.venv) / 'bin' / 'activate'))}")
+    lines.extend(f"export {name}={shlex.quote(value)}" for name, value in profile.env.items())
+    lines.append("export PYTHONUNBUFFERED=1")
+    return "\n".join(lines)
+
+
+def _quote(word) -> str:
+    return '"$SLURM_ARRAY_TASK_ID"' if word is TASK else shlex.quote(str(word))
+
+
+def command_line(python: list[str], argv: list) -> str:
+    return " ".join(_quote(w) for w in [*python, "-m", "occi.cli", *argv])
+
+
+def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, config_path: Path,
+           nodes: int, workdir: Path) -> str:
+    """The sbatch script of one step."""
+    slurm_dir = run_dir / "slurm"
+    log = slurm_dir / "logs" / (f"{step.name}-%A_%a.out" if step.array else f"{step.name}-%j.out")
+    python = python_command(profile)
+    gpu = step.kind in ("gpu", "train")
+    directives = []
+    if profile.account and profile.account != "env":
+        directives.append(f"#SBATCH --account={directive(profile.account, 'account')}")
+    if step.array:
+        throttle = f"%{step.throttle}" if step.throttle else ""
+        directives.append(f"#SBATCH --array=0-{step.array - 1}{throttle}")
+    devices = min(profile.gpus_per_node, cfg.train.world_size) if step.kind == "train" else 1
+    if gpu and profile.gpu_request == "gres":
+        directives.append(f"#SBATCH --gres=gpu:{devices}")
+    elif gpu and profile.gpu_request == "gpus-per-node":
+        directives.append(f"#SBATCH --gpus-per-node={devices}")
+    if profile.mem_per_cpu_job and not gpu:
+        directives.append(f"#SBATCH --mem={directive(profile.mem_per_cpu_job, 'mem_per_cpu_job')}")
+    directives.extend(f"#SBATCH {directive(flag, 'sbatch flag')}" for flag in profile.sbatch_flags)
+    cpus = profile.cpus_per_gpu * devices if gpu else profile.cpus_per_cpu_job
+    values = {
+        "run_name": re.sub(r"\s", "_", cfg.name),
+        "stage": step.name,
+        "job_name": job_name(cfg.name, step.name),
+        "log": directive(log, "log path (the run directory)"),
+        "partition": directive(profile.gpu_partition if gpu else profile.cpu_partition, "partition"),
+        "time": directive(profile.gpu_time if gpu else profile.cpu_time, "time limit"),
+        "nodes": nodes if step.kind == "train" else 1,
+        "cpus": cpus,
+        "directives": "\n".join(directives),
+        "environment": environment_lines(profile),
+        "workdir": shlex.quote(str(workdir)),
+    }
+    template_name = "train.sbatch" if step.kind == "train" else "job.sbatch"
+    template = string.Template((asset_dir("slurm") / "templates" / template_name).read_text(encoding="utf-8"))
+    if step.kind == "train":
+        procs = cfg.train.world_size if nodes == 1 else profile.gpus_per_node
+        values.update({
+            "signal_seconds": profile.signal_seconds,
+            "train_done": shlex.quote(str(run_dir / "train" / "_DONE")),
+            "python": " ".join(shlex.quote(w) for w in python),
+            "procs_per_node": procs,
+            "config": shlex.quote(str(config_path)),
+            "run_dir": shlex.quote(str(run_dir)),
+        })
+    else:
+        values["commands"] = "\n".join(command_line(python, argv) for argv in step.commands)
+    return template.substitute(values)
