@@ -1,6 +1,7 @@
 """`occi run`: every stage built so far, in order, skipping the completed ones."""
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,19 +59,44 @@ STAGES = [
 ]
 
 
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process and of its finished children (torchrun ranks), MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
 def run_all(cfg: RunConfig, run_dir: Path) -> None:
     """Runs the stages in order; a completed stage is reported and skipped."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, run_dir)
-    print(f"occi run {cfg.name}: {len(STAGES)} stage(s), run directory {run_dir}")
+    started_run = time.monotonic()
+    print(f"occi run {cfg.name}: {len(STAGES)} stages, run directory {run_dir}", flush=True)
     for number, stage in enumerate(STAGES, 1):
         prefix = f"[{number}/{len(STAGES)}] {stage.name}"
         if is_done(run_dir / stage.folder):
-            print(f"{prefix}: already done ({run_dir / stage.folder})")
+            print(f"{prefix}: already done ({run_dir / stage.folder})", flush=True)
             continue
-        print(f"{prefix}: running")
+        print(f"{prefix}: running", flush=True)
         started = time.monotonic()
         summary = stage.run(cfg, run_dir)
         print(summary)
-        print(f"{prefix}: done in {time.monotonic() - started:.1f} s -> {run_dir / stage.folder}")
-    print(f"occi run {cfg.name}: all stages done")
+        print(f"{prefix}: done in {time.monotonic() - started:.1f} s -> {run_dir / stage.folder}", flush=True)
+    print(f"\nocci run {cfg.name}: all stages done in {time.monotonic() - started_run:.1f} s, "
+          f"peak memory {peak_memory_mb():,.0f} MB")
+    for label, path in _results(run_dir):
+        print(f"  {label:<18} {path}")
+
+
+def _results(run_dir: Path) -> list[tuple[str, Path]]:
+    """Where a run's results are, for the final summary (those that exist)."""
+    candidates = [
+        ("corpora", run_dir / "corpora" / "stats.json"),
+        ("tokenizer report", run_dir / "tokenizer" / "report.md"),
+        ("training log", run_dir / "train" / "log.jsonl"),
+        ("model", run_dir / "hf"),
+        ("evaluation", run_dir / "eval"),
+        ("leaderboard", run_dir / "report" / "leaderboard.md"),
+        ("model card", run_dir / "report" / "MODEL_CARD.md"),
+    ]
+    return [(label, path) for label, path in candidates if path.exists()]

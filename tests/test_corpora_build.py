@@ -125,10 +125,14 @@ def _kill_after(proc: subprocess.Popen, run_dir: Path, done_shards: int) -> None
         assert proc.poll() is None, "the build finished before it could be killed; make the corpus bigger"
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    children = _children_of(proc.pid)  # before the parent dies and they are re-parented
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    for child in _children_of(proc.pid):
-        os.kill(child, signal.SIGKILL)
+    for child in children:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _children_of(pid: int) -> list[int]:
