@@ -77,6 +77,23 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.report import card, publish
+
+    cfg = config.load(args.config)
+    run_dir = _run_dir(args, cfg)
+    path = card.write_card(cfg, run_dir, Path(args.out) if args.out else None, repo_id=args.push)
+    print(f"card: {path}")
+    if args.push:
+        files = publish.upload_plan(run_dir, path)
+        if args.dry_run:
+            print(publish.format_plan(args.push, files))
+        else:
+            print(f"card: uploaded to {publish.push(args.push, files)}")
+    return 0
+
+
 def cmd_slurm_submit(args: argparse.Namespace) -> int:
     from occi import config
     from occi.slurm import submit
@@ -171,6 +188,13 @@ def make_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="latest checkpoint -> transformers LlamaForCausalLM in <run>/hf")
     _add_run_dir(export)
     export.set_defaults(func=cmd_export)
+
+    card = commands.add_parser("card", help="write the model card (and publish the model with --push)")
+    _add_run_dir(card)
+    card.add_argument("--out", metavar="FILE", help="where to write the card (default: <run>/report/MODEL_CARD.md)")
+    card.add_argument("--push", metavar="REPO", help="upload hf/ and the card to this Hugging Face model repository")
+    card.add_argument("--dry-run", action="store_true", help="with --push: list what would be uploaded, upload nothing")
+    card.set_defaults(func=cmd_card)
 
     slurm = commands.add_parser("slurm", help="run the pipeline as SLURM jobs")
     slurm_commands = slurm.add_subparsers(dest="slurm_command", metavar="COMMAND", required=True)

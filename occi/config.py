@@ -19,6 +19,7 @@ from occi.assets import find_recipe
 from occi.configtools import build, load_yaml, to_plain
 from occi.corpora.config import CorporaConfig
 from occi.data.config import DataConfig
+from occi.report.config import CardConfig
 from occi.train.config import ModelConfig, TrainConfig
 from occi.errors import OcciError
 
@@ -37,6 +38,8 @@ class RunConfig:
     """Tokenized training data and the language blend."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Parallelism, batch, schedule, checkpoints."""
+    card: CardConfig = field(default_factory=CardConfig)
+    """What the model card says beyond the run's numbers (license, intended use)."""
     seed: int = 1234
     """Seed for every random choice in the run."""
     heldout_fraction: float = 0.1

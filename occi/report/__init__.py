@@ -1,0 +1,1 @@
+"""Stage 5: the leaderboard, the model card and publishing."""

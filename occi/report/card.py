@@ -1,0 +1,236 @@
+"""`occi card`: the model card of a run, following Hugging Face's conventions.
+
+Every number on the card is read from the run's files (corpora/stats.json, tokenizer/report.json,
+data/blend.json, train/log.jsonl, the evaluation results); a section whose files are missing says
+so instead of inventing anything. The YAML front matter (language, license, library_name,
+pipeline_tag, tags, datasets, model-index) is produced with huggingface_hub's own ModelCardData.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+from occi import languages
+from occi.config import RunConfig
+from occi.fsutil import atomic_path, atomic_write_text
+
+MISSING = "_Not available: {what} is missing from this run ({path})._"
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def model_name(cfg: RunConfig) -> str:
+    return cfg.card.model_name or f"occi-{cfg.name}"
+
+
+# ------------------------------------------------------------------ sections
+
+def _details(cfg: RunConfig, run_dir: Path) -> str:
+    blend = _read_json(run_dir / "data" / "blend.json")
+    if cfg.model is None:
+        return MISSING.format(what="the model shape", path="model: in the config")
+    vocab = blend["vocab_size"] if blend else None
+    hf_config = _read_json(run_dir / "hf" / "config.json") or {}
+    padded = hf_config.get("vocab_size")
+    m = cfg.model
+    rows = [("Architecture", "Llama (decoder-only transformer): RMSNorm, SwiGLU, rotary embeddings, grouped-query attention, no biases, untied embeddings"),
+            ("Layers", m.num_layers), ("Hidden size", m.hidden_size), ("FFN hidden size", m.ffn_hidden_size),
+            ("Attention heads / key-value heads", f"{m.num_attention_heads} / {m.num_query_groups}"),
+            ("Sequence length", m.seq_length), ("RoPE base", m.rotary_base)]
+    if vocab:
+        rows.append(("Vocabulary", f"{vocab:,} (embedding padded to {padded:,})" if padded else f"{vocab:,}"))
+        rows.append(("Parameters", f"{m.parameters(padded or vocab):,}"))
+    rows.append(("Languages", ", ".join(f"{languages.get(c).name} ({c})" for c in cfg.languages)))
+    return _table(["", ""], rows)
+
+
+def _training_data(cfg: RunConfig, run_dir: Path) -> str:
+    stats = _read_json(run_dir / "corpora" / "stats.json")
+    blend = _read_json(run_dir / "data" / "blend.json")
+    if not stats:
+        return MISSING.format(what="the corpora statistics", path="corpora/stats.json")
+    sources = ", ".join(f"`{s.name}` ({s.kind}{': ' + s.dataset if s.dataset else ''})" for s in cfg.corpora.sources)
+    lines = [f"Sources: {sources}. Documents were normalised (Unicode NFC, repaired encodings), language-identified "
+             f"with fastText ({cfg.corpora.langid.model or 'lid.176.ftz'}) against per-language thresholds, filtered with "
+             f"the Gopher quality and repetition rules and FineWeb's line rules, and deduplicated per language "
+             f"(exact, and MinHash LSH on word {cfg.corpora.dedup.ngram_size}-grams with {cfg.corpora.dedup.bands} bands "
+             f"x {cfg.corpora.dedup.rows} rows).", ""]
+    rows = []
+    for code in cfg.languages:
+        entry = stats["languages"].get(code, {})
+        tokens = blend["languages"][code]["train"]["tokens"] if blend else None
+        weight = blend["languages"][code]["weight"] if blend else None
+        rows.append((code, f"{entry.get('documents_in', 0):,}", f"{entry.get('documents_kept', 0):,}",
+                     f"{entry.get('words_kept', 0):,}", f"{tokens:,}" if tokens is not None else "n/a",
+                     f"{weight:.3f}" if weight is not None else "n/a"))
+    lines.append(_table(["language", "documents in", "documents kept", "words kept", "training tokens", "blend weight"], rows))
+    drops = stats["totals"]["drops"]
+    if drops:
+        top = sorted(drops.items(), key=lambda kv: -kv[1])[:8]
+        lines += ["", "Most frequent reasons documents were dropped: " + ", ".join(f"`{k}` ({v:,})" for k, v in top) + "."]
+    if blend and blend.get("alpha") is not None:
+        lines += ["", f"Languages are blended by temperature sampling over token counts (alpha = {blend['alpha']})."]
+    return "\n".join(lines)
+
+
+def _tokenizer(cfg: RunConfig, run_dir: Path) -> str:
+    report = _read_json(run_dir / "tokenizer" / "report.json")
+    if not report:
+        return MISSING.format(what="the tokenizer report", path="tokenizer/report.json")
+    from occi.report.tokenizer_section import tokenizer_section
+
+    return tokenizer_section(report, cfg.languages)
+
+
+def _training(cfg: RunConfig, run_dir: Path, out_dir: Path) -> str:
+    from occi.train.logs import read_log
+
+    records = read_log(run_dir / "train")
+    train = {r["step"]: r for r in records if r.get("kind") == "train"}
+    if not train:
+        return MISSING.format(what="the training log", path="train/log.jsonl")
+    t = cfg.train
+    steps = max(train)
+    tokens = steps * t.global_batch_size * cfg.model.seq_length
+    valid = [r for r in records if r.get("kind") == "valid"]
+    rows = [("Steps", f"{steps:,}"), ("Tokens seen", f"{tokens:,}"),
+            ("Global batch", f"{t.global_batch_size} sequences x {cfg.model.seq_length} tokens"),
+            ("Parallelism", f"tensor {t.tensor_parallel}, pipeline {t.pipeline_parallel}, data {t.data_parallel}"),
+            ("Optimizer", f"AdamW (beta1 {t.adam_beta1}, beta2 {t.adam_beta2}, weight decay {t.weight_decay})"),
+            ("Learning rate", f"{t.lr:g} peak, {t.warmup_steps} warmup steps, {t.lr_schedule} decay to {t.min_lr:g}"),
+            ("Precision", {"auto": "bf16 on GPU, fp32 on CPU"}.get(t.precision, t.precision)),
+            ("Final training loss", f"{train[steps]['loss']:.4f}")]
+    if valid:
+        last = valid[-1]["loss"]
+        rows.append(("Final validation loss (mean over languages)", f"{sum(last.values()) / len(last):.4f}"))
+    text = [_table(["", ""], rows), "", "![training and validation loss](loss_curve.png)"]
+    _plot_loss(train, valid, out_dir / "loss_curve.png")
+    return "\n".join(text)
+
+
+def _compute(cfg: RunConfig, run_dir: Path) -> str:
+    from occi.train.logs import read_log
+    from occi.train.model import flops_per_token
+
+    train = [r for r in read_log(run_dir / "train") if r.get("kind") == "train"]
+    blend = _read_json(run_dir / "data" / "blend.json")
+    if not train or not blend:
+        return MISSING.format(what="the training log", path="train/log.jsonl")
+    steps = {r["step"]: r for r in train}
+    seconds = sum(r["seconds"] for r in steps.values())
+    tokens = len(steps) * cfg.train.global_batch_size * cfg.model.seq_length
+    flops = flops_per_token(cfg.model, blend["vocab_size"]) * tokens
+    hardware = cfg.card.hardware or f"{cfg.train.world_size} process(es) on {platform.machine()} ({_device_name()})"
+    return _table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
+                             ("Training compute (6N + attention per token)", f"{flops:.3e} FLOPs")])
+
+
+def _device_name() -> str:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    except ImportError:  # pragma: no cover
+        return "CPU"
+
+
+def _evaluation(cfg: RunConfig, run_dir: Path) -> tuple[str, list]:
+    from occi.report.eval_section import evaluation_section
+
+    return evaluation_section(cfg, run_dir, model_name(cfg))
+
+
+def _usage(cfg: RunConfig, repo_id: str | None) -> str:
+    where = repo_id or "path/to/hf"
+    sample = {"de": "Die Hauptstadt von Frankreich ist", "fr": "La capitale de l'Allemagne est"}
+    code = next((c for c in cfg.languages if c in sample), None)
+    prompt = sample.get(code, "The capital of France is")
+    return "\n".join([
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
+        f'model = AutoModelForCausalLM.from_pretrained("{where}")',
+        f'inputs = tokenizer("{prompt}", return_tensors="pt")',
+        "output = model.generate(**inputs, max_new_tokens=20, do_sample=False)",
+        "print(tokenizer.decode(output[0], skip_special_tokens=True))",
+        "```",
+    ])
+
+
+def _citation(cfg: RunConfig) -> str:
+    key = model_name(cfg).replace("-", "_")
+    return "\n".join(["```bibtex", f"@misc{{{key},", f"  title  = {{{model_name(cfg)}: a language model for the languages of the EU, trained with occi}},",
+                      "  note   = {Trained with the occi pipeline (corpora, tokenizer, megatron-core, lm-eval)},", "}", "```"])
+
+
+def _table(header: list[str], rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _plot_loss(train: dict, valid: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = sorted(train)
+    ax.plot(steps, [train[s]["loss"] for s in steps], label="training loss", color="#2b7bba")
+    if valid:
+        ax.plot([v["step"] for v in valid], [sum(v["loss"].values()) / len(v["loss"]) for v in valid],
+                marker="o", label="validation loss (mean over languages)", color="#e66101")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ the card
+
+def card_text(cfg: RunConfig, run_dir: Path, out_dir: Path, repo_id: str | None = None) -> str:
+    from huggingface_hub import ModelCardData
+
+    run_dir = Path(run_dir)
+    evaluation, eval_results = _evaluation(cfg, run_dir)
+    hub_sources = [s.dataset for s in cfg.corpora.sources if s.kind == "hub" and s.dataset and "/" in s.dataset]
+    data = ModelCardData(
+        language=list(cfg.languages), license=cfg.card.license, library_name="transformers",
+        pipeline_tag="text-generation", tags=["occi", "megatron-core", "multilingual", "european-languages"],
+        datasets=cfg.card.datasets or hub_sources or None,
+        model_name=model_name(cfg) if eval_results else None, eval_results=eval_results or None,
+    )
+    sections = [
+        f"# {model_name(cfg)}",
+        f"A base language model for {len(cfg.languages)} languages of the European Union, trained from scratch with "
+        f"occi (megatron-core) in the run `{cfg.name}`. This card is generated by `occi card` "
+        "from the run's files; do not edit it by hand.",
+        "## Model details", _details(cfg, run_dir),
+        "## Intended uses and limitations", f"{cfg.card.intended_use}\n\n{cfg.card.limitations}",
+        "## Training data", _training_data(cfg, run_dir),
+        "## Tokenizer", _tokenizer(cfg, run_dir),
+        "## Training", _training(cfg, run_dir, out_dir),
+        "## Evaluation", evaluation,
+        "## Compute", _compute(cfg, run_dir),
+        "## How to use", _usage(cfg, repo_id),
+        "## Citation", _citation(cfg),
+    ]
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
+
+
+def write_card(cfg: RunConfig, run_dir: Path, out: Path | None = None, repo_id: str | None = None) -> Path:
+    """Writes the card (default <run>/report/MODEL_CARD.md) and its loss-curve picture beside it."""
+    out = Path(out) if out else Path(run_dir) / "report" / "MODEL_CARD.md"
+    return atomic_write_text(out, card_text(cfg, run_dir, out.parent, repo_id))
