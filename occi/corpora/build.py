@@ -35,7 +35,7 @@ from occi.corpora.langid import LanguageFilter, LanguageIdentifier, resolve_mode
 from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 from occi.corpora.sources import Shard, plan_shards, read_shard
 from occi.errors import OcciError
-from occi.fsutil import atomic_dir, atomic_path, atomic_write_json, is_done, mark_done
+from occi.fsutil import atomic_dir, atomic_path, atomic_write_json, is_done, mark_done, remove_stale_temporaries
 
 DOCS_PER_PART = 100_000
 MAX_ERRORS_KEPT = 20
@@ -129,32 +129,43 @@ class ShardProcessor:
         folder = self.job.work_dir / shard.name
         if is_done(folder):
             return shard.name, 0
+        self._remove_leftovers(shard)
         tally = corpus_stats.Tally()
-        kept = _Columns(OUTPUT_SCHEMA.names + ["exact", "bands", "n_bytes", "n_words"])
-        dropped = _Columns(DROPPED_SCHEMA.names) if self.job.dropped_dir else None
         errors: list[dict] = []
         count = 0
-        for record in read_shard(shard, self.job.corpora.base_dir, self.job.corpora.normalize.max_doc_chars):
-            count += 1
-            if isinstance(record, Unreadable):
-                tally.add(record.source, "", documents_in=record.count, **{f"read/{record.reason}": record.count})
-                if len(errors) < MAX_ERRORS_KEPT:
-                    errors.append({"source": record.source, "where": record.where, "reason": record.reason,
-                                   "detail": record.detail[:300]})
-                continue
-            self._process_document(record, tally, kept, dropped)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / "kept.parquet") as tmp:
-            pq.write_table(kept.table(_KEPT_SCHEMA), tmp)
-        if dropped is not None:
-            with atomic_path(self.job.dropped_dir / f"{shard.name}.parquet") as tmp:
-                pq.write_table(dropped.table(DROPPED_SCHEMA), tmp)
+        with ExitStack() as files:
+            kept = _StreamingTable(files.enter_context(atomic_path(folder / "kept.parquet")), _KEPT_SCHEMA)
+            files.callback(kept.close)
+            dropped = None
+            if self.job.dropped_dir:
+                dropped = _StreamingTable(files.enter_context(atomic_path(self.job.dropped_dir / f"{shard.name}.parquet")),
+                                          DROPPED_SCHEMA)
+                files.callback(dropped.close)
+            for record in read_shard(shard, self.job.corpora.base_dir, self.job.corpora.normalize.max_doc_chars):
+                count += 1
+                if isinstance(record, Unreadable):
+                    tally.add(record.source, "", documents_in=record.count, **{f"read/{record.reason}": record.count})
+                    if len(errors) < MAX_ERRORS_KEPT:
+                        errors.append({"source": record.source, "where": record.where, "reason": record.reason,
+                                       "detail": record.detail[:300]})
+                    continue
+                self._process_document(record, tally, kept, dropped)
         atomic_write_json(folder / "stats.json", {"tally": tally.to_json(), "errors": errors})
         mark_done(folder, {"documents": count})
         return shard.name, count
 
-    def _process_document(self, doc: Document, tally: corpus_stats.Tally, kept: _Columns,
-                          dropped: _Columns | None) -> None:
+    def _remove_leftovers(self, shard: Shard) -> None:
+        """Temporary files of an earlier, killed attempt at this shard (only this shard's)."""
+        places = [self.job.work_dir / shard.name]
+        if self.job.dropped_dir:
+            places.append(self.job.dropped_dir)
+        for place in places:
+            for leftover in place.glob(f".{'*' if place.name == shard.name else shard.name}.parquet.*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+    def _process_document(self, doc: Document, tally: corpus_stats.Tally, kept: _StreamingTable,
+                          dropped: _StreamingTable | None) -> None:
         raw_bytes = len(doc.text.encode("utf-8", "surrogatepass"))
         for step in self.filters:
             reason = step.filter(doc)
@@ -179,6 +190,34 @@ _KEPT_SCHEMA = pa.schema(list(OUTPUT_SCHEMA) + [
 ])
 
 
+class _StreamingTable:
+    """Rows appended one by one and written to Parquet in row groups, so memory stays flat."""
+
+    ROWS_PER_GROUP = 2000
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.schema = schema
+        self.writer = pq.ParquetWriter(path, schema)
+        self.pending = _Columns(schema.names)
+
+    def append(self, **row) -> None:
+        self.pending.append(**row)
+        if len(self.pending) >= self.ROWS_PER_GROUP:
+            self.flush()
+
+    def flush(self) -> None:
+        if len(self.pending):
+            self.writer.write_table(self.pending.table(self.schema))
+            self.pending = _Columns(self.schema.names)
+
+    def close(self) -> None:
+        """Writes what is pending and closes the file (before the atomic rename)."""
+        if self.writer is not None:
+            self.flush()
+            self.writer.close()
+            self.writer = None
+
+
 class _Columns:
     """Rows collected column by column, then turned into one Arrow table."""
 
@@ -188,6 +227,9 @@ class _Columns:
     def append(self, **row) -> None:
         for name, values in self.columns.items():
             values.append(row.get(name))
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()), []))
 
     def table(self, schema: pa.Schema) -> pa.Table:
         return pa.table({name: self.columns[name] for name in schema.names}, schema=schema)
@@ -235,6 +277,10 @@ def _filter_shards(job: Job, shards: list[Shard], workers: int, progress: bool) 
 # ---------------------------------------------------------------------------- phase 2
 
 def _deduplicate(job: Job, shards: list[Shard], out: Path, progress: bool) -> dict:
+    remove_stale_temporaries(out)  # a killed earlier dedup phase; this phase runs in one process
+    if job.dropped_dir:
+        for leftover in job.dropped_dir.glob(".duplicates.parquet.*.tmp"):
+            leftover.unlink()
     keys = _read_dedup_columns(job.work_dir, shards)
     dedup = job.corpora.dedup
     tally = corpus_stats.Tally()
@@ -291,8 +337,7 @@ def _write_outputs(job: Job, shards: list[Shard], out: Path, drop: np.ndarray, o
     offset = 0
     with ExitStack() as staging:  # each language folder appears whole, or not at all
         writers = {code: _PartWriter(staging.enter_context(atomic_dir(out / code))) for code in job.languages}
-        for shard in tqdm(shards, unit="shard", desc="corpora: writing", disable=not progress):
-            table = pq.read_table(job.work_dir / shard.name / "kept.parquet", columns=OUTPUT_SCHEMA.names)
+        for table in _kept_batches(job.work_dir, shards, progress):
             reasons = drop[offset:offset + table.num_rows]
             keep = pa.array(reasons == 0)
             kept = table.filter(keep)
@@ -311,6 +356,14 @@ def _write_outputs(job: Job, shards: list[Shard], out: Path, drop: np.ndarray, o
         if duplicates is not None:
             with atomic_path(job.dropped_dir / "duplicates.parquet") as tmp:
                 pq.write_table(duplicates.table(DROPPED_SCHEMA), tmp)
+
+
+def _kept_batches(work: Path, shards: list[Shard], progress: bool) -> Iterator[pa.Table]:
+    """Every shard's kept rows in plan order, a row group at a time (memory stays flat)."""
+    for shard in tqdm(shards, unit="shard", desc="corpora: writing", disable=not progress):
+        parquet = pq.ParquetFile(work / shard.name / "kept.parquet")
+        for batch in parquet.iter_batches(columns=OUTPUT_SCHEMA.names, batch_size=_StreamingTable.ROWS_PER_GROUP):
+            yield pa.Table.from_batches([batch])
 
 
 class _PartWriter:
