@@ -63,6 +63,30 @@ def cmd_corpora_langid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokenizer_train(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.tokenizer import train
+
+    cfg = config.load(args.config)
+    run_dir = _run_dir(args, cfg)
+    print(train.summary(train.train(cfg, run_dir)))
+    print(f"tokenizer: {run_dir / 'tokenizer'}")
+    return 0
+
+
+def cmd_tokenizer_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from occi.tokenizer import models, report
+
+    tokenizers = [models.load(spec) for spec in [args.tokenizer, *args.reference]]
+    result = report.evaluate(tokenizers, report.read_texts(args.text), parallel=args.parallel)
+    if args.out:
+        report.write(result, Path(args.out))
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else report.markdown(result))
+    return 0
+
+
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from occi import config
     from occi.data import prepare
@@ -172,6 +196,21 @@ def make_parser() -> argparse.ArgumentParser:
     langid = corpora_commands.add_parser("langid", help="stdin lines -> 'lang<TAB>score'")
     langid.add_argument("--model", default=None, help="fastText model path or URL (default: lid.176.ftz)")
     langid.set_defaults(func=cmd_corpora_langid)
+    tokenizer = commands.add_parser("tokenizer", help="the shared SentencePiece tokenizer and its report")
+    tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)
+    train_tok = tokenizer_commands.add_parser("train", help="sample the corpora, train SentencePiece, write HF files + report")
+    _add_run_dir(train_tok)
+    train_tok.set_defaults(func=cmd_tokenizer_train)
+    evaluate = tokenizer_commands.add_parser("eval", help="fertility, parity and more per language, beside references")
+    evaluate.add_argument("--tokenizer", required=True, help="a tokenizer folder, .model, tokenizer.json or reference name")
+    evaluate.add_argument("--text", action="append", required=True, metavar="LANG=FILE", help="held-out text of a language")
+    evaluate.add_argument("--reference", action="append", default=[], metavar="NAME",
+                          help="mistral-32k, tekken-131k, or a tokenizer path (repeatable)")
+    evaluate.add_argument("--parallel", action="store_true", help="the texts are translations: report parity vs en")
+    evaluate.add_argument("--json", action="store_true", help="print report.json instead of the table")
+    evaluate.add_argument("--out", metavar="DIR", help="also write report.json, report.md and fertility.png here")
+    evaluate.set_defaults(func=cmd_tokenizer_eval)
+
     data = commands.add_parser("data", help="tokenize the corpora into megatron indexed datasets")
     data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     prepare = data_commands.add_parser("prepare", help="corpora -> data/<lang>_text_document.{bin,idx} + blend.json")

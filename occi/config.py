@@ -20,6 +20,7 @@ from occi.configtools import build, load_yaml, to_plain
 from occi.corpora.config import CorporaConfig
 from occi.data.config import DataConfig
 from occi.report.config import CardConfig
+from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import ModelConfig, TrainConfig
 from occi.errors import OcciError
 
@@ -32,6 +33,8 @@ class RunConfig:
     """ISO 639-1 codes of the languages this run covers (occi/languages.py)."""
     corpora: CorporaConfig
     """The corpora stage: sources, language ID, filters, dedup."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """The shared tokenizer: a recipe under tokenizer/ (demo, eu-32k, eu-64k, eu-128k) or a mapping."""
     model: ModelConfig | None = None
     """The model shape: a recipe under models/ (tiny, 125m, 1b, 7b) or a mapping."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -61,7 +64,8 @@ class RunConfig:
             raise ValueError(f"heldout_fraction: expected a share between 0 and 1, got {self.heldout_fraction}")
 
 
-_SECTIONS = {"corpora": ("corpora", CorporaConfig), "model": ("models", ModelConfig)}
+_SECTIONS = {"corpora": ("corpora", CorporaConfig), "tokenizer": ("tokenizer", TokenizerConfig),
+             "model": ("models", ModelConfig)}
 
 
 def load(config: str) -> RunConfig:

@@ -29,6 +29,12 @@ def _corpora(cfg: RunConfig, run_dir: Path) -> str:
     return stats.format_table(result)
 
 
+def _tokenizer(cfg: RunConfig, run_dir: Path) -> str:
+    from occi.tokenizer import train
+
+    return train.summary(train.train(cfg, run_dir))
+
+
 def _data(cfg: RunConfig, run_dir: Path) -> str:
     from occi.data import prepare
 
@@ -51,11 +57,22 @@ def _export(cfg: RunConfig, run_dir: Path) -> str:
     return f"transformers model: {export.export(cfg, run_dir)}"
 
 
+def _report(cfg: RunConfig, run_dir: Path) -> str:
+    from occi.fsutil import mark_done
+    from occi.report import card
+
+    path = card.write_card(cfg, run_dir)
+    mark_done(run_dir / "report")
+    return f"model card: {path}"
+
+
 STAGES = [
     Stage("corpora", "corpora", _corpora),
+    Stage("tokenizer", "tokenizer", _tokenizer),
     Stage("data", "data", _data),
     Stage("train", "train", _train),
     Stage("export", "hf", _export),
+    Stage("report", "report", _report),
 ]
 
 

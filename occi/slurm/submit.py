@@ -82,7 +82,8 @@ def plan(cfg: RunConfig, run_dir: Path, profile: ClusterProfile, chain: int = 1)
             steps.append(Step("eval-table", stage, "cpu", [["eval", *_run_args(cfg, run_dir)]], after=["eval-languages"]))
             previous = ["eval-table"]
         else:
-            command = {"tokenizer": ["tokenizer", "train"], "export": ["export"], "report": ["report"]}.get(stage, [stage])
+            # the report step runs `occi run`, which finds every earlier stage done and writes the report
+            command = {"tokenizer": ["tokenizer", "train"], "export": ["export"], "report": ["run"]}.get(stage, [stage])
             steps.append(Step(stage, stage, "cpu", [[*command, *_run_args(cfg, run_dir)]], after=previous))
             previous = [stage]
     return steps

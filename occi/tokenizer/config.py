@@ -1,0 +1,48 @@
+"""A tokenizer recipe (tokenizer/<name>.yaml): what SentencePiece trains, and on how much text."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class TokenizerConfig:
+    description: str = ""
+    """One line saying what this recipe is for."""
+    vocab_size: int = 32_000
+    """Vocabulary size, special tokens included."""
+    model_type: Literal["bpe", "unigram"] = "bpe"
+    """SentencePiece algorithm."""
+    alpha: float = 0.3
+    """Language sampling temperature: p(L) proportional to chars(L)**alpha (XLM-R/mT5: 0.3;
+    0 = equal shares, 1 = proportional to the data)."""
+    char_budget: int = 500_000_000
+    """Characters of training text; a language short of its share is repeated to reach it."""
+    character_coverage: float = 0.9999
+    """Share of characters covered by the vocabulary; the rest falls back to bytes."""
+    byte_fallback: bool = True
+    """Unknown characters become UTF-8 byte tokens instead of <unk>."""
+    split_digits: bool = True
+    """Every digit is its own token."""
+    special_tokens: list[str] = field(default_factory=list)
+    """Extra special tokens kept whole (e.g. chat markers), after <unk> <s> </s> <pad>."""
+    reserved_tokens: int = 0
+    """Placeholder tokens <reserved_0>, ... kept for later use (fine-tuning formats)."""
+    input_sentence_size: int = 10_000_000
+    """Lines SentencePiece samples (shuffled) from the training text."""
+    max_sentence_length: int = 16_384
+    """Longest line (bytes) SentencePiece reads; longer lines are skipped by it."""
+    hard_vocab_limit: bool = True
+    """Fail when the text cannot fill the vocabulary; off for tiny demo corpora."""
+    threads: int = 0
+    """Training threads; 0 means one per core."""
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 100:
+            raise ValueError(f"vocab_size: expected at least 100, got {self.vocab_size}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha: expected a number between 0 and 1, got {self.alpha}")
+        if not 0.9 <= self.character_coverage <= 1.0:
+            raise ValueError(f"character_coverage: expected 0.9 to 1.0, got {self.character_coverage}")
+        if self.char_budget < 1000:
+            raise ValueError(f"char_budget: expected at least 1000 characters, got {self.char_budget}")
