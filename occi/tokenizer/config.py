@@ -38,8 +38,8 @@ class TokenizerConfig:
     """Training threads; 0 means one per core."""
 
     def __post_init__(self) -> None:
-        if self.vocab_size < 100:
-            raise ValueError(f"vocab_size: expected at least 100, got {self.vocab_size}")
+        if self.vocab_size < 8:
+            raise ValueError(f"vocab_size: expected at least 8, got {self.vocab_size}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha: expected a number between 0 and 1, got {self.alpha}")
         if not 0.9 <= self.character_coverage <= 1.0:

@@ -68,7 +68,8 @@ def _train_sentencepiece(cfg: RunConfig, text_file: Path, prefix: Path, line_cou
             byte_fallback=recipe.byte_fallback, split_digits=recipe.split_digits,
             unk_id=0, bos_id=1, eos_id=2, pad_id=3, unk_piece=SPECIALS["unk"], bos_piece=SPECIALS["bos"],
             eos_piece=SPECIALS["eos"], pad_piece=SPECIALS["pad"], user_defined_symbols=user_symbols,
-            input_sentence_size=min(recipe.input_sentence_size, line_count), shuffle_input_sentence=True,
+            input_sentence_size=recipe.input_sentence_size if line_count > recipe.input_sentence_size else 0,
+            shuffle_input_sentence=True,
             max_sentence_length=recipe.max_sentence_length, hard_vocab_limit=recipe.hard_vocab_limit,
             # keep text exactly: decode(encode(x)) == x for NFC text, whitespace runs included
             normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,

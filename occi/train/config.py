@@ -28,7 +28,7 @@ class ModelConfig:
     init_method_std: float = 0.02
     """Standard deviation of the initial weights."""
     make_vocab_size_divisible_by: int = 128
-    """The embedding is padded to a multiple of this (times the tensor-parallel size)."""
+    """The embedding is padded to a multiple of this (the same for every tensor-parallel size)."""
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:

@@ -7,6 +7,8 @@ local (pure PyTorch) spec; both have the same weights, and export handles both n
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -14,8 +16,10 @@ from occi.train.config import ModelConfig, TrainConfig
 
 
 def padded_vocab_size(vocab_size: int, model: ModelConfig, tensor_parallel: int) -> int:
-    """The embedding size: the vocabulary padded so every tensor-parallel shard is aligned."""
-    multiple = model.make_vocab_size_divisible_by * tensor_parallel
+    """The embedding size: the vocabulary padded to a multiple of make_vocab_size_divisible_by
+    (and of the tensor-parallel size). Unlike Megatron-LM's multiple x TP, the size does not
+    change with TP (for TP sizes dividing the multiple), so checkpoints move between TP sizes."""
+    multiple = math.lcm(model.make_vocab_size_divisible_by, tensor_parallel)
     return -(-vocab_size // multiple) * multiple
 
 
