@@ -84,13 +84,16 @@ class LanguageIdentifier:
         """
         labels, scores = self.model.predict(text.replace("\n", " "), k=self.top_k)
         totals: dict[str, float] = {}
+        other = 0.0  # the best label of a language outside the table (Russian, Turkish, ...)
         for label, score in zip(labels, scores):
             code = self.label_language.get(label.removeprefix("__label__"))
-            if code is not None:
+            if code is None:
+                other = max(other, float(score))
+            else:
                 totals[code] = totals.get(code, 0.0) + float(score)
         top_label = labels[0].removeprefix("__label__") if labels else ""
-        if not totals:
-            return None, float(scores[0]) if len(scores) else 0.0, top_label
+        if not totals or max(totals.values()) < other:
+            return None, other, top_label
         code = max(totals, key=lambda c: (totals[c], c))
         return code, min(totals[code], 1.0), top_label
 
