@@ -101,6 +101,17 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.eval import runner
+
+    cfg = config.load(args.config)
+    table = runner.evaluate(cfg, _run_dir(args, cfg), suites=[args.suite] if args.suite else None, model=args.model,
+                            rank=args.rank, world_size=args.world_size)
+    print(runner.format_table(table))
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from occi import config
     from occi.report import card, publish
@@ -227,6 +238,14 @@ def make_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="latest checkpoint -> transformers LlamaForCausalLM in <run>/hf")
     _add_run_dir(export)
     export.set_defaults(func=cmd_export)
+
+    evaluate_model = commands.add_parser("eval", help="per-language lm-eval benchmarks of the run's model (or any)")
+    _add_run_dir(evaluate_model)
+    evaluate_model.add_argument("--suite", choices=["offline", "eu-leaderboard"], help="one suite (default: the config's)")
+    evaluate_model.add_argument("--model", metavar="PATH_OR_HF_ID", help="evaluate this model instead of <run>/hf")
+    evaluate_model.add_argument("--rank", type=int, default=0, help="this process's share of cells (SLURM arrays)")
+    evaluate_model.add_argument("--world-size", type=int, default=1, help="ranks sharing the cells")
+    evaluate_model.set_defaults(func=cmd_eval)
 
     card = commands.add_parser("card", help="write the model card (and publish the model with --push)")
     _add_run_dir(card)

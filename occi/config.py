@@ -19,6 +19,7 @@ from occi.assets import find_recipe
 from occi.configtools import build, load_yaml, to_plain
 from occi.corpora.config import CorporaConfig
 from occi.data.config import DataConfig
+from occi.eval.config import EvalConfig
 from occi.report.config import CardConfig
 from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import ModelConfig, TrainConfig
@@ -41,6 +42,8 @@ class RunConfig:
     """Tokenized training data and the language blend."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Parallelism, batch, schedule, checkpoints."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation suites and lm-eval settings."""
     card: CardConfig = field(default_factory=CardConfig)
     """What the model card says beyond the run's numbers (license, intended use)."""
     seed: int = 1234

@@ -131,3 +131,51 @@ def label_to_language(codes: list[str]) -> dict[str, str]:
         for label in get(code).lid_labels:
             mapping[label] = code
     return mapping
+
+
+# Which lm-eval 0.4.13 task families exist for which language (checked against lm-eval's task
+# index by tests/test_eval.py). English uses the original benchmarks.
+_OKAPI = frozenset("da de es fr hr hu it nl pt ro sk sv ca eu".split())
+_GLOBAL_MMLU = frozenset("cs el lt pl".split())  # Okapi's m_mmlu covers the others
+_TRUTHFULQA = _OKAPI | {"gl"}
+_XNLI = frozenset("bg de el en es fr ca eu gl".split())
+_XCOPA = frozenset("et it eu".split())
+_XSTORYCLOZE = frozenset("en es ca eu gl".split())
+_INCLUDE = frozenset("bg de el es et fi fr hr hu it lt nl pl pt eu".split())
+_BELEBELE_CODE = {"et": "est_Latn", "ga": None}  # Belebele has no Irish; its Estonian is est_Latn
+
+BENCHMARKS = {
+    "arc": ("ARC-Challenge", 25, "acc_norm"),
+    "hellaswag": ("HellaSwag", 10, "acc_norm"),
+    "mmlu": ("MMLU", 5, "acc"),
+    "truthfulqa": ("TruthfulQA", 0, "acc"),
+    "belebele": ("Belebele", 5, "acc_norm"),
+    "xnli": ("XNLI", 0, "acc"),
+    "xcopa": ("XCOPA", 0, "acc"),
+    "xstorycloze": ("XStoryCloze", 0, "acc"),
+    "include": ("INCLUDE", 0, "acc"),
+}
+"""family -> (display name, few-shot examples, metric) of the European LLM leaderboards."""
+
+
+def lm_eval_tasks(code: str) -> dict[str, str]:
+    """family -> lm-eval task name, for the families that exist in this language."""
+    lang = get(code)
+    tasks: dict[str, str] = {}
+    if code == "en":
+        tasks.update(arc="arc_challenge", hellaswag="hellaswag", mmlu="mmlu", truthfulqa="truthfulqa_mc2")
+    if code in _OKAPI:
+        tasks.update(arc=f"arc_{code}", hellaswag=f"hellaswag_{code}", mmlu=f"m_mmlu_{code}")
+    elif code in _GLOBAL_MMLU:
+        tasks["mmlu"] = f"global_mmlu_full_{code}"
+    if code in _TRUTHFULQA:
+        tasks["truthfulqa"] = f"truthfulqa_{code}_mc2"
+    belebele = _BELEBELE_CODE.get(code, lang.glotlid)
+    if belebele:
+        tasks["belebele"] = f"belebele_{belebele}"
+    for family, members in (("xnli", _XNLI), ("xcopa", _XCOPA), ("xstorycloze", _XSTORYCLOZE)):
+        if code in members:
+            tasks[family] = f"{family}_{code}"
+    if code in _INCLUDE:
+        tasks["include"] = f"include_base_44_{lang.name.lower()}"
+    return tasks

@@ -57,6 +57,12 @@ def _export(cfg: RunConfig, run_dir: Path) -> str:
     return f"transformers model: {export.export(cfg, run_dir)}"
 
 
+def _eval(cfg: RunConfig, run_dir: Path) -> str:
+    from occi.eval import runner
+
+    return runner.format_table(runner.evaluate(cfg, run_dir))
+
+
 def _report(cfg: RunConfig, run_dir: Path) -> str:
     from occi.fsutil import mark_done
     from occi.report import card
@@ -72,6 +78,7 @@ STAGES = [
     Stage("data", "data", _data),
     Stage("train", "train", _train),
     Stage("export", "hf", _export),
+    Stage("eval", "eval", _eval),
     Stage("report", "report", _report),
 ]
 

@@ -11,7 +11,6 @@ The embedding rows added to pad the vocabulary are kept, so token ids need no re
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,10 +94,8 @@ def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = 
     single = TrainConfig(global_batch_size=cfg.train.micro_batch_size, micro_batch_size=cfg.train.micro_batch_size,
                          steps=2, warmup_steps=0, precision="fp32")
     created_group = not dist.is_initialized()
-    if created_group:
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(29400 + os.getpid() % 1000))
-        dist.init_process_group("gloo", rank=0, world_size=1)
+    if created_group:  # an in-memory store: a one-process group needs no port
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         setup_distributed(single, cfg.seed)
         model = build_model(cfg.model, single, blend["vocab_size"], torch.float32)
