@@ -130,8 +130,8 @@ def test_tp1_and_tp2_give_the_same_losses_and_pp2_trains(prepared, tmp_path):
     tp1, tp2, pp2 = (train_log(runs[n]) for n in ("tp1", "tp2", "pp2"))
     assert list(tp1) == list(range(1, 9))
     assert [tp2[s] for s in tp1] == pytest.approx([tp1[s] for s in tp1], abs=1e-4)
-    assert tp1[8] < tp1[1] - 0.3, "the loss decreases"
-    assert pp2[8] < pp2[1] - 0.3, "PP=2 trains too (its stages initialise their layers apart, so not the same curve)"
+    assert tp1[8] < tp1[1] - 0.15, "the loss decreases"
+    assert pp2[8] < pp2[1] - 0.15, "PP=2 trains too (its stages initialise their layers apart, so not the same curve)"
     valid = valid_log(runs["tp1"])
     assert set(valid) == {4, 8} and set(valid[8]) == set(LANGS)
     assert (runs["tp1"] / "train" / "_DONE").exists()

@@ -8,7 +8,6 @@ pipeline_tag, tags, datasets, model-index) is produced with huggingface_hub's ow
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 
 from occi import languages
@@ -120,24 +119,16 @@ def _compute(cfg: RunConfig, run_dir: Path) -> str:
 
     train = [r for r in read_log(run_dir / "train") if r.get("kind") == "train"]
     blend = _read_json(run_dir / "data" / "blend.json")
+    summary = _read_json(run_dir / "train" / "summary.json") or {}
     if not train or not blend:
         return MISSING.format(what="the training log", path="train/log.jsonl")
     steps = {r["step"]: r for r in train}
     seconds = sum(r["seconds"] for r in steps.values())
     tokens = len(steps) * cfg.train.global_batch_size * cfg.model.seq_length
     flops = flops_per_token(cfg.model, blend["vocab_size"]) * tokens
-    hardware = cfg.card.hardware or f"{cfg.train.world_size} process(es) on {platform.machine()} ({_device_name()})"
+    hardware = cfg.card.hardware or summary.get("hardware", "not recorded (train/summary.json)")
     return _table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
                              ("Training compute (6N + attention per token)", f"{flops:.3e} FLOPs")])
-
-
-def _device_name() -> str:
-    try:
-        import torch
-
-        return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    except ImportError:  # pragma: no cover
-        return "CPU"
 
 
 def _evaluation(cfg: RunConfig, run_dir: Path) -> tuple[str, list]:

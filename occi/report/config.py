@@ -20,4 +20,4 @@ class CardConfig:
                         "the data. Do not use it for decisions about people.")
     """The card's limitations paragraph."""
     hardware: str = ""
-    """What the model was trained on, e.g. "4 nodes of JUWELS Booster" (default: read off the machine)."""
+    """What the model was trained on, e.g. "4 nodes of JUWELS Booster" (default: what training recorded)."""

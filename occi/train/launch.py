@@ -62,11 +62,23 @@ def train(cfg: RunConfig, run_dir: Path) -> dict:
     if code != 0:
         raise OcciError(f"training failed (exit code {code}); the log above and {run_dir / 'train'} say why")
     reached = checkpoints.latest_iteration(run_dir) or 0
-    summary = {"steps": reached, "target_steps": cfg.train.steps, "complete": reached >= cfg.train.steps}
+    summary = {"steps": reached, "target_steps": cfg.train.steps, "complete": reached >= cfg.train.steps,
+               "hardware": _hardware(cfg)}
     if summary["complete"] and int(os.environ.get("RANK", "0")) == 0:
         atomic_write_json(run_dir / "train" / "summary.json", summary)
         mark_done(run_dir / "train")
     return summary
+
+
+def _hardware(cfg: RunConfig) -> str:
+    """What the ranks ran on, for the model card."""
+    import platform
+
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.machine()})"
+    nodes = int(os.environ.get("SLURM_NNODES", "1"))
+    return f"{cfg.train.world_size} x {device}" + (f" on {nodes} nodes" if nodes > 1 else "")
 
 
 def _run_torchrun(cfg: RunConfig, run_dir: Path) -> int:

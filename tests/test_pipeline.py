@@ -1,0 +1,168 @@
+"""The whole pipeline on a small demo run: `occi run`, evaluation, the model card, publishing."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, occi
+from occi.assets import asset_dir
+from occi.eval import suites
+
+LANGS = ["de", "fr", "sv"]
+
+
+def small_run_config(folder: Path) -> Path:
+    """The demo config on three languages with a short training: the whole pipeline in a minute."""
+    demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    demo.update({"name": "mini", "languages": LANGS})
+    demo["train"] = {**demo["train"], "steps": 10, "eval_interval": 5, "save_interval": 5}
+    demo["eval"] = {**demo.get("eval", {}), "limit": 6}
+    path = folder / "mini.yaml"
+    path.write_text(yaml.safe_dump(demo))
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("pipeline")
+    config = small_run_config(folder)
+    run_dir = folder / "run"
+    result = occi("run", str(config), "--run-dir", str(run_dir), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    full_run.stdout = result.stdout
+    return config, run_dir
+
+
+def test_occi_run_goes_from_corpus_to_card_and_then_skips_everything(full_run):
+    config, run_dir = full_run
+    for stage in ("corpora", "tokenizer", "data", "train", "hf", "eval", "report"):
+        assert (run_dir / stage / "_DONE").exists(), stage
+    assert "peak memory" in full_run.stdout and "model card" in full_run.stdout
+    started = time.monotonic()
+    again = occi("run", str(config), "--run-dir", str(run_dir))
+    assert again.returncode == 0 and again.stdout.count("already done") == 8
+    assert time.monotonic() - started < 60
+
+
+def test_offline_eval_gives_a_real_per_language_table(full_run):
+    _, run_dir = full_run
+    table = json.loads((run_dir / "eval" / "table-hf.json").read_text())
+    done = {(c["language"], c["family"]): c for c in table["cells"]}
+    assert set(done) == {(code, family) for code in LANGS for family in ("bpb", "mc")}
+    for (code, family), cell in done.items():
+        assert cell["state"] == "done"
+        if family == "bpb":
+            assert 0.5 < cell["value"] < 20  # bits per byte of a barely trained model
+        else:
+            assert 0.0 <= cell["value"] <= 1.0 and cell["stderr"] is not None
+    # lm-eval's own layout: results JSON and samples
+    folder = run_dir / "eval" / "offline" / "hf" / "de" / "mc"
+    results = list(folder.rglob("results_*.json"))
+    assert results and json.loads(results[0].read_text())["results"]["occi_mc_de"]["acc,none"] == done[("de", "mc")]["value"]
+    assert list(folder.rglob("samples_occi_mc_de_*.jsonl"))
+
+
+def test_unreachable_benchmarks_fail_alone_and_are_reported(full_run, tmp_path):
+    config, run_dir = full_run
+    result = occi("eval", str(config), "--run-dir", str(run_dir), "--suite", "eu-leaderboard",
+                  env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = json.loads((run_dir / "eval" / "table-hf.json").read_text())
+    assert {c["state"] for c in table["cells"]} == {"failed"}
+    assert "failed" in result.stdout and "cell(s) failed" in result.stdout
+
+
+def test_generated_task_files_have_no_diff(tmp_path):
+    for path, text in suites.generate(asset_dir("eval")).items():
+        assert path.read_text(encoding="utf-8") == text, f"{path}: run `python -m occi.eval.suites`"
+
+
+def test_every_leaderboard_task_exists_in_lm_eval():
+    from lm_eval.tasks import TaskManager
+
+    from occi import languages
+
+    known = set(TaskManager().all_tasks)
+    named = {task for code in languages.LANGUAGES for task in languages.lm_eval_tasks(code).values()}
+    assert named and not named - known, sorted(named - known)
+    gaps = suites.missing_benchmarks(["ga", "de"])
+    assert "belebele" in gaps["ga"] and "xcopa" in gaps["de"]
+
+
+def test_model_card_follows_hugging_face_conventions(full_run, tmp_path):
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard import metadata_load
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    config, run_dir = full_run
+    card_path = run_dir / "report" / "MODEL_CARD.md"
+    metadata = metadata_load(card_path)
+    assert metadata["language"] == LANGS and metadata["library_name"] == "transformers"
+    assert metadata["pipeline_tag"] == "text-generation" and metadata["license"]
+    name, results = model_index_to_eval_results(metadata["model-index"])
+    assert name == "occi-mini" and len(results) == 2 * len(LANGS)
+    table = json.loads((run_dir / "eval" / "table-hf.json").read_text())
+    values = {c["task"]: c["value"] for c in table["cells"]}
+    assert {r.dataset_type: r.metric_value for r in results} == pytest.approx(values)
+    card = ModelCard.load(card_path)
+    for section in ("## Model details", "## Intended uses and limitations", "## Training data", "## Tokenizer",
+                    "## Training", "## Evaluation", "## Compute", "## How to use", "## Citation"):
+        assert section in card.text, section
+    assert (run_dir / "report" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    blend = json.loads((run_dir / "data" / "blend.json").read_text())
+    assert f"{blend['languages']['de']['train']['tokens']:,}" in card.text
+
+
+def test_the_cards_usage_snippet_runs(full_run):
+    _, run_dir = full_run
+    text = (run_dir / "report" / "MODEL_CARD.md").read_text()
+    snippet = text.split("## How to use")[1].split("```python")[1].split("```")[0]
+    snippet = snippet.replace('"path/to/hf"', repr(str(run_dir / "hf")))
+    result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip()
+
+
+def test_a_section_without_data_says_so(full_run, tmp_path):
+    import shutil
+
+    config, run_dir = full_run
+    partial = tmp_path / "partial"
+    shutil.copytree(run_dir / "corpora", partial / "corpora")
+    result = occi("card", str(config), "--run-dir", str(partial))
+    assert result.returncode == 0, result.stderr
+    text = (partial / "report" / "MODEL_CARD.md").read_text()
+    assert "_Not available: the training log is missing" in text and "_Not available: the tokenizer report" in text
+
+
+def test_push_dry_run_lists_files_and_offline_push_fails_clearly(full_run):
+    config, run_dir = full_run
+    dry = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi/mini-test", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would upload to https://huggingface.co/occi/mini-test" in dry.stdout
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "loss_curve.png"):
+        assert name in dry.stdout
+    secret = "hf_occiTestTokenThatMustNeverBePrinted"
+    real = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi/mini-test",
+                env={"HF_TOKEN": secret, "HF_HUB_OFFLINE": "1"})
+    assert real.returncode == 2 and "upload to occi/mini-test failed" in real.stderr
+    assert secret not in real.stderr + real.stdout
+    no_token = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi/mini-test",
+                    env={"HF_TOKEN": "", "HF_HOME": str(run_dir / "no-login")})
+    assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr
+
+
+def test_committed_model_card_is_what_occi_card_produces(tmp_path):
+    reference = REPO / "reference" / "demo"
+    if not reference.exists():
+        pytest.fail("reference/demo is missing: regenerate it with scripts/update-reference.sh")
+    out = tmp_path / "MODEL_CARD.md"
+    result = occi("card", str(reference / "config.yaml"), "--run-dir", str(reference), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == (REPO / "MODEL_CARD.md").read_text()
