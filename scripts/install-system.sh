@@ -1,5 +1,17 @@
 #!/usr/bin/env bash
-# System packages the test suite needs (Debian). Nothing yet beyond Python itself; later stages
-# add theirs here (chromium for the leaderboard page, slurm for the cluster tests).
+# Debian packages the test suite needs: SLURM (slurmctld, slurmd, client) and munge for the
+# one-node test cluster. Idempotent; needs root (CI runs as root).
 set -euo pipefail
-exit 0
+PACKAGES="slurmctld slurmd slurm-client munge"
+missing=""
+for package in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "install-system: missing Debian packages:$missing (run as root, or: sudo apt-get install$missing)" >&2
+    exit 1
+fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "install-system: installed$missing"
