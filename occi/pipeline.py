@@ -64,9 +64,16 @@ def _eval(cfg: RunConfig, run_dir: Path) -> str:
 
 
 def _report(cfg: RunConfig, run_dir: Path) -> str:
-    from occi.fsutil import mark_done
+    import json
+
+    from occi.eval.runner import format_table
+    from occi.fsutil import atomic_write_text, mark_done
     from occi.report import card
 
+    table_file = run_dir / "eval" / "table-hf.json"
+    if table_file.exists():  # this model's per-language results, as the leaderboard shows them
+        table = format_table(json.loads(table_file.read_text(encoding="utf-8")))
+        atomic_write_text(run_dir / "report" / "leaderboard.md", f"# {card.model_name(cfg)}\n\n{table}\n")
     path = card.write_card(cfg, run_dir)
     mark_done(run_dir / "report")
     return f"model card: {path}"

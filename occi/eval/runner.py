@@ -16,7 +16,7 @@ from occi.assets import asset_dir
 from occi.config import RunConfig
 from occi.corpora.output import read_texts
 from occi.errors import OcciError
-from occi.eval.suites import Cell, cells
+from occi.eval.suites import SUITES, Cell, cells
 from occi.fsutil import atomic_write_json, atomic_write_text, mark_done
 
 
@@ -60,6 +60,7 @@ class Evaluator:
     """One loaded model and lm-eval task index, evaluating cells."""
 
     def __init__(self, cfg: RunConfig, model: str, tasks_dir: Path, offline_only: bool):
+        self.label = model_label(model)
         import torch
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
@@ -76,13 +77,15 @@ class Evaluator:
         from lm_eval.loggers import EvaluationTracker
 
         started = time.monotonic()
+        tracker = EvaluationTracker(output_path=str(folder))
         results = simple_evaluate(model=self.lm, tasks=[cell.task], num_fewshot=cell.num_fewshot or None,
                                   limit=self.cfg.eval.limit, task_manager=self.tasks, log_samples=True,
-                                  random_seed=self.cfg.seed, numpy_random_seed=self.cfg.seed,
-                                  torch_random_seed=self.cfg.seed, fewshot_random_seed=self.cfg.seed)
+                                  evaluation_tracker=tracker, random_seed=self.cfg.seed,
+                                  numpy_random_seed=self.cfg.seed, torch_random_seed=self.cfg.seed,
+                                  fewshot_random_seed=self.cfg.seed)
         samples = results.pop("samples", {})
-        tracker = EvaluationTracker(output_path=str(folder))
-        tracker.general_config_tracker.model_name = "model"
+        # a model object leaves lm-eval without a name for its results folder
+        tracker.general_config_tracker.model_name_sanitized = self.label
         tracker.save_results_aggregated(results=results, samples=samples)
         for task_name, task_samples in samples.items():
             tracker.save_results_samples(task_name=task_name, samples=task_samples)
@@ -123,11 +126,12 @@ def evaluate(cfg: RunConfig, run_dir: Path, suites: list[str] | None = None, mod
         except Exception as err:  # one unreachable dataset must not stop the other cells
             message = str(err).strip().splitlines()[0][:500] if str(err).strip() else type(err).__name__
             atomic_write_json(folder / "error.json", {"task": cell.task, "error": f"{type(err).__name__}: {message}"})
-    table = collect(run_dir, label, suites, cfg.languages, cfg.eval.num_fewshot)
+    evaluated = [s for s in SUITES if s in suites or (run_dir / "eval" / s / label).is_dir()]
+    table = collect(run_dir, label, evaluated, cfg.languages, cfg.eval.num_fewshot)
     if world_size == 1:
         atomic_write_json(run_dir / "eval" / f"table-{label}.json", table)
         atomic_write_text(run_dir / "eval" / f"table-{label}.md", format_table(table) + "\n")
-        if model == str(run_dir / "hf") and all(c["state"] != "missing" for c in table["cells"]):
+        if model == str(run_dir / "hf") and all(c["state"] != "missing" for c in table["cells"] if c["suite"] in suites):
             mark_done(run_dir / "eval")
     return table
 
