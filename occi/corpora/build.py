@@ -75,7 +75,7 @@ def build(corpora: CorporaConfig, languages: list[str], run_dir: Path, *, rank: 
         _write_plan(work, shards)
         mine = [s for s in shards if s.index % world_size == rank]
         _filter_shards(job, mine, workers or corpora.workers or os.cpu_count() or 1, progress)
-        if world_size > 1 and phase == "all":
+        if phase == "filter" or world_size > 1:
             return None  # the dedup phase runs once, after every rank is done
     missing = [s for s in shards if not is_done(work / s.name)]
     if missing:

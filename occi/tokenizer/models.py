@@ -19,17 +19,19 @@ REFERENCES = {"mistral-32k": "tokenizer.model.v1", "tekken-131k": "tekken_240911
 class Tokenizer:
     name: str
     vocab_size: int
+    _bytes: frozenset[int] = frozenset()
+    """Ids of the byte-fallback tokens (<0x00> ... <0xFF>), if the tokenizer has them."""
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         raise NotImplementedError
 
     def is_byte_fallback(self, token_id: int) -> bool:
         """True for tokens that stand for one raw UTF-8 byte of a character the vocabulary lacks."""
-        return False
+        return token_id in self._bytes
 
     @property
     def has_byte_fallback(self) -> bool:
-        return False
+        return bool(self._bytes)
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -39,17 +41,10 @@ class SentencePieceTokenizer(Tokenizer):
         self.name = name
         self.sp = spm.SentencePieceProcessor(model_file=str(path))
         self.vocab_size = self.sp.get_piece_size()
-        self._bytes = {i for i in range(self.vocab_size) if self.sp.is_byte(i)}
+        self._bytes = frozenset(i for i in range(self.vocab_size) if self.sp.is_byte(i))
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         return self.sp.encode(texts, out_type=int)
-
-    def is_byte_fallback(self, token_id: int) -> bool:
-        return token_id in self._bytes
-
-    @property
-    def has_byte_fallback(self) -> bool:
-        return bool(self._bytes)
 
 
 class HFTokenizer(Tokenizer):
@@ -60,17 +55,10 @@ class HFTokenizer(Tokenizer):
         self.raw = Raw.from_file(str(path))
         self.vocab_size = self.raw.get_vocab_size()
         vocab = self.raw.get_vocab()
-        self._bytes = {i for piece, i in vocab.items() if _BYTE_PIECE.match(piece)}
+        self._bytes = frozenset(i for piece, i in vocab.items() if _BYTE_PIECE.match(piece))
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.raw.encode_batch(texts, add_special_tokens=False)]
-
-    def is_byte_fallback(self, token_id: int) -> bool:
-        return token_id in self._bytes
-
-    @property
-    def has_byte_fallback(self) -> bool:
-        return bool(self._bytes)
 
 
 class TekkenTokenizer(Tokenizer):
