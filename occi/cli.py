@@ -112,6 +112,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from occi.report import leaderboard
+
+    board = leaderboard.read(args.results)
+    for problem in board.problems:
+        print(f"occi: warning: {problem}", file=sys.stderr)
+    if not board.cells:
+        raise OcciError("no usable lm-eval results in " + ", ".join(args.results))
+    summary = leaderboard.summarize(board)
+    leaderboard.write(summary, Path(args.out))
+    print(leaderboard.markdown(summary).split("\n\nPer benchmark")[0])
+    print(f"leaderboard: {Path(args.out)}/leaderboard.{{md,csv,json,html,png}}")
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from occi import config
     from occi.report import card, publish
@@ -246,6 +261,11 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate_model.add_argument("--rank", type=int, default=0, help="this process's share of cells (SLURM arrays)")
     evaluate_model.add_argument("--world-size", type=int, default=1, help="ranks sharing the cells")
     evaluate_model.set_defaults(func=cmd_eval)
+
+    board = commands.add_parser("leaderboard", help="models x languages x benchmarks from lm-eval results")
+    board.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files or folders, optionally NAME=PATH")
+    board.add_argument("--out", required=True, metavar="DIR", help="where leaderboard.{md,csv,json,html,png} go")
+    board.set_defaults(func=cmd_leaderboard)
 
     card = commands.add_parser("card", help="write the model card (and publish the model with --push)")
     _add_run_dir(card)
