@@ -94,13 +94,9 @@ def _row(label: str, entry: dict) -> str:
 
 def plot(stats: dict, path: Path) -> None:
     """A bar chart of kept and dropped text (MB) per language, written atomically."""
-    import matplotlib
+    from occi.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from occi.fsutil import atomic_path
-
+    plt = pyplot()
     codes = list(stats["languages"])
     kept = [stats["languages"][c]["bytes_kept"] / 1e6 for c in codes]
     dropped = [max(0.0, (stats["languages"][c]["bytes_in"] - stats["languages"][c]["bytes_kept"]) / 1e6) for c in codes]
@@ -111,6 +107,4 @@ def plot(stats: dict, path: Path) -> None:
     ax.set_title("corpora: kept and dropped text per language")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from occi import languages
 from occi.config import RunConfig
-from occi.fsutil import atomic_path, atomic_write_text
+from occi.fsutil import atomic_write_text
 
 MISSING = "_Not available: {what} is missing from this run ({path})._"
 
@@ -168,12 +168,9 @@ def _table(header: list[str], rows: list[tuple]) -> str:
 
 
 def _plot_loss(train: dict, valid: list, path: Path) -> None:
-    import matplotlib
+    from occi.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     steps = sorted(train)
     ax.plot(steps, [train[s]["loss"] for s in steps], label="training loss", color="#2b7bba")
     if valid:
@@ -183,10 +180,7 @@ def _plot_loss(train: dict, valid: list, path: Path) -> None:
     ax.set_ylabel("loss (nats per token)")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 # ------------------------------------------------------------------ the card

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from occi import languages
-from occi.fsutil import atomic_path, atomic_write_text
+from occi.fsutil import atomic_write_text
 
 LOWER_IS_BETTER = {"bpb"}
 
@@ -203,11 +203,11 @@ def _td(value, digits: int = 3) -> str:
 
 def heatmap(summary: dict, path: Path) -> None:
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from occi.plots import pyplot, save_png
+
+    plt = pyplot()
     models, codes = [r["model"] for r in summary["models"]], summary["languages"]
     grid = np.array([[np.nan if r["languages"][c] is None else r["languages"][c] for c in codes] for r in summary["models"]])
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(codes) + 3), max(2.5, 0.5 * len(models) + 1.5)))
@@ -219,9 +219,7 @@ def heatmap(summary: dict, path: Path) -> None:
     ax.set_title("average accuracy per language (grey: no results)")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def write(summary: dict, out: Path) -> None:

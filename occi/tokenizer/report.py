@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from occi.errors import OcciError
-from occi.fsutil import atomic_path, atomic_write_json, atomic_write_text
+from occi.fsutil import atomic_write_json, atomic_write_text
 from occi.tokenizer.models import Tokenizer
 
 
@@ -104,12 +104,11 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from occi.plots import pyplot, save_png
+
+    plt = pyplot()
     names, codes = list(report["tokenizers"]), report["languages"]
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(codes) * len(names) + 2), 4))
@@ -122,9 +121,7 @@ def plot(report: dict, path: Path) -> None:
     ax.set_title("tokenizer fertility per language")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def write(report: dict, folder: Path) -> None:
