@@ -14,10 +14,13 @@ import pytest
 from conftest import REPO, occi
 
 DATA = REPO / "tests" / "data" / "leaderboard"
+# model-a and model-b: small hand-written files in lm-eval's format; tiny-llama: written by the
+# lm_eval command line itself (occi_mc_de/el/fr of a random 2-layer Llama, run from eval/).
 GOLDEN = """| rank | model | overall | de | el | fr |
 |---|---|---|---|---|---|
 | 1 | example/model-b | 0.550 | 0.500 | 0.600 | – |
-| 2 | example/model-a | 0.475 | 0.600 | – | 0.350 |"""
+| 2 | example/model-a | 0.475 | 0.600 | – | 0.350 |
+| 3 | tiny-llama | 0.278 | 0.417 | 0.250 | 0.167 |"""
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +43,17 @@ def test_table_matches_the_golden_one(board):
     assert len(bpb) == 1 and bpb[0]["value"] == 1.2 and bpb[0]["stderr"] is None  # shown, not averaged
     arc = next(c for c in summary["cells"] if c["task"] == "arc_de" and c["model"] == "example/model-a")
     assert arc["stderr"] == 0.02
-    assert "| example/model-a | de | belebele | acc_norm | 0.7000 ± 0.015 |" in text
+    assert "| example/model-a | de | belebele | acc_norm | – | 0.7000 ± 0.015 |" in text
+    assert "| tiny-llama | de | mc | acc_norm | 0 | 0.4167 ± 0.149 |" in text  # shots from lm-eval's n-shot
+    b = next(m for m in summary["models"] if m["model"] == "example/model-b")
+    assert b["languages_stderr"]["de"] == pytest.approx((0.02 ** 2 + 0.01 ** 2) ** 0.5 / 2)  # errors carried
+    assert b["languages_stderr"]["fr"] is None and b["rank"] == 1
 
 
 def test_missing_cells_are_missing_never_zero(board):
     out, _ = board
     rows = list(__import__("csv").DictReader((out / "leaderboard.csv").open()))
-    assert len(rows) == 10  # every known task of both models, nothing invented
+    assert len(rows) == 13  # every known task of the three models, nothing invented
     assert not any(r["model"] == "example/model-b" and r["language"] == "fr" for r in rows)
     assert "–" in (out / "leaderboard.md").read_text()
 
@@ -130,23 +137,41 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+def chromium_path() -> str:
+    """Debian's chromium; installed through scripts/install-system.sh when missing (as `make test` does)."""
+    if not shutil.which("chromium"):
+        result = subprocess.run(["bash", str(REPO / "scripts" / "install-system.sh")], capture_output=True, text=True)
+        assert shutil.which("chromium"), f"chromium is missing and could not be installed: {result.stderr[-500:]}"
+    return shutil.which("chromium")
+
+
 def test_html_page_in_headless_chromium_sorts_and_renders(board, tmp_path):
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed: scripts/install-system.sh installs it"
     out, _ = board
     page = (out / "leaderboard.html").read_text()
-    assert "http://" not in page and "https://" not in page  # works offline, no CDN
-    browser = Browser(chromium)
+    assert "http://" not in page and "https://" not in page and "<script src" not in page  # works offline, no CDN
+    browser = Browser(chromium_path())
     try:
         browser.open((out / "leaderboard.html").as_uri())
         models = "Array.from(document.querySelectorAll('#board tbody tr')).map(r => r.cells[0].textContent)"
-        assert browser.evaluate("document.querySelectorAll('#board tbody tr').length") == 2
-        assert browser.evaluate(models) == ["example/model-b", "example/model-a"]
-        fr_header = "Array.from(document.querySelectorAll('#board th')).find(th => th.textContent === 'fr')"
-        browser.evaluate(f"{fr_header}.click()")
-        assert browser.evaluate(models) == ["example/model-a", "example/model-b"]  # model-b has no fr: last
-        browser.evaluate("Array.from(document.querySelectorAll('#board th')).find(th => th.textContent === 'de').click()")
-        assert browser.evaluate(models) == ["example/model-a", "example/model-b"]  # 0.600 > 0.500
+        header = "Array.from(document.querySelectorAll('#board th')).find(th => th.textContent === '{}').click()"
+        assert browser.evaluate("document.querySelectorAll('#board tbody tr').length") == 3
+        assert browser.evaluate(models) == ["example/model-b", "example/model-a", "tiny-llama"]
+        browser.evaluate(header.format("fr"))
+        assert browser.evaluate(models) == ["example/model-a", "tiny-llama", "example/model-b"]  # no fr: last
+        browser.evaluate(header.format("de"))
+        assert browser.evaluate(models) == ["example/model-a", "example/model-b", "tiny-llama"]  # .600 .500 .417
+        browser.evaluate(header.format("de"))
+        assert browser.evaluate(models) == ["tiny-llama", "example/model-b", "example/model-a"]  # again: reversed
+        browser.evaluate(header.format("model"))
+        assert browser.evaluate(models) == ["example/model-a", "example/model-b", "tiny-llama"]  # text: a to z
+        # the per-benchmark table sorts too; missing standard errors (bits per byte) stay last
+        values = "Array.from(document.querySelectorAll('#cells tbody tr')).map(r => r.cells[{}].textContent)"
+        assert browser.evaluate("document.querySelectorAll('#cells tbody tr').length") == 13
+        browser.evaluate("Array.from(document.querySelectorAll('#cells th')).find(th => th.textContent === 'value').click()")
+        shown = [float(v) for v in browser.evaluate(values.format(5))]
+        assert shown == sorted(shown, reverse=True)
+        browser.evaluate("Array.from(document.querySelectorAll('#cells th')).find(th => th.textContent === 'stderr').click()")
+        assert browser.evaluate(values.format(6))[-1] == "–"
         shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
     finally:
         browser.close()

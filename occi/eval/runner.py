@@ -7,92 +7,96 @@ Results are saved in lm-eval's standard layout (results JSON and samples) under
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
 
-from occi.assets import asset_dir
 from occi.config import RunConfig
-from occi.corpora.output import read_texts
 from occi.errors import OcciError
+from occi.eval import tasks
+from occi.eval.results import cell_folder, collect, format_table  # noqa: F401  (format_table: used via runner)
 from occi.eval.suites import SUITES, Cell, cells
 from occi.fsutil import atomic_write_json, atomic_write_text, mark_done
 
 
-def model_label(model: str) -> str:
-    """A folder name for a model: the folder's name or the hub id with / replaced."""
-    path = Path(model)
-    return path.name if path.exists() else model.replace("/", "__")
+def model_source(model: str) -> str:
+    """What identifies a model: its folder's absolute path, or the hub id."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
 
 
-def prepare_tasks(cfg: RunConfig, run_dir: Path) -> Path:
-    """<run>/eval/tasks/: occi's task files with absolute data paths (lm-eval resolves relative
-    ones against the working directory), and the held-out text for bits per byte."""
-    import yaml
-
-    tasks = Path(run_dir) / "eval" / "tasks"
-    eval_assets = asset_dir("eval")
-    mc = tasks / "occi_mc"
-    mc.mkdir(parents=True, exist_ok=True)
-    shutil.copy(eval_assets / "tasks" / "occi_mc" / "_template", mc / "_template")
-    for leaf in (eval_assets / "tasks" / "occi_mc").glob("*.yaml"):
-        data = yaml.safe_load(leaf.read_text(encoding="utf-8"))
-        if "dataset_kwargs" in data:
-            relative = data["dataset_kwargs"]["data_files"]["test"]
-            data["dataset_kwargs"]["data_files"]["test"] = str((eval_assets / relative).resolve())
-        atomic_write_text(mc / leaf.name, yaml.safe_dump(data, sort_keys=False))
-    bpb = tasks / "occi_bpb"
-    bpb.mkdir(parents=True, exist_ok=True)
-    shutil.copy(eval_assets / "tasks" / "occi_bpb" / "_template", bpb / "_template")
-    for code in cfg.languages:
-        texts = [text for _, text in read_texts(run_dir, code, "heldout", cfg.heldout_fraction, cfg.heldout_max_docs)]
-        data_file = bpb / f"heldout_{code}.jsonl"
-        atomic_write_text(data_file, "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
-                                             for t in texts[: cfg.eval.heldout_max_docs]))
-        atomic_write_text(bpb / f"occi_bpb_{code}.yaml", yaml.safe_dump(
-            {"include": "_template", "task": f"occi_bpb_{code}",
-             "dataset_kwargs": {"data_files": {"test": str(data_file.resolve())}}}, sort_keys=False))
-    return tasks
+def model_label(run_dir: Path, model: str) -> str:
+    """The model's folder name under <run>/eval/<suite>/: the model folder's name or the hub id
+    with / as __; when another model of this run already has that name, a short hash of the
+    model's path is appended, so two folders both called `hf` never share (or skip) results."""
+    source = model_source(model)
+    name = Path(source).name if Path(model).expanduser().exists() else model.replace("/", "__")
+    registry = Path(run_dir) / "eval" / "models.json"
+    known = json.loads(registry.read_text(encoding="utf-8")) if registry.exists() else {}
+    label = name
+    if known.get(label, source) != source:
+        label = f"{name}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
+    if known.get(label) != source:
+        atomic_write_json(registry, {**known, label: source})
+    return label
 
 
-def _collect_environment_once() -> None:
-    """lm-eval describes the machine in every results file by running torch's collect_env
-    (about 0.3 s of subprocesses); occi calls simple_evaluate once per cell, so the description
-    is collected on the first call and copied into the later ones."""
+def display_name(cfg: RunConfig, run_dir: Path, model: str) -> str:
+    """The model's name in lm-eval's results files (and so on leaderboards): the run's model
+    name for <run>/hf, the hub id, or the model folder's name."""
+    from occi.report.card import model_name
+
+    if model_source(model) == str((Path(run_dir) / "hf").resolve()):
+        return model_name(cfg)
+    return Path(model_source(model)).name if Path(model).expanduser().exists() else model
+
+
+def _describe_environment_once() -> None:
+    """lm-eval describes the machine and the git commit in every results file, by running torch's
+    collect_env and git (about 0.3 s of subprocesses per call); occi calls simple_evaluate once
+    per cell, so both are found on the first call and copied into the later ones."""
     import lm_eval.evaluator as evaluator
 
-    collect = evaluator.add_env_info
-    if getattr(collect, "occi_cached", False):
+    if getattr(evaluator.add_env_info, "occi_cached", False):
         return
+    collect_env, git_hash = evaluator.add_env_info, evaluator.get_git_commit_hash
     cache: dict = {}
+    commit: list = []
 
     def add_env_info(storage: dict) -> None:
         if not cache:
             before = set(storage)
-            collect(storage)
+            collect_env(storage)
             cache.update({key: storage[key] for key in set(storage) - before})
         else:
             storage.update(cache)
 
+    def get_git_commit_hash():
+        if not commit:
+            commit.append(git_hash())
+        return commit[0]
+
     add_env_info.occi_cached = True
     evaluator.add_env_info = add_env_info
+    evaluator.get_git_commit_hash = get_git_commit_hash
 
 
 class Evaluator:
     """One loaded model and lm-eval task index, evaluating cells."""
 
-    def __init__(self, cfg: RunConfig, model: str, tasks_dir: Path, offline_only: bool):
-        self.label = model_label(model)
+    def __init__(self, cfg: RunConfig, model: str, label: str, name: str, tasks_dir: Path, offline_only: bool):
         import torch
-        from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
+
+        from occi.eval.model import load
 
         device = cfg.eval.device if cfg.eval.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = cfg.eval.dtype if cfg.eval.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
-        self.cfg = cfg
-        _collect_environment_once()
-        self.lm = HFLM(pretrained=model, device=device, dtype=dtype, batch_size=cfg.eval.batch_size)
+        self.cfg, self.label, self.name = cfg, label, name
+        _describe_environment_once()
+        self.lm = load(model, device, dtype, cfg.eval.batch_size)
         # indexing only occi's folder takes 0.01 s instead of ~9 s for lm-eval's whole catalogue
         self.tasks = TaskManager(include_path=str(tasks_dir), include_defaults=not offline_only)
 
@@ -102,13 +106,14 @@ class Evaluator:
 
         started = time.monotonic()
         tracker = EvaluationTracker(output_path=str(folder))
-        results = simple_evaluate(model=self.lm, tasks=[cell.task], num_fewshot=cell.num_fewshot or None,
+        results = simple_evaluate(model=self.lm, tasks=[cell.task], num_fewshot=cell.num_fewshot,
                                   limit=self.cfg.eval.limit, task_manager=self.tasks, log_samples=True,
                                   evaluation_tracker=tracker, random_seed=self.cfg.seed,
                                   numpy_random_seed=self.cfg.seed, torch_random_seed=self.cfg.seed,
                                   fewshot_random_seed=self.cfg.seed)
         samples = results.pop("samples", {})
-        # a model object leaves lm-eval without a name for its results folder
+        # a model object leaves lm-eval without a name (it makes one up) for its results
+        tracker.general_config_tracker.model_name = self.name
         tracker.general_config_tracker.model_name_sanitized = self.label
         tracker.save_results_aggregated(results=results, samples=samples)
         for task_name, task_samples in samples.items():
@@ -121,88 +126,56 @@ class Evaluator:
                 "num_fewshot": cell.num_fewshot, "seconds": round(time.monotonic() - started, 2)}
 
 
+def _error_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:500]}" if text else type(err).__name__
+
+
 def evaluate(cfg: RunConfig, run_dir: Path, suites: list[str] | None = None, model: str | None = None,
              rank: int = 0, world_size: int = 1, progress: bool = True) -> dict:
     """Runs every cell not done yet (this rank's share); returns the table of all cells."""
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
-    if model is None:
+    own_model = model is None
+    if own_model:
         if not (run_dir / "hf" / "config.json").exists():
             raise OcciError(f"{run_dir / 'hf'}: no exported model; run `occi export` first or pass --model")
         model = str(run_dir / "hf")
     suites = suites or cfg.eval.suites
-    label = model_label(model)
-    tasks_dir = prepare_tasks(cfg, run_dir)
+    for suite in suites:
+        if suite not in SUITES:
+            raise OcciError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
+    label = model_label(run_dir, model)
+    tasks_dir, unbuildable = tasks.prepare(cfg, run_dir, heldout="offline" in suites)
     todo = []
     for suite in suites:
         for index, cell in enumerate(cells(suite, cfg.languages, cfg.eval.num_fewshot)):
             folder = cell_folder(run_dir, label, cell)
             if index % world_size == rank and not (folder / "_DONE").exists():
                 todo.append((cell, folder))
-    evaluator = Evaluator(cfg, model, tasks_dir, offline_only=suites == ["offline"]) if todo else None
+    evaluator = None
+    if any(cell.task not in unbuildable for cell, _ in todo):
+        try:
+            evaluator = Evaluator(cfg, model, label, display_name(cfg, run_dir, model), tasks_dir,
+                                  offline_only=suites == ["offline"])
+        except Exception as err:
+            raise OcciError(f"{model}: cannot load it as a transformers causal LM: {_error_line(err)}") from err
     for cell, folder in tqdm(todo, desc="eval", unit="cell", disable=not progress):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         try:
+            if cell.task in unbuildable:
+                raise OcciError(unbuildable[cell.task])
             atomic_write_json(folder / "cell.json", evaluator.run(cell, folder))
             mark_done(folder)
         except Exception as err:  # one unreachable dataset must not stop the other cells
-            message = str(err).strip().splitlines()[0][:500] if str(err).strip() else type(err).__name__
-            atomic_write_json(folder / "error.json", {"task": cell.task, "error": f"{type(err).__name__}: {message}"})
+            atomic_write_json(folder / "error.json", {"task": cell.task, "error": _error_line(err)})
     evaluated = [s for s in SUITES if s in suites or (run_dir / "eval" / s / label).is_dir()]
     table = collect(run_dir, label, evaluated, cfg.languages, cfg.eval.num_fewshot)
     if world_size == 1:
         atomic_write_json(run_dir / "eval" / f"table-{label}.json", table)
         atomic_write_text(run_dir / "eval" / f"table-{label}.md", format_table(table) + "\n")
-        if model == str(run_dir / "hf") and all(c["state"] != "missing" for c in table["cells"] if c["suite"] in suites):
+        if own_model and all(c["state"] != "missing" for c in table["cells"] if c["suite"] in suites):
             mark_done(run_dir / "eval")
     return table
-
-
-def cell_folder(run_dir: Path, label: str, cell: Cell) -> Path:
-    return Path(run_dir) / "eval" / cell.suite / label / cell.language / cell.family
-
-
-def collect(run_dir: Path, label: str, suites: list[str], codes: list[str], overrides: dict[str, int]) -> dict:
-    """Every cell's state (done, failed, missing) and value."""
-    rows = []
-    for suite in suites:
-        for cell in cells(suite, codes, overrides):
-            folder = cell_folder(run_dir, label, cell)
-            if (folder / "_DONE").exists():
-                rows.append({**json.loads((folder / "cell.json").read_text(encoding="utf-8")), "state": "done"})
-            elif (folder / "error.json").exists():
-                error = json.loads((folder / "error.json").read_text(encoding="utf-8"))["error"]
-                rows.append({"suite": suite, "language": cell.language, "family": cell.family, "task": cell.task,
-                             "metric": cell.metric, "state": "failed", "error": error})
-            else:
-                rows.append({"suite": suite, "language": cell.language, "family": cell.family, "task": cell.task,
-                             "metric": cell.metric, "state": "missing"})
-    return {"model": label, "cells": rows}
-
-
-def format_table(table: dict) -> str:
-    """Languages as rows, task families as columns; failed and missing cells are named, never 0."""
-    families = list(dict.fromkeys(c["family"] for c in table["cells"]))
-    codes = list(dict.fromkeys(c["language"] for c in table["cells"]))
-    index = {(c["language"], c["family"]): c for c in table["cells"]}
-    header = ["lang"] + [f"{f} ({next(c['metric'] for c in table['cells'] if c['family'] == f)})" for f in families]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for code in codes:
-        row = [code]
-        for family in families:
-            cell = index.get((code, family))
-            if cell is None:
-                row.append("n/a")
-            elif cell["state"] == "done":
-                err = f" ± {cell['stderr']:.3f}" if cell.get("stderr") is not None else ""
-                row.append(f"{cell['value']:.3f}{err}")
-            else:
-                row.append(cell["state"])
-        lines.append("| " + " | ".join(row) + " |")
-    failed = [c for c in table["cells"] if c["state"] == "failed"]
-    if failed:
-        lines.append("")
-        lines.append(f"{len(failed)} cell(s) failed, e.g. {failed[0]['language']}/{failed[0]['family']}: {failed[0]['error']}")
-    return "\n".join(lines)

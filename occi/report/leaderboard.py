@@ -2,10 +2,8 @@
 
 Reads lm-eval results JSON files (or folders of them, ours and anyone else's), maps every task it
 knows through the language table to (language, benchmark), and writes leaderboard.md, .csv,
-.json, a static sortable HTML page (no CDN) and a heatmap PNG. Aggregation: a language's average
-is the mean over its accuracy-type benchmarks (higher is better; bits per byte is shown but not
-averaged); a model's overall average is the mean of its language averages; models are ranked by
-the overall average. Missing cells stay missing, never 0.
+.json, a static sortable HTML page (leaderboard.html beside this file, no CDN) and a heatmap PNG.
+AGGREGATION says how averages and ranks are made. Missing cells stay missing, never 0.
 """
 from __future__ import annotations
 
@@ -13,13 +11,22 @@ import csv
 import html
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from string import Template
 
 from occi import languages
 from occi.fsutil import atomic_write_text
 
 LOWER_IS_BETTER = {"bpb"}
+
+AGGREGATION = ("A language's average is the unweighted mean of the model's accuracy-type benchmarks in that "
+               "language (bits per byte is shown but not averaged: lower is better and its scale differs); "
+               "the overall average is the unweighted mean of the model's language averages; models are ranked "
+               "by the overall average, so a model is compared on the languages it has results for. Standard "
+               "errors of averages assume independent benchmarks: sqrt(sum of squared errors) / count, given "
+               "only when every part has one.")
 
 
 def task_index() -> dict[str, tuple[str, str, str]]:
@@ -36,7 +43,7 @@ def task_index() -> dict[str, tuple[str, str, str]]:
 @dataclass
 class Board:
     cells: dict[tuple[str, str, str], dict] = field(default_factory=dict)
-    """(model, language, benchmark) -> {value, stderr, metric, task, file}."""
+    """(model, language, benchmark) -> {value, stderr, metric, task, shots, date, file}."""
     problems: list[str] = field(default_factory=list)
     """One line per file that could not be used."""
 
@@ -44,7 +51,7 @@ class Board:
 def result_files(spec: str) -> tuple[str | None, list[Path]]:
     """NAME=PATH or PATH; a folder means every results*.json below it."""
     name, sep, path = spec.partition("=")
-    if not sep:
+    if not sep or not name or Path(spec).exists():
         name, path = None, spec
     target = Path(path)
     if target.is_dir():
@@ -62,58 +69,84 @@ def read(specs: list[str]) -> Board:
         for path in files:
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                results = data["results"]
-                if not isinstance(results, dict):
-                    raise TypeError("`results` is not a mapping")
-            except (OSError, ValueError, KeyError, TypeError) as err:
+                if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+                    raise ValueError("no `results` mapping")
+            except (OSError, ValueError) as err:
                 board.problems.append(f"{path}: not an lm-eval results file ({type(err).__name__}: {err})")
                 continue
-            model = name or _model_name(data, path)
-            for task, scores in results.items():
-                if task not in index or not isinstance(scores, dict):
-                    continue
-                code, family, metric = index[task]
-                value = scores.get(f"{metric},none")
-                if not isinstance(value, (int, float)):
-                    continue
-                stderr = scores.get(f"{metric}_stderr,none")
-                board.cells[(model, code, family)] = {
-                    "value": float(value), "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
-                    "metric": metric, "task": task, "file": str(path)}
+            _add(board, data, path, name or model_name(data, path), index)
     return board
 
 
-def _model_name(data: dict, path: Path) -> str:
-    """The model's name from lm-eval's config (pretrained=...), else the results folder's name."""
-    args = str(data.get("config", {}).get("model_args") or "")
-    for part in args.split(","):
-        if part.startswith("pretrained="):
-            return part.split("=", 1)[1].rstrip("/")
-    return str(data.get("model_name") or path.parent.name)
+def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
+    date = data.get("date") if isinstance(data.get("date"), (int, float)) else 0.0
+    shots = data.get("n-shot") if isinstance(data.get("n-shot"), dict) else {}
+    for task, scores in data["results"].items():
+        if task not in index or not isinstance(scores, dict):
+            continue
+        code, family, metric = index[task]
+        value = scores.get(f"{metric},none")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            continue
+        key = (model, code, family)
+        if key in board.cells and board.cells[key]["date"] > date:
+            continue  # the same model and task evaluated twice: the newer run counts
+        stderr = scores.get(f"{metric}_stderr,none")
+        board.cells[key] = {
+            "value": float(value), "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+            "metric": metric, "task": task, "shots": shots.get(task), "date": date, "file": str(path)}
+
+
+def model_name(data: dict, path: Path) -> str:
+    """The model's name as lm-eval recorded it (a hub id, or a local folder's name), else the
+    results folder's name."""
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    args = config.get("model_args")
+    pretrained = ""
+    if isinstance(args, dict):
+        pretrained = str(args.get("pretrained") or "")
+    elif isinstance(args, str):
+        pretrained = next((p.split("=", 1)[1] for p in args.split(",") if p.startswith("pretrained=")), "")
+    name = str(data.get("model_name") or pretrained or path.parent.name).rstrip("/")
+    if name.startswith(("/", "./", "../", "~")):  # a local path: its folder's name
+        name = Path(name).name
+    return name
+
+
+def _mean_with_error(parts: list[dict]) -> tuple[float | None, float | None]:
+    if not parts:
+        return None, None
+    mean = sum(p["value"] for p in parts) / len(parts)
+    errors = [p["stderr"] for p in parts]
+    if any(e is None for e in errors):
+        return mean, None
+    return mean, math.sqrt(sum(e * e for e in errors)) / len(parts)
 
 
 def summarize(board: Board) -> dict:
     """Per model: language averages, overall average, rank; the benchmark table."""
     models = sorted({m for m, _, _ in board.cells})
-    codes = [c for c in languages.LANGUAGES if any(c == code for _, code, _ in board.cells)]
+    present = {code for _, code, _ in board.cells}
+    codes = [c for c in languages.LANGUAGES if c in present]
     families = [f for f in ["bpb", "mc", *languages.BENCHMARKS] if any(f == fam for _, _, fam in board.cells)]
     rows = []
     for model in models:
-        per_language = {}
+        per_language, errors = {}, {}
         for code in codes:
-            values = [cell["value"] for (m, c, f), cell in board.cells.items()
-                      if m == model and c == code and f not in LOWER_IS_BETTER]
-            per_language[code] = sum(values) / len(values) if values else None
-        present = [v for v in per_language.values() if v is not None]
-        rows.append({"model": model, "languages": per_language,
-                     "overall": sum(present) / len(present) if present else None,
-                     "languages_covered": len(present)})
+            parts = [cell for (m, c, f), cell in board.cells.items()
+                     if m == model and c == code and f not in LOWER_IS_BETTER]
+            per_language[code], errors[code] = _mean_with_error(parts)
+        covered = [{"value": per_language[c], "stderr": errors[c]} for c in codes if per_language[c] is not None]
+        overall, overall_error = _mean_with_error(covered)
+        rows.append({"model": model, "languages": per_language, "languages_stderr": errors,
+                     "overall": overall, "overall_stderr": overall_error, "languages_covered": len(covered)})
     ranked = sorted(rows, key=lambda r: (r["overall"] is None, -(r["overall"] or 0.0), r["model"]))
     for rank, row in enumerate(ranked, 1):
         row["rank"] = rank if row["overall"] is not None else None
-    cells = [{"model": m, "language": c, "benchmark": f, **cell} for (m, c, f), cell in sorted(board.cells.items())]
-    return {"aggregation": __doc__.split("Aggregation: ")[1].split(" Missing")[0].replace("\n", " "),
-            "languages": codes, "benchmarks": families, "models": ranked, "cells": cells, "problems": board.problems}
+    cells = [{"model": m, "language": c, "benchmark": f, **{k: v for k, v in cell.items() if k != "date"}}
+             for (m, c, f), cell in sorted(board.cells.items())]
+    return {"aggregation": AGGREGATION, "languages": codes, "benchmarks": families, "models": ranked,
+            "cells": cells, "problems": board.problems}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -126,79 +159,66 @@ def markdown(summary: dict) -> str:
     for row in summary["models"]:
         lines.append(f"| {row['rank'] or '–'} | {row['model']} | {_fmt(row['overall'])} | "
                      + " | ".join(_fmt(row["languages"][c]) for c in codes) + " |")
-    lines += ["", "Per benchmark (value ± standard error):", "",
-              "| model | language | benchmark | metric | value |", "|---|---|---|---|---|"]
+    lines += ["", "Per benchmark (value ± standard error; shots: few-shot examples, when the file says):", "",
+              "| model | language | benchmark | metric | shots | value |", "|---|---|---|---|---|---|"]
     for cell in summary["cells"]:
         err = f" ± {cell['stderr']:.3f}" if cell["stderr"] is not None else ""
-        lines.append(f"| {cell['model']} | {cell['language']} | {cell['benchmark']} | {cell['metric']} | {cell['value']:.4f}{err} |")
+        shots = "–" if cell["shots"] is None else cell["shots"]
+        lines.append(f"| {cell['model']} | {cell['language']} | {cell['benchmark']} | {cell['metric']} | {shots} "
+                     f"| {cell['value']:.4f}{err} |")
     lines += ["", f"Aggregation: {summary['aggregation']}"]
     return "\n".join(lines)
 
 
 def csv_text(summary: dict) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["model", "language", "benchmark", "metric", "value", "stderr"])
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["model", "language", "benchmark", "task", "metric", "shots", "value", "stderr"])
     for cell in summary["cells"]:
-        writer.writerow([cell["model"], cell["language"], cell["benchmark"], cell["metric"], cell["value"],
+        writer.writerow([cell["model"], cell["language"], cell["benchmark"], cell["task"], cell["metric"],
+                         "" if cell["shots"] is None else cell["shots"], cell["value"],
                          "" if cell["stderr"] is None else cell["stderr"]])
     return out.getvalue()
 
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>occi leaderboard</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}
-th {{ background: #e8eef5; cursor: pointer; }}
-td.model, th.model {{ text-align: left; }}
-td.missing {{ color: #999; }}
-</style></head>
-<body>
-<h1>occi leaderboard</h1>
-<p>{aggregation} Click a column header to sort by it.</p>
-<table id="board"><thead><tr>{header}</tr></thead><tbody>
-{body}
-</tbody></table>
-<script>
-function sortBy(column) {{
-  const body = document.querySelector('#board tbody');
-  const rows = Array.from(body.rows);
-  const key = r => {{ const v = r.cells[column].dataset.value; return v === '' ? null : Number.isNaN(Number(v)) ? v : Number(v); }};
-  const ascending = body.dataset.column === String(column) && body.dataset.order !== 'asc';
-  rows.sort((a, b) => {{
-    const x = key(a), y = key(b);
-    if (x === null) return 1; if (y === null) return -1;
-    const order = typeof x === 'string' ? x.localeCompare(y) : (y - x);
-    return ascending ? -order : order;
-  }});
-  rows.forEach(r => body.appendChild(r));
-  body.dataset.column = String(column); body.dataset.order = ascending ? 'asc' : 'desc';
-}}
-document.querySelectorAll('#board th').forEach((th, i) => th.addEventListener('click', () => sortBy(i)));
-</script>
-</body></html>
-"""
+def _th(label: str, text: bool = False, first: str = "desc") -> str:
+    classes = ' class="text"' if text else ""
+    return f'<th{classes} data-first="{first}">{html.escape(label)}</th>'
+
+
+def _td(value, digits: int = 3, stderr: float | None = None) -> str:
+    if value is None:
+        return '<td class="missing" data-value="">–</td>'
+    if isinstance(value, str):
+        return f'<td class="text" data-value="{html.escape(value)}">{html.escape(value)}</td>'
+    shown = f"{value:.{digits}f}" if digits else str(value)
+    title = f' title="± {stderr:.4f}"' if stderr is not None else ""
+    return f'<td data-value="{value}"{title}>{shown}</td>'
 
 
 def html_page(summary: dict) -> str:
     codes = summary["languages"]
-    header = ['<th class="model">model</th>', "<th>rank</th>", "<th>overall</th>"]
-    header += [f"<th>{html.escape(code)}</th>" for code in codes]
-    body = []
+    board_header = [_th("model", text=True, first="asc"), _th("rank", first="asc"), _th("overall")]
+    board_header += [_th(code) for code in codes]
+    board_rows = []
     for row in summary["models"]:
-        cells = [f'<td class="model" data-value="{html.escape(row["model"])}">{html.escape(row["model"])}</td>',
-                 _td(row["rank"], 0), _td(row["overall"])]
-        cells += [_td(row["languages"][code]) for code in codes]
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return _PAGE.format(aggregation=html.escape(summary["aggregation"]), header="".join(header), body="\n".join(body))
-
-
-def _td(value, digits: int = 3) -> str:
-    if value is None:
-        return '<td class="missing" data-value="">–</td>'
-    return f'<td data-value="{value}">{value:.{digits}f}</td>' if digits else f'<td data-value="{value}">{value}</td>'
+        cells = [_td(row["model"]), _td(row["rank"], 0), _td(row["overall"], stderr=row["overall_stderr"])]
+        cells += [_td(row["languages"][c], stderr=row["languages_stderr"][c]) for c in codes]
+        board_rows.append("<tr>" + "".join(cells) + "</tr>")
+    cells_header = [_th("model", True, "asc"), _th("language", True, "asc"), _th("benchmark", True, "asc"),
+                    _th("metric", True, "asc"), _th("shots", first="asc"), _th("value"), _th("stderr", first="asc")]
+    cells_rows = []
+    for cell in summary["cells"]:
+        cells_rows.append("<tr>" + "".join([
+            _td(cell["model"]), _td(cell["language"]), _td(cell["benchmark"]), _td(cell["metric"]),
+            _td(cell["shots"], 0), _td(cell["value"], 4), _td(cell["stderr"], 4)]) + "</tr>")
+    problems = ""
+    if summary["problems"]:
+        problems = f"{len(summary['problems'])} file(s) could not be used: " + html.escape("; ".join(summary["problems"]))
+    template = Template((Path(__file__).parent / "leaderboard.html").read_text(encoding="utf-8"))
+    return template.substitute(aggregation=html.escape(summary["aggregation"]), problems=problems,
+                               board_header="".join(board_header), board_rows="\n".join(board_rows),
+                               cells_header="".join(cells_header), cells_rows="\n".join(cells_rows))
 
 
 def heatmap(summary: dict, path: Path) -> None:
@@ -209,8 +229,9 @@ def heatmap(summary: dict, path: Path) -> None:
 
     plt = pyplot()
     models, codes = [r["model"] for r in summary["models"]], summary["languages"]
-    grid = np.array([[np.nan if r["languages"][c] is None else r["languages"][c] for c in codes] for r in summary["models"]])
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(codes) + 3), max(2.5, 0.5 * len(models) + 1.5)))
+    grid = np.array([[np.nan if r["languages"][c] is None else r["languages"][c] for c in codes]
+                     for r in summary["models"]], dtype=float).reshape(len(models), len(codes))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(codes) + 3), max(2.5, 0.3 * len(models) + 1.5)))
     cmap = matplotlib.colormaps["viridis"].copy()
     cmap.set_bad("#dddddd")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto", vmin=0.0, vmax=1.0)
