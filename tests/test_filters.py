@@ -152,6 +152,24 @@ def test_gopher_repetition_drop_reasons(repetition, text, reason):
     assert repetition.filter(doc(text)) == reason
 
 
+def test_duplicated_ngram_chars_counts_each_covered_word_once():
+    from occi.corpora.quality import _duplicated_ngram_chars
+
+    # bigrams "aa bb" (0, 3) and "bb ccc" (1, 4) repeat: words 0..5 are covered, "x" is not
+    assert _duplicated_ngram_chars("aa bb ccc aa bb ccc x".split(), 2) == 2 + 2 + 3 + 2 + 2 + 3
+    assert _duplicated_ngram_chars("aa bb ccc dd".split(), 2) == 0
+
+
+def test_gopher_repetition_checks_larger_ngrams_after_a_passing_smaller_one():
+    cfg = QualityConfig()
+    cfg.gopher_repetition.top_ngram_frac = {}
+    cfg.gopher_repetition.dup_ngram_frac = {5: 0.9, 8: 0.05}
+    text = " ".join(f"Wort{i}" for i in range(40)) + " " + " ".join(["eins zwei drei vier fünf sechs sieben acht"] * 2)
+    assert GopherRepetitionFilter(cfg).filter(doc(text)) == "dup_8gram"
+    cfg.gopher_repetition.dup_ngram_frac = {5: 0.9, 9: 0.05}  # no 9-gram repeats
+    assert GopherRepetitionFilter(cfg).filter(doc(text)) is None
+
+
 def test_gopher_repetition_paragraph_chars():
     cfg = QualityConfig()
     cfg.gopher_repetition.dup_para_frac = 0.9

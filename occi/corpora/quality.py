@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import accumulate, compress
 
 from occi import languages
 from occi.corpora.config import FineWebQualityConfig, GopherQualityConfig, GopherRepetitionConfig, QualityConfig
@@ -84,7 +85,8 @@ class GopherQualityFilter(_PerLanguage):
                 return "bullet_lines"
             if sum(line.rstrip().endswith(ELLIPSES) for line in lines) / len(lines) > cfg.max_ellipsis_lines_ratio:
                 return "ellipsis_lines"
-        if sum(map(_has_letter, words)) / n_words < cfg.max_non_alpha_words_ratio:
+        with_letter = sum(1 for word, bare in zip(words, stripped) if bare.isalpha() or _has_letter(word))
+        if with_letter / n_words < cfg.max_non_alpha_words_ratio:
             return "non_alpha_words"
         if doc.language:
             stop_words = languages.get(doc.language).stop_words
@@ -128,23 +130,33 @@ class GopherRepetitionFilter(_PerLanguage):
             top, top_count = Counter(zip(*(words[i:] for i in range(n)))).most_common(1)[0]
             if top_count > 1 and len(" ".join(top)) * top_count / length > limit:
                 return f"top_{n}gram"
-        for n, limit in sorted(cfg.dup_ngram_frac.items()):
-            if len(words) >= n and _duplicated_ngram_chars(words, n) / length > limit:
+        # A word inside a repeated (n+1)-gram is inside a repeated n-gram too, so the share can
+        # only shrink as n grows: once it is within every later limit, no later check can fail.
+        checks = sorted(cfg.dup_ngram_frac.items())
+        for index, (n, limit) in enumerate(checks):
+            if len(words) < n:
+                break
+            share = _duplicated_ngram_chars(words, n) / length
+            if share > limit:
                 return f"dup_{n}gram"
+            if all(share <= later for _, later in checks[index + 1:]):
+                break
         return None
 
 
 def _duplicated_ngram_chars(words: list[str], n: int) -> int:
     """Characters of words inside n-grams that occur more than once (each word counted once)."""
-    counts = Counter(zip(*(words[i:] for i in range(n))))
-    if not counts or max(counts.values()) == 1:
+    ngrams = list(zip(*(words[i:] for i in range(n))))
+    counts = Counter(ngrams)
+    if len(counts) == len(ngrams):
         return 0
-    covered = [False] * len(words)
-    for start in range(len(words) - n + 1):
-        if counts[tuple(words[start:start + n])] > 1:
-            for i in range(start, start + n):
-                covered[i] = True
-    return sum(len(word) for word, hit in zip(words, covered) if hit)
+    offsets = list(accumulate(map(len, words), initial=0))
+    repeated_starts = compress(range(len(ngrams)), map((1).__lt__, map(counts.__getitem__, ngrams)))
+    chars, covered_to = 0, 0
+    for start in repeated_starts:
+        chars += offsets[start + n] - offsets[max(start, covered_to)]
+        covered_to = start + n
+    return chars
 
 
 class FineWebQualityFilter(_PerLanguage):

@@ -1,0 +1,226 @@
+"""bench/corpora: occi's corpora stage against datatrove on the Debian documentation corpus.
+
+    .venv/bin/python bench/corpora/run.py --shards 7 [--corpus /work/bench-data/corpus]
+        [--work /work/bench-data/runs] [--workers 2] [--sides occi,datatrove]
+
+(make_corpus.py builds the corpus; setup_datatrove.sh the datatrove environment.) The first
+--shards shards of the corpus are one input size (documents are ordered by a hash of their id,
+so every prefix mixes all sources and languages alike). On it, one after the other on the same
+machine, with the same worker count:
+
+- occi: `occi corpora build` of a run config with every language of the table, the table's
+  thresholds (FineWeb-2's), Gopher quality + repetition, FineWeb lines, exact + MinHash dedup,
+  dropped documents written with their reason (for the agreement below);
+- datatrove: datatrove_pipeline.py (same model file, thresholds, stop words and filters).
+
+Each side runs as a child process; its wall time and the peak of the summed RSS of its process
+tree (sampled every 0.1 s) are measured here, the same way for both. Language-ID agreement: per
+document, kept or dropped by language ID, and the language when kept, compared between the two.
+Writes WORK/<size>/result.json and prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+LID_REASONS = {"wrong_language", "not_a_run_language", "below_threshold"}
+
+
+class TreeMemory(threading.Thread):
+    """Samples the summed RSS of a process and its descendants; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            total = 0
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
+            for proc in procs:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self.stopped.wait(self.interval)
+
+
+def measured(command: list[str], log: Path) -> dict:
+    """Runs a command, returns its wall time and the peak RSS of its process tree."""
+    with log.open("w") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        memory = TreeMemory(proc.pid)
+        memory.start()
+        code = proc.wait()
+        wall = time.perf_counter() - start
+        memory.stopped.set()
+        memory.join()
+    if code != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {code}; see {log}")
+    return {"wall_s": round(wall, 2), "peak_tree_rss_mb": round(memory.peak / 1e6, 1)}
+
+
+def input_subset(corpus: Path, shards: int, folder: Path) -> tuple[int, float]:
+    """FOLDER/part-*.jsonl: links to the first `shards` shards; returns documents and MB."""
+    files = sorted(corpus.glob("part-*.jsonl"))[:shards]
+    if len(files) < shards:
+        raise SystemExit(f"{corpus} has {len(files)} shards, fewer than --shards {shards}: run make_corpus.py")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for file in files:
+        (folder / file.name).symlink_to(file.resolve())
+    docs = sum(1 for f in files for _ in f.open("rb"))
+    return docs, sum(len(line) for f in files for line in f.open("rb")) / 1e6
+
+
+def occi_config(subset: Path, workers: int, path: Path) -> None:
+    from occi import languages
+
+    codes = list(languages.LANGUAGES)
+    text = (
+        "# bench/corpora: every language of the table, the table's thresholds, default filters\n"
+        "name: bench-corpora\n"
+        f"languages: [{', '.join(json.dumps(c) for c in codes)}]\n"
+        "corpora:\n"
+        "  sources:\n"
+        "    - name: debian-docs\n"
+        "      kind: jsonl\n"
+        f"      path: {subset}/part-*.jsonl\n"
+        "      text_field: text\n"
+        "      id_field: id\n"
+        "  keep_dropped: true\n"
+        f"  workers: {workers}\n"
+    )
+    path.write_text(text, encoding="utf-8")
+
+
+def occi_decisions(run_dir: Path) -> dict[str, str | None]:
+    """id -> language kept by language ID, or None when language ID dropped it. Documents
+    dropped before language ID (normalisation, unreadable) are absent."""
+    decisions: dict[str, str | None] = {}
+    corpora = run_dir / "corpora"
+    for part in corpora.glob("*/part-*.parquet"):
+        table = pq.read_table(part, columns=["id", "language"])
+        decisions.update(zip(table.column("id").to_pylist(), table.column("language").to_pylist()))
+    for part in (corpora / "dropped").glob("*.parquet"):
+        table = pq.read_table(part, columns=["id", "language", "step", "reason"])
+        for doc_id, language, step, reason in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+            if reason in LID_REASONS:
+                decisions[doc_id] = None
+            elif step not in ("read", "normalize"):
+                decisions[doc_id] = language
+    return decisions
+
+
+def datatrove_decisions(out: Path) -> dict[str, str | None]:
+    decisions = {}
+    with (out / "lid_decisions.tsv").open(encoding="utf-8") as handle:
+        next(handle)
+        for line in handle:
+            doc_id, _label, _score, decision = line.rstrip("\n").split("\t")
+            decisions[doc_id] = None if decision == "-" else decision
+    return decisions
+
+
+def agreement(ours: dict[str, str | None], theirs: dict[str, str | None]) -> dict:
+    common = ours.keys() & theirs.keys()
+    same_verdict = sum(1 for i in common if (ours[i] is None) == (theirs[i] is None))
+    both_kept = [i for i in common if ours[i] is not None and theirs[i] is not None]
+    same_language = sum(1 for i in both_kept if ours[i] == theirs[i])
+    disagreements = Counter(
+        f"occi {ours[i] or 'drop'} / datatrove {theirs[i] or 'drop'}" for i in common
+        if (ours[i] is None) != (theirs[i] is None) or ours[i] != theirs[i])
+    return {
+        "documents_compared": len(common),
+        "only_datatrove_saw": len(theirs.keys() - ours.keys()),
+        "kept_by_lid": {"occi": sum(1 for i in common if ours[i]), "datatrove": sum(1 for i in common if theirs[i])},
+        "kept_dropped_agreement": round(same_verdict / max(1, len(common)), 4),
+        "same_language_when_both_kept": round(same_language / max(1, len(both_kept)), 4),
+        "top_disagreements": dict(disagreements.most_common(8)),
+    }
+
+
+def occi_kept(run_dir: Path) -> int:
+    stats = json.loads((run_dir / "corpora" / "stats.json").read_text())
+    return int(stats["totals"]["documents_kept"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, default=Path("/work/bench-data/corpus"))
+    parser.add_argument("--shards", type=int, required=True, help="use the first N shards (about 8 MB each)")
+    parser.add_argument("--work", type=Path, default=Path("/work/bench-data/runs"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sides", default="occi,datatrove")
+    parser.add_argument("--datatrove-python", type=Path, default=Path("/work/bench-data/venv-datatrove/bin/python"))
+    parser.add_argument("--words", choices=("datatrove", "whitespace"), default="datatrove",
+                        help="word tokenizer on the datatrove side (see datatrove_pipeline.py)")
+    args = parser.parse_args(argv)
+    sides = args.sides.split(",")
+
+    work = args.work / f"{args.shards}-shards"
+    work.mkdir(parents=True, exist_ok=True)
+    subset = work / "input"
+    docs_in, mb_in = input_subset(args.corpus, args.shards, subset)
+    cores = args.workers
+    result = {"input": {"shards": args.shards, "documents": docs_in, "jsonl_mb": round(mb_in, 1)},
+              "workers": args.workers, "machine_cores": os.cpu_count()}
+    previous = work / "result.json"
+    if previous.exists():  # one side re-run alone keeps the other's figures
+        result = {**json.loads(previous.read_text()), **result}
+
+    if "occi" in sides:
+        run_dir = work / "occi"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        occi_config(subset, args.workers, work / "occi.yaml")
+        figures = measured([str(Path(sys.executable).parent / "occi"), "corpora", "build", str(work / "occi.yaml"),
+                            "--run-dir", str(run_dir)], work / "occi.log")
+        figures["documents_kept"] = occi_kept(run_dir)
+        figures["docs_per_s_per_core"] = round(docs_in / figures["wall_s"] / cores, 1)
+        result["occi"] = figures
+    if "datatrove" in sides:
+        languages_json = work / "languages.json"
+        languages_json.write_text(subprocess.run([sys.executable, str(HERE / "export_languages.py")], check=True,
+                                                 capture_output=True, text=True).stdout)
+        side = "datatrove" if args.words == "datatrove" else "datatrove_whitespace_words"
+        out = work / side
+        figures = measured([str(args.datatrove_python), str(HERE / "datatrove_pipeline.py"), "--corpus", str(subset),
+                            "--languages", str(languages_json), "--out", str(out), "--workers", str(args.workers),
+                            "--words", args.words], work / f"{side}.log")
+        own = json.loads((out / "result.json").read_text())
+        figures.update(documents_kept=own["docs_out"], stage_s=own["stage_s"])
+        figures["docs_per_s_per_core"] = round(docs_in / figures["wall_s"] / cores, 1)
+        result[side] = figures
+    for side in ("datatrove", "datatrove_whitespace_words"):
+        if "occi" in result and side in result:
+            result[f"throughput_ratio_occi_over_{side}"] = round(
+                result["occi"]["docs_per_s_per_core"] / result[side]["docs_per_s_per_core"], 2)
+            result[f"language_id_{side}"] = agreement(occi_decisions(work / "occi"), datatrove_decisions(work / side))
+    (work / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
