@@ -89,6 +89,27 @@ def test_data_prepare_writes_indexed_datasets_and_blend(prepared):
     assert parts[1::2] == [blend["languages"][c]["prefix"] for c in LANGS]
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "int32"])
+def test_indexed_writer_matches_megatron_builder_byte_for_byte(tmp_path, dtype):
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    from occi.data.indexed import IndexedDatasetWriter
+
+    batches = [[[5, 6, 7], [], [65000, 1]], [[9] * 10], [[3, 4]]]
+    eod = 2
+    ours = IndexedDatasetWriter(tmp_path / "ours.bin", np.dtype(dtype).type)
+    written = sum(ours.add_documents(batch, eod) for batch in batches)
+    ours.finalize(tmp_path / "ours.idx")
+    theirs = IndexedDatasetBuilder(str(tmp_path / "theirs.bin"), dtype=np.dtype(dtype).type)
+    for doc in (doc for batch in batches for doc in batch):
+        theirs.add_document(np.array(doc + [eod], dtype=dtype), [len(doc) + 1])
+    theirs.finalize(str(tmp_path / "theirs.idx"))
+    assert written == sum(len(doc) + 1 for batch in batches for doc in batch)
+    for suffix in ("bin", "idx"):
+        assert (tmp_path / f"ours.{suffix}").read_bytes() == (tmp_path / f"theirs.{suffix}").read_bytes()
+
+
 def test_blend_proportions_hold_in_the_sampled_data(prepared):
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig

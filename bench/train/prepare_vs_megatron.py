@@ -1,94 +1,197 @@
 """bench/train, part 1: `occi data prepare` against Megatron-LM's tools/preprocess_data.py.
 
-  .venv/bin/python bench/train/prepare_vs_megatron.py MEGATRON_LM_CHECKOUT RUN_DIR [MB]
+  .venv/bin/python bench/train/prepare_vs_megatron.py --megatron-lm DIR --work DIR \
+      [--corpus 'GLOB.jsonl'] [--mb 50] [--vocab 32000] [--workers 2] [--json FILE]
 
-Both tokenize the same documents with the same SentencePiece model (RUN_DIR's tokenizer, e.g.
-runs/demo after `occi run demo`) into megatron indexed datasets, with 2 workers/threads each, one
-after the other on this machine. The corpus (MB of text, default 50) is built from the demo
-corpus's documents with their sentences reshuffled and numbered, so no two documents are equal.
-Megatron-LM's source is obtained separately (a checkout of tag core_v0.16.1, matching the
-installed megatron-core) and never committed. Peak memory: the maximum RSS of each run
-(/usr/bin/time -v).
+Both tools tokenize the same documents (the first MB megabytes of the JSONL corpus; without one,
+the demo samples repeated) with the same SentencePiece BPE model (trained here on that text, occi's
+tokenizer settings) into megatron indexed datasets, EOD appended, WORKERS worker processes
+(Megatron-LM) or tokenizer threads (occi) each, one after the other. occi reads the documents as
+its corpora stage writes them (WORK/run/corpora/<lang>/part-*.parquet), Megatron-LM as JSONL.
+Reported: wall time (start-up included), tokens/s, peak memory (the largest process's maximum RSS
+from /usr/bin/time -v, and the peak of the summed PSS of the whole process tree, sampled every
+50 ms: Megatron-LM runs 2 + WORKERS processes), and whether the token ids agree document by
+document. Megatron-LM's source (a checkout at core_v0.16.1, the installed megatron-core) and the
+triton package its `megatron.training` imports (MEGATRON_EXTRA_PATH) stay outside the repository.
 """
 from __future__ import annotations
 
+import argparse
+import glob
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+LANG = "de"  # the label of the one language folder; data prepare does not look at the text's language
+DOCS_PER_PART = 100_000  # as occi's corpora stage writes its parts (occi/corpora/build.py)
+SCHEMA = pa.schema([("text", pa.string()), ("id", pa.string()), ("source", pa.string()),
+                    ("language", pa.string()), ("language_score", pa.float32()), ("metadata", pa.string())])
 
 
-def build_corpus(run_dir: Path, megabytes: int, folder: Path) -> int:
-    texts = [t for part in sorted((run_dir / "corpora").glob("*/part-*.parquet")) for t in pq.read_table(part).column("text").to_pylist()]
-    sentences = [s for t in texts for s in re.split(r"(?<=[.!?])\s+", t) if s]
-    rng = random.Random(0)
-    docs, size = [], 0
-    while size < megabytes * 1_000_000:
-        text = " ".join(rng.sample(sentences, 12)) + f" ({len(docs)})"
-        docs.append(text)
-        size += len(text.encode("utf-8"))
-    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as out:
-        for i, text in enumerate(docs):
-            out.write(json.dumps({"id": str(i), "text": text}, ensure_ascii=False) + "\n")
-    occi_run = folder / "occi-run"
-    (occi_run / "corpora" / "de").mkdir(parents=True)
-    pq.write_table(pa.table({"text": docs, "id": [str(i) for i in range(len(docs))]}), occi_run / "corpora" / "de" / "part-00000.parquet")
-    (occi_run / "corpora" / "_DONE").write_text("{}")
-    shutil.copytree(run_dir / "tokenizer", occi_run / "tokenizer")
-    return len(docs)
+def read_corpus(pattern: str, megabytes: float) -> tuple[list[dict], str]:
+    """The first `megabytes` of text of the JSONL files, or the demo samples repeated."""
+    files = sorted(glob.glob(pattern)) if pattern else []
+    rows, size, limit = [], 0, megabytes * 1_000_000
+
+    def take(row: dict) -> bool:
+        nonlocal size
+        if not row["text"].strip():
+            return False
+        rows.append({"id": str(row["id"]), "text": row["text"], "source": row.get("source_hint") or "bench"})
+        size += len(row["text"].encode("utf-8"))
+        return size >= limit
+
+    for name in files:
+        with open(name, encoding="utf-8") as lines:
+            if any(take(json.loads(line)) for line in lines if line.strip()):
+                return rows, f"{len(files)} file(s) {pattern}"
+    if files:
+        return rows, f"all of {pattern} ({size / 1e6:.1f} MB)"
+    demo = [json.loads(line) for name in sorted((REPO / "corpora" / "demo").glob("*.jsonl"))
+            for line in open(name, encoding="utf-8") if line.strip()]
+    for copy in range(10**9):
+        if any(take({**row, "id": f"{row['id']}#{copy}"}) for row in demo):
+            return rows, "the demo samples repeated"
 
 
-def timed(command: list[str], env: dict | None = None) -> tuple[float, int, str]:
+def write_inputs(rows: list[dict], work: Path) -> Path:
+    """WORK/corpus.jsonl for Megatron-LM and WORK/run/corpora/<lang>/part-*.parquet for occi."""
+    with open(work / "corpus.jsonl", "w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps({"id": row["id"], "text": row["text"]}, ensure_ascii=False) + "\n")
+    folder = work / "run" / "corpora" / LANG
+    folder.mkdir(parents=True)
+    for part, start in enumerate(range(0, len(rows), DOCS_PER_PART)):
+        chunk = rows[start:start + DOCS_PER_PART]
+        pq.write_table(pa.table({"text": [r["text"] for r in chunk], "id": [r["id"] for r in chunk],
+                                 "source": [r["source"] for r in chunk], "language": [LANG] * len(chunk),
+                                 "language_score": [1.0] * len(chunk), "metadata": ["{}"] * len(chunk)},
+                                schema=SCHEMA), folder / f"part-{part:05d}.parquet")
+    (work / "run" / "corpora" / "_DONE").write_text("{}\n")
+    config = work / "bench.yaml"
+    config.write_text(yaml.safe_dump({"name": "bench", "languages": [LANG], "corpora": "demo",
+                                      "data": {"threads": ARGS.workers}}))
+    return config
+
+
+def train_tokenizer(rows: list[dict], vocab: int, folder: Path) -> Path:
+    """A SentencePiece BPE model with occi's tokenizer settings (occi/tokenizer/train.py)."""
+    import sentencepiece as spm
+
+    folder.mkdir(parents=True)
+    text = folder / "train.txt"
+    text.write_text("\n".join(line for r in rows for line in r["text"].splitlines() if line.strip()), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(folder / "tokenizer"), vocab_size=vocab, model_type="bpe",
+        byte_fallback=True, split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
+        input_sentence_size=300_000, shuffle_input_sentence=True, hard_vocab_limit=False,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+        num_threads=os.cpu_count() or 1, minloglevel=2)
+    text.unlink()
+    return folder / "tokenizer.model"
+
+
+def measure(command: list[str], env: dict | None = None) -> dict:
+    """Wall seconds, the largest process's max RSS and the process tree's peak summed PSS (MB)."""
     started = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, env=env)
+    process = subprocess.Popen(["/usr/bin/time", "-v", *command], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    peak_pss = 0
+    while process.poll() is None:
+        pss = 0
+        for child in psutil.Process(process.pid).children(recursive=True):
+            try:
+                pss += child.memory_full_info().pss
+            except psutil.Error:
+                pass
+        peak_pss = max(peak_pss, pss)
+        time.sleep(0.05)
     seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{command[0]} failed:\n{result.stderr[-3000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
-    return seconds, rss, result.stdout
+    stderr = process.stderr.read()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])} ... failed:\n{stderr[-3000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1))
+    return {"seconds": seconds, "max_rss_mb": rss / 1024, "peak_pss_mb": peak_pss / 2**20}
 
 
-def main(megatron: Path, run_dir: Path, megabytes: int) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="occi-prepare-"))
-    documents = build_corpus(run_dir, megabytes, folder)
-    config = folder / "bench.yaml"
-    config.write_text(yaml.safe_dump({"name": "bench", "languages": ["de"], "corpora": "demo",
-                                      "heldout_fraction": 0.0, "data": {"threads": 2}}))
-    occi_s, occi_rss, _ = timed([sys.executable, "-m", "occi.cli", "data", "prepare", str(config),
-                                 "--run-dir", str(folder / "occi-run")])
-    blend = json.loads((folder / "occi-run" / "data" / "blend.json").read_text())
-    occi_tokens = blend["languages"]["de"]["train"]["tokens"]
-    (folder / "mlm").mkdir()
-    # Megatron-LM's training package imports triton even on CPU: MEGATRON_EXTRA_PATH may add it
-    extra = os.environ.get("MEGATRON_EXTRA_PATH", "")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(megatron), extra) if p)}
-    mlm_s, mlm_rss, _ = timed([sys.executable, str(megatron / "tools" / "preprocess_data.py"), "--input",
-                               str(folder / "corpus.jsonl"), "--output-prefix", str(folder / "mlm" / "de"),
-                               "--tokenizer-type", "SentencePieceTokenizer", "--tokenizer-model",
-                               str(run_dir / "tokenizer" / "tokenizer.model"), "--append-eod", "--workers", "2",
-                               "--json-keys", "text"], env)
+def compare_tokens(occi_prefixes: list[str], mlm_prefix: str, eod: int) -> dict:
+    """Token counts, and whether each document's ids agree (occi writes its training documents,
+    then the held-out ones; Megatron-LM all of them in corpus order)."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    mlm = IndexedDataset(str(folder / "mlm" / "de_text_document"))
-    mlm_tokens = int(mlm.sequence_lengths.sum())
-    print(f"{documents:,} documents, {megabytes} MB of text, 2 workers each")
-    print(f"occi data prepare:          {occi_s:6.1f} s  {occi_tokens / occi_s:>10,.0f} tokens/s  peak RSS {occi_rss / 1024:,.0f} MB  ({occi_tokens:,} tokens)")
-    print(f"Megatron-LM preprocess_data: {mlm_s:6.1f} s  {mlm_tokens / mlm_s:>10,.0f} tokens/s  peak RSS {mlm_rss / 1024:,.0f} MB  ({mlm_tokens:,} tokens, {len(mlm):,} documents)")
-    print(f"ratio (occi / Megatron-LM tokens/s): {(occi_tokens / occi_s) / (mlm_tokens / mlm_s):.2f} (target >= 2)")
-    shutil.rmtree(folder)
+    from occi.corpora.output import heldout_ids
+
+    rows = [json.loads(line)["id"] for line in open(ARGS.work / "corpus.jsonl", encoding="utf-8")]
+    held = heldout_ids(rows, 0.1, 1000)  # the run's defaults: heldout_fraction, heldout_max_docs
+    order = [i for i, r in enumerate(rows) if r not in held] + [i for i, r in enumerate(rows) if r in held]
+    occi_sets = [IndexedDataset(prefix) for prefix in occi_prefixes]  # kept open: the documents are views of its mmap
+    occi_docs = [d for dataset in occi_sets for d in dataset]
+    mlm = IndexedDataset(mlm_prefix)
+    differ = sum(1 for k, i in enumerate(order) if not np.array_equal(occi_docs[k], mlm[i]))
+    return {"occi_documents": len(occi_docs), "mlm_documents": len(mlm),
+            "occi_tokens": int(sum(len(d) for d in occi_docs)), "mlm_tokens": int(mlm.sequence_lengths.sum()),
+            "documents_differing": differ, "mlm_eod": int(mlm[0][-1]), "occi_eod": eod}
+
+
+def main() -> dict:
+    work = ARGS.work
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    rows, origin = read_corpus(ARGS.corpus, ARGS.mb)
+    megabytes = sum(len(r["text"].encode("utf-8")) for r in rows) / 1e6
+    print(f"part 1: {len(rows):,} documents, {megabytes:.1f} MB of text ({origin})", flush=True)
+    config = write_inputs(rows, work)
+    started = time.perf_counter()
+    model = train_tokenizer(rows, ARGS.vocab, work / "run" / "tokenizer")
+    print(f"part 1: SentencePiece BPE {ARGS.vocab} trained in {time.perf_counter() - started:.0f} s (not timed below)", flush=True)
+    documents = len(rows)
+    del rows
+
+    occi = measure([sys.executable, "-m", "occi.cli", "data", "prepare", str(config), "--run-dir", str(work / "run")])
+    blend = json.loads((work / "run" / "data" / "blend.json").read_text())
+    (work / "mlm").mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ARGS.megatron_lm), os.environ.get("MEGATRON_EXTRA_PATH", "")) if p)}
+    mlm = measure([sys.executable, str(ARGS.megatron_lm / "tools" / "preprocess_data.py"), "--input", str(work / "corpus.jsonl"),
+                   "--output-prefix", str(work / "mlm" / LANG), "--tokenizer-type", "SentencePieceTokenizer",
+                   "--tokenizer-model", str(model), "--append-eod", "--workers", str(ARGS.workers), "--json-keys", "text"], env)
+    entry = blend["languages"][LANG]
+    tokens = compare_tokens([entry["prefix"], entry["valid_prefix"]], str(work / "mlm" / f"{LANG}_text_document"), blend["eod_id"])
+    occi["tokens_per_s"] = tokens["occi_tokens"] / occi["seconds"]
+    mlm["tokens_per_s"] = tokens["mlm_tokens"] / mlm["seconds"]
+    result = {"documents": documents, "megabytes": round(megabytes, 1),
+              "corpus": origin, "vocab": blend["vocab_size"], "workers": ARGS.workers, "occi": occi, "megatron_lm": mlm,
+              **tokens, "ratio_tokens_per_s": occi["tokens_per_s"] / mlm["tokens_per_s"]}
+    print(f"{'tool':<31} {'wall s':>7} {'tokens/s':>11} {'max RSS MB':>11} {'peak PSS MB':>12} {'tokens':>12}")
+    for name, r, n in (("occi data prepare", occi, tokens["occi_tokens"]), ("Megatron-LM preprocess_data.py", mlm, tokens["mlm_tokens"])):
+        print(f"{name:<31} {r['seconds']:>7.1f} {r['tokens_per_s']:>11,.0f} {r['max_rss_mb']:>11,.0f} {r['peak_pss_mb']:>12,.0f} {n:>12,}")
+    print(f"ratio occi / Megatron-LM tokens/s: {result['ratio_tokens_per_s']:.2f} (target >= 2); documents "
+          f"{tokens['occi_documents']:,} vs {tokens['mlm_documents']:,}, documents whose ids differ: "
+          f"{tokens['documents_differing']} (EOD id {tokens['occi_eod']} vs {tokens['mlm_eod']})", flush=True)
+    return result
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 50)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megatron-lm", type=Path, required=True, help="Megatron-LM checkout (core_v0.16.1)")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder (emptied first)")
+    parser.add_argument("--corpus", default="", help="JSONL files with `id` and `text` (default: the demo samples)")
+    parser.add_argument("--mb", type=float, default=50, help="megabytes of text to take")
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    ARGS = parser.parse_args()
+    figures = main()
+    if ARGS.json:
+        ARGS.json.write_text(json.dumps(figures, indent=1) + "\n")

@@ -17,6 +17,7 @@ import xxhash
 from occi.errors import OcciError
 
 Split = Literal["all", "train", "heldout"]
+READ_BATCH = 2048  # documents read from Parquet at a time
 
 
 def language_dir(run_dir: Path, code: str) -> Path:
@@ -46,8 +47,8 @@ def read_texts(run_dir: Path, code: str, split: Split = "all", fraction: float =
     if split != "all":
         ids = [i for part in parts for i in pq.read_table(part, columns=["id"]).column("id").to_pylist()]
         held = heldout_ids(ids, fraction, max_docs)
-    for part in parts:
-        table = pq.read_table(part, columns=["id", "text"])
-        for doc_id, text in zip(table.column("id").to_pylist(), table.column("text").to_pylist()):
-            if split == "all" or (doc_id in held) == (split == "heldout"):
-                yield doc_id, text
+    for part in parts:  # batch by batch, so memory does not grow with a part's size
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=READ_BATCH, columns=["id", "text"]):
+            for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
+                if split == "all" or (doc_id in held) == (split == "heldout"):
+                    yield doc_id, text

@@ -2,7 +2,7 @@
 
 Per language, the training documents go to data/<lang>_text_document.{bin,idx} and the held-out
 ones (the run's shared rule, occi/corpora/output.py) to data/<lang>_valid_text_document.{bin,idx},
-written with megatron-core's IndexedDatasetBuilder: the document's tokens followed by the end of
+written in megatron-core's indexed format (occi/data/indexed.py): the document's tokens followed by the end of
 document token, uint16 when the vocabulary fits, else int32. A language is written under
 temporary names and renamed, then marked done, so a re-run continues with the next language.
 """
@@ -18,6 +18,7 @@ from tqdm import tqdm
 from occi.config import RunConfig
 from occi.corpora.output import read_texts
 from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights
+from occi.data.indexed import IndexedDatasetWriter
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, is_done, mark_done
 
@@ -76,27 +77,22 @@ def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0,
 
 
 def _prepare_language(cfg: RunConfig, run_dir: Path, out: Path, code: str, sp, progress: bool) -> dict:
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
-
     dtype = token_dtype(sp.get_piece_size())
     threads = cfg.data.threads or os.cpu_count() or 1
     result = {}
     for split, name in (("train", f"{code}_text_document"), ("heldout", f"{code}_valid_text_document")):
         tmp_prefix = out / f".{name}.tmp"
-        builder = IndexedDatasetBuilder(f"{tmp_prefix}.bin", dtype=dtype)
+        writer = IndexedDatasetWriter(Path(f"{tmp_prefix}.bin"), dtype)
         documents = tokens = 0
         texts = read_texts(run_dir, code, split, cfg.heldout_fraction, cfg.heldout_max_docs)
         bar = tqdm(desc=f"data: {code} {'train' if split == 'train' else 'valid'}", unit="doc", disable=not progress,
                    leave=False)
         for batch in _batches((text for _, text in texts), cfg.data.batch_documents):
-            for ids in sp.encode(batch, out_type=int, num_threads=threads):
-                ids.append(sp.eos_id())
-                builder.add_document(np.asarray(ids, dtype=dtype), [len(ids)])
-                documents += 1
-                tokens += len(ids)
+            tokens += writer.add_documents(sp.encode(batch, out_type=int, num_threads=threads), sp.eos_id())
+            documents += len(batch)
             bar.update(len(batch))
         bar.close()
-        builder.finalize(f"{tmp_prefix}.idx")
+        writer.finalize(Path(f"{tmp_prefix}.idx"))
         os.replace(f"{tmp_prefix}.bin", out / f"{name}.bin")
         os.replace(f"{tmp_prefix}.idx", out / f"{name}.idx")
         result["train" if split == "train" else "valid"] = {"documents": documents, "tokens": tokens}
