@@ -129,13 +129,15 @@ def summarize(board: Board) -> dict:
     present = {code for _, code, _ in board.cells}
     codes = [c for c in languages.LANGUAGES if c in present]
     families = [f for f in ["bpb", "mc", *languages.BENCHMARKS] if any(f == fam for _, _, fam in board.cells)]
+    averaged: dict[tuple[str, str], list[dict]] = {}  # (model, language) -> cells, in board order
+    for (model, code, family), cell in board.cells.items():
+        if family not in LOWER_IS_BETTER:
+            averaged.setdefault((model, code), []).append(cell)
     rows = []
     for model in models:
         per_language, errors = {}, {}
         for code in codes:
-            parts = [cell for (m, c, f), cell in board.cells.items()
-                     if m == model and c == code and f not in LOWER_IS_BETTER]
-            per_language[code], errors[code] = _mean_with_error(parts)
+            per_language[code], errors[code] = _mean_with_error(averaged.get((model, code), []))
         covered = [{"value": per_language[c], "stderr": errors[c]} for c in codes if per_language[c] is not None]
         overall, overall_error = _mean_with_error(covered)
         rows.append({"model": model, "languages": per_language, "languages_stderr": errors,
