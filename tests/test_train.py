@@ -87,6 +87,18 @@ def test_data_prepare_writes_indexed_datasets_and_blend(prepared):
         assert entry["valid"]["documents"] >= 1
     parts = blend["megatron_data_path"].split()
     assert parts[1::2] == [blend["languages"][c]["prefix"] for c in LANGS]
+    # the documents are SentencePiece's ids of the training texts, in corpus order
+    import sentencepiece as spm
+
+    from occi.corpora.output import read_texts
+
+    from occi.data.encoder import words_are_independent
+
+    sp = spm.SentencePieceProcessor(model_file=blend["tokenizer"])
+    assert words_are_independent(sp)  # occi's tokenizers are encoded word by word
+    texts = [text for _, text in read_texts(prepared, "fi", "train")]
+    dataset = IndexedDataset(blend["languages"]["fi"]["prefix"])
+    assert [dataset[i][:-1].tolist() for i in range(len(dataset))] == sp.encode(texts, out_type=int)
 
 
 @pytest.mark.parametrize("dtype", ["uint16", "int32"])
@@ -99,7 +111,9 @@ def test_indexed_writer_matches_megatron_builder_byte_for_byte(tmp_path, dtype):
     batches = [[[5, 6, 7], [], [65000, 1]], [[9] * 10], [[3, 4]]]
     eod = 2
     ours = IndexedDatasetWriter(tmp_path / "ours.bin", np.dtype(dtype).type)
-    written = sum(ours.add_documents(batch, eod) for batch in batches)
+    written = sum(ours.add_documents(np.array([t for doc in batch for t in doc], dtype=np.int64),
+                                     np.array([len(doc) for doc in batch], dtype=np.int64), eod)
+                  for batch in batches + [[]])
     ours.finalize(tmp_path / "ours.idx")
     theirs = IndexedDatasetBuilder(str(tmp_path / "theirs.bin"), dtype=np.dtype(dtype).type)
     for doc in (doc for batch in batches for doc in batch):

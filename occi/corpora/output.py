@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Iterator, Literal
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
@@ -42,13 +44,23 @@ def heldout_ids(ids: list[str], fraction: float, max_docs: int) -> set[str]:
 def read_texts(run_dir: Path, code: str, split: Split = "all", fraction: float = 0.1,
                max_docs: int = 1000) -> Iterator[tuple[str, str]]:
     """(id, text) of one language's corpus, in corpus order, restricted to `split`."""
+    for batch in read_batches(run_dir, code, split, fraction, max_docs):
+        yield from zip(batch.column("id").to_pylist(), batch.column("text").to_pylist())
+
+
+def read_batches(run_dir: Path, code: str, split: Split = "all", fraction: float = 0.1,
+                 max_docs: int = 1000, batch_size: int = READ_BATCH) -> Iterator[pa.RecordBatch]:
+    """The same documents as Arrow batches of `id` and `text`, `batch_size` documents or fewer
+    each (batch by batch, so memory does not grow with a part's size)."""
     parts = sorted(language_dir(run_dir, code).glob("part-*.parquet"))
-    held: set[str] = set()
+    held = pa.array([], type=pa.string())
     if split != "all":
         ids = [i for part in parts for i in pq.read_table(part, columns=["id"]).column("id").to_pylist()]
-        held = heldout_ids(ids, fraction, max_docs)
-    for part in parts:  # batch by batch, so memory does not grow with a part's size
-        for batch in pq.ParquetFile(part).iter_batches(batch_size=READ_BATCH, columns=["id", "text"]):
-            for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
-                if split == "all" or (doc_id in held) == (split == "heldout"):
-                    yield doc_id, text
+        held = pa.array(sorted(heldout_ids(ids, fraction, max_docs)), type=pa.string())
+    for part in parts:
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size, columns=["id", "text"]):
+            if split != "all":
+                is_held = pc.is_in(batch.column("id"), value_set=held)
+                batch = batch.filter(is_held if split == "heldout" else pc.invert(is_held))
+            if batch.num_rows:
+                yield batch

@@ -14,10 +14,8 @@ class DataConfig:
     weights: dict[str, float] = field(default_factory=dict)
     """Explicit blend weights per language; when given they replace the temperature rule
     (every run language needs one)."""
-    batch_documents: int = 1000
-    """Documents tokenized per batch (SentencePiece encodes a batch on all cores)."""
     threads: int = 0
-    """Tokenizer threads; 0 means one per core."""
+    """Threads SentencePiece encodes new words on; 0 means one per core."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -26,5 +24,5 @@ class DataConfig:
             languages.get(code)
             if weight < 0:
                 raise ValueError(f"weights.{code}: expected a weight of 0 or more, got {weight}")
-        if self.batch_documents < 1:
-            raise ValueError(f"batch_documents: expected at least 1, got {self.batch_documents}")
+        if self.threads < 0:
+            raise ValueError(f"threads: expected 0 (one per core) or more, got {self.threads}")

@@ -14,7 +14,6 @@ sequences have been written; one sequence per document here).
 from __future__ import annotations
 
 import struct
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +34,12 @@ class IndexedDatasetWriter:
         self.data_file = open(bin_path, "wb")
         self.lengths: list[np.ndarray] = []
 
-    def add_documents(self, encoded: list[list[int]], eod_id: int) -> int:
-        """Appends each token list followed by the end-of-document token; returns the tokens written."""
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        flat = np.fromiter(chain.from_iterable(encoded), dtype=self.dtype, count=int(lengths.sum()))
-        documents = np.insert(flat, np.cumsum(lengths), eod_id)
+    def add_documents(self, tokens: np.ndarray, lengths: np.ndarray, eod_id: int) -> int:
+        """Appends documents, given as all their tokens one after the other and each one's length,
+        each followed by the end-of-document token; returns the tokens written."""
+        documents = np.insert(tokens.astype(self.dtype, copy=False), np.cumsum(lengths), eod_id)
         self.data_file.write(documents.tobytes(order="C"))
-        self.lengths.append((lengths + 1).astype(np.int32))
+        self.lengths.append((np.asarray(lengths) + 1).astype(np.int32))
         return int(documents.size)
 
     def finalize(self, idx_path: Path) -> None:

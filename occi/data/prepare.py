@@ -16,11 +16,15 @@ import numpy as np
 from tqdm import tqdm
 
 from occi.config import RunConfig
-from occi.corpora.output import read_texts
+from occi.corpora.output import read_batches
 from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights
+from occi.data.encoder import DocumentEncoder
 from occi.data.indexed import IndexedDatasetWriter
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, is_done, mark_done
+
+
+BATCH_DOCUMENTS = 4096  # per batch, each distinct word is looked up once; larger batches hold more memory
 
 
 def load_sentencepiece(run_dir: Path):
@@ -47,10 +51,14 @@ def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0,
         raise OcciError(f"--rank must be between 0 and --world-size - 1 ({world_size - 1}), got {rank}")
     sp = load_sentencepiece(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for index, code in enumerate(cfg.languages):
-        marker = out / f"{code}.json"
-        if index % world_size == rank and not marker.exists():
-            atomic_write_json(marker, _prepare_language(cfg, run_dir, out, code, sp, progress))
+    todo = [code for index, code in enumerate(cfg.languages)
+            if index % world_size == rank and not (out / f"{code}.json").exists()]
+    if todo:
+        dtype = token_dtype(sp.get_piece_size())
+        encoder = DocumentEncoder(sp, dtype, cfg.data.threads or os.cpu_count() or 1)
+        for code in todo:
+            counts = _prepare_language(cfg, run_dir, out, code, dtype, sp.eos_id(), encoder, progress)
+            atomic_write_json(out / f"{code}.json", counts)
     if world_size > 1:
         return None
     counts = {code: json.loads((out / f"{code}.json").read_text(encoding="utf-8")) for code in cfg.languages}
@@ -76,21 +84,20 @@ def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0,
     return blend
 
 
-def _prepare_language(cfg: RunConfig, run_dir: Path, out: Path, code: str, sp, progress: bool) -> dict:
-    dtype = token_dtype(sp.get_piece_size())
-    threads = cfg.data.threads or os.cpu_count() or 1
+def _prepare_language(cfg: RunConfig, run_dir: Path, out: Path, code: str, dtype: type, eod_id: int,
+                      encoder: DocumentEncoder, progress: bool) -> dict:
     result = {}
     for split, name in (("train", f"{code}_text_document"), ("heldout", f"{code}_valid_text_document")):
         tmp_prefix = out / f".{name}.tmp"
         writer = IndexedDatasetWriter(Path(f"{tmp_prefix}.bin"), dtype)
         documents = tokens = 0
-        texts = read_texts(run_dir, code, split, cfg.heldout_fraction, cfg.heldout_max_docs)
+        batches = read_batches(run_dir, code, split, cfg.heldout_fraction, cfg.heldout_max_docs, BATCH_DOCUMENTS)
         bar = tqdm(desc=f"data: {code} {'train' if split == 'train' else 'valid'}", unit="doc", disable=not progress,
                    leave=False)
-        for batch in _batches((text for _, text in texts), cfg.data.batch_documents):
-            tokens += writer.add_documents(sp.encode(batch, out_type=int, num_threads=threads), sp.eos_id())
-            documents += len(batch)
-            bar.update(len(batch))
+        for ids, lengths in encoder.encode_all(batch.column("text") for batch in batches):
+            tokens += writer.add_documents(ids, lengths, eod_id)
+            documents += len(lengths)
+            bar.update(len(lengths))
         bar.close()
         writer.finalize(Path(f"{tmp_prefix}.idx"))
         os.replace(f"{tmp_prefix}.bin", out / f"{name}.bin")
@@ -100,17 +107,6 @@ def _prepare_language(cfg: RunConfig, run_dir: Path, out: Path, code: str, sp, p
         raise OcciError(f"language {code!r} has no training documents in {Path(run_dir) / 'corpora' / code}; "
                         "remove it from `languages` or add text for it")
     return result
-
-
-def _batches(items, size: int):
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def format_blend(blend: dict) -> str:

@@ -1,0 +1,256 @@
+"""Token ids of documents for `occi data prepare`: SentencePiece's ids, word by word through a cache.
+
+SentencePiece's BPE encoder merges adjacent symbols into longer pieces of the vocabulary. Where
+no piece of the vocabulary holds a character followed by "▁" (a space) (what SentencePiece's
+trainer guarantees when it splits by whitespace), no merge crosses the point before a space that
+follows another character. A document is then the concatenation of its words cut at those points
+("▁hello", "▁▁world", ...), each of which encodes on its own to the same ids wherever it occurs.
+Text repeats its words, so encoding each distinct word once and gathering cached ids is several
+times faster than encoding every document in full, and gives the same ids: `words_are_independent`
+checks the model's settings and vocabulary (other models are encoded document by document), and
+tests/test_data_encoder.py compares both ways on text built to find the edge cases.
+
+Python touches each distinct word of a batch once, not each word: Arrow cuts and deduplicates
+the words, new ones are encoded by SentencePiece (on several threads) a few thousand at a time,
+joined by spaces and cut again where a piece starts with "▁", and numpy gathers each document's
+ids from the cache.
+"""
+from __future__ import annotations
+
+import re
+from itertools import chain, repeat
+from queue import Queue
+from threading import Thread
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+SPACE = "▁"
+# " " + text, cut before each space or "▁" that follows another character; group 1 is the word
+# without its first space, which SentencePiece's dummy prefix puts back when the word is encoded
+# alone; the one exception is the empty group (a text ending in one space after another character),
+# since SentencePiece encodes the empty string as nothing
+WORDS = re.compile("[ ▁]([ ▁]*[^ ▁]+|[ ▁]*)")
+CROSSES_WORD_START = re.compile("[^▁]▁")
+BPE = 2  # TrainerSpec.ModelType in SentencePiece's sentencepiece_model.proto
+CACHE_WORDS = 500_000
+"""Distinct words whose ids are kept (about 300 bytes each: the string, its slot, its ids); once
+full, the cache keeps the words it has (the frequent ones come early) and encodes others anew."""
+JOINED_WORDS = 2_000
+"""New words encoded together in one string (joined by spaces, cut again at word starts)."""
+
+
+class DocumentEncoder:
+    """Encodes batches of documents: all their token ids one after the other, and each one's length."""
+
+    def __init__(self, sp, dtype: type, threads: int):
+        self.sp = sp
+        self.dtype = np.dtype(dtype)
+        self.threads = threads
+        self.by_word = words_are_independent(sp)
+        pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+        # a word without spaces encodes to one piece that starts with "▁", then pieces that do not
+        self.starts_word = np.array([piece.startswith(SPACE) and not sp.is_byte(i) for i, piece in enumerate(pieces)])
+        # the ids of a lone "▁": "a " is "▁a" then "▁" (the cut falls between them)
+        self.lone_space = np.asarray(sp.encode("a ")[len(sp.encode("a")):], dtype=self.dtype)
+        # the cache: word -> slot; a slot's ids are ids[word_start[slot]:][:word_length[slot]]
+        self.word_index: dict[str, int] = {}
+        self.word_start = np.zeros(1024, dtype=np.int64)
+        self.word_length = np.zeros(1024, dtype=np.int64)
+        self.ids = np.zeros(4096, dtype=self.dtype)
+        self.ids_used = 0
+
+    def encode(self, texts: pa.Array | list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(the token ids of all texts one after the other, each text's number of tokens)"""
+        if not self.by_word:
+            texts = texts.to_pylist() if isinstance(texts, pa.Array) else texts
+            encoded = self.sp.encode(texts, out_type=int, num_threads=self.threads)
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            return np.fromiter(chain.from_iterable(encoded), dtype=self.dtype, count=int(lengths.sum())), lengths
+        return self._encode_words(*cut_words(texts))
+
+    def encode_all(self, batches: Iterable[pa.Array | list[str]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """encode() of each batch, in order; reading and cutting the next batches (Arrow's work,
+        which releases the GIL) runs on a second thread meanwhile."""
+        if not self.by_word:
+            yield from map(self.encode, batches)
+            return
+        for words, flat in _ahead(map(cut_words, batches), depth=2):
+            yield self._encode_words(words, flat)
+
+    def _encode_words(self, words: pa.ListArray, flat: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
+        distinct = flat.dictionary.to_pylist()
+        numbers = np.fromiter(map(self.word_index.get, distinct, repeat(-1)), dtype=np.int64, count=len(distinct))
+        new = np.flatnonzero(numbers < 0)
+        ids_kept = self.ids_used
+        keep = len(self.word_index) + len(new) <= CACHE_WORDS
+        if len(new):
+            numbers[new] = self._add_words([distinct[k] for k in new], keep)
+        per_word = numbers[flat.indices.to_numpy(zero_copy_only=False)]
+        starts, lengths = self.word_start[per_word], self.word_length[per_word]
+        word_ends = np.cumsum(lengths)
+        total = int(word_ends[-1]) if len(word_ends) else 0
+        ids = self.ids[np.repeat(starts - (word_ends - lengths), lengths) + np.arange(total)]
+        if not keep:  # a full cache keeps what it has; this batch's new words were only borrowed
+            self.ids_used = ids_kept
+        offsets = words.offsets.to_numpy()
+        text_ends = np.concatenate([[0], word_ends])[offsets - offsets[0]]
+        return ids, np.diff(text_ends)
+
+    def _add_words(self, words: list[str], keep: bool) -> np.ndarray:
+        """Encodes new words into the next free slots, remembered by the cache when `keep`;
+        returns their slots."""
+        plain = [k for k, word in enumerate(words) if word and " " not in word and SPACE not in word]
+        other = sorted(set(range(len(words))) - set(plain))
+        groups = [plain[i:i + JOINED_WORDS] for i in range(0, len(plain), JOINED_WORDS)]
+        joined = self.sp.encode([" ".join(words[k] for k in group) for group in groups], out_type=int,
+                                num_threads=self.threads)
+        order, parts, cuts, size = [], [], [], 0
+        for group, ids in zip(groups, joined):
+            ids = np.asarray(ids, dtype=self.dtype)
+            starts = np.flatnonzero(self.starts_word[ids])
+            if len(starts) != len(group):
+                raise RuntimeError(f"joined words encoded to {len(starts)} word starts, expected {len(group)}")
+            order.extend(group)
+            parts.append(ids)
+            cuts.append(size + starts)
+            size += len(ids)
+        alone = [words[k] for k in other]
+        for k, word, ids in zip(other, alone, self.sp.encode(alone, out_type=int, num_threads=self.threads)):
+            ids = np.asarray(ids, dtype=self.dtype) if word else self.lone_space
+            order.append(k)
+            parts.append(ids)
+            cuts.append(np.array([size]))
+            size += len(ids)
+        first = len(self.word_index)
+        slots = np.empty(len(words), dtype=np.int64)
+        slots[order] = first + np.arange(len(words))
+        self.word_start = _room(self.word_start, first + len(words))
+        self.word_length = _room(self.word_length, first + len(words))
+        self.ids = _room(self.ids, self.ids_used + size)
+        starts = np.concatenate(cuts) if cuts else np.zeros(0, dtype=np.int64)
+        self.word_start[first:first + len(words)] = self.ids_used + starts
+        self.word_length[first:first + len(words)] = np.diff(np.append(starts, size))
+        self.ids[self.ids_used:self.ids_used + size] = np.concatenate(parts) if parts else []
+        self.ids_used += size
+        if keep:
+            self.word_index.update(zip(words, slots.tolist()))
+        return slots
+
+
+def _room(array: np.ndarray, size: int) -> np.ndarray:
+    if size <= len(array):
+        return array
+    grown = np.zeros(max(size, 2 * len(array)), dtype=array.dtype)
+    grown[:len(array)] = array
+    return grown
+
+
+def cut_words(texts: pa.Array | list[str]) -> tuple[pa.ListArray, pa.DictionaryArray]:
+    """Each text's words, and all words one after the other as indices into the distinct ones."""
+    texts = pa.array(texts, type=pa.large_string()) if isinstance(texts, list) else texts
+    words = split_words(texts)
+    return words, pc.list_flatten(words).dictionary_encode()
+
+
+def _ahead(items: Iterator, depth: int) -> Iterator:
+    """`items`, produced on a second thread up to `depth` ahead; its errors are raised here."""
+    queue: Queue = Queue(maxsize=depth)
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                queue.put((item, None))
+            queue.put((end, None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            queue.put((end, error))
+
+    Thread(target=produce, daemon=True).start()
+    while True:
+        item, error = queue.get()
+        if error is not None:
+            raise error
+        if item is end:
+            return
+        yield item
+
+
+def split_words(texts: pa.Array) -> pa.ListArray:
+    """Each text's words (see WORDS): Arrow's split on " " where that gives the same cut (no run of
+    spaces, no "▁", no leading space: nearly all text), the regular expression for the rest."""
+    irregular = pc.fill_null(pc.or_(pc.or_(pc.match_substring(texts, "  "), pc.match_substring(texts, SPACE)),
+                                    pc.or_(pc.starts_with(texts, " "), pc.equal(pc.utf8_length(texts), 0))), True)
+    if not pc.any(irregular).as_py():
+        return pc.split_pattern(texts, " ")
+    rows = np.flatnonzero(irregular.to_numpy(zero_copy_only=False))
+    plain = pc.split_pattern(pc.filter(texts, pc.invert(irregular)), " ")
+    odd = pa.array([WORDS.findall(" " + text) if text else [] for text in texts.take(rows).to_pylist()],
+                   type=plain.type)
+    order = np.empty(len(texts), dtype=np.int64)
+    order[np.flatnonzero(~irregular.to_numpy(zero_copy_only=False))] = np.arange(len(plain))
+    order[rows] = len(plain) + np.arange(len(rows))
+    return pa.concat_arrays([plain, odd]).take(order)
+
+
+def words_are_independent(sp) -> bool:
+    """Whether encoding word by word gives the ids of encoding the whole text (see the module's
+    docstring): a BPE model whose normalizer changes nothing but spaces, keeps every space and
+    adds one in front, and whose vocabulary has "▁" and no piece with a "▁" after another character."""
+    model = protobuf_fields(sp.serialized_model_proto())
+    trainer = protobuf_fields(model.get(2, [b""])[-1])
+    normalizer = protobuf_fields(model.get(3, [b""])[-1])
+
+    def value(spec: dict, number: int, default):
+        return spec.get(number, [default])[-1]
+
+    if value(trainer, 3, 1) != BPE or value(trainer, 24, 0):  # model_type, treat_whitespace_as_suffix
+        return False
+    space = sp.piece_to_id(SPACE)
+    if space == sp.unk_id() or sp.is_control(space) or sp.is_byte(space):
+        return False  # "▁" must be a piece of its own (every word then starts with a piece starting with "▁")
+    if (value(normalizer, 1, b"") != b"identity" or value(normalizer, 2, b"") or value(normalizer, 6, b"")
+            or not value(normalizer, 3, 1) or value(normalizer, 4, 1) or not value(normalizer, 5, 1)):
+        return False  # name, precompiled_charsmap, rule_tsv, add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces
+    for token_id in range(sp.get_piece_size()):
+        if sp.is_control(token_id) or sp.is_unknown(token_id) or sp.is_byte(token_id):
+            continue
+        piece = sp.id_to_piece(token_id)
+        if " " in piece or CROSSES_WORD_START.search(piece):
+            return False
+    return True
+
+
+def protobuf_fields(data: bytes) -> dict[int, list]:
+    """The top-level fields of a serialized protobuf message: number -> values (varints as int,
+    length-delimited fields as bytes); enough to read a few settings without the protobuf package."""
+    fields: dict[int, list] = {}
+    position = 0
+    while position < len(data):
+        key, position = _varint(data, position)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, position = _varint(data, position)
+        elif wire_type == 2:
+            length, position = _varint(data, position)
+            value, position = data[position:position + length], position + length
+        elif wire_type in (1, 5):
+            size = 8 if wire_type == 1 else 4
+            value, position = data[position:position + size], position + size
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type}")
+        fields.setdefault(number, []).append(value)
+    return fields
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7

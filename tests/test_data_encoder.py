@@ -1,0 +1,140 @@
+"""`occi data prepare` encodes word by word through a cache (occi/data/encoder.py): the ids must be
+exactly SentencePiece's own for the whole document, on text built to find the edge cases (runs of
+spaces that whitespace-only pieces could merge across, literal "▁", newlines, byte fallback,
+special tokens written as text, empty and all-space documents), and models where words do
+interact must be encoded whole."""
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import sentencepiece as spm
+import yaml
+
+from occi import config as run_config
+from occi.data import encoder as encoder_module
+from occi.data.encoder import DocumentEncoder, words_are_independent
+from occi.tokenizer.train import _train_sentencepiece
+
+# Training text written for this test: prose in a few languages, and indented code and tables,
+# so that the vocabulary learns whitespace-only pieces ("▁▁", "▁▁▁▁") beside words.
+TRAINING_LINES = [
+    "Le conseil municipal se réunit le premier lundi de chaque mois à la mairie.",
+    "Die Gemeinde  veröffentlicht   den Haushaltsplan   jedes Jahr im Frühjahr.",
+    "Η βιβλιοθήκη της πόλης είναι ανοιχτή κάθε μέρα εκτός από την Κυριακή.",
+    "Kaupungin kirjasto on auki joka päivä paitsi sunnuntaina.",
+    "    def total(items):",
+    "        return sum(item.price for item in items)",
+    "    if count  >  0:",
+    "            print('done')",
+    "name        value    unit",
+    "length      12       cm",
+    "width        7       cm",
+    "Björn  och  Åsa  bor  i  Göteborg  sedan  år  2019.",
+]
+EDGES = [" ", "  ", "▁", "\n", "\t", "\u00a0", "a", "in", "7", "é", "😀", "<unk>", "</s>", "<|user|>", "<reserved_0>"]
+
+
+def train_model(folder: Path, **tokenizer) -> spm.SentencePieceProcessor:
+    """A SentencePiece model trained the way `occi tokenizer train` trains it."""
+    config = folder / "run.yaml"
+    config.write_text(yaml.safe_dump({"name": "enc", "languages": ["fr"], "corpora": {"recipe": "demo"},
+                                      "tokenizer": {"recipe": "demo", "vocab_size": 500, "hard_vocab_limit": False,
+                                                    "special_tokens": ["<|user|>"], "reserved_tokens": 1,
+                                                    **tokenizer}}))
+    text = folder / "train.txt"
+    text.write_text("\n".join(TRAINING_LINES * 20) + "\n", encoding="utf-8")
+    _train_sentencepiece(run_config.load(str(config)), text, folder / "tokenizer", len(TRAINING_LINES) * 20)
+    return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+
+
+def hard_texts() -> list[str]:
+    rng = random.Random(7)
+    texts = ["".join(combo) for n in range(4) for combo in itertools.product(EDGES, repeat=n)]
+    pieces = EDGES + [word for line in TRAINING_LINES for word in line.split(" ")]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
+    return texts + TRAINING_LINES + ["\n".join(TRAINING_LINES)]
+
+
+def encode_in_batches(encoder: DocumentEncoder, texts: list[str], size: int = 500) -> list[list[int]]:
+    """Batches as Python lists and as Arrow arrays of the type Parquet gives, in turn."""
+    documents = []
+    for start in range(0, len(texts), size):
+        batch = texts[start:start + size]
+        ids, lengths = encoder.encode(batch if start // size % 2 else pa.array(batch, type=pa.string()))
+        assert ids.dtype == encoder.dtype and len(lengths) == len(batch)
+        documents += [part.tolist() for part in np.split(ids, np.cumsum(lengths)[:-1])]
+    return documents
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory) -> spm.SentencePieceProcessor:
+    return train_model(tmp_path_factory.mktemp("bpe"))
+
+
+def test_word_by_word_gives_sentencepiece_ids_for_every_document(bpe):
+    pieces = [bpe.id_to_piece(i) for i in range(bpe.get_piece_size())]
+    assert "▁▁" in pieces and any(set(p) == {"▁"} and len(p) >= 4 for p in pieces), "no whitespace-only pieces"
+    assert words_are_independent(bpe)
+    encoder = DocumentEncoder(bpe, np.uint16, threads=2)
+    assert encoder.by_word
+    texts = hard_texts()
+    assert encode_in_batches(encoder, texts) == bpe.encode(texts, out_type=int)
+    assert len(encoder.word_index) > 100
+
+
+def test_encode_all_reads_ahead_in_order_and_raises_the_readers_errors(bpe):
+    from occi.errors import OcciError
+
+    encoder = DocumentEncoder(bpe, np.uint16, threads=2)
+    texts = hard_texts()[-1000:]
+    got = []
+    for ids, lengths in encoder.encode_all(pa.array(texts[i:i + 64], type=pa.string()) for i in range(0, 1000, 64)):
+        got += [part.tolist() for part in np.split(ids, np.cumsum(lengths)[:-1])]
+    assert got == bpe.encode(texts, out_type=int)
+
+    def broken_reader():
+        yield texts[:10]
+        raise OcciError("part-00001.parquet: not a Parquet file")
+
+    with pytest.raises(OcciError, match="not a Parquet file"):
+        list(encoder.encode_all(broken_reader()))
+
+
+def test_a_full_cache_keeps_its_words_and_changes_nothing(bpe, monkeypatch):
+    monkeypatch.setattr(encoder_module, "CACHE_WORDS", 50)
+    encoder = DocumentEncoder(bpe, np.int32, threads=1)
+    texts = hard_texts()[-600:]
+    assert encode_in_batches(encoder, texts, size=40) == bpe.encode(texts, out_type=int)
+    every_word = {word for text in texts for word in encoder_module.WORDS.findall(" " + text)}
+    assert len(every_word) > 200 and 0 < len(encoder.word_index) <= 50
+
+
+@pytest.mark.parametrize("settings", [{"model_type": "unigram"}], ids=["unigram"])
+def test_models_where_words_interact_are_encoded_whole(tmp_path, settings):
+    sp = train_model(tmp_path, **settings)
+    assert not words_are_independent(sp)
+    encoder = DocumentEncoder(sp, np.uint16, threads=1)
+    assert not encoder.by_word
+    texts = hard_texts()[-300:]
+    assert encode_in_batches(encoder, texts) == sp.encode(texts, out_type=int)
+
+
+@pytest.mark.parametrize("settings", [{"normalization_rule_name": "nmt_nfkc"}, {"remove_extra_whitespaces": True},
+                                      {"split_by_whitespace": False}],
+                         ids=["nfkc", "extra-whitespace-removed", "pieces-across-spaces"])
+def test_other_sentencepiece_settings_are_recognised(tmp_path, settings):
+    """Models trained elsewhere: a normalizer that rewrites text, or pieces that span a space."""
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(TRAINING_LINES * 20) + "\n", encoding="utf-8")
+    options = {"model_type": "bpe", "vocab_size": 500, "hard_vocab_limit": False, "byte_fallback": True,
+               "normalization_rule_name": "identity", "remove_extra_whitespaces": False, **settings}
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "m"), minloglevel=2, **options)
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "m.model"))
+    assert not words_are_independent(sp)
+    texts = hard_texts()[-300:]
+    assert encode_in_batches(DocumentEncoder(sp, np.uint16, threads=1), texts) == sp.encode(texts, out_type=int)
