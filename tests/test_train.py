@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -122,6 +123,27 @@ def test_indexed_writer_matches_megatron_builder_byte_for_byte(tmp_path, dtype):
     assert written == sum(len(doc) + 1 for batch in batches for doc in batch)
     for suffix in ("bin", "idx"):
         assert (tmp_path / f"ours.{suffix}").read_bytes() == (tmp_path / f"theirs.{suffix}").read_bytes()
+
+
+def test_one_process_writes_what_several_write_and_a_failed_language_loses_no_other(prepared, tmp_path):
+    """The fixture prepared its four languages on one process per core; here one process does it,
+    then a language whose corpus has no training documents fails alone."""
+    run_dir = fresh_copy(prepared, tmp_path)
+    shutil.rmtree(run_dir / "data")
+    config = yaml.safe_load(write_run_config(tmp_path).read_text())
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({**config, "data": {"workers": 1, "threads": 1}}))
+    result = occi("data", "prepare", str(tmp_path / "one.yaml"), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in sorted(p.name for p in (prepared / "data").glob("*_document.*")):
+        assert (run_dir / "data" / name).read_bytes() == (prepared / "data" / name).read_bytes(), name
+
+    shutil.rmtree(run_dir / "data")
+    table = pq.read_table(run_dir / "corpora" / "sv" / "part-00000.parquet")
+    pq.write_table(table.slice(0, 0), run_dir / "corpora" / "sv" / "part-00000.parquet")
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump({**config, "data": {"workers": 2}}))
+    result = occi("data", "prepare", str(tmp_path / "two.yaml"), "--run-dir", str(run_dir))
+    assert result.returncode != 0 and "language 'sv' has no training documents" in result.stderr
+    assert sorted(p.name for p in (run_dir / "data").glob("*.json")) == ["et.json", "fi.json", "fr.json"]
 
 
 def test_blend_proportions_hold_in_the_sampled_data(prepared):

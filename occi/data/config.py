@@ -14,8 +14,10 @@ class DataConfig:
     weights: dict[str, float] = field(default_factory=dict)
     """Explicit blend weights per language; when given they replace the temperature rule
     (every run language needs one)."""
+    workers: int = 0
+    """Processes that tokenize languages side by side; 0 means one per core (at most one per language)."""
     threads: int = 0
-    """Threads SentencePiece encodes new words on; 0 means one per core."""
+    """Threads each process's SentencePiece encodes new words on; 0 means cores / workers."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -24,5 +26,6 @@ class DataConfig:
             languages.get(code)
             if weight < 0:
                 raise ValueError(f"weights.{code}: expected a weight of 0 or more, got {weight}")
-        if self.threads < 0:
-            raise ValueError(f"threads: expected 0 (one per core) or more, got {self.threads}")
+        for name in ("workers", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected 0 (the default) or more, got {getattr(self, name)}")

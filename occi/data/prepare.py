@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import cache
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +57,7 @@ def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0,
     todo = [code for index, code in enumerate(cfg.languages)
             if index % world_size == rank and not (out / f"{code}.json").exists()]
     if todo:
-        dtype = token_dtype(sp.get_piece_size())
-        encoder = DocumentEncoder(sp, dtype, cfg.data.threads or os.cpu_count() or 1)
-        for code in todo:
-            counts = _prepare_language(cfg, run_dir, out, code, dtype, sp.eos_id(), encoder, progress)
-            atomic_write_json(out / f"{code}.json", counts)
+        _prepare_languages(cfg, Path(run_dir), todo, progress)
     if world_size > 1:
         return None
     counts = {code: json.loads((out / f"{code}.json").read_text(encoding="utf-8")) for code in cfg.languages}
@@ -84,8 +83,42 @@ def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0,
     return blend
 
 
-def _prepare_language(cfg: RunConfig, run_dir: Path, out: Path, code: str, dtype: type, eod_id: int,
-                      encoder: DocumentEncoder, progress: bool) -> dict:
+def _prepare_languages(cfg: RunConfig, run_dir: Path, todo: list[str], progress: bool) -> None:
+    """Tokenizes the languages in `todo`, side by side on `data.workers` processes, and marks
+    each one done as it finishes (a failed language does not lose the others)."""
+    cores = os.cpu_count() or 1
+    workers = min(len(todo), cfg.data.workers or cores)
+    threads = cfg.data.threads or max(1, cores // workers)
+    out = run_dir / "data"
+    if workers == 1:
+        for code in todo:
+            atomic_write_json(out / f"{code}.json", _prepare_language(cfg, run_dir, code, threads, progress))
+        return
+    failures = []
+    bar = tqdm(total=len(todo), unit="language", desc="data: languages", disable=not progress)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        running = {pool.submit(_prepare_language, cfg, run_dir, code, threads, False): code for code in todo}
+        for finished in as_completed(running):
+            try:
+                atomic_write_json(out / f"{running[finished]}.json", finished.result())
+            except Exception as error:  # the others go on; the first error is raised at the end
+                failures.append(error)
+            bar.update(1)
+    bar.close()
+    if failures:
+        raise failures[0]
+
+
+@cache
+def _encoder(run_dir: Path, modified_ns: int, threads: int) -> DocumentEncoder:
+    """One encoder (and word cache) per process and tokenizer file."""
+    sp = load_sentencepiece(run_dir)
+    return DocumentEncoder(sp, token_dtype(sp.get_piece_size()), threads)
+
+
+def _prepare_language(cfg: RunConfig, run_dir: Path, code: str, threads: int, progress: bool) -> dict:
+    encoder = _encoder(run_dir, (run_dir / "tokenizer" / "tokenizer.model").stat().st_mtime_ns, threads)
+    dtype, eod_id, out = encoder.dtype.type, encoder.sp.eos_id(), run_dir / "data"
     result = {}
     for split, name in (("train", f"{code}_text_document"), ("heldout", f"{code}_valid_text_document")):
         tmp_prefix = out / f".{name}.tmp"
