@@ -105,13 +105,50 @@ def test_encode_all_reads_ahead_in_order_and_raises_the_readers_errors(bpe):
         list(encoder.encode_all(broken_reader()))
 
 
+def test_a_consumer_that_stops_early_leaves_no_reader_thread(bpe):
+    import threading
+
+    encoder = DocumentEncoder(bpe, np.uint16, threads=1)
+    before = threading.active_count()
+    for _ in range(3):
+        for _ in encoder.encode_all(["un deux trois"] * 10 for _ in range(100)):
+            break
+    assert threading.active_count() == before
+
+
+def test_processor_options_and_null_texts(bpe, tmp_path):
+    """A processor made to add <s>/</s> still gives plain ids; a null text is an error either way."""
+    path = tmp_path / "m.model"
+    path.write_bytes(bpe.serialized_model_proto())
+    with_extras = spm.SentencePieceProcessor(model_file=str(path), add_bos=True, add_eos=True)
+    texts = hard_texts()[-200:]
+    assert encode_in_batches(DocumentEncoder(with_extras, np.uint16, threads=1), texts) == bpe.encode(texts, out_type=int)
+    unigram = train_model(tmp_path, model_type="unigram")
+    for sp in (bpe, unigram):
+        with pytest.raises(ValueError, match="a text is null"):
+            DocumentEncoder(sp, np.uint16, threads=1).encode(pa.array(["un", None], type=pa.string()))
+
+
+def test_an_unknown_piece_that_starts_with_a_space(tmp_path):
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(TRAINING_LINES * 20) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "m"), model_type="bpe", vocab_size=500,
+                                   hard_vocab_limit=False, byte_fallback=False, unk_piece="▁UNK",
+                                   normalization_rule_name="identity", remove_extra_whitespaces=False,
+                                   allow_whitespace_only_pieces=True, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "m.model"))
+    assert words_are_independent(sp)
+    texts = ["a 😀 b", "😀😀 c", "ünknown 世界 😀"] + hard_texts()[-300:]
+    assert encode_in_batches(DocumentEncoder(sp, np.uint16, threads=1), texts) == sp.encode(texts, out_type=int)
+
+
 def test_a_full_cache_keeps_its_words_and_changes_nothing(bpe, monkeypatch):
     monkeypatch.setattr(encoder_module, "CACHE_WORDS", 50)
     encoder = DocumentEncoder(bpe, np.int32, threads=1)
     texts = hard_texts()[-600:]
     assert encode_in_batches(encoder, texts, size=40) == bpe.encode(texts, out_type=int)
     every_word = {word for text in texts for word in encoder_module.WORDS.findall(" " + text)}
-    assert len(every_word) > 200 and 0 < len(encoder.word_index) <= 50
+    assert len(every_word) > 200 and len(encoder.word_index) == 50
 
 
 @pytest.mark.parametrize("settings", [{"model_type": "unigram"}], ids=["unigram"])

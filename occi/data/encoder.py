@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 from itertools import chain, repeat
-from queue import Queue
-from threading import Thread
+from queue import Full, Queue
+from threading import Event, Thread
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -48,13 +48,17 @@ class DocumentEncoder:
     def __init__(self, sp, dtype: type, threads: int):
         self.sp = sp
         self.dtype = np.dtype(dtype)
+        # plain ids, whatever options the processor was made with (data prepare adds the EOD itself)
+        self.options = {"out_type": int, "add_bos": False, "add_eos": False, "reverse": False,
+                        "enable_sampling": False, "num_threads": threads}
         self.threads = threads
         self.by_word = words_are_independent(sp)
         pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
         # a word without spaces encodes to one piece that starts with "▁", then pieces that do not
-        self.starts_word = np.array([piece.startswith(SPACE) and not sp.is_byte(i) for i, piece in enumerate(pieces)])
+        self.starts_word = np.array([piece.startswith(SPACE) and not (sp.is_byte(i) or sp.is_unknown(i) or sp.is_control(i))
+                                     for i, piece in enumerate(pieces)])
         # the ids of a lone "▁": "a " is "▁a" then "▁" (the cut falls between them)
-        self.lone_space = np.asarray(sp.encode("a ")[len(sp.encode("a")):], dtype=self.dtype)
+        self.lone_space = np.asarray(self._encode(["a "])[0][len(self._encode(["a"])[0]):], dtype=self.dtype)
         # the cache: word -> slot; a slot's ids are ids[word_start[slot]:][:word_length[slot]]
         self.word_index: dict[str, int] = {}
         self.word_start = np.zeros(1024, dtype=np.int64)
@@ -66,7 +70,9 @@ class DocumentEncoder:
         """(the token ids of all texts one after the other, each text's number of tokens)"""
         if not self.by_word:
             texts = texts.to_pylist() if isinstance(texts, pa.Array) else texts
-            encoded = self.sp.encode(texts, out_type=int, num_threads=self.threads)
+            if None in texts:
+                raise ValueError("a text is null")
+            encoded = self._encode(texts)
             lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
             return np.fromiter(chain.from_iterable(encoded), dtype=self.dtype, count=int(lengths.sum())), lengths
         return self._encode_words(*cut_words(texts))
@@ -84,17 +90,18 @@ class DocumentEncoder:
         distinct = flat.dictionary.to_pylist()
         numbers = np.fromiter(map(self.word_index.get, distinct, repeat(-1)), dtype=np.int64, count=len(distinct))
         new = np.flatnonzero(numbers < 0)
-        ids_kept = self.ids_used
-        keep = len(self.word_index) + len(new) <= CACHE_WORDS
+        room = max(0, CACHE_WORDS - len(self.word_index))
         if len(new):
-            numbers[new] = self._add_words([distinct[k] for k in new], keep)
+            numbers[new[:room]] = self._add_words([distinct[k] for k in new[:room]], keep=True)
+        ids_kept = self.ids_used
+        if len(new) > room:  # a full cache keeps the words it has; these are only borrowed for this batch
+            numbers[new[room:]] = self._add_words([distinct[k] for k in new[room:]], keep=False)
         per_word = numbers[flat.indices.to_numpy(zero_copy_only=False)]
         starts, lengths = self.word_start[per_word], self.word_length[per_word]
         word_ends = np.cumsum(lengths)
         total = int(word_ends[-1]) if len(word_ends) else 0
         ids = self.ids[np.repeat(starts - (word_ends - lengths), lengths) + np.arange(total)]
-        if not keep:  # a full cache keeps what it has; this batch's new words were only borrowed
-            self.ids_used = ids_kept
+        self.ids_used = ids_kept
         offsets = words.offsets.to_numpy()
         text_ends = np.concatenate([[0], word_ends])[offsets - offsets[0]]
         return ids, np.diff(text_ends)
@@ -105,8 +112,7 @@ class DocumentEncoder:
         plain = [k for k, word in enumerate(words) if word and " " not in word and SPACE not in word]
         other = sorted(set(range(len(words))) - set(plain))
         groups = [plain[i:i + JOINED_WORDS] for i in range(0, len(plain), JOINED_WORDS)]
-        joined = self.sp.encode([" ".join(words[k] for k in group) for group in groups], out_type=int,
-                                num_threads=self.threads)
+        joined = self._encode([" ".join(words[k] for k in group) for group in groups])
         order, parts, cuts, size = [], [], [], 0
         for group, ids in zip(groups, joined):
             ids = np.asarray(ids, dtype=self.dtype)
@@ -118,7 +124,7 @@ class DocumentEncoder:
             cuts.append(size + starts)
             size += len(ids)
         alone = [words[k] for k in other]
-        for k, word, ids in zip(other, alone, self.sp.encode(alone, out_type=int, num_threads=self.threads)):
+        for k, word, ids in zip(other, alone, self._encode(alone)):
             ids = np.asarray(ids, dtype=self.dtype) if word else self.lone_space
             order.append(k)
             parts.append(ids)
@@ -140,6 +146,10 @@ class DocumentEncoder:
         return slots
 
 
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode(texts, **self.options) if texts else []
+
+
 def _room(array: np.ndarray, size: int) -> np.ndarray:
     if size <= len(array):
         return array
@@ -150,32 +160,55 @@ def _room(array: np.ndarray, size: int) -> np.ndarray:
 
 def cut_words(texts: pa.Array | list[str]) -> tuple[pa.ListArray, pa.DictionaryArray]:
     """Each text's words, and all words one after the other as indices into the distinct ones."""
-    texts = pa.array(texts, type=pa.large_string()) if isinstance(texts, list) else texts
+    if isinstance(texts, list):
+        texts = pa.array(texts, type=pa.large_string())
+    elif isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if texts.type not in (pa.string(), pa.large_string()):
+        texts = texts.cast(pa.large_string())
+    if texts.null_count:
+        raise ValueError("a text is null")
     words = split_words(texts)
     return words, pc.list_flatten(words).dictionary_encode()
 
 
 def _ahead(items: Iterator, depth: int) -> Iterator:
-    """`items`, produced on a second thread up to `depth` ahead; its errors are raised here."""
+    """`items`, produced on a second thread up to `depth` ahead; its errors are raised here, and
+    the thread ends when the consumer stops early."""
     queue: Queue = Queue(maxsize=depth)
-    end = object()
+    end, stop = object(), Event()
+
+    def hand_over(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                pass
+        return False
 
     def produce() -> None:
         try:
             for item in items:
-                queue.put((item, None))
-            queue.put((end, None))
+                if not hand_over((item, None)):
+                    return
+            hand_over((end, None))
         except BaseException as error:  # handed to the consumer, which raises it
-            queue.put((end, error))
+            hand_over((end, error))
 
-    Thread(target=produce, daemon=True).start()
-    while True:
-        item, error = queue.get()
-        if error is not None:
-            raise error
-        if item is end:
-            return
-        yield item
+    producer = Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 def split_words(texts: pa.Array) -> pa.ListArray:
