@@ -51,12 +51,12 @@ class DocumentEncoder:
         # plain ids, whatever options the processor was made with (data prepare adds the EOD itself)
         self.options = {"out_type": int, "add_bos": False, "add_eos": False, "reverse": False,
                         "enable_sampling": False, "num_threads": threads}
-        self.threads = threads
         self.by_word = words_are_independent(sp)
         pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
         # a word without spaces encodes to one piece that starts with "▁", then pieces that do not
-        self.starts_word = np.array([piece.startswith(SPACE) and not (sp.is_byte(i) or sp.is_unknown(i) or sp.is_control(i))
-                                     for i, piece in enumerate(pieces)])
+        special = [sp.is_byte(i) or sp.is_unknown(i) or sp.is_control(i) for i in range(len(pieces))]
+        self.starts_word = np.array([piece.startswith(SPACE) and not is_special
+                                     for piece, is_special in zip(pieces, special)])
         # the ids of a lone "▁": "a " is "▁a" then "▁" (the cut falls between them)
         self.lone_space = np.asarray(self._encode(["a "])[0][len(self._encode(["a"])[0]):], dtype=self.dtype)
         # the cache: word -> slot; a slot's ids are ids[word_start[slot]:][:word_length[slot]]
