@@ -11,7 +11,6 @@ Two phases, both safe to kill and re-run:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -36,6 +35,7 @@ from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, Goph
 from occi.corpora.sources import Shard, plan_shards, read_shard
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_path, atomic_write_json, is_done, mark_done, remove_stale_temporaries
+from occi.machine import cores
 
 DOCS_PER_PART = 100_000
 MAX_ERRORS_KEPT = 20
@@ -74,7 +74,7 @@ def build(corpora: CorporaConfig, languages: list[str], run_dir: Path, *, rank: 
     if phase in ("all", "filter"):
         _write_plan(work, shards)
         mine = [s for s in shards if s.index % world_size == rank]
-        _filter_shards(job, mine, workers or corpora.workers or os.cpu_count() or 1, progress)
+        _filter_shards(job, mine, workers or corpora.workers or cores(), progress)
         if phase == "filter" or world_size > 1:
             return None  # the dedup phase runs once, after every rank is done
     missing = [s for s in shards if not is_done(work / s.name)]

@@ -25,6 +25,7 @@ from occi.data.encoder import DocumentEncoder
 from occi.data.indexed import IndexedDatasetWriter
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, is_done, mark_done
+from occi.machine import cores
 
 
 BATCH_DOCUMENTS = 4096  # per batch, each distinct word is looked up once; larger batches hold more memory
@@ -86,9 +87,8 @@ def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0,
 def _prepare_languages(cfg: RunConfig, run_dir: Path, todo: list[str], progress: bool) -> None:
     """Tokenizes the languages in `todo`, side by side on `data.workers` processes, and marks
     each one done as it finishes (a failed language does not lose the others)."""
-    cores = os.cpu_count() or 1
-    workers = min(len(todo), cfg.data.workers or cores)
-    threads = cfg.data.threads or max(1, cores // workers)
+    workers = min(len(todo), cfg.data.workers or cores())
+    threads = cfg.data.threads or max(1, cores() // workers)
     out = run_dir / "data"
     if workers == 1:
         for code in todo:

@@ -8,13 +8,13 @@ built in a temporary folder that replaces tokenizer/ only when complete.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from occi.config import RunConfig
 from occi.corpora.output import read_texts
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, is_done, mark_done
+from occi.machine import cores
 from occi.tokenizer import report as tokenizer_report
 from occi.tokenizer.models import SentencePieceTokenizer
 from occi.tokenizer.sampling import sample_lines, write_training_text
@@ -73,7 +73,7 @@ def _train_sentencepiece(cfg: RunConfig, text_file: Path, prefix: Path, line_cou
             max_sentence_length=recipe.max_sentence_length, hard_vocab_limit=recipe.hard_vocab_limit,
             # keep text exactly: decode(encode(x)) == x for NFC text, whitespace runs included
             normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
-            num_threads=recipe.threads or os.cpu_count() or 1, minloglevel=2,
+            num_threads=recipe.threads or cores(), minloglevel=2,
         )
     except RuntimeError as err:
         message = str(err).strip().splitlines()[-1] if str(err).strip() else "training failed"

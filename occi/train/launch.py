@@ -16,6 +16,7 @@ from pathlib import Path
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, mark_done
+from occi.machine import cores
 from occi.train import checkpoints
 
 
@@ -84,7 +85,7 @@ def _hardware(cfg: RunConfig) -> str:
 def _run_torchrun(cfg: RunConfig, run_dir: Path) -> int:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={cfg.train.world_size}", "-m", "occi.train.trainer", cfg.source_file, str(run_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.train.world_size)))}
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, cores() // cfg.train.world_size)))}
     process = subprocess.Popen(command, env=env)
     stop_requested = False
 
