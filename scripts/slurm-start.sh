@@ -60,6 +60,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$(( memory / cpus ))
 SchedulerParameters=batch_sched_delay=0,kill_invalid_depend
+# a requeued job waits for its launch credential to expire (120 s by default) before it may start
+# again; on this one-node cluster 30 s is plenty, and the requeue test then waits 30 s, not 120
+AuthInfo=cred_expire=30
 MinJobAge=3600
 JobRequeue=1
 ReturnToService=2
