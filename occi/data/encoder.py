@@ -109,8 +109,9 @@ class DocumentEncoder:
     def _add_words(self, words: list[str], keep: bool) -> np.ndarray:
         """Encodes new words into the next free slots, remembered by the cache when `keep`;
         returns their slots."""
-        plain = [k for k, word in enumerate(words) if word and " " not in word and SPACE not in word]
-        other = sorted(set(range(len(words))) - set(plain))
+        plain, other = [], []  # words without spaces are encoded joined; the rest one by one
+        for k, word in enumerate(words):
+            (plain if word and " " not in word and SPACE not in word else other).append(k)
         groups = [plain[i:i + JOINED_WORDS] for i in range(0, len(plain), JOINED_WORDS)]
         joined = self._encode([" ".join(words[k] for k in group) for group in groups])
         order, parts, cuts, size = [], [], [], 0
@@ -144,7 +145,6 @@ class DocumentEncoder:
         if keep:
             self.word_index.update(zip(words, slots.tolist()))
         return slots
-
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         return self.sp.encode(texts, **self.options) if texts else []
@@ -218,12 +218,13 @@ def split_words(texts: pa.Array) -> pa.ListArray:
                                     pc.or_(pc.starts_with(texts, " "), pc.equal(pc.utf8_length(texts), 0))), True)
     if not pc.any(irregular).as_py():
         return pc.split_pattern(texts, " ")
-    rows = np.flatnonzero(irregular.to_numpy(zero_copy_only=False))
+    is_irregular = irregular.to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(is_irregular)
     plain = pc.split_pattern(pc.filter(texts, pc.invert(irregular)), " ")
     odd = pa.array([WORDS.findall(" " + text) if text else [] for text in texts.take(rows).to_pylist()],
                    type=plain.type)
     order = np.empty(len(texts), dtype=np.int64)
-    order[np.flatnonzero(~irregular.to_numpy(zero_copy_only=False))] = np.arange(len(plain))
+    order[np.flatnonzero(~is_irregular)] = np.arange(len(plain))
     order[rows] = len(plain) + np.arange(len(rows))
     return pa.concat_arrays([plain, odd]).take(order)
 
