@@ -13,34 +13,31 @@ from pathlib import Path
 from occi.errors import OcciError
 
 
-def _run_dir(args: argparse.Namespace, cfg) -> Path:
-    from occi.config import default_run_dir
+def _load(args: argparse.Namespace):
+    """The run's frozen config and its run directory (occi/config.py: load_for_run)."""
+    from occi import config
 
-    return Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+    return config.load_for_run(args.config, args.run_dir)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from occi import config, pipeline
+    from occi import pipeline
 
-    cfg = config.load(args.config)
-    pipeline.run_all(cfg, _run_dir(args, cfg))
+    pipeline.run_all(*_load(args))
     return 0
 
 
-def cmd_corpora_build(args: argparse.Namespace) -> int:
-    from occi import config
-    from occi.corpora import build, stats
+def cmd_stage(args: argparse.Namespace) -> int:
+    """Any stage's own command (`occi corpora build`, `occi train`, ...): made from the stage list."""
+    from occi.pipeline import stage_named
+    from occi.sharding import Share
 
-    cfg = config.load(args.config)
-    run_dir = _run_dir(args, cfg)
-    config.write_resolved(cfg, run_dir)
-    result = build.build(cfg.corpora, cfg.languages, run_dir, rank=args.rank, world_size=args.world_size,
-                         phase=args.phase, workers=args.workers)
-    if result is None:
-        print(f"corpora: rank {args.rank} of {args.world_size} done; run with --phase dedup once all ranks are done")
-    else:
-        print(stats.format_table(result))
-        print(f"corpora: {run_dir / 'corpora'}")
+    stage = stage_named(args.stage)
+    cfg, run = _load(args)
+    share = Share(args.rank, args.world_size) if stage.sharded else Share()
+    result = stage.run(cfg, run, share, **{option.dest: getattr(args, option.dest) for option in stage.options})
+    if os.environ.get("RANK", "0") == "0":  # one summary per launch, not one per training rank
+        print(result.summary)
     return 0
 
 
@@ -63,17 +60,6 @@ def cmd_corpora_langid(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tokenizer_train(args: argparse.Namespace) -> int:
-    from occi import config
-    from occi.tokenizer import train
-
-    cfg = config.load(args.config)
-    run_dir = _run_dir(args, cfg)
-    print(train.summary(train.train(cfg, run_dir)))
-    print(f"tokenizer: {run_dir / 'tokenizer'}")
-    return 0
-
-
 def cmd_tokenizer_eval(args: argparse.Namespace) -> int:
     import json
 
@@ -84,31 +70,6 @@ def cmd_tokenizer_eval(args: argparse.Namespace) -> int:
     if args.out:
         report.write(result, Path(args.out))
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else report.markdown(result))
-    return 0
-
-
-def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from occi import config
-    from occi.data import prepare
-
-    cfg = config.load(args.config)
-    run_dir = _run_dir(args, cfg)
-    blend = prepare.prepare(cfg, run_dir, rank=args.rank, world_size=args.world_size)
-    if blend is None:
-        print(f"data: rank {args.rank} of {args.world_size} done; run without --rank once all ranks are done")
-    else:
-        print(prepare.format_blend(blend))
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from occi import config
-    from occi.eval import runner
-
-    cfg = config.load(args.config)
-    table = runner.evaluate(cfg, _run_dir(args, cfg), suites=[args.suite] if args.suite else None, model=args.model,
-                            rank=args.rank, world_size=args.world_size)
-    print(runner.format_table(table))
     return 0
 
 
@@ -127,29 +88,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_card(args: argparse.Namespace) -> int:
-    from occi import config
-    from occi.report import card, publish
-
-    cfg = config.load(args.config)
-    run_dir = _run_dir(args, cfg)
-    path = card.write_card(cfg, run_dir, Path(args.out) if args.out else None, repo_id=args.push)
-    print(f"card: {path}")
-    if args.push:
-        files = publish.upload_plan(run_dir, path)
-        if args.dry_run:
-            print(publish.format_plan(args.push, files))
-        else:
-            print(f"card: uploaded to {publish.push(args.push, files)}")
-    return 0
-
-
 def cmd_slurm_submit(args: argparse.Namespace) -> int:
-    from occi import config
     from occi.slurm import submit
 
-    cfg = config.load(args.config)
-    result = submit.submit(cfg, _run_dir(args, cfg), args.cluster, dry_run=args.dry_run, chain=args.chain)
+    cfg, run = _load(args)
+    result = submit.submit(cfg, run, args.cluster, dry_run=args.dry_run, chain=args.chain)
     print(submit.format_plan(result))
     return 0
 
@@ -170,26 +113,30 @@ def cmd_slurm_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from occi import config
-    from occi.train import launch
+def _add_stage_commands(commands, group_commands: dict) -> None:
+    """One subcommand per stage of the stage list, with --rank/--world-size where its work is sharded."""
+    from occi.pipeline import STAGES
 
-    cfg = config.load(args.config)
-    summary = launch.train(cfg, _run_dir(args, cfg))
-    state = "complete" if summary["complete"] else "stopped early; run the same command to continue"
-    if os.environ.get("RANK", "0") == "0":  # one line per launch, not per rank
-        print(f"train: step {summary['steps']}/{summary['target_steps']} ({state})")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from occi import config
-    from occi.train import export
-
-    cfg = config.load(args.config)
-    out = export.export(cfg, _run_dir(args, cfg))
-    print(f"export: transformers model written to {out}")
-    return 0
+    for stage in STAGES:
+        *group, word = stage.command
+        if group and group[0] not in group_commands:
+            holder = commands.add_parser(group[0], help=f"the {stage.name} stage")
+            group_commands[group[0]] = holder.add_subparsers(dest=f"{group[0]}_command", metavar="COMMAND", required=True)
+        parent = group_commands[group[0]] if group else commands
+        parser = parent.add_parser(word, help=stage.help)
+        _add_run_dir(parser)
+        if stage.sharded:
+            parser.add_argument("--rank", type=int, default=0, help=f"this process's share of the {stage.shards_over} "
+                                "(SLURM arrays)")
+            parser.add_argument("--world-size", type=int, default=1, help=f"processes sharing the {stage.shards_over}; "
+                                "run once more without --rank when all are done, to join them")
+        for option in stage.options:
+            if option.is_flag:
+                parser.add_argument(option.flag, action="store_true", help=option.help)
+            else:
+                parser.add_argument(option.flag, default=option.default, type=option.type, choices=option.choices,
+                                    help=option.help)
+        parser.set_defaults(func=cmd_stage, stage=stage.name)
 
 
 def _add_run_dir(parser: argparse.ArgumentParser) -> None:
@@ -208,26 +155,19 @@ def make_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run every stage in order, skipping completed ones")
     _add_run_dir(run)
     run.set_defaults(func=cmd_run)
+    groups = {
+        "corpora": commands.add_parser("corpora", help="build language-filtered, deduplicated corpora"),
+        "tokenizer": commands.add_parser("tokenizer", help="the shared SentencePiece tokenizer and its report"),
+        "data": commands.add_parser("data", help="tokenize the corpora into megatron indexed datasets"),
+    }
+    group_commands = {name: parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+                      for name, parser in groups.items()}
+    _add_stage_commands(commands, group_commands)
 
-    corpora = commands.add_parser("corpora", help="build language-filtered, deduplicated corpora")
-    corpora_commands = corpora.add_subparsers(dest="corpora_command", metavar="COMMAND", required=True)
-    build = corpora_commands.add_parser("build", help="read, filter and deduplicate the run's sources")
-    _add_run_dir(build)
-    build.add_argument("--rank", type=int, default=0, help="this process's share of shards (SLURM arrays)")
-    build.add_argument("--world-size", type=int, default=1, help="number of ranks sharing the shards")
-    build.add_argument("--phase", choices=["all", "filter", "dedup"], default="all",
-                       help="filter: only this rank's shards; dedup: only the final cross-shard step")
-    build.add_argument("--workers", type=int, default=None, help="worker processes (default: the recipe's)")
-    build.set_defaults(func=cmd_corpora_build)
-    langid = corpora_commands.add_parser("langid", help="stdin lines -> 'lang<TAB>score'")
+    langid = group_commands["corpora"].add_parser("langid", help="stdin lines -> 'lang<TAB>score'")
     langid.add_argument("--model", default=None, help="fastText model path or URL (default: lid.176.ftz)")
     langid.set_defaults(func=cmd_corpora_langid)
-    tokenizer = commands.add_parser("tokenizer", help="the shared SentencePiece tokenizer and its report")
-    tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)
-    train_tok = tokenizer_commands.add_parser("train", help="sample the corpora, train SentencePiece, write HF files + report")
-    _add_run_dir(train_tok)
-    train_tok.set_defaults(func=cmd_tokenizer_train)
-    evaluate = tokenizer_commands.add_parser("eval", help="fertility, parity and more per language, beside references")
+    evaluate = group_commands["tokenizer"].add_parser("eval", help="fertility, parity and more per language, beside references")
     evaluate.add_argument("--tokenizer", required=True, help="a tokenizer folder, .model, tokenizer.json or reference name")
     evaluate.add_argument("--text", action="append", required=True, metavar="LANG=FILE", help="held-out text of a language")
     evaluate.add_argument("--reference", action="append", default=[], metavar="NAME",
@@ -237,42 +177,10 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", metavar="DIR", help="also write report.json, report.md and fertility.png here")
     evaluate.set_defaults(func=cmd_tokenizer_eval)
 
-    data = commands.add_parser("data", help="tokenize the corpora into megatron indexed datasets")
-    data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
-    prepare = data_commands.add_parser("prepare", help="corpora -> data/<lang>_text_document.{bin,idx} + blend.json")
-    _add_run_dir(prepare)
-    prepare.add_argument("--rank", type=int, default=0, help="this process's share of languages (SLURM arrays)")
-    prepare.add_argument("--world-size", type=int, default=1, help="ranks sharing the languages; the blend is "
-                         "written by a run without --world-size once every rank is done")
-    prepare.set_defaults(func=cmd_data_prepare)
-
-    train = commands.add_parser("train", help="megatron-core pretraining (launches torchrun, or runs as one rank)")
-    _add_run_dir(train)
-    train.set_defaults(func=cmd_train)
-
-    export = commands.add_parser("export", help="latest checkpoint -> transformers LlamaForCausalLM in <run>/hf")
-    _add_run_dir(export)
-    export.set_defaults(func=cmd_export)
-
-    evaluate_model = commands.add_parser("eval", help="per-language lm-eval benchmarks of the run's model (or any)")
-    _add_run_dir(evaluate_model)
-    evaluate_model.add_argument("--suite", choices=["offline", "eu-leaderboard"], help="one suite (default: the config's)")
-    evaluate_model.add_argument("--model", metavar="PATH_OR_HF_ID", help="evaluate this model instead of <run>/hf")
-    evaluate_model.add_argument("--rank", type=int, default=0, help="this process's share of cells (SLURM arrays)")
-    evaluate_model.add_argument("--world-size", type=int, default=1, help="ranks sharing the cells")
-    evaluate_model.set_defaults(func=cmd_eval)
-
     board = commands.add_parser("leaderboard", help="models x languages x benchmarks from lm-eval results")
     board.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files or folders, optionally NAME=PATH")
     board.add_argument("--out", required=True, metavar="DIR", help="where leaderboard.{md,csv,json,html,png} go")
     board.set_defaults(func=cmd_leaderboard)
-
-    card = commands.add_parser("card", help="write the model card (and publish the model with --push)")
-    _add_run_dir(card)
-    card.add_argument("--out", metavar="FILE", help="where to write the card (default: <run>/report/MODEL_CARD.md)")
-    card.add_argument("--push", metavar="REPO", help="upload hf/ and the card to this Hugging Face model repository")
-    card.add_argument("--dry-run", action="store_true", help="with --push: list what would be uploaded, upload nothing")
-    card.set_defaults(func=cmd_card)
 
     slurm = commands.add_parser("slurm", help="run the pipeline as SLURM jobs")
     slurm_commands = slurm.add_subparsers(dest="slurm_command", metavar="COMMAND", required=True)
@@ -297,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except OcciError as err:
         print(f"occi: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only run directory, a full disk, a file where a folder should be
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"occi: error: {where}{err.strerror or err}; check the path and its permissions and free space",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("occi: interrupted; completed work is kept, re-run the same command to continue", file=sys.stderr)

@@ -18,12 +18,14 @@ from occi import languages
 from occi.assets import find_recipe
 from occi.configtools import build, load_yaml, to_plain
 from occi.corpora.config import CorporaConfig
+from occi.corpora.reader import HeldoutRule
 from occi.data.config import DataConfig
 from occi.eval.config import EvalConfig
 from occi.report.config import CardConfig
 from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import ModelConfig, TrainConfig
 from occi.errors import OcciError
+from occi.rundir import RunDir
 
 
 @dataclass
@@ -48,10 +50,10 @@ class RunConfig:
     """What the model card says beyond the run's numbers (license, intended use)."""
     seed: int = 1234
     """Seed for every random choice in the run."""
-    heldout_fraction: float = 0.1
+    heldout_fraction: float = HeldoutRule.fraction
     """Share of each language's documents held out from tokenizer and model training, for
-    reports and evaluation (occi/corpora/output.py has the rule)."""
-    heldout_max_docs: int = 1000
+    reports and evaluation (occi/corpora/reader.py has the rule)."""
+    heldout_max_docs: int = HeldoutRule.max_docs
     """At most this many held-out documents per language."""
     source_file: str = ""
     """The YAML file this config was read from (set by the loader)."""
@@ -66,6 +68,16 @@ class RunConfig:
         if not 0.0 <= self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction: expected a share between 0 and 1, got {self.heldout_fraction}")
 
+    @property
+    def heldout(self) -> HeldoutRule:
+        """The run's one rule for which documents are held out (occi/corpora/reader.py)."""
+        return HeldoutRule(self.heldout_fraction, self.heldout_max_docs)
+
+    @property
+    def model_name(self) -> str:
+        """The model's name on the card, in lm-eval results and on leaderboards."""
+        return self.card.model_name or f"occi-{self.name}"
+
 
 _SECTIONS = {"corpora": ("corpora", CorporaConfig), "tokenizer": ("tokenizer", TokenizerConfig),
              "model": ("models", ModelConfig)}
@@ -79,7 +91,7 @@ def load(config: str) -> RunConfig:
         raise OcciError(f"{path}: expected a mapping of run settings, got {type(data).__name__}")
     data = dict(data)
     for key, (kind, cls) in _SECTIONS.items():
-        if key in data:
+        if data.get(key) is not None:
             section, where = _resolve_section(kind, data[key], path, f"{path}: {key}")
             if "base_dir" not in {f.name for f in fields(cls)}:
                 section.pop("base_dir", None)
@@ -108,16 +120,56 @@ def _resolve_section(kind: str, value: Any, config_path: Path, where: str) -> tu
     return value, where
 
 
-def write_resolved(cfg: RunConfig, run_dir: Path) -> Path:
-    """Writes the config as run to <run_dir>/config.yaml (atomically) and returns its path."""
+def write_resolved(cfg: RunConfig, run: RunDir) -> Path:
+    """Writes the config as run to <run>/config.yaml (atomically) and returns its path."""
     from occi.fsutil import atomic_write_text
 
-    text = "# the resolved config of this run, as run by occi\n" + yaml.safe_dump(
-        to_plain(cfg), sort_keys=False, allow_unicode=True
-    )
-    return atomic_write_text(run_dir / "config.yaml", text)
+    text = "# the resolved config of this run, as run by occi; later stages, ranks and SLURM jobs read it\n"
+    return atomic_write_text(RunDir.of(run).config_file, text + yaml.safe_dump(to_plain(cfg), sort_keys=False, allow_unicode=True))
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
     """runs/<name> under the current directory (or $OCCI_RUNS)."""
     return Path(os.environ.get("OCCI_RUNS", "runs")) / cfg.name
+
+
+def load_for_run(config: str, run_dir: str | Path | None = None) -> tuple[RunConfig, RunDir]:
+    """The config of a run, frozen: the first command of a run writes the resolved config into
+    <run>/config.yaml; every later command, rank and SLURM job reads that file, and a user YAML
+    that no longer says the same is reported (what changed) instead of being mixed in."""
+    cfg = load(config)
+    run = RunDir(Path(run_dir) if run_dir else default_run_dir(cfg))
+    if not run.config_file.exists():
+        write_resolved(cfg, run)
+        frozen = load(str(run.config_file))
+        if _comparable(frozen) != _comparable(cfg):  # a field that does not survive YAML is a bug here
+            raise OcciError(f"{run.config_file}: the resolved config does not read back the same: "
+                            + "; ".join(changes(_comparable(cfg), _comparable(frozen))))
+        return frozen, run
+    if Path(cfg.source_file).resolve() == run.config_file.resolve():
+        return cfg, run
+    frozen = load(str(run.config_file))
+    differences = changes(_comparable(frozen), _comparable(cfg))
+    if differences:
+        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+        raise OcciError(
+            f"{cfg.source_file} differs from the config run {run.root} started with ({shown}); to go on as started, "
+            f"pass {run.config_file}; to run the changed config, use a new run name or --run-dir "
+            f"(or edit {run.config_file} itself if the change is meant for this run)")
+    return frozen, run
+
+
+def _comparable(cfg: RunConfig) -> dict:
+    plain = to_plain(cfg)
+    plain.pop("source_file")
+    return plain
+
+
+def changes(before: Any, after: Any, where: str = "") -> list[str]:
+    """The settings that differ between two plain config trees, as "key: old -> new"."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found = []
+        for key in list(before) + [k for k in after if k not in before]:
+            found += changes(before.get(key), after.get(key), f"{where}.{key}" if where else str(key))
+        return found
+    return [] if before == after else [f"{where}: {before!r} -> {after!r}"]

@@ -1,93 +1,115 @@
-"""`occi run`: every stage built so far, in order, skipping the completed ones."""
+"""The stages of a run, declared once: the CLI, `occi run` and the SLURM plan are made from this list.
+
+A stage is a module with `run(cfg, run, share, **options) -> StageResult` (and, when its work is
+shared over SLURM array tasks, `shard_count(cfg) -> int`). Adding a stage is one new module and
+one entry in STAGES.
+"""
 from __future__ import annotations
 
+import importlib
 import resource
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from occi.config import RunConfig, write_resolved
 from occi.errors import OcciError
-from occi.fsutil import is_done
+from occi.sharding import Share
+
+
+@dataclass
+class StageResult:
+    summary: str
+    """What the stage did, as printed after it (a table or a line)."""
+    complete: bool = True
+    """False when the stage stopped early (one rank's share, a training stopped by a signal)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    """The command-line flag (`--suite`); the run function receives it as a keyword argument."""
+    help: str
+    """One line for --help."""
+    default: Any = None
+    """Value when the flag is not given."""
+    type: Any = None
+    """argparse type (str when None), ignored for flags."""
+    choices: tuple | None = None
+    """Allowed values, if limited."""
+    is_flag: bool = False
+    """A switch without a value (store_true)."""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    """Name shown in progress lines."""
+    """The stage's name in progress lines, plans and `RunDir.require`."""
+    command: tuple[str, ...]
+    """Its subcommand (`occi corpora build`)."""
+    help: str
+    """One line for --help."""
     folder: str
-    """The stage's folder in the run directory; its _DONE marker means complete."""
-    run: Callable[[RunConfig, Path], str]
-    """Runs the stage; returns a one-paragraph summary to print."""
+    """The RunDir property of its output folder; the folder's _DONE marker means complete."""
+    module: str
+    """The module holding `run` (and `shard_count` when sharded); imported only when used."""
+    shards_over: Literal["nothing", "shards", "languages", "cells"] = "nothing"
+    """What --rank/--world-size split: nothing, the corpus shards, the languages or the eval cells."""
+    slurm: Literal["cpu", "gpu", "train"] = "cpu"
+    """Resources of its SLURM job (or array tasks): CPUs, one device per task, or the training nodes."""
+    options: tuple[Option, ...] = ()
+    """Its own command-line options beyond CONFIG, --run-dir, --rank and --world-size."""
+    array_steps: tuple[str, str] = ("shards", "join")
+    """SLURM step names of a sharded stage: the array over shares, then the job that joins them."""
+    array_options: tuple[str, ...] = ()
+    """Extra arguments of the array step's command."""
 
+    @property
+    def sharded(self) -> bool:
+        return self.shards_over != "nothing"
 
-def _corpora(cfg: RunConfig, run_dir: Path) -> str:
-    from occi.corpora import build, stats
+    def run(self, cfg, run, share: Share = Share(), **options) -> StageResult:
+        return importlib.import_module(self.module).run(cfg, run, share, **options)
 
-    result = build.build(cfg.corpora, cfg.languages, run_dir)
-    return stats.format_table(result)
-
-
-def _tokenizer(cfg: RunConfig, run_dir: Path) -> str:
-    from occi.tokenizer import train
-
-    return train.summary(train.train(cfg, run_dir))
-
-
-def _data(cfg: RunConfig, run_dir: Path) -> str:
-    from occi.data import prepare
-
-    return prepare.format_blend(prepare.prepare(cfg, run_dir))
-
-
-def _train(cfg: RunConfig, run_dir: Path) -> str:
-    from occi.train import launch
-
-    summary = launch.train(cfg, run_dir)
-    if not summary["complete"]:
-        raise OcciError(f"training stopped at step {summary['steps']} of {summary['target_steps']}; "
-                        "run the same command again to continue")
-    return f"trained {summary['steps']} steps; checkpoints in {run_dir / 'checkpoints'}"
-
-
-def _export(cfg: RunConfig, run_dir: Path) -> str:
-    from occi.train import export
-
-    return f"transformers model: {export.export(cfg, run_dir)}"
-
-
-def _eval(cfg: RunConfig, run_dir: Path) -> str:
-    from occi.eval import runner
-
-    return runner.format_table(runner.evaluate(cfg, run_dir))
-
-
-def _report(cfg: RunConfig, run_dir: Path) -> str:
-    import json
-
-    from occi.eval.runner import format_table
-    from occi.fsutil import atomic_write_text, mark_done
-    from occi.report import card
-
-    table_file = run_dir / "eval" / "table-hf.json"
-    if table_file.exists():  # this model's per-language results, as the leaderboard shows them
-        table = format_table(json.loads(table_file.read_text(encoding="utf-8")))
-        atomic_write_text(run_dir / "report" / "leaderboard.md", f"# {card.model_name(cfg)}\n\n{table}\n")
-    path = card.write_card(cfg, run_dir)
-    mark_done(run_dir / "report")
-    return f"model card: {path}"
+    def shard_count(self, cfg) -> int:
+        """How many array tasks can share the work (before the cluster's array limit)."""
+        return max(1, importlib.import_module(self.module).shard_count(cfg))
 
 
 STAGES = [
-    Stage("corpora", "corpora", _corpora),
-    Stage("tokenizer", "tokenizer", _tokenizer),
-    Stage("data", "data", _data),
-    Stage("train", "train", _train),
-    Stage("export", "hf", _export),
-    Stage("eval", "eval", _eval),
-    Stage("report", "report", _report),
+    Stage("corpora", ("corpora", "build"), "read, filter and deduplicate the run's sources", "corpora",
+          "occi.corpora.build", shards_over="shards", array_steps=("filter", "dedup"),
+          array_options=("--phase", "filter"),
+          options=(Option("--phase", "filter: only this rank's shards; dedup: only the final cross-shard step",
+                          default="all", choices=("all", "filter", "dedup")),
+                   Option("--workers", "worker processes (default: the recipe's)", type=int))),
+    Stage("tokenizer", ("tokenizer", "train"), "sample the corpora, train SentencePiece, write HF files + report",
+          "tokenizer", "occi.tokenizer.train"),
+    Stage("data", ("data", "prepare"), "corpora -> data/<lang>_text_document.{bin,idx} + blend.json", "data",
+          "occi.data.prepare", shards_over="languages", array_steps=("tokenize", "blend")),
+    Stage("train", ("train",), "megatron-core pretraining (launches torchrun, or runs as one rank)", "train",
+          "occi.train.launch", slurm="train"),
+    Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf", "hf", "occi.train.export"),
+    Stage("eval", ("eval",), "per-language lm-eval benchmarks of the run's model (or any)", "eval",
+          "occi.eval.runner", shards_over="cells", slurm="gpu", array_steps=("languages", "table"),
+          options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard")),
+                   Option("--model", "evaluate this model (PATH_OR_HF_ID) instead of <run>/hf"))),
+    Stage("report", ("card",), "the leaderboard and model card in <run>/report (and publish with --push)", "report",
+          "occi.report.card",
+          options=(Option("--out", "also write the card to this FILE"),
+                   Option("--push", "upload hf/ and the card to this Hugging Face model REPO"),
+                   Option("--dry-run", "with --push: list what would be uploaded, upload nothing", is_flag=True))),
 ]
+
+
+def stage_named(name: str) -> Stage:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise OcciError(f"unknown stage {name!r}; the stages are {', '.join(s.name for s in STAGES)}")
 
 
 def peak_memory_mb() -> float:
@@ -97,37 +119,38 @@ def peak_memory_mb() -> float:
     return max(own, children) / 1024
 
 
-def run_all(cfg: RunConfig, run_dir: Path) -> None:
+def run_all(cfg, run) -> None:
     """Runs the stages in order; a completed stage is reported and skipped."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_resolved(cfg, run_dir)
     started_run = time.monotonic()
-    print(f"occi run {cfg.name}: {len(STAGES)} stages, run directory {run_dir}", flush=True)
+    print(f"occi run {cfg.name}: {len(STAGES)} stages, run directory {run.root}", flush=True)
     for number, stage in enumerate(STAGES, 1):
         prefix = f"[{number}/{len(STAGES)}] {stage.name}"
-        if is_done(run_dir / stage.folder):
-            print(f"{prefix}: already done ({run_dir / stage.folder})", flush=True)
+        folder = getattr(run, stage.folder)
+        if run.is_done(stage.name):
+            print(f"{prefix}: already done ({folder})", flush=True)
             continue
         print(f"{prefix}: running", flush=True)
         started = time.monotonic()
-        summary = stage.run(cfg, run_dir)
-        print(summary)
-        print(f"{prefix}: done in {time.monotonic() - started:.1f} s -> {run_dir / stage.folder}", flush=True)
+        result = stage.run(cfg, run)
+        print(result.summary)
+        if not result.complete:
+            raise OcciError(f"the {stage.name} stage stopped before completing; run the same command again to continue")
+        print(f"{prefix}: done in {time.monotonic() - started:.1f} s -> {folder}", flush=True)
     print(f"\nocci run {cfg.name}: all stages done in {time.monotonic() - started_run:.1f} s, "
           f"peak memory {peak_memory_mb():,.0f} MB")
-    for label, path in _results(run_dir):
+    for label, path in _results(run):
         print(f"  {label:<18} {path}")
 
 
-def _results(run_dir: Path) -> list[tuple[str, Path]]:
+def _results(run) -> list[tuple[str, Any]]:
     """Where a run's results are, for the final summary (those that exist)."""
     candidates = [
-        ("corpora", run_dir / "corpora" / "stats.json"),
-        ("tokenizer report", run_dir / "tokenizer" / "report.md"),
-        ("training log", run_dir / "train" / "log.jsonl"),
-        ("model", run_dir / "hf"),
-        ("evaluation", run_dir / "eval"),
-        ("leaderboard", run_dir / "report" / "leaderboard.md"),
-        ("model card", run_dir / "report" / "MODEL_CARD.md"),
+        ("corpora", run.corpora_stats),
+        ("tokenizer report", run.tokenizer / "report.md"),
+        ("training log", run.train / "log.jsonl"),
+        ("model", run.hf),
+        ("evaluation", run.eval),
+        ("leaderboard", run.report / "leaderboard.md"),
+        ("model card", run.card),
     ]
     return [(label, path) for label, path in candidates if path.exists()]

@@ -5,7 +5,7 @@ import pytest
 
 from occi.corpora.config import LangIdConfig, NormalizeConfig, QualityConfig
 from occi.corpora.document import Document
-from occi.corpora.filters import Normalizer
+from occi.corpora.normalize import Normalizer
 from occi.corpora.langid import LanguageFilter, LanguageIdentifier, resolve_model
 from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 

@@ -91,7 +91,7 @@ def test_data_prepare_writes_indexed_datasets_and_blend(prepared):
     # the documents are SentencePiece's ids of the training texts, in corpus order
     import sentencepiece as spm
 
-    from occi.corpora.output import read_texts
+    from occi.corpora.reader import read_texts
 
     from occi.data.encoder import words_are_independent
 

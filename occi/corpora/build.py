@@ -29,24 +29,20 @@ from occi.corpora import stats as corpus_stats
 from occi.corpora.config import CorporaConfig
 from occi.corpora.dedup import MinHasher, exact_key, find_duplicates
 from occi.corpora.document import Document, Unreadable
-from occi.corpora.filters import Filter, Normalizer
+from occi.corpora.filters import Filter
+from occi.corpora.normalize import Normalizer
+from occi.corpora.parquet import DROPPED_SCHEMA, KEPT_SCHEMA, OUTPUT_SCHEMA, Columns, PartWriter, StreamingTable
 from occi.corpora.langid import LanguageFilter, LanguageIdentifier, resolve_model
 from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 from occi.corpora.sources import Shard, plan_shards, read_shard
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_path, atomic_write_json, is_done, mark_done, remove_stale_temporaries
 from occi.machine import cores
+from occi.pipeline import StageResult
+from occi.rundir import RunDir
+from occi.sharding import Share
 
-DOCS_PER_PART = 100_000
 MAX_ERRORS_KEPT = 20
-OUTPUT_SCHEMA = pa.schema([
-    ("text", pa.string()), ("id", pa.string()), ("source", pa.string()), ("language", pa.string()),
-    ("language_score", pa.float32()), ("metadata", pa.string()),
-])
-DROPPED_SCHEMA = pa.schema([
-    ("text", pa.string()), ("id", pa.string()), ("source", pa.string()), ("language", pa.string()),
-    ("step", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
-])
 
 
 @dataclass
@@ -59,23 +55,19 @@ class Job:
     dropped_dir: Path | None
 
 
-def build(corpora: CorporaConfig, languages: list[str], run_dir: Path, *, rank: int = 0,
-          world_size: int = 1, phase: str = "all", workers: int | None = None,
-          progress: bool = True) -> dict | None:
-    """Runs the corpora stage (or one rank's share of phase 1); returns the stats when done."""
-    out = Path(run_dir) / "corpora"
-    if is_done(out):
-        return json.loads((out / "stats.json").read_text(encoding="utf-8"))
-    if not 0 <= rank < world_size:
-        raise OcciError(f"--rank must be between 0 and --world-size - 1 ({world_size - 1}), got {rank}")
+def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: Share = Share(),
+          phase: str = "all", workers: int | None = None, progress: bool = True) -> dict | None:
+    """Runs the corpora stage (or one share of phase 1); returns the stats when done."""
+    out = run.corpora
+    if run.is_done("corpora"):
+        return json.loads(run.corpora_stats.read_text(encoding="utf-8"))
     shards = plan_shards(corpora, languages)
     work = out / "_work"
     job = Job(corpora, languages, work, out / "dropped" if corpora.keep_dropped else None)
     if phase in ("all", "filter"):
         _write_plan(work, shards)
-        mine = [s for s in shards if s.index % world_size == rank]
-        _filter_shards(job, mine, workers or corpora.workers or cores(), progress)
-        if phase == "filter" or world_size > 1:
+        _filter_shards(job, share.mine(shards), workers or corpora.workers or cores(), progress)
+        if phase == "filter" or not share.whole:
             return None  # the dedup phase runs once, after every rank is done
     missing = [s for s in shards if not is_done(work / s.name)]
     if missing:
@@ -87,6 +79,20 @@ def build(corpora: CorporaConfig, languages: list[str], run_dir: Path, *, rank: 
     mark_done(out, {"shards": len(shards)})
     shutil.rmtree(work, ignore_errors=True)
     return stats
+
+
+def run(cfg, run: RunDir, share: Share = Share(), phase: str = "all", workers: int | None = None) -> StageResult:
+    """The corpora stage of the stage list (occi/pipeline.py)."""
+    stats = build(cfg.corpora, cfg.languages, run, share=share, phase=phase, workers=workers)
+    if stats is None:
+        return StageResult(f"corpora: rank {share.rank} of {share.world_size} done; run `occi corpora build` "
+                           "without --rank (or with --phase dedup) once all ranks are done", complete=False)
+    return StageResult(f"{corpus_stats.format_table(stats)}\ncorpora: {run.corpora}")
+
+
+def shard_count(cfg) -> int:
+    """SLURM array tasks: one per shard at most."""
+    return len(plan_shards(cfg.corpora, cfg.languages))
 
 
 def _write_plan(work: Path, shards: list[Shard]) -> None:
@@ -135,11 +141,11 @@ class ShardProcessor:
         count = 0
         folder.mkdir(parents=True, exist_ok=True)
         with ExitStack() as files:
-            kept = _StreamingTable(files.enter_context(atomic_path(folder / "kept.parquet")), _KEPT_SCHEMA)
+            kept = StreamingTable(files.enter_context(atomic_path(folder / "kept.parquet")), KEPT_SCHEMA)
             files.callback(kept.close)
             dropped = None
             if self.job.dropped_dir:
-                dropped = _StreamingTable(files.enter_context(atomic_path(self.job.dropped_dir / f"{shard.name}.parquet")),
+                dropped = StreamingTable(files.enter_context(atomic_path(self.job.dropped_dir / f"{shard.name}.parquet")),
                                           DROPPED_SCHEMA)
                 files.callback(dropped.close)
             for record in read_shard(shard, self.job.corpora.base_dir, self.job.corpora.normalize.max_doc_chars):
@@ -164,8 +170,8 @@ class ShardProcessor:
             for leftover in place.glob(f".{'*' if place.name == shard.name else shard.name}.parquet.*.tmp"):
                 leftover.unlink(missing_ok=True)
 
-    def _process_document(self, doc: Document, tally: corpus_stats.Tally, kept: _StreamingTable,
-                          dropped: _StreamingTable | None) -> None:
+    def _process_document(self, doc: Document, tally: corpus_stats.Tally, kept: StreamingTable,
+                          dropped: StreamingTable | None) -> None:
         raw_bytes = len(doc.text.encode("utf-8", "surrogatepass"))
         for step in self.filters:
             reason = step.filter(doc)
@@ -183,56 +189,6 @@ class ShardProcessor:
                     language_score=doc.language_score, metadata=json.dumps(doc.metadata, sort_keys=True),
                     exact=exact_key(doc.text), bands=bands.tolist(), n_bytes=len(doc.text.encode("utf-8")),
                     n_words=len(doc.text.split()))
-
-
-_KEPT_SCHEMA = pa.schema(list(OUTPUT_SCHEMA) + [
-    ("exact", pa.binary(16)), ("bands", pa.list_(pa.uint64())), ("n_bytes", pa.int64()), ("n_words", pa.int64()),
-])
-
-
-class _StreamingTable:
-    """Rows appended one by one and written to Parquet in row groups, so memory stays flat."""
-
-    ROWS_PER_GROUP = 2000
-
-    def __init__(self, path: Path, schema: pa.Schema):
-        self.schema = schema
-        self.writer = pq.ParquetWriter(path, schema)
-        self.pending = _Columns(schema.names)
-
-    def append(self, **row) -> None:
-        self.pending.append(**row)
-        if len(self.pending) >= self.ROWS_PER_GROUP:
-            self.flush()
-
-    def flush(self) -> None:
-        if len(self.pending):
-            self.writer.write_table(self.pending.table(self.schema))
-            self.pending = _Columns(self.schema.names)
-
-    def close(self) -> None:
-        """Writes what is pending and closes the file (before the atomic rename)."""
-        if self.writer is not None:
-            self.flush()
-            self.writer.close()
-            self.writer = None
-
-
-class _Columns:
-    """Rows collected column by column, then turned into one Arrow table."""
-
-    def __init__(self, names: list[str]):
-        self.columns: dict[str, list] = {name: [] for name in names}
-
-    def append(self, **row) -> None:
-        for name, values in self.columns.items():
-            values.append(row.get(name))
-
-    def __len__(self) -> int:
-        return len(next(iter(self.columns.values()), []))
-
-    def table(self, schema: pa.Schema) -> pa.Table:
-        return pa.table({name: self.columns[name] for name in schema.names}, schema=schema)
 
 
 def _init_worker(job: Job) -> None:
@@ -316,7 +272,7 @@ def _deduplicate(job: Job, shards: list[Shard], out: Path, progress: bool) -> di
 def _read_dedup_columns(work: Path, shards: list[Shard]) -> dict[str, np.ndarray]:
     parts = [pq.read_table(work / s.name / "kept.parquet", columns=["id", "source", "language", "exact", "bands",
                                                                      "n_bytes", "n_words"]) for s in shards]
-    table = pa.concat_tables(parts) if parts else _KEPT_SCHEMA.empty_table()
+    table = pa.concat_tables(parts) if parts else KEPT_SCHEMA.empty_table()
     bands = table.column("bands").to_pylist()
     width = max((len(b) for b in bands), default=0)
     return {
@@ -333,10 +289,10 @@ def _read_dedup_columns(work: Path, shards: list[Shard]) -> dict[str, np.ndarray
 def _write_outputs(job: Job, shards: list[Shard], out: Path, drop: np.ndarray, original: np.ndarray,
                    ids: np.ndarray, progress: bool) -> None:
     """Streams every shard's kept rows into <lang>/part-*.parquet, in plan order."""
-    duplicates = _Columns(DROPPED_SCHEMA.names) if job.dropped_dir else None
+    duplicates = Columns(DROPPED_SCHEMA.names) if job.dropped_dir else None
     offset = 0
     with ExitStack() as staging:  # each language folder appears whole, or not at all
-        writers = {code: _PartWriter(staging.enter_context(atomic_dir(out / code))) for code in job.languages}
+        writers = {code: PartWriter(staging.enter_context(atomic_dir(out / code))) for code in job.languages}
         for table in _kept_batches(job.work_dir, shards, progress):
             reasons = drop[offset:offset + table.num_rows]
             keep = pa.array(reasons == 0)
@@ -362,33 +318,5 @@ def _kept_batches(work: Path, shards: list[Shard], progress: bool) -> Iterator[p
     """Every shard's kept rows in plan order, a row group at a time (memory stays flat)."""
     for shard in tqdm(shards, unit="shard", desc="corpora: writing", disable=not progress):
         parquet = pq.ParquetFile(work / shard.name / "kept.parquet")
-        for batch in parquet.iter_batches(columns=OUTPUT_SCHEMA.names, batch_size=_StreamingTable.ROWS_PER_GROUP):
+        for batch in parquet.iter_batches(columns=OUTPUT_SCHEMA.names, batch_size=StreamingTable.ROWS_PER_GROUP):
             yield pa.Table.from_batches([batch])
-
-
-class _PartWriter:
-    """Writes part-00000.parquet, part-00001.parquet, ... of at most DOCS_PER_PART rows."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.part = 0
-        self.rows = 0
-        self.writer: pq.ParquetWriter | None = None
-
-    def write(self, table: pa.Table) -> None:
-        while table.num_rows:
-            if self.writer is None:
-                self.writer = pq.ParquetWriter(self.folder / f"part-{self.part:05d}.parquet", OUTPUT_SCHEMA)
-            take = min(table.num_rows, DOCS_PER_PART - self.rows)
-            self.writer.write_table(table.slice(0, take))
-            self.rows += take
-            table = table.slice(take)
-            if self.rows >= DOCS_PER_PART:
-                self.close()
-                self.part += 1
-                self.rows = 0
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None

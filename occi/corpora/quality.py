@@ -54,15 +54,21 @@ class _PerLanguage:
             self._by_language[language] = getattr(self.cfg.for_language(language), self.section)
         return self._by_language[language]
 
+    def filter(self, doc: Document) -> str | None:
+        """None to keep `doc`, or the reason it is dropped, under its language's settings."""
+        cfg = self.settings(doc.language)
+        return self.check(doc, cfg) if cfg.enabled else None
+
+    def check(self, doc: Document, cfg) -> str | None:
+        """The filter's own rule, when it is enabled for the document's language."""
+        raise NotImplementedError
+
 
 class GopherQualityFilter(_PerLanguage):
     step = "gopher_quality"
     section = "gopher_quality"
 
-    def filter(self, doc: Document) -> str | None:
-        cfg: GopherQualityConfig = self.settings(doc.language)
-        if not cfg.enabled:
-            return None
+    def check(self, doc: Document, cfg: GopherQualityConfig) -> str | None:
         text = doc.text
         words = text.split()
         n_words = len(words)
@@ -105,10 +111,7 @@ class GopherRepetitionFilter(_PerLanguage):
     step = "gopher_repetition"
     section = "gopher_repetition"
 
-    def filter(self, doc: Document) -> str | None:
-        cfg: GopherRepetitionConfig = self.settings(doc.language)
-        if not cfg.enabled:
-            return None
+    def check(self, doc: Document, cfg: GopherRepetitionConfig) -> str | None:
         text = doc.text
         length = len(text) or 1
         paragraphs = _PARAGRAPHS.split(text.strip())
@@ -163,10 +166,7 @@ class FineWebQualityFilter(_PerLanguage):
     step = "fineweb_quality"
     section = "fineweb"
 
-    def filter(self, doc: Document) -> str | None:
-        cfg: FineWebQualityConfig = self.settings(doc.language)
-        if not cfg.enabled:
-            return None
+    def check(self, doc: Document, cfg: FineWebQualityConfig) -> str | None:
         lines = [line for line in doc.text.split("\n") if line.strip()]
         if not lines:
             return "empty"

@@ -1,7 +1,7 @@
 """`occi data prepare`: each language's corpus -> megatron indexed datasets + the blend.
 
 Per language, the training documents go to data/<lang>_text_document.{bin,idx} and the held-out
-ones (the run's shared rule, occi/corpora/output.py) to data/<lang>_valid_text_document.{bin,idx},
+ones (the run's shared rule, occi/corpora/reader.py) to data/<lang>_valid_text_document.{bin,idx},
 written in megatron-core's indexed format (occi/data/indexed.py): the document's tokens followed by the end of
 document token, uint16 when the vocabulary fits, else int32. A language is written under
 temporary names and renamed, then marked done, so a re-run continues with the next language.
@@ -19,55 +19,56 @@ import numpy as np
 from tqdm import tqdm
 
 from occi.config import RunConfig
-from occi.corpora.output import read_batches
+from occi.corpora.reader import read_batches
 from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights
 from occi.data.encoder import DocumentEncoder
 from occi.data.indexed import IndexedDatasetWriter
 from occi.errors import OcciError
-from occi.fsutil import atomic_write_json, is_done, mark_done
+from occi.fsutil import atomic_write_json, mark_done
 from occi.machine import cores
+from occi.pipeline import StageResult
+from occi.rundir import RunDir
+from occi.sharding import Share
 
 
 BATCH_DOCUMENTS = 4096  # per batch, each distinct word is looked up once; larger batches hold more memory
 
 
-def load_sentencepiece(run_dir: Path):
+def load_sentencepiece(run: RunDir):
     """The run's SentencePiece model (the tokenizer stage must have run)."""
     import sentencepiece as spm
 
-    path = Path(run_dir) / "tokenizer" / "tokenizer.model"
-    if not path.is_file():
-        raise OcciError(f"{path}: no tokenizer; run `occi tokenizer train` first")
-    return spm.SentencePieceProcessor(model_file=str(path))
+    if not run.tokenizer_model.is_file():
+        run.require("tokenizer")
+        raise OcciError(f"{run.tokenizer_model}: no tokenizer model; run `occi tokenizer train` again")
+    return spm.SentencePieceProcessor(model_file=str(run.tokenizer_model))
 
 
 def token_dtype(vocab_size: int) -> type:
     return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
 
 
-def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0, world_size: int = 1) -> dict | None:
-    """Tokenizes every language not yet done (this rank's share of them), then, when all are
-    done and world_size is 1, writes blend.json and returns the blend."""
-    out = Path(run_dir) / "data"
-    if is_done(out):
-        return json.loads((out / "blend.json").read_text(encoding="utf-8"))
-    if not 0 <= rank < world_size:
-        raise OcciError(f"--rank must be between 0 and --world-size - 1 ({world_size - 1}), got {rank}")
-    sp = load_sentencepiece(run_dir)
+def prepare(cfg: RunConfig, run: RunDir, progress: bool = True, share: Share = Share()) -> dict | None:
+    """Tokenizes every language not yet done (this share of them), then, when all are done and
+    this process has the whole work, writes blend.json and returns the blend."""
+    out = run.data
+    if run.is_done("data"):
+        return run.read_blend()
+    sp = load_sentencepiece(run)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [code for index, code in enumerate(cfg.languages)
-            if index % world_size == rank and not (out / f"{code}.json").exists()]
+    todo = [code for code in share.mine(cfg.languages) if not (out / f"{code}.json").exists()]
     if todo:
-        _prepare_languages(cfg, Path(run_dir), todo, progress)
-    if world_size > 1:
+        _prepare_languages(cfg, run, todo, progress)
+    if not share.whole:
         return None
     counts = {code: json.loads((out / f"{code}.json").read_text(encoding="utf-8")) for code in cfg.languages}
     tokens = {code: c["train"]["tokens"] for code, c in counts.items()}
     weights = explicit_weights(tokens, cfg.data.weights) if cfg.data.weights else temperature_weights(tokens, cfg.data.alpha)
-    prefixes = {code: str((out / f"{code}_text_document").resolve()) for code in cfg.languages}
-    valid = {code: str((out / f"{code}_valid_text_document").resolve()) for code in cfg.languages}
+    # stored relative to the run directory, so that a moved or copied run finds its data (RunDir.read_blend)
+    prefixes = {code: run.relative(run.dataset_prefix(code)) for code in cfg.languages}
+    valid = {code: run.relative(run.dataset_prefix(code, "valid")) for code in cfg.languages}
     blend = {
-        "tokenizer": str((Path(run_dir) / "tokenizer" / "tokenizer.model").resolve()),
+        "tokenizer": run.relative(run.tokenizer_model),
         "vocab_size": sp.get_piece_size(),
         "eod_id": sp.eos_id(),
         "dtype": np.dtype(token_dtype(sp.get_piece_size())).name,
@@ -79,25 +80,39 @@ def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0,
         "megatron_data_path": megatron_data_path(weights, prefixes),
         "megatron_valid_data_path": " ".join(valid[c] for c in cfg.languages if counts[c]["valid"]["documents"]),
     }
-    atomic_write_json(out / "blend.json", blend)
+    atomic_write_json(run.blend_file, blend)
     mark_done(out)
-    return blend
+    return run.read_blend()
 
 
-def _prepare_languages(cfg: RunConfig, run_dir: Path, todo: list[str], progress: bool) -> None:
+def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
+    """The data stage of the stage list (occi/pipeline.py)."""
+    blend = prepare(cfg, run, share=share)
+    if blend is None:
+        return StageResult(f"data: rank {share.rank} of {share.world_size} done; run `occi data prepare` without "
+                           "--rank once all ranks are done", complete=False)
+    return StageResult(format_blend(blend))
+
+
+def shard_count(cfg: RunConfig) -> int:
+    """SLURM array tasks: one per language at most."""
+    return len(cfg.languages)
+
+
+def _prepare_languages(cfg: RunConfig, run: RunDir, todo: list[str], progress: bool) -> None:
     """Tokenizes the languages in `todo`, side by side on `data.workers` processes, and marks
     each one done as it finishes (a failed language does not lose the others)."""
     workers = min(len(todo), cfg.data.workers or cores())
     threads = cfg.data.threads or max(1, cores() // workers)
-    out = run_dir / "data"
+    out = run.data
     if workers == 1:
         for code in todo:
-            atomic_write_json(out / f"{code}.json", _prepare_language(cfg, run_dir, code, threads, progress))
+            atomic_write_json(out / f"{code}.json", _prepare_language(cfg, run, code, threads, progress))
         return
     failures = []
     bar = tqdm(total=len(todo), unit="language", desc="data: languages", disable=not progress)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        running = {pool.submit(_prepare_language, cfg, run_dir, code, threads, False): code for code in todo}
+        running = {pool.submit(_prepare_language, cfg, run, code, threads, False): code for code in todo}
         for finished in as_completed(running):
             try:
                 atomic_write_json(out / f"{running[finished]}.json", finished.result())
@@ -110,21 +125,22 @@ def _prepare_languages(cfg: RunConfig, run_dir: Path, todo: list[str], progress:
 
 
 @cache
-def _encoder(run_dir: Path, modified_ns: int, threads: int) -> DocumentEncoder:
+def _encoder(run: RunDir, modified_ns: int, threads: int) -> DocumentEncoder:
     """One encoder (and word cache) per process and tokenizer file."""
-    sp = load_sentencepiece(run_dir)
+    sp = load_sentencepiece(run)
     return DocumentEncoder(sp, token_dtype(sp.get_piece_size()), threads)
 
 
-def _prepare_language(cfg: RunConfig, run_dir: Path, code: str, threads: int, progress: bool) -> dict:
-    encoder = _encoder(run_dir, (run_dir / "tokenizer" / "tokenizer.model").stat().st_mtime_ns, threads)
-    dtype, eod_id, out = encoder.dtype.type, encoder.sp.eos_id(), run_dir / "data"
+def _prepare_language(cfg: RunConfig, run: RunDir, code: str, threads: int, progress: bool) -> dict:
+    encoder = _encoder(run, run.tokenizer_model.stat().st_mtime_ns, threads)
+    dtype, eod_id, out = encoder.dtype.type, encoder.sp.eos_id(), run.data
     result = {}
-    for split, name in (("train", f"{code}_text_document"), ("heldout", f"{code}_valid_text_document")):
+    for split in ("train", "heldout"):
+        name = run.dataset_prefix(code, split).name
         tmp_prefix = out / f".{name}.tmp"
         writer = IndexedDatasetWriter(Path(f"{tmp_prefix}.bin"), dtype)
         documents = tokens = 0
-        batches = read_batches(run_dir, code, split, cfg.heldout_fraction, cfg.heldout_max_docs, BATCH_DOCUMENTS)
+        batches = read_batches(run, code, split, cfg.heldout, BATCH_DOCUMENTS)
         bar = tqdm(desc=f"data: {code} {'train' if split == 'train' else 'valid'}", unit="doc", disable=not progress,
                    leave=False)
         for ids, lengths in encoder.encode_all(batch.column("text") for batch in batches):
@@ -137,7 +153,7 @@ def _prepare_language(cfg: RunConfig, run_dir: Path, code: str, threads: int, pr
         os.replace(f"{tmp_prefix}.idx", out / f"{name}.idx")
         result["train" if split == "train" else "valid"] = {"documents": documents, "tokens": tokens}
     if result["train"]["documents"] == 0:
-        raise OcciError(f"language {code!r} has no training documents in {Path(run_dir) / 'corpora' / code}; "
+        raise OcciError(f"language {code!r} has no training documents in {run.corpus(code)}; "
                         "remove it from `languages` or add text for it")
     return result
 
@@ -149,5 +165,5 @@ def format_blend(blend: dict) -> str:
         lines.append(f"{code:<5} {entry['train']['documents']:>10,} {entry['train']['tokens']:>13,} "
                      f"{entry['valid']['tokens']:>13,} {entry['weight']:>8.4f}")
     lines.append("")
-    lines.append("Megatron-LM equivalent: --data-path " + blend["megatron_data_path"])
+    lines.append("Megatron-LM equivalent (in the run directory): --data-path " + blend["megatron_data_path"])
     return "\n".join(lines)

@@ -8,21 +8,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from occi.fsutil import is_done
+from occi.rundir import RunDir
 from occi.eval.suites import Cell, cells, missing_benchmarks
 
 
-def cell_folder(run_dir: Path, label: str, cell: Cell) -> Path:
+def cell_folder(run: RunDir, label: str, cell: Cell) -> Path:
     """Where one cell of one model keeps its files."""
-    return Path(run_dir) / "eval" / cell.suite / label / cell.language / cell.family
+    return RunDir.of(run).eval_cell(cell.suite, label, cell.language, cell.family)
 
 
-def collect(run_dir: Path, label: str, suites: list[str], codes: list[str], overrides: dict[str, int]) -> dict:
+def collect(run: RunDir, label: str, suites: list[str], codes: list[str], overrides: dict[str, int]) -> dict:
     """Every cell's state (done, failed, missing) and value."""
     rows = []
     for suite in suites:
         for cell in cells(suite, codes, overrides):
-            folder = cell_folder(run_dir, label, cell)
-            if (folder / "_DONE").exists():
+            folder = cell_folder(run, label, cell)
+            if is_done(folder):
                 rows.append({**json.loads((folder / "cell.json").read_text(encoding="utf-8")), "state": "done"})
             elif (folder / "error.json").exists():
                 error = json.loads((folder / "error.json").read_text(encoding="utf-8"))["error"]

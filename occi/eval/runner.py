@@ -16,9 +16,12 @@ from pathlib import Path
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.eval import tasks
-from occi.eval.results import cell_folder, collect, format_table  # noqa: F401  (format_table: used via runner)
+from occi.eval.results import cell_folder, collect, format_table
 from occi.eval.suites import SUITES, Cell, cells
-from occi.fsutil import atomic_write_json, atomic_write_text, mark_done
+from occi.fsutil import atomic_write_json, atomic_write_text, is_done, mark_done
+from occi.pipeline import StageResult
+from occi.rundir import RunDir
+from occi.sharding import Share
 
 
 def model_source(model: str) -> str:
@@ -27,13 +30,13 @@ def model_source(model: str) -> str:
     return str(path.resolve()) if path.exists() else model
 
 
-def model_label(run_dir: Path, model: str) -> str:
+def model_label(run: RunDir, model: str) -> str:
     """The model's folder name under <run>/eval/<suite>/: the model folder's name or the hub id
     with / as __; when another model of this run already has that name, a short hash of the
     model's path is appended, so two folders both called `hf` never share (or skip) results."""
     source = model_source(model)
     name = Path(source).name if Path(model).expanduser().exists() else model.replace("/", "__")
-    registry = Path(run_dir) / "eval" / "models.json"
+    registry = run.eval_models
     known = json.loads(registry.read_text(encoding="utf-8")) if registry.exists() else {}
     label = name
     if known.get(label, source) != source:
@@ -43,13 +46,11 @@ def model_label(run_dir: Path, model: str) -> str:
     return label
 
 
-def display_name(cfg: RunConfig, run_dir: Path, model: str) -> str:
+def display_name(cfg: RunConfig, run: RunDir, model: str) -> str:
     """The model's name in lm-eval's results files (and so on leaderboards): the run's model
     name for <run>/hf, the hub id, or the model folder's name."""
-    from occi.report.card import model_name
-
-    if model_source(model) == str((Path(run_dir) / "hf").resolve()):
-        return model_name(cfg)
+    if model_source(model) == model_source(str(run.hf)):
+        return cfg.model_name
     return Path(model_source(model)).name if Path(model).expanduser().exists() else model
 
 
@@ -131,33 +132,33 @@ def _error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0][:500]}" if text else type(err).__name__
 
 
-def evaluate(cfg: RunConfig, run_dir: Path, suites: list[str] | None = None, model: str | None = None,
-             rank: int = 0, world_size: int = 1, progress: bool = True) -> dict:
-    """Runs every cell not done yet (this rank's share); returns the table of all cells."""
+def evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None = None, model: str | None = None,
+             share: Share = Share(), progress: bool = True) -> dict:
+    """Runs every cell not done yet (this share of them); returns the table of all cells."""
     from tqdm import tqdm
 
-    run_dir = Path(run_dir)
+    run = RunDir.of(run)
     own_model = model is None
     if own_model:
-        if not (run_dir / "hf" / "config.json").exists():
-            raise OcciError(f"{run_dir / 'hf'}: no exported model; run `occi export` first or pass --model")
-        model = str(run_dir / "hf")
+        if not (run.hf / "config.json").exists():
+            raise OcciError(f"{run.hf}: no exported model; run `occi export` first or pass --model")
+        model = str(run.hf)
     suites = suites or cfg.eval.suites
     for suite in suites:
         if suite not in SUITES:
             raise OcciError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
-    label = model_label(run_dir, model)
-    tasks_dir, unbuildable = tasks.prepare(cfg, run_dir, heldout="offline" in suites)
+    label = model_label(run, model)
+    tasks_dir, unbuildable = tasks.prepare(cfg, run, heldout="offline" in suites)
     todo = []
     for suite in suites:
-        for index, cell in enumerate(cells(suite, cfg.languages, cfg.eval.num_fewshot)):
-            folder = cell_folder(run_dir, label, cell)
-            if index % world_size == rank and not (folder / "_DONE").exists():
+        for cell in share.mine(cells(suite, cfg.languages, cfg.eval.num_fewshot)):
+            folder = cell_folder(run, label, cell)
+            if not is_done(folder):
                 todo.append((cell, folder))
     evaluator = None
     if any(cell.task not in unbuildable for cell, _ in todo):
         try:
-            evaluator = Evaluator(cfg, model, label, display_name(cfg, run_dir, model), tasks_dir,
+            evaluator = Evaluator(cfg, model, label, display_name(cfg, run, model), tasks_dir,
                                   offline_only=suites == ["offline"])
         except Exception as err:
             raise OcciError(f"{model}: cannot load it as a transformers causal LM: {_error_line(err)}") from err
@@ -171,11 +172,31 @@ def evaluate(cfg: RunConfig, run_dir: Path, suites: list[str] | None = None, mod
             mark_done(folder)
         except Exception as err:  # one unreachable dataset must not stop the other cells
             atomic_write_json(folder / "error.json", {"task": cell.task, "error": _error_line(err)})
-    evaluated = [s for s in SUITES if s in suites or (run_dir / "eval" / s / label).is_dir()]
-    table = collect(run_dir, label, evaluated, cfg.languages, cfg.eval.num_fewshot)
-    if world_size == 1:
-        atomic_write_json(run_dir / "eval" / f"table-{label}.json", table)
-        atomic_write_text(run_dir / "eval" / f"table-{label}.md", format_table(table) + "\n")
+    evaluated = [s for s in SUITES if s in suites or (run.eval / s / label).is_dir()]
+    table = collect(run, label, evaluated, cfg.languages, cfg.eval.num_fewshot)
+    if share.whole:
+        atomic_write_json(run.eval_table(label), table)
+        atomic_write_text(run.eval_table(label, "md"), format_table(table) + "\n")
         if own_model and all(c["state"] != "missing" for c in table["cells"] if c["suite"] in suites):
-            mark_done(run_dir / "eval")
+            mark_done(run.eval)
     return table
+
+
+def own_table(run: RunDir) -> dict | None:
+    """The evaluation table of the run's own model (<run>/hf), or None before it is evaluated."""
+    known = run.read_json(run.eval_models) or {}
+    source = model_source(str(run.hf))
+    label = next((label for label, path in known.items() if path == source), None)
+    return run.read_json(run.eval_table(label)) if label else None
+
+
+def run(cfg: RunConfig, run: RunDir, share: Share = Share(), suite: str | None = None,
+        model: str | None = None) -> StageResult:
+    """The eval stage of the stage list (occi/pipeline.py)."""
+    table = evaluate(cfg, run, suites=[suite] if suite else None, model=model, share=share)
+    return StageResult(format_table(table), complete=share.whole)
+
+
+def shard_count(cfg: RunConfig) -> int:
+    """SLURM array tasks: as many as the run has languages."""
+    return len(cfg.languages)

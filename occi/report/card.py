@@ -12,7 +12,10 @@ from pathlib import Path
 
 from occi import languages
 from occi.config import RunConfig
-from occi.fsutil import atomic_write_text
+from occi.fsutil import atomic_write_text, mark_done
+from occi.pipeline import StageResult
+from occi.rundir import RunDir
+from occi.sharding import Share
 
 MISSING = "_Not available: {what} is missing from this run ({path})._"
 
@@ -24,18 +27,14 @@ def _read_json(path: Path):
         return None
 
 
-def model_name(cfg: RunConfig) -> str:
-    return cfg.card.model_name or f"occi-{cfg.name}"
-
-
 # ------------------------------------------------------------------ sections
 
-def _details(cfg: RunConfig, run_dir: Path) -> str:
-    blend = _read_json(run_dir / "data" / "blend.json")
+def _details(cfg: RunConfig, run: RunDir) -> str:
+    blend = _read_json(run.blend_file)
     if cfg.model is None:
         return MISSING.format(what="the model shape", path="model: in the config")
     vocab = blend["vocab_size"] if blend else None
-    hf_config = _read_json(run_dir / "hf" / "config.json") or {}
+    hf_config = _read_json(run.hf / "config.json") or {}
     padded = hf_config.get("vocab_size")
     m = cfg.model
     rows = [("Architecture", "Llama (decoder-only transformer): RMSNorm, SwiGLU, rotary embeddings, grouped-query attention, no biases, untied embeddings"),
@@ -49,9 +48,9 @@ def _details(cfg: RunConfig, run_dir: Path) -> str:
     return _table(["", ""], rows)
 
 
-def _training_data(cfg: RunConfig, run_dir: Path) -> str:
-    stats = _read_json(run_dir / "corpora" / "stats.json")
-    blend = _read_json(run_dir / "data" / "blend.json")
+def _training_data(cfg: RunConfig, run: RunDir) -> str:
+    stats = _read_json(run.corpora_stats)
+    blend = _read_json(run.blend_file)
     if not stats:
         return MISSING.format(what="the corpora statistics", path="corpora/stats.json")
     sources = ", ".join(f"`{s.name}` ({s.kind}{': ' + s.dataset if s.dataset else ''})" for s in cfg.corpora.sources)
@@ -78,8 +77,8 @@ def _training_data(cfg: RunConfig, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _tokenizer(cfg: RunConfig, run_dir: Path) -> str:
-    report = _read_json(run_dir / "tokenizer" / "report.json")
+def _tokenizer(cfg: RunConfig, run: RunDir) -> str:
+    report = _read_json(run.tokenizer_report)
     if not report:
         return MISSING.format(what="the tokenizer report", path="tokenizer/report.json")
     from occi.report.tokenizer_section import tokenizer_section
@@ -87,10 +86,10 @@ def _tokenizer(cfg: RunConfig, run_dir: Path) -> str:
     return tokenizer_section(report, cfg.languages)
 
 
-def _training(cfg: RunConfig, run_dir: Path, out_dir: Path) -> str:
+def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
     from occi.train.logs import read_log
 
-    records = read_log(run_dir / "train")
+    records = read_log(run.train)
     train = {r["step"]: r for r in records if r.get("kind") == "train"}
     if not train:
         return MISSING.format(what="the training log", path="train/log.jsonl")
@@ -113,13 +112,13 @@ def _training(cfg: RunConfig, run_dir: Path, out_dir: Path) -> str:
     return "\n".join(text)
 
 
-def _compute(cfg: RunConfig, run_dir: Path) -> str:
+def _compute(cfg: RunConfig, run: RunDir) -> str:
     from occi.train.logs import read_log
     from occi.train.model import flops_per_token
 
-    train = [r for r in read_log(run_dir / "train") if r.get("kind") == "train"]
-    blend = _read_json(run_dir / "data" / "blend.json")
-    summary = _read_json(run_dir / "train" / "summary.json") or {}
+    train = [r for r in read_log(run.train) if r.get("kind") == "train"]
+    blend = _read_json(run.blend_file)
+    summary = _read_json(run.train_summary) or {}
     if not train or not blend:
         return MISSING.format(what="the training log", path="train/log.jsonl")
     steps = {r["step"]: r for r in train}
@@ -131,10 +130,10 @@ def _compute(cfg: RunConfig, run_dir: Path) -> str:
                              ("Training compute (6N + attention per token)", f"{flops:.3e} FLOPs")])
 
 
-def _evaluation(cfg: RunConfig, run_dir: Path) -> tuple[str, list]:
+def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
     from occi.report.eval_section import evaluation_section
 
-    return evaluation_section(cfg, run_dir, model_name(cfg))
+    return evaluation_section(run)
 
 
 def _usage(cfg: RunConfig, repo_id: str | None) -> str:
@@ -156,8 +155,8 @@ def _usage(cfg: RunConfig, repo_id: str | None) -> str:
 
 
 def _citation(cfg: RunConfig) -> str:
-    key = model_name(cfg).replace("-", "_")
-    return "\n".join(["```bibtex", f"@misc{{{key},", f"  title  = {{{model_name(cfg)}: a language model for the languages of the EU, trained with occi}},",
+    key = cfg.model_name.replace("-", "_")
+    return "\n".join(["```bibtex", f"@misc{{{key},", f"  title  = {{{cfg.model_name}: a language model for the languages of the EU, trained with occi}},",
                       "  note   = {Trained with the occi pipeline (corpora, tokenizer, megatron-core, lm-eval)},", "}", "```"])
 
 
@@ -185,37 +184,70 @@ def _plot_loss(train: dict, valid: list, path: Path) -> None:
 
 # ------------------------------------------------------------------ the card
 
-def card_text(cfg: RunConfig, run_dir: Path, out_dir: Path, repo_id: str | None = None) -> str:
+def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = None) -> str:
     from huggingface_hub import ModelCardData
 
-    run_dir = Path(run_dir)
-    evaluation, eval_results = _evaluation(cfg, run_dir)
+    evaluation, eval_results = _evaluation(cfg, run)
     hub_sources = [s.dataset for s in cfg.corpora.sources if s.kind == "hub" and s.dataset and "/" in s.dataset]
     data = ModelCardData(
         language=list(cfg.languages), license=cfg.card.license, library_name="transformers",
         pipeline_tag="text-generation", tags=["occi", "megatron-core", "multilingual", "european-languages"],
         datasets=cfg.card.datasets or hub_sources or None,
-        model_name=model_name(cfg) if eval_results else None, eval_results=eval_results or None,
+        model_name=cfg.model_name if eval_results else None, eval_results=eval_results or None,
     )
     sections = [
-        f"# {model_name(cfg)}",
+        f"# {cfg.model_name}",
         f"A base language model for {len(cfg.languages)} languages of the European Union, trained from scratch with "
         f"occi (megatron-core) in the run `{cfg.name}`. This card is generated by `occi card` "
         "from the run's files; do not edit it by hand.",
-        "## Model details", _details(cfg, run_dir),
+        "## Model details", _details(cfg, run),
         "## Intended uses and limitations", f"{cfg.card.intended_use}\n\n{cfg.card.limitations}",
-        "## Training data", _training_data(cfg, run_dir),
-        "## Tokenizer", _tokenizer(cfg, run_dir),
-        "## Training", _training(cfg, run_dir, out_dir),
+        "## Training data", _training_data(cfg, run),
+        "## Tokenizer", _tokenizer(cfg, run),
+        "## Training", _training(cfg, run, out_dir),
         "## Evaluation", evaluation,
-        "## Compute", _compute(cfg, run_dir),
+        "## Compute", _compute(cfg, run),
         "## How to use", _usage(cfg, repo_id),
         "## Citation", _citation(cfg),
     ]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
 
 
-def write_card(cfg: RunConfig, run_dir: Path, out: Path | None = None, repo_id: str | None = None) -> Path:
+def write_card(cfg: RunConfig, run: RunDir, out: Path | None = None, repo_id: str | None = None) -> Path:
     """Writes the card (default <run>/report/MODEL_CARD.md) and its loss-curve picture beside it."""
-    out = Path(out) if out else Path(run_dir) / "report" / "MODEL_CARD.md"
-    return atomic_write_text(out, card_text(cfg, run_dir, out.parent, repo_id))
+    out = Path(out) if out else run.card
+    return atomic_write_text(out, card_text(cfg, run, out.parent, repo_id))
+
+
+def write_leaderboard(run: RunDir) -> bool:
+    """The leaderboard of every model evaluated in this run, as report/leaderboard.{md,csv,json,html,png};
+    False when the run has no evaluation results yet."""
+    from occi.report import leaderboard
+
+    if not run.eval.is_dir():
+        return False
+    board = leaderboard.read([str(run.eval)])
+    if not board.cells:
+        return False
+    leaderboard.write(leaderboard.summarize(board), run.report)
+    return True
+
+
+def run(cfg: RunConfig, run: RunDir, share: Share = Share(), out: str | None = None, push: str | None = None,
+        dry_run: bool = False) -> StageResult:
+    """The report stage (`occi card`): the run's leaderboard, loss curve and model card in <run>/report,
+    the card also at `out` if given, and the model published to `push` if given."""
+    from occi.report import publish
+
+    lines = []
+    if write_leaderboard(run):
+        lines.append(f"leaderboard: {run.report}/leaderboard.{{md,csv,json,html,png}}")
+    card = write_card(cfg, run, repo_id=push)
+    lines.append(f"card: {card}")
+    if out:
+        lines.append(f"card: {write_card(cfg, run, Path(out), repo_id=push)}")
+    mark_done(run.report)
+    if push:
+        files = publish.upload_plan(run, card)
+        lines.append(publish.format_plan(push, files) if dry_run else f"card: uploaded to {publish.push(push, files)}")
+    return StageResult("\n".join(lines))

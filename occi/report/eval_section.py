@@ -1,25 +1,24 @@
 """The evaluation section of the model card and its model-index results."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from occi import languages
+from occi.rundir import RunDir
 
 FAMILY_NAMES = {"bpb": "bits per byte on held-out text", "mc": "occi multiple choice",
                 **{family: name for family, (name, _, _) in languages.BENCHMARKS.items()}}
 
 
-def evaluation_section(cfg, run_dir: Path, model_name: str) -> tuple[str, list]:
-    """The per-language results table and huggingface_hub EvalResults for the model-index."""
+def evaluation_section(run: RunDir) -> tuple[str, list]:
+    """The per-language results table of the run's own model and huggingface_hub EvalResults for
+    the model-index."""
     from huggingface_hub import EvalResult
 
-    from occi.eval.runner import format_table
+    from occi.eval.results import format_table
+    from occi.eval.runner import own_table
 
-    path = Path(run_dir) / "eval" / "table-hf.json"
-    if not path.exists():
-        return "_Not available: the evaluation results are missing from this run (eval/table-hf.json)._", []
-    table = json.loads(path.read_text(encoding="utf-8"))
+    table = own_table(run)
+    if table is None:
+        return "_Not available: the evaluation results are missing from this run (eval/table-<model>.json)._", []
     results = [
         EvalResult(task_type="text-generation", task_name="Text Generation", dataset_type=cell["task"],
                    dataset_name=f"{FAMILY_NAMES.get(cell['family'], cell['family'])} ({cell['language']})",

@@ -11,13 +11,14 @@ import tempfile
 from pathlib import Path
 
 from occi.errors import OcciError
+from occi.rundir import RunDir
 
 _SKIPPED = {"_DONE"}
 
 
 def upload_plan(run_dir: Path, card: Path) -> list[tuple[str, Path]]:
     """(path in the repository, local file) for everything that would be uploaded."""
-    hf = Path(run_dir) / "hf"
+    hf = RunDir.of(run_dir).hf
     if not (hf / "config.json").exists():
         raise OcciError(f"{hf}: no exported model; run `occi export` first")
     files = [(item.name, item) for item in sorted(hf.iterdir()) if item.is_file() and item.name not in _SKIPPED]

@@ -17,6 +17,7 @@ from pathlib import Path
 from occi.assets import asset_dir
 from occi.config import RunConfig
 from occi.errors import OcciError
+from occi.rundir import RunDir
 from occi.slurm.config import ClusterProfile
 
 _DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.:/%@+=,~-]+$")
@@ -91,8 +92,7 @@ def command_line(python: list[str], argv: list) -> str:
 def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, config_path: Path,
            nodes: int, workdir: Path) -> str:
     """The sbatch script of one step."""
-    slurm_dir = run_dir / "slurm"
-    log = slurm_dir / "logs" / (f"{step.name}-%A_%a.out" if step.array else f"{step.name}-%j.out")
+    log = RunDir(run_dir).slurm / "logs" / (f"{step.name}-%A_%a.out" if step.array else f"{step.name}-%j.out")
     python = python_command(profile)
     gpu = step.kind in ("gpu", "train")
     directives = []
@@ -129,7 +129,7 @@ def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, c
         procs = cfg.train.world_size if nodes == 1 else profile.gpus_per_node
         values.update({
             "signal_seconds": profile.signal_seconds,
-            "train_done": shlex.quote(str(run_dir / "train" / "_DONE")),
+            "train_done": shlex.quote(str(RunDir(run_dir).train / "_DONE")),
             "python": " ".join(shlex.quote(w) for w in python),
             "procs_per_node": procs,
             "config": shlex.quote(str(config_path)),

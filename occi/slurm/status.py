@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from occi.errors import OcciError
-from occi.fsutil import is_done
+from occi.rundir import RunDir
 
 FAILED = {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
@@ -43,11 +43,9 @@ def query(job_id: str) -> list[dict]:
 
 
 def step_status(record: dict, run_dir: Path) -> dict:
-    from occi.slurm.submit import STAGE_FOLDERS
-
     tasks = query(record["job_id"]) if record.get("job_id") else []
     states = [t.get("JobState", "UNKNOWN") for t in tasks]
-    done = is_done(Path(run_dir) / STAGE_FOLDERS.get(record["stage"], record["stage"]))
+    done = RunDir.of(run_dir).is_done(record["stage"])
     if not tasks:
         state = "COMPLETED" if done else "UNKNOWN"
     elif any(s in FAILED for s in states):

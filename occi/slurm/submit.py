@@ -18,13 +18,10 @@ from pathlib import Path
 from occi.config import RunConfig
 from occi.configtools import build, load_yaml
 from occi.errors import OcciError
-from occi.fsutil import atomic_write_json, atomic_write_text, is_done
+from occi.fsutil import atomic_write_json, atomic_write_text
+from occi.rundir import RunDir
 from occi.slurm.config import ClusterProfile
 from occi.slurm.render import TASK, Step, job_name, render
-
-STAGE_FOLDERS = {"corpora": "corpora", "tokenizer": "tokenizer", "data": "data", "train": "train",
-                 "export": "hf", "eval": "eval", "report": "report"}
-
 
 def load_profile(name: str) -> tuple[ClusterProfile, Path]:
     path = _find_profile(name)
@@ -44,53 +41,34 @@ def _find_profile(name: str) -> Path:
     raise OcciError(f"unknown cluster {name!r}: expected one of {', '.join(known)} or a profile YAML path")
 
 
-def plan(cfg: RunConfig, run_dir: Path, profile: ClusterProfile, chain: int = 1) -> list[Step]:
-    """The steps of every stage not completed yet, in order, with their dependencies."""
-    from occi.corpora.sources import plan_shards
+def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1) -> list[Step]:
+    """The steps of every stage not completed yet, in order, with their dependencies: made from the
+    stage list (occi/pipeline.py), so each stage's own command runs in its job."""
     from occi.pipeline import STAGES
 
-    stage_names = [s.name for s in STAGES]
+    run = RunDir.of(run)
     steps: list[Step] = []
     previous: list[str] = []
-    for stage in stage_names:
-        if is_done(run_dir / STAGE_FOLDERS.get(stage, stage)):
+    for stage in STAGES:
+        if run.is_done(stage.name):
             continue
-        if stage == "corpora":
-            ranks = max(1, min(len(plan_shards(cfg.corpora, cfg.languages)), profile.max_array_size))
-            steps.append(Step("corpora-filter", stage, "cpu", [["corpora", "build", *_run_args(cfg, run_dir), "--rank", TASK,
-                                                              "--world-size", ranks, "--phase", "filter"]],
-                              array=ranks, throttle=profile.array_throttle, after=previous))
-            steps.append(Step("corpora-dedup", stage, "cpu", [["corpora", "build", *_run_args(cfg, run_dir), "--phase", "dedup"]],
-                              after=["corpora-filter"]))
-            previous = ["corpora-dedup"]
-        elif stage == "data":
-            ranks = min(len(cfg.languages), profile.max_array_size)
-            steps.append(Step("data-tokenize", stage, "cpu", [["data", "prepare", *_run_args(cfg, run_dir), "--rank", TASK,
-                                                             "--world-size", ranks]],
-                              array=ranks, throttle=profile.array_throttle, after=previous))
-            steps.append(Step("data-blend", stage, "cpu", [["data", "prepare", *_run_args(cfg, run_dir)]], after=["data-tokenize"]))
-            previous = ["data-blend"]
-        elif stage == "train":
-            steps.append(Step("train", stage, "train", array=chain if chain > 1 else None, throttle=1 if chain > 1 else None,
-                              after=previous))
-            previous = ["train"]
-        elif stage == "eval":
-            ranks = min(len(cfg.languages), profile.max_array_size)
-            steps.append(Step("eval-languages", stage, "gpu", [["eval", *_run_args(cfg, run_dir), "--rank", TASK,
-                                                              "--world-size", ranks]],
-                              array=ranks, throttle=profile.array_throttle, after=previous))
-            steps.append(Step("eval-table", stage, "cpu", [["eval", *_run_args(cfg, run_dir)]], after=["eval-languages"]))
-            previous = ["eval-table"]
+        command = [*stage.command, str(run.config_file), "--run-dir", str(run.root)]
+        if stage.slurm == "train":  # the train template starts the ranks itself, resubmitting as a chain
+            steps.append(Step(stage.name, stage.name, "train", array=chain if chain > 1 else None,
+                              throttle=1 if chain > 1 else None, after=previous))
+            previous = [stage.name]
+        elif stage.sharded:
+            shares, joins = (f"{stage.name}-{suffix}" for suffix in stage.array_steps)
+            tasks = min(stage.shard_count(cfg), profile.max_array_size)
+            steps.append(Step(shares, stage.name, stage.slurm,
+                              [[*command, "--rank", TASK, "--world-size", tasks, *stage.array_options]],
+                              array=tasks, throttle=profile.array_throttle, after=previous))
+            steps.append(Step(joins, stage.name, "cpu", [command], after=[shares]))
+            previous = [joins]
         else:
-            # the report step runs `occi run`, which finds every earlier stage done and writes the report
-            command = {"tokenizer": ["tokenizer", "train"], "export": ["export"], "report": ["run"]}.get(stage, [stage])
-            steps.append(Step(stage, stage, "cpu", [[*command, *_run_args(cfg, run_dir)]], after=previous))
-            previous = [stage]
+            steps.append(Step(stage.name, stage.name, stage.slurm, [command], after=previous))
+            previous = [stage.name]
     return steps
-
-
-def _run_args(cfg: RunConfig, run_dir: Path) -> list[str]:
-    return [cfg.source_file, "--run-dir", str(run_dir)]
 
 
 def nodes_for(cfg: RunConfig, profile: ClusterProfile) -> int:
@@ -99,21 +77,21 @@ def nodes_for(cfg: RunConfig, profile: ClusterProfile) -> int:
     return max(1, math.ceil(cfg.train.world_size / profile.gpus_per_node))
 
 
-def submit(cfg: RunConfig, run_dir: Path, cluster: str, dry_run: bool = False, chain: int = 1) -> dict:
-    """Writes the scripts into <run>/slurm/ and (unless dry_run) submits them in order."""
+def submit(cfg: RunConfig, run: RunDir, cluster: str, dry_run: bool = False, chain: int = 1) -> dict:
+    """Writes the scripts into <run>/slurm/ and (unless dry_run) submits them in order; the jobs
+    read the run's frozen config (<run>/config.yaml)."""
     profile, profile_path = load_profile(cluster)
-    run_dir = Path(run_dir).resolve()
-    slurm_dir = run_dir / "slurm"
+    run = RunDir(RunDir.of(run).root.resolve())
+    slurm_dir = run.slurm
     (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
     nodes = nodes_for(cfg, profile)
     if profile.gpu_request != "none" and cfg.train.world_size % profile.gpus_per_node and cfg.train.world_size > profile.gpus_per_node:
         raise OcciError(f"train: {cfg.train.world_size} processes do not fill whole nodes of {profile.gpus_per_node} GPUs")
-    steps = plan(cfg, run_dir, profile, chain)
-    config_path = Path(cfg.source_file).resolve()
+    steps = plan(cfg, run, profile, chain)
     records = []
     for step in steps:
         script = slurm_dir / f"{step.name}.sbatch"
-        atomic_write_text(script, render(step, cfg, profile, run_dir, config_path, nodes, Path.cwd()))
+        atomic_write_text(script, render(step, cfg, profile, run.root, run.config_file, nodes, Path.cwd()))
         records.append({"step": step.name, "stage": step.stage, "script": str(script), "array": step.array,
                         "after": step.after, "kind": step.kind, "nodes": nodes if step.kind == "train" else 1,
                         "job_id": None, "job_name": job_name(cfg.name, step.name)})

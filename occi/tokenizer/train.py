@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from occi.config import RunConfig
-from occi.corpora.output import read_texts
+from occi.corpora.reader import read_texts
 from occi.errors import OcciError
-from occi.fsutil import atomic_dir, atomic_write_json, is_done, mark_done
+from occi.fsutil import atomic_dir, atomic_write_json, mark_done
 from occi.machine import cores
+from occi.pipeline import StageResult
+from occi.rundir import RunDir
+from occi.sharding import Share
 from occi.tokenizer import report as tokenizer_report
 from occi.tokenizer.models import SentencePieceTokenizer
 from occi.tokenizer.sampling import sample_lines, write_training_text
@@ -22,23 +25,23 @@ from occi.tokenizer.sampling import sample_lines, write_training_text
 SPECIALS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 
 
-def _lines(cfg: RunConfig, run_dir: Path, split: str) -> dict[str, list[str]]:
+def _lines(cfg: RunConfig, run: RunDir, split: str) -> dict[str, list[str]]:
     lines = {}
     for code in cfg.languages:
-        texts = read_texts(run_dir, code, split, cfg.heldout_fraction, cfg.heldout_max_docs)
+        texts = read_texts(run, code, split, cfg.heldout)
         lines[code] = [line.strip() for _, text in texts for line in text.splitlines() if line.strip()]
     return lines
 
 
-def train(cfg: RunConfig, run_dir: Path) -> dict:
+def train(cfg: RunConfig, run: RunDir) -> dict:
     """Trains the run's tokenizer (unless done) and returns its report."""
     import json
 
-    out = Path(run_dir) / "tokenizer"
-    if is_done(out):
-        return json.loads((out / "report.json").read_text(encoding="utf-8"))
+    out = run.tokenizer
+    if run.is_done("tokenizer"):
+        return json.loads(run.tokenizer_report.read_text(encoding="utf-8"))
     recipe = cfg.tokenizer
-    training_lines = _lines(cfg, run_dir, "train")
+    training_lines = _lines(cfg, run, "train")
     chosen, shares = sample_lines(training_lines, recipe.alpha, recipe.char_budget, cfg.seed)
     with atomic_dir(out) as tmp:
         text_file = tmp / ".training-text.txt"
@@ -48,7 +51,7 @@ def train(cfg: RunConfig, run_dir: Path) -> dict:
         _write_hf_files(tmp)
         atomic_write_json(tmp / "sampling.json", {"alpha": recipe.alpha, "char_budget": recipe.char_budget,
                                                    "languages": shares})
-        heldout = {code: "\n".join(lines) for code, lines in _lines(cfg, run_dir, "heldout").items() if lines}
+        heldout = {code: "\n".join(lines) for code, lines in _lines(cfg, run, "heldout").items() if lines}
         result = tokenizer_report.evaluate([SentencePieceTokenizer(tmp / "tokenizer.model", f"occi-{cfg.name}")],
                                            heldout, parallel=False)
         tokenizer_report.write(result, tmp)
@@ -109,8 +112,11 @@ def _write_hf_files(folder: Path) -> None:
     atomic_write_json(folder / "special_tokens_map.json", {role + "_token": piece for role, piece in SPECIALS.items()})
 
 
-def summary(result: dict) -> str:
+def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
+    """The tokenizer stage of the stage list (occi/pipeline.py)."""
+    result = train(cfg, run)
     name = next(iter(result["tokenizers"]))
     entry = result["tokenizers"][name]
-    return f"tokenizer {name}: vocabulary {entry['vocab_size']:,}; held-out text:\n" + tokenizer_report.markdown(result)
+    return StageResult(f"tokenizer {name}: vocabulary {entry['vocab_size']:,}; held-out text:\n"
+                       f"{tokenizer_report.markdown(result)}\ntokenizer: {run.tokenizer}")
 

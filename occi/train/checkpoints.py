@@ -18,12 +18,13 @@ import torch.distributed as dist
 
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_text
+from occi.rundir import RunDir
 
 _ASYNC_QUEUE = None
 
 
 def folder(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+    return RunDir.of(run_dir).checkpoints
 
 
 def latest_iteration(run_dir: Path) -> int | None:

@@ -20,6 +20,9 @@ import torch
 
 from occi.config import RunConfig
 from occi.errors import OcciError
+from occi.pipeline import StageResult
+from occi.rundir import RunDir
+from occi.sharding import Share
 from occi.fsutil import atomic_dir, mark_done
 from occi.train import checkpoints
 from occi.train.config import ModelConfig
@@ -90,7 +93,7 @@ def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = 
     path = checkpoints.checkpoint_dir(run_dir, iteration)
     if not (path / "metadata.json").exists():
         raise OcciError(f"{path}: checkpoint is missing or incomplete (no metadata.json)")
-    blend = json.loads((Path(run_dir) / "data" / "blend.json").read_text(encoding="utf-8"))
+    blend = RunDir.of(run_dir).read_blend()
     single = TrainConfig(global_batch_size=cfg.train.micro_batch_size, micro_batch_size=cfg.train.micro_batch_size,
                          steps=2, warmup_steps=0, precision="fp32")
     created_group = not dist.is_initialized()
@@ -126,17 +129,16 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
     """Writes <run>/hf/: config, safetensors weights, tokenizer files, generation config."""
     from transformers import GenerationConfig, LlamaForCausalLM
 
-    run_dir = Path(run_dir)
-    tokenizer_dir = run_dir / "tokenizer"
-    if not (tokenizer_dir / "tokenizer.model").exists():
-        raise OcciError(f"{tokenizer_dir}: no tokenizer; run `occi tokenizer train` first")
-    with single_process_model(cfg, run_dir) as (model, iteration):
+    run = RunDir.of(run_dir)
+    tokenizer_dir = run.tokenizer
+    run.require("tokenizer")
+    with single_process_model(cfg, run) as (model, iteration):
         state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
     special = _special_ids(tokenizer_dir)
     vocab_size = state["embedding.word_embeddings.weight"].shape[0]
     hf_model = LlamaForCausalLM(llama_config(cfg.model, vocab_size, special, torch.float32))
     hf_model.load_state_dict(megatron_to_llama(state, cfg.model), strict=True)
-    out = run_dir / "hf"
+    out = run.hf
     with atomic_dir(out) as tmp:
         hf_model.save_pretrained(tmp, safe_serialization=True)
         GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special.get("pad"),
@@ -144,9 +146,14 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
         for item in tokenizer_dir.iterdir():
             if item.is_file() and not item.name.startswith(("_", ".")) and item.suffix != ".png":
                 shutil.copy2(item, tmp / item.name)
-        (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(checkpoints.folder(run_dir))}, indent=2))
+        (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(run.checkpoints)}, indent=2))
         mark_done(tmp)
     return out
+
+
+def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
+    """The export stage of the stage list (occi/pipeline.py)."""
+    return StageResult(f"export: transformers model written to {export(cfg, run)}")
 
 
 def _special_ids(tokenizer_dir: Path) -> dict[str, int]:

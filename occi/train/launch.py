@@ -17,6 +17,9 @@ from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, mark_done
 from occi.machine import cores
+from occi.pipeline import StageResult
+from occi.rundir import RunDir
+from occi.sharding import Share
 from occi.train import checkpoints
 
 
@@ -37,38 +40,46 @@ def _slurm_rank_environment() -> dict[str, str]:
     return env
 
 
-def _check_ready(cfg: RunConfig, run_dir: Path) -> None:
+def _check_ready(cfg: RunConfig, run: RunDir) -> None:
     if cfg.model is None:
         raise OcciError(f"{cfg.source_file}: no `model:`; name a model recipe (tiny, 125m, 1b, 7b) or a mapping")
-    if not (run_dir / "data" / "_DONE").exists():
-        raise OcciError(f"{run_dir / 'data'}: the data is not prepared; run `occi data prepare` first")
+    run.require("data")
 
 
-def train(cfg: RunConfig, run_dir: Path) -> dict:
+def train(cfg: RunConfig, run: RunDir) -> dict:
     """Trains (or resumes) until the configured steps, or a stop; returns a summary."""
-    run_dir = Path(run_dir)
-    _check_ready(cfg, run_dir)
-    error_file = run_dir / "train" / "error.txt"
+    run = RunDir.of(run)
+    run_dir = run.root
+    _check_ready(cfg, run)
+    error_file = run.train_error
     error_file.unlink(missing_ok=True)
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ or "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         if "RANK" not in os.environ:
             os.environ.update(_slurm_rank_environment())
         from occi.train import trainer
 
-        code = trainer.main(cfg.source_file, str(run_dir))
+        code = trainer.main(str(run.config_file), str(run_dir))
     else:
-        code = _run_torchrun(cfg, run_dir)
+        code = _run_torchrun(cfg, run)
     if error_file.exists():
         raise OcciError(error_file.read_text(encoding="utf-8").strip())
     if code != 0:
-        raise OcciError(f"training failed (exit code {code}); the log above and {run_dir / 'train'} say why")
+        raise OcciError(f"training failed (exit code {code}); the log above and {run.train} say why")
     reached = checkpoints.latest_iteration(run_dir) or 0
     summary = {"steps": reached, "target_steps": cfg.train.steps, "complete": reached >= cfg.train.steps,
                "hardware": _hardware(cfg)}
     if summary["complete"] and int(os.environ.get("RANK", "0")) == 0:
-        atomic_write_json(run_dir / "train" / "summary.json", summary)
-        mark_done(run_dir / "train")
+        atomic_write_json(run.train_summary, summary)
+        mark_done(run.train)
     return summary
+
+
+def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
+    """The train stage of the stage list (occi/pipeline.py)."""
+    summary = train(cfg, run)
+    state = "complete" if summary["complete"] else "stopped early; run the same command again to continue"
+    return StageResult(f"train: step {summary['steps']}/{summary['target_steps']} ({state}); checkpoints in "
+                       f"{run.checkpoints}", complete=summary["complete"])
 
 
 def _hardware(cfg: RunConfig) -> str:
@@ -82,9 +93,9 @@ def _hardware(cfg: RunConfig) -> str:
     return f"{cfg.train.world_size} x {device}" + (f" on {nodes} nodes" if nodes > 1 else "")
 
 
-def _run_torchrun(cfg: RunConfig, run_dir: Path) -> int:
+def _run_torchrun(cfg: RunConfig, run: RunDir) -> int:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={cfg.train.world_size}", "-m", "occi.train.trainer", cfg.source_file, str(run_dir)]
+               f"--nproc-per-node={cfg.train.world_size}", "-m", "occi.train.trainer", str(run.config_file), str(run.root)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, cores() // cfg.train.world_size)))}
     process = subprocess.Popen(command, env=env)
     stop_requested = False
@@ -98,7 +109,7 @@ def _run_torchrun(cfg: RunConfig, run_dir: Path) -> int:
     try:
         code = process.wait()
         # torchrun itself exits non-zero after a forwarded signal even when every rank stopped cleanly
-        return 0 if stop_requested and not (run_dir / "train" / "error.txt").exists() else code
+        return 0 if stop_requested and not run.train_error.exists() else code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

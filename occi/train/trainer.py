@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from occi.config import RunConfig
+from occi.rundir import RunDir
 from occi.train import checkpoints
 from occi.train.config import TrainConfig
 from occi.train.logs import TrainLog
@@ -86,7 +87,7 @@ class Trainer:
         from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
         self.cfg, self.run_dir, self.train = cfg, Path(run_dir), cfg.train
-        self.blend = json.loads((self.run_dir / "data" / "blend.json").read_text(encoding="utf-8"))
+        self.blend = RunDir(self.run_dir).read_blend()
         self.vocab_size = self.blend["vocab_size"]
         self.dtype = dtype_for(self.train)
         on_gpu = torch.cuda.is_available()
@@ -293,7 +294,7 @@ def main(config_path: str, run_dir: str) -> int:
         checkpoints.finish_pending()
     except OcciError as err:
         if dist.get_rank() == 0:
-            error_file = Path(run_dir) / "train" / "error.txt"
+            error_file = RunDir(Path(run_dir)).train_error
             error_file.parent.mkdir(parents=True, exist_ok=True)
             error_file.write_text(str(err) + "\n", encoding="utf-8")
         return 2

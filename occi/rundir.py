@@ -1,0 +1,180 @@
+"""The run directory: one property per artifact, so no other module spells a run path.
+
+Every stage reads the previous stages' outputs and writes its own folder here; a folder is
+complete when its `_DONE` marker exists (occi/fsutil.py). Paths stored inside run files (the
+blend's dataset prefixes) are relative to the run directory, so a run can be moved or copied to
+another machine and go on there.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from occi.errors import OcciError
+from occi.fsutil import is_done
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+    """The run directory (default runs/<name>)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def __fspath__(self) -> str:  # a RunDir goes wherever a path to the run directory does
+        return str(self.root)
+
+    @classmethod
+    def of(cls, run: RunDir | Path | str) -> RunDir:
+        """`run` itself, or the run directory at that path."""
+        return run if isinstance(run, RunDir) else cls(Path(run))
+
+    # ------------------------------------------------------------ the frozen config
+    @property
+    def config_file(self) -> Path:
+        """The resolved config, frozen when the run starts; every later command reads it."""
+        return self.root / "config.yaml"
+
+    # ------------------------------------------------------------ stage folders
+    @property
+    def corpora(self) -> Path:
+        return self.root / "corpora"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def hf(self) -> Path:
+        return self.root / "hf"
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def slurm(self) -> Path:
+        return self.root / "slurm"
+
+    # ------------------------------------------------------------ corpora
+    @property
+    def corpora_stats(self) -> Path:
+        return self.corpora / "stats.json"
+
+    def corpus(self, code: str) -> Path:
+        """One language's Parquet parts."""
+        return self.corpora / code
+
+    # ------------------------------------------------------------ tokenizer
+    @property
+    def tokenizer_model(self) -> Path:
+        return self.tokenizer / "tokenizer.model"
+
+    @property
+    def tokenizer_report(self) -> Path:
+        return self.tokenizer / "report.json"
+
+    # ------------------------------------------------------------ data
+    @property
+    def blend_file(self) -> Path:
+        return self.data / "blend.json"
+
+    def dataset_prefix(self, code: str, split: str = "train") -> Path:
+        """data/<code>_text_document (train) or data/<code>_valid_text_document (held out)."""
+        return self.data / (f"{code}_text_document" if split == "train" else f"{code}_valid_text_document")
+
+    def relative(self, path: Path) -> str:
+        """`path` as stored in run files: relative to the run directory."""
+        return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+
+    def resolve(self, stored: str) -> str:
+        """A path stored in a run file, as an absolute path at the run's current location."""
+        path = Path(stored)
+        return str(path if path.is_absolute() else (self.root / path).resolve())
+
+    def read_blend(self) -> dict:
+        """blend.json with its dataset prefixes and tokenizer resolved to absolute paths."""
+        self.require("data")
+        blend = json.loads(self.blend_file.read_text(encoding="utf-8"))
+        blend["tokenizer"] = self.resolve(blend["tokenizer"])
+        for entry in blend["languages"].values():
+            entry["prefix"] = self.resolve(entry["prefix"])
+            entry["valid_prefix"] = self.resolve(entry["valid_prefix"])
+        return blend
+
+    def read_json(self, path: Path) -> dict | None:
+        """A run file's JSON, or None when it is missing or unreadable (for reports)."""
+        try:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------ train
+    @property
+    def train_summary(self) -> Path:
+        return self.train / "summary.json"
+
+    @property
+    def train_error(self) -> Path:
+        """Written by rank 0 when a rank stops on a user error; the launcher reports it."""
+        return self.train / "error.txt"
+
+    # ------------------------------------------------------------ eval
+    @property
+    def eval_models(self) -> Path:
+        """Which model each eval label stands for."""
+        return self.eval / "models.json"
+
+    def eval_table(self, label: str, suffix: str = "json") -> Path:
+        """A model's per-language results table, eval/table-<label>.{json,md}."""
+        return self.eval / f"table-{label}.{suffix}"
+
+    def eval_cell(self, suite: str, label: str, language: str, family: str) -> Path:
+        """One cell's lm-eval results: eval/<suite>/<model>/<lang>/<family>."""
+        return self.eval / suite / label / language / family
+
+    # ------------------------------------------------------------ report
+    @property
+    def card(self) -> Path:
+        return self.report / "MODEL_CARD.md"
+
+    @property
+    def loss_curve(self) -> Path:
+        return self.report / "loss_curve.png"
+
+    # ------------------------------------------------------------ completion
+    def is_done(self, stage: str) -> bool:
+        """True when the stage's folder holds its completion marker."""
+        return is_done(self._stage_folder(stage))
+
+    def require(self, stage: str) -> None:
+        """Raises the one "run `occi X` first" error when `stage` has not completed."""
+        from occi.pipeline import stage_named
+
+        if not self.is_done(stage):
+            entry = stage_named(stage)
+            raise OcciError(f"{self._stage_folder(stage)}: the {stage} stage has not completed; "
+                            f"run `occi {' '.join(entry.command)}` first")
+
+    def _stage_folder(self, stage: str) -> Path:
+        from occi.pipeline import stage_named
+
+        return getattr(self, stage_named(stage).folder)
