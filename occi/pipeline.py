@@ -99,7 +99,7 @@ STAGES = [
                    Option("--model", "evaluate this model (PATH_OR_HF_ID) instead of <run>/hf"))),
     Stage("report", ("card",), "the leaderboard and model card in <run>/report (and publish with --push)", "report",
           "occi.report.card",
-          options=(Option("--out", "also write the card to this FILE"),
+          options=(Option("--out", "write only the card, to this FILE (the run's report folder is left as it is)"),
                    Option("--push", "upload hf/ and the card to this Hugging Face model REPO"),
                    Option("--dry-run", "with --push: list what would be uploaded, upload nothing", is_flag=True))),
 ]

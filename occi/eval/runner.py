@@ -186,7 +186,10 @@ def own_table(run: RunDir) -> dict | None:
     """The evaluation table of the run's own model (<run>/hf), or None before it is evaluated."""
     known = run.read_json(run.eval_models) or {}
     source = model_source(str(run.hf))
+    # the label model_label() gave it, or the one it gives a model nothing else has claimed (a copied run)
     label = next((label for label, path in known.items() if path == source), None)
+    if label is None and run.hf.name not in known:
+        label = run.hf.name
     return run.read_json(run.eval_table(label)) if label else None
 
 

@@ -1,0 +1,144 @@
+"""The joins between stages: one stage list behind the CLI, `occi run` and the SLURM plan; one run
+directory object; the config frozen into <run>/config.yaml when a run starts."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, occi
+from occi import cli, config, pipeline
+from occi.errors import OcciError
+from occi.pipeline import STAGES, Stage
+from occi.rundir import RunDir
+from occi.slurm.submit import load_profile, plan
+
+
+def _cli_stage_commands(parser) -> dict[tuple[str, ...], str]:
+    """Every subcommand that runs a stage, with the stage it runs."""
+    found = {}
+
+    def walk(parser, words):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    if sub.get_default("stage"):
+                        found[(*words, name)] = sub.get_default("stage")
+                    walk(sub, (*words, name))
+
+    walk(parser, ())
+    return found
+
+
+def test_cli_occi_run_and_the_slurm_plan_list_the_same_stages(tmp_path):
+    names = [stage.name for stage in STAGES]
+    assert _cli_stage_commands(cli.make_parser()) == {stage.command: stage.name for stage in STAGES}
+    cfg = config.load("demo")
+    steps = plan(cfg, RunDir(tmp_path / "run"), load_profile("local")[0])
+    assert list(dict.fromkeys(step.stage for step in steps)) == names
+    for stage in STAGES:  # what `occi run` does for each stage of a finished run
+        folder = getattr(RunDir(tmp_path / "run"), stage.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "_DONE").write_text("{}")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        pipeline.run_all(cfg, RunDir(tmp_path / "run"))
+    printed = [line.split("]")[1].split(":")[0].strip() for line in out.getvalue().splitlines() if "already done" in line]
+    assert printed == names
+
+
+def test_a_new_stage_is_one_module_and_one_entry(tmp_path, monkeypatch):
+    """A stage module outside occi, added to the list: the CLI runs it, `occi run` runs it in order,
+    the SLURM plan schedules it as an array with a joining step."""
+    module = tmp_path / "occi_extra_stage.py"
+    module.write_text(textwrap.dedent('''
+        from occi.fsutil import mark_done
+        from occi.pipeline import StageResult
+
+        def run(cfg, run, share, note="hello"):
+            folder = run.root / "extra"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"share-{share.rank}-of-{share.world_size}.txt").write_text(note)
+            if share.whole:
+                mark_done(folder)
+            return StageResult(f"extra: {note} from {share.rank}/{share.world_size}", complete=share.whole)
+
+        def shard_count(cfg):
+            return 3
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(RunDir, "extra", property(lambda self: self.root / "extra"), raising=False)
+    extra = Stage("extra", ("extra",), "a stage written for this test", "extra", "occi_extra_stage",
+                  shards_over="languages", options=(pipeline.Option("--note", "what to write", default="hello"),))
+    monkeypatch.setattr(pipeline, "STAGES", [extra])
+    run_dir = tmp_path / "run"
+    args = cli.make_parser().parse_args(["extra", "demo", "--run-dir", str(run_dir), "--rank", "1", "--world-size", "3",
+                                         "--note", "hi"])
+    assert cli.main(["extra", "demo", "--run-dir", str(run_dir), "--rank", "1", "--world-size", "3", "--note", "hi"]) == 0
+    assert args.stage == "extra" and (run_dir / "extra" / "share-1-of-3.txt").read_text() == "hi"
+    steps = plan(config.load("demo"), RunDir(run_dir), load_profile("local")[0])
+    assert [(s.name, s.array) for s in steps] == [("extra-shards", 3), ("extra-join", None)]
+    assert cli.main(["run", "demo", "--run-dir", str(run_dir)]) == 0
+    assert RunDir(run_dir).is_done("extra") and plan(config.load("demo"), RunDir(run_dir), load_profile("local")[0]) == []
+
+
+def _small_config(folder: Path, **changes) -> Path:
+    data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    data.update({"name": "frozen", "languages": ["de", "fr"]})
+    data["train"] = {**data["train"], **changes}
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_run_whose_user_yaml_changed_after_it_started_says_so(tmp_path):
+    run_dir = tmp_path / "run"
+    first = occi("slurm", "submit", str(_small_config(tmp_path)), "--run-dir", str(run_dir), "--cluster", "local", "--dry-run")
+    assert first.returncode == 0, first.stderr
+    frozen = run_dir / "config.yaml"
+    assert yaml.safe_load(frozen.read_text())["train"]["steps"] == 60
+    # every job of the plan reads the frozen config, not the user's file
+    assert all(str(frozen) in path.read_text() for path in (run_dir / "slurm").glob("*.sbatch"))
+
+    changed = occi("slurm", "submit", str(_small_config(tmp_path, steps=80)), "--run-dir", str(run_dir),
+                   "--cluster", "local", "--dry-run")
+    assert changed.returncode == 2
+    assert "train.steps: 60 -> 80" in changed.stderr and str(frozen) in changed.stderr
+    assert len(changed.stderr.strip().splitlines()) == 1
+    assert yaml.safe_load(frozen.read_text())["train"]["steps"] == 60  # never silently mixed
+
+    as_started = occi("slurm", "submit", str(frozen), "--run-dir", str(run_dir), "--cluster", "local", "--dry-run")
+    assert as_started.returncode == 0, as_started.stderr
+
+
+def test_the_frozen_config_reads_back_the_same():
+    for name in ("demo",):
+        cfg = config.load(name)
+        assert config.changes(config._comparable(cfg), config._comparable(cfg)) == []
+
+
+def test_require_gives_the_same_error_for_every_stage(tmp_path):
+    run = RunDir(tmp_path / "run")
+    for stage in STAGES:
+        with pytest.raises(OcciError, match=rf"the {stage.name} stage has not completed; run `occi {' '.join(stage.command)}` first"):
+            run.require(stage.name)
+
+
+def test_a_moved_run_finds_its_data_at_the_new_place(tmp_path):
+    """blend.json stores paths relative to the run; a copied run resolves them where it now is."""
+    run = RunDir(tmp_path / "old")
+    run.data.mkdir(parents=True)
+    (run.data / "_DONE").write_text("{}")
+    run.blend_file.write_text('{"tokenizer": "tokenizer/tokenizer.model", "languages": {"de": '
+                              '{"prefix": "data/de_text_document", "valid_prefix": "data/de_valid_text_document"}}}')
+    shutil.copytree(run.root, tmp_path / "new")
+    shutil.rmtree(run.root)
+    moved = RunDir(tmp_path / "new").read_blend()
+    assert moved["languages"]["de"]["prefix"] == str(tmp_path / "new" / "data" / "de_text_document")
+    assert moved["tokenizer"] == str(tmp_path / "new" / "tokenizer" / "tokenizer.model")
