@@ -17,7 +17,7 @@ def _load(args: argparse.Namespace):
     """The run's frozen config and its run directory (occi/config.py: load_for_run)."""
     from occi import config
 
-    return config.load_for_run(args.config, args.run_dir)
+    return config.load_for_run(args.config, args.run_dir, reconfigure=args.reconfigure)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -142,6 +142,8 @@ def _add_stage_commands(commands, group_commands: dict) -> None:
 def _add_run_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG", help="run config: a YAML path or a shipped name (e.g. demo)")
     parser.add_argument("--run-dir", metavar="DIR", help="where the run's stages write (default: runs/<name>)")
+    parser.add_argument("--reconfigure", action="store_true",
+                        help="apply a changed CONFIG to an existing run on purpose (recorded in config-changes.log)")
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -133,30 +133,42 @@ def default_run_dir(cfg: RunConfig) -> Path:
     return Path(os.environ.get("OCCI_RUNS", "runs")) / cfg.name
 
 
-def load_for_run(config: str, run_dir: str | Path | None = None) -> tuple[RunConfig, RunDir]:
+def load_for_run(config: str, run_dir: str | Path | None = None, reconfigure: bool = False) -> tuple[RunConfig, RunDir]:
     """The config of a run, frozen: the first command of a run writes the resolved config into
-    <run>/config.yaml; every later command, rank and SLURM job reads that file, and a user YAML
-    that no longer says the same is reported (what changed) instead of being mixed in."""
+    <run>/config.yaml; every later command, rank and SLURM job reads that file. A user YAML that no
+    longer says the same is an error naming what changed, unless `reconfigure` asks to apply the
+    changes to this run on purpose (they are then printed and appended to <run>/config-changes.log)."""
     cfg = load(config)
     run = RunDir(Path(run_dir) if run_dir else default_run_dir(cfg))
-    if not run.config_file.exists():
-        write_resolved(cfg, run)
-        frozen = load(str(run.config_file))
-        if _comparable(frozen) != _comparable(cfg):  # a field that does not survive YAML is a bug here
-            raise OcciError(f"{run.config_file}: the resolved config does not read back the same: "
-                            + "; ".join(changes(_comparable(cfg), _comparable(frozen))))
-        return frozen, run
-    if Path(cfg.source_file).resolve() == run.config_file.resolve():
+    if run.config_file.exists() and Path(cfg.source_file).resolve() == run.config_file.resolve():
         return cfg, run
+    if run.config_file.exists():
+        differences = changes(_comparable(load(str(run.config_file))), _comparable(cfg))
+        if not differences:
+            return load(str(run.config_file)), run
+        if not reconfigure:
+            shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+            raise OcciError(
+                f"{cfg.source_file} differs from the config run {run.root} started with ({shown}); to go on as "
+                f"started, pass {run.config_file}; to run the changed config, use a new run name or --run-dir; "
+                "to apply the changes to this run on purpose, add --reconfigure")
+        _record_changes(run, cfg.source_file, differences)
+    write_resolved(cfg, run)
     frozen = load(str(run.config_file))
-    differences = changes(_comparable(frozen), _comparable(cfg))
-    if differences:
-        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
-        raise OcciError(
-            f"{cfg.source_file} differs from the config run {run.root} started with ({shown}); to go on as started, "
-            f"pass {run.config_file}; to run the changed config, use a new run name or --run-dir "
-            f"(or edit {run.config_file} itself if the change is meant for this run)")
+    if _comparable(frozen) != _comparable(cfg):  # a field that does not survive YAML is a bug here
+        raise OcciError(f"{run.config_file}: the resolved config does not read back the same: "
+                        + "; ".join(changes(_comparable(cfg), _comparable(frozen))))
     return frozen, run
+
+
+def _record_changes(run: RunDir, source: str, differences: list[str]) -> None:
+    import sys
+    import time
+
+    print(f"occi: --reconfigure: run {run.root} now follows {source}: " + "; ".join(differences), file=sys.stderr)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with open(run.config_changes, "a", encoding="utf-8") as log:
+        log.writelines(f"{stamp}\t{source}\t{change}\n" for change in differences)
 
 
 def _comparable(cfg: RunConfig) -> dict:

@@ -37,6 +37,11 @@ class RunDir:
         """The resolved config, frozen when the run starts; every later command reads it."""
         return self.root / "config.yaml"
 
+    @property
+    def config_changes(self) -> Path:
+        """Settings changed on purpose during the run (--reconfigure), one line each."""
+        return self.root / "config-changes.log"
+
     # ------------------------------------------------------------ stage folders
     @property
     def corpora(self) -> Path:
@@ -118,6 +123,9 @@ class RunDir:
         for entry in blend["languages"].values():
             entry["prefix"] = self.resolve(entry["prefix"])
             entry["valid_prefix"] = self.resolve(entry["valid_prefix"])
+        for key in ("megatron_data_path", "megatron_valid_data_path"):  # "weight prefix ..." / "prefix ..."
+            words = blend.get(key, "").split()
+            blend[key] = " ".join(self.resolve(w) if w.startswith("data/") else w for w in words)
         return blend
 
     def read_json(self, path: Path) -> dict | None:

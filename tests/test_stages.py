@@ -116,6 +116,12 @@ def test_a_run_whose_user_yaml_changed_after_it_started_says_so(tmp_path):
     as_started = occi("slurm", "submit", str(frozen), "--run-dir", str(run_dir), "--cluster", "local", "--dry-run")
     assert as_started.returncode == 0, as_started.stderr
 
+    on_purpose = occi("slurm", "submit", str(_small_config(tmp_path, steps=80)), "--run-dir", str(run_dir),
+                      "--cluster", "local", "--dry-run", "--reconfigure")
+    assert on_purpose.returncode == 0 and "train.steps: 60 -> 80" in on_purpose.stderr
+    assert yaml.safe_load(frozen.read_text())["train"]["steps"] == 80
+    assert "train.steps: 60 -> 80" in (run_dir / "config-changes.log").read_text()
+
 
 def test_the_frozen_config_reads_back_the_same():
     for name in ("demo",):
@@ -136,9 +142,11 @@ def test_a_moved_run_finds_its_data_at_the_new_place(tmp_path):
     run.data.mkdir(parents=True)
     (run.data / "_DONE").write_text("{}")
     run.blend_file.write_text('{"tokenizer": "tokenizer/tokenizer.model", "languages": {"de": '
-                              '{"prefix": "data/de_text_document", "valid_prefix": "data/de_valid_text_document"}}}')
+                              '{"prefix": "data/de_text_document", "valid_prefix": "data/de_valid_text_document"}}, '
+                              '"megatron_data_path": "1.000000 data/de_text_document"}')
     shutil.copytree(run.root, tmp_path / "new")
     shutil.rmtree(run.root)
     moved = RunDir(tmp_path / "new").read_blend()
     assert moved["languages"]["de"]["prefix"] == str(tmp_path / "new" / "data" / "de_text_document")
     assert moved["tokenizer"] == str(tmp_path / "new" / "tokenizer" / "tokenizer.model")
+    assert moved["megatron_data_path"] == f"1.000000 {tmp_path / 'new' / 'data' / 'de_text_document'}"

@@ -148,11 +148,11 @@ def test_bad_inputs_get_one_clear_error_and_leave_nothing(tmp_path):
     # a run language without text
     write_jsonl(tmp_path / "fr.jsonl", sample_docs("fr"))
     config = write_config(tmp_path, ["fr", "de"], [{"name": "web", "kind": "jsonl", "path": "fr.jsonl"}])
-    run_dir = tmp_path / "run"
-    assert occi("corpora", "build", str(config), "--run-dir", str(run_dir)).returncode == 0
     data = yaml.safe_load(config.read_text())
     data["tokenizer"] = {"vocab_size": 300, "hard_vocab_limit": False}
     config.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "run"
+    assert occi("corpora", "build", str(config), "--run-dir", str(run_dir)).returncode == 0
     no_text = occi("tokenizer", "train", str(config), "--run-dir", str(run_dir))
     assert no_text.returncode == 2 and "no training text for de" in no_text.stderr
     assert not (run_dir / "tokenizer").exists() and not list(run_dir.glob(".tokenizer*"))
@@ -160,6 +160,8 @@ def test_bad_inputs_get_one_clear_error_and_leave_nothing(tmp_path):
     data["languages"] = ["fr"]
     data["tokenizer"] = {"vocab_size": 40, "hard_vocab_limit": True, "byte_fallback": False, "character_coverage": 1.0}
     config.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "run-fr"  # another config: another run (a run keeps the config it started with)
+    assert occi("corpora", "build", str(config), "--run-dir", str(run_dir)).returncode == 0
     too_small = occi("tokenizer", "train", str(config), "--run-dir", str(run_dir))
     assert too_small.returncode == 2 and "too small" in too_small.stderr
     assert not (run_dir / "tokenizer").exists() and not list(run_dir.glob(".tokenizer*"))

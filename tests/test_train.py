@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import occi
+from occi.rundir import RunDir
 
 LANGS = ["fr", "fi", "sv", "et"]
 TRAIN = {"micro_batch_size": 2, "global_batch_size": 4, "steps": 8, "warmup_steps": 2, "lr": 0.003,
@@ -48,9 +49,10 @@ def prepared(tmp_path_factory) -> Path:
 
 
 def fresh_copy(prepared: Path, tmp_path: Path) -> Path:
-    """A copy of the prepared run (corpora, tokenizer, data) for one test to train in."""
+    """A copy of the prepared run (corpora, tokenizer, data) for one test to train in: a new run
+    (its own config.yaml is frozen by its first command) that starts from the prepared stages."""
     run_dir = tmp_path / "run"
-    shutil.copytree(prepared, run_dir, ignore=shutil.ignore_patterns("checkpoints", "train", "hf"))
+    shutil.copytree(prepared, run_dir, ignore=shutil.ignore_patterns("checkpoints", "train", "hf", "config.yaml"))
     return run_dir
 
 
@@ -74,7 +76,7 @@ def valid_log(run_dir: Path) -> dict[int, dict[str, float]]:
 def test_data_prepare_writes_indexed_datasets_and_blend(prepared):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    blend = json.loads((prepared / "data" / "blend.json").read_text())
+    blend = RunDir(prepared).read_blend()  # blend.json's paths are relative to the run directory
     assert blend["dtype"] == "uint16"
     tokens = {code: blend["languages"][code]["train"]["tokens"] for code in LANGS}
     expected = {code: tokens[code] ** 0.3 / sum(t ** 0.3 for t in tokens.values()) for code in LANGS}
@@ -141,7 +143,7 @@ def test_one_process_writes_what_several_write_and_a_failed_language_loses_no_ot
     table = pq.read_table(run_dir / "corpora" / "sv" / "part-00000.parquet")
     pq.write_table(table.slice(0, 0), run_dir / "corpora" / "sv" / "part-00000.parquet")
     (tmp_path / "two.yaml").write_text(yaml.safe_dump({**config, "data": {"workers": 2}}))
-    result = occi("data", "prepare", str(tmp_path / "two.yaml"), "--run-dir", str(run_dir))
+    result = occi("data", "prepare", str(tmp_path / "two.yaml"), "--run-dir", str(run_dir), "--reconfigure")
     assert result.returncode != 0 and "language 'sv' has no training documents" in result.stderr
     assert sorted(p.name for p in (run_dir / "data").glob("*.json")) == ["et.json", "fi.json", "fr.json"]
 
@@ -152,7 +154,7 @@ def test_blend_proportions_hold_in_the_sampled_data(prepared):
 
     from occi.train.trainer import _EodTokenizer
 
-    blend = json.loads((prepared / "data" / "blend.json").read_text())
+    blend = RunDir(prepared).read_blend()
     weights = [0.1, 0.2, 0.3, 0.4]
     config = GPTDatasetConfig(random_seed=1, sequence_length=32,
                               blend_per_split=[([blend["languages"][c]["prefix"] for c in LANGS], weights), None, None],
@@ -258,7 +260,7 @@ def test_tp2_checkpoint_resumes_at_tp1(prepared, tmp_path):
     first = occi("train", str(write_run_config(tmp_path, "tp2.yaml", tensor_parallel=2, stop_after_steps=4)),
                  "--run-dir", str(run_dir))
     assert first.returncode == 0 and "stopped early" in first.stdout
-    second = occi("train", str(write_run_config(tmp_path, "tp1.yaml")), "--run-dir", str(run_dir))
+    second = occi("train", str(write_run_config(tmp_path, "tp1.yaml")), "--run-dir", str(run_dir), "--reconfigure")
     assert second.returncode == 0, second.stderr[-3000:]
     resumed, expected = train_log(run_dir), train_log(reference)
     assert [resumed[s] for s in range(5, 9)] == pytest.approx([expected[s] for s in range(5, 9)], abs=1e-4)

@@ -165,5 +165,5 @@ def format_blend(blend: dict) -> str:
         lines.append(f"{code:<5} {entry['train']['documents']:>10,} {entry['train']['tokens']:>13,} "
                      f"{entry['valid']['tokens']:>13,} {entry['weight']:>8.4f}")
     lines.append("")
-    lines.append("Megatron-LM equivalent (in the run directory): --data-path " + blend["megatron_data_path"])
+    lines.append("Megatron-LM equivalent: --data-path " + blend["megatron_data_path"])
     return "\n".join(lines)
