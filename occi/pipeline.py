@@ -1,12 +1,13 @@
 """The stages of a run, declared once: the CLI, `occi run` and the SLURM plan are made from this list.
 
 A stage is a module with `run(cfg, run, share, **options) -> StageResult` (and, when its work is
-shared over SLURM array tasks, `shard_count(cfg) -> int`). Adding a stage is one new module and
+shared over SLURM array tasks, `shard_count(cfg[, run]) -> int`). Adding a stage is one new module and
 one entry in STAGES.
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 import resource
 import time
 from dataclasses import dataclass, field
@@ -74,9 +75,13 @@ class Stage:
     def run(self, cfg, run, share: Share = Share(), **options) -> StageResult:
         return importlib.import_module(self.module).run(cfg, run, share, **options)
 
-    def shard_count(self, cfg) -> int:
-        """How many array tasks can share the work (before the cluster's array limit)."""
-        return max(1, importlib.import_module(self.module).shard_count(cfg))
+    def shard_count(self, cfg, run=None) -> int:
+        """How many array tasks can share the work (before the cluster's array limit). A module's
+        `shard_count` may take the run directory as a second argument (the corpora read the
+        fetch manifest there)."""
+        count = importlib.import_module(self.module).shard_count
+        takes_run = len(inspect.signature(count).parameters) > 1
+        return max(1, count(cfg, run) if takes_run else count(cfg))
 
 
 STAGES = [
