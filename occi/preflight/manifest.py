@@ -98,11 +98,12 @@ def eval_items(cfg) -> list[Item]:
     return [Item("eval", path, name) for path, name in sorted(task_datasets(names))]
 
 
-def task_datasets(names: list[str], include_path: str | None = None) -> set[tuple[str, str | None]]:
+def task_datasets(names: list[str], include_path: str | None = None,
+                  include_defaults: bool = True) -> set[tuple[str, str | None]]:
     """(dataset_path, dataset_name) of lm-eval tasks, groups and tags, leaves followed."""
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=include_path)
+    manager = TaskManager(include_path=include_path, include_defaults=include_defaults)
     index = manager.task_index
     found: set[tuple[str, str | None]] = set()
     seen: set[str] = set()
