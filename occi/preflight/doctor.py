@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import time
 
 from occi.fsutil import atomic_write_json
 from occi.preflight import node, smoke, storage
@@ -34,7 +35,10 @@ def doctor(cfg, run: RunDir, cluster: str | None = None, quick: bool = False, lo
 
     def step(name: str, check) -> None:
         log(f"doctor: {name} ...", flush=True)
-        checks.extend(guarded(name, check))
+        started = time.monotonic()
+        found = guarded(name, check)
+        found[-1].seconds = round(time.monotonic() - started, 2)
+        checks.extend(found)
 
     step("software", node.software)
     step("gpus", lambda: node.gpus(cfg.train.precision))
@@ -43,9 +47,9 @@ def doctor(cfg, run: RunDir, cluster: str | None = None, quick: bool = False, lo
     else:
         step("network interfaces", lambda: node.interfaces(None))
     step("all-reduce", node.allreduce_bandwidth)
-    speed = guarded("run dir speed", lambda: storage.filesystem_speed(run, 1024 if gpus else 32))
-    checks.extend(speed)
-    step("checkpoint time", lambda: storage.checkpoint_time(cfg, speed[0], profile))
+    step("run dir speed", lambda: storage.filesystem_speed(run, 1024 if gpus else 32))
+    speed = checks[-1]
+    step("checkpoint time", lambda: storage.checkpoint_time(cfg, speed, profile))
     step("free disk", lambda: storage.free_disk(cfg, run))
     step("hub", lambda: storage.hub(cfg, run))
     if quick:

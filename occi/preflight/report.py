@@ -23,6 +23,8 @@ class Check:
     """What to do, for warn and fail."""
     data: dict = field(default_factory=dict)
     """Numbers for later tools (occi plan): bandwidths, tokens/s, MFU, seconds."""
+    seconds: float | None = None
+    """How long the check (the last of a group) took."""
 
 
 def guarded(name: str, check) -> list[Check]:

@@ -130,7 +130,7 @@ def _tail(result: subprocess.CompletedProcess, chars: int = 400) -> str:
 
 # ---------------------------------------------------------------------------- throughput
 
-def throughput(cfg, run: RunDir, gpus: int) -> Check:
+def throughput(cfg, run: RunDir, gpus: int, steps: int | None = None) -> Check:
     """A few steps of the config's model at the config's TP/PP, as much data parallelism as the
     node holds, on random tokens of the config's vocabulary size."""
     if cfg.model is None:
@@ -143,15 +143,15 @@ def throughput(cfg, run: RunDir, gpus: int) -> Check:
         return Check("throughput", "skip", "-", f"TP x PP = {model_parallel} needs more than this node's {gpus} GPUs")
     folder = run.scratch("doctor-throughput")
     try:
-        return _throughput(cfg, folder, gpus, params)
+        return _throughput(cfg, folder, gpus, params, steps)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _throughput(cfg, folder: Path, gpus: int, params: int) -> Check:
+def _throughput(cfg, folder: Path, gpus: int, params: int, steps: int | None) -> Check:
     from occi import config as config_module
 
-    steps, skipped = (12, 3) if gpus else (6, 2)
+    steps, skipped = (steps or 12, 3) if gpus else (steps or 6, 2)
     model_parallel = cfg.train.tensor_parallel * cfg.train.pipeline_parallel
     data_parallel = max(1, gpus // model_parallel) if gpus else 1
     micro = cfg.train.micro_batch_size
