@@ -235,3 +235,21 @@ def test_profile_format_checks():
         build(ClusterProfile, {**base, "qos_time_limits": {"q": "2h"}}, "t: ")
     with pytest.raises(OcciError, match="container_runtime"):
         build(ClusterProfile, {**base, "container_runtime": "docker"}, "t: ")
+
+
+def test_rendered_profiles_say_what_the_sites_document():
+    from test_slurm import rendered_scripts
+
+    lumi = rendered_scripts("lumi-g")
+    assert "singularity exec" in lumi["train"] and "apptainer" not in "".join(lumi.values())
+    assert "module use /appl/local/laifs/modules" in lumi["train"] and "--bind=/scratch" not in lumi["train"]
+    assert "#SBATCH --partition=small-g" in lumi["eval-languages"]
+    assert "#SBATCH --partition=standard-g" in lumi["train"] and "OCCI_RANK_CPUS=" in lumi["train"]
+    juwels = rendered_scripts("juwels-booster")
+    assert 'head -n 1)i\n' in juwels["train"] and "export GLOO_SOCKET_IFNAME=ib0" in juwels["train"]
+    assert all("#SBATCH --threads-per-core=1" in text for text in juwels.values())
+    mn5 = rendered_scripts("marenostrum5-acc")
+    assert not any("--qos" in text for text in mn5.values())
+    for profile in ("lumi-g", "juwels-booster", "marenostrum5-acc", "leonardo-booster", "generic-gpu", "local"):
+        train = rendered_scripts(profile)["train"]
+        assert "srun --kill-on-bad-exit=1 --cpus-per-task=" in train, profile
