@@ -253,3 +253,14 @@ def test_rendered_profiles_say_what_the_sites_document():
     for profile in ("lumi-g", "juwels-booster", "marenostrum5-acc", "leonardo-booster", "generic-gpu", "local"):
         train = rendered_scripts(profile)["train"]
         assert "srun --kill-on-bad-exit=1 --cpus-per-task=" in train, profile
+
+
+def test_an_item_that_cannot_be_fetched_does_not_lose_the_others(tmp_path):
+    data = hub_folder(tmp_path / "hub", codes=("fr",))  # no German subset: that item fails
+    config = hub_config(tmp_path, str(data))
+    run_dir = tmp_path / "run"
+    result = occi("fetch", str(config), "--run-dir", str(run_dir), env=OFFLINE)
+    assert result.returncode == 2
+    assert "1 of 2 item(s) could not be fetched" in result.stderr and f"dataset:{data}:de:train" in result.stderr
+    manifest = json.loads((run_dir / "fetch.json").read_text())
+    assert list(manifest["items"]) == [f"dataset:{data}:fr:train"]

@@ -66,7 +66,12 @@ def fetch(cfg, run: RunDir, cluster: str | None = None, dry_run: bool = False, i
     items = needed_items(cfg) if items is None else items
     todo = [i for i in items if manifest.problems([i])]
     log(f"occi fetch: {len(items)} item(s) for run {cfg.name}, {len(items) - len(todo)} already fetched; cache {cache}")
-    plans = [plan_item(item) for item in todo]
+    plans, failed = [], []
+    for item in todo:  # one item that cannot be planned does not stop the others
+        try:
+            plans.append(plan_item(item))
+        except OcciError as err:
+            failed.append(str(err))
     total = sum(p.bytes_planned for p in plans)
     for p in plans:
         log(f"  {p.item.key:<60} {_size(p.bytes_planned):>10}  {len(p.files)} file(s) {p.note}")
@@ -77,11 +82,17 @@ def fetch(cfg, run: RunDir, cluster: str | None = None, dry_run: bool = False, i
         raise OcciError(f"{cache}: {_size(free)} free, the fetch needs {_size(total)}; free space or point HF_HOME "
                         "(or the profile's env HF_HOME) at a larger file system")
     if dry_run:
+        if failed:
+            raise OcciError(f"{len(failed)} item(s) cannot be fetched: {failed[0]}")
         return {"items": len(items), "bytes": total, "downloaded": 0, "cache": cache, "dry_run": True}
     downloaded = 0
     for p in plans:
         started = time.monotonic()
-        entry = download(p)
+        try:
+            entry = download(p)
+        except OcciError as err:
+            failed.append(str(err))
+            continue
         manifest.items[p.item.key] = entry
         manifest.write(run)
         downloaded += entry["bytes"] if entry["revision"] != "local" else 0
@@ -90,19 +101,20 @@ def fetch(cfg, run: RunDir, cluster: str | None = None, dry_run: bool = False, i
     if not plans:
         manifest.write(run)
     log(f"manifest: {run.fetch_manifest}")
+    if failed:
+        raise OcciError(f"{len(failed)} of {len(todo)} item(s) could not be fetched (the others are in "
+                        f"{run.fetch_manifest}; run the same command again to retry): {failed[0]}"
+                        + (f"; and {len(failed) - 1} more" if len(failed) > 1 else ""))
     return {"items": len(items), "bytes": total, "downloaded": downloaded, "cache": cache, "dry_run": False}
 
 
 # ---------------------------------------------------------------------------- planning
 
 def plan_item(item: Item) -> Planned:
-    if item.kind == "dataset":
-        return _plan_dataset(item)
-    if item.kind == "model":
-        return _plan_repo(item, "model")
-    if item.kind == "eval":
-        return _plan_repo(item, "dataset")
-    return _plan_url(item)
+    """The item's files and sizes (no download); network errors become one-line OcciErrors."""
+    planners = {"dataset": _plan_dataset, "model": lambda i: _plan_repo(i, "model"),
+                "eval": lambda i: _plan_repo(i, "dataset"), "langid": _plan_url}
+    return _one_line(item, planners[item.kind])
 
 
 def _plan_dataset(item: Item) -> Planned:
@@ -224,14 +236,9 @@ def download(plan: Planned) -> dict:
     item = plan.item
     entry = {"kind": item.kind, "id": item.id, "subset": item.subset, "split": item.split,
              "revision": plan.revision, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "complete": False}
-    if item.kind == "dataset":
-        files = _download_dataset(plan)
-    elif item.kind == "model":
-        files = _download_model(plan)
-    elif item.kind == "eval":
-        files = _download_eval(plan)
-    else:
-        files = _download_url(plan)
+    downloaders = {"dataset": _download_dataset, "model": _download_model, "eval": _download_eval,
+                   "langid": _download_url}
+    files = _one_line(item, lambda _: downloaders[item.kind](plan))
     entry.update(files=files, bytes=sum(f["bytes"] for f in files), complete=True)
     return entry
 
@@ -300,6 +307,16 @@ def _download_url(plan: Planned) -> list[dict]:
 
     path = resolve_model(LangIdConfig(model=plan.item.id, cache_dir=plan.item.base_dir or None))
     return [{"path": str(path), "bytes": path.stat().st_size}]
+
+
+def _one_line(item: Item, work):
+    try:
+        return work(item)
+    except OcciError:
+        raise
+    except Exception as err:  # HTTP, file system and library errors of one item
+        first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise OcciError(f"{item.key}: {type(err).__name__}: {first}") from None
 
 
 def _size(count: int) -> str:
