@@ -42,7 +42,8 @@ def table(checks: list[Check]) -> str:
     width = max([len(c.name) for c in checks] + [5])
     lines = [f"{'check':<{width}}  {'':<4}  result", "-" * (width + 60)]
     for c in checks:
-        lines.append(f"{c.name:<{width}}  {marks[c.status]:<4}  {c.value}")
+        took = f"  ({c.seconds:.0f} s)" if c.seconds is not None and c.seconds >= 1 else ""
+        lines.append(f"{c.name:<{width}}  {marks[c.status]:<4}  {c.value}{took}")
         if c.detail and c.status != "ok":
             lines.append(f"{'':<{width}}        {c.detail}")
         if c.fix and c.status in ("warn", "fail"):
