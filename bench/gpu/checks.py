@@ -100,9 +100,9 @@ def kill_resume(work: Path) -> dict:
         deadline = time.monotonic() + 100
         while (checkpoints.latest_iteration(run.root) or 0) < 20 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
-        killed_at = checkpoints.latest_iteration(run.root)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    killed_at = checkpoints.latest_iteration(run.root)  # the last one published before the kill
     second = subprocess.run(command, capture_output=True, text=True, timeout=120)
     records = [json.loads(line) for line in (run.train / "log.jsonl").read_text().splitlines()]
     resumed = [r["text"] for r in records if r["kind"] == "message" and "resumed from step" in r["text"]]
