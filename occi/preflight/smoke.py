@@ -13,7 +13,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import shutil
 import statistics
 import subprocess

@@ -7,7 +7,6 @@ import os
 import shutil
 import time
 import urllib.request
-from pathlib import Path
 
 from occi.preflight.report import Check
 from occi.rundir import RunDir
