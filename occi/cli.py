@@ -88,11 +88,27 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from occi.preflight import fetch
+
+    cfg, run = _load(args)
+    fetch.fetch(cfg, run, cluster=args.cluster, dry_run=args.dry_run)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from occi.preflight import doctor
+
+    cfg, run = _load(args)
+    report = doctor.doctor(cfg, run, cluster=args.cluster, quick=args.quick)
+    return 1 if report["failed"] else 0
+
+
 def cmd_slurm_submit(args: argparse.Namespace) -> int:
     from occi.slurm import submit
 
     cfg, run = _load(args)
-    result = submit.submit(cfg, run, args.cluster, dry_run=args.dry_run, chain=args.chain)
+    result = submit.submit(cfg, run, args.cluster, dry_run=args.dry_run, chain=args.chain, doctor=args.doctor)
     print(submit.format_plan(result))
     return 0
 
@@ -179,6 +195,18 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", metavar="DIR", help="also write report.json, report.md and fertility.png here")
     evaluate.set_defaults(func=cmd_tokenizer_eval)
 
+    fetch = commands.add_parser("fetch", help="download what the run reads from the hub (login node) + fetch.json")
+    _add_run_dir(fetch)
+    fetch.add_argument("--cluster", help="put it into this cluster profile's cache (its env HF_HOME)")
+    fetch.add_argument("--dry-run", action="store_true", help="list the items and sizes, download nothing")
+    fetch.set_defaults(func=cmd_fetch)
+    doctor = commands.add_parser("doctor", help="check this node for the run: versions, GPUs, bandwidth, I/O, "
+                                 "hub, a tiny training; doctor.json; exit 1 when the run would break")
+    _add_run_dir(doctor)
+    doctor.add_argument("--cluster", help="also check what this cluster profile assumes (cores, GPUs, network)")
+    doctor.add_argument("--quick", action="store_true", help="skip the training checks (tiny run, throughput)")
+    doctor.set_defaults(func=cmd_doctor)
+
     board = commands.add_parser("leaderboard", help="models x languages x benchmarks from lm-eval results")
     board.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files or folders, optionally NAME=PATH")
     board.add_argument("--out", required=True, metavar="DIR", help="where leaderboard.{md,csv,json,html,png} go")
@@ -191,6 +219,8 @@ def make_parser() -> argparse.ArgumentParser:
     submit.add_argument("--cluster", required=True, help="a profile under slurm/clusters/ (or a YAML path)")
     submit.add_argument("--dry-run", action="store_true", help="write the scripts and print the plan only")
     submit.add_argument("--chain", type=int, default=1, help="training as a chain of this many jobs (--array=0-K%%1)")
+    submit.add_argument("--doctor", action="store_true", help="run `occi doctor` on one node first; the chain "
+                        "waits for it, so a broken allocation fails in minutes")
     submit.set_defaults(func=cmd_slurm_submit)
     status = slurm_commands.add_parser("status", help="per step: job ids, state, elapsed, log, failures")
     status.add_argument("run_dir", metavar="RUN_DIR")

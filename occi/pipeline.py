@@ -1,7 +1,7 @@
 """The stages of a run, declared once: the CLI, `occi run` and the SLURM plan are made from this list.
 
 A stage is a module with `run(cfg, run, share, **options) -> StageResult` (and, when its work is
-shared over SLURM array tasks, `shard_count(cfg) -> int`). Adding a stage is one new module and
+shared over SLURM array tasks, `shard_count(cfg, run) -> int`). Adding a stage is one new module and
 one entry in STAGES.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from occi.errors import OcciError
@@ -74,9 +74,9 @@ class Stage:
     def run(self, cfg, run, share: Share = Share(), **options) -> StageResult:
         return importlib.import_module(self.module).run(cfg, run, share, **options)
 
-    def shard_count(self, cfg) -> int:
+    def shard_count(self, cfg, run) -> int:
         """How many array tasks can share the work (before the cluster's array limit)."""
-        return max(1, importlib.import_module(self.module).shard_count(cfg))
+        return max(1, importlib.import_module(self.module).shard_count(cfg, run))
 
 
 STAGES = [

@@ -42,6 +42,25 @@ class RunDir:
         """Settings changed on purpose during the run (--reconfigure), one line each."""
         return self.root / "config-changes.log"
 
+    # ------------------------------------------------------------ pre-flight (commands, not stages)
+    @property
+    def doctor_report(self) -> Path:
+        """`occi doctor`'s checks of the node it ran on, with what to do about each failure."""
+        return self.root / "doctor.json"
+
+    @property
+    def fetch_manifest(self) -> Path:
+        """`occi fetch`'s manifest: every hub item the run reads, its revision, size and local files."""
+        return self.root / "fetch.json"
+
+    def scratch(self, prefix: str) -> Path:
+        """A new private folder inside the run directory (on its file system), for a command's
+        throw-away work; the caller removes it."""
+        import tempfile
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=self.root))
+
     # ------------------------------------------------------------ stage folders
     @property
     def corpora(self) -> Path:

@@ -69,7 +69,7 @@ def test_a_new_stage_is_one_module_and_one_entry(tmp_path, monkeypatch):
                 mark_done(folder)
             return StageResult(f"extra: {note} from {share.rank}/{share.world_size}", complete=share.whole)
 
-        def shard_count(cfg):
+        def shard_count(cfg, run):
             return 3
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -61,7 +61,9 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
     out = run.corpora
     if run.is_done("corpora"):
         return json.loads(run.corpora_stats.read_text(encoding="utf-8"))
-    shards = plan_shards(corpora, languages)
+    from occi.preflight.manifest import Manifest
+
+    shards = plan_shards(corpora, languages, Manifest.read(run))
     work = out / "_work"
     job = Job(corpora, languages, work, out / "dropped" if corpora.keep_dropped else None)
     if phase in ("all", "filter"):
@@ -90,9 +92,11 @@ def run(cfg, run: RunDir, share: Share = Share(), phase: str = "all", workers: i
     return StageResult(f"{corpus_stats.format_table(stats)}\ncorpora: {run.corpora}")
 
 
-def shard_count(cfg) -> int:
-    """SLURM array tasks: one per shard at most."""
-    return len(plan_shards(cfg.corpora, cfg.languages))
+def shard_count(cfg, run: RunDir) -> int:
+    """SLURM array tasks: one per shard at most (planned from the run's fetch manifest if any)."""
+    from occi.preflight.manifest import Manifest
+
+    return len(plan_shards(cfg.corpora, cfg.languages, Manifest.read(run)))
 
 
 def _write_plan(work: Path, shards: list[Shard]) -> None:

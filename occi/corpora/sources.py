@@ -83,11 +83,26 @@ def expand_sources(cfg: CorporaConfig, run_languages: list[str]) -> list[SourceC
     return expanded
 
 
-def plan_shards(cfg: CorporaConfig, run_languages: list[str]) -> list[Shard]:
-    """Every shard of every source, in a fixed order."""
+def plan_shards(cfg: CorporaConfig, run_languages: list[str], manifest=None) -> list[Shard]:
+    """Every shard of every source, in a fixed order. A hub source listed in the run's fetch
+    manifest (occi/preflight/manifest.py) is planned from its fetched files, without the network,
+    its limit taken from the files in order; offline, a hub source must be listed there."""
     shards: list[Shard] = []
     for source in expand_sources(cfg, run_languages):
         if source.language and source.language not in run_languages:
+            continue
+        fetched = _fetched_files(source, cfg.base_dir, manifest) if source.kind == "hub" else None
+        if fetched is not None:
+            remaining = source.limit
+            for entry in fetched:
+                limit = None
+                if remaining is not None:
+                    if remaining <= 0:
+                        break
+                    rows = entry.get("rows")
+                    limit = remaining if rows is None else min(rows, remaining)
+                    remaining -= limit
+                shards.append(Shard(len(shards), source, entry["path"], 0, limit))
             continue
         if source.kind == "hub":
             count = _hub_shard_count(source, cfg.base_dir)
@@ -103,6 +118,17 @@ def plan_shards(cfg: CorporaConfig, run_languages: list[str]) -> list[Shard]:
                     continue
             shards.append(Shard(len(shards), source, location, count, limit))
     return shards
+
+
+def _fetched_files(source: SourceConfig, base_dir: str, manifest) -> list[dict] | None:
+    from occi.preflight.manifest import dataset_files, is_local, is_offline, source_item
+
+    item = source_item(source, base_dir)
+    files = dataset_files(manifest, item)
+    if files is None and is_offline() and not is_local(item):
+        raise OcciError(f"source {source.name!r}: {item.key} is not in the run's fetch manifest and the hub is "
+                        "offline (HF_HUB_OFFLINE=1); run `occi fetch CONFIG` where there is internet first")
+    return files
 
 
 def read_shard(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
@@ -164,6 +190,10 @@ def _hub_shard_count(source: SourceConfig, base_dir: str) -> int:
 
 
 def _read_hub(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
+    if not shard.num_hub_shards:  # a file `occi fetch` put into the cache
+        reader = _read_parquet if shard.location.endswith(".parquet") else _read_jsonl
+        yield from reader(shard, base_dir, max_doc_chars)
+        return
     source = shard.source
     where = f"{source.dataset} shard {shard.location}"
     try:

@@ -94,7 +94,7 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
     return StageResult(format_blend(blend))
 
 
-def shard_count(cfg: RunConfig) -> int:
+def shard_count(cfg: RunConfig, run: RunDir) -> int:
     """SLURM array tasks: one per language at most."""
     return len(cfg.languages)
 

@@ -200,6 +200,6 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), suite: str | None =
     return StageResult(format_table(table), complete=share.whole)
 
 
-def shard_count(cfg: RunConfig) -> int:
+def shard_count(cfg: RunConfig, run: RunDir) -> int:
     """SLURM array tasks: as many as the run has languages."""
     return len(cfg.languages)

@@ -12,6 +12,7 @@ from typing import Literal
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SBATCH_FLAG = re.compile(r"^--[a-z][a-z0-9-]*(=[^\s\n]+)?$")
+_CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 
 @dataclass
@@ -23,8 +24,17 @@ class ClusterProfile:
     gpu_partition: str
     """Partition for GPU jobs (training, evaluation)."""
     account: str | None = None
-    """Project account charged (--account); None when the cluster needs none. $SLURM_ACCOUNT
-    from the environment is used when this is "env"."""
+    """Project account charged (--account); None when the cluster needs none. "env": sbatch reads
+    $SBATCH_ACCOUNT from the submitting shell (required at submit)."""
+    qos: str | None = None
+    """Quality of service (--qos); None: the partition's default. "env": sbatch reads $SBATCH_QOS
+    from the submitting shell (required at submit), for clusters where the QoS is per project."""
+    qos_time_limits: dict[str, str] = field(default_factory=dict)
+    """Documented maximum wall time per QoS (HH:MM:SS or D-HH:MM:SS); submit checks the jobs'
+    time limits against the QoS in use when it is listed."""
+    eval_partition: str | None = None
+    """Partition for one-device jobs (evaluation, the doctor without a node); None: gpu_partition.
+    Use a partition that bills single devices, not whole nodes."""
     gpus_per_node: int = 4
     """Accelerators per node."""
     gpu_request: Literal["gres", "gpus-per-node", "none"] = "gres"
@@ -43,22 +53,35 @@ class ClusterProfile:
     """The cluster's MaxArraySize; arrays are never larger."""
     array_throttle: int = 32
     """At most this many tasks of an array run at once (%N)."""
+    threads_per_core: int | None = None
+    """--threads-per-core for every job (1 on SMT nodes, so that a task's CPUs are physical cores)."""
+    rank_cpus: list[str] = field(default_factory=list)
+    """CPU list per local rank (GPU order), e.g. LUMI's documented map; each training rank pins
+    itself to its entry (OCCI_RANK_CPUS). Empty: no pinning beyond the job's allocation."""
+    rdzv_host_suffix: str = ""
+    """Appended to the first node's hostname for the rendezvous (JSC: "i", the InfiniBand name)."""
     signal_seconds: int = 300
     """USR1 is sent this long before a training job's time limit: time to write a checkpoint."""
+    module_use: list[str] = field(default_factory=list)
+    """Module paths added before loading (module use ...)."""
     modules: list[str] = field(default_factory=list)
     """Environment modules loaded before each job (module load ...)."""
     venv: str | None = None
     """A Python virtual environment to activate; "auto": the one running `occi slurm submit`."""
     container: str | None = None
-    """An Apptainer image to run occi in (apptainer exec)."""
+    """A container image to run occi in (<container_runtime> exec)."""
+    container_runtime: Literal["apptainer", "singularity"] = "apptainer"
+    """The command that runs the container: apptainer, or singularity (LUMI: Singularity CE)."""
     container_flags: list[str] = field(default_factory=list)
-    """Flags for apptainer exec, e.g. [--nv] on NVIDIA, [--rocm] on AMD."""
+    """Flags for <runtime> exec, e.g. [--nv] on NVIDIA, [--rocm] on AMD, [--bind=...]."""
     env: dict[str, str] = field(default_factory=dict)
     """Environment variables of every job (NCCL, network, caches)."""
     sbatch_flags: list[str] = field(default_factory=list)
     """Extra sbatch options in --name=value form, e.g. --constraint=... ."""
     experimental: str = ""
     """Non-empty when the profile is known to be incomplete, saying what is missing."""
+    unconfirmed: list[str] = field(default_factory=list)
+    """Settings that the cluster's documentation did not confirm (shown with the plan)."""
 
     def __post_init__(self) -> None:
         for name in self.env:
@@ -69,6 +92,38 @@ class ClusterProfile:
                 raise ValueError(f"sbatch_flags: {flag!r} must look like --name=value (no spaces)")
         if self.venv and self.container:
             raise ValueError("set either venv or container, not both")
+        for qos, limit in self.qos_time_limits.items():
+            _seconds(limit, f"qos_time_limits.{qos}")
+        for text in self.rank_cpus:
+            if not _CPU_LIST.match(text):
+                raise ValueError(f"rank_cpus: {text!r} is not a CPU list such as 0-7 or 1,3,5-7")
+        if self.rank_cpus and len(self.rank_cpus) != self.gpus_per_node:
+            raise ValueError(f"rank_cpus: {len(self.rank_cpus)} entries for {self.gpus_per_node} GPUs per node")
+        if self.threads_per_core is not None and self.threads_per_core < 1:
+            raise ValueError(f"threads_per_core: expected at least 1, got {self.threads_per_core}")
         for name in ("gpus_per_node", "cpus_per_gpu", "cpus_per_cpu_job", "max_array_size", "array_throttle"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)}")
+
+
+def _seconds(limit: str, what: str) -> int:
+    """A SLURM time limit (HH:MM:SS or D-HH:MM:SS) in seconds."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)", str(limit))
+    if not match:
+        raise ValueError(f"{what}: {limit!r} is not a time limit such as 24:00:00 or 2-00:00:00")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def time_seconds(limit: str) -> int:
+    """A SLURM time limit in seconds (for comparing limits)."""
+    return _seconds(limit, "time limit")
+
+
+def parse_cpu_list(text: str) -> set[int]:
+    """0-3,8 -> {0, 1, 2, 3, 8}."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus

@@ -37,7 +37,8 @@ class Step:
     stage: str
     """The pipeline stage (its folder's _DONE marker says whether it is complete)."""
     kind: str
-    """cpu, gpu (one device per task) or train (nodes x devices, the train template)."""
+    """cpu, gpu (one device per task), node (one whole node: the doctor) or train (nodes x devices,
+    the train template)."""
     commands: list[list] = field(default_factory=list)
     """occi command lines (argv lists after `occi`)."""
     array: int | None = None
@@ -65,18 +66,21 @@ def python_command(profile: ClusterProfile) -> list[str]:
     if profile.venv == "auto":
         return [sys.executable]
     if profile.container:
-        return ["apptainer", "exec", *profile.container_flags, profile.container, "python"]
+        return [profile.container_runtime, "exec", *profile.container_flags, profile.container, "python"]
     return ["python"]
 
 
 def environment_lines(profile: ClusterProfile) -> str:
     lines = []
-    if profile.modules:
+    if profile.modules or profile.module_use:
         lines.append("module purge")
+        lines.extend(f"module use {shlex.quote(m)}" for m in profile.module_use)
         lines.extend(f"module load {shlex.quote(m)}" for m in profile.modules)
     if profile.venv and profile.venv != "auto":
         lines.append(f"source {shlex.quote(str(Path(profile.venv) / 'bin' / 'activate'))}")
     lines.extend(f"export {name}={shlex.quote(value)}" for name, value in profile.env.items())
+    if profile.rank_cpus:  # each training rank pins itself to its entry (occi/train/affinity.py)
+        lines.append(f"export OCCI_RANK_CPUS={shlex.quote(';'.join(profile.rank_cpus))}")
     lines.append("export PYTHONUNBUFFERED=1")
     return "\n".join(lines)
 
@@ -89,19 +93,39 @@ def command_line(python: list[str], argv: list) -> str:
     return " ".join(_quote(w) for w in [*python, "-m", "occi.cli", *argv])
 
 
+def devices_of(step: Step, cfg: RunConfig, profile: ClusterProfile) -> int:
+    """Devices per node of a step's job."""
+    if step.kind == "train":
+        return min(profile.gpus_per_node, cfg.train.world_size)
+    return profile.gpus_per_node if step.kind == "node" else 1
+
+
+def partition_of(step: Step, profile: ClusterProfile) -> str:
+    """CPU jobs on the CPU partition, one-device jobs on the eval partition, nodes on the GPU one."""
+    if step.kind == "cpu":
+        return profile.cpu_partition
+    if step.kind == "gpu":
+        return profile.eval_partition or profile.gpu_partition
+    return profile.gpu_partition
+
+
 def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, config_path: Path,
            nodes: int, workdir: Path) -> str:
     """The sbatch script of one step."""
     log = RunDir(run_dir).slurm / "logs" / (f"{step.name}-%A_%a.out" if step.array else f"{step.name}-%j.out")
     python = python_command(profile)
-    gpu = step.kind in ("gpu", "train")
+    gpu = step.kind in ("gpu", "train", "node")
     directives = []
     if profile.account and profile.account != "env":
         directives.append(f"#SBATCH --account={directive(profile.account, 'account')}")
+    if profile.qos and profile.qos != "env":  # "env": sbatch reads $SBATCH_QOS
+        directives.append(f"#SBATCH --qos={directive(profile.qos, 'qos')}")
+    if profile.threads_per_core:
+        directives.append(f"#SBATCH --threads-per-core={profile.threads_per_core}")
     if step.array:
         throttle = f"%{step.throttle}" if step.throttle else ""
         directives.append(f"#SBATCH --array=0-{step.array - 1}{throttle}")
-    devices = min(profile.gpus_per_node, cfg.train.world_size) if step.kind == "train" else 1
+    devices = devices_of(step, cfg, profile)
     if gpu and profile.gpu_request == "gres":
         directives.append(f"#SBATCH --gres=gpu:{devices}")
     elif gpu and profile.gpu_request == "gpus-per-node":
@@ -115,7 +139,7 @@ def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, c
         "stage": step.name,
         "job_name": job_name(cfg.name, step.name),
         "log": directive(log, "log path (the run directory)"),
-        "partition": directive(profile.gpu_partition if gpu else profile.cpu_partition, "partition"),
+        "partition": directive(partition_of(step, profile), "partition"),
         "time": directive(profile.gpu_time if gpu else profile.cpu_time, "time limit"),
         "nodes": nodes if step.kind == "train" else 1,
         "cpus": cpus,
@@ -132,6 +156,7 @@ def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, c
             "train_done": shlex.quote(str(RunDir(run_dir).train / "_DONE")),
             "python": " ".join(shlex.quote(w) for w in python),
             "procs_per_node": procs,
+            "rdzv_host_suffix": shlex.quote(profile.rdzv_host_suffix) if profile.rdzv_host_suffix else "",
             "config": shlex.quote(str(config_path)),
             "run_dir": shlex.quote(str(run_dir)),
         })

@@ -45,7 +45,8 @@ def query(job_id: str) -> list[dict]:
 def step_status(record: dict, run_dir: Path) -> dict:
     tasks = query(record["job_id"]) if record.get("job_id") else []
     states = [t.get("JobState", "UNKNOWN") for t in tasks]
-    done = RunDir.of(run_dir).is_done(record["stage"])
+    run = RunDir.of(run_dir)
+    done = run.doctor_report.exists() if record["stage"] == "doctor" else run.is_done(record["stage"])
     if not tasks:
         state = "COMPLETED" if done else "UNKNOWN"
     elif any(s in FAILED for s in states):

@@ -41,14 +41,20 @@ def _find_profile(name: str) -> Path:
     raise OcciError(f"unknown cluster {name!r}: expected one of {', '.join(known)} or a profile YAML path")
 
 
-def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1) -> list[Step]:
+def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1,
+         doctor: str | None = None) -> list[Step]:
     """The steps of every stage not completed yet, in order, with their dependencies: made from the
-    stage list (occi/pipeline.py), so each stage's own command runs in its job."""
+    stage list (occi/pipeline.py), so each stage's own command runs in its job. With `doctor` (the
+    profile's path) `occi doctor` runs first on one whole node and every other step waits for it."""
     from occi.pipeline import STAGES
 
     run = RunDir.of(run)
     steps: list[Step] = []
     previous: list[str] = []
+    if doctor:
+        steps.append(Step("doctor", "doctor", "node" if profile.gpu_request != "none" else "cpu",
+                          [["doctor", str(run.config_file), "--run-dir", str(run.root), "--cluster", doctor]]))
+        previous = ["doctor"]
     for stage in STAGES:
         if run.is_done(stage.name):
             continue
@@ -59,7 +65,7 @@ def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1) -
             previous = [stage.name]
         elif stage.sharded:
             shares, joins = (f"{stage.name}-{suffix}" for suffix in stage.array_steps)
-            tasks = min(stage.shard_count(cfg), profile.max_array_size)
+            tasks = min(stage.shard_count(cfg, run), profile.max_array_size)
             steps.append(Step(shares, stage.name, stage.slurm,
                               [[*command, "--rank", TASK, "--world-size", tasks, *stage.array_options]],
                               array=tasks, throttle=profile.array_throttle, after=previous))
@@ -77,17 +83,24 @@ def nodes_for(cfg: RunConfig, profile: ClusterProfile) -> int:
     return max(1, math.ceil(cfg.train.world_size / profile.gpus_per_node))
 
 
-def submit(cfg: RunConfig, run: RunDir, cluster: str, dry_run: bool = False, chain: int = 1) -> dict:
+def submit(cfg: RunConfig, run: RunDir, cluster: str, dry_run: bool = False, chain: int = 1,
+           doctor: bool = False) -> dict:
     """Writes the scripts into <run>/slurm/ and (unless dry_run) submits them in order; the jobs
-    read the run's frozen config (<run>/config.yaml)."""
+    read the run's frozen config (<run>/config.yaml). On a cluster whose jobs run offline, what
+    the run reads from the hub must be in the run's fetch manifest (`occi fetch`)."""
+    from occi.preflight.manifest import check_fetched
+
     profile, profile_path = load_profile(cluster)
     run = RunDir(RunDir.of(run).root.resolve())
+    if profile.env.get("HF_HUB_OFFLINE") == "1":
+        check_fetched(cfg, run, cluster)
     slurm_dir = run.slurm
     (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
     nodes = nodes_for(cfg, profile)
     if profile.gpu_request != "none" and cfg.train.world_size % profile.gpus_per_node and cfg.train.world_size > profile.gpus_per_node:
         raise OcciError(f"train: {cfg.train.world_size} processes do not fill whole nodes of {profile.gpus_per_node} GPUs")
-    steps = plan(cfg, run, profile, chain)
+    steps = plan(cfg, run, profile, chain, doctor=str(profile_path) if doctor else None)
+    check_time_limits(profile, profile_path, os.environ.get("SBATCH_QOS") if profile.qos == "env" else profile.qos)
     records = []
     for step in steps:
         script = slurm_dir / f"{step.name}.sbatch"
@@ -98,6 +111,9 @@ def submit(cfg: RunConfig, run: RunDir, cluster: str, dry_run: bool = False, cha
     if not dry_run and records:
         if profile.account == "env" and not os.environ.get("SBATCH_ACCOUNT"):
             raise OcciError(f"{profile_path}: this cluster charges a project account: export SBATCH_ACCOUNT=<project> first")
+        if profile.qos == "env" and not os.environ.get("SBATCH_QOS"):
+            raise OcciError(f"{profile_path}: this cluster needs your project's QoS: export SBATCH_QOS=<qos> first "
+                            f"({', '.join(profile.qos_time_limits) or 'see the profile'} are known)")
         submitted: dict[str, str] = {}
         try:
             for record in records:
@@ -109,6 +125,19 @@ def submit(cfg: RunConfig, run: RunDir, cluster: str, dry_run: bool = False, cha
     elif dry_run:
         atomic_write_json(slurm_dir / "plan.json", {"cluster": cluster, "steps": records})
     return {"cluster": cluster, "profile": profile, "steps": records, "dry_run": dry_run, "slurm_dir": str(slurm_dir)}
+
+
+def check_time_limits(profile: ClusterProfile, profile_path: Path, qos: str | None) -> None:
+    """The jobs' time limits must fit the QoS in use, where the profile lists its maximum."""
+    from occi.slurm.config import time_seconds
+
+    limit = profile.qos_time_limits.get(qos or "")
+    if not limit:
+        return
+    for what, value in (("cpu_time", profile.cpu_time), ("gpu_time", profile.gpu_time)):
+        if time_seconds(value) > time_seconds(limit):
+            raise OcciError(f"{profile_path}: {what} {value} is longer than QoS {qos}'s limit {limit}; "
+                            f"lower {what} in a copy of the profile or use another QoS")
 
 
 def _sbatch(script: str, dependency: list[str]) -> str:
@@ -135,16 +164,20 @@ def format_plan(result: dict) -> str:
     """The plan as a table a user reads at a glance."""
     profile: ClusterProfile = result["profile"]
     header = f"{'step':<16} {'job':>9} {'partition':<16} {'resources':<22} {'array':<9} after"
+    from occi.slurm.render import partition_of
+
     lines = [f"cluster {result['cluster']}: {profile.description}"]
     if profile.experimental:
         lines.append(f"EXPERIMENTAL: {profile.experimental}")
+    lines.extend(f"not confirmed: {item}" for item in profile.unconfirmed)
     lines += [header, "-" * len(header)]
     for record in result["steps"]:
-        gpu = record["kind"] in ("gpu", "train")
-        partition = profile.gpu_partition if gpu else profile.cpu_partition
+        partition = partition_of(Step(record["step"], record["stage"], record["kind"]), profile)
         if record["kind"] == "train":
             resources = f"{record['nodes']} node(s) x {profile.gpus_per_node} dev"
-        elif gpu:
+        elif record["kind"] == "node":
+            resources = f"1 node x {profile.gpus_per_node} dev"
+        elif record["kind"] == "gpu":
             resources = "1 device"
         else:
             resources = f"{profile.cpus_per_cpu_job} cpus"

@@ -287,7 +287,12 @@ def main(config_path: str, run_dir: str) -> int:
 
     from occi.errors import OcciError
 
+    from occi.train.affinity import pin_this_rank
+
     cfg = config_module.load(config_path)
+    pinned = pin_this_rank()  # before any thread pool starts
+    if pinned:
+        print(f"rank {os.environ.get('RANK', '0')}: {pinned}", flush=True)
     setup_distributed(cfg.train, cfg.seed)
     try:
         Trainer(cfg, Path(run_dir)).run()

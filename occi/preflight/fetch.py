@@ -1,0 +1,327 @@
+"""`occi fetch CONFIG`: on a machine with internet (a login node), put everything the run reads
+from the hub into the cache the compute jobs read, and write the manifest <run>/fetch.json.
+
+Items (occi/preflight/manifest.py): corpus sources per language — only the files the configured
+`limit` needs where the rows per file can be counted (Parquet footers, JSON lines) —, the base
+model, the datasets of the evaluation tasks, a language-ID model given by URL. The sizes are
+known before anything is downloaded; the command stops when the cache's file system has not
+room for them. Downloads are resumable (huggingface_hub keeps partial files and skips finished
+ones) and the manifest is written after each item, so the same command continues a broken fetch.
+A local folder given where a hub id is expected goes through the same path: its files are
+recorded, nothing is copied.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from occi.errors import OcciError
+from occi.preflight.manifest import Item, Manifest, needed_items
+from occi.rundir import RunDir
+
+_HF_URL = re.compile(r"^hf://(?P<type>datasets|models)/(?P<repo>[^@]+)@(?P<revision>[^/]+)/(?P<path>.+)$")
+_MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "tokenizer*"]
+FREE_SPACE_MARGIN = 1.05
+"""The cache must have this much more free space than the planned download."""
+
+
+@dataclass
+class Planned:
+    """One item's files before downloading."""
+    item: Item
+    """What is fetched."""
+    files: list[dict] = field(default_factory=list)
+    """{source, bytes, path (local files), repo/revision/name (hub files)}, in read order."""
+    revision: str = "local"
+    """The hub revision (commit) the files come from, or "local"."""
+    bytes_planned: int = 0
+    """Bytes expected to be downloaded (0 for local files)."""
+    note: str = ""
+    """How the size was arrived at, when it is an estimate."""
+
+
+def use_cluster_cache(cluster: str | None) -> str:
+    """Points HF_HOME at the cluster profile's cache (before huggingface_hub is imported)."""
+    if cluster:
+        from occi.slurm.submit import load_profile
+
+        profile, _ = load_profile(cluster)
+        if profile.env.get("HF_HOME"):
+            os.environ["HF_HOME"] = profile.env["HF_HOME"]
+    return os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+
+
+def fetch(cfg, run: RunDir, cluster: str | None = None, dry_run: bool = False, items: list[Item] | None = None,
+          log=print) -> dict:
+    """Fetches what is missing; returns {items, bytes, downloaded, cache}."""
+    cache = use_cluster_cache(cluster)
+    run = RunDir.of(run)
+    manifest = Manifest.read(run) or Manifest()
+    manifest.cache = cache
+    items = needed_items(cfg) if items is None else items
+    todo = [i for i in items if manifest.problems([i])]
+    log(f"occi fetch: {len(items)} item(s) for run {cfg.name}, {len(items) - len(todo)} already fetched; cache {cache}")
+    plans, failed = [], []
+    for item in todo:  # one item that cannot be planned does not stop the others
+        try:
+            plans.append(plan_item(item))
+        except OcciError as err:
+            failed.append(str(err))
+    total = sum(p.bytes_planned for p in plans)
+    for p in plans:
+        log(f"  {p.item.key:<60} {_size(p.bytes_planned):>10}  {len(p.files)} file(s) {p.note}")
+    log(f"  total to download: {_size(total)}")
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache).free
+    if total * FREE_SPACE_MARGIN > free:
+        raise OcciError(f"{cache}: {_size(free)} free, the fetch needs {_size(total)}; free space or point HF_HOME "
+                        "(or the profile's env HF_HOME) at a larger file system")
+    if dry_run:
+        if failed:
+            raise OcciError(f"{len(failed)} item(s) cannot be fetched: {failed[0]}")
+        return {"items": len(items), "bytes": total, "downloaded": 0, "cache": cache, "dry_run": True}
+    downloaded = 0
+    for p in plans:
+        started = time.monotonic()
+        try:
+            entry = download(p)
+        except OcciError as err:
+            failed.append(str(err))
+            continue
+        manifest.items[p.item.key] = entry
+        manifest.write(run)
+        downloaded += entry["bytes"] if entry["revision"] != "local" else 0
+        log(f"  fetched {p.item.key}: {len(entry['files'])} file(s), {_size(entry['bytes'])} "
+            f"in {time.monotonic() - started:.0f} s")
+    if not plans:
+        manifest.write(run)
+    log(f"manifest: {run.fetch_manifest}")
+    if failed:
+        raise OcciError(f"{len(failed)} of {len(todo)} item(s) could not be fetched (the others are in "
+                        f"{run.fetch_manifest}; run the same command again to retry): {failed[0]}"
+                        + (f"; and {len(failed) - 1} more" if len(failed) > 1 else ""))
+    return {"items": len(items), "bytes": total, "downloaded": downloaded, "cache": cache, "dry_run": False}
+
+
+# ---------------------------------------------------------------------------- planning
+
+def plan_item(item: Item) -> Planned:
+    """The item's files and sizes (no download); network errors become one-line OcciErrors."""
+    planners = {"dataset": _plan_dataset, "model": lambda i: _plan_repo(i, "model"),
+                "eval": lambda i: _plan_repo(i, "dataset"), "langid": _plan_url}
+    return _one_line(item, planners[item.kind])
+
+
+def _plan_dataset(item: Item) -> Planned:
+    """A corpus source's files for its subset and split, as `datasets` resolves them; with a
+    limit, only the leading files that hold that many rows (estimated from the first file)."""
+    import datasets
+
+    from occi.corpora.sources import _local_if_exists
+
+    data_files = [_local_if_exists(item.base_dir, f) for f in item.data_files] or None
+    try:
+        builder = datasets.load_dataset_builder(item.id, item.subset, data_files=data_files)
+        resolved = [str(f) for f in builder.config.data_files[item.split]]
+    except Exception as err:  # datasets raises many kinds for "cannot open"
+        raise OcciError(f"{item.key}: cannot resolve the dataset's files: {str(err).splitlines()[0] if str(err) else type(err).__name__} "
+                        "(check the id, subset and split, the network, and HF_TOKEN for gated datasets)") from None
+    unreadable = [f for f in resolved if not f.endswith((".parquet", ".jsonl", ".json", ".jsonl.gz", ".json.gz",
+                                                         ".jsonl.zst", ".json.zst"))]
+    if unreadable:
+        raise OcciError(f"{item.key}: {unreadable[0]} is neither Parquet nor JSON lines; occi reads fetched "
+                        "files of those formats only")
+    files = []
+    for source in resolved:
+        match = _HF_URL.match(source)
+        if match:
+            files.append({"source": source, "repo": match["repo"], "revision": match["revision"], "name": match["path"]})
+        else:
+            files.append({"source": source, "path": str(Path(source).resolve()), "bytes": Path(source).stat().st_size})
+    plan = Planned(item, files)
+    remote = [f for f in files if "repo" in f]
+    if remote:
+        plan.revision = remote[0]["revision"]
+        _remote_sizes(remote, "dataset")
+        if item.limit is not None and remote[0]["name"].endswith(".parquet"):
+            rows = _remote_parquet_rows(remote[0])
+            if rows:
+                plan.note = f"(about {math.ceil(item.limit / rows)} of {len(files)} files for {item.limit:,} rows)"
+                plan.files = files[:max(1, math.ceil(item.limit / rows))] + [
+                    dict(f, optional=True) for f in files[math.ceil(item.limit / rows):]]
+        plan.bytes_planned = sum(f.get("bytes", 0) for f in plan.files if "repo" in f and not f.get("optional"))
+    return plan
+
+
+def _remote_sizes(files: list[dict], repo_type: str) -> None:
+    from huggingface_hub import HfApi
+
+    by_repo: dict[tuple[str, str], list[dict]] = {}
+    for f in files:
+        by_repo.setdefault((f["repo"], f["revision"]), []).append(f)
+    for (repo, revision), group in by_repo.items():
+        infos = HfApi().get_paths_info(repo, [f["name"] for f in group], repo_type=repo_type, revision=revision)
+        sizes = {info.path: getattr(info, "size", 0) or 0 for info in infos}
+        for f in group:
+            f["bytes"] = sizes.get(f["name"], 0)
+
+
+def _remote_parquet_rows(f: dict) -> int | None:
+    """Rows of a hub Parquet file from its footer (a few range requests), or None."""
+    try:
+        import pyarrow.parquet as pq
+        from huggingface_hub import HfFileSystem
+
+        with HfFileSystem().open(f"datasets/{f['repo']}@{f['revision']}/{f['name']}", "rb") as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+    except Exception:  # an estimate only: without it every file is planned
+        return None
+
+
+def _plan_repo(item: Item, repo_type: str) -> Planned:
+    """A base model (its weights, config and tokenizer files) or an evaluation dataset."""
+    local = Path(item.id).expanduser()
+    if local.is_dir():
+        files = [{"source": str(p), "path": str(p.resolve()), "bytes": p.stat().st_size}
+                 for p in sorted(local.rglob("*")) if p.is_file()]
+        return Planned(item, files)
+    from huggingface_hub import HfApi
+
+    try:
+        api = HfApi()
+        info = (api.model_info(item.id, files_metadata=True) if repo_type == "model"
+                else api.dataset_info(item.id, files_metadata=True))
+    except Exception as err:
+        raise OcciError(f"{item.key}: cannot read the {repo_type}'s file list: {str(err).splitlines()[0]} "
+                        "(check the id, the network, and HF_TOKEN for gated repositories)") from None
+    siblings = [(s.rfilename, s.size or 0) for s in info.siblings or []]
+    if repo_type == "model":
+        siblings = [(name, size) for name, size in siblings if _matches(name, _MODEL_FILES)]
+        note = ""
+    else:  # the subset's own files cannot be told apart before `datasets` prepares them
+        note = "(at most: the whole repository)"
+    plan = Planned(item, [{"source": name, "repo": item.id, "revision": info.sha, "name": name, "bytes": size}
+                          for name, size in siblings], revision=info.sha or "unknown", note=note)
+    plan.bytes_planned = sum(size for _, size in siblings)
+    return plan
+
+
+def _plan_url(item: Item) -> Planned:
+    import urllib.request
+
+    size = 0
+    try:
+        with urllib.request.urlopen(urllib.request.Request(item.id, method="HEAD"), timeout=30) as response:
+            size = int(response.headers.get("Content-Length") or 0)
+    except (OSError, ValueError):
+        pass  # the download itself reports an unreachable URL
+    return Planned(item, [{"source": item.id, "bytes": size}], revision=item.id, bytes_planned=size)
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(Path(name).name, p) or fnmatch(name, p) for p in patterns)
+
+
+# ---------------------------------------------------------------------------- downloading
+
+def download(plan: Planned) -> dict:
+    """Downloads a planned item (resumable) and returns its manifest entry."""
+    item = plan.item
+    entry = {"kind": item.kind, "id": item.id, "subset": item.subset, "split": item.split,
+             "revision": plan.revision, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "complete": False}
+    downloaders = {"dataset": _download_dataset, "model": _download_model, "eval": _download_eval,
+                   "langid": _download_url}
+    files = _one_line(item, lambda _: downloaders[item.kind](plan))
+    entry.update(files=files, bytes=sum(f["bytes"] for f in files), complete=True)
+    return entry
+
+
+def _download_dataset(plan: Planned) -> list[dict]:
+    """Files in read order until the limit's rows are there (all of them without a limit)."""
+    from huggingface_hub import hf_hub_download
+
+    limit, rows_so_far, out = plan.item.limit, 0, []
+    for f in plan.files:
+        if limit is not None and rows_so_far >= limit:
+            break
+        if "repo" in f:
+            path = hf_hub_download(f["repo"], f["name"], repo_type="dataset", revision=f["revision"])
+        else:
+            path = f["path"]
+        rows = count_rows(path)
+        rows_so_far += rows if rows is not None else 0
+        out.append({"path": str(path), "bytes": Path(path).stat().st_size, "rows": rows})
+        if rows is None:
+            limit = None  # rows unknown: the limit cannot be honoured by file, take every file
+    return out
+
+
+def count_rows(path: str | Path) -> int | None:
+    """Documents in a Parquet or JSON-lines file."""
+    path = str(path)
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    from occi.corpora.sources import _open_binary
+
+    try:
+        with _open_binary(path) as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+
+
+def _download_model(plan: Planned) -> list[dict]:
+    if plan.revision == "local":
+        return [{"path": f["path"], "bytes": f["bytes"]} for f in plan.files]
+    from huggingface_hub import snapshot_download
+
+    folder = Path(snapshot_download(plan.item.id, revision=plan.revision, allow_patterns=_MODEL_FILES))
+    return [{"path": str(p), "bytes": p.stat().st_size} for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def _download_eval(plan: Planned) -> list[dict]:
+    """lm-eval reads its datasets with `datasets.load_dataset(path, name)`: preparing them once
+    here puts them into the datasets cache it reads offline."""
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(plan.item.id, plan.item.subset)
+    except Exception as err:
+        raise OcciError(f"{plan.item.key}: cannot download: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    paths = sorted({c["filename"] for split in loaded.values() for c in split.cache_files})
+    return [{"path": p, "bytes": Path(p).stat().st_size} for p in paths]
+
+
+def _download_url(plan: Planned) -> list[dict]:
+    from occi.corpora.config import LangIdConfig
+    from occi.corpora.langid import resolve_model
+
+    path = resolve_model(LangIdConfig(model=plan.item.id, cache_dir=plan.item.base_dir or None))
+    return [{"path": str(path), "bytes": path.stat().st_size}]
+
+
+def _one_line(item: Item, work):
+    try:
+        return work(item)
+    except OcciError:
+        raise
+    except Exception as err:  # HTTP, file system and library errors of one item
+        first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise OcciError(f"{item.key}: {type(err).__name__}: {first}") from None
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.1f} {unit}"
+        count /= 1000
+    return str(count)
