@@ -293,7 +293,7 @@ def _deduplicate(job: Job, shards: list[Shard], out: Path, progress: bool) -> di
     original = np.arange(len(drop))
     for language in job.languages:
         rows = np.flatnonzero(keys["language"] == language)
-        if not len(rows):
+        if not len(rows) or not (dedup.exact or dedup.near):  # nothing to compare, or dedup is off
             continue
         exact = [keys["exact"][i] for i in rows] if dedup.exact else None
         bands = keys["bands"][rows] if dedup.near else None

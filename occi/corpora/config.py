@@ -19,7 +19,8 @@ class SourceConfig:
     name: str
     """Label of this source in stats and in each document's `source` column."""
     kind: Literal["jsonl", "parquet", "text", "hub"]
-    """jsonl (.jsonl, .jsonl.gz, .jsonl.zst), parquet, text (plain .txt files) or hub (any
+    """jsonl (.jsonl, .ndjson or .json, optionally .gz, .zst or .bz2: the compression is read from
+    the content), parquet, text (plain text files, compressed or not) or hub (any
     `datasets.load_dataset` path: a Hugging Face id or a builder such as "parquet")."""
     path: str | None = None
     """Local files: a glob, relative to the recipe file. May contain {code}, {iso639_3},
