@@ -53,8 +53,8 @@ def cmd_corpora_langid(args: argparse.Namespace) -> int:
     model = resolve_model(LangIdConfig(model=args.model), base_dir=str(Path.cwd()))
     identifier = LanguageIdentifier(model, codes)
     out = sys.stdout
-    for line in sys.stdin:
-        text = line.rstrip("\n")
+    for raw in sys.stdin.buffer:  # lines end at "\n" only; bytes that are not UTF-8 become U+FFFD
+        text = raw.rstrip(b"\n").decode("utf-8", "replace")
         if not text.strip():
             out.write("\t0.0000\n")
             continue

@@ -1,6 +1,8 @@
 """Each filter, each drop reason, on text written for these tests."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from occi.corpora.config import LangIdConfig, NormalizeConfig, QualityConfig
@@ -95,6 +97,12 @@ def test_langid_sums_serbo_croatian_labels_for_croatian(identifier):
                    if label.removeprefix("__label__") in {"hr", "sh", "bs", "sr"})
     code, score, _ = identifier.predict(text)
     assert code == "hr" and score == pytest.approx(min(expected, 1.0))
+
+
+def test_langid_accepts_lone_surrogates(identifier):
+    text = json.loads('"Bonjour \\udcff tout le monde, comment allez-vous aujourd\'hui ?"')
+    code, score, _ = identifier.predict(text)
+    assert code == "fr" and score > 0.5
 
 
 # ---------------------------------------------------------------- Gopher quality

@@ -82,7 +82,11 @@ class LanguageIdentifier:
         The code is the best-scoring language of the table; None when the top labels belong
         to no language of the table (the text is in some other language).
         """
-        labels, scores = self.model.predict(text.replace("\n", " "), k=self.top_k)
+        text = text.replace("\n", " ")
+        try:
+            labels, scores = self.model.predict(text, k=self.top_k)
+        except (TypeError, UnicodeError):  # lone surrogates (from JSON escapes) cannot go to fastText
+            labels, scores = self.model.predict(text.encode("utf-8", "replace").decode("utf-8"), k=self.top_k)
         totals: dict[str, float] = {}
         other = 0.0  # the best label of a language outside the table (Russian, Turkish, ...)
         for label, score in zip(labels, scores):
