@@ -10,6 +10,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from occi import ranges
 from occi.errors import OcciError
 
 
@@ -192,6 +193,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+_COUNT = ranges.argument(ranges.at_least(0))
+_POSITIVE = ranges.argument(ranges.at_least(1))
+
+
 def _add_run_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG", help="run config: a YAML path or a shipped name (e.g. demo)")
     parser.add_argument("--run-dir", metavar="DIR", help="where the run's stages write (default: runs/<name>)")
@@ -213,11 +218,11 @@ def make_parser() -> argparse.ArgumentParser:
     corpora_commands = corpora.add_subparsers(dest="corpora_command", metavar="COMMAND", required=True)
     build = corpora_commands.add_parser("build", help="read, filter and deduplicate the run's sources")
     _add_run_dir(build)
-    build.add_argument("--rank", type=int, default=0, help="this process's share of shards (SLURM arrays)")
-    build.add_argument("--world-size", type=int, default=1, help="number of ranks sharing the shards")
+    build.add_argument("--rank", type=_COUNT, default=0, help="this process's share of shards (SLURM arrays)")
+    build.add_argument("--world-size", type=_POSITIVE, default=1, help="number of ranks sharing the shards")
     build.add_argument("--phase", choices=["all", "filter", "dedup"], default="all",
                        help="filter: only this rank's shards; dedup: only the final cross-shard step")
-    build.add_argument("--workers", type=int, default=None, help="worker processes (default: the recipe's)")
+    build.add_argument("--workers", type=_COUNT, default=None, help="worker processes (default: the recipe's)")
     build.set_defaults(func=cmd_corpora_build)
     langid = corpora_commands.add_parser("langid", help="stdin lines -> 'lang<TAB>score'")
     langid.add_argument("--model", default=None, help="fastText model path or URL (default: lid.176.ftz)")
@@ -241,8 +246,8 @@ def make_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     prepare = data_commands.add_parser("prepare", help="corpora -> data/<lang>_text_document.{bin,idx} + blend.json")
     _add_run_dir(prepare)
-    prepare.add_argument("--rank", type=int, default=0, help="this process's share of languages (SLURM arrays)")
-    prepare.add_argument("--world-size", type=int, default=1, help="ranks sharing the languages; the blend is "
+    prepare.add_argument("--rank", type=_COUNT, default=0, help="this process's share of languages (SLURM arrays)")
+    prepare.add_argument("--world-size", type=_POSITIVE, default=1, help="ranks sharing the languages; the blend is "
                          "written by a run without --world-size once every rank is done")
     prepare.set_defaults(func=cmd_data_prepare)
 
@@ -258,8 +263,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_run_dir(evaluate_model)
     evaluate_model.add_argument("--suite", choices=["offline", "eu-leaderboard"], help="one suite (default: the config's)")
     evaluate_model.add_argument("--model", metavar="PATH_OR_HF_ID", help="evaluate this model instead of <run>/hf")
-    evaluate_model.add_argument("--rank", type=int, default=0, help="this process's share of cells (SLURM arrays)")
-    evaluate_model.add_argument("--world-size", type=int, default=1, help="ranks sharing the cells")
+    evaluate_model.add_argument("--rank", type=_COUNT, default=0, help="this process's share of cells (SLURM arrays)")
+    evaluate_model.add_argument("--world-size", type=_POSITIVE, default=1, help="ranks sharing the cells")
     evaluate_model.set_defaults(func=cmd_eval)
 
     board = commands.add_parser("leaderboard", help="models x languages x benchmarks from lm-eval results")
@@ -280,7 +285,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_run_dir(submit)
     submit.add_argument("--cluster", required=True, help="a profile under slurm/clusters/ (or a YAML path)")
     submit.add_argument("--dry-run", action="store_true", help="write the scripts and print the plan only")
-    submit.add_argument("--chain", type=int, default=1, help="training as a chain of this many jobs (--array=0-K%%1)")
+    submit.add_argument("--chain", type=_POSITIVE, default=1, help="training as a chain of this many jobs (--array=0-K%%1)")
     submit.set_defaults(func=cmd_slurm_submit)
     status = slurm_commands.add_parser("status", help="per step: job ids, state, elapsed, log, failures")
     status.add_argument("run_dir", metavar="RUN_DIR")

@@ -153,6 +153,22 @@ def test_a_glob_matching_only_unreadable_files_is_an_error(tmp_path):
     assert "a.csv" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_sources_that_contribute_nothing_are_warned_about(tmp_path):
+    write_jsonl(tmp_path / "fr.jsonl", sample_docs("fr")[:2])
+    write_jsonl(tmp_path / "de.jsonl", sample_docs("de")[:2])
+    write_jsonl(tmp_path / "other.jsonl", sample_docs("sv")[:2])
+    config = write_config(tmp_path, ["fr", "fi"], [{"name": "fr", "kind": "jsonl", "path": "fr.jsonl"},
+                                                   {"name": "de", "kind": "jsonl", "path": "de.jsonl", "language": "de"},
+                                                   {"name": "other", "kind": "jsonl", "path": "other.jsonl"}])
+    result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "occi: warning: source 'de' is declared in 'de', which is not a language of this run" in result.stderr
+    assert "occi: warning: source 'other' contributed no documents (2 read; most dropped as langid/" in result.stderr
+    assert "occi: warning: language 'fi' kept 0 documents" in result.stderr
+    stats = json.loads((tmp_path / "run" / "corpora" / "stats.json").read_text())
+    assert len(stats["warnings"]) == 2 and stats["languages"]["fr"]["documents_kept"] == 2
+
+
 def test_summary_reports_unreadable_input(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jsonl").write_bytes(b'{"text": "x\n' + json.dumps(sample_docs("fr")[0]).encode() + b"\n")

@@ -32,8 +32,8 @@ from occi.corpora.document import Document, Unreadable
 from occi.corpora.filters import Filter, Normalizer
 from occi.corpora.langid import LanguageFilter, LanguageIdentifier, resolve_model
 from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
-from occi.corpora.sources import Shard, plan_shards, read_shard
-from occi.errors import OcciError
+from occi.corpora.sources import Shard, plan_shards, read_shard, sources_outside_run
+from occi.errors import OcciError, warn
 from occi.fsutil import atomic_dir, atomic_path, atomic_write_json, is_done, mark_done, remove_stale_temporaries
 from occi.machine import cores
 
@@ -68,6 +68,9 @@ def build(corpora: CorporaConfig, languages: list[str], run_dir: Path, *, rank: 
         return json.loads((out / "stats.json").read_text(encoding="utf-8"))
     if not 0 <= rank < world_size:
         raise OcciError(f"--rank must be between 0 and --world-size - 1 ({world_size - 1}), got {rank}")
+    for source in sources_outside_run(corpora, languages):
+        warn(f"source {source.name!r} is declared in {source.language!r}, which is not a language of this run "
+             f"({', '.join(languages)}): it is not read")
     shards = plan_shards(corpora, languages)
     work = out / "_work"
     job = Job(corpora, languages, work, out / "dropped" if corpora.keep_dropped else None)
@@ -308,6 +311,9 @@ def _deduplicate(job: Job, shards: list[Shard], out: Path, progress: bool) -> di
                   bytes_kept=int(keys["n_bytes"][i]), words_kept=int(keys["n_words"][i]))
     _write_outputs(job, shards, out, drop, original, keys["id"], progress)
     stats = corpus_stats.summarize(tally, errors, job.languages)
+    stats["warnings"] = corpus_stats.warnings(stats)
+    for message in stats["warnings"]:
+        warn(message)
     atomic_write_json(out / "stats.json", stats)
     corpus_stats.plot(stats, out / "kept_dropped.png")
     return stats

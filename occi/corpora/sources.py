@@ -85,6 +85,11 @@ def expand_sources(cfg: CorporaConfig, run_languages: list[str]) -> list[SourceC
     return expanded
 
 
+def sources_outside_run(cfg: CorporaConfig, run_languages: list[str]) -> list[SourceConfig]:
+    """Sources declared in a language the run does not have: they are not read."""
+    return [s for s in expand_sources(cfg, run_languages) if s.language and s.language not in run_languages]
+
+
 def plan_shards(cfg: CorporaConfig, run_languages: list[str]) -> list[Shard]:
     """Every shard of every source, in a fixed order."""
     shards: list[Shard] = []

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from occi import ranges
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SBATCH_FLAG = re.compile(r"^--[a-z][a-z0-9-]*(=[^\s\n]+)?$")
 
@@ -69,6 +71,6 @@ class ClusterProfile:
                 raise ValueError(f"sbatch_flags: {flag!r} must look like --name=value (no spaces)")
         if self.venv and self.container:
             raise ValueError("set either venv or container, not both")
-        for name in ("gpus_per_node", "cpus_per_gpu", "cpus_per_cpu_job", "max_array_size", "array_throttle"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)}")
+        ranges.check(self, {**{name: ranges.at_least(1) for name in ("gpus_per_node", "cpus_per_gpu", "cpus_per_cpu_job",
+                                                                     "max_array_size", "array_throttle")},
+                            "signal_seconds": ranges.at_least(0)})
