@@ -51,8 +51,8 @@ def cmd_corpora_langid(args: argparse.Namespace) -> int:
     from occi.corpora.langid import LanguageIdentifier, resolve_model
 
     codes = list(languages.LANGUAGES)
-    model = resolve_model(LangIdConfig(model=args.model), base_dir=str(Path.cwd()))
-    identifier = LanguageIdentifier(model, codes)
+    langid = LangIdConfig(model=args.model, backend=args.backend)
+    identifier = LanguageIdentifier(resolve_model(langid, base_dir=str(Path.cwd())), codes, backend=args.backend)
     out = sys.stdout
     for raw in sys.stdin.buffer:  # lines end at "\n" only; bytes that are not UTF-8 become U+FFFD
         text = raw.rstrip(b"\n").decode("utf-8", "replace")
@@ -226,6 +226,8 @@ def make_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=cmd_corpora_build)
     langid = corpora_commands.add_parser("langid", help="stdin lines -> 'lang<TAB>score'")
     langid.add_argument("--model", default=None, help="fastText model path or URL (default: lid.176.ftz)")
+    langid.add_argument("--backend", choices=["fasttext", "heliport"], default="fasttext",
+                        help="language identifier (default: fasttext)")
     langid.set_defaults(func=cmd_corpora_langid)
     tokenizer = commands.add_parser("tokenizer", help="the shared SentencePiece tokenizer and its report")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)

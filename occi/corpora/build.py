@@ -116,7 +116,8 @@ class ShardProcessor:
 
     def __init__(self, job: Job):
         cfg = job.corpora
-        identifier = LanguageIdentifier(resolve_model(cfg.langid, cfg.base_dir), job.languages, cfg.langid.top_k)
+        identifier = LanguageIdentifier(resolve_model(cfg.langid, cfg.base_dir), job.languages, cfg.langid.top_k,
+                                        backend=cfg.langid.backend)
         self.job = job
         self.filters: list[Filter] = [
             Normalizer(cfg.normalize),

