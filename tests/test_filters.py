@@ -156,6 +156,22 @@ def test_heliport_backend_through_the_filter_and_the_config(heliport_identifier,
         LangIdConfig(thresholds={"sl": 2.5})
 
 
+def test_second_opinion_lets_heliport_name_the_confusable_languages():
+    from occi import languages
+
+    assert LangIdConfig().second_opinion is True and LangIdConfig(model="glotlid.bin").second_opinion is False
+    codes = list(languages.LANGUAGES)
+    plain = LanguageIdentifier(resolve_model(LangIdConfig()), codes)
+    second = LanguageIdentifier(resolve_model(LangIdConfig()), codes, second_opinion=True)
+    norwegian = _lines("no")
+    assert [plain.predict(t)[0] for t in norwegian].count("da") >= 1  # lid.176 reads some as Danish
+    for text in norwegian:
+        code, score, _ = second.predict(text)
+        ranked = plain.backend.ranked(text)
+        assert code == "no" and score == pytest.approx(min(1.0, sum(s for l, s in ranked if l in plain.members["no"])))
+    assert [second.predict(t)[0] for t in _lines("de")] == ["de"] * len(_lines("de"))  # not confusable: lid.176
+
+
 def test_langid_accepts_lone_surrogates(identifier):
     text = json.loads('"Bonjour \\udcff tout le monde, comment allez-vous aujourd\'hui ?"')
     code, score, _ = identifier.predict(text)

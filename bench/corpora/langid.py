@@ -57,10 +57,12 @@ def main() -> None:
     codes = list(languages.LANGUAGES)
     fasttext = LanguageIdentifier(resolve_model(LangIdConfig()), codes)
     heliport = LanguageIdentifier(None, codes, backend="heliport")
+    second = LanguageIdentifier(resolve_model(LangIdConfig()), codes, second_opinion=True)
     methods = {
         "lid.176 raw top label": lambda t: fasttext.label_language.get(fasttext.backend.ranked(t)[0][0]),
         "lid.176, summed groups win (before)": lambda t: old_rule(fasttext, t),
         "lid.176, occi (top label wins)": lambda t: fasttext.predict(t)[0],
+        "lid.176 + heliport second opinion, occi": lambda t: second.predict(t)[0],
         "heliport, occi": lambda t: heliport.predict(t)[0],
     }
     files = sorted({label for label, _, _ in rows})
@@ -78,18 +80,22 @@ def main() -> None:
     print("| **macro** | " + str(len(rows)) + " | "
           + " | ".join(f"**{sum(table[n].values()) / len(files):.3f}**" for n in methods) + " |")
     print("\nright language and at or above the default threshold (what the corpora stage keeps), all lines:")
-    for name, identifier in (("lid.176 (FineWeb-2 thresholds)", fasttext), ("heliport (its model's thresholds)", heliport)):
-        kept = 0
+    for name, identifier in (("lid.176 (FineWeb-2 thresholds)", fasttext), ("lid.176 + second opinion", second),
+                             ("heliport (its model's thresholds)", heliport)):
+        kept = wrong = 0
         for _, expected, text in rows:
             code, score, _ = identifier.predict(text)
-            kept += code == expected and score >= identifier.default_threshold(code)
-        print(f"  {name}: {kept}/{len(rows)} = {kept / len(rows):.3f}")
+            passes = code is not None and score >= identifier.default_threshold(code)
+            kept += passes and code == expected
+            wrong += passes and code != expected
+        print(f"  {name}: {kept}/{len(rows)} = {kept / len(rows):.3f} kept right; {wrong} kept in a wrong language")
     texts = [text for _, _, text in rows] * args.repeat
     print(f"\nthroughput, one core, {len(texts):,} lines:")
     runs = {"lid.176, model only (predict k=5)": lambda t: fasttext.backend.model.predict(t, k=5),
             "heliport, model only (identify)": heliport.backend.model.identify,
             "lid.176 through occi (LanguageIdentifier.predict)": fasttext.predict,
-            "heliport through occi (top 5 + group score)": heliport.predict}
+            "heliport through occi (top 5 + group score)": heliport.predict,
+            "lid.176 + heliport second opinion through occi": second.predict}
     for name, run in runs.items():
         run(texts[0])
         started = time.perf_counter()

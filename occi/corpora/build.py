@@ -117,7 +117,7 @@ class ShardProcessor:
     def __init__(self, job: Job):
         cfg = job.corpora
         identifier = LanguageIdentifier(resolve_model(cfg.langid, cfg.base_dir), job.languages, cfg.langid.top_k,
-                                        backend=cfg.langid.backend)
+                                        backend=cfg.langid.backend, second_opinion=cfg.langid.second_opinion)
         self.job = job
         self.filters: list[Filter] = [
             Normalizer(cfg.normalize),

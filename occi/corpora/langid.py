@@ -46,8 +46,9 @@ def default_model_path() -> Path:
 def resolve_model(cfg: LangIdConfig, base_dir: str = "") -> Path | None:
     """The local file of the configured model, downloading a URL once if needed (None for
     heliport, whose model is inside its package)."""
-    if cfg.backend == "heliport":
+    if cfg.backend == "heliport" or cfg.second_opinion:
         heliport_identifier()  # not installed: one clear line, once
+    if cfg.backend == "heliport":
         return None
     if cfg.model is None:
         return default_model_path()
@@ -145,6 +146,11 @@ class _Heliport:
         return float(self.model.get_confidence(heliport_label(code)))
 
 
+CONFUSABLE = frozenset("hr sl gl pt es sk cs no da mt ga".split())
+"""Languages lid.176 confuses with a neighbour (FINDINGS: hr/sr/bs, sl, gl/pt/es, sk/cs, no/da, mt,
+ga): with a second opinion, heliport decides the language when lid.176 names one of them."""
+
+
 def heliport_label(code: str) -> str:
     """The heliport label of a language: its bare ISO 639-3 code (Croatian: hbs, Norwegian: nob)."""
     return {"hr": "hbs", "no": "nob"}.get(code, languages.get(code).iso639_3)
@@ -154,8 +160,9 @@ class LanguageIdentifier:
     """Predicts a run language and its score for a text."""
 
     def __init__(self, model_path: Path | None, run_languages: list[str], top_k: int = 5,
-                 backend: str = "fasttext"):
+                 backend: str = "fasttext", second_opinion: bool = False):
         self.backend = _Heliport(top_k) if backend == "heliport" else _FastText(model_path, top_k)
+        self.second = _Heliport(top_k) if second_opinion and backend != "heliport" else None
         self.model = getattr(self.backend, "model", None)
         self.label_language = languages.label_to_language(list(languages.LANGUAGES))
         self.run_languages = set(run_languages)
@@ -187,7 +194,16 @@ class LanguageIdentifier:
             if best is None or scores[best] <= outsider:
                 return None, outsider, top_label
             code = best
+        if self.second is not None and code in CONFUSABLE:
+            code = self._second_opinion(text, code)
         return code, self.backend.group_score(ranked, self.members[code]), top_label
+
+    def _second_opinion(self, text: str, code: str) -> str:
+        """heliport's language when it names another language of the table; the score stays the
+        first model's for that language (so a weak case falls below the threshold)."""
+        ranked = self.second.ranked(text.replace("\n", " "))
+        other = self.label_language.get(ranked[0][0]) if ranked else None
+        return other if other is not None else code
 
 
 def _lead(ranked: list[tuple[str, float]]) -> float:
