@@ -193,8 +193,8 @@ def test_impossible_scores_and_unknown_metrics_are_named_not_ranked(tmp_path):
     _results(tmp_path / "in", "huge", {"arc_de": {"acc_norm,none": 1e308}})
     _results(tmp_path / "in", "negative", {"arc_de": {"acc_norm,none": -5}, "occi_bpb_de": {"bits_per_byte,none": -1}})
     (tmp_path / "in" / "results_nan.json").write_text(
-        '{"model_name": "nan", "results": {"arc_de": {"acc_norm,none": NaN}, "arc_fr": {"acc_norm,none": 0.4, '
-        '"acc_norm_stderr,none": NaN}}}')
+        '{"model_name": "nan", "date": NaN, "n-shot": {"arc_fr": NaN}, "results": {"arc_de": {"acc_norm,none": NaN}, '
+        '"arc_fr": {"acc_norm,none": 0.4, "acc_norm_stderr,none": NaN}}}')
     _results(tmp_path / "in", "f1only", {"arc_de": {"f1,none": 0.9}})
     _results(tmp_path / "in", "unknown", {"my_task": {"acc,none": 0.9}})
     _results(tmp_path / "in", "fine", {"arc_de": {"acc_norm,none": 0.5}})

@@ -84,7 +84,7 @@ def read(specs: list[str]) -> Board:
 def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
     """The file's cells; every task occi knows but cannot use, and a file that gives nothing,
     become a line in `board.problems`."""
-    date = data.get("date") if isinstance(data.get("date"), (int, float)) else 0.0
+    date = data.get("date") if data.get("date") in ranges.Range() else 0.0  # finite numbers only
     shots = data.get("n-shot") if isinstance(data.get("n-shot"), dict) else {}
     used = 0
     for task, scores in data["results"].items():
@@ -107,10 +107,15 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
         stderr = scores.get(f"{metric}_stderr,none")
         board.cells[key] = {
             "value": float(value), "stderr": float(stderr) if stderr in ranges.at_least(0) else None,
-            "metric": metric, "task": task, "shots": shots.get(task), "date": date, "file": str(path)}
+            "metric": metric, "task": task, "shots": _shots(shots.get(task)), "date": date, "file": str(path)}
     if not used and not any(p.startswith(f"{path}: ") for p in board.problems):
         tasks = ", ".join(sorted(str(t) for t in data["results"])[:5]) or "none"
         board.problems.append(f"{path}: no task occi can place (tasks: {tasks}); file ignored")
+
+
+def _shots(value) -> int | None:
+    """A few-shot count as the file gives it, when it is one (a whole number, 0 or more)."""
+    return int(value) if value in ranges.at_least(0) and float(value).is_integer() else None
 
 
 def model_name(data: dict, path: Path) -> str:
