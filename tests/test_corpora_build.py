@@ -112,6 +112,15 @@ def test_langid_command_prints_one_line_per_input_line_whatever_the_bytes():
     assert all(len(row.split("\t")) == 2 for row in out[:-1])
 
 
+def test_langid_command_with_the_heliport_backend():
+    lines = ["Danes je lep sončen dan, zato gremo s prijatelji na sprehod ob reki.",
+             "I dag skal vi gå en tur i skogen og spise matpakke ved vannet.", "Czesc\ufffd swiat"]
+    result = occi("corpora", "langid", "--backend", "heliport", stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(rows) == 3 and [code for code, _ in rows[:2]] == ["sl", "no"] and float(rows[0][1]) > 1.0
+
+
 # ---------------------------------------------------------------- kill, resume, ranks
 
 def _many_shards(folder: Path, shards: int = 24, docs_per_shard: int = 120) -> Path:
