@@ -10,7 +10,12 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from occi import ranges
 from occi.errors import OcciError
+
+
+_COUNT = ranges.argument(ranges.at_least(0))
+_POSITIVE = ranges.argument(ranges.at_least(1))
 
 
 def _load(args: argparse.Namespace):
@@ -47,11 +52,12 @@ def cmd_corpora_langid(args: argparse.Namespace) -> int:
     from occi.corpora.langid import LanguageIdentifier, resolve_model
 
     codes = list(languages.LANGUAGES)
-    model = resolve_model(LangIdConfig(model=args.model), base_dir=str(Path.cwd()))
-    identifier = LanguageIdentifier(model, codes)
+    langid = LangIdConfig(model=args.model, backend=args.backend)
+    identifier = LanguageIdentifier(resolve_model(langid, base_dir=str(Path.cwd())), codes, backend=args.backend,
+                                    second_opinion=langid.second_opinion)
     out = sys.stdout
-    for line in sys.stdin:
-        text = line.rstrip("\n")
+    for raw in sys.stdin.buffer:  # lines end at "\n" only; bytes that are not UTF-8 become U+FFFD
+        text = raw.rstrip(b"\n").decode("utf-8", "replace")
         if not text.strip():
             out.write("\t0.0000\n")
             continue
@@ -142,9 +148,9 @@ def _add_stage_commands(commands, group_commands: dict) -> None:
         parser = parent.add_parser(word, help=stage.help)
         _add_run_dir(parser)
         if stage.sharded:
-            parser.add_argument("--rank", type=int, default=0, help=f"this process's share of the {stage.shards_over} "
+            parser.add_argument("--rank", type=_COUNT, default=0, help=f"this process's share of the {stage.shards_over} "
                                 "(SLURM arrays)")
-            parser.add_argument("--world-size", type=int, default=1, help=f"processes sharing the {stage.shards_over}; "
+            parser.add_argument("--world-size", type=_POSITIVE, default=1, help=f"processes sharing the {stage.shards_over}; "
                                 "run once more without --rank when all are done, to join them")
         for option in stage.options:
             if option.is_flag:
@@ -184,6 +190,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     langid = group_commands["corpora"].add_parser("langid", help="stdin lines -> 'lang<TAB>score'")
     langid.add_argument("--model", default=None, help="fastText model path or URL (default: lid.176.ftz)")
+    langid.add_argument("--backend", choices=["fasttext", "heliport"], default="fasttext",
+                        help="language identifier (default: fasttext)")
     langid.set_defaults(func=cmd_corpora_langid)
     evaluate = group_commands["tokenizer"].add_parser("eval", help="fertility, parity and more per language, beside references")
     evaluate.add_argument("--tokenizer", required=True, help="a tokenizer folder, .model, tokenizer.json or reference name")
@@ -218,7 +226,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_run_dir(submit)
     submit.add_argument("--cluster", required=True, help="a profile under slurm/clusters/ (or a YAML path)")
     submit.add_argument("--dry-run", action="store_true", help="write the scripts and print the plan only")
-    submit.add_argument("--chain", type=int, default=1, help="training as a chain of this many jobs (--array=0-K%%1)")
+    submit.add_argument("--chain", type=_POSITIVE, default=1, help="training as a chain of this many jobs (--array=0-K%%1)")
     submit.add_argument("--doctor", action="store_true", help="run `occi doctor` on one node first; the chain "
                         "waits for it, so a broken allocation fails in minutes")
     submit.set_defaults(func=cmd_slurm_submit)

@@ -8,13 +8,14 @@ resolved against the folder of the file they are written in.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from occi import languages
+from occi import languages, ranges
 from occi.assets import find_recipe
 from occi.configtools import build, load_yaml, to_plain
 from occi.corpora.config import CorporaConfig
@@ -24,14 +25,19 @@ from occi.eval.config import EvalConfig
 from occi.report.config import CardConfig
 from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import ModelConfig, TrainConfig
+from occi.train.parallel import check_layout
 from occi.errors import OcciError
 from occi.rundir import RunDir
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A run name is one folder name under runs/: no separators, no leading dot, not empty."""
 
 
 @dataclass
 class RunConfig:
     name: str
-    """Name of the run; the default run directory is runs/<name>."""
+    """Name of the run; the default run directory is runs/<name>. Letters, digits, '.', '_' and
+    '-', starting with a letter or digit (it is used as a folder name)."""
     languages: list[str]
     """ISO 639-1 codes of the languages this run covers (occi/languages.py)."""
     corpora: CorporaConfig
@@ -59,14 +65,19 @@ class RunConfig:
     """The YAML file this config was read from (set by the loader)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(f"name: {self.name!r} cannot name a run folder; use letters, digits, '.', '_' "
+                             "and '-', starting with a letter or digit (e.g. eu-1b-v2)")
         if not self.languages:
             raise ValueError("languages: list at least one language code")
         for code in self.languages:
             languages.get(code)
         if len(set(self.languages)) != len(self.languages):
             raise ValueError("languages: a language is listed twice")
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction: expected a share between 0 and 1, got {self.heldout_fraction}")
+        ranges.check(self, {"seed": ranges.at_least(0), "heldout_fraction": ranges.Range(0.0, 1.0, high_open=True),
+                            "heldout_max_docs": ranges.at_least(0)})
+        if self.model is not None:  # where the model shape meets the parallel layout
+            check_layout(self.model, self.train, self.tokenizer.vocab_size)
 
     @property
     def heldout(self) -> HeldoutRule:

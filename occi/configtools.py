@@ -59,7 +59,7 @@ def build(cls: type, data: Any, where: str) -> Any:
     try:
         return cls(**values)
     except ValueError as err:
-        raise OcciError(f"{where}: {err}") from None
+        raise OcciError(f"{where.rstrip(': ')}: {err}") from None
 
 
 def convert(hint: Any, value: Any, where: str) -> Any:

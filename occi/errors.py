@@ -7,3 +7,11 @@ and keeps its traceback.
 
 class OcciError(Exception):
     """A user-fixable problem; the message names the file, key or value and what was expected."""
+
+
+def warn(message: str) -> None:
+    """One line on stderr, `occi: warning: ...`, for something a user should know but that does
+    not stop the run (a stage that kept nothing, a source that contributed nothing)."""
+    import sys
+
+    print(f"occi: warning: {message}", file=sys.stderr, flush=True)

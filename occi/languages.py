@@ -35,12 +35,14 @@ class Language:
     """The GlotLID / FineWeb-2 label (default <iso639_3>_<script>; Estonian is ekk_Latn)."""
     lid_labels: frozenset[str] = field(init=False)
     """Every model label that counts as this language: the 639-1 code (lid.176), the
-    639-3 code with script (GlotLID, OpenLID) and the extra labels."""
+    639-3 code with script (GlotLID, OpenLID), the bare 639-3 codes (heliport) and the extra
+    labels."""
 
     def __post_init__(self) -> None:
         if not self.glotlid:
             object.__setattr__(self, "glotlid", f"{self.iso639_3}_{self.script}")
         labels = {self.code, self.glotlid, f"{self.iso639_3}_{self.script}", *self.extra_lid_labels}
+        labels |= {self.iso639_3} | {label.split("_")[0] for label in labels if "_" in label}  # heliport
         object.__setattr__(self, "lid_labels", frozenset(labels))
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from occi import ranges
 from occi.errors import OcciError
 from occi.sharding import Share
 
@@ -85,7 +86,8 @@ STAGES = [
           array_options=("--phase", "filter"),
           options=(Option("--phase", "filter: only this rank's shards; dedup: only the final cross-shard step",
                           default="all", choices=("all", "filter", "dedup")),
-                   Option("--workers", "worker processes (default: the recipe's)", type=int))),
+                   Option("--workers", "worker processes (default: the recipe's)",
+                          type=ranges.argument(ranges.at_least(0))))),
     Stage("tokenizer", ("tokenizer", "train"), "sample the corpora, train SentencePiece, write HF files + report",
           "tokenizer", "occi.tokenizer.train"),
     Stage("data", ("data", "prepare"), "corpora -> data/<lang>_text_document.{bin,idx} + blend.json", "data",

@@ -160,6 +160,11 @@ class RunDir:
         return self.train / "summary.json"
 
     @property
+    def stop_request(self) -> Path:
+        """Written by the launcher on SIGUSR1/SIGTERM; the ranks checkpoint and stop when they see it."""
+        return self.train / "stop-request"
+
+    @property
     def train_error(self) -> Path:
         """Written by rank 0 when a rank stops on a user error; the launcher reports it."""
         return self.train / "error.txt"

@@ -130,3 +130,121 @@ def test_resolved_config_is_written_and_reloads(tmp_path):
     assert data["languages"] == cfg.languages
     assert data["corpora"]["dedup"]["bands"] == 14
     assert [f.name for f in dataclasses.fields(cfg)][:2] == ["name", "languages"]
+
+
+# ---------------------------------------------------------------- names, ranges, parallel layout
+
+@pytest.mark.parametrize("name", ["../../etc", "/tmp/abs", "", "a/b", ".hidden", "x y", "-flag"])
+def test_run_name_must_be_a_safe_folder_name(tmp_path, name):
+    message = _load_error(tmp_path, yaml.safe_dump({"name": name, "languages": ["de"], "corpora": "demo"}))
+    assert "name:" in message and "cannot name a run folder" in message and ": :" not in message
+
+
+def test_a_plain_run_name_is_accepted(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"name": "eu-1b_v2.3", "languages": ["de"], "corpora": "demo"}))
+    assert config.load(str(path)).name == "eu-1b_v2.3"
+
+
+@pytest.mark.parametrize("train, expected", [
+    ({"tensor_parallel": 3}, "model.num_attention_heads (4) is not a multiple of train.tensor_parallel (3)"),
+    ({"tensor_parallel": 4}, "model.num_query_groups (2) is not a multiple of train.tensor_parallel (4)"),
+    ({"pipeline_parallel": 3}, "model.num_layers (2) is not a multiple of train.pipeline_parallel (3)"),
+    ({"data_parallel": 3, "micro_batch_size": 1, "global_batch_size": 8}, "global_batch_size 8 is not a multiple"),
+])
+def test_parallel_layout_is_checked_when_the_config_is_loaded(tmp_path, train, expected):
+    text = yaml.safe_dump({"name": "x", "languages": ["de"], "corpora": "demo", "model": "tiny", "train": train})
+    assert expected in _load_error(tmp_path, text)
+    (tmp_path / "run.yaml").write_text(text)
+    result = occi("slurm", "submit", str(tmp_path / "run.yaml"), "--cluster", "local", "--dry-run",
+                  "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ffn_width_and_padded_vocabulary_follow_the_tensor_parallel_size():
+    from occi.train.config import ModelConfig, TrainConfig
+    from occi.train.parallel import layout_problems
+
+    model = ModelConfig(num_layers=2, hidden_size=96, ffn_hidden_size=250, num_attention_heads=6,
+                        num_query_groups=6, seq_length=16, make_vocab_size_divisible_by=128)
+    problems = layout_problems(model, TrainConfig(tensor_parallel=3), vocab_size=1000)
+    assert len(problems) == 1 and "ffn_hidden_size (250)" in problems[0]
+    model.ffn_hidden_size = 252
+    assert layout_problems(model, TrainConfig(tensor_parallel=3), vocab_size=1000) == []
+
+
+@pytest.mark.parametrize("section, expected", [
+    ("heldout_max_docs: -3", "heldout_max_docs: expected at least 0, got -3"),
+    ("heldout_fraction: .nan", "heldout_fraction: expected"),
+    ("seed: -1", "seed: expected at least 0"),
+    ("corpora: {recipe: demo, normalize: {max_doc_chars: -5}}", "max_doc_chars: expected at least 1, got -5"),
+    ("corpora: {recipe: demo, langid: {top_k: 0}}", "top_k: expected"),
+    ("corpora: {recipe: demo, quality: {gopher_quality: {min_doc_words: 500, max_doc_words: 100}}}",
+     "min_doc_words 500 is above max_doc_words 100"),
+    ("corpora: {recipe: demo, quality: {gopher_repetition: {top_ngram_frac: {0: 0.2}}}}", "top_ngram_frac: key 0"),
+    ("corpora: {recipe: demo, sources: [{name: a, kind: jsonl, path: x, limit: 0}]}", "limit: expected"),
+    ("train: {lr: 0}", "lr: expected a number above 0, got 0"),
+    ("train: {lr: .inf}", "lr: expected"),
+    ("train: {adam_beta2: 1.5}", "adam_beta2: expected"),
+    ("data: {weights: {de: -1}}", "weights.de: expected at least 0"),
+    ("tokenizer: {vocab_size: 4}", "vocab_size: expected at least 8"),
+    ("eval: {num_fewshot: {arc: -2}}", "num_fewshot.arc: expected"),
+])
+def test_numeric_settings_out_of_range_are_one_line_errors(tmp_path, section, expected):
+    text = "name: x\nlanguages: [de]\n" + ("" if section.startswith("corpora") else "corpora: demo\n") + section + "\n"
+    message = _load_error(tmp_path, text)
+    assert expected in message and "\n" not in message
+
+
+def _numeric_fields(cls):
+    from typing import get_type_hints
+
+    for f in dataclasses.fields(cls):
+        hint = str(get_type_hints(cls)[f.name])
+        if f.init and ("int" in hint or "float" in hint) and "str" not in hint.split("[")[0]:
+            yield f.name, hint
+
+
+def test_every_numeric_setting_of_every_config_is_range_checked():
+    """NaN is outside every range: a numeric field that takes it has no range check."""
+    from occi.corpora import config as corpora_config
+    from occi.data.config import DataConfig
+    from occi.eval.config import EvalConfig
+    from occi.slurm.config import ClusterProfile
+    from occi.tokenizer.config import TokenizerConfig
+    from occi.train.config import ModelConfig, TrainConfig
+
+    source = corpora_config.SourceConfig(name="a", kind="jsonl", path="x")
+    model = dict(num_layers=2, hidden_size=8, ffn_hidden_size=8, num_attention_heads=2, num_query_groups=2, seq_length=8)
+    cases = [
+        (source.__class__, {"name": "a", "kind": "jsonl", "path": "x"}), (corpora_config.NormalizeConfig, {}),
+        (corpora_config.LangIdConfig, {}), (corpora_config.GopherQualityConfig, {}),
+        (corpora_config.GopherRepetitionConfig, {}), (corpora_config.FineWebQualityConfig, {}),
+        (corpora_config.DedupConfig, {}), (corpora_config.CorporaConfig, {"sources": [source]}),
+        (ModelConfig, model), (TrainConfig, {}), (DataConfig, {}), (TokenizerConfig, {}), (EvalConfig, {}),
+        (ClusterProfile, {"description": "d", "cpu_partition": "c", "gpu_partition": "g"}),
+        (config.RunConfig, {"name": "x", "languages": ["de"], "corpora": corpora_config.CorporaConfig(sources=[source])}),
+    ]
+    unchecked = []
+    for cls, base in cases:
+        for name, hint in _numeric_fields(cls):
+            value = {"de" if "str" in hint else 2: float("nan")} if hint.startswith("dict") else float("nan")
+            try:
+                cls(**{**base, name: value})
+            except ValueError:
+                continue
+            unchecked.append(f"{cls.__name__}.{name}")
+    assert not unchecked, f"numeric settings without a range check: {unchecked}"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["slurm", "submit", "demo", "--cluster", "local", "--dry-run", "--chain", "0"], "--chain: expected at least 1, got 0"),
+    (["corpora", "build", "demo", "--workers", "-1"], "--workers: expected at least 0, got -1"),
+    (["corpora", "build", "demo", "--world-size", "0"], "--world-size: expected at least 1"),
+    (["data", "prepare", "demo", "--rank", "-2"], "--rank: expected at least 0"),
+])
+def test_numeric_command_line_arguments_are_range_checked(tmp_path, args, expected):
+    result = occi(*args, "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -97,6 +97,30 @@ def test_langid_command_reads_stdin():
     assert all(0.5 < float(score) <= 1.0 for _, score in rows[:4])
 
 
+def test_langid_command_prints_one_line_per_input_line_whatever_the_bytes():
+    import subprocess
+    import sys
+
+    lines = [b"Bonjour le monde", b"Czesc\xff swiat", b"", b"Dzien dobry\rx\x1c\x85y", b"nul\x00byte",
+             b"\xef\xbb\xbfGuten Tag", b"caf\xc3", b"last line without a newline"]
+    result = subprocess.run([sys.executable, "-m", "occi.cli", "corpora", "langid"], input=b"\n".join(lines),
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode("utf-8").split("\n")
+    assert out[-1] == "" and len(out) - 1 == len(lines), out
+    assert out[0].startswith("fr\t") and out[2] == "\t0.0000"
+    assert all(len(row.split("\t")) == 2 for row in out[:-1])
+
+
+def test_langid_command_with_the_heliport_backend():
+    lines = ["Danes je lep sončen dan, zato gremo s prijatelji na sprehod ob reki.",
+             "I dag skal vi gå en tur i skogen og spise matpakke ved vannet.", "Czesc\ufffd swiat"]
+    result = occi("corpora", "langid", "--backend", "heliport", stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(rows) == 3 and [code for code, _ in rows[:2]] == ["sl", "no"] and float(rows[0][1]) > 1.0
+
+
 # ---------------------------------------------------------------- kill, resume, ranks
 
 def _many_shards(folder: Path, shards: int = 24, docs_per_shard: int = 120) -> Path:

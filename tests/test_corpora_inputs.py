@@ -71,7 +71,7 @@ def test_bad_inputs_are_counted_under_their_own_reason(tmp_path):
     (tmp_path / "in" / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     whole = gzip.compress("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in good[2:6]).encode())
     (tmp_path / "in" / "truncated.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])
-    (tmp_path / "in" / "garbage.jsonl.gz").write_bytes(b"this is not gzip data at all")
+    (tmp_path / "in" / "garbage.jsonl.gz").write_bytes(b"\x1f\x8b this is not gzip data at all")
     (tmp_path / "in" / "notes.txt").write_bytes(b"unused: not a jsonl file")
     stats = _build(tmp_path, ["fr"], [{"name": "web", "kind": "jsonl", "path": "in/*"}])
     drops = stats["sources"]["web"]["drops"]
@@ -82,6 +82,7 @@ def test_bad_inputs_are_counted_under_their_own_reason(tmp_path):
     assert drops["read/missing_text_field"] == 2
     assert drops["read/truncated_file"] == 1
     assert drops["read/unreadable_file"] == 1
+    assert drops["read/unsupported_file"] == 1
     kept = set(_kept_ids(tmp_path, "fr"))
     assert {good[0]["id"], good[1]["id"]} <= kept
     assert kept & {d["id"] for d in good[2:6]}, "documents before the truncation are kept"
@@ -90,6 +91,82 @@ def test_bad_inputs_are_counted_under_their_own_reason(tmp_path):
     assert all("where" in e and e["where"] for e in stats["errors"])
     total = stats["sources"]["web"]
     assert total["documents_in"] == sum(total["drops"].values()) + total["documents_kept"]
+
+
+def test_a_zstd_file_cut_short_is_truncated_not_empty(tmp_path):
+    import zstandard
+
+    docs = sample_docs("fr")
+    data = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs).encode()
+    whole = zstandard.ZstdCompressor().compress(data)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cut.jsonl.zst").write_bytes(whole[: len(whole) * 3 // 10])
+    frames = b"".join(zstandard.ZstdCompressor().compress(data[i:i + 700]) for i in range(0, len(data), 700))
+    (tmp_path / "in" / "frames.jsonl.zst").write_bytes(frames)  # several frames, each complete
+    stats = _build(tmp_path, ["fr"], [{"name": "cut", "kind": "jsonl", "path": "in/cut.jsonl.zst"},
+                                      {"name": "frames", "kind": "jsonl", "path": "in/frames.jsonl.zst"}],
+                   dedup={"near": False, "exact": False})
+    assert stats["sources"]["cut"]["drops"].get("read/truncated_file") == 1
+    assert stats["sources"]["frames"]["documents_in"] == len(docs)
+    assert "read/truncated_file" not in stats["sources"]["frames"]["drops"]
+
+
+def test_more_formats_and_matched_files_no_reader_handles(tmp_path):
+    import bz2
+    import os
+
+    docs = sample_docs("fr")
+    data = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[:2]).encode()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl.bz2").write_bytes(bz2.compress(data))
+    (tmp_path / "in" / "b.ndjson").write_text(json.dumps(docs[2], ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "in" / "plain.jsonl.gz").write_text(json.dumps(docs[3], ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "in" / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps(docs[4], ensure_ascii=False).encode() + b"\n")
+    whole = bz2.compress(data)
+    (tmp_path / "in" / "cut.jsonl.bz2").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "in" / "table.csv").write_text("id,text\n1,Bonjour\n", encoding="utf-8")
+    os.symlink(tmp_path / "gone.jsonl", tmp_path / "in" / "link.jsonl")
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "bom.txt").write_bytes(b"\xef\xbb\xbf" + docs[5]["text"].encode())
+    stats = _build(tmp_path, ["fr"], [{"name": "web", "kind": "jsonl", "path": "in/*"},
+                                      {"name": "txt", "kind": "text", "path": "txt/*", "text_unit": "file"}],
+                   dedup={"near": False, "exact": False})
+    drops = stats["sources"]["web"]["drops"]
+    assert drops.get("read/unsupported_file") == 1, drops  # table.csv
+    assert drops.get("read/unreadable_file") == 1, drops  # the dangling link
+    assert drops.get("read/truncated_file") == 1, drops  # cut.jsonl.bz2
+    assert "read/malformed_json" not in drops, drops  # the byte-order mark is not part of the JSON
+    kept = set(_kept_ids(tmp_path, "fr"))
+    assert {d["id"] for d in docs[:5]} <= kept
+    table = pq.read_table(tmp_path / "run" / "corpora" / "fr" / "part-00000.parquet").to_pylist()
+    assert [r["text"] for r in table if r["source"] == "txt"] == [docs[5]["text"]]
+    where = {e["where"] for e in stats["errors"]}
+    assert str(tmp_path / "in" / "table.csv") in where and str(tmp_path / "in" / "link.jsonl") in where
+
+
+def test_a_glob_matching_only_unreadable_files_is_an_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("x\n", encoding="utf-8")
+    config = write_config(tmp_path, ["fr"], [{"name": "web", "kind": "jsonl", "path": "in/*"}])
+    result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "no jsonl files match 'in/*'" in result.stderr
+    assert "a.csv" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sources_that_contribute_nothing_are_warned_about(tmp_path):
+    write_jsonl(tmp_path / "fr.jsonl", sample_docs("fr")[:2])
+    write_jsonl(tmp_path / "de.jsonl", sample_docs("de")[:2])
+    write_jsonl(tmp_path / "other.jsonl", sample_docs("sv")[:2])
+    config = write_config(tmp_path, ["fr", "fi"], [{"name": "fr", "kind": "jsonl", "path": "fr.jsonl"},
+                                                   {"name": "de", "kind": "jsonl", "path": "de.jsonl", "language": "de"},
+                                                   {"name": "other", "kind": "jsonl", "path": "other.jsonl"}])
+    result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "occi: warning: source 'de' is declared in 'de', which is not a language of this run" in result.stderr
+    assert "occi: warning: source 'other' contributed no documents (2 read; most dropped as langid/" in result.stderr
+    assert "occi: warning: language 'fi' kept 0 documents" in result.stderr
+    stats = json.loads((tmp_path / "run" / "corpora" / "stats.json").read_text())
+    assert len(stats["warnings"]) == 2 and stats["languages"]["fr"]["documents_kept"] == 2
 
 
 def test_summary_reports_unreadable_input(tmp_path):

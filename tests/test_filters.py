@@ -1,6 +1,9 @@
 """Each filter, each drop reason, on text written for these tests."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from occi.corpora.config import LangIdConfig, NormalizeConfig, QualityConfig
@@ -95,6 +98,84 @@ def test_langid_sums_serbo_croatian_labels_for_croatian(identifier):
                    if label.removeprefix("__label__") in {"hr", "sh", "bs", "sr"})
     code, score, _ = identifier.predict(text)
     assert code == "hr" and score == pytest.approx(min(expected, 1.0))
+
+
+BENCH_TEXT = Path(__file__).resolve().parents[1] / "bench" / "corpora" / "langid_text"
+
+
+def _lines(name: str) -> list[str]:
+    return [line for line in (BENCH_TEXT / f"{name}.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_langid_group_sums_do_not_outvote_the_top_label(identifier):
+    """Slovenian lines where lid.176 puts `sl` first but hr+sr+sh+bs add up to more: Slovenian,
+    with the score of its own labels only (the sum used to make them Croatian)."""
+    for text in (_lines("sl")[0], _lines("sl")[2]):
+        ranked = identifier.backend.ranked(text)
+        assert ranked[0][0] == "sl"
+        assert sum(s for label, s in ranked if label in {"hr", "sh", "bs", "sr"}) > ranked[0][1]
+        code, score, top = identifier.predict(text)
+        assert (code, top) == ("sl", "sl") and score == pytest.approx(ranked[0][1])
+
+
+@pytest.mark.parametrize("name, expected", [("sl", "sl"), ("hr", "hr"), ("bs", "hr"), ("sr", "hr"), ("no", "no")])
+def test_langid_language_is_the_top_labels_and_the_group_gives_the_score(identifier, name, expected):
+    for text in _lines(name):
+        ranked = identifier.backend.ranked(text)
+        top_code = identifier.label_language.get(ranked[0][0])
+        if top_code is None:
+            continue
+        code, score, _ = identifier.predict(text)
+        group = identifier.members[code]
+        assert code == top_code and score == pytest.approx(min(1.0, sum(s for label, s in ranked if label in group)))
+
+
+@pytest.fixture(scope="module")
+def heliport_identifier():
+    from occi import languages
+
+    return LanguageIdentifier(None, list(languages.LANGUAGES), backend="heliport")
+
+
+@pytest.mark.parametrize("name, expected", [("sl", "sl"), ("hr", "hr"), ("bs", "hr"), ("no", "no"), ("sk", "sk"),
+                                            ("da", "da"), ("mt", "mt"), ("ga", "ga")])
+def test_heliport_backend_reads_the_confusable_languages(heliport_identifier, name, expected):
+    results = [heliport_identifier.predict(text) for text in _lines(name)]
+    assert [code for code, _, _ in results] == [expected] * len(results)
+    assert all(score > 0 for _, score, _ in results)
+
+
+def test_heliport_backend_through_the_filter_and_the_config(heliport_identifier, tmp_path):
+    d = doc(_lines("sl")[0], language=None)
+    assert LanguageFilter(heliport_identifier, ["sl", "hr"], {}).filter(d) is None
+    assert d.language == "sl" and d.metadata["lid_top_label"] == "slv" and d.language_score > 1.0
+    with pytest.raises(ValueError, match="heliport has its model built in"):
+        LangIdConfig(backend="heliport", model="lid.176.bin")
+    assert LangIdConfig(backend="heliport", thresholds={"sl": 2.5}).thresholds == {"sl": 2.5}
+    with pytest.raises(ValueError, match="thresholds.sl"):
+        LangIdConfig(thresholds={"sl": 2.5})
+
+
+def test_second_opinion_lets_heliport_name_the_confusable_languages():
+    from occi import languages
+
+    assert LangIdConfig().second_opinion is False  # opt-in: heliport's model costs 850 MB per worker
+    codes = list(languages.LANGUAGES)
+    plain = LanguageIdentifier(resolve_model(LangIdConfig()), codes)
+    second = LanguageIdentifier(resolve_model(LangIdConfig()), codes, second_opinion=True)
+    norwegian = _lines("no")
+    assert [plain.predict(t)[0] for t in norwegian].count("da") >= 1  # lid.176 reads some as Danish
+    for text in norwegian:
+        code, score, _ = second.predict(text)
+        ranked = plain.backend.ranked(text)
+        assert code == "no" and score == pytest.approx(min(1.0, sum(s for l, s in ranked if l in plain.members["no"])))
+    assert [second.predict(t)[0] for t in _lines("de")] == ["de"] * len(_lines("de"))  # not confusable: lid.176
+
+
+def test_langid_accepts_lone_surrogates(identifier):
+    text = json.loads('"Bonjour \\udcff tout le monde, comment allez-vous aujourd\'hui ?"')
+    code, score, _ = identifier.predict(text)
+    assert code == "fr" and score > 0.5
 
 
 # ---------------------------------------------------------------- Gopher quality

@@ -180,3 +180,44 @@ def test_html_page_in_headless_chromium_sorts_and_renders(board, tmp_path):
 
     pixels = matplotlib.image.imread(tmp_path / "shot.png")
     assert pixels.shape[0] > 100 and pixels.std() > 0.02, "the screenshot is blank"
+
+
+def _results(folder: Path, name: str, results: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"results_{name}.json"
+    path.write_text(json.dumps({"results": results, "model_name": name}))
+    return path
+
+
+def test_impossible_scores_and_unknown_metrics_are_named_not_ranked(tmp_path):
+    _results(tmp_path / "in", "huge", {"arc_de": {"acc_norm,none": 1e308}})
+    _results(tmp_path / "in", "negative", {"arc_de": {"acc_norm,none": -5}, "occi_bpb_de": {"bits_per_byte,none": -1}})
+    (tmp_path / "in" / "results_nan.json").write_text(
+        '{"model_name": "nan", "date": NaN, "n-shot": {"arc_fr": NaN}, "results": {"arc_de": {"acc_norm,none": NaN}, '
+        '"arc_fr": {"acc_norm,none": 0.4, "acc_norm_stderr,none": NaN}}}')
+    _results(tmp_path / "in", "f1only", {"arc_de": {"f1,none": 0.9}})
+    _results(tmp_path / "in", "unknown", {"my_task": {"acc,none": 0.9}})
+    _results(tmp_path / "in", "fine", {"arc_de": {"acc_norm,none": 0.5}})
+    result = occi("leaderboard", str(tmp_path / "in"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "leaderboard.json").read_text())  # strict JSON: no NaN
+    assert [m["model"] for m in summary["models"]] == ["fine", "nan"]
+    assert summary["models"][1]["overall"] == pytest.approx(0.4) and summary["models"][1]["overall_stderr"] is None
+    assert "results_huge.json: task arc_de: acc_norm 1e+308 is not a number between 0 and 1" in result.stderr
+    assert "results_negative.json: task arc_de: acc_norm -5" in result.stderr
+    assert "results_negative.json: task occi_bpb_de: bits_per_byte -1 is not at least 0" in result.stderr
+    assert "results_nan.json: task arc_de: acc_norm nan" in result.stderr
+    assert "results_f1only.json: task arc_de: no 'acc_norm' score (metrics: f1,none)" in result.stderr
+    assert "results_unknown.json: no task occi can place (tasks: my_task)" in result.stderr
+    json.loads((tmp_path / "out" / "leaderboard.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+
+
+def test_model_names_cannot_break_the_markdown_table(tmp_path):
+    _results(tmp_path / "in", "a", {"arc_de": {"acc_norm,none": 0.5}})
+    result = occi("leaderboard", f"evil | name\nnext={tmp_path / 'in'}", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "out" / "leaderboard.md").read_text()
+    board = text.split("\n\n")[0].splitlines()
+    assert board[2] == "| 1 | evil \\| name next | 0.500 | 0.500 |"
+    assert all(line.count("|") - line.count("\\|") == 5 for line in board)
+    assert "| evil \\| name next | de | arc |" in text

@@ -83,6 +83,9 @@ def test_no_config_string_can_inject_shell(tmp_path):
     config_dir.mkdir()
     config_path = config_dir / "run.yaml"
     config_path.write_text(yaml.safe_dump({"name": f"evil\n{hostile}", "languages": ["fr"], "corpora": "demo", "model": "tiny"}))
+    with pytest.raises(OcciError, match="cannot name a run folder"):  # a run name is a plain folder name
+        config_module.load(str(config_path))
+    config_path.write_text(yaml.safe_dump({"name": "evil", "languages": ["fr"], "corpora": "demo", "model": "tiny"}))
     cfg = config_module.load(str(config_path))
     profile = build(ClusterProfile, {
         "description": hostile, "cpu_partition": "debug", "gpu_partition": "debug", "gpu_request": "none",

@@ -34,8 +34,8 @@ from occi.corpora.normalize import Normalizer
 from occi.corpora.parquet import DROPPED_SCHEMA, KEPT_SCHEMA, OUTPUT_SCHEMA, Columns, PartWriter, StreamingTable
 from occi.corpora.langid import LanguageFilter, LanguageIdentifier, resolve_model
 from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
-from occi.corpora.sources import Shard, plan_shards, read_shard
-from occi.errors import OcciError
+from occi.corpora.sources import Shard, plan_shards, read_shard, sources_outside_run
+from occi.errors import OcciError, warn
 from occi.fsutil import atomic_dir, atomic_path, atomic_write_json, is_done, mark_done, remove_stale_temporaries
 from occi.machine import cores
 from occi.pipeline import StageResult
@@ -61,6 +61,9 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
     out = run.corpora
     if run.is_done("corpora"):
         return json.loads(run.corpora_stats.read_text(encoding="utf-8"))
+    for source in sources_outside_run(corpora, languages):
+        warn(f"source {source.name!r} is declared in {source.language!r}, which is not a language of this run "
+             f"({', '.join(languages)}): it is not read")
     from occi.preflight.manifest import Manifest
 
     shards = plan_shards(corpora, languages, Manifest.read(run))
@@ -123,7 +126,8 @@ class ShardProcessor:
 
     def __init__(self, job: Job):
         cfg = job.corpora
-        identifier = LanguageIdentifier(resolve_model(cfg.langid, cfg.base_dir), job.languages, cfg.langid.top_k)
+        identifier = LanguageIdentifier(resolve_model(cfg.langid, cfg.base_dir), job.languages, cfg.langid.top_k,
+                                        backend=cfg.langid.backend, second_opinion=cfg.langid.second_opinion)
         self.job = job
         self.filters: list[Filter] = [
             Normalizer(cfg.normalize),
@@ -253,7 +257,7 @@ def _deduplicate(job: Job, shards: list[Shard], out: Path, progress: bool) -> di
     original = np.arange(len(drop))
     for language in job.languages:
         rows = np.flatnonzero(keys["language"] == language)
-        if not len(rows):
+        if not len(rows) or not (dedup.exact or dedup.near):  # nothing to compare, or dedup is off
             continue
         exact = [keys["exact"][i] for i in rows] if dedup.exact else None
         bands = keys["bands"][rows] if dedup.near else None
@@ -268,6 +272,9 @@ def _deduplicate(job: Job, shards: list[Shard], out: Path, progress: bool) -> di
                   bytes_kept=int(keys["n_bytes"][i]), words_kept=int(keys["n_words"][i]))
     _write_outputs(job, shards, out, drop, original, keys["id"], progress)
     stats = corpus_stats.summarize(tally, errors, job.languages)
+    stats["warnings"] = corpus_stats.warnings(stats)
+    for message in stats["warnings"]:
+        warn(message)
     atomic_write_json(out / "stats.json", stats)
     corpus_stats.plot(stats, out / "kept_dropped.png")
     return stats

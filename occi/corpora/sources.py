@@ -10,9 +10,8 @@ truncated file becomes an `Unreadable` record with its reason, and reading goes 
 from __future__ import annotations
 
 import glob
-import gzip
-import io
 import json
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -20,13 +19,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from occi import languages
+from occi.corpora.compressed import COMPRESSED_SUFFIXES, open_binary
 from occi.corpora.config import CorporaConfig, SourceConfig
 from occi.corpora.document import Document, Unreadable
 from occi.errors import OcciError
 
 Record = Document | Unreadable
 
-_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst")
+_JSONL_SUFFIXES = tuple(name + compressed for name in (".jsonl", ".ndjson", ".json")
+                        for compressed in ("", *COMPRESSED_SUFFIXES))
+_BOM = b"\xef\xbb\xbf"
 _PARAGRAPH_BREAK = re.compile(rb"\n[ \t\r]*\n")
 
 
@@ -83,6 +85,11 @@ def expand_sources(cfg: CorporaConfig, run_languages: list[str]) -> list[SourceC
     return expanded
 
 
+def sources_outside_run(cfg: CorporaConfig, run_languages: list[str]) -> list[SourceConfig]:
+    """Sources declared in a language the run does not have: they are not read."""
+    return [s for s in expand_sources(cfg, run_languages) if s.language and s.language not in run_languages]
+
+
 def plan_shards(cfg: CorporaConfig, run_languages: list[str], manifest=None) -> list[Shard]:
     """Every shard of every source, in a fixed order. A hub source listed in the run's fetch
     manifest (occi/preflight/manifest.py) is planned from its fetched files, without the network,
@@ -134,6 +141,11 @@ def _fetched_files(source: SourceConfig, base_dir: str, manifest) -> list[dict] 
 def read_shard(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
     """The documents of one shard (at most its limit), and what could not be read."""
     readers = {"jsonl": _read_jsonl, "parquet": _read_parquet, "text": _read_text, "hub": _read_hub}
+    if not shard.num_hub_shards and shard.source.kind != "hub":
+        problem = _file_problem(shard.source, shard.location)
+        if problem:
+            yield Unreadable(problem[0], shard.source.name, shard.location, detail=problem[1])
+            return
     produced = 0
     for record in readers[shard.source.kind](shard, base_dir, max_doc_chars):
         yield record
@@ -149,16 +161,31 @@ def _resolve(base_dir: str, pattern: str) -> str:
 
 
 def _local_files(source: SourceConfig, base_dir: str) -> list[str]:
+    """Every file the glob matches, readable or not: a file no reader handles (or a dangling
+    link) becomes a shard that is counted as unsupported_file (unreadable_file), not skipped."""
     pattern = _resolve(base_dir, source.path or "")
-    files = sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-    if source.kind == "jsonl":
-        files = [f for f in files if f.endswith(_JSONL_SUFFIXES)]
-    if not files:
+    files = sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).is_file() or _dangling(p))
+    if not any(_file_problem(source, f) is None for f in files):
+        found = f"; {len(files)} matched but none can be read (first: {files[0]}: " \
+                f"{_file_problem(source, files[0])[1]})" if files else ""
         raise OcciError(
             f"source {source.name!r}: no {source.kind} files match {source.path!r} "
-            f"(looked for {pattern}); fix `path` in the corpus recipe"
+            f"(looked for {pattern}{found}); fix `path` in the corpus recipe"
         )
     return files
+
+
+def _dangling(path: str) -> bool:
+    return os.path.islink(path) and not os.path.exists(path)
+
+
+def _file_problem(source: SourceConfig, path: str) -> tuple[str, str] | None:
+    """(reason, detail) when a matched file cannot be read at all; None when it can."""
+    if _dangling(path):
+        return "unreadable_file", f"a link to {os.readlink(path)!r}, which does not exist"
+    if source.kind == "jsonl" and not path.endswith(_JSONL_SUFFIXES):
+        return "unsupported_file", "jsonl sources read " + ", ".join(_JSONL_SUFFIXES) + " files"
+    return None
 
 
 def _load_hub(source: SourceConfig, base_dir: str):
@@ -231,16 +258,6 @@ def _clean_id(value: Any) -> str:
     return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
 
 
-def _open_binary(path: str):
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if path.endswith(".zst"):
-        import zstandard
-
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
-    return open(path, "rb")
-
-
 _FILE_ERRORS = (OSError, EOFError, zlib.error)
 
 
@@ -265,9 +282,11 @@ def _read_jsonl(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Rec
     source, path = shard.source, shard.location
     line_number = 0
     try:
-        with _open_binary(path) as handle:
+        with open_binary(path) as handle:
             for line_number, raw in enumerate(handle, 1):
                 where = f"{path}:{line_number}"
+                if line_number == 1 and raw.startswith(_BOM):  # a byte-order mark is not part of the text
+                    raw = raw[len(_BOM):]
                 if not raw.strip():
                     continue
                 if len(raw) > 4 * max_doc_chars + 64:  # cannot hold a short enough text
@@ -318,11 +337,13 @@ def _read_parquet(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[R
 def _read_text(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
     source, path = shard.source, shard.location
     try:
-        with _open_binary(path) as handle:
+        with open_binary(path) as handle:
             data = handle.read()
     except (*_FILE_ERRORS, *_zstd_errors()) as err:
         yield Unreadable(_file_error(err), source.name, path, detail=str(err))
         return
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
     pieces = [data] if source.text_unit == "file" else _PARAGRAPH_BREAK.split(data)
     metadata = {"language_declared": source.language} if source.language else {}
     for number, piece in enumerate(pieces):

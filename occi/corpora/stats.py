@@ -62,6 +62,27 @@ def summarize(tally: Tally, errors: list[dict], languages: list[str]) -> dict:
     }
 
 
+def warnings(stats: dict) -> list[str]:
+    """What a user should look at: a run language or a source that kept no document at all."""
+    found = []
+    if not stats["totals"]["documents_kept"]:
+        found.append(f"corpora kept 0 documents of {stats['totals']['documents_in']:,} read; "
+                     "the later stages have nothing to work on (see drops in stats.json)")
+    for code, entry in stats["languages"].items():
+        if not entry["documents_kept"] and stats["totals"]["documents_kept"]:
+            found.append(f"language {code!r} kept 0 documents{_why(entry)}")
+    for source, entry in stats["sources"].items():
+        if not entry["documents_kept"]:
+            found.append(f"source {source!r} contributed no documents{_why(entry)}")
+    return found
+
+
+def _why(entry: dict) -> str:
+    top = max(entry["drops"].items(), key=lambda kv: kv[1], default=None)
+    read = f" ({entry['documents_in']:,} read"
+    return read + (f"; most dropped as {top[0]}: {top[1]:,})" if top else ")")
+
+
 def format_table(stats: dict) -> str:
     """The summary printed at the end of a build."""
     header = f"{'lang':<5} {'docs in':>8} {'kept':>7} {'kept %':>7} {'MB kept':>8} {'words kept':>11} {'dup %':>6}  top drop"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from occi import languages
+from occi import languages, ranges
 
 
 @dataclass
@@ -20,12 +20,7 @@ class DataConfig:
     """Threads each process's SentencePiece encodes new words on; 0 means cores / workers."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha: expected a number between 0 and 1, got {self.alpha}")
-        for code, weight in self.weights.items():
+        for code in self.weights:
             languages.get(code)
-            if weight < 0:
-                raise ValueError(f"weights.{code}: expected a weight of 0 or more, got {weight}")
-        for name in ("workers", "threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected 0 (the default) or more, got {getattr(self, name)}")
+        ranges.check(self, {"alpha": ranges.SHARE, "weights": ranges.at_least(0), "workers": ranges.at_least(0),
+                            "threads": ranges.at_least(0)})

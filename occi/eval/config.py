@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from occi import ranges
+
 
 @dataclass
 class EvalConfig:
@@ -27,16 +29,12 @@ class EvalConfig:
         for suite in self.suites:
             if suite not in SUITES:
                 raise ValueError(f"suites: unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: expected at least 1, got {self.batch_size}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype: expected auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit: expected at least 1 example per task, or null for all, got {self.limit}")
-        if self.heldout_max_docs < 1:
-            raise ValueError(f"heldout_max_docs: expected at least 1, got {self.heldout_max_docs}")
+        ranges.check(self, {"batch_size": ranges.at_least(1), "limit": ranges.at_least(1),
+                            "heldout_max_docs": ranges.at_least(1), "num_fewshot": ranges.at_least(0)})
         from occi.languages import BENCHMARKS
 
         for family, shots in self.num_fewshot.items():

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-from occi import languages
+from occi import languages, ranges
 from occi.fsutil import atomic_write_text
 
 LOWER_IS_BETTER = {"bpb"}
+METRIC_RANGES = {"acc": ranges.SHARE, "acc_norm": ranges.SHARE, "mc2": ranges.SHARE,
+                 "bits_per_byte": ranges.at_least(0)}
+"""The values a metric can take; a value outside (1e308, -5, NaN) is a broken file, not a score."""
 
 AGGREGATION = ("A language's average is the unweighted mean of the model's accuracy-type benchmarks in that "
                "language (bits per byte is shown but not averaged: lower is better and its scale differs); "
@@ -79,22 +82,40 @@ def read(specs: list[str]) -> Board:
 
 
 def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
-    date = data.get("date") if isinstance(data.get("date"), (int, float)) else 0.0
+    """The file's cells; every task occi knows but cannot use, and a file that gives nothing,
+    become a line in `board.problems`."""
+    date = data.get("date") if data.get("date") in ranges.Range() else 0.0  # finite numbers only
     shots = data.get("n-shot") if isinstance(data.get("n-shot"), dict) else {}
+    used = 0
     for task, scores in data["results"].items():
         if task not in index or not isinstance(scores, dict):
             continue
         code, family, metric = index[task]
         value = scores.get(f"{metric},none")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if value is None:
+            have = ", ".join(str(k) for k in scores if str(k).endswith(",none") and "stderr" not in str(k)) or "none"
+            board.problems.append(f"{path}: task {task}: no {metric!r} score (metrics: {have}); task ignored")
             continue
+        if value not in METRIC_RANGES.get(metric, ranges.Range()):
+            expected = METRIC_RANGES.get(metric, ranges.Range()).describe()
+            board.problems.append(f"{path}: task {task}: {metric} {value!r} is not {expected}; task ignored")
+            continue
+        used += 1
         key = (model, code, family)
         if key in board.cells and board.cells[key]["date"] > date:
             continue  # the same model and task evaluated twice: the newer run counts
         stderr = scores.get(f"{metric}_stderr,none")
         board.cells[key] = {
-            "value": float(value), "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
-            "metric": metric, "task": task, "shots": shots.get(task), "date": date, "file": str(path)}
+            "value": float(value), "stderr": float(stderr) if stderr in ranges.at_least(0) else None,
+            "metric": metric, "task": task, "shots": _shots(shots.get(task)), "date": date, "file": str(path)}
+    if not used and not any(p.startswith(f"{path}: ") for p in board.problems):
+        tasks = ", ".join(sorted(str(t) for t in data["results"])[:5]) or "none"
+        board.problems.append(f"{path}: no task occi can place (tasks: {tasks}); file ignored")
+
+
+def _shots(value) -> int | None:
+    """A few-shot count as the file gives it, when it is one (a whole number, 0 or more)."""
+    return int(value) if value in ranges.at_least(0) and float(value).is_integer() else None
 
 
 def model_name(data: dict, path: Path) -> str:
@@ -155,18 +176,23 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _md(text: str) -> str:
+    """Text as one Markdown table cell: no line breaks, pipes escaped."""
+    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
+
+
 def markdown(summary: dict) -> str:
     codes = summary["languages"]
     lines = ["| rank | model | overall | " + " | ".join(codes) + " |", "|" + "---|" * (3 + len(codes))]
     for row in summary["models"]:
-        lines.append(f"| {row['rank'] or '–'} | {row['model']} | {_fmt(row['overall'])} | "
+        lines.append(f"| {row['rank'] or '–'} | {_md(row['model'])} | {_fmt(row['overall'])} | "
                      + " | ".join(_fmt(row["languages"][c]) for c in codes) + " |")
     lines += ["", "Per benchmark (value ± standard error; shots: few-shot examples, when the file says):", "",
               "| model | language | benchmark | metric | shots | value |", "|---|---|---|---|---|---|"]
     for cell in summary["cells"]:
         err = f" ± {cell['stderr']:.3f}" if cell["stderr"] is not None else ""
         shots = "–" if cell["shots"] is None else cell["shots"]
-        lines.append(f"| {cell['model']} | {cell['language']} | {cell['benchmark']} | {cell['metric']} | {shots} "
+        lines.append(f"| {_md(cell['model'])} | {cell['language']} | {cell['benchmark']} | {cell['metric']} | {shots} "
                      f"| {cell['value']:.4f}{err} |")
     lines += ["", f"Aggregation: {summary['aggregation']}"]
     return "\n".join(lines)
@@ -249,6 +275,7 @@ def write(summary: dict, out: Path) -> None:
     out = Path(out)
     atomic_write_text(out / "leaderboard.md", markdown(summary) + "\n")
     atomic_write_text(out / "leaderboard.csv", csv_text(summary))
-    atomic_write_text(out / "leaderboard.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "leaderboard.json", json.dumps(summary, indent=2, ensure_ascii=False,
+                                                                     allow_nan=False) + "\n")
     atomic_write_text(out / "leaderboard.html", html_page(summary))
     heatmap(summary, out / "leaderboard.png")

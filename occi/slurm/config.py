@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from occi import ranges
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SBATCH_FLAG = re.compile(r"^--[a-z][a-z0-9-]*(=[^\s\n]+)?$")
 _CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
@@ -99,11 +101,9 @@ class ClusterProfile:
                 raise ValueError(f"rank_cpus: {text!r} is not a CPU list such as 0-7 or 1,3,5-7")
         if self.rank_cpus and len(self.rank_cpus) != self.gpus_per_node:
             raise ValueError(f"rank_cpus: {len(self.rank_cpus)} entries for {self.gpus_per_node} GPUs per node")
-        if self.threads_per_core is not None and self.threads_per_core < 1:
-            raise ValueError(f"threads_per_core: expected at least 1, got {self.threads_per_core}")
-        for name in ("gpus_per_node", "cpus_per_gpu", "cpus_per_cpu_job", "max_array_size", "array_throttle"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)}")
+        ranges.check(self, {**{name: ranges.at_least(1) for name in ("gpus_per_node", "cpus_per_gpu", "cpus_per_cpu_job",
+                                                                     "max_array_size", "array_throttle")},
+                            "signal_seconds": ranges.at_least(0), "threads_per_core": ranges.at_least(1)})
 
 
 def _seconds(limit: str, what: str) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from occi import ranges
+
 
 @dataclass
 class TokenizerConfig:
@@ -38,11 +40,7 @@ class TokenizerConfig:
     """Training threads; 0 means one per core."""
 
     def __post_init__(self) -> None:
-        if self.vocab_size < 8:
-            raise ValueError(f"vocab_size: expected at least 8, got {self.vocab_size}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha: expected a number between 0 and 1, got {self.alpha}")
-        if not 0.9 <= self.character_coverage <= 1.0:
-            raise ValueError(f"character_coverage: expected 0.9 to 1.0, got {self.character_coverage}")
-        if self.char_budget < 1000:
-            raise ValueError(f"char_budget: expected at least 1000 characters, got {self.char_budget}")
+        ranges.check(self, {"vocab_size": ranges.at_least(8), "alpha": ranges.SHARE,
+                            "character_coverage": ranges.between(0.9, 1.0), "char_budget": ranges.at_least(1000),
+                            "reserved_tokens": ranges.at_least(0), "input_sentence_size": ranges.at_least(1),
+                            "max_sentence_length": ranges.at_least(1), "threads": ranges.at_least(0)})

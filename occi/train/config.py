@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from occi import ranges
+
 
 @dataclass
 class ModelConfig:
@@ -31,6 +33,11 @@ class ModelConfig:
     """The embedding is padded to a multiple of this (the same for every tensor-parallel size)."""
 
     def __post_init__(self) -> None:
+        one = ranges.at_least(1)
+        ranges.check(self, {"num_layers": one, "hidden_size": one, "ffn_hidden_size": one, "num_attention_heads": one,
+                            "num_query_groups": one, "seq_length": one, "rotary_base": one,
+                            "norm_epsilon": ranges.POSITIVE, "init_method_std": ranges.POSITIVE,
+                            "make_vocab_size_divisible_by": one})
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
         if self.num_attention_heads % self.num_query_groups:
@@ -104,9 +111,16 @@ class TrainConfig:
     """Stop (with a checkpoint) after this many steps in this launch: tests, chained jobs."""
 
     def __post_init__(self) -> None:
-        for name in ("tensor_parallel", "pipeline_parallel", "data_parallel", "micro_batch_size", "steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)}")
+        one = ranges.at_least(1)
+        ranges.check(self, {
+            "tensor_parallel": one, "pipeline_parallel": one, "data_parallel": one, "micro_batch_size": one,
+            "global_batch_size": one, "steps": one, "lr": ranges.POSITIVE, "min_lr": ranges.at_least(0),
+            "warmup_steps": ranges.at_least(0), "wsd_decay_fraction": ranges.SHARE, "weight_decay": ranges.at_least(0),
+            "adam_beta1": ranges.Range(0, 1, high_open=True), "adam_beta2": ranges.Range(0, 1, high_open=True),
+            "adam_eps": ranges.POSITIVE, "clip_grad": ranges.at_least(0), "log_interval": one, "eval_interval": one,
+            "eval_samples": one, "save_interval": one, "keep_last": one, "peak_tflops": ranges.POSITIVE,
+            "stop_after_steps": one,
+        })
         if self.global_batch_size % (self.micro_batch_size * self.data_parallel):
             raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of "
                              f"micro_batch_size x data_parallel ({self.micro_batch_size * self.data_parallel})")

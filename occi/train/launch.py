@@ -2,8 +2,9 @@
 
 Inside an existing launch (torchrun sets RANK/WORLD_SIZE; srun sets SLURM_PROCID/SLURM_NTASKS)
 this process is one rank and trains directly. Otherwise it starts torchrun for the configured
-tensor x pipeline x data parallel processes on this machine, forwards SIGTERM/SIGUSR1 to it
-(torchrun passes SIGTERM on to the ranks, which checkpoint and stop), and reports the outcome.
+tensor x pipeline x data parallel processes on this machine; SIGTERM/SIGUSR1 to it become a stop
+request the ranks see at the end of their step (occi/train/stop.py says why not through
+torchrun); a second signal is passed on to torchrun.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from occi.machine import cores
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
-from occi.train import checkpoints
+from occi.train import checkpoints, stop
 
 
 def _slurm_rank_environment() -> dict[str, str]:
@@ -56,6 +57,8 @@ def train(cfg: RunConfig, run: RunDir) -> dict:
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ or "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         if "RANK" not in os.environ:
             os.environ.update(_slurm_rank_environment())
+        if os.environ["RANK"] == "0":
+            stop.clear(run_dir)  # a request left by an earlier local launch is not for this one
         from occi.train import trainer
 
         code = trainer.main(str(run.config_file), str(run_dir))
@@ -97,19 +100,29 @@ def _run_torchrun(cfg: RunConfig, run: RunDir) -> int:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={cfg.train.world_size}", "-m", "occi.train.trainer", str(run.config_file), str(run.root)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, cores() // cfg.train.world_size)))}
-    process = subprocess.Popen(command, env=env)
-    stop_requested = False
+    stop.clear(run.root)
+    process: subprocess.Popen | None = None
+    signals = 0
 
-    def forward(signum, frame):
-        nonlocal stop_requested
-        stop_requested = True
-        process.send_signal(signal.SIGTERM)  # torchrun hands SIGTERM on to every rank
+    def on_signal(signum, frame):
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            stop.request(run.root, signum)  # the ranks see it at the end of their current step
+            print(f"train: {signal.Signals(signum).name} received: the ranks checkpoint at the end of this step "
+                  "and stop (signal again to end torchrun)", flush=True)
+        elif process is not None:
+            process.send_signal(signal.SIGTERM)  # torchrun passes SIGTERM on to every rank
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in stop.SIGNALS}  # before the ranks exist
     try:
+        print(f"train: starting {cfg.train.world_size} rank(s) with torchrun; SIGUSR1 or SIGTERM: checkpoint "
+              "and stop", flush=True)
+        process = subprocess.Popen(command, env=env)
         code = process.wait()
-        # torchrun itself exits non-zero after a forwarded signal even when every rank stopped cleanly
-        return 0 if stop_requested and not run.train_error.exists() else code
+        # after a second signal torchrun exits non-zero even when every rank stopped cleanly
+        return 0 if signals > 1 and code != 0 and not run.train_error.exists() else code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        stop.clear(run.root)

@@ -5,13 +5,12 @@ megatron optimizer and its LR scheduler, the pipeline schedules, BlendedMegatron
 and dist_checkpointing. This module wires them together, and adds what a run needs around
 them: deterministic data order (a step's samples depend only on the step, so a resumed run sees
 exactly the data an uninterrupted one would), per-language validation, logs, checkpoints, and a
-clean stop on SIGTERM/SIGUSR1.
+clean stop on SIGTERM/SIGUSR1 (occi/train/stop.py).
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -24,27 +23,10 @@ from occi.train import checkpoints
 from occi.train.config import TrainConfig
 from occi.train.logs import TrainLog
 from occi.train.model import build_model, flops_per_token
+from occi.train.stop import StopRequest
 
 KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "MI250X": 191.5, "GH200": 989.0}
 """Dense bf16 TFLOP/s per device (MI250X: per GCD), for the MFU estimate."""
-
-
-class _StopRequest:
-    """Remembers SIGTERM/SIGUSR1 (SLURM's warning before the time limit) until a step ends."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._remember)
-
-    def _remember(self, signum, frame) -> None:
-        self.signal = signum
-
-    def agreed(self) -> bool:
-        """True on every rank as soon as any rank received a signal."""
-        flag = torch.tensor([1.0 if self.signal else 0.0], device=_device())
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
 
 
 def _device() -> torch.device:
@@ -192,9 +174,9 @@ class Trainer:
 
     # -------------------------------------------------------------------- the run
 
-    def run(self) -> str:
+    def run(self, stop: StopRequest | None = None) -> str:
         """Trains to the configured steps (resuming if possible); returns why it stopped."""
-        stop = _StopRequest()
+        stop = stop or StopRequest(self.run_dir)
         self.step = checkpoints.load_latest(self)
         if self.step:
             self.log.message(f"resumed from step {self.step}")
@@ -208,12 +190,12 @@ class Trainer:
             if self.step % self.train.eval_interval == 0 or self.step == self.train.steps:
                 self.log.validation(self.step, self.validate())
             final = self.step == self.train.steps
-            stopping = stop.agreed()
+            stopping = stop.agreed(_device())
             limit = self.train.stop_after_steps is not None and launch_steps >= self.train.stop_after_steps
             if final or stopping or limit or self.step % self.train.save_interval == 0:
                 checkpoints.save(self)
             if stopping:
-                self.log.message(f"signal {signal.Signals(stop.signal or signal.SIGTERM).name} received: "
+                self.log.message(f"signal {stop.name} received: "
                                  f"checkpoint saved at step {self.step}, stopping")
                 return "signal"
             if limit and not final:
@@ -287,6 +269,7 @@ def main(config_path: str, run_dir: str) -> int:
 
     from occi.errors import OcciError
 
+    stop = StopRequest(Path(run_dir))  # first: a signal while starting up is kept, not fatal
     from occi.train.affinity import pin_this_rank
 
     cfg = config_module.load(config_path)
@@ -295,7 +278,7 @@ def main(config_path: str, run_dir: str) -> int:
         print(f"rank {os.environ.get('RANK', '0')}: {pinned}", flush=True)
     setup_distributed(cfg.train, cfg.seed)
     try:
-        Trainer(cfg, Path(run_dir)).run()
+        Trainer(cfg, Path(run_dir)).run(stop)
         checkpoints.finish_pending()
     except OcciError as err:
         if dist.get_rank() == 0:

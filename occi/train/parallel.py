@@ -1,0 +1,46 @@
+"""The divisibility rules megatron-core puts on a model shape and a parallel layout, checked when
+the config is loaded (not minutes later, in a traceback from inside the first training step).
+
+Each rule is the one megatron-core enforces (TransformerConfig, the tensor-parallel linear
+layers, the pipeline's layer split, the batch schedule); occi pads the vocabulary to a multiple
+of both make_vocab_size_divisible_by and the tensor-parallel size (occi/train/model.py), so that
+rule holds by construction and is checked here only as a guard.
+"""
+from __future__ import annotations
+
+from occi.train.config import ModelConfig, TrainConfig
+
+
+def layout_problems(model: ModelConfig, train: TrainConfig, vocab_size: int | None = None) -> list[str]:
+    """Every rule the model shape and parallel layout break, one sentence each."""
+    tp, pp, dp = train.tensor_parallel, train.pipeline_parallel, train.data_parallel
+    rules = [
+        (model.num_attention_heads, tp, "model.num_attention_heads", "train.tensor_parallel",
+         "each tensor-parallel rank holds whole attention heads"),
+        (model.num_query_groups, tp, "model.num_query_groups", "train.tensor_parallel",
+         "each tensor-parallel rank holds whole key/value heads"),
+        (model.ffn_hidden_size, tp, "model.ffn_hidden_size", "train.tensor_parallel",
+         "the MLP is split evenly over tensor-parallel ranks"),
+        (model.num_layers, pp, "model.num_layers", "train.pipeline_parallel",
+         "each pipeline stage holds the same number of layers"),
+        (train.global_batch_size, train.micro_batch_size * dp, "train.global_batch_size",
+         "train.micro_batch_size x train.data_parallel",
+         "global batch = micro batch x data parallel x gradient-accumulation steps"),
+    ]
+    if vocab_size is not None:
+        from occi.train.model import padded_vocab_size
+
+        rules.append((padded_vocab_size(vocab_size, model, tp), tp, "the padded vocabulary",
+                      "train.tensor_parallel", "the embedding is split evenly over tensor-parallel ranks"))
+    problems = []
+    for value, divisor, name, divisor_name, why in rules:
+        if value % divisor:
+            problems.append(f"{name} ({value}) is not a multiple of {divisor_name} ({divisor}): {why}")
+    return problems
+
+
+def check_layout(model: ModelConfig, train: TrainConfig, vocab_size: int | None = None) -> None:
+    """Raises ValueError naming every rule the layout breaks (one line)."""
+    problems = layout_problems(model, train, vocab_size)
+    if problems:
+        raise ValueError("; ".join(problems) + "; change the model shape or the parallel sizes")
