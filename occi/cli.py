@@ -187,6 +187,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from occi.train import export
 
     cfg = config.load(args.config)
+    if args.format == "gguf":  # llama.cpp / Ollama files from the transformers export
+        from occi.gguf.export import export_gguf
+
+        for path in export_gguf(cfg, _run_dir(args, cfg), args.quant):
+            print(f"export: {path} ({path.stat().st_size / 1e6:,.1f} MB) + {path.with_suffix('.Modelfile').name}")
+        return 0
+    if args.quant:
+        raise OcciError("--quant applies to --format gguf only")
     out = export.export(cfg, _run_dir(args, cfg))
     print(f"export: transformers model written to {out}")
     return 0
@@ -252,6 +260,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="latest checkpoint -> transformers LlamaForCausalLM in <run>/hf")
     _add_run_dir(export)
+    export.add_argument("--format", choices=["hf", "gguf"], default="hf",
+                        help="hf: <run>/hf from the checkpoint; gguf: <run>/gguf from <run>/hf, for llama.cpp and Ollama")
+    export.add_argument("--quant", action="append", metavar="TYPE",
+                        help="GGUF type(s), repeatable or comma-separated: f16 (default), bf16, q8_0, q4_0, q4_k_m, ...")
     export.set_defaults(func=cmd_export)
 
     evaluate_model = commands.add_parser("eval", help="per-language lm-eval benchmarks of the run's model (or any)")

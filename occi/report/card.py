@@ -137,6 +137,13 @@ def _evaluation(cfg: RunConfig, run_dir: Path) -> tuple[str, list]:
     return evaluation_section(cfg, run_dir, model_name(cfg))
 
 
+def _gguf(cfg: RunConfig, run_dir: Path) -> list[str]:
+    from occi.report.gguf_section import gguf_section
+
+    text = gguf_section(cfg, run_dir, cfg.languages)
+    return ["## Run it locally (GGUF: llama.cpp, Ollama)", text] if text else []
+
+
 def _usage(cfg: RunConfig, repo_id: str | None) -> str:
     where = repo_id or "path/to/hf"
     sample = {"de": "Die Hauptstadt von Frankreich ist", "fr": "La capitale de l'Allemagne est"}
@@ -208,6 +215,7 @@ def card_text(cfg: RunConfig, run_dir: Path, out_dir: Path, repo_id: str | None 
         "## Tokenizer", _tokenizer(cfg, run_dir),
         "## Training", _training(cfg, run_dir, out_dir),
         "## Evaluation", evaluation,
+        *_gguf(cfg, run_dir),
         "## Compute", _compute(cfg, run_dir),
         "## How to use", _usage(cfg, repo_id),
         "## Citation", _citation(cfg),
