@@ -59,11 +59,7 @@ def export_like_occi(run_dir: Path, config: Path) -> Path:
     special = _special_ids(tokenizer_dir)
     torch.manual_seed(0)
     vocab = (json.loads((tokenizer_dir / "report.json").read_text())["tokenizers"].popitem()[1]["vocab_size"] + 127) // 128 * 128
-    model = LlamaForCausalLM(llama_config(cfg.model, vocab, special, torch.float32))
-    with torch.no_grad():  # larger than the initialiser's: logits that differ visibly between tokens
-        for param in model.parameters():
-            if param.dim() == 2:
-                param.normal_(0.0, 0.08)
+    model = LlamaForCausalLM(llama_config(cfg.model, vocab, special, torch.float32))  # weights ~ N(0, 0.02)
     hf = run_dir / "hf"
     model.save_pretrained(hf, safe_serialization=True)
     GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special.get("pad"),
@@ -215,7 +211,10 @@ def test_llama_cpp_gives_transformers_logits_greedy_tokens_and_token_ids(demo):
     prompt = tokenizer(demo_texts("fr")[0])["input_ids"][:40]
     expected = hf_logits(hf, prompt)
     actual = lm.logits(prompt)
-    assert np.abs(actual - expected).max() < 1e-3, np.abs(actual - expected).max()
+    assert np.abs(actual - expected).max() < 1e-3, np.abs(actual - expected).max()  # seen: 3e-4
+    # the f32 file with an f32 cache: the conversion itself is exact
+    exact = LlamaCppLM(str(run_dir / "gguf" / "occi-gguftest-f32.gguf"), f32_cache=True).logits(prompt)
+    assert np.abs(exact - expected).max() < 1e-4, np.abs(exact - expected).max()  # seen: 2e-6
     # the same greedy continuation
     import torch
     from transformers import AutoModelForCausalLM
@@ -229,15 +228,16 @@ def test_llama_cpp_gives_transformers_logits_greedy_tokens_and_token_ids(demo):
 
 @needs_llama_cpp
 def test_q8_0_logits_stay_within_the_stated_tolerance(demo):
-    """q8_0 keeps 8 bits per weight with a scale per 32: on this model its logits stay within
-    0.05 of the f32 model's (logits here spread over about +-3) and rank the same top token."""
+    """q8_0 keeps 8 bits per weight with a scale per 32 weights: on this model (logits with a
+    standard deviation of about 0.16) they stay within 0.02 of transformers' (seen: 0.009) and
+    pick the same top token at 90 % of positions or more (seen: 97 %)."""
     from occi.eval.llamacpp import LlamaCppLM
 
     _, run_dir = demo
     prompt = LlamaCppLM(str(run_dir / "gguf" / "occi-gguftest-f16.gguf")).tok_encode(demo_texts("de")[0])[:40]
     expected = hf_logits(run_dir / "hf", prompt)
     actual = LlamaCppLM(str(run_dir / "gguf" / "occi-gguftest-q8_0.gguf")).logits(prompt)
-    assert np.abs(actual - expected).max() < 0.05, np.abs(actual - expected).max()
+    assert np.abs(actual - expected).max() < 0.02, np.abs(actual - expected).max()
     assert (actual.argmax(-1) == expected.argmax(-1)).mean() > 0.9
 
 
@@ -307,7 +307,7 @@ def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_
     config = write_config(tmp_path, ["de", "fr"])
     run_dir = tmp_path / "run"
     shutil.copytree(hf, run_dir / "hf")
-    result = occi("export", str(config), "--run-dir", str(run_dir), "--format", "gguf", "--quant", "f16")
+    result = occi("export", str(config), "--run-dir", str(run_dir), "--format", "gguf", "--quant", "f16,f32")
     assert result.returncode == 0, result.stderr[-3000:]
     path = run_dir / "gguf" / "occi-gguftest-f16.gguf"
     reader = gguf.GGUFReader(str(path))
@@ -339,8 +339,11 @@ def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_
         text = demo_texts(code)[0]
         assert lm.tok_encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"], code
     prompt = tokenizer(demo_texts("pl")[0], add_special_tokens=False)["input_ids"][:48]
-    expected, actual = hf_logits(hf, prompt), lm.logits(prompt)
-    assert np.abs(actual - expected).max() < 1e-3, np.abs(actual - expected).max()
+    expected = hf_logits(hf, prompt)
+    # every tensor in llama.cpp's layout for this architecture: the f32 file gives transformers' logits
+    exact = LlamaCppLM(str(run_dir / "gguf" / "occi-gguftest-f32.gguf"), f32_cache=True).logits(prompt)
+    assert np.abs(exact - expected).max() < 1e-4, np.abs(exact - expected).max()
+    assert (lm.logits(prompt).argmax(-1) == expected.argmax(-1)).mean() > 0.9
 
 
 # ---------------------------------------------------------------- evaluation, leaderboard, card

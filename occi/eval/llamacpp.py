@@ -27,8 +27,11 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def load_llama(path: str, n_ctx: int = 0, threads: int | None = None, gpu_layers: int = 0):
-    """llama_cpp.Llama with logits for every position, quiet, at the model's own context length."""
+def load_llama(path: str, n_ctx: int = 0, threads: int | None = None, gpu_layers: int = 0, f32_cache: bool = False):
+    """llama_cpp.Llama with logits for every position, quiet, at the model's own context length.
+
+    `f32_cache`: keys and values cached in f32 instead of llama.cpp's default f16 (then an f32
+    file gives transformers' fp32 logits to about 1e-6: used to check the conversion itself)."""
     from llama_cpp import Llama
 
     from occi.machine import cores
@@ -40,8 +43,9 @@ def load_llama(path: str, n_ctx: int = 0, threads: int | None = None, gpu_layers
         reader = gguf.GGUFReader(path)
         arch = reader.fields["general.architecture"].contents()
         probe_ctx = int(reader.fields[f"{arch}.context_length"].contents())
+    cache = {"type_k": 0, "type_v": 0} if f32_cache else {}  # 0: GGML_TYPE_F32
     return Llama(model_path=path, n_ctx=probe_ctx, n_batch=min(probe_ctx, 2048), logits_all=True,
-                 n_threads=threads or cores(), n_gpu_layers=gpu_layers, verbose=False), probe_ctx
+                 n_threads=threads or cores(), n_gpu_layers=gpu_layers, verbose=False, **cache), probe_ctx
 
 
 @register_model("occi-llamacpp")
@@ -50,10 +54,11 @@ class LlamaCppLM(TemplateLM):
 
     backend = "causal"
 
-    def __init__(self, path: str, n_ctx: int = 0, threads: int | None = None, gpu_layers: int = 0, **_ignored):
+    def __init__(self, path: str, n_ctx: int = 0, threads: int | None = None, gpu_layers: int = 0,
+                 f32_cache: bool = False, **_ignored):
         super().__init__()
         self.path = path
-        self.llm, self.max_length = load_llama(path, int(n_ctx), threads, int(gpu_layers))
+        self.llm, self.max_length = load_llama(path, int(n_ctx), threads, int(gpu_layers), bool(f32_cache))
         self._bos, self._eos = self.llm.token_bos(), self.llm.token_eos()
 
     @property
