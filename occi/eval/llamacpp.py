@@ -14,6 +14,8 @@ after `import occi.eval.llamacpp`).
 """
 from __future__ import annotations
 
+import atexit
+
 import numpy as np
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
@@ -44,8 +46,11 @@ def load_llama(path: str, n_ctx: int = 0, threads: int | None = None, gpu_layers
         arch = reader.fields["general.architecture"].contents()
         probe_ctx = int(reader.fields[f"{arch}.context_length"].contents())
     cache = {"type_k": 0, "type_v": 0} if f32_cache else {}  # 0: GGML_TYPE_F32
-    return Llama(model_path=path, n_ctx=probe_ctx, n_batch=min(probe_ctx, 2048), logits_all=True,
-                 n_threads=threads or cores(), n_gpu_layers=gpu_layers, verbose=False, **cache), probe_ctx
+    llm = Llama(model_path=path, n_ctx=probe_ctx, n_batch=min(probe_ctx, 2048), logits_all=True,
+                n_threads=threads or cores(), n_gpu_layers=gpu_layers, verbose=False, **cache)
+    # freed before the interpreter tears its modules down (else llama-cpp-python's finaliser prints a traceback)
+    atexit.register(llm.close)
+    return llm, probe_ctx
 
 
 @register_model("occi-llamacpp")
@@ -59,7 +64,11 @@ class LlamaCppLM(TemplateLM):
         super().__init__()
         self.path = path
         self.llm, self.max_length = load_llama(path, int(n_ctx), threads, int(gpu_layers), bool(f32_cache))
-        self._bos, self._eos = self.llm.token_bos(), self.llm.token_eos()
+        # llama.cpp makes up a BOS/EOS id (11 for BPE vocabularies) when the file names none: only
+        # the file's own ids count, as only the tokenizer's own count in lm-eval's HF model
+        meta = self.llm.metadata
+        self._bos = int(meta.get("tokenizer.ggml.bos_token_id", -1))
+        self._eos = int(meta.get("tokenizer.ggml.eos_token_id", self.llm.token_eos()))
 
     @property
     def eot_token_id(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from occi.fsutil import atomic_path, atomic_write_json
 from occi.gguf import quant as quant_module
 from occi.gguf.modelfile import write_modelfile
 from occi.gguf.quant import QUANT_TYPES, QuantType
-from occi.gguf.writer import read_config, write_gguf
+from occi.gguf.writer import read_config, weight_files, write_gguf
 
 
 def gguf_dir(run_dir: Path) -> Path:
@@ -64,7 +65,7 @@ def export_gguf(cfg: RunConfig, run_dir: Path, quants: list[str] | None = None) 
     out_dir = gguf_dir(run_dir)
     manifest_path = out_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
-    source_stamp = (hf_dir / "model.safetensors").stat().st_mtime if (hf_dir / "model.safetensors").exists() else None
+    source_stamp = max(f.stat().st_mtime for f in weight_files(hf_dir))  # the f16 file is redone when hf/ changes
     written = []
     for quant in types:
         path = out_dir / file_name(name, quant.name)
@@ -76,6 +77,7 @@ def export_gguf(cfg: RunConfig, run_dir: Path, quants: list[str] | None = None) 
                 write_gguf(hf_dir, f16, QUANT_TYPES["f16"], name, metadata)
                 manifest[f16.name] = _entry(f16, "f16", source_stamp)
             quantize_with_llama_cpp(f16, path, quant, tool)
+        _readable(path)
         eos = _eos_text(path)
         write_modelfile(path, hf_dir, eos, int(config.get("max_position_embeddings", 2048)))
         manifest[path.name] = _entry(path, quant.name, source_stamp)
@@ -83,6 +85,14 @@ def export_gguf(cfg: RunConfig, run_dir: Path, quants: list[str] | None = None) 
     manifest = {k: v for k, v in manifest.items() if (out_dir / k).exists()}
     atomic_write_json(manifest_path, manifest)
     return written
+
+
+def _readable(path: Path) -> None:
+    """As a plainly written file would be (the umask's), not the private mode of a temporary file:
+    an Ollama or llama.cpp server often runs as another user."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _entry(path: Path, quant: str, source_stamp: float | None) -> dict:

@@ -60,7 +60,8 @@ def gguf_section(cfg, run_dir: Path, codes: list[str]) -> str | None:
              "evaluated by `occi eval --model FILE.gguf` with llama.cpp, beside the transformers model.", "",
              "| file | type | size | mean bits per byte | vs transformers | occi MC accuracy |", "|---|---|---|---|---|---|"]
     base_mean = _mean(base_bpb.values())
-    lines.append(f"| transformers (`hf/`) | {(_json(run_dir / 'hf' / 'config.json') or {}).get('torch_dtype', 'float32')} "
+    hf_config = _json(run_dir / "hf" / "config.json") or {}
+    lines.append(f"| transformers (`hf/`) | {hf_config.get('dtype') or hf_config.get('torch_dtype') or 'float32'} "
                  f"| {_folder_size(run_dir / 'hf') / 1e6:,.1f} MB | {_fmt(base_mean)} | – | {_fmt(_mean(base_mc.values()))} |")
     for name, entry in sorted(manifest.items(), key=lambda kv: -kv[1]["bytes"]):
         bpb, mc = _bpb(tables.get(name)), _mc(tables.get(name))
@@ -97,7 +98,8 @@ def _fmt(value: float | None) -> str:
 def _pct(value: float | None, base: float | None) -> str:
     if value is None or not base:
         return "–"
-    return f"{100 * (value - base) / base:+.2f} %"
+    change = 100 * (value - base) / base
+    return "±0.00 %" if abs(change) < 0.005 else f"{change:+.2f} %"
 
 
 def _folder_size(folder: Path) -> int:
