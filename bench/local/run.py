@@ -7,7 +7,7 @@ Every engine runs in its own process (so peak memory is its own), on the same pr
 with the same thread count; engines alternate over the repeats and the median is reported
 (two runs of one benchmark differ by up to 40 % on this shared machine).
 
-    .venv/bin/python bench/local/run.py --out /tmp/occi-bench-local [--repeats 3] [--new-tokens 64]
+    .venv/bin/python bench/local/run.py --out /tmp/occi-bench-local [--repeats 3] [--new-tokens 64] [--prompts 8]
 """
 from __future__ import annotations
 
@@ -69,8 +69,8 @@ def prompts(hf: Path) -> list[list[int]]:
     return [sp.encode(text)[:48] for text in texts]
 
 
-def worker(engine: str, model: str, prompt_file: Path, new_tokens: int, threads: int) -> dict:
-    ids = json.loads(prompt_file.read_text())
+def worker(engine: str, model: str, prompt_file: Path, new_tokens: int, threads: int, prompt_count: int) -> dict:
+    ids = json.loads(prompt_file.read_text())[:prompt_count]
     outputs = []
     if engine == "transformers":
         import torch
@@ -99,7 +99,16 @@ def worker(engine: str, model: str, prompt_file: Path, new_tokens: int, threads:
     seconds = time.perf_counter() - started
     return {"engine": engine, "model": Path(model).name, "seconds": seconds,
             "tokens_per_s": sum(len(o) for o in outputs) / seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "outputs": outputs}
+            "peak_rss_mb": peak_rss_mb(), "outputs": outputs}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started its program (VmHWM: getrusage's
+    ru_maxrss would include the launching parent's memory, inherited at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -108,21 +117,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prompts", type=int, default=len(LANGS), help="the first N of the languages' prompts")
     parser.add_argument("--worker", nargs=2, metavar=("ENGINE", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     prompt_file = args.out / "prompts.json"
     if args.worker:
-        print(json.dumps(worker(*args.worker, prompt_file, args.new_tokens, args.threads)))
+        print(json.dumps(worker(*args.worker, prompt_file, args.new_tokens, args.threads, args.prompts)))
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    hf = build(args.out)
-    prompt_file.write_text(json.dumps(prompts(hf)))
+    hf = args.out / "hf"
+    if args.build_only:
+        build(args.out)
+        prompt_file.write_text(json.dumps(prompts(hf)))
+        return
+    subprocess.run([sys.executable, __file__, "--out", str(args.out), "--build-only"], check=True)
     engines = [("transformers", str(hf))] + [("llama.cpp", str(args.out / f"bench-125m-{q}.gguf")) for q in QUANTS]
     runs: dict[str, list[dict]] = {}
     for _ in range(args.repeats):
         for engine, model in engines:
             done = subprocess.run([sys.executable, __file__, "--out", str(args.out), "--new-tokens", str(args.new_tokens),
-                                   "--threads", str(args.threads), "--worker", engine, model],
+                                   "--threads", str(args.threads), "--prompts", str(args.prompts), "--worker", engine, model],
                                   capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
             runs.setdefault(f"{engine} {Path(model).name}", []).append(result)
