@@ -348,6 +348,7 @@ def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_
 
 # ---------------------------------------------------------------- evaluation, leaderboard, card
 
+@pytest.mark.slow
 @needs_llama_cpp
 def test_eval_of_gguf_files_sits_beside_the_transformers_model(demo, tmp_path):
     config, run_dir = demo
