@@ -94,7 +94,11 @@ STAGES = [
           "occi.data.prepare", shards_over="languages", array_steps=("tokenize", "blend")),
     Stage("train", ("train",), "megatron-core pretraining (launches torchrun, or runs as one rank)", "train",
           "occi.train.launch", slurm="train"),
-    Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf", "hf", "occi.train.export"),
+    Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf (or GGUF files in <run>/gguf)",
+          "hf", "occi.train.export",
+          options=(Option("--format", "hf: <run>/hf from the checkpoint; gguf: <run>/gguf from <run>/hf, for llama.cpp "
+                          "and Ollama", default="hf", choices=("hf", "gguf")),
+                   Option("--quant", "GGUF type(s), comma-separated: f16 (default), bf16, q8_0, q4_0, q4_k_m, ..."))),
     Stage("eval", ("eval",), "per-language lm-eval benchmarks of the run's model (or any)", "eval",
           "occi.eval.runner", shards_over="cells", slurm="gpu", array_steps=("languages", "table"),
           options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard")),

@@ -87,6 +87,15 @@ class RunDir:
         return self.root / "hf"
 
     @property
+    def gguf(self) -> Path:
+        """llama.cpp / Ollama files made from hf/ (`occi export --format gguf`), with manifest.json."""
+        return self.root / "gguf"
+
+    @property
+    def gguf_manifest(self) -> Path:
+        return self.gguf / "manifest.json"
+
+    @property
     def eval(self) -> Path:
         return self.root / "eval"
 

@@ -23,6 +23,11 @@ class OcciLM(HFLM):
             self.add_bos_token = saved
 
 
-def load(model: str, device: str, dtype: str, batch_size: int) -> OcciLM:
-    """A transformers causal LM from a folder or a hub id, ready for lm-eval."""
+def load(model: str, device: str, dtype: str, batch_size: int):
+    """A transformers causal LM from a folder or a hub id, or a GGUF file (run by llama.cpp,
+    occi/eval/llamacpp.py), ready for lm-eval."""
+    if model.endswith(".gguf"):
+        from occi.eval.llamacpp import LlamaCppLM
+
+        return LlamaCppLM(model, gpu_layers=-1 if device.startswith("cuda") else 0)
     return OcciLM(pretrained=model, device=device, dtype=dtype, batch_size=batch_size)

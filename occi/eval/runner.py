@@ -161,7 +161,8 @@ def evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None = None, model
             evaluator = Evaluator(cfg, model, label, display_name(cfg, run, model), tasks_dir,
                                   offline_only=suites == ["offline"])
         except Exception as err:
-            raise OcciError(f"{model}: cannot load it as a transformers causal LM: {_error_line(err)}") from err
+            kind = "a GGUF file with llama-cpp-python" if model.endswith(".gguf") else "a transformers causal LM"
+            raise OcciError(f"{model}: cannot load it as {kind}: {_error_line(err)}") from err
     for cell, folder in tqdm(todo, desc="eval", unit="cell", disable=not progress):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)

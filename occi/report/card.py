@@ -125,6 +125,13 @@ def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
     return evaluation_section(run)
 
 
+def _gguf(cfg: RunConfig, run: RunDir) -> list[str]:
+    from occi.report.gguf_section import gguf_section
+
+    text = gguf_section(cfg, run, cfg.languages)
+    return ["## Run it locally (GGUF: llama.cpp, Ollama)", text] if text else []
+
+
 def _usage(cfg: RunConfig, repo_id: str | None) -> str:
     where = repo_id or "path/to/hf"
     sample = {"de": "Die Hauptstadt von Frankreich ist", "fr": "La capitale de l'Allemagne est"}
@@ -196,6 +203,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Tokenizer", _tokenizer(cfg, run),
         "## Training", _training(cfg, run, out_dir),
         "## Evaluation", evaluation,
+        *_gguf(cfg, run),
         "## Compute", _compute(cfg, run, blend),
         "## How to use", _usage(cfg, repo_id),
         "## Citation", _citation(cfg),

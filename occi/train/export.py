@@ -151,8 +151,17 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
     return out
 
 
-def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
-    """The export stage of the stage list (occi/pipeline.py)."""
+def run(cfg: RunConfig, run: RunDir, share: Share = Share(), format: str = "hf", quant: str | None = None) -> StageResult:
+    """The export stage of the stage list (occi/pipeline.py): the transformers model, or with
+    format="gguf" llama.cpp/Ollama files made from it (occi/gguf/)."""
+    if format == "gguf":
+        from occi.gguf.export import export_gguf
+
+        paths = export_gguf(cfg, run, [quant] if quant else None)
+        return StageResult("\n".join(f"export: {path} ({path.stat().st_size / 1e6:,.1f} MB) + "
+                                     f"{path.with_suffix('.Modelfile').name}" for path in paths))
+    if quant:
+        raise OcciError("--quant applies to --format gguf only")
     return StageResult(f"export: transformers model written to {export(cfg, run)}")
 
 

@@ -1,0 +1,180 @@
+"""One GGUF file from an HF model folder (safetensors weights, config, tokenizer), with gguf-py.
+
+Tensors are read from safetensors one at a time and written in two passes (the header with every
+tensor's name, shape and type, then the data), so memory holds one tensor, not the model.
+1-D tensors (norms, biases) stay f32, as llama.cpp expects; a 2-D weight whose rows are not a
+whole number of the type's blocks (32 values for q8_0) is written f16 instead.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from occi.errors import OcciError
+from occi.fsutil import atomic_path
+from occi.gguf import arch as arch_module
+from occi.gguf.quant import QuantType
+from occi.gguf.vocab import add_vocab, read_vocab
+
+Q = gguf.GGMLQuantizationType
+SKIPPED = ("rotary_emb.inv_freq",)
+
+
+@dataclass(frozen=True)
+class Planned:
+    hf_name: str
+    gguf_name: str
+    shape: tuple[int, ...]
+    qtype: Q
+    file: Path
+
+
+def read_config(hf_dir: Path) -> dict:
+    path = Path(hf_dir) / "config.json"
+    if not path.exists():
+        raise OcciError(f"{hf_dir}: no exported model (config.json); run `occi export CONFIG` first")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise OcciError(f"{path}: not valid JSON ({err})") from None
+
+
+def weight_files(hf_dir: Path) -> list[Path]:
+    hf_dir = Path(hf_dir)
+    index = hf_dir / "model.safetensors.index.json"
+    if index.exists():
+        names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        files = [hf_dir / name for name in names]
+    else:
+        files = sorted(hf_dir.glob("*.safetensors"))
+    missing = [f.name for f in files if not f.exists()]
+    if not files or missing:
+        raise OcciError(f"{hf_dir}: no safetensors weights{' (missing ' + ', '.join(missing) + ')' if missing else ''}; "
+                        "run `occi export CONFIG` first")
+    return files
+
+
+def _tensor_type(shape: tuple[int, ...], wanted: Q) -> Q:
+    if len(shape) < 2:
+        return Q.F32
+    if wanted in (Q.F32, Q.F16, Q.BF16):
+        return wanted
+    block, _ = gguf.GGML_QUANT_SIZES[wanted]
+    return wanted if shape[-1] % block == 0 else Q.F16
+
+
+def _nbytes(shape: tuple[int, ...], qtype: Q) -> int:
+    if qtype == Q.F32:
+        return 4 * math.prod(shape)
+    if qtype in (Q.F16, Q.BF16):
+        return 2 * math.prod(shape)
+    return math.prod(gguf.quant_shape_to_byte_shape(shape, qtype))
+
+
+def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
+    from safetensors import safe_open
+
+    shape = arch_module.shape_of(config, str(hf_dir))
+    names = gguf.get_tensor_name_map(arch_module.arch_of(config, str(hf_dir)).gguf_arch, shape.layers)
+    planned = []
+    for file in weight_files(hf_dir):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for hf_name in handle.keys():
+                    if hf_name.endswith(SKIPPED) or (shape.tied and hf_name == "lm_head.weight"):
+                        continue
+                    dims = tuple(handle.get_slice(hf_name).get_shape())
+                    planned.append(Planned(hf_name, arch_module.tensor_name(names, hf_name, str(file)), dims,
+                                           _tensor_type(dims, quant.tensor_type), file))
+        except OcciError:
+            raise
+        except Exception as err:  # safetensors raises its own error types for a broken file
+            raise OcciError(f"{file}: cannot read the weights ({type(err).__name__}: {str(err)[:200]})") from None
+    embedding = next((p for p in planned if p.gguf_name == "token_embd.weight"), None)
+    if embedding is None:
+        raise OcciError(f"{hf_dir}: the weights have no token embedding")
+    return planned
+
+
+def _convert(data: np.ndarray, qtype: Q) -> np.ndarray:
+    if qtype == Q.F32:
+        return data.astype(np.float32)
+    if qtype == Q.F16:
+        return data.astype(np.float16)
+    return gguf.quants.quantize(data, qtype)
+
+
+def add_generation_defaults(writer: gguf.GGUFWriter, hf_dir: Path) -> dict:
+    """general.sampling.* from generation_config.json: greedy (temp 0) unless it samples."""
+    path = Path(hf_dir) / "generation_config.json"
+    if not path.exists():
+        return {}
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    written = {}
+    if settings.get("do_sample"):
+        for key, add in (("temperature", writer.add_sampling_temp), ("top_k", writer.add_sampling_top_k),
+                         ("top_p", writer.add_sampling_top_p), ("min_p", writer.add_sampling_min_p)):
+            if isinstance(settings.get(key), (int, float)):
+                add(settings[key])
+                written[key] = settings[key]
+    else:
+        writer.add_sampling_temp(0.0)
+        written["temperature"] = 0.0
+    if isinstance(settings.get("repetition_penalty"), (int, float)):
+        writer.add_sampling_penalty_repeat(float(settings["repetition_penalty"]))
+        written["repetition_penalty"] = settings["repetition_penalty"]
+    return written
+
+
+def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: dict | None = None) -> Path:
+    """Writes `out` (atomically) from the model in `hf_dir`, its 2-D weights as `quant`.
+
+    `metadata`: optional general.* values (languages, license, description)."""
+    from safetensors import safe_open
+
+    hf_dir, out = Path(hf_dir), Path(out)
+    config = read_config(hf_dir)
+    architecture = arch_module.arch_of(config, str(hf_dir / "config.json"))
+    shape = arch_module.shape_of(config, str(hf_dir / "config.json"))
+    planned = plan(hf_dir, config, quant)
+    embedding_rows = next(p.shape[0] for p in planned if p.gguf_name == "token_embd.weight")
+    vocab = read_vocab(hf_dir, embedding_rows)
+    metadata = metadata or {}
+    with atomic_path(out) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[architecture.gguf_arch])
+        writer.add_name(name)
+        writer.add_quantized_by("occi")
+        if metadata.get("languages"):
+            writer.add_languages(list(metadata["languages"]))
+        if metadata.get("license"):
+            writer.add_license(metadata["license"])
+        if metadata.get("description"):
+            writer.add_description(metadata["description"])
+        writer.add_file_type(quant.file_type)
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        arch_module.add_hparams(writer, shape)
+        add_vocab(writer, vocab)
+        add_generation_defaults(writer, hf_dir)
+        for item in planned:
+            writer.add_tensor_info(item.gguf_name, item.shape, np.dtype(np.float32), _nbytes(item.shape, item.qtype),
+                                   raw_dtype=item.qtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        handles: dict[Path, object] = {}
+        try:
+            for item in planned:
+                if item.file not in handles:
+                    handles[item.file] = safe_open(str(item.file), framework="pt")
+                tensor = handles[item.file].get_tensor(item.hf_name).float().numpy()
+                tensor = arch_module.prepare(architecture, shape, item.hf_name, tensor)
+                writer.write_tensor_data(_convert(tensor, item.qtype))
+        finally:
+            writer.close()
+            handles.clear()
+    return out
