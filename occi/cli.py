@@ -192,6 +192,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.train import hf_import
+
+    cfg = config.load(args.config)
+    print(hf_import.run(cfg, _run_dir(args, cfg)))
+    return 0
+
+
 def _add_run_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG", help="run config: a YAML path or a shipped name (e.g. demo)")
     parser.add_argument("--run-dir", metavar="DIR", help="where the run's stages write (default: runs/<name>)")
@@ -249,6 +258,10 @@ def make_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="megatron-core pretraining (launches torchrun, or runs as one rank)")
     _add_run_dir(train)
     train.set_defaults(func=cmd_train)
+
+    import_base = commands.add_parser("import", help="an open HF base model -> checkpoints/iter_0000000 (model: {base: ...})")
+    _add_run_dir(import_base)
+    import_base.set_defaults(func=cmd_import)
 
     export = commands.add_parser("export", help="latest checkpoint -> transformers LlamaForCausalLM in <run>/hf")
     _add_run_dir(export)

@@ -22,7 +22,7 @@ from occi.data.config import DataConfig
 from occi.eval.config import EvalConfig
 from occi.report.config import CardConfig
 from occi.tokenizer.config import TokenizerConfig
-from occi.train.config import ModelConfig, TrainConfig
+from occi.train.config import BaseModelConfig, ModelConfig, TrainConfig
 from occi.errors import OcciError
 
 
@@ -36,8 +36,9 @@ class RunConfig:
     """The corpora stage: sources, language ID, filters, dedup."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     """The shared tokenizer: a recipe under tokenizer/ (demo, eu-32k, eu-64k, eu-128k) or a mapping."""
-    model: ModelConfig | None = None
-    """The model shape: a recipe under models/ (tiny, 125m, 1b, 7b) or a mapping."""
+    model: ModelConfig | BaseModelConfig | None = None
+    """The model shape: a recipe under models/ (tiny, 125m, 1b, 7b) or a mapping; or
+    {base: HF_ID_OR_FOLDER, revision: ...} to continue an open model (`occi import`)."""
     data: DataConfig = field(default_factory=DataConfig)
     """Tokenized training data and the language blend."""
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -78,14 +79,24 @@ def load(config: str) -> RunConfig:
     if not isinstance(data, dict):
         raise OcciError(f"{path}: expected a mapping of run settings, got {type(data).__name__}")
     data = dict(data)
+    if isinstance(data.get("model"), dict) and "base" in data["model"]:
+        data["model"] = build(BaseModelConfig, _local_base(dict(data["model"]), path), f"{path}: model")
     for key, (kind, cls) in _SECTIONS.items():
-        if key in data:
+        if key in data and not isinstance(data[key], BaseModelConfig):
             section, where = _resolve_section(kind, data[key], path, f"{path}: {key}")
             if "base_dir" not in {f.name for f in fields(cls)}:
                 section.pop("base_dir", None)
             data[key] = build(cls, section, where)
     data["source_file"] = str(path)
     return build(RunConfig, data, f"{path}: ")
+
+
+def _local_base(section: dict, config_path: Path) -> dict:
+    """A base that names an existing folder (relative to the config's folder) becomes its absolute path."""
+    base = section.get("base")
+    if isinstance(base, str) and (config_path.parent / base).is_dir():
+        section["base"] = str((config_path.parent / base).resolve())
+    return section
 
 
 def _resolve_section(kind: str, value: Any, config_path: Path, where: str) -> tuple[dict, str]:

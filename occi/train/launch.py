@@ -40,6 +40,10 @@ def _slurm_rank_environment() -> dict[str, str]:
 def _check_ready(cfg: RunConfig, run_dir: Path) -> None:
     if cfg.model is None:
         raise OcciError(f"{cfg.source_file}: no `model:`; name a model recipe (tiny, 125m, 1b, 7b) or a mapping")
+    from occi.train.hf_import import is_base_run
+
+    if is_base_run(cfg) and not (run_dir / "base" / "_DONE").exists():
+        raise OcciError(f"{run_dir / 'base'}: the base model is not imported; run `occi import` first")
     if not (run_dir / "data" / "_DONE").exists():
         raise OcciError(f"{run_dir / 'data'}: the data is not prepared; run `occi data prepare` first")
 
