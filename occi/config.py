@@ -64,6 +64,9 @@ class RunConfig:
             languages.get(code)
         if len(set(self.languages)) != len(self.languages):
             raise ValueError("languages: a language is listed twice")
+        if self.tokenizer.source != "train" and not isinstance(self.model, BaseModelConfig):
+            raise ValueError(f"tokenizer: {self.tokenizer.source!r} keeps a base model's tokenizer; "
+                             "name the base with model: {base: HF_ID_OR_FOLDER}")
         if not 0.0 <= self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction: expected a share between 0 and 1, got {self.heldout_fraction}")
 
@@ -79,6 +82,7 @@ def load(config: str) -> RunConfig:
     if not isinstance(data, dict):
         raise OcciError(f"{path}: expected a mapping of run settings, got {type(data).__name__}")
     data = dict(data)
+    data["tokenizer"] = _tokenizer_policy(data.get("tokenizer", {}), path)
     if isinstance(data.get("model"), dict) and "base" in data["model"]:
         data["model"] = build(BaseModelConfig, _local_base(dict(data["model"]), path), f"{path}: model")
     for key, (kind, cls) in _SECTIONS.items():
@@ -89,6 +93,19 @@ def load(config: str) -> RunConfig:
             data[key] = build(cls, section, where)
     data["source_file"] = str(path)
     return build(RunConfig, data, f"{path}: ")
+
+
+def _tokenizer_policy(value: Any, path: Path) -> Any:
+    """`tokenizer: base` and `tokenizer: {extend: RECIPE, add: N}` as TokenizerConfig mappings."""
+    if value == "base":
+        return {"source": "base"}
+    if isinstance(value, dict) and "extend" in value:
+        value = dict(value)
+        recipe = value.pop("extend")
+        if not isinstance(recipe, str):
+            raise OcciError(f"{path}: tokenizer.extend: expected a tokenizer recipe name or path, got {recipe!r}")
+        return {"recipe": recipe, **value, "source": "extend"}
+    return value
 
 
 def _local_base(section: dict, config_path: Path) -> dict:

@@ -51,6 +51,12 @@ def _train(cfg: RunConfig, run_dir: Path) -> str:
     return f"trained {summary['steps']} steps; checkpoints in {run_dir / 'checkpoints'}"
 
 
+def _import(cfg: RunConfig, run_dir: Path) -> str:
+    from occi.train import hf_import
+
+    return hf_import.run(cfg, run_dir)
+
+
 def _export(cfg: RunConfig, run_dir: Path) -> str:
     from occi.train import export
 
@@ -59,8 +65,12 @@ def _export(cfg: RunConfig, run_dir: Path) -> str:
 
 def _eval(cfg: RunConfig, run_dir: Path) -> str:
     from occi.eval import runner
+    from occi.train.hf_import import is_base_run, resolve
 
-    return runner.format_table(runner.evaluate(cfg, run_dir))
+    summary = ""
+    if is_base_run(cfg):  # the base on the same cells, for the card's side-by-side table
+        summary = "base model:\n" + runner.format_table(runner.evaluate(cfg, run_dir, model=str(resolve(cfg.model)))) + "\n"
+    return summary + runner.format_table(runner.evaluate(cfg, run_dir))
 
 
 def _report(cfg: RunConfig, run_dir: Path) -> str:
@@ -82,6 +92,7 @@ def _report(cfg: RunConfig, run_dir: Path) -> str:
 STAGES = [
     Stage("corpora", "corpora", _corpora),
     Stage("tokenizer", "tokenizer", _tokenizer),
+    Stage("import", "base", _import),  # only for `model: {base: ...}` (see applies)
     Stage("data", "data", _data),
     Stage("train", "train", _train),
     Stage("export", "hf", _export),
@@ -97,14 +108,22 @@ def peak_memory_mb() -> float:
     return max(own, children) / 1024
 
 
+def applies(stage: Stage, cfg: RunConfig) -> bool:
+    """Whether a run has this stage: import only when the model is a base."""
+    from occi.train.hf_import import is_base_run
+
+    return stage.name != "import" or is_base_run(cfg)
+
+
 def run_all(cfg: RunConfig, run_dir: Path) -> None:
     """Runs the stages in order; a completed stage is reported and skipped."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, run_dir)
     started_run = time.monotonic()
-    print(f"occi run {cfg.name}: {len(STAGES)} stages, run directory {run_dir}", flush=True)
-    for number, stage in enumerate(STAGES, 1):
-        prefix = f"[{number}/{len(STAGES)}] {stage.name}"
+    stages = [stage for stage in STAGES if applies(stage, cfg)]
+    print(f"occi run {cfg.name}: {len(stages)} stages, run directory {run_dir}", flush=True)
+    for number, stage in enumerate(stages, 1):
+        prefix = f"[{number}/{len(stages)}] {stage.name}"
         if is_done(run_dir / stage.folder):
             print(f"{prefix}: already done ({run_dir / stage.folder})", flush=True)
             continue

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, occi
+from conftest import REPO, occi, transformers4_view
 from hf_bases import logits, make_base, save_tokenizer
 
 KINDS = ["llama", "mistral", "qwen2", "qwen3"]
@@ -127,3 +127,20 @@ def test_base_config_cannot_repeat_the_architecture(bases, tmp_path):
     (tmp_path / "twice.yaml").write_text(yaml.safe_dump(config))
     result = occi("import", str(tmp_path / "twice.yaml"), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "model.num_layers: unknown key" in result.stderr
+
+
+def test_export_of_a_base_loads_in_transformers_4_and_5(bases, tmp_path, transformers4):
+    from transformers import AutoTokenizer
+
+    assert json.loads((bases["llama"] / "tokenizer_config.json").read_text())["tokenizer_class"] == "TokenizersBackend"
+    config = import_config(tmp_path, bases["llama"])
+    run_dir = tmp_path / "run"
+    for command in ("import", "export"):
+        result = occi(command, str(config), "--run-dir", str(run_dir))
+        assert result.returncode == 0, result.stderr[-3000:]
+    texts = ["The market opens on Saturday.", "Der Markt öffnet am Samstag, 42 Stände."]
+    seen = transformers4_view(transformers4, run_dir / "hf", texts)
+    assert seen["class"] == "PreTrainedTokenizerFast"
+    assert seen["ids"] == [AutoTokenizer.from_pretrained(bases["llama"])(t)["input_ids"] for t in texts]
+    assert seen["rope_theta"] == 500000.0 and seen["rope_scaling"]["rope_type"] == "llama3"
+    assert seen["rope_scaling"]["factor"] == 8.0

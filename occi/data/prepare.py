@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from occi.config import RunConfig
 from occi.corpora.output import read_batches
-from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights
+from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights, with_replay
 from occi.data.encoder import DocumentEncoder
 from occi.data.indexed import IndexedDatasetWriter
 from occi.errors import OcciError
@@ -41,6 +41,26 @@ def load_sentencepiece(run_dir: Path):
     return spm.SentencePieceProcessor(model_file=str(path))
 
 
+def tokenizer_info(run_dir: Path) -> tuple[Path, int, int]:
+    """(tokenizer file, vocabulary size, end-of-document id) of the run's tokenizer: a SentencePiece
+    model, or a kept base's tokenizer.json when there is no tokenizer.model."""
+    folder = Path(run_dir) / "tokenizer"
+    if not (folder / "tokenizer.model").is_file() and (folder / "tokenizer.json").is_file():
+        encoder = _hf_encoder(folder, (folder / "tokenizer.json").stat().st_mtime_ns)
+        if encoder.eos_id is None:
+            raise OcciError(f"{folder}: the tokenizer names no eos_token to end documents with")
+        return folder / "tokenizer.json", encoder.vocab_size, encoder.eos_id
+    sp = load_sentencepiece(run_dir)
+    return folder / "tokenizer.model", sp.get_piece_size(), sp.eos_id()
+
+
+@cache
+def _hf_encoder(folder: Path, modified_ns: int):
+    from occi.data.hf_encoder import HFDocumentEncoder
+
+    return HFDocumentEncoder(folder)
+
+
 def token_dtype(vocab_size: int) -> type:
     return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
 
@@ -53,7 +73,7 @@ def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0,
         return json.loads((out / "blend.json").read_text(encoding="utf-8"))
     if not 0 <= rank < world_size:
         raise OcciError(f"--rank must be between 0 and --world-size - 1 ({world_size - 1}), got {rank}")
-    sp = load_sentencepiece(run_dir)
+    tokenizer_file, vocab_size, eod_id = tokenizer_info(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     todo = [code for index, code in enumerate(cfg.languages)
             if index % world_size == rank and not (out / f"{code}.json").exists()]
@@ -64,13 +84,18 @@ def prepare(cfg: RunConfig, run_dir: Path, progress: bool = True, rank: int = 0,
     counts = {code: json.loads((out / f"{code}.json").read_text(encoding="utf-8")) for code in cfg.languages}
     tokens = {code: c["train"]["tokens"] for code, c in counts.items()}
     weights = explicit_weights(tokens, cfg.data.weights) if cfg.data.weights else temperature_weights(tokens, cfg.data.alpha)
+    missing = [code for code in cfg.data.replay if code not in cfg.languages]
+    if missing:
+        raise OcciError(f"data.replay: {missing[0]} is not a run language; add it to `languages`")
+    if cfg.data.replay:
+        weights = with_replay(weights, cfg.data.replay)
     prefixes = {code: str((out / f"{code}_text_document").resolve()) for code in cfg.languages}
     valid = {code: str((out / f"{code}_valid_text_document").resolve()) for code in cfg.languages}
     blend = {
-        "tokenizer": str((Path(run_dir) / "tokenizer" / "tokenizer.model").resolve()),
-        "vocab_size": sp.get_piece_size(),
-        "eod_id": sp.eos_id(),
-        "dtype": np.dtype(token_dtype(sp.get_piece_size())).name,
+        "tokenizer": str(tokenizer_file.resolve()),
+        "vocab_size": vocab_size,
+        "eod_id": eod_id,
+        "dtype": np.dtype(token_dtype(vocab_size)).name,
         "alpha": None if cfg.data.weights else cfg.data.alpha,
         "languages": {
             code: {**counts[code], "weight": round(weights[code], 6), "prefix": prefixes[code], "valid_prefix": valid[code]}
@@ -117,8 +142,12 @@ def _encoder(run_dir: Path, modified_ns: int, threads: int) -> DocumentEncoder:
 
 
 def _prepare_language(cfg: RunConfig, run_dir: Path, code: str, threads: int, progress: bool) -> dict:
-    encoder = _encoder(run_dir, (run_dir / "tokenizer" / "tokenizer.model").stat().st_mtime_ns, threads)
-    dtype, eod_id, out = encoder.dtype.type, encoder.sp.eos_id(), run_dir / "data"
+    tokenizer_file, vocab_size, eod_id = tokenizer_info(run_dir)
+    if tokenizer_file.suffix == ".json":  # a kept base's HF tokenizer
+        encoder = _hf_encoder(tokenizer_file.parent, tokenizer_file.stat().st_mtime_ns)
+    else:
+        encoder = _encoder(run_dir, tokenizer_file.stat().st_mtime_ns, threads)
+    dtype, out = np.dtype(token_dtype(vocab_size)).type, run_dir / "data"
     result = {}
     for split, name in (("train", f"{code}_text_document"), ("heldout", f"{code}_valid_text_document")):
         tmp_prefix = out / f".{name}.tmp"

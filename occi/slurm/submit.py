@@ -22,7 +22,7 @@ from occi.fsutil import atomic_write_json, atomic_write_text, is_done
 from occi.slurm.config import ClusterProfile
 from occi.slurm.render import TASK, Step, job_name, render
 
-STAGE_FOLDERS = {"corpora": "corpora", "tokenizer": "tokenizer", "data": "data", "train": "train",
+STAGE_FOLDERS = {"corpora": "corpora", "tokenizer": "tokenizer", "import": "base", "data": "data", "train": "train",
                  "export": "hf", "eval": "eval", "report": "report"}
 
 
@@ -47,9 +47,9 @@ def _find_profile(name: str) -> Path:
 def plan(cfg: RunConfig, run_dir: Path, profile: ClusterProfile, chain: int = 1) -> list[Step]:
     """The steps of every stage not completed yet, in order, with their dependencies."""
     from occi.corpora.sources import plan_shards
-    from occi.pipeline import STAGES
+    from occi.pipeline import STAGES, applies
 
-    stage_names = [s.name for s in STAGES]
+    stage_names = [s.name for s in STAGES if applies(s, cfg)]
     steps: list[Step] = []
     previous: list[str] = []
     for stage in stage_names:

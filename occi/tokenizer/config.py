@@ -9,6 +9,12 @@ from typing import Literal
 class TokenizerConfig:
     description: str = ""
     """One line saying what this recipe is for."""
+    source: Literal["train", "base", "extend"] = "train"
+    """train: a new tokenizer from this recipe; base (`tokenizer: base`): the imported base model's
+    tokenizer as it is; extend (`tokenizer: {extend: RECIPE, add: N}`): the base's, plus pieces
+    learned with this recipe on the run's corpora."""
+    add: int = 0
+    """extend: at most this many new pieces (those the base lacks, most useful first)."""
     vocab_size: int = 32_000
     """Vocabulary size, special tokens included."""
     model_type: Literal["bpe", "unigram"] = "bpe"
@@ -38,6 +44,8 @@ class TokenizerConfig:
     """Training threads; 0 means one per core."""
 
     def __post_init__(self) -> None:
+        if self.source == "extend" and self.add < 1:
+            raise ValueError(f"add: expected the number of pieces to add (1 or more), got {self.add}")
         if self.vocab_size < 8:
             raise ValueError(f"vocab_size: expected at least 8, got {self.vocab_size}")
         if not 0.0 <= self.alpha <= 1.0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -121,8 +122,9 @@ def base_vocab_needed(folder: Path) -> int:
     raise OcciError(f"{folder}: the base has no tokenizer.json or tokenizer.model")
 
 
-def check(cfg: RunConfig, folder: Path) -> tuple[dict, ModelConfig, Shards]:
-    """Everything checkable before writing: architecture, shards, tensors, vocabulary, parallel sizes."""
+def check(cfg: RunConfig, folder: Path, run_dir: Path) -> tuple[dict, ModelConfig, Shards]:
+    """Everything checkable before writing: architecture, shards, tensors, vocabulary, parallel sizes;
+    the model shape has the extended vocabulary of `tokenizer: {extend: ...}`."""
     config = hf_arch.read_config(folder)
     model = hf_arch.model_config(config, cfg.model.seq_length, f"{folder / 'config.json'}")
     shards = Shards(folder)
@@ -135,6 +137,7 @@ def check(cfg: RunConfig, folder: Path) -> tuple[dict, ModelConfig, Shards]:
         raise OcciError(f"{folder}: model.embed_tokens.weight has shape {rows}, config.json says "
                         f"[{model.vocab_size}, {model.hidden_size}] (vocab_size, hidden_size)")
     needed = base_vocab_needed(folder)
+    model = dataclasses.replace(model, vocab_size=extended_rows(model, extension(cfg, run_dir), cfg.train.tensor_parallel))
     if needed > model.vocab_size:
         raise OcciError(f"{folder}: the tokenizer uses ids up to {needed - 1} but config.json's vocab_size is "
                         f"{model.vocab_size}: the vocabulary does not match the tokenizer")
@@ -147,6 +150,38 @@ def check(cfg: RunConfig, folder: Path) -> tuple[dict, ModelConfig, Shards]:
             raise OcciError(f"train.tensor_parallel {cfg.train.tensor_parallel} does not divide the base's "
                             f"{name} ({value})")
     return config, model, shards
+
+
+def extension(cfg: RunConfig, run_dir: Path) -> dict | None:
+    """<run>/tokenizer/extension.json of `tokenizer: {extend: ...}` (None for other policies)."""
+    if cfg.tokenizer.source != "extend":
+        return None
+    path = Path(run_dir) / "tokenizer" / "extension.json"
+    if not path.is_file():
+        raise OcciError(f"{path}: the extended tokenizer is missing; run `occi tokenizer train` before `occi import`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def extended_rows(model: ModelConfig, added: dict | None, tensor_parallel: int) -> int:
+    """Embedding rows with the new pieces: the base's, or past the highest new id rounded up to 128."""
+    if not added or not added["pieces"]:
+        return model.vocab_size
+    needed = max(p["id"] for p in added["pieces"]) + 1
+    multiple = math.lcm(128, tensor_parallel)
+    return max(model.vocab_size, -(-needed // multiple) * multiple)
+
+
+def extend_rows(base: torch.Tensor, added: dict | None, rows: int) -> torch.Tensor:
+    """The base's embedding (or output) rows, then a row per new piece: the mean of the rows of the
+    base pieces it is made of; other new rows (padding): the mean of all base rows."""
+    if rows == base.shape[0] and not (added and added["pieces"]):
+        return base
+    out = torch.empty(rows, base.shape[1], dtype=base.dtype)
+    out[: base.shape[0]] = base
+    out[base.shape[0]:] = base.float().mean(0).to(base.dtype)
+    for piece in added["pieces"] if added else []:
+        out[piece["id"]] = base[piece["parts"]].float().mean(0).to(base.dtype)
+    return out
 
 
 def run_model_config(cfg: RunConfig, run_dir: Path) -> ModelConfig:
@@ -168,7 +203,7 @@ def run(cfg: RunConfig, run_dir: Path) -> str:
     if not is_base_run(cfg):
         raise OcciError(f"{cfg.source_file}: model: names no base; write model: {{base: HF_ID_OR_FOLDER}}")
     folder = resolve(cfg.model)
-    config, model, shards = check(cfg, folder)
+    config, model, shards = check(cfg, folder, run_dir)
     final = checkpoints.checkpoint_dir(run_dir, 0)
     if checkpoints.latest_iteration(run_dir):
         raise OcciError(f"{checkpoints.folder(run_dir)}: training checkpoints exist; import into a fresh run directory")
@@ -182,7 +217,7 @@ def run(cfg: RunConfig, run_dir: Path) -> str:
 
             dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
             try:
-                write_rank(cfg, folder, tmp)
+                write_rank(cfg, folder, tmp, run_dir)
             finally:
                 _teardown()
         else:
@@ -201,6 +236,9 @@ def run(cfg: RunConfig, run_dir: Path) -> str:
         for name in BASE_FILES:
             if (folder / name).is_file():
                 shutil.copy2(folder / name, base_tmp / name)
+        if model.vocab_size != config["vocab_size"]:  # an extended tokenizer: the embedding grew
+            atomic_write_json(base_tmp / "config.json", {**config, "vocab_size": model.vocab_size})
+            info["base_vocab_size"] = config["vocab_size"]
         atomic_write_json(base_tmp / "source.json", {**info, "shards": [p.name for p in shards.files()],
                                                     "parameters": model.parameters(model.vocab_size)})
         mark_done(base_tmp)
@@ -221,7 +259,7 @@ def _torchrun(cfg: RunConfig, run_dir: Path, folder: Path, tmp: Path, world: int
 
     error_file = tmp / "error.txt"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
-               "-m", "occi.train.hf_import", cfg.source_file, str(folder), str(tmp)]
+               "-m", "occi.train.hf_import", cfg.source_file, str(folder), str(tmp), str(run_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, cores() // world)))}
     code = subprocess.run(command, env=env).returncode
     if error_file.exists():
@@ -238,14 +276,15 @@ def import_dtype(cfg: RunConfig, config: dict) -> torch.dtype:
     return torch.bfloat16 if stored == "bfloat16" else torch.float32
 
 
-def write_rank(cfg: RunConfig, folder: Path, out: Path) -> None:
+def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
     """This rank's part of the checkpoint (every rank of a TP x PP group calls it)."""
     from megatron.core import dist_checkpointing, parallel_state
 
     from occi.train.model import build_model
     from occi.train.trainer import setup_distributed
 
-    config, model_cfg, shards = check(cfg, folder)
+    config, model_cfg, shards = check(cfg, folder, run_dir)
+    added = extension(cfg, run_dir)
     dtype = import_dtype(cfg, config)
     train = dataclasses.replace(cfg.train, data_parallel=1, global_batch_size=cfg.train.micro_batch_size,
                                 precision="bf16" if dtype == torch.bfloat16 else "fp32")
@@ -267,7 +306,8 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path) -> None:
     local = {name: name for name in params}
     local.update({hf_arch._local_name(name): name for name in params})
     if "embedding.word_embeddings.weight" in params:
-        fill("embedding.word_embeddings.weight", shards.read("model.embed_tokens.weight"))
+        fill("embedding.word_embeddings.weight",
+             extend_rows(shards.read("model.embed_tokens.weight"), added, model_cfg.vocab_size))
     for index, layer in enumerate(model.decoder.layers):
         number = layer.layer_number - 1  # global, 0-based
         for name, tensor in hf_arch.megatron_layer_tensors(model_cfg, number, shards.read).items():
@@ -275,8 +315,8 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path) -> None:
     if "decoder.final_layernorm.weight" in params:
         fill("decoder.final_layernorm.weight", shards.read("model.norm.weight"))
     if "output_layer.weight" in params:
-        fill("output_layer.weight", shards.read("model.embed_tokens.weight" if model_cfg.tied_embeddings
-                                                else "lm_head.weight"))
+        output = shards.read("model.embed_tokens.weight" if model_cfg.tied_embeddings else "lm_head.weight")
+        fill("output_layer.weight", extend_rows(output, added, model_cfg.vocab_size))
     if params:
         raise RuntimeError(f"parameters left unset by the import: {sorted(params)[:5]}")
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(out))
@@ -305,14 +345,14 @@ def _tp_part(name: str, param: torch.Tensor, full: torch.Tensor, tp: int, rank: 
     return full
 
 
-def main(config_path: str, folder: str, out: str) -> int:
+def main(config_path: str, folder: str, out: str, run_dir: str) -> int:
     """Entry point of one torchrun rank."""
     import torch.distributed as dist
 
     from occi import config as config_module
 
     try:
-        write_rank(config_module.load(config_path), Path(folder), Path(out))
+        write_rank(config_module.load(config_path), Path(folder), Path(out), Path(run_dir))
     except OcciError as err:
         if int(os.environ.get("RANK", "0")) == 0:
             atomic_write_text(Path(out) / "error.txt", str(err) + "\n")
@@ -325,4 +365,4 @@ def main(config_path: str, folder: str, out: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:5]))
