@@ -53,11 +53,11 @@ def config_for(kind: str, **overrides):
                              tie_word_embeddings=True)
     elif kind == "mistral":  # a sliding window shorter than the test sequences
         config = MistralConfig(**common, sliding_window=8, tie_word_embeddings=False)
-    elif kind == "qwen2":  # qkv biases, one key/value group
-        config = Qwen2Config(**{**common, "num_key_value_heads": 1}, tie_word_embeddings=False,
+    elif kind == "qwen2":  # qkv biases
+        config = Qwen2Config(**common, tie_word_embeddings=False,
                              rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
-    elif kind == "qwen3":  # q/k norm, a head width other than hidden / heads
-        config = Qwen3Config(**common, head_dim=32, tie_word_embeddings=True)
+    elif kind == "qwen3":  # q/k norm, a head width other than hidden / heads, plain multi-head attention
+        config = Qwen3Config(**{**common, "num_key_value_heads": 4}, head_dim=32, tie_word_embeddings=True)
     else:
         raise ValueError(kind)
     for key, value in overrides.items():

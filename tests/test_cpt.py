@@ -20,7 +20,7 @@ EDGE_TEXTS = ["  two leading spaces", "tabs\tand\nnew lines\n\n", "Zahlen 123456
 def cpt_config(folder: Path, base: Path, **train) -> Path:
     config = {"name": "cpt", "languages": LANGS, "corpora": {"recipe": "demo", "workers": 1}, "tokenizer": "base",
               "model": {"base": str(base), "seq_length": 32},
-              "train": {"micro_batch_size": 2, "global_batch_size": 4, "steps": 6, "warmup_steps": 1, "lr": 0.001,
+              "train": {"micro_batch_size": 2, "global_batch_size": 4, "steps": 6, "warmup_steps": 2, "lr": 0.001,
                         "min_lr": 0.0001, "eval_interval": 3, "save_interval": 3, "log_interval": 1,
                         "eval_samples": 2, **train}}
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def test_kept_tokenizer_and_fast_path_ids_equal_autotokenizer(cpt_run):
     _, run_dir, base = cpt_run
     assert (run_dir / "tokenizer" / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
     assert json.loads((run_dir / "tokenizer" / "report.json").read_text())["languages"] == LANGS
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")  # the base's files, kept
     blend = json.loads((run_dir / "data" / "blend.json").read_text())
     assert blend["vocab_size"] == len(tokenizer) and blend["eod_id"] == tokenizer.eos_token_id
     for code in LANGS:
@@ -73,7 +73,7 @@ def test_train_from_the_import_then_export_and_generate(cpt_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train: step 6/6 (complete)" in result.stdout
     log = [json.loads(line) for line in (run_dir / "train" / "log.jsonl").read_text().splitlines()]
-    assert any("continuing from the imported base" in r.get("message", "") for r in log)
+    assert any("continuing from the imported base" in r.get("text", "") for r in log)
     steps = [r for r in log if r["kind"] == "train"]
     assert [r["step"] for r in steps] == list(range(1, 7))  # the step counter starts at 0
     assert steps[0]["lr"] < steps[1]["lr"] == pytest.approx(0.001)  # the schedule starts afresh (warmup)
@@ -134,9 +134,13 @@ def test_extended_tokenizer_keeps_ids_and_initialises_new_rows_from_their_parts(
         assert result.returncode == 0, result.stderr[-3000:]
     extension = json.loads((run_dir / "tokenizer" / "extension.json").read_text())
     assert 0 < extension["added"] <= 40 and [p["id"] for p in extension["pieces"]] == list(range(300, 300 + extension["added"]))
-    old, new = AutoTokenizer.from_pretrained(base), AutoTokenizer.from_pretrained(run_dir / "hf")
-    assert all(new.convert_tokens_to_ids(piece) == i for piece, i in old.get_vocab().items())  # ids unchanged
-    assert len(new) == len(old) + extension["added"]
+    from tokenizers import Tokenizer
+
+    old = Tokenizer.from_file(str(base / "tokenizer.json")).get_vocab(with_added_tokens=True)
+    extended = Tokenizer.from_file(str(run_dir / "hf" / "tokenizer.json")).get_vocab(with_added_tokens=True)
+    assert {piece: extended[piece] for piece in old} == old  # every existing id keeps its piece
+    assert len(extended) == len(old) + extension["added"]
+    new = AutoTokenizer.from_pretrained(run_dir / "hf")  # loads in transformers
     text = " ".join(t for t in (p["text"] for p in extension["pieces"]) if t)
     assert any(i >= 300 for i in new(text)["input_ids"]), "the new pieces are used"
     report = json.loads((run_dir / "tokenizer" / "report.json").read_text())
@@ -147,10 +151,29 @@ def test_extended_tokenizer_keeps_ids_and_initialises_new_rows_from_their_parts(
     exported, original = (AutoModelForCausalLM.from_pretrained(f) for f in (run_dir / "hf", base))
     rows, before = exported.get_input_embeddings().weight, original.get_input_embeddings().weight
     head, head_before = exported.lm_head.weight, original.lm_head.weight
-    assert rows.shape[0] == 384 and torch.equal(rows[:320], before) and torch.equal(head[:320], head_before)
+    # the rows of existing ids are the base's (new ids start after the tokenizer's 300, in the base's
+    # spare rows 300-319 and then in 64 added rows)
+    assert rows.shape[0] == 384 and torch.equal(rows[:300], before[:300]) and torch.equal(head[:300], head_before[:300])
     for piece in extension["pieces"]:
         assert torch.allclose(rows[piece["id"]], before[piece["parts"]].mean(0), atol=1e-6)
         assert torch.allclose(head[piece["id"]], head_before[piece["parts"]].mean(0), atol=1e-6)
     tokens = torch.randint(0, 300, (1, 16), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert torch.allclose(exported(tokens).logits[..., :320], original(tokens).logits, atol=1e-4)
+        assert torch.allclose(exported(tokens).logits[..., :300], original(tokens).logits[..., :300], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_occi_run_demo_cpt_end_to_end(tmp_path):
+    run_dir = tmp_path / "demo-cpt"
+    result = occi("run", "demo-cpt", "--run-dir", str(run_dir), timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[3/8] import: running" in result.stdout and "all stages done" in result.stdout
+    card = (run_dir / "report" / "MODEL_CARD.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["base_model"] == "tiny-llama-base" and front["base_model_relation"] == "finetune"
+    assert "| Base revision |" in card and "the base model's tokenizer, kept as it is" in card
+    assert "| lang | benchmark | base | continued | change |" in card
+    blend = json.loads((run_dir / "data" / "blend.json").read_text())
+    assert blend["languages"]["en"]["weight"] == 0.25  # the replay share
+    again = occi("run", "demo-cpt", "--run-dir", str(run_dir))
+    assert again.returncode == 0 and again.stdout.count("already done") == 8

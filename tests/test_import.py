@@ -121,6 +121,18 @@ def test_unsupported_architecture_missing_shard_and_vocabulary_mismatch(bases, t
                    "not a folder, and the hub snapshot failed")
 
 
+def test_multi_query_attention_imports_at_tp1_and_tp2_says_why_not(tmp_path):
+    base = make_base(tmp_path / "mqa", "qwen2", num_key_value_heads=1)
+    config = import_config(tmp_path / "tp1", base)
+    for command in ("import", "export"):
+        result = occi(command, str(config), "--run-dir", str(tmp_path / "tp1" / "run"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    actual, expected = logits(tmp_path / "tp1" / "run" / "hf", TOKENS), logits(base, TOKENS)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+    _fails_cleanly(import_config(tmp_path / "tp2", base, tensor_parallel=2), tmp_path / "tp2" / "run",
+                   "train.tensor_parallel 2 does not divide the base's num_query_groups (1)")
+
+
 def test_base_config_cannot_repeat_the_architecture(bases, tmp_path):
     config = yaml.safe_load(import_config(tmp_path, bases["llama"]).read_text())
     config["model"]["num_layers"] = 4
