@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -85,27 +86,31 @@ class Shards:
             raise OcciError(f"{self.folder}: shard {missing[0]} named in the safetensors index is missing"
                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         self.weight_map = weight_map
-        self._open: dict[str, object] = {}
 
     def files(self) -> list[Path]:
         return [self.folder / f for f in sorted(set(self.weight_map.values()))]
 
-    def _handle(self, name: str):
+    @contextmanager
+    def _open_file(self, name: str):
+        """The shard holding `name`, opened for one read: a shard is memory-mapped while open, and
+        its pages would otherwise count towards this process's memory until the end."""
         from safetensors import safe_open
 
-        file = self.weight_map[name]
-        if file not in self._open:
-            try:
-                self._open[file] = safe_open(self.folder / file, framework="pt")
-            except Exception as err:  # safetensors raises its own error types for damaged files
-                raise OcciError(f"{self.folder / file}: not a readable safetensors file ({err})") from None
-        return self._open[file]
+        path = self.folder / self.weight_map[name]
+        try:
+            handle = safe_open(path, framework="pt")
+        except Exception as err:  # safetensors raises its own error types for damaged files
+            raise OcciError(f"{path}: not a readable safetensors file ({err})") from None
+        with handle:
+            yield handle
 
     def read(self, name: str) -> torch.Tensor:
-        return self._handle(name).get_tensor(name)
+        with self._open_file(name) as handle:
+            return handle.get_tensor(name)
 
     def shape(self, name: str) -> list[int]:
-        return list(self._handle(name).get_slice(name).get_shape())
+        with self._open_file(name) as handle:
+            return list(handle.get_slice(name).get_shape())
 
 
 def base_vocab_needed(folder: Path) -> int:
