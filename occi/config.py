@@ -24,7 +24,7 @@ from occi.data.config import DataConfig
 from occi.eval.config import EvalConfig
 from occi.report.config import CardConfig
 from occi.tokenizer.config import TokenizerConfig
-from occi.train.config import ModelConfig, TrainConfig
+from occi.train.config import BaseModelConfig, ModelConfig, TrainConfig
 from occi.train.parallel import check_layout
 from occi.errors import OcciError
 from occi.rundir import RunDir
@@ -44,8 +44,9 @@ class RunConfig:
     """The corpora stage: sources, language ID, filters, dedup."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     """The shared tokenizer: a recipe under tokenizer/ (demo, eu-32k, eu-64k, eu-128k) or a mapping."""
-    model: ModelConfig | None = None
-    """The model shape: a recipe under models/ (tiny, 125m, 1b, 7b) or a mapping."""
+    model: ModelConfig | BaseModelConfig | None = None
+    """The model shape: a recipe under models/ (tiny, 125m, 1b, 7b) or a mapping; or
+    {base: HF_ID_OR_FOLDER, revision: ...} to continue an open model (`occi import`)."""
     data: DataConfig = field(default_factory=DataConfig)
     """Tokenized training data and the language blend."""
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -76,7 +77,11 @@ class RunConfig:
             raise ValueError("languages: a language is listed twice")
         ranges.check(self, {"seed": ranges.at_least(0), "heldout_fraction": ranges.Range(0.0, 1.0, high_open=True),
                             "heldout_max_docs": ranges.at_least(0)})
-        if self.model is not None:  # where the model shape meets the parallel layout
+        if self.tokenizer.source != "train" and not isinstance(self.model, BaseModelConfig):
+            raise ValueError(f"tokenizer: {self.tokenizer.source!r} keeps a base model's tokenizer; "
+                             "name the base with model: {base: HF_ID_OR_FOLDER}")
+        if isinstance(self.model, ModelConfig):  # where the model shape meets the parallel layout
+            # (an imported base's shape is checked against the layout when `occi import` reads it)
             check_layout(self.model, self.train, self.tokenizer.vocab_size)
 
     @property
@@ -101,14 +106,38 @@ def load(config: str) -> RunConfig:
     if not isinstance(data, dict):
         raise OcciError(f"{path}: expected a mapping of run settings, got {type(data).__name__}")
     data = dict(data)
+    data["tokenizer"] = _tokenizer_policy(data.get("tokenizer", {}), path)
+    if isinstance(data.get("model"), dict) and "base" in data["model"]:
+        data["model"] = build(BaseModelConfig, _local_base(dict(data["model"]), path), f"{path}: model")
     for key, (kind, cls) in _SECTIONS.items():
-        if data.get(key) is not None:
+        if data.get(key) is not None and not isinstance(data[key], BaseModelConfig):
             section, where = _resolve_section(kind, data[key], path, f"{path}: {key}")
             if "base_dir" not in {f.name for f in fields(cls)}:
                 section.pop("base_dir", None)
             data[key] = build(cls, section, where)
     data["source_file"] = str(path)
     return build(RunConfig, data, f"{path}: ")
+
+
+def _tokenizer_policy(value: Any, path: Path) -> Any:
+    """`tokenizer: base` and `tokenizer: {extend: RECIPE, add: N}` as TokenizerConfig mappings."""
+    if value == "base":
+        return {"source": "base"}
+    if isinstance(value, dict) and "extend" in value:
+        value = dict(value)
+        recipe = value.pop("extend")
+        if not isinstance(recipe, str):
+            raise OcciError(f"{path}: tokenizer.extend: expected a tokenizer recipe name or path, got {recipe!r}")
+        return {"recipe": recipe, **value, "source": "extend"}
+    return value
+
+
+def _local_base(section: dict, config_path: Path) -> dict:
+    """A base that names an existing folder (relative to the config's folder) becomes its absolute path."""
+    base = section.get("base")
+    if isinstance(base, str) and (config_path.parent / base).is_dir():
+        section["base"] = str((config_path.parent / base).resolve())
+    return section
 
 
 def _resolve_section(kind: str, value: Any, config_path: Path, where: str) -> tuple[dict, str]:

@@ -67,10 +67,18 @@ class Stage:
     """SLURM step names of a sharded stage: the array over shares, then the job that joins them."""
     array_options: tuple[str, ...] = ()
     """Extra arguments of the array step's command."""
+    when: str | None = None
+    """"module:function" deciding from the config whether a run has this stage; None: every run."""
 
     @property
     def sharded(self) -> bool:
         return self.shards_over != "nothing"
+
+    def applies(self, cfg) -> bool:
+        if self.when is None:
+            return True
+        module, function = self.when.split(":")
+        return getattr(importlib.import_module(module), function)(cfg)
 
     def run(self, cfg, run, share: Share = Share(), **options) -> StageResult:
         return importlib.import_module(self.module).run(cfg, run, share, **options)
@@ -90,6 +98,8 @@ STAGES = [
                           type=ranges.argument(ranges.at_least(0))))),
     Stage("tokenizer", ("tokenizer", "train"), "sample the corpora, train SentencePiece, write HF files + report",
           "tokenizer", "occi.tokenizer.train"),
+    Stage("import", ("import",), "an open Hugging Face base -> checkpoints/iter_0000000 at the run's TP/PP "
+          "(runs with `model: {base: ...}` only)", "base", "occi.train.hf_import", when="occi.train.hf_import:is_base_run"),
     Stage("data", ("data", "prepare"), "corpora -> data/<lang>_text_document.{bin,idx} + blend.json", "data",
           "occi.data.prepare", shards_over="languages", array_steps=("tokenize", "blend")),
     Stage("train", ("train",), "megatron-core pretraining (launches torchrun, or runs as one rank)", "train",
@@ -125,12 +135,18 @@ def peak_memory_mb() -> float:
     return max(own, children) / 1024
 
 
+def stages_of(cfg) -> list[Stage]:
+    """The stages this run has (the import stage only when it starts from a base model)."""
+    return [stage for stage in STAGES if stage.applies(cfg)]
+
+
 def run_all(cfg, run) -> None:
     """Runs the stages in order; a completed stage is reported and skipped."""
     started_run = time.monotonic()
-    print(f"occi run {cfg.name}: {len(STAGES)} stages, run directory {run.root}", flush=True)
-    for number, stage in enumerate(STAGES, 1):
-        prefix = f"[{number}/{len(STAGES)}] {stage.name}"
+    stages = stages_of(cfg)
+    print(f"occi run {cfg.name}: {len(stages)} stages, run directory {run.root}", flush=True)
+    for number, stage in enumerate(stages, 1):
+        prefix = f"[{number}/{len(stages)}] {stage.name}"
         folder = getattr(run, stage.folder)
         if run.is_done(stage.name):
             print(f"{prefix}: already done ({folder})", flush=True)

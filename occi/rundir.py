@@ -71,6 +71,11 @@ class RunDir:
         return self.root / "tokenizer"
 
     @property
+    def base(self) -> Path:
+        """The imported base model's config, tokenizer files and source.json (`occi import`)."""
+        return self.root / "base"
+
+    @property
     def data(self) -> Path:
         return self.root / "data"
 
@@ -120,6 +125,11 @@ class RunDir:
     @property
     def tokenizer_model(self) -> Path:
         return self.tokenizer / "tokenizer.model"
+
+    @property
+    def tokenizer_extension(self) -> Path:
+        """The pieces `tokenizer: {extend: ...}` added to the base's tokenizer."""
+        return self.tokenizer / "extension.json"
 
     @property
     def tokenizer_report(self) -> Path:

@@ -59,3 +59,47 @@ def demo_run(tmp_path_factory) -> Path:
     result = occi("corpora", "build", "demo", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
     return run_dir
+
+
+TRANSFORMERS4_CHECK = """
+import json, sys
+from transformers import AutoConfig, AutoTokenizer, __version__
+folder, texts = sys.argv[1], json.loads(sys.argv[2])
+tokenizer = AutoTokenizer.from_pretrained(folder)
+config = AutoConfig.from_pretrained(folder)
+print(json.dumps({"version": __version__, "class": type(tokenizer).__name__,
+                  "ids": [tokenizer(t)["input_ids"] for t in texts], "rope_theta": config.rope_theta,
+                  "rope_scaling": getattr(config, "rope_scaling", None)}))
+"""
+
+
+@pytest.fixture(scope="session")
+def transformers4() -> Path:
+    """The python of a small venv with transformers<5 (tokenizers and configs only, no torch),
+    made once and cached under ~/.cache/occi-tests (or $OCCI_TEST_CACHE)."""
+    import shutil
+
+    cache = Path(os.environ.get("OCCI_TEST_CACHE", Path.home() / ".cache" / "occi-tests")) / "transformers4"
+    python = cache / "bin" / "python"
+    if not (cache / ".complete").exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(cache)], check=True, capture_output=True)
+        result = subprocess.run([str(python), "-m", "pip", "install", "-q", "transformers<5"], capture_output=True,
+                                text=True, timeout=1200)
+        if result.returncode != 0:
+            shutil.rmtree(cache, ignore_errors=True)
+            reason = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
+            if any(word in result.stderr for word in ("No matching distribution", "Could not find a version",
+                                                      "NewConnectionError", "Temporary failure in name resolution")):
+                pytest.skip(f"pip cannot reach the package index for transformers<5: {reason}")
+            raise RuntimeError(f"pip install transformers<5 failed: {reason}")
+        (cache / ".complete").touch()
+    return python
+
+
+def transformers4_view(python: Path, folder: Path, texts: list[str]) -> dict:
+    """What transformers 4 sees in a model folder: tokenizer class, ids of `texts`, rope_theta."""
+    result = subprocess.run([str(python), "-c", TRANSFORMERS4_CHECK, str(folder), json.dumps(texts)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

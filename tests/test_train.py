@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import occi
+from conftest import occi, transformers4_view
 from occi.rundir import RunDir
 
 LANGS = ["fr", "fi", "sv", "et"]
@@ -301,7 +301,7 @@ def test_corrupt_and_missing_checkpoints_get_clear_errors(prepared, tmp_path):
 # ---------------------------------------------------------------- export
 
 @pytest.mark.parametrize("source", ["tp1", "tp2"])
-def test_export_is_exact_and_generates(source, tmp_path):
+def test_export_is_exact_and_generates(source, tmp_path, transformers4):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -326,3 +326,15 @@ def test_export_is_exact_and_generates(source, tmp_path):
     generated = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     assert generated.shape[1] > inputs["input_ids"].shape[1]
     assert isinstance(tokenizer.decode(generated[0]), str)
+    # only what a model repository needs; transformers 4 reads the tokenizer and RoPE base too
+    assert sorted(p.name for p in (run_dir / "hf").iterdir()) == [
+        "_DONE", "config.json", "generation_config.json", "model.safetensors", "occi_export.json",
+        "special_tokens_map.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json"]
+    assert json.loads((run_dir / "hf" / "config.json").read_text())["rope_theta"] == 10000.0
+    texts = ["Le marché du samedi", "  deux  espaces, 42 chiffres"]
+    seen = transformers4_view(transformers4, run_dir / "hf", texts)
+    assert seen["version"].startswith("4.") and seen["class"] == "PreTrainedTokenizerFast"
+    assert seen["ids"] == [tokenizer(t)["input_ids"] for t in texts]
+    assert seen["rope_theta"] == 10000.0
+    # Megatron-LM's tools find the newest checkpoint through latest_checkpointed_iteration.txt
+    assert (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").read_text() == "8\n"

@@ -27,6 +27,17 @@ def explicit_weights(tokens: dict[str, int], weights: dict[str, float]) -> dict[
     return {code: weights[code] / total for code in tokens}
 
 
+def with_replay(weights: dict[str, float], replay: dict[str, float]) -> dict[str, float]:
+    """Continual pretraining's replay: the `replay` languages (the base's main ones) get their fixed
+    share of every batch; the other languages share the rest in their own proportions."""
+    fixed = sum(replay.values())
+    others = {code: w for code, w in weights.items() if code not in replay}
+    rest = sum(others.values())
+    if rest <= 0:
+        return {code: replay.get(code, 0.0) / fixed for code in weights}
+    return {code: replay[code] if code in replay else (1.0 - fixed) * w / rest for code, w in weights.items()}
+
+
 def megatron_data_path(weights: dict[str, float], prefixes: dict[str, str]) -> str:
     """The same blend as Megatron-LM's `--data-path w1 prefix1 w2 prefix2 ...`."""
     return " ".join(f"{weights[code]:.6f} {prefixes[code]}" for code in weights if weights[code] > 0)

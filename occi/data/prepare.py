@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from occi.config import RunConfig
 from occi.corpora.reader import read_batches
-from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights
+from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights, with_replay
 from occi.data.encoder import DocumentEncoder
 from occi.data.indexed import IndexedDatasetWriter
 from occi.errors import OcciError
@@ -44,6 +44,27 @@ def load_sentencepiece(run: RunDir):
     return spm.SentencePieceProcessor(model_file=str(run.tokenizer_model))
 
 
+def tokenizer_info(run: RunDir) -> tuple[Path, int, int]:
+    """(tokenizer file, vocabulary size, end-of-document id) of the run's tokenizer: a SentencePiece
+    model, or a kept base's tokenizer.json when there is no tokenizer.model."""
+    run = RunDir.of(run)
+    folder = run.tokenizer
+    if not (folder / "tokenizer.model").is_file() and (folder / "tokenizer.json").is_file():
+        encoder = _hf_encoder(folder, (folder / "tokenizer.json").stat().st_mtime_ns)
+        if encoder.eos_id is None:
+            raise OcciError(f"{folder}: the tokenizer names no eos_token to end documents with")
+        return folder / "tokenizer.json", encoder.vocab_size, encoder.eos_id
+    sp = load_sentencepiece(run)
+    return run.tokenizer_model, sp.get_piece_size(), sp.eos_id()
+
+
+@cache
+def _hf_encoder(folder: Path, modified_ns: int):
+    from occi.data.hf_encoder import HFDocumentEncoder
+
+    return HFDocumentEncoder(folder)
+
+
 def token_dtype(vocab_size: int) -> type:
     return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
 
@@ -54,7 +75,7 @@ def prepare(cfg: RunConfig, run: RunDir, progress: bool = True, share: Share = S
     out = run.data
     if run.is_done("data"):
         return run.read_blend()
-    sp = load_sentencepiece(run)
+    tokenizer_file, vocab_size, eod_id = tokenizer_info(run)
     out.mkdir(parents=True, exist_ok=True)
     todo = [code for code in share.mine(cfg.languages) if not (out / f"{code}.json").exists()]
     if todo:
@@ -64,14 +85,19 @@ def prepare(cfg: RunConfig, run: RunDir, progress: bool = True, share: Share = S
     counts = {code: json.loads((out / f"{code}.json").read_text(encoding="utf-8")) for code in cfg.languages}
     tokens = {code: c["train"]["tokens"] for code, c in counts.items()}
     weights = explicit_weights(tokens, cfg.data.weights) if cfg.data.weights else temperature_weights(tokens, cfg.data.alpha)
+    missing = [code for code in cfg.data.replay if code not in cfg.languages]
+    if missing:
+        raise OcciError(f"data.replay: {missing[0]} is not a run language; add it to `languages`")
+    if cfg.data.replay:
+        weights = with_replay(weights, cfg.data.replay)
     # stored relative to the run directory, so that a moved or copied run finds its data (RunDir.read_blend)
     prefixes = {code: run.relative(run.dataset_prefix(code)) for code in cfg.languages}
     valid = {code: run.relative(run.dataset_prefix(code, "valid")) for code in cfg.languages}
     blend = {
-        "tokenizer": run.relative(run.tokenizer_model),
-        "vocab_size": sp.get_piece_size(),
-        "eod_id": sp.eos_id(),
-        "dtype": np.dtype(token_dtype(sp.get_piece_size())).name,
+        "tokenizer": run.relative(tokenizer_file),
+        "vocab_size": vocab_size,
+        "eod_id": eod_id,
+        "dtype": np.dtype(token_dtype(vocab_size)).name,
         "alpha": None if cfg.data.weights else cfg.data.alpha,
         "languages": {
             code: {**counts[code], "weight": round(weights[code], 6), "prefix": prefixes[code], "valid_prefix": valid[code]}
@@ -132,8 +158,12 @@ def _encoder(run: RunDir, modified_ns: int, threads: int) -> DocumentEncoder:
 
 
 def _prepare_language(cfg: RunConfig, run: RunDir, code: str, threads: int, progress: bool) -> dict:
-    encoder = _encoder(run, run.tokenizer_model.stat().st_mtime_ns, threads)
-    dtype, eod_id, out = encoder.dtype.type, encoder.sp.eos_id(), run.data
+    tokenizer_file, vocab_size, eod_id = tokenizer_info(run)
+    if tokenizer_file.suffix == ".json":  # a kept base's HF tokenizer
+        encoder = _hf_encoder(tokenizer_file.parent, tokenizer_file.stat().st_mtime_ns)
+    else:
+        encoder = _encoder(run, tokenizer_file.stat().st_mtime_ns, threads)
+    dtype, out = np.dtype(token_dtype(vocab_size)).type, run.data
     result = {}
     for split in ("train", "heldout"):
         name = run.dataset_prefix(code, split).name

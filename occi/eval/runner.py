@@ -196,9 +196,17 @@ def own_table(run: RunDir) -> dict | None:
 
 def run(cfg: RunConfig, run: RunDir, share: Share = Share(), suite: str | None = None,
         model: str | None = None) -> StageResult:
-    """The eval stage of the stage list (occi/pipeline.py)."""
-    table = evaluate(cfg, run, suites=[suite] if suite else None, model=model, share=share)
-    return StageResult(format_table(table), complete=share.whole)
+    """The eval stage of the stage list (occi/pipeline.py); a run continued from a base model also
+    evaluates the base on the same cells, for the card's side-by-side table."""
+    from occi.train.hf_import import is_base_run, resolve
+
+    suites = [suite] if suite else None
+    summary = ""
+    if model is None and is_base_run(cfg):
+        base = evaluate(cfg, run, suites=suites, model=str(resolve(cfg.model)), share=share)
+        summary = f"base model:\n{format_table(base)}\n"
+    table = evaluate(cfg, run, suites=suites, model=model, share=share)
+    return StageResult(summary + format_table(table), complete=share.whole)
 
 
 def shard_count(cfg: RunConfig, run: RunDir) -> int:

@@ -21,14 +21,29 @@ MISSING = "_Not available: {what} is missing from this run ({path})._"
 
 # ------------------------------------------------------------------ sections
 
+def _model(cfg: RunConfig, run: RunDir):
+    """The run's model shape (an imported base's from base/config.json), or None."""
+    from occi.errors import OcciError
+    from occi.train.hf_import import run_model_config
+
+    try:
+        return run_model_config(cfg, run) if cfg.model is not None else None
+    except OcciError:
+        return None
+
+
 def _details(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
-    if cfg.model is None:
-        return MISSING.format(what="the model shape", path="model: in the config")
+    m = _model(cfg, run)
+    if m is None:
+        return MISSING.format(what="the model shape", path="model: in the config, or base/config.json")
     vocab = blend["vocab_size"] if blend else None
     hf_config = run.read_json(run.hf / "config.json") or {}
     padded = hf_config.get("vocab_size")
-    m = cfg.model
-    rows = [("Architecture", "Llama (decoder-only transformer): RMSNorm, SwiGLU, rotary embeddings, grouped-query attention, no biases, untied embeddings"),
+    architecture = ("Llama (decoder-only transformer): RMSNorm, SwiGLU, rotary embeddings, grouped-query attention, "
+                    "no biases, untied embeddings")
+    if m.vocab_size is not None:
+        architecture = f"{(hf_config.get('architectures') or [m.description])[0]}, as the base model (see Base model)"
+    rows = [("Architecture", architecture),
             ("Layers", m.num_layers), ("Hidden size", m.hidden_size), ("FFN hidden size", m.ffn_hidden_size),
             ("Attention heads / key-value heads", f"{m.num_attention_heads} / {m.num_query_groups}"),
             ("Sequence length", m.seq_length), ("RoPE base", m.rotary_base)]
@@ -85,10 +100,11 @@ def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
         return MISSING.format(what="the training log", path="train/log.jsonl")
     t = cfg.train
     steps = max(train)
-    tokens = steps * t.global_batch_size * cfg.model.seq_length
+    seq_length = _model(cfg, run).seq_length
+    tokens = steps * t.global_batch_size * seq_length
     valid = [r for r in records if r.get("kind") == "valid"]
     rows = [("Steps", f"{steps:,}"), ("Tokens seen", f"{tokens:,}"),
-            ("Global batch", f"{t.global_batch_size} sequences x {cfg.model.seq_length} tokens"),
+            ("Global batch", f"{t.global_batch_size} sequences x {seq_length} tokens"),
             ("Parallelism", f"tensor {t.tensor_parallel}, pipeline {t.pipeline_parallel}, data {t.data_parallel}"),
             ("Optimizer", f"AdamW (beta1 {t.adam_beta1}, beta2 {t.adam_beta2}, weight decay {t.weight_decay})"),
             ("Learning rate", f"{t.lr:g} peak, {t.warmup_steps} warmup steps, {t.lr_schedule} decay to {t.min_lr:g}"),
@@ -112,17 +128,31 @@ def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
         return MISSING.format(what="the training log", path="train/log.jsonl")
     steps = {r["step"]: r for r in train}
     seconds = sum(r["seconds"] for r in steps.values())
-    tokens = len(steps) * cfg.train.global_batch_size * cfg.model.seq_length
-    flops = flops_per_token(cfg.model, blend["vocab_size"]) * tokens
+    model = _model(cfg, run)
+    tokens = len(steps) * cfg.train.global_batch_size * model.seq_length
+    flops = flops_per_token(model, model.vocab_size or blend["vocab_size"]) * tokens
     hardware = cfg.card.hardware or summary.get("hardware", "not recorded (train/summary.json)")
     return _table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
                              ("Training compute (6N + attention per token)", f"{flops:.3e} FLOPs")])
 
 
 def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
+    from occi.report.base_section import comparison
     from occi.report.eval_section import evaluation_section
+    from occi.train.hf_import import is_base_run
 
-    return evaluation_section(run)
+    text, results = evaluation_section(run)
+    side_by_side = comparison(run, base_eval_label(run)) if is_base_run(cfg) else ""
+    return (text + "\n\n" + side_by_side if side_by_side else text), results
+
+
+def base_eval_label(run: RunDir) -> str | None:
+    """The label the base model's evaluation has in this run (eval/models.json), if it was evaluated."""
+    source = run.read_json(run.base / "source.json")
+    models = run.read_json(run.eval_models) or {}
+    if not source:
+        return None
+    return next((label for label, path in models.items() if path in (source["folder"], source["base"])), None)
 
 
 def _gguf(cfg: RunConfig, run: RunDir) -> list[str]:
@@ -186,7 +216,12 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
     evaluation, eval_results = _evaluation(cfg, run)
     blend = run.read_json(run.blend_file)  # the counts and vocabulary several sections show
     hub_sources = [s.dataset for s in cfg.corpora.sources if s.kind == "hub" and s.dataset and "/" in s.dataset]
+    from occi.report.base_section import base_section, front_matter
+    from occi.train.hf_import import is_base_run
+
+    continued = is_base_run(cfg)
     data = ModelCardData(
+        **(front_matter(cfg) if continued else {}),
         language=list(cfg.languages), license=cfg.card.license, library_name="transformers",
         pipeline_tag="text-generation", tags=["occi", "megatron-core", "multilingual", "european-languages"],
         datasets=cfg.card.datasets or hub_sources or None,
@@ -194,9 +229,11 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
     )
     sections = [
         f"# {cfg.model_name}",
-        f"A base language model for {len(cfg.languages)} languages of the European Union, trained from scratch with "
-        f"occi (megatron-core) in the run `{cfg.name}`. This card is generated by `occi card` "
+        f"A base language model for {len(cfg.languages)} languages of the European Union, "
+        + (f"continued from `{cfg.model.base}`" if continued else "trained from scratch")
+        + f" with occi (megatron-core) in the run `{cfg.name}`. This card is generated by `occi card` "
         "from the run's files; do not edit it by hand.",
+        *(["## Base model", base_section(cfg, run)] if continued else []),
         "## Model details", _details(cfg, run, blend),
         "## Intended uses and limitations", f"{cfg.card.intended_use}\n\n{cfg.card.limitations}",
         "## Training data", _training_data(cfg, run, blend),

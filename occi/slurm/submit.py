@@ -46,7 +46,7 @@ def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1,
     """The steps of every stage not completed yet, in order, with their dependencies: made from the
     stage list (occi/pipeline.py), so each stage's own command runs in its job. With `doctor` (the
     profile's path) `occi doctor` runs first on one whole node and every other step waits for it."""
-    from occi.pipeline import STAGES
+    from occi.pipeline import stages_of
 
     run = RunDir.of(run)
     steps: list[Step] = []
@@ -55,7 +55,7 @@ def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1,
         steps.append(Step("doctor", "doctor", "node" if profile.gpu_request != "none" else "cpu",
                           [["doctor", str(run.config_file), "--run-dir", str(run.root), "--cluster", doctor]]))
         previous = ["doctor"]
-    for stage in STAGES:
+    for stage in stages_of(cfg):
         if run.is_done(stage.name):
             continue
         command = [*stage.command, str(run.config_file), "--run-dir", str(run.root)]

@@ -11,6 +11,12 @@ from occi import ranges
 class TokenizerConfig:
     description: str = ""
     """One line saying what this recipe is for."""
+    source: Literal["train", "base", "extend"] = "train"
+    """train: a new tokenizer from this recipe; base (`tokenizer: base`): the imported base model's
+    tokenizer as it is; extend (`tokenizer: {extend: RECIPE, add: N}`): the base's, plus pieces
+    learned with this recipe on the run's corpora."""
+    add: int = 0
+    """extend: at most this many new pieces (those the base lacks, most useful first)."""
     vocab_size: int = 32_000
     """Vocabulary size, special tokens included."""
     model_type: Literal["bpe", "unigram"] = "bpe"
@@ -43,4 +49,7 @@ class TokenizerConfig:
         ranges.check(self, {"vocab_size": ranges.at_least(8), "alpha": ranges.SHARE,
                             "character_coverage": ranges.between(0.9, 1.0), "char_budget": ranges.at_least(1000),
                             "reserved_tokens": ranges.at_least(0), "input_sentence_size": ranges.at_least(1),
-                            "max_sentence_length": ranges.at_least(1), "threads": ranges.at_least(0)})
+                            "max_sentence_length": ranges.at_least(1), "threads": ranges.at_least(0),
+                            "add": ranges.at_least(0)})
+        if self.source == "extend" and self.add < 1:
+            raise ValueError(f"add: expected the number of pieces to add (1 or more), got {self.add}")

@@ -40,6 +40,14 @@ def train(cfg: RunConfig, run: RunDir) -> dict:
     out = run.tokenizer
     if run.is_done("tokenizer"):
         return json.loads(run.tokenizer_report.read_text(encoding="utf-8"))
+    if cfg.tokenizer.source == "base":
+        from occi.tokenizer.base import keep
+
+        return keep(cfg, run)
+    if cfg.tokenizer.source == "extend":
+        from occi.tokenizer.extend import extend
+
+        return extend(cfg, run)
     recipe = cfg.tokenizer
     training_lines = _lines(cfg, run, "train")
     chosen, shares = sample_lines(training_lines, recipe.alpha, recipe.char_budget, cfg.seed)
@@ -107,7 +115,9 @@ def _write_hf_files(folder: Path) -> None:
     config = json.loads(config_file.read_text(encoding="utf-8"))
     # occi's data separates documents with </s> and adds no <s> (like Megatron-LM's --append-eod),
     # so the model is used without a BOS token too
-    config.update({"add_bos_token": False, "add_eos_token": False, "model_max_length": 1_000_000})
+    config.update({"add_bos_token": False, "add_eos_token": False, "model_max_length": 1_000_000,
+                   # transformers 5 writes "TokenizersBackend", which transformers 4 cannot load
+                   "tokenizer_class": "PreTrainedTokenizerFast"})
     atomic_write_json(config_file, config)
     atomic_write_json(folder / "special_tokens_map.json", {role + "_token": piece for role, piece in SPECIALS.items()})
 

@@ -2,7 +2,10 @@
 
 Layout: <run>/checkpoints/iter_0000050/ (a distributed checkpoint: model and optimizer as
 sharded tensors, so it reloads at another TP or PP size) and <run>/checkpoints/latest (the
-iteration of the newest complete checkpoint). A checkpoint is written into a temporary folder
+iteration of the newest complete checkpoint; the same number also goes to
+latest_checkpointed_iteration.txt, the file Megatron-LM's tools read). iter_0000000 written by
+`occi import` holds a base model only: training loads its weights and starts the optimizer, the
+schedule and the step counter afresh. A checkpoint is written into a temporary folder
 and renamed when every rank has finished, then `latest` is updated: a crash while saving leaves
 the previous checkpoint as the latest. On GPU the tensor writes run in the background
 (async_save) and the rename happens when they are done.
@@ -73,7 +76,7 @@ def save(trainer) -> None:
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            atomic_write_text(folder(run_dir) / "latest", f"{step}\n")
+            publish_latest(run_dir, step)
             _prune(run_dir, trainer.train.keep_last)
 
     if use_async:
@@ -87,6 +90,17 @@ def save(trainer) -> None:
         dist.barrier()
         publish()
         dist.barrier()
+
+
+def publish_latest(run_dir: Path, step: int) -> None:
+    """Names `step` the newest complete checkpoint, for occi and for Megatron-LM's tools."""
+    atomic_write_text(folder(run_dir) / "latest_checkpointed_iteration.txt", f"{step}\n")
+    atomic_write_text(folder(run_dir) / "latest", f"{step}\n")
+
+
+def is_import(path: Path) -> bool:
+    """True for a checkpoint folder written by `occi import` (model weights only)."""
+    return (Path(path) / "occi_import.json").is_file()
 
 
 def finish_pending() -> None:
@@ -119,6 +133,10 @@ def load_latest(trainer) -> int:
         raise OcciError(f"{path}: checkpoint is missing or incomplete (no metadata.json); "
                         f"delete it and fix {folder(trainer.run_dir) / 'latest'} to resume from an older one")
     try:
+        if is_import(path):
+            loaded = dist_checkpointing.load({"model": trainer.model.module.sharded_state_dict()}, str(path))
+            trainer.model.module.load_state_dict(loaded["model"])
+            return 0
         loaded = dist_checkpointing.load(_state(trainer, loading=True), str(path))
         trainer.model.module.load_state_dict(loaded["model"])
         trainer.optimizer.load_state_dict(loaded["optimizer"])

@@ -31,28 +31,66 @@ class ModelConfig:
     """Standard deviation of the initial weights."""
     make_vocab_size_divisible_by: int = 128
     """The embedding is padded to a multiple of this (the same for every tensor-parallel size)."""
+    kv_channels: int | None = None
+    """Width of one attention head; None: hidden_size / num_attention_heads (Qwen3 sets its own)."""
+    qkv_bias: bool = False
+    """Biases on the query, key and value projections (Qwen2)."""
+    qk_norm: bool = False
+    """RMSNorm over each query and key head before RoPE (Qwen3)."""
+    tied_embeddings: bool = False
+    """The output layer shares the input embedding's weights."""
+    rope_scaling_factor: float | None = None
+    """Llama 3.1 RoPE frequency scaling factor (low/high frequency factors 1 and 4, original
+    context 8192, as megatron-core implements it); None: no scaling."""
+    sliding_window: int | None = None
+    """Each token attends to at most this many tokens, itself included (Mistral); None: all."""
+    vocab_size: int | None = None
+    """Embedding rows fixed by an imported base model (no padding); None: the tokenizer's
+    vocabulary padded to make_vocab_size_divisible_by."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)
         ranges.check(self, {"num_layers": one, "hidden_size": one, "ffn_hidden_size": one, "num_attention_heads": one,
                             "num_query_groups": one, "seq_length": one, "rotary_base": one,
                             "norm_epsilon": ranges.POSITIVE, "init_method_std": ranges.POSITIVE,
-                            "make_vocab_size_divisible_by": one})
-        if self.hidden_size % self.num_attention_heads:
+                            "make_vocab_size_divisible_by": one, "kv_channels": one, "sliding_window": one,
+                            "rope_scaling_factor": ranges.POSITIVE, "vocab_size": one})
+        if self.kv_channels is None and self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
         if self.num_attention_heads % self.num_query_groups:
             raise ValueError(f"num_attention_heads {self.num_attention_heads} is not a multiple of num_query_groups {self.num_query_groups}")
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+        return self.kv_channels or self.hidden_size // self.num_attention_heads
 
     def parameters(self, vocab_size: int) -> int:
-        """Parameter count (untied input and output embeddings)."""
-        h, f, layers = self.hidden_size, self.ffn_hidden_size, self.num_layers
-        kv = self.num_query_groups * self.head_dim
-        per_layer = h * (h + 2 * kv) + h * h + 3 * h * f + 2 * h
-        return layers * per_layer + 2 * vocab_size * h + h
+        """Parameter count (input and output embeddings counted once each unless tied)."""
+        h, f, layers, d = self.hidden_size, self.ffn_hidden_size, self.num_layers, self.head_dim
+        q, kv = self.num_attention_heads * d, self.num_query_groups * d
+        per_layer = h * (q + 2 * kv) + q * h + 3 * h * f + 2 * h
+        per_layer += (q + 2 * kv if self.qkv_bias else 0) + (2 * d if self.qk_norm else 0)
+        embeddings = (1 if self.tied_embeddings else 2) * vocab_size * h
+        return layers * per_layer + embeddings + h
+
+
+@dataclass
+class BaseModelConfig:
+    """`model: {base: ...}`: continue from an open Hugging Face model; its config.json decides the
+    architecture (occi/train/hf_arch.py), so nothing here repeats it."""
+
+    base: str
+    """A Hugging Face hub id (downloaded with huggingface_hub) or a local folder holding
+    config.json and *.safetensors (relative to the run config's folder)."""
+    revision: str | None = None
+    """Hub branch, tag or commit of the base; None: the default branch (ignored for folders)."""
+    seq_length: int | None = None
+    """Training sequence length; None: the base's context length, at most 4096 tokens."""
+
+    def __post_init__(self) -> None:
+        if not self.base.strip():
+            raise ValueError("base: expected a hub id or a folder")
+        ranges.check(self, {"seq_length": ranges.at_least(2)})
 
 
 @dataclass

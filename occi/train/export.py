@@ -1,4 +1,5 @@
-"""`occi export`: the latest megatron checkpoint -> a transformers LlamaForCausalLM (safetensors).
+"""`occi export`: the latest megatron checkpoint -> a transformers model (safetensors): LlamaForCausalLM,
+or the architecture of the imported base (Mistral, Qwen2, Qwen3; occi/train/hf_arch.py).
 
 The checkpoint is loaded into a one-process GPTModel at TP=1, PP=1 (dist_checkpointing
 reassembles any TP/PP layout), and its weights are renamed and split into Llama's:
@@ -7,6 +8,9 @@ reassembles any TP/PP layout), and its weights are renamed and split into Llama'
 - the local spec keeps its norms in input_layernorm / pre_mlp_layernorm, the Transformer Engine
   spec fuses them into linear_qkv.layer_norm_weight / linear_fc1.layer_norm_weight: both are read.
 The embedding rows added to pad the vocabulary are kept, so token ids need no remapping.
+config.json also carries a top-level rope_theta (and rope_scaling), which transformers 4 reads;
+only the files a model repository needs are copied from the tokenizer folder, and a tokenizer
+class only transformers 5 knows is written as PreTrainedTokenizerFast, which both load.
 """
 from __future__ import annotations
 
@@ -24,55 +28,15 @@ from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
 from occi.fsutil import atomic_dir, mark_done
-from occi.train import checkpoints
+from occi.train import checkpoints, hf_arch
 from occi.train.config import ModelConfig
+from occi.train.hf_import import TOKENIZER_FILES, is_base_run, run_model_config
 
 
 def megatron_to_llama(state: dict[str, torch.Tensor], model: ModelConfig) -> dict[str, torch.Tensor]:
-    """Renames and splits a TP=1 GPTModel state dict into LlamaForCausalLM's."""
-    heads, groups, head_dim = model.num_attention_heads, model.num_query_groups, model.head_dim
-    per_group = heads // groups
-    out = {
-        "model.embed_tokens.weight": state["embedding.word_embeddings.weight"],
-        "model.norm.weight": state["decoder.final_layernorm.weight"],
-        "lm_head.weight": state["output_layer.weight"],
-    }
-    for layer in range(model.num_layers):
-        src, dst = f"decoder.layers.{layer}.", f"model.layers.{layer}."
-        qkv = state[src + "self_attention.linear_qkv.weight"].view(groups, (per_group + 2) * head_dim, model.hidden_size)
-        q, k, v = torch.split(qkv, [per_group * head_dim, head_dim, head_dim], dim=1)
-        out[dst + "self_attn.q_proj.weight"] = q.reshape(heads * head_dim, model.hidden_size)
-        out[dst + "self_attn.k_proj.weight"] = k.reshape(groups * head_dim, model.hidden_size)
-        out[dst + "self_attn.v_proj.weight"] = v.reshape(groups * head_dim, model.hidden_size)
-        out[dst + "self_attn.o_proj.weight"] = state[src + "self_attention.linear_proj.weight"]
-        gate, up = torch.chunk(state[src + "mlp.linear_fc1.weight"], 2, dim=0)
-        out[dst + "mlp.gate_proj.weight"] = gate
-        out[dst + "mlp.up_proj.weight"] = up
-        out[dst + "mlp.down_proj.weight"] = state[src + "mlp.linear_fc2.weight"]
-        out[dst + "input_layernorm.weight"] = _first(state, src, "input_layernorm.weight", "self_attention.linear_qkv.layer_norm_weight")
-        out[dst + "post_attention_layernorm.weight"] = _first(state, src, "pre_mlp_layernorm.weight", "mlp.linear_fc1.layer_norm_weight")
-    return {name: tensor.detach().clone().contiguous() for name, tensor in out.items()}
-
-
-def _first(state: dict, prefix: str, *names: str) -> torch.Tensor:
-    for name in names:
-        if prefix + name in state:
-            return state[prefix + name]
-    raise KeyError(f"none of {names} under {prefix}")
-
-
-def llama_config(model: ModelConfig, vocab_size: int, special: dict[str, int], dtype: torch.dtype):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=vocab_size, hidden_size=model.hidden_size, intermediate_size=model.ffn_hidden_size,
-        num_hidden_layers=model.num_layers, num_attention_heads=model.num_attention_heads,
-        num_key_value_heads=model.num_query_groups, head_dim=model.head_dim, hidden_act="silu",
-        max_position_embeddings=model.seq_length, rms_norm_eps=model.norm_epsilon,
-        rope_theta=float(model.rotary_base), attention_bias=False, mlp_bias=False, tie_word_embeddings=False,
-        bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special.get("pad"),
-        torch_dtype=dtype,
-    )
+    """Renames and splits a TP=1 GPTModel state dict into LlamaForCausalLM's (and Mistral's, Qwen2's,
+    Qwen3's: occi/train/hf_arch.py)."""
+    return hf_arch.megatron_to_hf(state, model)
 
 
 @contextmanager
@@ -93,7 +57,8 @@ def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = 
     path = checkpoints.checkpoint_dir(run_dir, iteration)
     if not (path / "metadata.json").exists():
         raise OcciError(f"{path}: checkpoint is missing or incomplete (no metadata.json)")
-    blend = RunDir.of(run_dir).read_blend()
+    model_cfg = run_model_config(cfg, run_dir)
+    vocab_size = RunDir.of(run_dir).read_blend()["vocab_size"] if model_cfg.vocab_size is None else model_cfg.vocab_size
     single = TrainConfig(global_batch_size=cfg.train.micro_batch_size, micro_batch_size=cfg.train.micro_batch_size,
                          steps=2, warmup_steps=0, precision="fp32")
     created_group = not dist.is_initialized()
@@ -101,7 +66,7 @@ def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = 
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         setup_distributed(single, cfg.seed)
-        model = build_model(cfg.model, single, blend["vocab_size"], torch.float32)
+        model = build_model(model_cfg, single, vocab_size, torch.float32)
         try:
             loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))
             model.load_state_dict(loaded["model"])
@@ -127,25 +92,36 @@ def megatron_logits(cfg: RunConfig, run_dir: Path, tokens: torch.Tensor) -> torc
 
 def export(cfg: RunConfig, run_dir: Path) -> Path:
     """Writes <run>/hf/: config, safetensors weights, tokenizer files, generation config."""
-    from transformers import GenerationConfig, LlamaForCausalLM
+    from transformers import GenerationConfig
 
     run = RunDir.of(run_dir)
-    tokenizer_dir = run.tokenizer
-    run.require("tokenizer")
-    with single_process_model(cfg, run) as (model, iteration):
+    run_dir = run.root
+    tokenizer_dir = _tokenizer_dir(cfg, run)
+    model_cfg = run_model_config(cfg, run_dir)
+    base = json.loads((run.base / "config.json").read_text(encoding="utf-8")) if is_base_run(cfg) else None
+    with single_process_model(cfg, run_dir) as (model, iteration):
         state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
     special = _special_ids(tokenizer_dir)
     vocab_size = state["embedding.word_embeddings.weight"].shape[0]
-    hf_model = LlamaForCausalLM(llama_config(cfg.model, vocab_size, special, torch.float32))
-    hf_model.load_state_dict(megatron_to_llama(state, cfg.model), strict=True)
+    hf_config = hf_arch.hf_config(model_cfg, base, vocab_size, special, torch.float32)
+    hf_model = hf_arch.model_class(base["model_type"] if base else "llama")(hf_config)
+    weights = hf_arch.megatron_to_hf(state, model_cfg)
+    if model_cfg.tied_embeddings:
+        weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
+    hf_model.load_state_dict(weights, strict=True)
     out = run.hf
     with atomic_dir(out) as tmp:
         hf_model.save_pretrained(tmp, safe_serialization=True)
-        GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special.get("pad"),
-                         max_new_tokens=64).save_pretrained(tmp)
-        for item in tokenizer_dir.iterdir():
-            if item.is_file() and not item.name.startswith(("_", ".")) and item.suffix != ".png":
-                shutil.copy2(item, tmp / item.name)
+        _top_level_rope(tmp / "config.json")
+        if base is not None and (run.base / "generation_config.json").is_file():
+            shutil.copy2(run.base / "generation_config.json", tmp / "generation_config.json")
+        else:
+            GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special.get("pad"),
+                             max_new_tokens=64).save_pretrained(tmp)
+        for name in TOKENIZER_FILES:
+            if (tokenizer_dir / name).is_file():
+                shutil.copy2(tokenizer_dir / name, tmp / name)
+        _portable_tokenizer_class(tmp / "tokenizer_config.json")
         (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(run.checkpoints)}, indent=2))
         mark_done(tmp)
     return out
@@ -165,7 +141,45 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), format: str = "hf",
     return StageResult(f"export: transformers model written to {export(cfg, run)}")
 
 
-def _special_ids(tokenizer_dir: Path) -> dict[str, int]:
+def _tokenizer_dir(cfg: RunConfig, run: RunDir) -> Path:
+    """The run's tokenizer; for a base run not yet past the tokenizer stage, the base's own."""
+    for folder in (run.tokenizer, run.base) if is_base_run(cfg) else (run.tokenizer,):
+        if (folder / "tokenizer.model").is_file() or (folder / "tokenizer.json").is_file():
+            return folder
+    run.require("tokenizer")
+    raise OcciError(f"{run.tokenizer}: no tokenizer files; run `occi tokenizer train` again")
+
+
+def _top_level_rope(path: Path) -> None:
+    """transformers 5 keeps the RoPE base in rope_parameters; transformers 4 reads rope_theta (and
+    rope_scaling) at the top level: write both."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    params = config.get("rope_parameters") or {}
+    if "rope_theta" in params:
+        config["rope_theta"] = params["rope_theta"]
+    if params.get("rope_type", "default") != "default":
+        config["rope_scaling"] = {k: v for k, v in params.items() if k != "rope_theta"}
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _portable_tokenizer_class(path: Path) -> None:
+    """"TokenizersBackend" (what transformers 5 writes) is unknown to transformers 4;
+    PreTrainedTokenizerFast loads the same tokenizer.json in both with the same ids."""
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") in (None, "TokenizersBackend"):
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _special_ids(tokenizer_dir: Path) -> dict[str, int | None]:
+    if (tokenizer_dir / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        return {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id,
+                "unk": tokenizer.unk_token_id}
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer_dir / "tokenizer.model"))

@@ -44,6 +44,10 @@ def _slurm_rank_environment() -> dict[str, str]:
 def _check_ready(cfg: RunConfig, run: RunDir) -> None:
     if cfg.model is None:
         raise OcciError(f"{cfg.source_file}: no `model:`; name a model recipe (tiny, 125m, 1b, 7b) or a mapping")
+    from occi.train.hf_import import is_base_run
+
+    if is_base_run(cfg):
+        run.require("import")
     run.require("data")
 
 

@@ -1,5 +1,7 @@
 """The Llama architecture as a megatron-core GPTModel: RMSNorm, SwiGLU, rotary embeddings,
-grouped-query attention, no biases, untied input and output embeddings.
+grouped-query attention, no biases, untied input and output embeddings; and the variations an
+imported base may need (occi/train/hf_arch.py): qkv biases (Qwen2), q/k norm (Qwen3), tied
+embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral).
 
 The model is built here; how it is parallelised (TP/PP sizes, DDP) is decided by the trainer.
 On GPU with Transformer Engine installed the fused TE layer spec is used, else megatron's
@@ -18,7 +20,15 @@ from occi.train.config import ModelConfig, TrainConfig
 def padded_vocab_size(vocab_size: int, model: ModelConfig, tensor_parallel: int) -> int:
     """The embedding size: the vocabulary padded to a multiple of make_vocab_size_divisible_by
     (and of the tensor-parallel size). Unlike Megatron-LM's multiple x TP, the size does not
-    change with TP (for TP sizes dividing the multiple), so checkpoints move between TP sizes."""
+    change with TP (for TP sizes dividing the multiple), so checkpoints move between TP sizes.
+    An imported base keeps its own embedding size."""
+    if model.vocab_size is not None:
+        if model.vocab_size % tensor_parallel:
+            from occi.errors import OcciError
+
+            raise OcciError(f"the base model's vocabulary ({model.vocab_size} rows) does not split over "
+                            f"tensor_parallel {tensor_parallel}; choose a tensor-parallel size dividing it")
+        return model.vocab_size
     multiple = math.lcm(model.make_vocab_size_divisible_by, tensor_parallel)
     return -(-vocab_size // multiple) * multiple
 
@@ -39,7 +49,10 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         gated_linear_unit=True,
         activation_func=F.silu,
         add_bias_linear=False,
-        add_qkv_bias=False,
+        add_qkv_bias=model.qkv_bias,
+        qk_layernorm=model.qk_norm,
+        # megatron keeps keys j >= i - window[0]: a window of W tokens, the token itself included
+        window_size=(model.sliding_window - 1, 0) if model.sliding_window else None,
         hidden_dropout=0.0,
         attention_dropout=0.0,
         init_method_std=model.init_method_std,
@@ -68,10 +81,10 @@ def layer_spec(config):
         try:
             import transformer_engine  # noqa: F401
 
-            return get_gpt_layer_with_transformer_engine_spec()
+            return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm)
         except ImportError:
             pass
-    return get_gpt_layer_local_spec(normalization="RMSNorm")
+    return get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=config.qk_layernorm)
 
 
 def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: torch.dtype):
@@ -87,14 +100,17 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
         max_sequence_length=model.seq_length,
         pre_process=parallel_state.is_pipeline_first_stage(),
         post_process=parallel_state.is_pipeline_last_stage(),
-        share_embeddings_and_output_weights=False,
+        share_embeddings_and_output_weights=model.tied_embeddings,
         position_embedding_type="rope",
         rotary_base=model.rotary_base,
+        rope_scaling=model.rope_scaling_factor is not None,
+        rope_scaling_factor=model.rope_scaling_factor or 8.0,
     )
 
 
 def flops_per_token(model: ModelConfig, vocab_size: int) -> float:
     """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention."""
-    matmul_params = model.parameters(vocab_size) - vocab_size * model.hidden_size  # input embedding is a lookup
+    lookup = 0 if model.tied_embeddings else vocab_size * model.hidden_size  # the input embedding is a lookup
+    matmul_params = model.parameters(vocab_size) - lookup
     attention = 12 * model.num_layers * model.hidden_size * model.seq_length
     return 6 * matmul_params + attention

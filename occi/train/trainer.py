@@ -70,10 +70,13 @@ class Trainer:
 
         self.cfg, self.run_dir, self.train = cfg, Path(run_dir), cfg.train
         self.blend = RunDir(self.run_dir).read_blend()
+        from occi.train.hf_import import run_model_config
+
+        self.model_cfg = run_model_config(cfg, self.run_dir)  # a recipe's shape, or the imported base's
         self.vocab_size = self.blend["vocab_size"]
         self.dtype = dtype_for(self.train)
         on_gpu = torch.cuda.is_available()
-        model = build_model(cfg.model, self.train, self.vocab_size, self.dtype)
+        model = build_model(self.model_cfg, self.train, self.vocab_size, self.dtype)
         if on_gpu:
             model.cuda()
         use_distributed_optimizer = on_gpu and self.train.distributed_optimizer
@@ -95,12 +98,12 @@ class Trainer:
             wsd_decay_steps=max(1, round(self.train.wsd_decay_fraction * self.train.steps)) if schedule == "WSD" else None,
             lr_wsd_decay_style="linear" if schedule == "WSD" else None,
         )
-        self.train_data, self.valid_data = _build_datasets(cfg, self.blend)
+        self.train_data, self.valid_data = _build_datasets(cfg, self.blend, self.model_cfg.seq_length)
         self.dp_rank = parallel_state.get_data_parallel_rank()
         self.is_last_stage = parallel_state.is_pipeline_last_stage()
         self.step = 0
         self.log = TrainLog(self.run_dir / "train", enabled=dist.get_rank() == 0)
-        self.flops_per_token = flops_per_token(cfg.model, self.vocab_size)
+        self.flops_per_token = flops_per_token(self.model_cfg, self.model_cfg.vocab_size or self.vocab_size)
         self.peak_tflops = self.train.peak_tflops or _known_peak_tflops()
 
     # -------------------------------------------------------------------- data
@@ -136,7 +139,7 @@ class Trainer:
 
         results = get_forward_backward_func()(
             forward_step_func=forward_step, data_iterator=iter(batches), model=[self.model],
-            num_microbatches=len(batches), seq_length=self.cfg.model.seq_length,
+            num_microbatches=len(batches), seq_length=self.model_cfg.seq_length,
             micro_batch_size=self.train.micro_batch_size, forward_only=forward_only,
         )
         local = sum(r["loss"].item() for r in results) / len(results) if self.is_last_stage and results else 0.0
@@ -151,7 +154,7 @@ class Trainer:
         self.scheduler.step(increment=1)
         self.step += 1
         seconds = time.monotonic() - started
-        tokens = self.train.global_batch_size * self.cfg.model.seq_length
+        tokens = self.train.global_batch_size * self.model_cfg.seq_length
         tflops = self.flops_per_token * tokens / seconds / dist.get_world_size() / 1e12
         record = {"step": self.step, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
                   "grad_norm": float(grad_norm) if grad_norm is not None else None,
@@ -180,6 +183,8 @@ class Trainer:
         self.step = checkpoints.load_latest(self)
         if self.step:
             self.log.message(f"resumed from step {self.step}")
+        elif checkpoints.latest_iteration(self.run_dir) == 0:
+            self.log.message("continuing from the imported base model (optimizer and schedule start afresh)")
         launch_steps = 0
         while self.step < self.train.steps:
             record = self.train_step()
@@ -234,7 +239,7 @@ class _EodTokenizer:
         self.unique_identifiers = {"class": "occi-sentencepiece", "vocab_size": vocab_size, "eod": eod}
 
 
-def _build_datasets(cfg: RunConfig, blend: dict):
+def _build_datasets(cfg: RunConfig, blend: dict, seq_length: int):
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
@@ -243,7 +248,7 @@ def _build_datasets(cfg: RunConfig, blend: dict):
     train_blend = ([blend["languages"][c]["prefix"] for c in languages],
                    [blend["languages"][c]["weight"] for c in languages])
     dataset_config = GPTDatasetConfig(
-        random_seed=cfg.seed, sequence_length=cfg.model.seq_length,
+        random_seed=cfg.seed, sequence_length=seq_length,
         blend_per_split=[train_blend, None, None],
         tokenizer=_EodTokenizer(blend["vocab_size"], blend["eod_id"]),
         reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False, create_attention_mask=True,
@@ -253,7 +258,7 @@ def _build_datasets(cfg: RunConfig, blend: dict):
     valid = {}
     for code in valid_languages:
         valid_config = GPTDatasetConfig(
-            random_seed=cfg.seed, sequence_length=cfg.model.seq_length,
+            random_seed=cfg.seed, sequence_length=seq_length,
             blend_per_split=[None, ([blend["languages"][code]["valid_prefix"]], None), None],
             tokenizer=_EodTokenizer(blend["vocab_size"], blend["eod_id"]),
             reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False, create_attention_mask=True,

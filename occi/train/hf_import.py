@@ -1,0 +1,381 @@
+"""`occi import`: an open Hugging Face base model -> checkpoints/iter_0000000 at the run's TP/PP.
+
+The base (a hub id fetched with huggingface_hub's snapshot_download, or a local folder) is
+checked before anything is written: a supported architecture (occi/train/hf_arch.py), every
+shard of the safetensors index present, every tensor the architecture needs present, and a
+vocabulary that holds the tokenizer's ids. Then each of the TP x PP ranks (torchrun; one rank runs
+in this process) builds its part of the megatron GPTModel without initialising it (meta tensors),
+reads the transformers tensors it needs one layer at a time from the shards, converts and slices
+them for its tensor-parallel rank, and all ranks save one dist_checkpointing checkpoint, written
+under a temporary name and renamed. Only the model is saved: `occi train` starts the optimizer,
+the schedule and the step counter afresh from it (occi/train/checkpoints.py).
+
+<run>/base/ records what was imported: source.json (id, revision, folder, architecture),
+config.json (the base's, which decides the model shape of every later stage) and the base's
+tokenizer and generation files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from occi.config import RunConfig
+from occi.errors import OcciError
+from occi.fsutil import atomic_dir, atomic_write_json, atomic_write_text, mark_done
+from occi.pipeline import StageResult
+from occi.rundir import RunDir
+from occi.sharding import Share
+from occi.train import checkpoints, hf_arch
+from occi.train.config import BaseModelConfig, ModelConfig
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja")
+"""The files of a model repository that make up its tokenizer."""
+BASE_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
+IMPORT_MARKER = "occi_import.json"
+"""In a checkpoint folder: written by `occi import` (model only, no optimizer state)."""
+
+
+def is_base_run(cfg: RunConfig) -> bool:
+    return isinstance(cfg.model, BaseModelConfig)
+
+
+def resolve(base: BaseModelConfig) -> Path:
+    """The local folder of the base: the folder itself, or huggingface_hub's snapshot of a hub id."""
+    folder = Path(base.base)
+    if folder.is_dir():
+        return folder.resolve()
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=base.base, revision=base.revision,
+                                      allow_patterns=["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]))
+    except Exception as err:  # huggingface_hub raises many kinds (network, auth, unknown repo)
+        message = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise OcciError(f"model.base {base.base!r}: not a folder, and the hub snapshot failed "
+                        f"({type(err).__name__}: {message})") from None
+
+
+class Shards:
+    """The safetensors tensors of a model folder by name, read one at a time."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        index = self.folder / "model.safetensors.index.json"
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            except (ValueError, KeyError) as err:
+                raise OcciError(f"{index}: not a safetensors index ({err})") from None
+        elif (self.folder / "model.safetensors").is_file():
+            from safetensors import safe_open
+
+            with safe_open(self.folder / "model.safetensors", framework="pt") as handle:
+                weight_map = {name: "model.safetensors" for name in handle.keys()}
+        else:
+            raise OcciError(f"{self.folder}: no model.safetensors or model.safetensors.index.json "
+                            "(occi imports safetensors weights only)")
+        missing = sorted({f for f in weight_map.values() if not (self.folder / f).is_file()})
+        if missing:
+            raise OcciError(f"{self.folder}: shard {missing[0]} named in the safetensors index is missing"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        self.weight_map = weight_map
+
+    def files(self) -> list[Path]:
+        return [self.folder / f for f in sorted(set(self.weight_map.values()))]
+
+    @contextmanager
+    def _open_file(self, name: str):
+        """The shard holding `name`, opened for one read: a shard is memory-mapped while open, and
+        its pages would otherwise count towards this process's memory until the end."""
+        from safetensors import safe_open
+
+        path = self.folder / self.weight_map[name]
+        try:
+            handle = safe_open(path, framework="pt")
+        except Exception as err:  # safetensors raises its own error types for damaged files
+            raise OcciError(f"{path}: not a readable safetensors file ({err})") from None
+        with handle:
+            yield handle
+
+    def read(self, name: str) -> torch.Tensor:
+        with self._open_file(name) as handle:
+            return handle.get_tensor(name)
+
+    def shape(self, name: str) -> list[int]:
+        with self._open_file(name) as handle:
+            return list(handle.get_slice(name).get_shape())
+
+
+def base_vocab_needed(folder: Path) -> int:
+    """The number of ids the base's own tokenizer uses (its highest id + 1)."""
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        return max(raw.get_vocab(with_added_tokens=True).values()) + 1
+    if (folder / "tokenizer.model").is_file():
+        import sentencepiece as spm
+
+        return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).get_piece_size()
+    raise OcciError(f"{folder}: the base has no tokenizer.json or tokenizer.model")
+
+
+def check(cfg: RunConfig, folder: Path, run_dir: Path) -> tuple[dict, ModelConfig, Shards]:
+    """Everything checkable before writing: architecture, shards, tensors, vocabulary, parallel sizes;
+    the model shape has the extended vocabulary of `tokenizer: {extend: ...}`."""
+    config = hf_arch.read_config(folder)
+    model = hf_arch.model_config(config, cfg.model.seq_length, f"{folder / 'config.json'}")
+    shards = Shards(folder)
+    absent = [name for name in hf_arch.hf_tensor_names(model) if name not in shards.weight_map]
+    if absent:
+        raise OcciError(f"{folder}: tensor {absent[0]} is not in the safetensors files"
+                        + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""))
+    rows = shards.shape("model.embed_tokens.weight")
+    if rows != [model.vocab_size, model.hidden_size]:
+        raise OcciError(f"{folder}: model.embed_tokens.weight has shape {rows}, config.json says "
+                        f"[{model.vocab_size}, {model.hidden_size}] (vocab_size, hidden_size)")
+    needed = base_vocab_needed(folder)
+    model = dataclasses.replace(model, vocab_size=extended_rows(model, extension(cfg, run_dir), cfg.train.tensor_parallel))
+    if needed > model.vocab_size:
+        raise OcciError(f"{folder}: the tokenizer uses ids up to {needed - 1} but config.json's vocab_size is "
+                        f"{model.vocab_size}: the vocabulary does not match the tokenizer")
+    if model.num_layers % cfg.train.pipeline_parallel:
+        raise OcciError(f"train.pipeline_parallel {cfg.train.pipeline_parallel} does not divide the base's "
+                        f"{model.num_layers} layers")
+    for name, value in (("num_query_groups", model.num_query_groups), ("num_attention_heads", model.num_attention_heads),
+                        ("ffn_hidden_size", model.ffn_hidden_size), ("vocab_size", model.vocab_size)):
+        if value % cfg.train.tensor_parallel:
+            raise OcciError(f"train.tensor_parallel {cfg.train.tensor_parallel} does not divide the base's "
+                            f"{name} ({value})")
+    return config, model, shards
+
+
+def extension(cfg: RunConfig, run_dir: Path) -> dict | None:
+    """<run>/tokenizer/extension.json of `tokenizer: {extend: ...}` (None for other policies)."""
+    if cfg.tokenizer.source != "extend":
+        return None
+    path = RunDir.of(run_dir).tokenizer_extension
+    if not path.is_file():
+        raise OcciError(f"{path}: the extended tokenizer is missing; run `occi tokenizer train` before `occi import`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def extended_rows(model: ModelConfig, added: dict | None, tensor_parallel: int) -> int:
+    """Embedding rows with the new pieces: the base's, or past the highest new id rounded up to 128."""
+    if not added or not added["pieces"]:
+        return model.vocab_size
+    needed = max(p["id"] for p in added["pieces"]) + 1
+    multiple = math.lcm(128, tensor_parallel)
+    return max(model.vocab_size, -(-needed // multiple) * multiple)
+
+
+def extend_rows(base: torch.Tensor, added: dict | None, rows: int) -> torch.Tensor:
+    """The base's embedding (or output) rows, then a row per new piece: the mean of the rows of the
+    base pieces it is made of; other new rows (padding): the mean of all base rows."""
+    if rows == base.shape[0] and not (added and added["pieces"]):
+        return base
+    out = torch.empty(rows, base.shape[1], dtype=base.dtype)
+    out[: base.shape[0]] = base
+    out[base.shape[0]:] = base.float().mean(0).to(base.dtype)
+    for piece in added["pieces"] if added else []:
+        out[piece["id"]] = base[piece["parts"]].float().mean(0).to(base.dtype)
+    return out
+
+
+def run_model_config(cfg: RunConfig, run_dir: Path) -> ModelConfig:
+    """The run's model shape: the recipe's, or the imported base's (from <run>/base/config.json)."""
+    if not is_base_run(cfg):
+        return cfg.model
+    path = RunDir.of(run_dir).base / "config.json"
+    if not path.is_file():
+        raise OcciError(f"{path}: the base model is not imported; run `occi import` first")
+    return hf_arch.model_config(json.loads(path.read_text(encoding="utf-8")), cfg.model.seq_length, str(path))
+
+
+def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
+    """The import stage of the stage list (occi/pipeline.py)."""
+    return StageResult(import_base(cfg, RunDir.of(run)))
+
+
+def import_base(cfg: RunConfig, run: RunDir) -> str:
+    """Imports the base (unless done); returns a one-line summary."""
+    run_dir = run.root
+    out = run.base
+    if run.is_done("import"):
+        return f"base already imported: {out}"
+    if not is_base_run(cfg):
+        raise OcciError(f"{cfg.source_file}: model: names no base; write model: {{base: HF_ID_OR_FOLDER}}")
+    folder = resolve(cfg.model)
+    config, model, shards = check(cfg, folder, run_dir)
+    final = checkpoints.checkpoint_dir(run_dir, 0)
+    if checkpoints.latest_iteration(run_dir):
+        raise OcciError(f"{checkpoints.folder(run_dir)}: training checkpoints exist; import into a fresh run directory")
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        world = cfg.train.tensor_parallel * cfg.train.pipeline_parallel
+        if world == 1 and "RANK" not in os.environ:
+            import torch.distributed as dist
+
+            dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+            try:
+                write_rank(cfg, folder, tmp, run_dir)
+            finally:
+                _teardown()
+        else:
+            _torchrun(cfg, run, folder, tmp, world)
+        info = {"base": cfg.model.base, "revision": cfg.model.revision, "folder": str(folder),
+                "architecture": hf_arch.ARCHITECTURES[config["model_type"]],
+                "tensor_parallel": cfg.train.tensor_parallel, "pipeline_parallel": cfg.train.pipeline_parallel}
+        atomic_write_json(tmp / IMPORT_MARKER, info)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    checkpoints.publish_latest(run_dir, 0)
+    with atomic_dir(out) as base_tmp:
+        for name in BASE_FILES:
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, base_tmp / name)
+        if model.vocab_size != config["vocab_size"]:  # an extended tokenizer: the embedding grew
+            atomic_write_json(base_tmp / "config.json", {**config, "vocab_size": model.vocab_size})
+            info["base_vocab_size"] = config["vocab_size"]
+        atomic_write_json(base_tmp / "source.json", {**info, "shards": [p.name for p in shards.files()],
+                                                    "parameters": model.parameters(model.vocab_size)})
+        mark_done(base_tmp)
+    return (f"imported {info['architecture']} {cfg.model.base} ({model.parameters(model.vocab_size):,} parameters, "
+            f"{model.num_layers} layers) at TP={cfg.train.tensor_parallel} PP={cfg.train.pipeline_parallel} -> {final}")
+
+
+def _teardown() -> None:
+    import torch.distributed as dist
+    from megatron.core import parallel_state
+
+    parallel_state.destroy_model_parallel()
+    dist.destroy_process_group()
+
+
+def _torchrun(cfg: RunConfig, run: RunDir, folder: Path, tmp: Path, world: int) -> None:
+    from occi.machine import cores
+
+    error_file = tmp / "error.txt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
+               "-m", "occi.train.hf_import", str(run.config_file), str(folder), str(tmp), str(run.root)]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, cores() // world)))}
+    code = subprocess.run(command, env=env).returncode
+    if error_file.exists():
+        raise OcciError(error_file.read_text(encoding="utf-8").strip())
+    if code != 0:
+        raise OcciError(f"import failed (exit code {code}); the log above says why")
+
+
+def import_dtype(cfg: RunConfig, config: dict) -> torch.dtype:
+    """bf16 or fp32 as train.precision says; auto: the base's own dtype (fp32 unless bf16)."""
+    if cfg.train.precision != "auto":
+        return torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
+    stored = config.get("dtype") or config.get("torch_dtype")
+    return torch.bfloat16 if stored == "bfloat16" else torch.float32
+
+
+def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
+    """This rank's part of the checkpoint (every rank of a TP x PP group calls it)."""
+    from megatron.core import dist_checkpointing, parallel_state
+
+    from occi.train.model import build_model
+    from occi.train.trainer import setup_distributed
+
+    config, model_cfg, shards = check(cfg, folder, run_dir)
+    added = extension(cfg, run_dir)
+    dtype = import_dtype(cfg, config)
+    train = dataclasses.replace(cfg.train, data_parallel=1, global_batch_size=cfg.train.micro_batch_size,
+                                precision="bf16" if dtype == torch.bfloat16 else "fp32")
+    setup_distributed(train, cfg.seed)
+    with torch.device("meta"):  # shapes only: every value is read from the base
+        model = build_model(model_cfg, train, model_cfg.vocab_size, dtype)
+    _materialize(model)
+    tp, rank = parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_tensor_model_parallel_rank()
+    params = dict(model.named_parameters())
+
+    def fill(local_name: str, full: torch.Tensor) -> None:
+        param = params.pop(local_name)
+        part = _tp_part(local_name, param, full, tp, rank)
+        if part.shape != param.shape:
+            raise RuntimeError(f"{local_name}: converted shape {tuple(part.shape)} != parameter {tuple(param.shape)}")
+        with torch.no_grad():
+            param.copy_(part)
+
+    local = {name: name for name in params}
+    local.update({hf_arch._local_name(name): name for name in params})
+    if "embedding.word_embeddings.weight" in params:
+        fill("embedding.word_embeddings.weight",
+             extend_rows(shards.read("model.embed_tokens.weight"), added, model_cfg.vocab_size))
+    for index, layer in enumerate(model.decoder.layers):
+        number = layer.layer_number - 1  # global, 0-based
+        for name, tensor in hf_arch.megatron_layer_tensors(model_cfg, number, shards.read).items():
+            fill(local[name.replace(f"decoder.layers.{number}.", f"decoder.layers.{index}.", 1)], tensor)
+    if "decoder.final_layernorm.weight" in params:
+        fill("decoder.final_layernorm.weight", shards.read("model.norm.weight"))
+    if "output_layer.weight" in params:
+        output = shards.read("model.embed_tokens.weight" if model_cfg.tied_embeddings else "lm_head.weight")
+        fill("output_layer.weight", extend_rows(output, added, model_cfg.vocab_size))
+    if params:
+        raise RuntimeError(f"parameters left unset by the import: {sorted(params)[:5]}")
+    dist_checkpointing.save({"model": model.sharded_state_dict()}, str(out))
+
+
+def _materialize(model: torch.nn.Module) -> None:
+    """Gives every meta parameter uninitialised CPU memory, keeping megatron's attributes on it."""
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None and param.is_meta:
+                real = torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype), requires_grad=param.requires_grad)
+                real.__dict__.update(param.__dict__)
+                module._parameters[name] = real
+
+
+def _tp_part(name: str, param: torch.Tensor, full: torch.Tensor, tp: int, rank: int) -> torch.Tensor:
+    """The slice of a full tensor that tensor-parallel rank `rank` holds."""
+    full = full.to(param.dtype)
+    if tp == 1:
+        return full
+    if name.endswith("mlp.linear_fc1.weight"):  # each rank holds its part of the gate, then of the up projection
+        gate, up = torch.chunk(full, 2, dim=0)
+        return torch.cat([torch.chunk(gate, tp, dim=0)[rank], torch.chunk(up, tp, dim=0)[rank]])
+    if getattr(param, "tensor_model_parallel", False):
+        return torch.chunk(full, tp, dim=param.partition_dim)[rank]
+    return full
+
+
+def main(config_path: str, folder: str, out: str, run_dir: str) -> int:
+    """Entry point of one torchrun rank."""
+    import torch.distributed as dist
+
+    from occi import config as config_module
+
+    try:
+        write_rank(config_module.load(config_path), Path(folder), Path(out), Path(run_dir))
+    except OcciError as err:
+        if int(os.environ.get("RANK", "0")) == 0:
+            atomic_write_text(Path(out) / "error.txt", str(err) + "\n")
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:5]))

@@ -1,0 +1,90 @@
+"""Tiny random Hugging Face base models for the import tests, built in-process (never downloaded).
+
+Each is saved with safetensors in 2+ shards, with a byte-level BPE tokenizer (tokenizer.json, as
+Llama 3 and Qwen have) trained here on the demo corpus. Every weight is drawn at random, norms
+and biases included, so that a misplaced tensor changes the logits.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+DEMO = Path(__file__).resolve().parents[1] / "corpora" / "demo"
+TOKENIZER_VOCAB = 300
+"""Pieces of the test tokenizer; the models' embeddings have 320 rows (a multiple of 2 and 4)."""
+
+LLAMA31_SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 8192, "rope_theta": 500000.0}
+
+
+def demo_lines(codes=("en", "de", "fr", "fi", "sv", "et")) -> list[str]:
+    lines = []
+    for code in codes:
+        for row in (DEMO / f"{code}.jsonl").read_text(encoding="utf-8").splitlines():
+            lines.extend(line for line in json.loads(row)["text"].splitlines() if line.strip())
+    return lines
+
+
+def save_tokenizer(folder: Path, vocab: int = TOKENIZER_VOCAB) -> None:
+    """A byte-level BPE tokenizer.json with <|begin_of_text|> / <|end_of_text|> (Llama 3 style)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|begin_of_text|>", "<|end_of_text|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    raw.train_from_iterator(demo_lines(), trainer)
+    PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
+                            clean_up_tokenization_spaces=False).save_pretrained(str(folder))
+
+
+def config_for(kind: str, **overrides):
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+
+    common = dict(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=0,
+                  eos_token_id=1, attn_implementation="eager")
+    if kind == "llama":  # Llama 3.1: RoPE scaling, tied embeddings
+        config = LlamaConfig(**{**common, "max_position_embeddings": 16384}, rope_parameters=dict(LLAMA31_SCALING),
+                             tie_word_embeddings=True)
+    elif kind == "mistral":  # a sliding window shorter than the test sequences
+        config = MistralConfig(**common, sliding_window=8, tie_word_embeddings=False)
+    elif kind == "qwen2":  # qkv biases
+        config = Qwen2Config(**common, tie_word_embeddings=False,
+                             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
+    elif kind == "qwen3":  # q/k norm, a head width other than hidden / heads, plain multi-head attention
+        config = Qwen3Config(**{**common, "num_key_value_heads": 4}, head_dim=32, tie_word_embeddings=True)
+    else:
+        raise ValueError(kind)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def make_base(folder: Path, kind: str, seed: int = 0, **overrides) -> Path:
+    """A random model of `kind` saved in 2+ safetensors shards with the test tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config_for(kind, **overrides), dtype=torch.float32)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.ndim == 1:
+                param.copy_((1.0 if "norm" in name else 0.0) + 0.1 * torch.randn_like(param))
+            else:
+                param.normal_(0.0, 0.05)
+    model.save_pretrained(str(folder), safe_serialization=True, max_shard_size="100KB")
+    save_tokenizer(folder)
+    return folder
+
+
+def logits(folder: Path, tokens: torch.Tensor) -> torch.Tensor:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, attn_implementation="eager")
+    with torch.no_grad():
+        return model(tokens).logits

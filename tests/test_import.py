@@ -1,0 +1,158 @@
+"""`occi import` of tiny random Hugging Face bases (Llama 3.1, Mistral, Qwen2, Qwen3) and their export.
+
+Exactness is checked against transformers itself: the export of an untrained import gives the
+base's logits (fp32, 1e-4) from imports at TP=1, TP=2 and PP=2, and megatron's own forward pass
+at the import's TP=2 / PP=2 layout gives them too (tests/megatron_forward.py under torchrun).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, occi, transformers4_view
+from hf_bases import logits, make_base, save_tokenizer
+
+KINDS = ["llama", "mistral", "qwen2", "qwen3"]
+CLASSES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+           "qwen3": "Qwen3ForCausalLM"}
+LAYOUTS = {"tp1": {}, "tp2": {"tensor_parallel": 2}, "pp2": {"pipeline_parallel": 2}}
+TOKENS = torch.randint(0, 300, (2, 24), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="session")
+def bases(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bases")
+    return {kind: make_base(folder / kind, kind, seed=index) for index, kind in enumerate(KINDS)}
+
+
+def import_config(folder: Path, base: Path, name: str = "run.yaml", tokenizer="demo", **train) -> Path:
+    config = {"name": "cpt", "languages": ["en", "de"], "corpora": "demo", "tokenizer": tokenizer,
+              "model": {"base": str(base), "seq_length": 32},
+              "train": {"micro_batch_size": 2, "global_batch_size": 4, "steps": 4, "warmup_steps": 1, **train}}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(yaml.safe_dump(config))
+    return folder / name
+
+
+def megatron_forward(config: Path, run_dir: Path, processes: int, tmp_path: Path) -> torch.Tensor:
+    torch.save(TOKENS, tmp_path / "tokens.pt")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               str(REPO / "tests" / "megatron_forward.py"), str(config), str(run_dir), str(tmp_path / "tokens.pt"),
+               str(tmp_path / "logits.pt")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=os.environ)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.load(tmp_path / "logits.pt")
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("kind", KINDS)
+def test_import_then_export_gives_back_the_base(bases, kind, layout, tmp_path):
+    config = import_config(tmp_path, bases[kind], **LAYOUTS[layout])
+    run_dir = tmp_path / "run"
+    result = occi("import", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"imported {CLASSES[kind]}" in result.stdout
+    assert (run_dir / "checkpoints" / "latest").read_text() == "0\n"
+    assert (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").read_text() == "0\n"
+    expected = logits(bases[kind], TOKENS)
+    if layout != "tp1":  # megatron itself, at the import's layout, against transformers
+        processes = 2
+        actual = megatron_forward(config, run_dir, processes, tmp_path)
+        assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+    result = occi("export", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = json.loads((run_dir / "hf" / "config.json").read_text())
+    assert exported["architectures"] == [CLASSES[kind]]
+    assert exported["rope_theta"] == json.loads((bases[kind] / "config.json").read_text())["rope_parameters"]["rope_theta"]
+    actual = logits(run_dir / "hf", TOKENS)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+
+
+def _broken(bases: dict, tmp_path: Path, kind: str = "qwen2") -> Path:
+    copy = tmp_path / "broken"
+    shutil.copytree(bases[kind], copy)
+    return copy
+
+
+def _fails_cleanly(config: Path, run_dir: Path, message: str) -> None:
+    result = occi("import", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("occi: error: ") and message in lines[0], result.stderr
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "base").exists()
+
+
+def test_unsupported_architecture_missing_shard_and_vocabulary_mismatch(bases, tmp_path):
+    base = _broken(bases, tmp_path)
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    _fails_cleanly(import_config(tmp_path / "a", base), tmp_path / "a" / "run",
+                   "architecture 'GPT2LMHeadModel' (model_type 'gpt2') is not supported; supported: LlamaForCausalLM, "
+                   "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM")
+
+    (base / "config.json").write_text(json.dumps({**config, "rope_parameters": {
+        "rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}}))
+    _fails_cleanly(import_config(tmp_path / "b", base), tmp_path / "b" / "run", "RoPE scaling 'yarn' is not supported")
+
+    (base / "config.json").write_text(json.dumps({**config, "vocab_size": 256}))
+    _fails_cleanly(import_config(tmp_path / "c", base), tmp_path / "c" / "run",
+                   "config.json says [256, 64] (vocab_size, hidden_size)")
+
+    (base / "config.json").write_text(json.dumps(config))
+    save_tokenizer(base, vocab=400)
+    _fails_cleanly(import_config(tmp_path / "d", base), tmp_path / "d" / "run",
+                   "the tokenizer uses ids up to 399 but config.json's vocab_size is 320")
+
+    shutil.copy2(bases["qwen2"] / "tokenizer.json", base / "tokenizer.json")
+    shard = sorted(base.glob("model-*.safetensors"))[1]
+    shard.unlink()
+    _fails_cleanly(import_config(tmp_path / "e", base), tmp_path / "e" / "run",
+                   f"shard {shard.name} named in the safetensors index is missing")
+
+    _fails_cleanly(import_config(tmp_path / "f", tmp_path / "nowhere" / "model"), tmp_path / "f" / "run",
+                   "not a folder, and the hub snapshot failed")
+
+
+def test_multi_query_attention_imports_at_tp1_and_tp2_says_why_not(tmp_path):
+    base = make_base(tmp_path / "mqa", "qwen2", num_key_value_heads=1)
+    config = import_config(tmp_path / "tp1", base)
+    for command in ("import", "export"):
+        result = occi(command, str(config), "--run-dir", str(tmp_path / "tp1" / "run"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    actual, expected = logits(tmp_path / "tp1" / "run" / "hf", TOKENS), logits(base, TOKENS)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+    _fails_cleanly(import_config(tmp_path / "tp2", base, tensor_parallel=2), tmp_path / "tp2" / "run",
+                   "train.tensor_parallel 2 does not divide the base's num_query_groups (1)")
+
+
+def test_base_config_cannot_repeat_the_architecture(bases, tmp_path):
+    config = yaml.safe_load(import_config(tmp_path, bases["llama"]).read_text())
+    config["model"]["num_layers"] = 4
+    (tmp_path / "twice.yaml").write_text(yaml.safe_dump(config))
+    result = occi("import", str(tmp_path / "twice.yaml"), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "model.num_layers: unknown key" in result.stderr
+
+
+def test_export_of_a_base_loads_in_transformers_4_and_5(bases, tmp_path, transformers4):
+    from transformers import AutoTokenizer
+
+    assert json.loads((bases["llama"] / "tokenizer_config.json").read_text())["tokenizer_class"] == "TokenizersBackend"
+    config = import_config(tmp_path, bases["llama"])
+    run_dir = tmp_path / "run"
+    for command in ("import", "export"):
+        result = occi(command, str(config), "--run-dir", str(run_dir))
+        assert result.returncode == 0, result.stderr[-3000:]
+    texts = ["The market opens on Saturday.", "Der Markt öffnet am Samstag, 42 Stände."]
+    seen = transformers4_view(transformers4, run_dir / "hf", texts)
+    assert seen["class"] == "PreTrainedTokenizerFast"
+    assert seen["ids"] == [AutoTokenizer.from_pretrained(bases["llama"])(t)["input_ids"] for t in texts]
+    assert seen["rope_theta"] == 500000.0 and seen["rope_scaling"]["rope_type"] == "llama3"
+    assert seen["rope_scaling"]["factor"] == 8.0
