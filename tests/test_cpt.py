@@ -11,6 +11,7 @@ import yaml
 
 from conftest import occi
 from hf_bases import make_base
+from occi.rundir import RunDir
 
 LANGS = ["en", "de", "fr"]
 EDGE_TEXTS = ["  two leading spaces", "tabs\tand\nnew lines\n\n", "Zahlen 1234567 und €, emoji 🙂", "", " ",
@@ -45,14 +46,14 @@ def test_kept_tokenizer_and_fast_path_ids_equal_autotokenizer(cpt_run):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
     from transformers import AutoTokenizer
 
-    from occi.corpora.output import read_texts
+    from occi.corpora.reader import read_texts
     from occi.data.hf_encoder import HFDocumentEncoder
 
     _, run_dir, base = cpt_run
     assert (run_dir / "tokenizer" / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
     assert json.loads((run_dir / "tokenizer" / "report.json").read_text())["languages"] == LANGS
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")  # the base's files, kept
-    blend = json.loads((run_dir / "data" / "blend.json").read_text())
+    blend = RunDir(run_dir).read_blend()  # blend.json stores paths relative to the run directory
     assert blend["vocab_size"] == len(tokenizer) and blend["eod_id"] == tokenizer.eos_token_id
     for code in LANGS:
         texts = [text for _, text in read_texts(run_dir, code, "train")]

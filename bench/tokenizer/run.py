@@ -19,7 +19,7 @@ Evaluation text:
   package's language in every one of them (partial translations fall back to English, and
   libreoffice-help-sk is Czech, so Slovak is not in this set);
 - fertility only: the languages without such a package, from the run's held-out split of the
-  filtered corpus (occi/corpora/output.py); a language without any text is listed as missing.
+  filtered corpus (occi/corpora/reader.py); a language without any text is listed as missing.
 
 Also measured: training time per tokenizer, and encoding throughput (tokens/s, all cores) of
 occi's SentencePiece model against Hugging Face `tokenizers` loading occi's tokenizer.json, on
@@ -43,7 +43,7 @@ import yaml
 
 from occi import languages
 from occi.corpora.langid import LanguageIdentifier, default_model_path
-from occi.corpora.output import read_texts
+from occi.corpora.reader import read_texts
 from occi.tokenizer import models, report
 
 EU24 = "bg cs da de el en es et fi fr ga hr hu it lt lv mt nl pl pt ro sk sl sv".split()

@@ -131,10 +131,10 @@ def compare_tokens(occi_prefixes: list[str], mlm_prefix: str, eod: int) -> dict:
     then the held-out ones; Megatron-LM all of them in corpus order)."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    from occi.corpora.output import heldout_ids
+    from occi.corpora.reader import HeldoutRule
 
     rows = [json.loads(line)["id"] for line in open(ARGS.work / "corpus.jsonl", encoding="utf-8")]
-    held = heldout_ids(rows, 0.1, 1000)  # the run's defaults: heldout_fraction, heldout_max_docs
+    held = HeldoutRule().ids(rows)  # the run's defaults: heldout_fraction, heldout_max_docs
     order = [i for i, r in enumerate(rows) if r not in held] + [i for i, r in enumerate(rows) if r in held]
     occi_sets = [IndexedDataset(prefix) for prefix in occi_prefixes]  # kept open: the documents are views of its mmap
     occi_docs = [d for dataset in occi_sets for d in dataset]

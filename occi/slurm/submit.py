@@ -17,7 +17,7 @@ from pathlib import Path
 
 from occi.config import RunConfig
 from occi.configtools import build, load_yaml
-from occi.errors import OcciError
+from occi.errors import OcciError, warn
 from occi.fsutil import atomic_write_json, atomic_write_text
 from occi.rundir import RunDir
 from occi.slurm.config import ClusterProfile
@@ -92,14 +92,27 @@ def submit(cfg: RunConfig, run: RunDir, cluster: str, dry_run: bool = False, cha
 
     profile, profile_path = load_profile(cluster)
     run = RunDir(RunDir.of(run).root.resolve())
+    missing = None
     if profile.env.get("HF_HUB_OFFLINE") == "1":
-        check_fetched(cfg, run, cluster)
+        try:
+            check_fetched(cfg, run, cluster)
+        except OcciError as error:
+            if not dry_run:  # no job starts with something missing
+                raise
+            missing = error
     slurm_dir = run.slurm
     (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
     nodes = nodes_for(cfg, profile)
     if profile.gpu_request != "none" and cfg.train.world_size % profile.gpus_per_node and cfg.train.world_size > profile.gpus_per_node:
         raise OcciError(f"train: {cfg.train.world_size} processes do not fill whole nodes of {profile.gpus_per_node} GPUs")
-    steps = plan(cfg, run, profile, chain, doctor=str(profile_path) if doctor else None)
+    try:
+        steps = plan(cfg, run, profile, chain, doctor=str(profile_path) if doctor else None)
+    except OcciError:
+        if missing:  # planning needed what was not fetched: say what to fetch
+            raise missing from None
+        raise
+    if missing:  # a dry run starts no job: the plan, and what must be fetched before submitting
+        warn(str(missing))
     check_time_limits(profile, profile_path, os.environ.get("SBATCH_QOS") if profile.qos == "env" else profile.qos)
     records = []
     for step in steps:

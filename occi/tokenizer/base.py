@@ -14,6 +14,7 @@ from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, mark_done
 from occi.tokenizer import models
 from occi.tokenizer import report as tokenizer_report
+from occi.rundir import RunDir
 
 
 def keep(cfg: RunConfig, run_dir: Path) -> dict:
@@ -24,7 +25,7 @@ def keep(cfg: RunConfig, run_dir: Path) -> dict:
     folder = resolve(cfg.model)
     if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file()):
         raise OcciError(f"{folder}: the base has no tokenizer.json or tokenizer.model to keep")
-    out = Path(run_dir) / "tokenizer"
+    out = RunDir.of(run_dir).tokenizer
     with atomic_dir(out) as tmp:
         for name in TOKENIZER_FILES:
             if (folder / name).is_file():

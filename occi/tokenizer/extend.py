@@ -26,6 +26,7 @@ from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, mark_done
 from occi.tokenizer import models
 from occi.tokenizer import report as tokenizer_report
+from occi.rundir import RunDir
 
 
 def extend(cfg: RunConfig, run_dir: Path) -> dict:
@@ -41,7 +42,7 @@ def extend(cfg: RunConfig, run_dir: Path) -> dict:
     if (base_json.get("model") or {}).get("type") != "BPE":
         raise OcciError(f"{folder / 'tokenizer.json'}: a {base_json.get('model', {}).get('type')} model; "
                         "tokenizer extend supports BPE tokenizers")
-    out = Path(run_dir) / "tokenizer"
+    out = RunDir.of(run_dir).tokenizer
     recipe = cfg.tokenizer
     with atomic_dir(out) as tmp:
         chosen, shares = sample_lines(_lines(cfg, run_dir, "train"), recipe.alpha, recipe.char_budget, cfg.seed)

@@ -29,14 +29,7 @@ from occi.rundir import RunDir
 from occi.sharding import Share
 from occi.fsutil import atomic_dir, mark_done
 from occi.train import checkpoints, hf_arch
-from occi.train.config import ModelConfig
 from occi.train.hf_import import TOKENIZER_FILES, is_base_run, run_model_config
-
-
-def megatron_to_llama(state: dict[str, torch.Tensor], model: ModelConfig) -> dict[str, torch.Tensor]:
-    """Renames and splits a TP=1 GPTModel state dict into LlamaForCausalLM's (and Mistral's, Qwen2's,
-    Qwen3's: occi/train/hf_arch.py)."""
-    return hf_arch.megatron_to_hf(state, model)
 
 
 @contextmanager
