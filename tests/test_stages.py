@@ -150,3 +150,22 @@ def test_a_moved_run_finds_its_data_at_the_new_place(tmp_path):
     assert moved["languages"]["de"]["prefix"] == str(tmp_path / "new" / "data" / "de_text_document")
     assert moved["tokenizer"] == str(tmp_path / "new" / "tokenizer" / "tokenizer.model")
     assert moved["megatron_data_path"] == f"1.000000 {tmp_path / 'new' / 'data' / 'de_text_document'}"
+
+
+def test_file_system_faults_are_one_line_naming_the_path(tmp_path):
+    """An OSError anywhere (a file where a folder must be, a folder where a file must be) is one
+    `occi: error:` line naming the path, exit 2, never a traceback."""
+    results = tmp_path / "results.json"
+    results.write_text('{"results": {"occi_mc_de": {"acc_norm,none": 0.5}}, "model_name": "m"}')
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file")
+    board = occi("leaderboard", str(results), "--out", str(blocker / "board"))
+    assert board.returncode == 2 and "Traceback" not in board.stderr
+    assert board.stderr.startswith("occi: error:") and str(blocker) in board.stderr
+    assert len(board.stderr.strip().splitlines()) == 1
+    run_dir = tmp_path / "run"
+    (run_dir / "corpora").mkdir(parents=True)
+    (run_dir / "corpora" / "stats.json").mkdir()  # a folder where the stage writes a file
+    (run_dir / "corpora" / "_DONE").write_text("{}")
+    card = occi("card", "demo", "--run-dir", str(run_dir), "--out", str(blocker / "MODEL_CARD.md"))
+    assert card.returncode == 2 and "Traceback" not in card.stderr and len(card.stderr.strip().splitlines()) == 1
