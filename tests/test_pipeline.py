@@ -169,3 +169,22 @@ def test_committed_model_card_is_what_occi_card_produces(tmp_path):
     result = occi("card", str(reference / "config.yaml"), "--run-dir", str(reference), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_text() == (REPO / "MODEL_CARD.md").read_text()
+
+
+def test_a_moved_run_keeps_its_evaluation_and_data(full_run, tmp_path):
+    """Run files store paths relative to the run (eval/models.json, data/blend.json): a copied run
+    finds its own model's results and data where it now is, and re-running eval there redoes nothing."""
+    import shutil
+
+    config, run_dir = full_run
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(run_dir, moved, ignore=shutil.ignore_patterns("checkpoints"))
+    assert str(run_dir) not in (moved / "eval" / "models.json").read_text()
+    assert str(run_dir) not in (moved / "data" / "blend.json").read_text()
+    card = occi("card", str(moved / "config.yaml"), "--run-dir", str(moved), "--out", str(tmp_path / "card.md"))
+    assert card.returncode == 0, card.stderr
+    text = (tmp_path / "card.md").read_text()
+    assert "_Not available: the evaluation results" not in text and "| de |" in text
+    again = occi("eval", str(moved / "config.yaml"), "--run-dir", str(moved), "--suite", "offline")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not list((moved / "eval" / "offline").glob("hf-*"))  # the same label: no second model folder

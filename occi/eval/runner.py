@@ -30,19 +30,29 @@ def model_source(model: str) -> str:
     return str(path.resolve()) if path.exists() else model
 
 
+def registered_models(run: RunDir) -> dict[str, str]:
+    """eval/models.json: label -> model source. A model inside the run directory is stored
+    relative to it ("./hf"), so a moved or copied run still knows its own models; here it is
+    resolved to where the run is now."""
+    known = run.read_json(run.eval_models) or {}
+    return {label: run.resolve(source) if source.startswith("./") else source for label, source in known.items()}
+
+
 def model_label(run: RunDir, model: str) -> str:
     """The model's folder name under <run>/eval/<suite>/: the model folder's name or the hub id
     with / as __; when another model of this run already has that name, a short hash of the
     model's path is appended, so two folders both called `hf` never share (or skip) results."""
     source = model_source(model)
     name = Path(source).name if Path(model).expanduser().exists() else model.replace("/", "__")
-    registry = run.eval_models
-    known = json.loads(registry.read_text(encoding="utf-8")) if registry.exists() else {}
+    known = registered_models(run)
     label = name
     if known.get(label, source) != source:
         label = f"{name}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
     if known.get(label) != source:
-        atomic_write_json(registry, {**known, label: source})
+        known[label] = source
+        root = str(run.root.resolve()) + "/"
+        atomic_write_json(run.eval_models, {key: "./" + path[len(root):] if path.startswith(root) else path
+                                            for key, path in known.items()})
     return label
 
 
@@ -185,7 +195,7 @@ def evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None = None, model
 
 def own_table(run: RunDir) -> dict | None:
     """The evaluation table of the run's own model (<run>/hf), or None before it is evaluated."""
-    known = run.read_json(run.eval_models) or {}
+    known = registered_models(run)
     source = model_source(str(run.hf))
     # the label model_label() gave it, or the one it gives a model nothing else has claimed (a copied run)
     label = next((label for label, path in known.items() if path == source), None)

@@ -149,7 +149,9 @@ def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
 def base_eval_label(run: RunDir) -> str | None:
     """The label the base model's evaluation has in this run (eval/models.json), if it was evaluated."""
     source = run.read_json(run.base / "source.json")
-    models = run.read_json(run.eval_models) or {}
+    from occi.eval.runner import registered_models
+
+    models = registered_models(run)
     if not source:
         return None
     return next((label for label, path in models.items() if path in (source["folder"], source["base"])), None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from occi.eval.runner import own_table
+from occi.eval.runner import own_table, registered_models
 from occi.rundir import RunDir
 
 
@@ -40,8 +40,7 @@ def _mean(values) -> float | None:
 def gguf_results(run_dir: Path) -> dict[str, dict | None]:
     """GGUF file name -> its evaluation table (None when not evaluated)."""
     run = RunDir.of(run_dir)
-    registry = _json(run.eval_models) or {}
-    by_source = {source: label for label, source in registry.items()}
+    by_source = {source: label for label, source in registered_models(run).items()}
     tables = {}
     for name in (_json(run.gguf_manifest) or {}):
         label = by_source.get(str((run.gguf / name).resolve()))
