@@ -2,7 +2,7 @@
 VENV ?= .venv
 export OCCI_VENV := $(VENV)
 
-.PHONY: setup demo test bench-corpora clean
+.PHONY: setup demo test system bench-corpora clean
 
 setup: $(VENV)/.installed
 
@@ -13,9 +13,12 @@ $(VENV)/.installed: pyproject.toml scripts/install.sh
 demo: setup
 	$(VENV)/bin/occi run demo
 
-test: setup
-	bash scripts/install-system.sh
+# system packages first: building llama-cpp-python during setup needs cmake and g++
+test: system setup
 	$(VENV)/bin/python -m pytest -q
+
+system:
+	bash scripts/install-system.sh
 
 clean:
 	rm -rf runs .pytest_cache
