@@ -3,18 +3,11 @@ revision, architecture, tokenizer policy), the front-matter fields Hugging Face 
 with, and the evaluation of base and continued model side by side."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from occi.eval.runner import own_table
 from occi.rundir import RunDir
 
-
-def _read(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def front_matter(cfg) -> dict:
@@ -30,7 +23,8 @@ TOKENIZER_POLICY = {"base": "the base model's tokenizer, kept as it is (token id
 
 
 def base_section(cfg, run_dir: Path) -> str:
-    source = _read(RunDir.of(run_dir).base / "source.json")
+    run = RunDir.of(run_dir)
+    source = run.read_json(run.base / "source.json")
     if not source:
         return "_Not available: the base model is not imported in this run (base/source.json)._"
     revision = source.get("revision") or "default branch"
@@ -50,7 +44,7 @@ def comparison(run_dir: Path, base_label: str | None) -> str:
     """Base and continued model side by side, per language and benchmark (empty when either is missing)."""
     run = RunDir.of(run_dir)
     own = own_table(run)
-    base = _read(run.eval_table(base_label)) if base_label else None
+    base = run.read_json(run.eval_table(base_label)) if base_label else None
     if not own or not base:
         return ""
     index = {(c["language"], c["family"], c["metric"]): c for c in base["cells"] if c["state"] == "done"}

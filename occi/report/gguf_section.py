@@ -6,18 +6,11 @@ which `occi eval --model FILE.gguf` fills in.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from occi.eval.runner import own_table, registered_models
 from occi.rundir import RunDir
 
-
-def _json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _bpb(table: dict | None) -> dict[str, float]:
@@ -42,16 +35,16 @@ def gguf_results(run_dir: Path) -> dict[str, dict | None]:
     run = RunDir.of(run_dir)
     by_source = {source: label for label, source in registered_models(run).items()}
     tables = {}
-    for name in (_json(run.gguf_manifest) or {}):
+    for name in (run.read_json(run.gguf_manifest) or {}):
         label = by_source.get(str((run.gguf / name).resolve()))
-        tables[name] = _json(run.eval_table(label)) if label else None
+        tables[name] = run.read_json(run.eval_table(label)) if label else None
     return tables
 
 
 def gguf_section(cfg, run_dir: Path, codes: list[str]) -> str | None:
     """Markdown for the card, or None when the run has no GGUF files."""
     run = RunDir.of(run_dir)
-    manifest = _json(run.gguf_manifest) or {}
+    manifest = run.read_json(run.gguf_manifest) or {}
     if not manifest:
         return None
     tables = gguf_results(run)
@@ -62,7 +55,7 @@ def gguf_section(cfg, run_dir: Path, codes: list[str]) -> str | None:
              "evaluated by `occi eval --model FILE.gguf` with llama.cpp, beside the transformers model.", "",
              "| file | type | size | mean bits per byte | vs transformers | occi MC accuracy |", "|---|---|---|---|---|---|"]
     base_mean = _mean(base_bpb.values())
-    hf_config = _json(run.hf / "config.json") or {}
+    hf_config = run.read_json(run.hf / "config.json") or {}
     lines.append(f"| transformers (`hf/`) | {hf_config.get('dtype') or hf_config.get('torch_dtype') or 'float32'} "
                  f"| {_folder_size(run.hf) / 1e6:,.1f} MB | {_fmt(base_mean)} | – | {_fmt(_mean(base_mc.values()))} |")
     for name, entry in sorted(manifest.items(), key=lambda kv: -kv[1]["bytes"]):
