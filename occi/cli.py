@@ -87,7 +87,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"occi: warning: {problem}", file=sys.stderr)
     if not board.cells:
         raise OcciError("no usable lm-eval results in " + ", ".join(args.results))
-    summary = leaderboard.summarize(board)
+    if args.published is not None:
+        from occi.report import published
+
+        for line in published.place(board, published.read_tables(Path(args.published) if args.published else None)):
+            print(f"occi: published: {line}", file=sys.stderr)
+    summary = leaderboard.summarize(board, min_shared=args.min_shared)
     leaderboard.write(summary, Path(args.out))
     print(leaderboard.markdown(summary).split("\n\nPer benchmark")[0])
     print(f"leaderboard: {Path(args.out)}/leaderboard.{{md,csv,json,html,png}}")
@@ -218,6 +223,11 @@ def make_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="models x languages x benchmarks from lm-eval results")
     board.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files or folders, optionally NAME=PATH")
     board.add_argument("--out", required=True, metavar="DIR", help="where leaderboard.{md,csv,json,html,png} go")
+    board.add_argument("--published", nargs="?", const="", default=None, metavar="DIR",
+                       help="also place published results of public models (eval/published/, or this folder of "
+                       "YAML tables) where task, few-shot setting and metric match")
+    board.add_argument("--min-shared", type=_POSITIVE, default=3, metavar="N",
+                       help="rank only when the models share at least N cells (benchmark x language; default 3)")
     board.set_defaults(func=cmd_leaderboard)
 
     slurm = commands.add_parser("slurm", help="run the pipeline as SLURM jobs")
