@@ -99,6 +99,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.rundir import RunDir
+    from occi.slurm import estimate
+
+    cfg = config.load(args.config)  # a plan does not start the run (no frozen config)
+    run = RunDir(Path(args.run_dir) if args.run_dir else config.default_run_dir(cfg))
+    result = estimate.plan(cfg, run, args.cluster, mfu=args.mfu)
+    print(estimate.format_plan(result))
+    print(f"plan: {run.plan}")
+    return 0
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     from occi.preflight import fetch
 
@@ -219,6 +232,14 @@ def make_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--cluster", help="also check what this cluster profile assumes (cores, GPUs, network)")
     doctor.add_argument("--quick", action="store_true", help="skip the training checks (tiny run, throughput)")
     doctor.set_defaults(func=cmd_doctor)
+
+    plan = commands.add_parser("plan", help="estimate GPU-hours, wall time, energy and cost of the run on a cluster")
+    plan.add_argument("config", metavar="CONFIG", help="run config: a YAML path or a shipped name (e.g. demo)")
+    plan.add_argument("--run-dir", metavar="DIR", help="the run directory (default: runs/<name>); plan.json goes there")
+    plan.add_argument("--cluster", required=True, help="a profile under slurm/clusters/ (or a YAML path)")
+    plan.add_argument("--mfu", type=ranges.argument(ranges.Range(0, 1, low_open=True)), metavar="FRACTION",
+                      help="model FLOPs utilisation to assume (default: measured by this run, else 0.35)")
+    plan.set_defaults(func=cmd_plan)
 
     board = commands.add_parser("leaderboard", help="models x languages x benchmarks from lm-eval results")
     board.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files or folders, optionally NAME=PATH")
