@@ -59,6 +59,11 @@ class RunDir:
         return self.root / "plan.json"
 
     @property
+    def provenance(self) -> Path:
+        """Which occi (version, git commit) ran each stage, one JSON line per stage run."""
+        return self.root / "provenance.jsonl"
+
+    @property
     def energy(self) -> Path:
         """Measured energy and device-hours, one JSON line per job (training, evaluation)."""
         return self.root / "energy.jsonl"
