@@ -95,3 +95,29 @@ def test_plan_errors_are_one_line(tmp_path):
     assert len(no_base.stderr.strip().splitlines()) == 1
     bad_mfu = occi("plan", "demo", "--cluster", "lumi-g", "--mfu", "1.5", "--run-dir", str(tmp_path / "c"))
     assert bad_mfu.returncode == 2
+
+
+def test_cpt_llama_on_lumi_matches_the_hand_computation(tmp_path):
+    """In-process (no command line): the Llama 3.1 recipe on LUMI-G's GCDs."""
+    from occi import config
+    from occi.rundir import RunDir
+    from occi.slurm import estimate
+    from occi.slurm.submit import load_profile
+
+    llama = {**MISTRAL_7B_V03, "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 128256,
+             "max_position_embeddings": 131072, "rope_theta": 500000.0,
+             "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 8192}}
+    run = RunDir(tmp_path / "run")
+    run.base.mkdir(parents=True)
+    (run.base / "config.json").write_text(json.dumps(llama))
+    cfg = config.load(str(REPO / "configs" / "cpt-llama-3.1-8b-eu.yaml"))
+    plan = estimate.estimate(cfg, run, load_profile("lumi-g")[0], "lumi-g")
+    h, f, layers, vocab, kv, seq = 4096, 14336, 32, 128256, 8 * 128, 4096
+    parameters = layers * (h * (h + 2 * kv) + h * h + 3 * h * f + 2 * h) + 2 * vocab * h + h
+    assert parameters == 8_030_261_248  # Llama-3.1-8B's published size
+    gpu_hours = (6 * (parameters - vocab * h) + 12 * layers * h * seq) * 20_000 * 512 * seq / (191.5e12 * 0.35) / 3600
+    assert plan["gpu_hours"] == pytest.approx(gpu_hours, rel=1e-12)
+    assert plan["gpus"] == 2 * 2 * 8 and plan["nodes"] == 4  # 32 GCDs, 8 per node
+    assert plan["energy_kwh"] == pytest.approx(gpu_hours * 0.28)
+    assert plan["jobs"] == math.ceil(gpu_hours / 32 / 48)  # 48 h jobs on LUMI-G

@@ -103,7 +103,7 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
     better = _mapping(data, "higher_is_better")
     subtasks = _mapping(data, "group_subtasks")
     groups = set(_mapping(data, "groups")) | {g for g, members in subtasks.items() if members}
-    entries = {**{t: s for t, s in _mapping(data, "groups").items()}, **data["results"]}
+    entries = {**_mapping(data, "groups"), **data["results"]}
     used = 0
     for task, scores in entries.items():
         task = str(task)
@@ -120,7 +120,8 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
         else:
             head = results.headline_metric(scores)
             if head is None:
-                board.problems.append(f"{path}: task {task}: no metric values; task ignored")
+                what = "group without an aggregate score" if task in groups else "task"
+                board.problems.append(f"{path}: task {task}: no metric values ({what}); ignored")
                 continue
             metric, key = head
             code = results.task_language(task, configs.get(task))
