@@ -87,10 +87,28 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"occi: warning: {problem}", file=sys.stderr)
     if not board.cells:
         raise OcciError("no usable lm-eval results in " + ", ".join(args.results))
-    summary = leaderboard.summarize(board)
+    if args.published is not None:
+        from occi.report import published
+
+        for line in published.place(board, published.read_tables(Path(args.published) if args.published else None)):
+            print(f"occi: published: {line}", file=sys.stderr)
+    summary = leaderboard.summarize(board, min_shared=args.min_shared)
     leaderboard.write(summary, Path(args.out))
     print(leaderboard.markdown(summary).split("\n\nPer benchmark")[0])
     print(f"leaderboard: {Path(args.out)}/leaderboard.{{md,csv,json,html,png}}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.rundir import RunDir
+    from occi.slurm import estimate
+
+    cfg = config.load(args.config)  # a plan does not start the run (no frozen config)
+    run = RunDir(Path(args.run_dir) if args.run_dir else config.default_run_dir(cfg))
+    result = estimate.plan(cfg, run, args.cluster, mfu=args.mfu)
+    print(estimate.format_plan(result))
+    print(f"plan: {run.plan}")
     return 0
 
 
@@ -215,9 +233,22 @@ def make_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--quick", action="store_true", help="skip the training checks (tiny run, throughput)")
     doctor.set_defaults(func=cmd_doctor)
 
+    plan = commands.add_parser("plan", help="estimate GPU-hours, wall time, energy and cost of the run on a cluster")
+    plan.add_argument("config", metavar="CONFIG", help="run config: a YAML path or a shipped name (e.g. demo)")
+    plan.add_argument("--run-dir", metavar="DIR", help="the run directory (default: runs/<name>); plan.json goes there")
+    plan.add_argument("--cluster", required=True, help="a profile under slurm/clusters/ (or a YAML path)")
+    plan.add_argument("--mfu", type=ranges.argument(ranges.Range(0, 1, low_open=True)), metavar="FRACTION",
+                      help="model FLOPs utilisation to assume (default: measured by this run, else 0.35)")
+    plan.set_defaults(func=cmd_plan)
+
     board = commands.add_parser("leaderboard", help="models x languages x benchmarks from lm-eval results")
     board.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files or folders, optionally NAME=PATH")
     board.add_argument("--out", required=True, metavar="DIR", help="where leaderboard.{md,csv,json,html,png} go")
+    board.add_argument("--published", nargs="?", const="", default=None, metavar="DIR",
+                       help="also place published results of public models (eval/published/, or this folder of "
+                       "YAML tables) where task, few-shot setting and metric match")
+    board.add_argument("--min-shared", type=_POSITIVE, default=3, metavar="N",
+                       help="rank only when the models share at least N cells (benchmark x language; default 3)")
     board.set_defaults(func=cmd_leaderboard)
 
     slurm = commands.add_parser("slurm", help="run the pipeline as SLURM jobs")

@@ -81,7 +81,16 @@ class Stage:
         return getattr(importlib.import_module(module), function)(cfg)
 
     def run(self, cfg, run, share: Share = Share(), **options) -> StageResult:
-        return importlib.import_module(self.module).run(cfg, run, share, **options)
+        from occi import energy, provenance
+        from occi.rundir import RunDir
+
+        module = importlib.import_module(self.module)
+        if self.name != "report":  # the card describes the model; writing it is not part of making it
+            provenance.record(RunDir.of(run).provenance, self.name)
+        if self.slurm == "cpu":
+            return module.run(cfg, run, share, **options)
+        with energy.meter(RunDir.of(run).energy, self.name):  # device jobs record their hours and energy
+            return module.run(cfg, run, share, **options)
 
     def shard_count(self, cfg, run) -> int:
         """How many array tasks can share the work (before the cluster's array limit)."""

@@ -53,6 +53,21 @@ class RunDir:
         """`occi fetch`'s manifest: every hub item the run reads, its revision, size and local files."""
         return self.root / "fetch.json"
 
+    @property
+    def plan(self) -> Path:
+        """`occi plan`'s estimate of GPU-hours, wall time, energy and cost before submission."""
+        return self.root / "plan.json"
+
+    @property
+    def provenance(self) -> Path:
+        """Which occi (version, git commit) ran each stage, one JSON line per stage run."""
+        return self.root / "provenance.jsonl"
+
+    @property
+    def energy(self) -> Path:
+        """Measured energy and device-hours, one JSON line per job (training, evaluation)."""
+        return self.root / "energy.jsonl"
+
     def scratch(self, prefix: str) -> Path:
         """A new private folder inside the run directory (on its file system), for a command's
         throw-away work; the caller removes it."""
