@@ -157,6 +157,13 @@ def base_eval_label(run: RunDir) -> str | None:
     return next((label for label, path in models.items() if path in (source["folder"], source["base"])), None)
 
 
+def _fidelity(cfg: RunConfig, run: RunDir) -> list[str]:
+    from occi.report.fidelity_section import fidelity_section
+
+    text = fidelity_section(run, cfg.languages)
+    return ["## Answer-language fidelity", text] if text else []
+
+
 def _gguf(cfg: RunConfig, run: RunDir) -> list[str]:
     from occi.report.gguf_section import gguf_section
 
@@ -242,6 +249,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Tokenizer", _tokenizer(cfg, run),
         "## Training", _training(cfg, run, out_dir),
         "## Evaluation", evaluation,
+        *_fidelity(cfg, run),
         *_gguf(cfg, run),
         "## Compute", _compute(cfg, run, blend),
         "## How to use", _usage(cfg, repo_id),

@@ -20,12 +20,16 @@ from occi import languages, ranges
 from occi.fsutil import atomic_write_text
 
 LOWER_IS_BETTER = {"bpb"}
+NOT_AVERAGED = LOWER_IS_BETTER | {"fidelity"}
+"""Families shown but not in the language averages: bits per byte, and answer-language fidelity
+(which language a model answers in, not how well: its own column)."""
 METRIC_RANGES = {"acc": ranges.SHARE, "acc_norm": ranges.SHARE, "mc2": ranges.SHARE,
-                 "bits_per_byte": ranges.at_least(0)}
+                 "bits_per_byte": ranges.at_least(0), "fidelity": ranges.SHARE}
 """The values a metric can take; a value outside (1e308, -5, NaN) is a broken file, not a score."""
 
 AGGREGATION = ("A language's average is the unweighted mean of the model's accuracy-type benchmarks in that "
-               "language (bits per byte is shown but not averaged: lower is better and its scale differs); "
+               "language (bits per byte is shown but not averaged: lower is better and its scale differs; answer-language "
+               "fidelity is shown in its own table, not averaged: it measures the answer's language, not its quality); "
                "the overall average is the unweighted mean of the model's language averages; models are ranked "
                "by the overall average, so a model is compared on the languages it has results for. Standard "
                "errors of averages assume independent benchmarks: sqrt(sum of squared errors) / count, given "
@@ -40,6 +44,7 @@ def task_index() -> dict[str, tuple[str, str, str]]:
             index[task] = (code, family, languages.BENCHMARKS[family][2])
         index[f"occi_bpb_{code}"] = (code, "bpb", "bits_per_byte")
         index[f"occi_mc_{code}"] = (code, "mc", "acc_norm")
+        index[f"occi_fidelity_{code}"] = (code, "fidelity", "fidelity")
     return index
 
 
@@ -149,10 +154,10 @@ def summarize(board: Board) -> dict:
     models = sorted({m for m, _, _ in board.cells})
     present = {code for _, code, _ in board.cells}
     codes = [c for c in languages.LANGUAGES if c in present]
-    families = [f for f in ["bpb", "mc", *languages.BENCHMARKS] if any(f == fam for _, _, fam in board.cells)]
+    families = [f for f in ["bpb", "mc", "fidelity", *languages.BENCHMARKS] if any(f == fam for _, _, fam in board.cells)]
     averaged: dict[tuple[str, str], list[dict]] = {}  # (model, language) -> cells, in board order
     for (model, code, family), cell in board.cells.items():
-        if family not in LOWER_IS_BETTER:
+        if family not in NOT_AVERAGED:
             averaged.setdefault((model, code), []).append(cell)
     rows = []
     for model in models:
@@ -161,7 +166,9 @@ def summarize(board: Board) -> dict:
             per_language[code], errors[code] = _mean_with_error(averaged.get((model, code), []))
         covered = [{"value": per_language[c], "stderr": errors[c]} for c in codes if per_language[c] is not None]
         overall, overall_error = _mean_with_error(covered)
-        rows.append({"model": model, "languages": per_language, "languages_stderr": errors,
+        fidelity = {code: board.cells[(model, code, "fidelity")]["value"] for code in codes
+                    if (model, code, "fidelity") in board.cells}
+        rows.append({"model": model, "languages": per_language, "languages_stderr": errors, "fidelity": fidelity,
                      "overall": overall, "overall_stderr": overall_error, "languages_covered": len(covered)})
     ranked = sorted(rows, key=lambda r: (r["overall"] is None, -(r["overall"] or 0.0), r["model"]))
     for rank, row in enumerate(ranked, 1):
@@ -187,6 +194,13 @@ def markdown(summary: dict) -> str:
     for row in summary["models"]:
         lines.append(f"| {row['rank'] or '–'} | {_md(row['model'])} | {_fmt(row['overall'])} | "
                      + " | ".join(_fmt(row["languages"][c]) for c in codes) + " |")
+    fidelity_codes = [c for c in codes if any(c in row.get("fidelity", {}) for row in summary["models"])]
+    if fidelity_codes:
+        lines += ["", "Answer-language fidelity (share of answers to prompts in a language that are in that language):",
+                  "", "| model | " + " | ".join(fidelity_codes) + " |", "|" + "---|" * (1 + len(fidelity_codes))]
+        for row in summary["models"]:
+            lines.append(f"| {_md(row['model'])} | " + " | ".join(_fmt(row.get("fidelity", {}).get(c))
+                                                                  for c in fidelity_codes) + " |")
     lines += ["", "Per benchmark (value ± standard error; shots: few-shot examples, when the file says):", "",
               "| model | language | benchmark | metric | shots | value |", "|---|---|---|---|---|---|"]
     for cell in summary["cells"]:
