@@ -224,6 +224,8 @@ def test_fidelity_is_evaluated_and_shown_on_the_leaderboard_and_card(models, tmp
     text = run.card.read_text(encoding="utf-8")
     section = text.split("## Answer-language fidelity")[1].split("\n## ")[0]
     assert "| German (de) | 1.00 ± 0.00 | 4 |" in section and "| French (fr) | 0.00 ± 0.00 | 4 |" in section
+    assert "(answer_language_fidelity.png)" in section
+    assert (run.report / "answer_language_fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     board = (run.report / "leaderboard.md").read_text(encoding="utf-8")
     assert "Answer-language fidelity" in board and "| occi-fidelity-test | 1.000 | 0.000 |" in board
     summary = json.loads((run.report / "leaderboard.json").read_text(encoding="utf-8"))

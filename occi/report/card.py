@@ -157,10 +157,10 @@ def base_eval_label(run: RunDir) -> str | None:
     return next((label for label, path in models.items() if path in (source["folder"], source["base"])), None)
 
 
-def _fidelity(cfg: RunConfig, run: RunDir) -> list[str]:
+def _fidelity(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
     from occi.report.fidelity_section import fidelity_section
 
-    text = fidelity_section(run, cfg.languages)
+    text = fidelity_section(run, cfg.languages, out_dir)
     return ["## Answer-language fidelity", text] if text else []
 
 
@@ -249,7 +249,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Tokenizer", _tokenizer(cfg, run),
         "## Training", _training(cfg, run, out_dir),
         "## Evaluation", evaluation,
-        *_fidelity(cfg, run),
+        *_fidelity(cfg, run, out_dir),
         *_gguf(cfg, run),
         "## Compute", _compute(cfg, run, blend),
         "## How to use", _usage(cfg, repo_id),
