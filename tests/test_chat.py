@@ -76,8 +76,11 @@ def test_generate_command_picks_the_wait_word_of_the_prompts_language(models, tm
     out = json.loads(result.stdout)
     assert out["language"] == "fr" and out["wait_word"] == "Attends"
     assert out["thinking"].startswith("Attends") and out["waits"] >= 1 and out["thinking_tokens"] >= 3
-    no_model = occi("generate", "demo", "--run-dir", str(tmp_path / "run"), "--prompt", "Hallo")
-    assert no_model.returncode == 2 and "no exported model" in no_model.stderr
+    from occi.chat.generate import model_folder
+    from occi.rundir import RunDir
+
+    with pytest.raises(OcciError, match="no exported model; run `occi export`"):
+        model_folder(RunDir(tmp_path / "run"), None)
 
 
 # ------------------------------------------------------------------ distill
