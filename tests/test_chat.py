@@ -154,6 +154,9 @@ def test_distill_writes_rows_with_provenance_and_resumes_after_a_kill(models, tm
     assert distill.run(cfg, shared).complete
     assert _rows(killed) == _rows(clean.root) == _rows(shared.root)
     assert distill.shard_count(cfg, clean) == 6
+    from occi.preflight.manifest import Item, needed_items
+
+    assert Item("model", str(models["german"].resolve())) in needed_items(cfg, with_eval=False)  # `occi fetch` lists it
 
     rows = _rows(clean.root)
     assert [r["language"] for r in rows] == ["de"] * 3 + ["fr"] * 3
