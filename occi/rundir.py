@@ -116,6 +116,11 @@ class RunDir:
         return self.gguf / "manifest.json"
 
     @property
+    def distill(self) -> Path:
+        """A teacher's answers as SFT rows (`occi distill`): <lang>.jsonl, stats.json, parts/."""
+        return self.root / "distill"
+
+    @property
     def eval(self) -> Path:
         return self.root / "eval"
 
@@ -202,6 +207,19 @@ class RunDir:
     def train_error(self) -> Path:
         """Written by rank 0 when a rank stops on a user error; the launcher reports it."""
         return self.train / "error.txt"
+
+    # ------------------------------------------------------------ distill
+    def distill_rows(self, code: str) -> Path:
+        """One language's distilled SFT rows (JSONL), the file an SFT source lists."""
+        return self.distill / f"{code}.jsonl"
+
+    def distill_part(self, code: str, batch: int) -> Path:
+        """One generated batch, written atomically; its existence means the batch is done."""
+        return self.distill / "parts" / code / f"{batch:06d}.jsonl"
+
+    @property
+    def distill_stats(self) -> Path:
+        return self.distill / "stats.json"
 
     # ------------------------------------------------------------ eval
     @property

@@ -85,7 +85,7 @@ def metric_range(metric: str):
     """The values a metric can take; outside them (1e308, -5, NaN) a value is a broken file, not a score."""
     from occi import ranges
 
-    if metric in ("acc", "acc_norm", "mc1", "mc2", "exact_match", "f1", "em", "mcc_abs"):
+    if metric in ("acc", "acc_norm", "mc1", "mc2", "exact_match", "f1", "em", "mcc_abs", "fidelity"):
         return ranges.SHARE
     if metric in ("bleu", "chrf"):
         return ranges.between(0, 100)

@@ -157,6 +157,13 @@ def base_eval_label(run: RunDir) -> str | None:
     return next((label for label, path in models.items() if path in (source["folder"], source["base"])), None)
 
 
+def _fidelity(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
+    from occi.report.fidelity_section import fidelity_section
+
+    text = fidelity_section(run, cfg.languages, out_dir)
+    return ["## Answer-language fidelity", text] if text else []
+
+
 def _gguf(cfg: RunConfig, run: RunDir) -> list[str]:
     from occi.report.gguf_section import gguf_section
 
@@ -246,6 +253,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Tokenizer", _tokenizer(cfg, run),
         "## Training", _training(cfg, run, out_dir),
         "## Evaluation", evaluation,
+        *_fidelity(cfg, run, out_dir),
         *_gguf(cfg, run),
         "## Compute", _compute(cfg, run, blend),
         "## Cost and energy", cost_section(cfg, run),

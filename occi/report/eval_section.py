@@ -5,6 +5,7 @@ from occi import languages
 from occi.rundir import RunDir
 
 FAMILY_NAMES = {"bpb": "bits per byte on held-out text", "mc": "occi multiple choice",
+                "fidelity": "answer-language fidelity",
                 **{family: name for family, (name, _, _) in languages.BENCHMARKS.items()}}
 
 

@@ -25,12 +25,15 @@ from occi.fsutil import atomic_write_text
 
 MIN_SHARED = 3
 """Models are ranked only when they share at least this many cells (benchmark x language)."""
+NOT_AVERAGED = {"fidelity"}
+"""Columns shown in a table of their own, never averaged: answer-language fidelity measures which
+language a model answers in, not how well."""
 
 AGGREGATION = ("Models are ranked on the cells (benchmark x language) that every compared model has: the "
                "`shared` column is the unweighted mean over those cells, so no model gains from reporting fewer "
                "languages. Only accuracy-type scores between 0 and 1 where higher is better are averaged (bits per "
                "byte, perplexities, BLEU and groups are shown, not averaged; a group's tasks are averaged "
-               "themselves). `own average` is each model's mean over all of its own such cells and is not "
+               "themselves; answer-language fidelity has its own table). `own average` is each model's mean over all of its own such cells and is not "
                "comparable between models with different coverage; `cells` and `languages` are its coverage. A "
                "language column is the model's mean over its benchmarks in that language. Standard errors assume "
                "independent cells: sqrt(sum of squared errors) / count, given only when every part has one.")
@@ -44,6 +47,7 @@ def task_index() -> dict[str, tuple[str, str, str]]:
             index[task] = (code, family, languages.BENCHMARKS[family][2])
         index[f"occi_bpb_{code}"] = (code, "bpb", "bits_per_byte")
         index[f"occi_mc_{code}"] = (code, "mc", "acc_norm")
+        index[f"occi_fidelity_{code}"] = (code, "fidelity", "fidelity")
     return index
 
 
@@ -179,9 +183,10 @@ def _mean_with_error(parts: list[dict]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(sum(e * e for e in errors)) / len(parts)
 
 
-def averaged(cell: dict) -> bool:
+def averaged(cell: dict, column: str) -> bool:
     """A cell that enters averages and ranks: a task (not a group) scored between 0 and 1, higher better."""
-    return not cell["group"] and cell["higher_is_better"] and results.metric_range(cell["metric"]) == ranges.SHARE
+    return (column not in NOT_AVERAGED and not cell["group"] and cell["higher_is_better"]
+            and results.metric_range(cell["metric"]) == ranges.SHARE)
 
 
 def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
@@ -190,11 +195,11 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
     models = sorted({m for m, _, _ in board.cells})
     present = {code for _, code, _ in board.cells}
     codes = [c for c in languages.LANGUAGES if c in present] + ([results.UNMAPPED] if results.UNMAPPED in present else [])
-    known = ["bpb", "mc", *languages.BENCHMARKS]
+    known = ["bpb", "mc", "fidelity", *languages.BENCHMARKS]
     columns = sorted({f for _, _, f in board.cells}, key=lambda f: (f not in known, known.index(f) if f in known else 0, f))
     own: dict[str, dict[tuple[str, str], dict]] = {m: {} for m in models}
     for (model, code, column), cell in board.cells.items():
-        if averaged(cell):
+        if averaged(cell, column):
             own[model][(code, column)] = cell
     published = {m for (m, _, _), c in board.cells.items() if c["published"]}
     # the shared set comes from the results being compared; a published model joins the ranking
@@ -210,7 +215,9 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
         covers = bool(shared) and all(k in own[model] for k in shared)
         score, score_error = _mean_with_error([own[model][k] for k in shared]) if covers else (None, None)
         mean, mean_error = _mean_with_error(list(own[model].values()))
-        rows.append({"model": model, "published": model in published,
+        fidelity = {code: board.cells[(model, code, "fidelity")]["value"] for code in codes
+                    if (model, code, "fidelity") in board.cells}
+        rows.append({"model": model, "published": model in published, "fidelity": fidelity,
                      "shared": score if enough else None, "shared_stderr": score_error if enough else None,
                      "own_average": mean, "own_stderr": mean_error, "cells": len(own[model]),
                      "languages_covered": len({c for c, _ in own[model]} - {results.UNMAPPED}),
@@ -261,6 +268,12 @@ def markdown(summary: dict) -> str:
                      f"{row['languages_covered']} | {_fmt(row['own_average'])} | "
                      + " | ".join(_fmt(row["languages"][c]) for c in codes) + " |")
     lines += ["", f"Ranking: {summary['ranking']}."]
+    fidelity_codes = [c for c in codes if any(c in row["fidelity"] for row in summary["models"])]
+    if fidelity_codes:
+        lines += ["", "Answer-language fidelity (share of answers to prompts in a language that are in that language):",
+                  "", "| model | " + " | ".join(fidelity_codes) + " |", "|" + "---|" * (1 + len(fidelity_codes))]
+        for row in summary["models"]:
+            lines.append(f"| {_md(_label(row))} | " + " | ".join(_fmt(row["fidelity"].get(c)) for c in fidelity_codes) + " |")
     lines += ["", "Per benchmark (value ± standard error; shots: few-shot examples and version: task version, "
               "when the file says; group: an lm-eval group, shown but not averaged):", "",
               "| model | language | benchmark | task | metric | shots | version | value |", "|---|---|---|---|---|---|---|---|"]
