@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,10 +44,8 @@ def test_occi_run_goes_from_corpus_to_card_and_then_skips_everything(full_run):
         assert (run_dir / stage / "_DONE").exists(), stage
     output = (run_dir.parent / "occi-run.out").read_text()
     assert "peak memory" in output and "model card" in output and "leaderboard" in output
-    started = time.monotonic()
     again = occi("run", str(config), "--run-dir", str(run_dir))
     assert again.returncode == 0 and again.stdout.count("already done") == 7
-    assert time.monotonic() - started < 60
 
 
 def test_offline_eval_gives_a_real_per_language_table(full_run):
