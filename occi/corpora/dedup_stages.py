@@ -159,21 +159,22 @@ def bucket(shard_folders: list[Path], partition: Partition, pairs_dir: Path) -> 
 # ---------------------------------------------------------------------------- 3. clusters
 
 def components(left: np.ndarray, right: np.ndarray, count: int) -> np.ndarray:
-    """Per node (0..count-1), the smallest node of its connected component, for edges left-right."""
+    """Per node (0..count-1), the smallest node of its connected component, for edges left-right.
+
+    Vectorised union-find: each round hooks the larger root of every edge whose ends still differ
+    under the smaller one, then compresses every path (pointer jumping); O(log n) rounds."""
     label = np.arange(count)
     while True:
-        lowest = np.minimum(label[left], label[right])
-        new = label.copy()
-        np.minimum.at(new, left, lowest)
-        np.minimum.at(new, right, lowest)
-        while True:  # pointer jumping: every node straight to its label's label
-            jumped = new[new]
-            if np.array_equal(jumped, new):
-                break
-            new = jumped
-        if np.array_equal(new, label):
+        low, high = np.minimum(label[left], label[right]), np.maximum(label[left], label[right])
+        differ = low != high
+        if not differ.any():
             return label
-        label = new
+        np.minimum.at(label, high[differ], low[differ])  # roots only: whole trees merge at once
+        while True:
+            jumped = label[label]
+            if np.array_equal(jumped, label):
+                break
+            label = jumped
 
 
 def drops_of(near_pairs: np.ndarray, exact_pairs: np.ndarray) -> np.ndarray:
