@@ -178,3 +178,18 @@ def test_pairs_and_clusters_match_union_find_on_planted_clusters():
     assert drops["original"].tolist() == original[expected].tolist()
     assert drops["reason"].tolist() == np.where(is_exact[expected], 1, 2).tolist()
     assert is_exact.sum() == 199 and is_near.sum() > 100
+
+
+def test_exact_dedup_alone_in_phases(tmp_path):
+    config_path = _many_shards(tmp_path, shards=3, docs_per_shard=4)
+    import yaml
+
+    data = yaml.safe_load(config_path.read_text())
+    data["corpora"]["dedup"] = {"near": False, "hash_ranges": 2}
+    config_path.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "run"
+    _phase(run_dir, config_path, "filter")
+    assert not list((run_dir / "corpora" / "_work").glob("shard-*/near.npy"))
+    _staged(run_dir, config_path, buckets=2, clusters=1, writers=1)
+    drops = _result(run_dir)["stats"]["totals"]["drops"]
+    assert drops["dedup/exact_duplicate"] == 2 and "dedup/near_duplicate" not in drops  # the copy in 3 shards
