@@ -195,19 +195,24 @@ def small_demo_config(folder: Path, **train) -> Path:
 def test_demo_run_as_slurm_jobs_end_to_end(cluster, tmp_path):
     config = small_demo_config(tmp_path)
     run_dir = tmp_path / "run"
-    result = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", "local")
+    profile = yaml.safe_load((asset_dir("slurm") / "clusters" / "local.yaml").read_text())
+    profile["max_array_size"] = 3  # every array still has several tasks; the corpora stage has four arrays
+    local = tmp_path / "local.yaml"
+    local.write_text(yaml.safe_dump(profile))
+    result = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", str(local))
     assert result.returncode == 0, result.stderr
-    steps = wait_for(run_dir, timeout=1800)  # the corpora stage alone is about 90 array tasks of the demo
+    steps = wait_for(run_dir)
     assert {s["step"]: s["state"] for s in steps} == {s["step"]: "COMPLETED" for s in steps}, \
         subprocess.run([sys.executable, "-m", "occi.cli", "slurm", "status", str(run_dir)], capture_output=True, text=True).stdout
     names = [s["step"] for s in steps]
     assert names[:5] == ["corpora-filter", "corpora-buckets", "corpora-clusters", "corpora-write", "corpora-finish"]
     assert "train" in names and "export" in names
-    assert next(s for s in steps if s["step"] == "corpora-filter")["tasks"] > 1  # a real job array
+    assert all(next(s for s in steps if s["step"] == f"corpora-{name}")["tasks"] > 1  # real job arrays
+               for name in ("filter", "buckets", "clusters", "write"))
     train_log = next((run_dir / "slurm" / "logs").glob("train-*.out")).read_text()
     assert "train: step 20/20 (complete)" in train_log
     assert (run_dir / "hf" / "model.safetensors").exists()
-    again = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", "local", "--dry-run")
+    again = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", str(local), "--dry-run")
     assert "nothing to submit" in again.stdout
 
 
