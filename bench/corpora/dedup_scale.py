@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--bands", type=int, default=14)
     parser.add_argument("--dup-rate", type=float, default=0.3, help="share of documents planted in clusters")
     parser.add_argument("--sample-tasks", type=int, default=2, help="bucket tasks run per size")
-    parser.add_argument("--cluster-docs", default="10M,50M,200M", help="sizes whose cluster task runs")
+    parser.add_argument("--cluster-docs", default="10M,50M,200M", help="sizes whose cluster task runs ('' for none)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     per_task = _count(args.docs_per_task)
@@ -209,7 +209,7 @@ def main() -> None:
             row["ranges"], row["tasks_in_total"] = ranges, ranges * args.bands
             results["buckets"].append(row)
             print(json.dumps(row), flush=True)
-        if docs in map(_count, args.cluster_docs.split(",")):
+        if docs in [_count(size) for size in args.cluster_docs.split(",") if size.strip()]:
             pairs = planted_pairs(Corpus(docs, args.bands, args.dup_rate), args.out)
             with ProcessPoolExecutor(1, mp_context=spawn) as pool:
                 row = pool.submit(cluster_task, docs, args.bands, args.dup_rate, str(pairs)).result()
