@@ -192,6 +192,7 @@ def small_demo_config(folder: Path, **train) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 13 steps, 27 jobs: 10 min on a machine shared by six sessions (load 17 on 2 cores)
 def test_demo_run_as_slurm_jobs_end_to_end(cluster, tmp_path):
     config = small_demo_config(tmp_path)
     run_dir = tmp_path / "run"
