@@ -233,13 +233,14 @@ def _plot(results: dict, path: Path) -> None:
     memory.scatter(sizes, [r["task_peak_mb"] for r in buckets], label="bucket task (allocated)")
     memory.scatter(sizes, [r["process_peak_mb"] for r in buckets], marker="x", label="bucket process (RSS)")
     clusters = results["clusters"]
-    memory.plot([r["docs"] / 1e6 for r in clusters], [r["task_peak_mb"] for r in clusters], "o-",
+    memory.plot([r["docs"] / 1e6 for r in clusters], [r["task_peak_mb"] for r in clusters], "s-", color="C2",
                 label="cluster task (allocated)")
     memory.set(xscale="log", yscale="log", xlabel="documents (M)", ylabel="peak MB", title="memory per task")
     memory.legend(fontsize=8)
-    wall.scatter(sizes, [r["task_s"] for r in buckets], label="bucket task")
-    wall.plot([r["docs"] / 1e6 for r in clusters], [r["task_s"] for r in clusters], "o-", label="cluster task")
-    wall.set(xscale="log", yscale="log", xlabel="documents (M)", ylabel="seconds", title="wall time per task")
+    wall.scatter(sizes, [r["task_cpu_s"] for r in buckets], label="bucket task")
+    wall.plot([r["docs"] / 1e6 for r in clusters], [r["task_cpu_s"] for r in clusters], "s-", color="C2",
+              label="cluster task")
+    wall.set(xscale="log", yscale="log", xlabel="documents (M)", ylabel="CPU seconds", title="CPU time per task")
     wall.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
