@@ -307,12 +307,12 @@ def _written_dir(job: Job, shard: Shard) -> Path:
 
 def _buckets(job: Job, shards: list[Shard], share: Share, progress: bool) -> None:
     """This rank's partitions: the duplicate pairs among their keys (a partition done is a file)."""
-    folders = [job.work_dir / s.name for s in shards]
     pending = [p for p in share.mine(_partitions(job)) if not _pairs_file(job, p).exists()]
+    keys = dedup_stages.KeyFiles([job.work_dir / s.name for s in shards], pending)
     for partition in tqdm(pending, unit="partition", desc="corpora: dedup buckets", disable=not progress):
         for leftover in (job.work_dir / "pairs").glob(f".{partition.name}.npy.*.tmp"):  # only this rank's own
             leftover.unlink(missing_ok=True)
-        dedup_stages.bucket(folders, partition, job.work_dir / "pairs")
+        dedup_stages.bucket(keys, partition, job.work_dir / "pairs")
 
 
 def _clusters(job: Job, shards: list[Shard], share: Share, progress: bool) -> None:

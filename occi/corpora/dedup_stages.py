@@ -117,12 +117,27 @@ def _save(path: Path, array: np.ndarray) -> None:
         np.save(file, array)
 
 
-def read_partition(shard_folders: list[Path], partition: Partition) -> np.ndarray:
+class KeyFiles:
+    """The shards' key files, and where this task's partitions start and end in each (read once,
+    through memory maps: shards x this task's partitions x 16 bytes, not every shard's index)."""
+
+    def __init__(self, shard_folders: list[Path], partitions: list[Partition]):
+        self.folders = shard_folders
+        self.bounds: dict[Partition, list[tuple[int, int]]] = {p: [] for p in partitions}
+        for kind in {p.kind for p in partitions}:
+            mine = [p for p in partitions if p.kind == kind]
+            numbers = np.array([p.index for p in mine])
+            for folder in shard_folders:
+                index = np.load(folder / f"{kind}.index.npy", mmap_mode="r")
+                starts, ends = np.asarray(index[numbers]), np.asarray(index[numbers + 1])
+                for partition, start, end in zip(mine, starts.tolist(), ends.tolist()):
+                    self.bounds[partition].append((start, end))
+
+
+def read_partition(keys: KeyFiles, partition: Partition) -> np.ndarray:
     """The partition's records from every shard, in plan order (memory-mapped reads of slices)."""
     slices = []
-    for folder in shard_folders:
-        index = np.load(folder / f"{partition.kind}.index.npy")
-        start, end = index[partition.index], index[partition.index + 1]
+    for folder, (start, end) in zip(keys.folders, keys.bounds[partition]):
         if end > start:
             slices.append(np.array(np.load(folder / f"{partition.kind}.npy", mmap_mode="r")[start:end]))
     dtype = NEAR if partition.kind == "near" else EXACT
@@ -149,9 +164,9 @@ def pairs_of(records: np.ndarray) -> np.ndarray:
     return np.stack([docs[repeat], docs[group_start[repeat]]], axis=1)
 
 
-def bucket(shard_folders: list[Path], partition: Partition, pairs_dir: Path) -> int:
+def bucket(keys: KeyFiles, partition: Partition, pairs_dir: Path) -> int:
     """Writes <pairs_dir>/<partition>.npy; returns how many pairs it holds."""
-    pairs = pairs_of(read_partition(shard_folders, partition))
+    pairs = pairs_of(read_partition(keys, partition))
     _save(pairs_dir / f"{partition.name}.npy", pairs)
     return len(pairs)
 
