@@ -193,3 +193,31 @@ def test_exact_dedup_alone_in_phases(tmp_path):
     _staged(run_dir, config_path, buckets=2, clusters=1, writers=1)
     drops = _result(run_dir)["stats"]["totals"]["drops"]
     assert drops["dedup/exact_duplicate"] == 2 and "dedup/near_duplicate" not in drops  # the copy in 3 shards
+
+
+def test_sigkill_during_the_buckets_phase_then_rerun_equals_the_uninterrupted_result(filtered):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config_path, run_dir, reference = filtered
+    killed = _copy(run_dir, "sigkill-buckets")
+    pairs = killed / "corpora" / "_work" / "pairs"
+    proc = subprocess.Popen([sys.executable, "-m", "occi.cli", "corpora", "build", str(config_path), "--run-dir",
+                             str(killed), "--phase", "buckets"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(pairs.glob("*.npy"))) < 20:
+        assert proc.poll() is None, "the buckets phase finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cfg, _ = config.load_for_run(str(config_path), killed)
+    assert len(list(pairs.glob("*.npy"))) < len(dedup_stages.partitions(cfg.corpora.dedup, cfg.languages))
+    result = occi("corpora", "build", str(config_path), "--run-dir", str(killed))
+    assert result.returncode == 0, result.stderr
+    assert {code: [r["id"] for r in rows] for code, rows in _result(killed)["kept"].items()} == reference["kept"]
+    assert _result(killed)["duplicates"] == reference["duplicates"]
+    assert not list((killed / "corpora").rglob("*.tmp"))
