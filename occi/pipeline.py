@@ -46,6 +46,16 @@ class Option:
 
 
 @dataclass(frozen=True)
+class ArrayStep:
+    name: str
+    """The SLURM step's name after the stage's (`filter`: corpora-filter)."""
+    options: tuple[str, ...] = ()
+    """Extra arguments of its command (`--phase filter`)."""
+    tasks: str = "shard_count"
+    """The stage module's function `(cfg, run) -> int` giving how many array tasks can share it."""
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     """The stage's name in progress lines, plans and `RunDir.require`."""
@@ -64,10 +74,10 @@ class Stage:
     """Resources of its SLURM job (or array tasks): CPUs, one device per task, or the training nodes."""
     options: tuple[Option, ...] = ()
     """Its own command-line options beyond CONFIG, --run-dir, --rank and --world-size."""
-    array_steps: tuple[str, str] = ("shards", "join")
-    """SLURM step names of a sharded stage: the array over shares, then the job that joins them."""
-    array_options: tuple[str, ...] = ()
-    """Extra arguments of the array step's command."""
+    array_steps: tuple[ArrayStep, ...] = (ArrayStep("shards"),)
+    """The SLURM job arrays of a sharded stage, in order (each waits for the one before)."""
+    join_step: str = "join"
+    """The name of the single job that runs the stage's command without --rank after its arrays."""
     when: str | None = None
     """"module:function" deciding from the config whether a run has this stage; None: every run."""
 
@@ -93,17 +103,23 @@ class Stage:
         with energy.meter(RunDir.of(run).energy, self.name):  # device jobs record their hours and energy
             return module.run(cfg, run, share, **options)
 
-    def shard_count(self, cfg, run) -> int:
-        """How many array tasks can share the work (before the cluster's array limit)."""
-        return max(1, importlib.import_module(self.module).shard_count(cfg, run))
+    def shard_count(self, cfg, run, step: ArrayStep | None = None) -> int:
+        """How many tasks can share an array step's work (before the cluster's array limit)."""
+        count = getattr(importlib.import_module(self.module), (step or self.array_steps[0]).tasks)
+        return max(1, count(cfg, run))
 
 
 STAGES = [
     Stage("corpora", ("corpora", "build"), "read, filter and deduplicate the run's sources", "corpora",
-          "occi.corpora.build", shards_over="shards", array_steps=("filter", "dedup"),
-          array_options=("--phase", "filter"),
-          options=(Option("--phase", "filter: only this rank's shards; dedup: only the final cross-shard step",
-                          default="all", choices=("all", "filter", "dedup")),
+          "occi.corpora.build", shards_over="shards", join_step="finish",
+          array_steps=(ArrayStep("filter", ("--phase", "filter")),
+                       ArrayStep("buckets", ("--phase", "buckets"), "bucket_count"),
+                       ArrayStep("clusters", ("--phase", "clusters"), "language_count"),
+                       ArrayStep("write", ("--phase", "write"))),
+          options=(Option("--phase", "one phase (with --rank/--world-size: this rank's share of it): filter "
+                          "(shards), buckets (dedup partitions), clusters (languages), write (shards), finish (stats, "
+                          "folders); dedup: every phase after filter; all: every phase",
+                          default="all", choices=("all", "filter", "buckets", "clusters", "write", "finish", "dedup")),
                    Option("--workers", "worker processes (default: the recipe's)",
                           type=ranges.argument(ranges.at_least(0))))),
     Stage("tokenizer", ("tokenizer", "train"), "sample the corpora, train SentencePiece, write HF files + report",
@@ -111,7 +127,8 @@ STAGES = [
     Stage("import", ("import",), "an open Hugging Face base -> checkpoints/iter_0000000 at the run's TP/PP "
           "(runs with `model: {base: ...}` only)", "base", "occi.train.hf_import", when="occi.train.hf_import:is_base_run"),
     Stage("data", ("data", "prepare"), "corpora -> data/<lang>_text_document.{bin,idx} + blend.json", "data",
-          "occi.data.prepare", shards_over="languages", array_steps=("tokenize", "blend")),
+          "occi.data.prepare", shards_over="languages",
+          array_steps=(ArrayStep("tokenize"),), join_step="blend"),
     Stage("train", ("train",), "megatron-core pretraining (launches torchrun, or runs as one rank)", "train",
           "occi.train.launch", slurm="train"),
     Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf (or GGUF files in <run>/gguf)",
@@ -121,9 +138,11 @@ STAGES = [
                    Option("--quant", "GGUF type(s), comma-separated: f16 (default), bf16, q8_0, q4_0, q4_k_m, ..."))),
     Stage("distill", ("distill",), "a teacher's answers to the prompts of each language -> SFT rows in "
           "<run>/distill (runs with a `distill:` section only)", "distill", "occi.chat.distill",
-          shards_over="batches", slurm="gpu", array_steps=("generate", "join"), when="occi.chat.distill:has_distill"),
+          shards_over="batches", slurm="gpu", array_steps=(ArrayStep("generate"),), join_step="join",
+          when="occi.chat.distill:has_distill"),
     Stage("eval", ("eval",), "per-language lm-eval benchmarks of the run's model (or any)", "eval",
-          "occi.eval.runner", shards_over="cells", slurm="gpu", array_steps=("languages", "table"),
+          "occi.eval.runner", shards_over="cells", slurm="gpu",
+          array_steps=(ArrayStep("languages"),), join_step="table",
           options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard", "fidelity")),
                    Option("--model", "evaluate this model (PATH_OR_HF_ID) instead of <run>/hf"))),
     Stage("report", ("card",), "the leaderboard and model card in <run>/report (and publish with --push)", "report",

@@ -137,6 +137,12 @@ class RunDir:
     def corpora_stats(self) -> Path:
         return self.corpora / "stats.json"
 
+    @property
+    def corpora_work(self) -> Path:
+        """The corpora stage's work between its phases (filtered shards, dedup keys, pairs, drop
+        lists, written parts); removed when the stage completes."""
+        return self.corpora / "_work"
+
     def corpus(self, code: str) -> Path:
         """One language's Parquet parts."""
         return self.corpora / code

@@ -62,7 +62,8 @@ def test_demo_drops_each_kind_of_noise_at_its_step(demo_run):
             continue
         assert doc_id in dropped, f"{doc_id} was kept"
         assert any(dropped[doc_id].startswith(prefix) for prefix in expected_steps[kind]), f"{doc_id}: {dropped[doc_id]}"
-    duplicates = pq.read_table(demo_run / "corpora" / "dropped" / "duplicates.parquet").to_pylist()
+    duplicates = [row for part in sorted((demo_run / "corpora" / "dropped").glob("duplicates-*.parquet"))
+                  for row in pq.read_table(part).to_pylist()]
     assert {r["detail"] for r in duplicates if r["id"] == "noise-exact_dup-1"} == {"duplicate of noise-original-1"}
 
 

@@ -143,7 +143,12 @@ def test_dry_run_writes_scripts_and_prints_the_plan(tmp_path):
     assert "corpora-filter" in result.stdout and "train" in result.stdout and "(dry run)" in result.stdout
     plan_file = json.loads((tmp_path / "run" / "slurm" / "plan.json").read_text())
     steps = {s["step"]: s for s in plan_file["steps"]}
-    assert steps["train"]["array"] == 4 and steps["corpora-dedup"]["after"] == ["corpora-filter"]
+    assert steps["train"]["array"] == 4 and steps["corpora-buckets"]["after"] == ["corpora-filter"]
+    assert [steps[f"corpora-{name}"]["after"] for name in ("clusters", "write", "finish")] == [
+        ["corpora-buckets"], ["corpora-clusters"], ["corpora-write"]]
+    assert steps["corpora-clusters"]["array"] == len(yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())["languages"])
+    buckets = (tmp_path / "run" / "slurm" / "corpora-buckets.sbatch").read_text()
+    assert '--rank "$SLURM_ARRAY_TASK_ID"' in buckets and "--phase buckets" in buckets
     train = (tmp_path / "run" / "slurm" / "train.sbatch").read_text()
     assert "#SBATCH --array=0-3%1" in train and "#SBATCH --signal=B:USR1@600" in train
     assert "HF_TOKEN" not in "".join(p.read_text() for p in (tmp_path / "run" / "slurm").glob("*.sbatch"))
@@ -187,21 +192,28 @@ def small_demo_config(folder: Path, **train) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 13 steps, 27 jobs: 10 min on a machine shared by six sessions (load 17 on 2 cores)
 def test_demo_run_as_slurm_jobs_end_to_end(cluster, tmp_path):
     config = small_demo_config(tmp_path)
     run_dir = tmp_path / "run"
-    result = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", "local")
+    profile = yaml.safe_load((asset_dir("slurm") / "clusters" / "local.yaml").read_text())
+    profile["max_array_size"] = 3  # every array still has several tasks; the corpora stage has four arrays
+    local = tmp_path / "local.yaml"
+    local.write_text(yaml.safe_dump(profile))
+    result = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", str(local))
     assert result.returncode == 0, result.stderr
     steps = wait_for(run_dir)
     assert {s["step"]: s["state"] for s in steps} == {s["step"]: "COMPLETED" for s in steps}, \
         subprocess.run([sys.executable, "-m", "occi.cli", "slurm", "status", str(run_dir)], capture_output=True, text=True).stdout
     names = [s["step"] for s in steps]
-    assert names[:2] == ["corpora-filter", "corpora-dedup"] and "train" in names and "export" in names
-    assert next(s for s in steps if s["step"] == "corpora-filter")["tasks"] > 1  # a real job array
+    assert names[:5] == ["corpora-filter", "corpora-buckets", "corpora-clusters", "corpora-write", "corpora-finish"]
+    assert "train" in names and "export" in names
+    assert all(next(s for s in steps if s["step"] == f"corpora-{name}")["tasks"] > 1  # real job arrays
+               for name in ("filter", "buckets", "clusters", "write"))
     train_log = next((run_dir / "slurm" / "logs").glob("train-*.out")).read_text()
     assert "train: step 20/20 (complete)" in train_log
     assert (run_dir / "hf" / "model.safetensors").exists()
-    again = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", "local", "--dry-run")
+    again = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", str(local), "--dry-run")
     assert "nothing to submit" in again.stdout
 
 

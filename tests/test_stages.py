@@ -177,3 +177,19 @@ def test_file_system_faults_are_one_line_naming_the_path(tmp_path):
     (run_dir / "corpora" / "_DONE").write_text("{}")
     card = occi("card", "demo", "--run-dir", str(run_dir), "--out", str(blocker / "MODEL_CARD.md"))
     assert card.returncode == 2 and "Traceback" not in card.stderr and len(card.stderr.strip().splitlines()) == 1
+
+
+def test_a_stage_with_several_arrays_is_planned_as_a_chain_of_arrays(tmp_path, monkeypatch):
+    """Stage.array_steps: each array waits for the one before, with its own task count and options."""
+    module = tmp_path / "occi_arrays_stage.py"
+    module.write_text("def shard_count(cfg, run):\n    return 5\n\ndef pair_count(cfg, run):\n    return 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    staged = Stage("arrays", ("arrays",), "a stage written for this test", "corpora", "occi_arrays_stage",
+                   shards_over="shards", join_step="last",
+                   array_steps=(pipeline.ArrayStep("first", ("--phase", "one")),
+                                pipeline.ArrayStep("second", ("--phase", "two"), "pair_count")))
+    monkeypatch.setattr(pipeline, "STAGES", [staged])
+    steps = plan(config.load("demo"), RunDir(tmp_path / "run"), load_profile("local")[0])
+    assert [(s.name, s.array, s.after) for s in steps] == [
+        ("arrays-first", 5, []), ("arrays-second", 2, ["arrays-first"]), ("arrays-last", None, ["arrays-second"])]
+    assert steps[1].commands[0][-2:] == ["--phase", "two"] and "--rank" not in steps[2].commands[0]

@@ -1,16 +1,19 @@
 """`occi corpora build`: sources -> filtered, deduplicated per-language Parquet parts.
 
-Two phases, both safe to kill and re-run:
-1. filter (per shard, in a worker pool, or one rank's share of shards in a SLURM array):
-   read -> normalise -> language ID -> quality filters -> dedup keys. Each shard writes
-   _work/shard-NNNNN/{kept.parquet, stats.json} under temporary names, renames them, and
-   marks itself done; a re-run skips done shards.
-2. dedup (once all shards are done): exact and near duplicates within each language across
-   all shards, then <lang>/part-NNNNN.parquet, stats.json, a plot, and the stage's marker.
+Phases, each an array of independent tasks (`--phase P --rank R --world-size N`), each safe to
+kill and re-run (a unit of work is done when its file or marker exists):
+1. filter (per shard, in a worker pool, or one rank's share of shards): read -> normalise ->
+   language ID -> quality filters -> dedup keys. _work/shard-NNNNN/{kept.parquet, stats.json,
+   near/exact key files partitioned by hash range} (dedup_stages.py), then its marker.
+2. buckets (per dedup partition): duplicate pairs -> _work/pairs/<partition>.npy
+3. clusters (per language): clusters of duplicates -> _work/drops/<lang>/<shard>.npy
+4. write (per shard): kept rows minus duplicates -> _work/written/<shard>/<lang>/part-*.parquet
+5. finish (once): stats.json, the plot, corpora/<lang>/ and the stage's marker.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -27,7 +30,8 @@ from tqdm import tqdm
 
 from occi.corpora import stats as corpus_stats
 from occi.corpora.config import CorporaConfig
-from occi.corpora.dedup import MinHasher, exact_key, find_duplicates
+from occi.corpora import dedup_stages
+from occi.corpora.dedup import MinHasher, exact_key
 from occi.corpora.document import Document, Unreadable
 from occi.corpora.filters import Filter
 from occi.corpora.normalize import Normalizer
@@ -55,9 +59,13 @@ class Job:
     dropped_dir: Path | None
 
 
+PHASES = ("filter", "buckets", "clusters", "write")
+"""The array phases in order; `finish` joins them, `all` runs every one, `dedup` all but filter."""
+
+
 def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: Share = Share(),
           phase: str = "all", workers: int | None = None, progress: bool = True) -> dict | None:
-    """Runs the corpora stage (or one share of phase 1); returns the stats when done."""
+    """Runs the corpora stage, or one rank's share of one phase; returns the stats when done."""
     out = run.corpora
     if run.is_done("corpora"):
         return json.loads(run.corpora_stats.read_text(encoding="utf-8"))
@@ -67,39 +75,77 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
     from occi.preflight.manifest import Manifest
 
     shards = plan_shards(corpora, languages, Manifest.read(run))
-    work = out / "_work"
+    work = run.corpora_work
     job = Job(corpora, languages, work, out / "dropped" if corpora.keep_dropped else None)
-    if phase in ("all", "filter"):
+    if phase == "all" and not share.whole:
+        phase = "filter"  # ranks of `occi corpora build` without --phase: the filter share, as before
+    wanted = {"all": (*PHASES, "finish"), "dedup": (*PHASES[1:], "finish"), "finish": ("finish",)}.get(phase, (phase,))
+    if "filter" in wanted:
         _write_plan(work, shards)
         _filter_shards(job, share.mine(shards), workers or corpora.workers or cores(), progress)
-        if phase == "filter" or not share.whole:
-            return None  # the dedup phase runs once, after every rank is done
-    missing = [s for s in shards if not is_done(work / s.name)]
-    if missing:
-        raise OcciError(
-            f"{out}: {len(missing)} of {len(shards)} shards are not filtered yet (first: {missing[0].name}, "
-            f"{missing[0].describe()}); run `occi corpora build` for every rank first"
-        )
-    stats = _deduplicate(job, shards, out, progress)
+    if "buckets" in wanted:
+        _require(work, shards, [work / s.name for s in shards], "filtered", "filter")
+        _buckets(job, shards, share, progress)
+    if "clusters" in wanted:
+        _require(work, shards, [_pairs_file(job, p) for p in _partitions(job)], "bucketed", "buckets",
+                 what="dedup partitions")
+        _clusters(job, shards, share, progress)
+    if "write" in wanted:
+        _require(work, shards, [_drops_dir(job, code) for code in languages], "clustered", "clusters",
+                 what="languages")
+        _write_shards(job, share.mine(shards), progress)
+    if "finish" not in wanted:
+        return None
+    _require(work, shards, [_written_dir(job, s) for s in shards], "written", "write")
+    stats = _finish(job, shards, out)
     mark_done(out, {"shards": len(shards)})
     shutil.rmtree(work, ignore_errors=True)
     return stats
+
+
+def _require(work: Path, shards: list[Shard], markers: list[Path], state: str, phase: str,
+             what: str = "shards") -> None:
+    """Every unit of the previous phase is complete (a folder with _DONE, or a file), or one clear line."""
+    missing = [m for m in markers if not (is_done(m) if m.suffix != ".npy" else m.exists())]
+    if missing:
+        first = missing[0].name
+        if what == "shards":
+            first += ", " + next(s for s in shards if s.name == first).describe()
+        raise OcciError(
+            f"{work.parent}: {len(missing)} of {len(markers)} {what} are not {state} yet (first: {first}); "
+            f"run `occi corpora build --phase {phase}` for every rank first"
+        )
 
 
 def run(cfg, run: RunDir, share: Share = Share(), phase: str = "all", workers: int | None = None) -> StageResult:
     """The corpora stage of the stage list (occi/pipeline.py)."""
     stats = build(cfg.corpora, cfg.languages, run, share=share, phase=phase, workers=workers)
     if stats is None:
-        return StageResult(f"corpora: rank {share.rank} of {share.world_size} done; run `occi corpora build` "
-                           "without --rank (or with --phase dedup) once all ranks are done", complete=False)
+        following = {"filter": "buckets", "buckets": "clusters", "clusters": "write", "write": "finish"}
+        step = following.get(phase if phase != "all" else "filter", "finish")
+        return StageResult(f"corpora: {phase if phase != 'all' else 'filter'} rank {share.rank} of {share.world_size} "
+                           f"done; once all ranks are done run `occi corpora build --phase {step}` (or without "
+                           "--phase, to run the rest in one process)", complete=False)
     return StageResult(f"{corpus_stats.format_table(stats)}\ncorpora: {run.corpora}")
 
 
 def shard_count(cfg, run: RunDir) -> int:
-    """SLURM array tasks: one per shard at most (planned from the run's fetch manifest if any)."""
+    """SLURM array tasks of the filter and write phases: one per shard at most (planned from the
+    run's fetch manifest if any)."""
     from occi.preflight.manifest import Manifest
 
     return len(plan_shards(cfg.corpora, cfg.languages, Manifest.read(run)))
+
+
+def bucket_count(cfg, run: RunDir) -> int:
+    """SLURM array tasks of the buckets phase: as many as shards (the work grows with the
+    documents), at most one per partition."""
+    return max(1, min(shard_count(cfg, run), len(dedup_stages.partitions(cfg.corpora.dedup, cfg.languages))))
+
+
+def language_count(cfg, run: RunDir) -> int:
+    """SLURM array tasks of the clusters phase: one per language."""
+    return len(cfg.languages)
 
 
 def _write_plan(work: Path, shards: list[Shard]) -> None:
@@ -165,6 +211,9 @@ class ShardProcessor:
                                        "detail": record.detail[:300]})
                     continue
                 self._process_document(record, tally, kept, dropped)
+        if self.job.corpora.dedup.exact or self.job.corpora.dedup.near:
+            dedup_stages.write_keys(folder / "kept.parquet", folder, shard.index, self.job.corpora.dedup,
+                                    self.job.languages)
         atomic_write_json(folder / "stats.json", {"tally": tally.to_json(), "errors": errors})
         mark_done(folder, {"documents": count})
         return shard.name, count
@@ -238,39 +287,134 @@ def _filter_shards(job: Job, shards: list[Shard], workers: int, progress: bool) 
         bar.close()
 
 
-# ---------------------------------------------------------------------------- phase 2
+# ---------------------------------------------------------------------------- dedup phases
 
-def _deduplicate(job: Job, shards: list[Shard], out: Path, progress: bool) -> dict:
-    remove_stale_temporaries(out)  # a killed earlier dedup phase; this phase runs in one process
-    if job.dropped_dir:
-        for leftover in job.dropped_dir.glob(".duplicates.parquet.*.tmp"):
-            leftover.unlink()
-    keys = _read_dedup_columns(job.work_dir, shards)
-    dedup = job.corpora.dedup
+def _partitions(job: Job) -> list[dedup_stages.Partition]:
+    return dedup_stages.partitions(job.corpora.dedup, job.languages)
+
+
+def _pairs_file(job: Job, partition: dedup_stages.Partition) -> Path:
+    return job.work_dir / "pairs" / f"{partition.name}.npy"
+
+
+def _drops_dir(job: Job, code: str) -> Path:
+    return job.work_dir / "drops" / code
+
+
+def _written_dir(job: Job, shard: Shard) -> Path:
+    return job.work_dir / "written" / shard.name
+
+
+def _buckets(job: Job, shards: list[Shard], share: Share, progress: bool) -> None:
+    """This rank's partitions: the duplicate pairs among their keys (a partition done is a file)."""
+    pending = [p for p in share.mine(_partitions(job)) if not _pairs_file(job, p).exists()]
+    keys = dedup_stages.KeyFiles([job.work_dir / s.name for s in shards], pending)
+    for partition in tqdm(pending, unit="partition", desc="corpora: dedup buckets", disable=not progress):
+        for leftover in (job.work_dir / "pairs").glob(f".{partition.name}.npy.*.tmp"):  # only this rank's own
+            leftover.unlink(missing_ok=True)
+        dedup_stages.bucket(keys, partition, job.work_dir / "pairs")
+
+
+def _clusters(job: Job, shards: list[Shard], share: Share, progress: bool) -> None:
+    """This rank's languages: clusters of duplicates, and each shard's drop list."""
+    by_language: dict[str, list[Path]] = {}
+    for partition in _partitions(job):
+        by_language.setdefault(partition.language, []).append(_pairs_file(job, partition))
+    kept = [job.work_dir / s.name / "kept.parquet" for s in shards] if job.dropped_dir else None
+    for code in tqdm(share.mine(job.languages), unit="language", desc="corpora: dedup clusters", disable=not progress):
+        folder = _drops_dir(job, code)
+        if is_done(folder):
+            continue
+        if folder.exists():
+            shutil.rmtree(folder)  # a killed attempt: its files may be a subset
+        folder.mkdir(parents=True)
+        dropped = dedup_stages.cluster(by_language.get(code, []), folder, kept)
+        mark_done(folder, {"dropped": dropped})
+
+
+def _write_shards(job: Job, shards: list[Shard], progress: bool) -> None:
+    """Per shard: its kept rows minus its duplicates, as <lang>/part-SSSSS-NNNNN.parquet (in
+    _work/written/<shard>/ until the stage finishes) and the counts of what it kept."""
+    pending = [s for s in shards if not is_done(_written_dir(job, s))]
+    for shard in tqdm(pending, unit="shard", desc="corpora: writing", disable=not progress):
+        for leftover in _written_dir(job, shard).parent.glob(f".{shard.name}.*.tmp"):  # a killed attempt at it
+            shutil.rmtree(leftover, ignore_errors=True)
+        _write_shard(job, shard)
+
+
+def _write_shard(job: Job, shard: Shard) -> None:
+    source = job.work_dir / shard.name / "kept.parquet"
+    rows = pq.ParquetFile(source).metadata.num_rows
+    reasons = np.zeros(rows, dtype=np.uint8)
+    originals = np.empty(rows, dtype=object)
+    for code in job.languages:
+        drops = _drops_dir(job, code) / f"{shard.name}.npy"
+        if drops.exists():
+            records = np.load(drops)
+            where = dedup_stages.row_of(records["doc"])
+            reasons[where] = records["reason"]
+            if job.dropped_dir:
+                originals[where] = pq.read_table(drops.with_suffix(".ids.parquet")).column("original_id").to_pylist()
+    tally = corpus_stats.Tally()
+    duplicates = Columns(DROPPED_SCHEMA.names) if job.dropped_dir else None
+    with atomic_dir(_written_dir(job, shard)) as folder:
+        writers = {code: PartWriter(folder / code, prefix=f"part-{shard.index:05d}-") for code in job.languages}
+        offset = 0
+        parquet = pq.ParquetFile(source)
+        for batch in parquet.iter_batches(columns=[*OUTPUT_SCHEMA.names, "n_bytes", "n_words"],
+                                          batch_size=StreamingTable.ROWS_PER_GROUP):
+            table = pa.Table.from_batches([batch])
+            mine = reasons[offset:offset + table.num_rows]
+            sources = table.column("source").to_pylist()
+            languages = table.column("language").to_numpy(zero_copy_only=False)
+            n_bytes, n_words = table.column("n_bytes").to_numpy(), table.column("n_words").to_numpy()
+            for i in range(table.num_rows):
+                if mine[i]:
+                    tally.add(sources[i], languages[i], **{f"dedup/{dedup_stages.REASONS[mine[i]]}": 1})
+                else:
+                    tally.add(sources[i], languages[i], documents_kept=1, bytes_kept=int(n_bytes[i]),
+                              words_kept=int(n_words[i]))
+            kept = table.select(OUTPUT_SCHEMA.names).filter(pa.array(mine == 0))
+            kept_languages = languages[mine == 0]
+            for code in np.unique(kept_languages):
+                writers[code].write(kept.filter(pa.array(kept_languages == code)))
+            if duplicates is not None:
+                for row in np.flatnonzero(mine):
+                    record = table.slice(int(row), 1).to_pylist()[0]
+                    duplicates.append(text=record["text"], id=record["id"], source=record["source"],
+                                      language=record["language"], step="dedup",
+                                      reason=dedup_stages.REASONS[mine[row]],
+                                      detail=f"duplicate of {originals[offset + row]}")
+            offset += table.num_rows
+        for writer in writers.values():
+            writer.close()
+        if duplicates is not None and len(duplicates):
+            pq.write_table(duplicates.table(DROPPED_SCHEMA), folder / "duplicates.parquet")
+        atomic_write_json(folder / "tally.json", tally.to_json())
+        mark_done(folder)
+
+
+def _finish(job: Job, shards: list[Shard], out: Path) -> dict:
+    """stats.json, the plot, and the language folders (each appears whole, or not at all)."""
+    remove_stale_temporaries(out)
     tally = corpus_stats.Tally()
     errors: list[dict] = []
     for shard in shards:
         shard_stats = json.loads((job.work_dir / shard.name / "stats.json").read_text(encoding="utf-8"))
         tally.merge(shard_stats["tally"])
         errors.extend(shard_stats["errors"])
-    drop = np.zeros(len(keys["language"]), dtype=object)  # reason per document, 0 when kept
-    original = np.arange(len(drop))
-    for language in job.languages:
-        rows = np.flatnonzero(keys["language"] == language)
-        if not len(rows) or not (dedup.exact or dedup.near):  # nothing to compare, or dedup is off
-            continue
-        exact = [keys["exact"][i] for i in rows] if dedup.exact else None
-        bands = keys["bands"][rows] if dedup.near else None
-        is_exact, is_near, first = find_duplicates(exact, bands)
-        drop[rows[is_exact]] = "exact_duplicate"
-        drop[rows[is_near]] = "near_duplicate"
-        original[rows] = rows[first]
-    for i in np.flatnonzero(drop != 0):
-        tally.add(keys["source"][i], keys["language"][i], **{f"dedup/{drop[i]}": 1})
-    for i in np.flatnonzero(drop == 0):
-        tally.add(keys["source"][i], keys["language"][i], documents_kept=1,
-                  bytes_kept=int(keys["n_bytes"][i]), words_kept=int(keys["n_words"][i]))
-    _write_outputs(job, shards, out, drop, original, keys["id"], progress)
+        tally.merge(json.loads((_written_dir(job, shard) / "tally.json").read_text(encoding="utf-8")))
+    for code in job.languages:
+        with atomic_dir(out / code) as folder:
+            for shard in shards:
+                for part in sorted((_written_dir(job, shard) / code).glob("part-*.parquet")):
+                    _link(part, folder / part.name)
+    if job.dropped_dir:
+        remove_stale_temporaries(job.dropped_dir)
+        for shard in shards:
+            written = _written_dir(job, shard) / "duplicates.parquet"
+            if written.exists():
+                _link(written, job.dropped_dir / f"duplicates-{shard.index:05d}.parquet")
     stats = corpus_stats.summarize(tally, errors, job.languages)
     stats["warnings"] = corpus_stats.warnings(stats)
     for message in stats["warnings"]:
@@ -280,54 +424,11 @@ def _deduplicate(job: Job, shards: list[Shard], out: Path, progress: bool) -> di
     return stats
 
 
-def _read_dedup_columns(work: Path, shards: list[Shard]) -> dict[str, np.ndarray]:
-    parts = [pq.read_table(work / s.name / "kept.parquet", columns=["id", "source", "language", "exact", "bands",
-                                                                     "n_bytes", "n_words"]) for s in shards]
-    table = pa.concat_tables(parts) if parts else KEPT_SCHEMA.empty_table()
-    bands = table.column("bands").to_pylist()
-    width = max((len(b) for b in bands), default=0)
-    return {
-        "id": np.array(table.column("id").to_pylist(), dtype=object),
-        "source": np.array(table.column("source").to_pylist(), dtype=object),
-        "language": np.array(table.column("language").to_pylist(), dtype=object),
-        "exact": table.column("exact").to_pylist(),
-        "bands": np.array(bands, dtype=np.uint64).reshape(len(bands), width),
-        "n_bytes": table.column("n_bytes").to_numpy(),
-        "n_words": table.column("n_words").to_numpy(),
-    }
-
-
-def _write_outputs(job: Job, shards: list[Shard], out: Path, drop: np.ndarray, original: np.ndarray,
-                   ids: np.ndarray, progress: bool) -> None:
-    """Streams every shard's kept rows into <lang>/part-*.parquet, in plan order."""
-    duplicates = Columns(DROPPED_SCHEMA.names) if job.dropped_dir else None
-    offset = 0
-    with ExitStack() as staging:  # each language folder appears whole, or not at all
-        writers = {code: PartWriter(staging.enter_context(atomic_dir(out / code))) for code in job.languages}
-        for table in _kept_batches(job.work_dir, shards, progress):
-            reasons = drop[offset:offset + table.num_rows]
-            keep = pa.array(reasons == 0)
-            kept = table.filter(keep)
-            languages = kept.column("language").to_numpy(zero_copy_only=False)
-            for code in np.unique(languages):
-                writers[code].write(kept.filter(pa.array(languages == code)))
-            if duplicates is not None:
-                for row in np.flatnonzero(reasons != 0):
-                    record = table.slice(int(row), 1).to_pylist()[0]
-                    duplicates.append(text=record["text"], id=record["id"], source=record["source"],
-                                      language=record["language"], step="dedup", reason=reasons[row],
-                                      detail=f"duplicate of {ids[original[offset + row]]}")
-            offset += table.num_rows
-        for writer in writers.values():
-            writer.close()
-        if duplicates is not None:
-            with atomic_path(job.dropped_dir / "duplicates.parquet") as tmp:
-                pq.write_table(duplicates.table(DROPPED_SCHEMA), tmp)
-
-
-def _kept_batches(work: Path, shards: list[Shard], progress: bool) -> Iterator[pa.Table]:
-    """Every shard's kept rows in plan order, a row group at a time (memory stays flat)."""
-    for shard in tqdm(shards, unit="shard", desc="corpora: writing", disable=not progress):
-        parquet = pq.ParquetFile(work / shard.name / "kept.parquet")
-        for batch in parquet.iter_batches(columns=OUTPUT_SCHEMA.names, batch_size=StreamingTable.ROWS_PER_GROUP):
-            yield pa.Table.from_batches([batch])
+def _link(source: Path, target: Path) -> None:
+    """`target` becomes `source`'s content (a hard link: the work folder is removed afterwards)."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # another file system
+            shutil.copyfile(source, tmp)

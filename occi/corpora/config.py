@@ -236,10 +236,15 @@ class DedupConfig:
     """Hashes per band; bands x rows is the signature length."""
     seed: int = 1
     """Seed of the MinHash permutations."""
+    hash_ranges: int = 4
+    """Hash ranges each language's band hashes (per band) and exact keys are split into: one dedup
+    bucket task handles one such partition at a time, so its memory is about the language's
+    documents / hash_ranges x 16 bytes. Raise it with the corpus (a 100 M-document language: 64)."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)
-        ranges.check(self, {"ngram_size": one, "bands": one, "rows": one, "seed": ranges.at_least(0)})
+        ranges.check(self, {"ngram_size": one, "bands": one, "rows": one, "seed": ranges.at_least(0),
+                            "hash_ranges": ranges.between(1, 65536)})
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """Deduplication within a language, across all shards: exact and MinHash LSH.
 
 Per document (in the shard workers): a 128-bit hash of the normalised text, and the MinHash
-signature of its word n-grams reduced to one 64-bit hash per LSH band. Per language (after
-all shards): the first document with a given exact hash is kept; then documents sharing any
-band hash are joined into clusters (union-find) and the first document of each cluster is
-kept. "First" is the order of the shard plan, so the result does not depend on workers.
+signature of its word n-grams reduced to one 64-bit hash per LSH band. Per language: the first
+document with a given exact hash is kept; then documents sharing any band hash are joined into
+clusters and the first document of each cluster is kept. "First" is the order of the shard plan,
+so the result does not depend on workers. The corpus is deduplicated in array phases with
+bounded memory (dedup_stages.py); `find_duplicates` here is the same rule over all of a
+language's documents in one process, the reference the staged version is tested against.
 """
 from __future__ import annotations
 

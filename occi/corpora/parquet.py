@@ -67,10 +67,11 @@ class Columns:
 
 
 class PartWriter:
-    """Writes part-00000.parquet, part-00001.parquet, ... of at most DOCS_PER_PART rows."""
+    """Writes <prefix>00000.parquet, <prefix>00001.parquet, ... of at most DOCS_PER_PART rows."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, prefix: str = "part-"):
         self.folder = folder
+        self.prefix = prefix
         self.part = 0
         self.rows = 0
         self.writer: pq.ParquetWriter | None = None
@@ -78,7 +79,8 @@ class PartWriter:
     def write(self, table: pa.Table) -> None:
         while table.num_rows:
             if self.writer is None:
-                self.writer = pq.ParquetWriter(self.folder / f"part-{self.part:05d}.parquet", OUTPUT_SCHEMA)
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self.writer = pq.ParquetWriter(self.folder / f"{self.prefix}{self.part:05d}.parquet", OUTPUT_SCHEMA)
             take = min(table.num_rows, DOCS_PER_PART - self.rows)
             self.writer.write_table(table.slice(0, take))
             self.rows += take

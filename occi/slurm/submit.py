@@ -1,7 +1,8 @@
 """`occi slurm submit`: the run's remaining stages as a chain of SLURM jobs.
 
-Each stage becomes one or two steps: corpora and data preparation as job arrays over shards and
-languages (then one job that joins them), tokenizer, export and report as single CPU jobs,
+Each stage becomes one or more steps: a sharded stage as its job arrays in order (corpora: filter
+over shards, dedup buckets over hash partitions, clusters over languages, write over shards; data
+preparation over languages), then one job that joins them; tokenizer, export and report as single CPU jobs,
 training as a chain of GPU jobs (--array=0-K%1, each resuming from the latest checkpoint), and
 evaluation as an array over languages. Steps wait for their predecessors with afterok; a failed
 step cancels its dependents (--kill-on-invalid-dep). Completed stages are not resubmitted.
@@ -63,13 +64,16 @@ def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1,
             steps.append(Step(stage.name, stage.name, "train", array=chain if chain > 1 else None,
                               throttle=1 if chain > 1 else None, after=previous))
             previous = [stage.name]
-        elif stage.sharded:
-            shares, joins = (f"{stage.name}-{suffix}" for suffix in stage.array_steps)
-            tasks = min(stage.shard_count(cfg, run), profile.max_array_size)
-            steps.append(Step(shares, stage.name, stage.slurm,
-                              [[*command, "--rank", TASK, "--world-size", tasks, *stage.array_options]],
-                              array=tasks, throttle=profile.array_throttle, after=previous))
-            steps.append(Step(joins, stage.name, "cpu", [command], after=[shares]))
+        elif stage.sharded:  # its arrays in order, then the job that joins them
+            for array_step in stage.array_steps:
+                name = f"{stage.name}-{array_step.name}"
+                tasks = min(stage.shard_count(cfg, run, array_step), profile.max_array_size)
+                steps.append(Step(name, stage.name, stage.slurm,
+                                  [[*command, "--rank", TASK, "--world-size", tasks, *array_step.options]],
+                                  array=tasks, throttle=profile.array_throttle, after=previous))
+                previous = [name]
+            joins = f"{stage.name}-{stage.join_step}"
+            steps.append(Step(joins, stage.name, "cpu", [command], after=previous))
             previous = [joins]
         else:
             steps.append(Step(stage.name, stage.name, stage.slurm, [command], after=previous))
