@@ -2,9 +2,12 @@
 
 - `offline`: per language, bits per byte on the run's held-out text (occi_bpb_<lang>, task
   files generated into the run) and occi's own multiple-choice questions (occi_mc_<lang>).
-- `eu-leaderboard`: per language, the benchmarks of the European LLM leaderboards that exist in
-  lm-eval for it (ARC, HellaSwag, MMLU, TruthfulQA, Belebele, XNLI, XCOPA, XStoryCloze, INCLUDE);
-  eval/suites/eu-leaderboard.yaml lists them, and the families each language lacks.
+- `eu-leaderboard`: per language, every benchmark family of occi/languages.py that exists for it:
+  the European LLM leaderboards' (ARC, HellaSwag, MMLU, TruthfulQA, Belebele, XNLI, XCOPA,
+  XStoryCloze, INCLUDE), lm-eval's other multilingual families (Global PIQA, MultiBLiMP, MMMLU,
+  MMLU-ProX, XWinograd, PAWS-X, LAMBADA, WMT) and the OpenGPT-X EU20 benchmarks, whose task
+  folders occi ships (eval/tasks/occi_eu20, generated here); eval/suites/eu-leaderboard.yaml lists
+  them, and the families each language lacks.
 
 `python -m occi.eval.suites` regenerates the committed files (a test checks there is no diff).
 """
@@ -32,6 +35,8 @@ class Cell:
     task: str
     num_fewshot: int
     metric: str
+    filter: str = "none"
+    """The lm-eval filter the metric is read under (results key "<metric>,<filter>")."""
 
 
 def cells(suite: str, codes: list[str], fewshot_overrides: dict[str, int]) -> list[Cell]:
@@ -43,7 +48,8 @@ def cells(suite: str, codes: list[str], fewshot_overrides: dict[str, int]) -> li
         else:
             for family, task in languages.lm_eval_tasks(code).items():
                 _, shots, metric = languages.BENCHMARKS[family]
-                found.append(Cell(suite, code, family, task, fewshot_overrides.get(family, shots), metric))
+                found.append(Cell(suite, code, family, task, fewshot_overrides.get(family, shots), metric,
+                                  languages.METRIC_FILTERS.get(family, "none")))
     return found
 
 
@@ -78,7 +84,10 @@ def leaderboard_suite() -> str:
 
 def generate(root: Path) -> dict[Path, str]:
     """Every generated file (path -> content) under an eval/ folder."""
+    from occi.eval import eu20
+
     outputs = {root / "tasks" / "occi_mc" / name: text for name, text in mc_files().items()}
+    outputs.update({root / "tasks" / "occi_eu20" / name: text for name, text in eu20.files().items()})
     outputs[root / "suites" / "eu-leaderboard.yaml"] = leaderboard_suite()
     return outputs
 
