@@ -94,6 +94,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from occi import languages
+    from occi.eval import coverage
+
+    codes = [languages.get(code).code for code in args.languages.split(",")] if args.languages else None
+    print(coverage.markdown(codes))
+    if args.png:
+        print(f"plot: {coverage.plot(Path(args.png), codes)}")
+    return 0
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     from occi.preflight import fetch
 
@@ -219,6 +230,11 @@ def make_parser() -> argparse.ArgumentParser:
     board.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files or folders, optionally NAME=PATH")
     board.add_argument("--out", required=True, metavar="DIR", help="where leaderboard.{md,csv,json,html,png} go")
     board.set_defaults(func=cmd_leaderboard)
+
+    cover = commands.add_parser("coverage", help="benchmark families per language (lm-eval and occi's), and the gaps")
+    cover.add_argument("--languages", metavar="CODES", help="comma-separated ISO 639-1 codes (default: all)")
+    cover.add_argument("--png", metavar="FILE", help="also draw the languages x families grid")
+    cover.set_defaults(func=cmd_coverage)
 
     slurm = commands.add_parser("slurm", help="run the pipeline as SLURM jobs")
     slurm_commands = slurm.add_subparsers(dest="slurm_command", metavar="COMMAND", required=True)

@@ -86,10 +86,6 @@ def _rows(family: str) -> tuple[str, list[dict], list]:
     if family == "multiblimp":
         return "train", [{"sen": f"Die Kinder spielen im Garten {i}.", "wrong_sen": f"Die Kinder spielt im Garten {i}."}
                          for i in range(N)], [0] * N
-    if family == "xwinograd":
-        return "test", [{"sentence": "Le trophée ne rentre pas dans la valise car _ est trop grand.",
-                         "option1": "le trophée", "option2": "la valise", "answer": str(two[i] + 1)}
-                        for i in range(N)], two
     if family == "paws":
         return "test", [{"id": i, "sentence1": _sentence(i, "Rose"), "sentence2": "Eine Rose steht im Garten.",
                          "label": two[i]} for i in range(N)], two
@@ -112,7 +108,7 @@ TASKS = {
     "m_mmlu_de": ("mmlu", None), "truthfulqa_de_mc2": ("truthfulqa", None), "belebele_deu_Latn": ("belebele", None),
     "xnli_de": ("xnli", None), "xcopa_it": ("xcopa", None), "xstorycloze_es": ("xstorycloze", None),
     "global_piqa_nonparallel_cloze_deu_latn": ("global_piqa", None), "multiblimp_deu": ("multiblimp", None),
-    "xwinograd_fr": ("xwinograd", None), "paws_de": ("paws", None), "lambada_openai_mt_de": ("lambada", None),
+"paws_de": ("paws", None), "lambada_openai_mt_de": ("lambada", None),
     "wmt16-en-de": ("translation", None),
     "arc_eu20_de": ("arc_eu20", EU20 / "arc" / "arc_eu20_de.yaml"),
     "hellaswag_eu20_de": ("hellaswag_eu20", EU20 / "hellaswag" / "hellaswag_eu20_de.yaml"),

@@ -89,6 +89,9 @@ def generate(root: Path) -> dict[Path, str]:
     outputs = {root / "tasks" / "occi_mc" / name: text for name, text in mc_files().items()}
     outputs.update({root / "tasks" / "occi_eu20" / name: text for name, text in eu20.files().items()})
     outputs[root / "suites" / "eu-leaderboard.yaml"] = leaderboard_suite()
+    from occi.eval import coverage
+
+    outputs[root / "coverage.md"] = coverage.document()
     return outputs
 
 
