@@ -65,3 +65,21 @@ def test_occi_coverage_prints_the_table_and_draws_it(tmp_path):
     assert (tmp_path / "cov.png").read_bytes()[:4] == b"\x89PNG"
     bad = occi("coverage", "--languages", "xx")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "xx" in bad.stderr
+
+
+def test_occis_task_folders_read_their_data_from_any_working_directory(tmp_path, monkeypatch):
+    """lm-eval resolves relative data files against the working directory; occi's folders do not."""
+    import shutil
+
+    from lm_eval.tasks import TaskManager
+
+    moved = tmp_path / "elsewhere" / "eval"
+    shutil.copytree(REPO / "eval", moved)  # the repository (or an installed package) anywhere
+    monkeypatch.chdir(tmp_path)
+    manager = TaskManager(include_path=str(moved / "tasks" / "occi_mc"), include_defaults=False)
+    task = manager.load(["occi_mc_de"])["tasks"]["occi_mc_de"]
+    lines = (REPO / "eval" / "data" / "mc" / "de.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(list(task.test_docs())) == len(lines)
+    leaves = [yaml.safe_load(p.read_text()) for p in (REPO / "eval" / "tasks").rglob("*.yaml")]
+    files = [f for leaf in leaves for f in ((leaf or {}).get("dataset_kwargs") or {}).get("data_files", {}).values()]
+    assert files and not [f for f in files if f.startswith("/")]

@@ -60,7 +60,7 @@ def mc_files() -> dict[str, str]:
     for code in codes:
         files[f"occi_mc_{code}.yaml"] = GENERATED + yaml.safe_dump({
             "include": "_template", "task": f"occi_mc_{code}",
-            "dataset_kwargs": {"data_files": {"test": f"data/mc/{code}.jsonl"}},
+            "dataset_kwargs": {"data_files": {"test": f"../../data/mc/{code}.jsonl"}},
         }, sort_keys=False)
     files["occi_mc.yaml"] = GENERATED + yaml.safe_dump({
         "group": "occi_mc", "task": [f"occi_mc_{code}" for code in codes],
