@@ -1,6 +1,7 @@
 """Benchmark coverage per language: generated from the language table, every task real."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from conftest import REPO, occi
@@ -10,10 +11,15 @@ from occi.eval.suites import cells
 from occi.eval.tasks import shipped_folders
 
 
-def test_every_task_of_the_coverage_table_exists_in_lm_eval_or_occis_folders():
+@pytest.fixture(scope="module")
+def manager():
+    """lm-eval's task index with occi's shipped folders (indexing takes ~15 s: built once)."""
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=[str(folder) for folder in shipped_folders()])
+    return TaskManager(include_path=[str(folder) for folder in shipped_folders()])
+
+
+def test_every_task_of_the_coverage_table_exists_in_lm_eval_or_occis_folders(manager):
     cover = coverage.table()
     assert list(cover) == list(languages.LANGUAGES)
     named = {task for tasks in cover.values() for task in tasks.values()}
@@ -44,10 +50,12 @@ def test_the_suite_has_a_cell_per_family_with_its_filter():
     assert leaf["dataset_kwargs"]["data_files"]["test"] == "hf://datasets/openGPT-X/arcx/arc_challenge_PT-PT_test.jsonl"
 
 
-def test_every_referenced_dataset_has_its_format_recorded():
-    from lm_eval.tasks import TaskManager
+def test_every_referenced_dataset_has_its_format_recorded(manager, monkeypatch):
+    import lm_eval.tasks
 
     from occi.preflight.manifest import task_datasets
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", lambda **_: manager)  # the index built above
 
     named = sorted({task for tasks in coverage.table().values() for family, task in tasks.items()
                     if family not in languages.OCCI_FAMILIES})
@@ -76,8 +84,8 @@ def test_occis_task_folders_read_their_data_from_any_working_directory(tmp_path,
     moved = tmp_path / "elsewhere" / "eval"
     shutil.copytree(REPO / "eval", moved)  # the repository (or an installed package) anywhere
     monkeypatch.chdir(tmp_path)
-    manager = TaskManager(include_path=str(moved / "tasks" / "occi_mc"), include_defaults=False)
-    task = manager.load(["occi_mc_de"])["tasks"]["occi_mc_de"]
+    folder_index = TaskManager(include_path=str(moved / "tasks" / "occi_mc"), include_defaults=False)
+    task = folder_index.load(["occi_mc_de"])["tasks"]["occi_mc_de"]
     lines = (REPO / "eval" / "data" / "mc" / "de.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(list(task.test_docs())) == len(lines)
     leaves = [yaml.safe_load(p.read_text()) for p in (REPO / "eval" / "tasks").rglob("*.yaml")]
