@@ -91,3 +91,19 @@ def test_occis_task_folders_read_their_data_from_any_working_directory(tmp_path,
     leaves = [yaml.safe_load(p.read_text()) for p in (REPO / "eval" / "tasks").rglob("*.yaml")]
     files = [f for leaf in leaves for f in ((leaf or {}).get("dataset_kwargs") or {}).get("data_files", {}).values()]
     assert files and not [f for f in files if f.startswith("/")]
+
+
+def test_the_leaderboard_reads_a_family_scored_under_a_filter(tmp_path):
+    """MMLU-ProX and EU20-GSM8K report exact_match under a filter, not under "none"."""
+    import json
+
+    from occi.report import leaderboard
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"model_name": "m", "results": {
+        "mmlu_prox_de": {"exact_match,custom-extract": 0.25}, "gsm8k_eu20_fr": {"exact_match,flexible-extract": 0.5,
+                                                                                "exact_match,strict-match": 0.4}}}))
+    board = leaderboard.read([str(path)])
+    assert not board.problems, board.problems
+    assert {(lang, family): cell["value"] for (_, lang, family), cell in board.cells.items()} == {
+        ("de", "mmlu_prox"): 0.25, ("fr", "gsm8k_eu20"): 0.5}
