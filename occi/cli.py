@@ -99,6 +99,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from occi import languages
+    from occi.eval import coverage
+
+    codes = [languages.get(code).code for code in args.languages.split(",")] if args.languages else None
+    print(coverage.markdown(codes))
+    if args.png:
+        print(f"plot: {coverage.plot(Path(args.png), codes)}")
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from occi import config
     from occi.rundir import RunDir
@@ -290,6 +301,11 @@ def make_parser() -> argparse.ArgumentParser:
     board.add_argument("--min-shared", type=_POSITIVE, default=3, metavar="N",
                        help="rank only when the models share at least N cells (benchmark x language; default 3)")
     board.set_defaults(func=cmd_leaderboard)
+
+    cover = commands.add_parser("coverage", help="benchmark families per language (lm-eval and occi's), and the gaps")
+    cover.add_argument("--languages", metavar="CODES", help="comma-separated ISO 639-1 codes (default: all)")
+    cover.add_argument("--png", metavar="FILE", help="also draw the languages x families grid")
+    cover.set_defaults(func=cmd_coverage)
 
     slurm = commands.add_parser("slurm", help="run the pipeline as SLURM jobs")
     slurm_commands = slurm.add_subparsers(dest="slurm_command", metavar="COMMAND", required=True)

@@ -136,8 +136,10 @@ def label_to_language(codes: list[str]) -> dict[str, str]:
 
 
 # Which lm-eval 0.4.13 task families exist for which language (checked against lm-eval's task
-# index by tests/test_eval.py). English uses the original benchmarks.
+# index by tests/test_coverage.py). English uses the original benchmarks. Where two upstream
+# translations of one benchmark exist, the first listed wins (Okapi before the newer ones).
 _OKAPI = frozenset("da de es fr hr hu it nl pt ro sk sv ca eu".split())
+_ARC_MT = {"el": "el", "fi": "fi", "pl": "pl", "no": "nb"}  # LumiOpen's arc_challenge_mt_*
 _GLOBAL_MMLU = frozenset("cs el lt pl".split())  # Okapi's m_mmlu covers the others
 _TRUTHFULQA = _OKAPI | {"gl"}
 _XNLI = frozenset("bg de el en es fr ca eu gl".split())
@@ -145,6 +147,22 @@ _XCOPA = frozenset("et it eu".split())
 _XSTORYCLOZE = frozenset("en es ca eu gl".split())
 _INCLUDE = frozenset("bg de el es et fi fr hr hu it lt nl pl pt eu".split())
 _BELEBELE_CODE = {"et": "est_Latn", "ga": None}  # Belebele has no Irish; its Estonian is est_Latn
+# Global PIQA's culturally specific (non-parallel) half; the variant chosen where it has several
+_GLOBAL_PIQA = {"fr": "fra_latn_fran", "pt": "por_latn_port", "es": "spa_latn_spai", "et": "ekk_latn",
+                "no": "nob_latn", "lv": None, "mt": None, "ga": None}
+_MULTIBLIMP = {"hr": "hbs", "et": "est", "lv": "lav", "no": None, "mt": None}
+_MMMLU = {"de": "de_de", "es": "es_la", "fr": "fr_fr", "it": "it_it", "pt": "pt_br"}
+_MMLU_PROX = frozenset("cs de en es fr hu it pt".split())
+_PAWS = frozenset("de en es fr ca eu gl".split())
+_LAMBADA = {"de": "lambada_openai_mt_de", "en": "lambada_openai", "es": "lambada_openai_mt_es",
+            "fr": "lambada_openai_mt_fr", "it": "lambada_openai_mt_it",
+            "nl": "lambada_openai_mt_stablelm_nl", "pt": "lambada_openai_mt_stablelm_pt"}
+# English -> language; lm-eval's FLORES pairs read facebook/flores, a script dataset (see
+# eval/coverage.md), so only the WMT pairs are listed; XWinograd (Muennighoff/xwinograd) is left
+# out for the same reason
+_TRANSLATION = {"de": "wmt16-en-de", "fr": "wmt14-en-fr", "ro": "wmt16-en-ro"}
+# OpenGPT-X EU20 (eval/tasks/occi_eu20): 20 languages; its Portuguese is European Portuguese
+EU20 = frozenset("bg cs da de el es et fi fr hu it lt lv nl pl pt ro sk sl sv".split())
 
 BENCHMARKS = {
     "arc": ("ARC-Challenge", 25, "acc_norm"),
@@ -156,20 +174,45 @@ BENCHMARKS = {
     "xcopa": ("XCOPA", 0, "acc"),
     "xstorycloze": ("XStoryCloze", 0, "acc"),
     "include": ("INCLUDE", 0, "acc"),
+    "global_piqa": ("Global PIQA", 0, "acc_norm"),
+    "multiblimp": ("MultiBLiMP", 0, "acc"),
+    "mmmlu": ("MMMLU", 0, "acc"),
+    "mmlu_prox": ("MMLU-ProX", 5, "exact_match"),
+    "paws": ("PAWS-X", 0, "acc"),
+    "lambada": ("LAMBADA", 0, "acc"),
+    "translation": ("WMT en->xx", 0, "bleu"),
+    "arc_eu20": ("EU20-ARC", 25, "acc_norm"),
+    "hellaswag_eu20": ("EU20-HellaSwag", 10, "acc_norm"),
+    "mmlu_eu20": ("EU20-MMLU", 5, "acc"),
+    "truthfulqa_eu20": ("EU20-TruthfulQA", 0, "acc"),
+    "gsm8k_eu20": ("EU20-GSM8K", 5, "exact_match"),
 }
-"""family -> (display name, few-shot examples, metric) of the European LLM leaderboards."""
+"""family -> (display name, few-shot examples, metric): the benchmarks of the European LLM
+leaderboards and the other upstream lm-eval families with European languages, then the OpenGPT-X
+EU20 benchmarks that occi ships as task folders (eval/tasks/occi_eu20)."""
+
+METRIC_FILTERS = {"mmlu_prox": "custom-extract", "gsm8k_eu20": "flexible-extract"}
+"""family -> the lm-eval filter its headline metric is read under (others: none)."""
+
+OCCI_FAMILIES = frozenset(f for f in BENCHMARKS if f.endswith("_eu20"))
+"""Families whose task files occi ships (eval/tasks/), not upstream lm-eval's."""
 
 
 def lm_eval_tasks(code: str) -> dict[str, str]:
     """family -> lm-eval task name, for the families that exist in this language."""
     lang = get(code)
     tasks: dict[str, str] = {}
+    iso = lang.iso639_3
     if code == "en":
         tasks.update(arc="arc_challenge", hellaswag="hellaswag", mmlu="mmlu", truthfulqa="truthfulqa_mc2")
     if code in _OKAPI:
         tasks.update(arc=f"arc_{code}", hellaswag=f"hellaswag_{code}", mmlu=f"m_mmlu_{code}")
     elif code in _GLOBAL_MMLU:
         tasks["mmlu"] = f"global_mmlu_full_{code}"
+    if code in _ARC_MT:
+        tasks["arc"] = f"arc_challenge_mt_{_ARC_MT[code]}"
+    if code == "no":
+        tasks["mmlu"] = "m_mmlu_nb"
     if code in _TRUTHFULQA:
         tasks["truthfulqa"] = f"truthfulqa_{code}_mc2"
     belebele = _BELEBELE_CODE.get(code, lang.glotlid)
@@ -180,4 +223,23 @@ def lm_eval_tasks(code: str) -> dict[str, str]:
             tasks[family] = f"{family}_{code}"
     if code in _INCLUDE:
         tasks["include"] = f"include_base_44_{lang.name.lower()}"
-    return tasks
+    piqa = _GLOBAL_PIQA.get(code, f"{iso}_{lang.script.lower()}")
+    if piqa:
+        tasks["global_piqa"] = f"global_piqa_nonparallel_cloze_{piqa}"
+    blimp = _MULTIBLIMP.get(code, iso)
+    if blimp:
+        tasks["multiblimp"] = f"multiblimp_{blimp}"
+    if code in _MMMLU:
+        tasks["mmmlu"] = f"mmmlu_{_MMMLU[code]}"
+    if code in _MMLU_PROX:
+        tasks["mmlu_prox"] = f"mmlu_prox_{code}"
+    if code in _PAWS:
+        tasks["paws"] = f"paws_{code}"
+    if code in _LAMBADA:
+        tasks["lambada"] = _LAMBADA[code]
+    if code in _TRANSLATION:
+        tasks["translation"] = _TRANSLATION[code]
+    if code in EU20:
+        for family in ("arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"):
+            tasks[f"{family}_eu20"] = f"{family}_eu20_{code}"
+    return {family: tasks[family] for family in BENCHMARKS if family in tasks}

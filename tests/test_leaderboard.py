@@ -292,7 +292,7 @@ def test_any_lm_eval_output_is_placed_nothing_dropped(foreign, tmp_path):
                     ("arc_fr", "fr", "arc", "acc_norm", False), ("xwinograd_fr", "fr", "xwinograd", "acc", False),
                     ("xwinograd_pt", "pt", "xwinograd", "acc", False),
                     ("xwinograd_zh", "unmapped", "xwinograd_zh", "acc", False),  # not a language of the table
-                    ("arc_challenge_mt_fi", "fi", "arc_challenge_mt", "acc_norm", False),
+                    ("arc_challenge_mt_fi", "fi", "arc", "acc_norm", False),  # the table's Finnish ARC
                     ("lesetext", "de", "lesetext", "acc", False),  # language from the task's metadata
                     ("wikitext_like", "unmapped", "wikitext_like", "word_perplexity", False),
                     ("xwinograd", "unmapped", "xwinograd", "acc", True)}

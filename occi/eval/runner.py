@@ -109,7 +109,8 @@ class Evaluator:
         _describe_environment_once()
         self.lm = load(model, device, dtype, cfg.eval.batch_size)
         # indexing only occi's folder takes 0.01 s instead of ~9 s for lm-eval's whole catalogue
-        self.tasks = TaskManager(include_path=str(tasks_dir), include_defaults=not offline_only)
+        self.tasks = TaskManager(include_path=[str(tasks_dir), *map(str, tasks.shipped_folders())],
+                                 include_defaults=not offline_only)
 
     def run(self, cell: Cell, folder: Path) -> dict:
         if cell.family == "fidelity":
@@ -132,9 +133,9 @@ class Evaluator:
         for task_name, task_samples in samples.items():
             tracker.save_results_samples(task_name=task_name, samples=task_samples)
         scores = results["results"][cell.task]
-        stderr = scores.get(f"{cell.metric}_stderr,none")
+        stderr = scores.get(f"{cell.metric}_stderr,{cell.filter}")
         return {"suite": cell.suite, "language": cell.language, "family": cell.family, "task": cell.task,
-                "metric": cell.metric, "value": scores[f"{cell.metric},none"],
+                "metric": cell.metric, "value": scores[f"{cell.metric},{cell.filter}"],
                 "stderr": stderr if isinstance(stderr, (int, float)) else None,
                 "num_fewshot": cell.num_fewshot, "seconds": round(time.monotonic() - started, 2)}
 

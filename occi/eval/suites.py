@@ -2,9 +2,12 @@
 
 - `offline`: per language, bits per byte on the run's held-out text (occi_bpb_<lang>, task
   files generated into the run) and occi's own multiple-choice questions (occi_mc_<lang>).
-- `eu-leaderboard`: per language, the benchmarks of the European LLM leaderboards that exist in
-  lm-eval for it (ARC, HellaSwag, MMLU, TruthfulQA, Belebele, XNLI, XCOPA, XStoryCloze, INCLUDE);
-  eval/suites/eu-leaderboard.yaml lists them, and the families each language lacks.
+- `eu-leaderboard`: per language, every benchmark family of occi/languages.py that exists for it:
+  the European LLM leaderboards' (ARC, HellaSwag, MMLU, TruthfulQA, Belebele, XNLI, XCOPA,
+  XStoryCloze, INCLUDE), lm-eval's other multilingual families (Global PIQA, MultiBLiMP, MMMLU,
+  MMLU-ProX, PAWS-X, LAMBADA, WMT) and the OpenGPT-X EU20 benchmarks, whose task
+  folders occi ships (eval/tasks/occi_eu20, generated here); eval/suites/eu-leaderboard.yaml lists
+  them, and the families each language lacks.
 - `fidelity`: per language, the share of the model's answers to occi's prompts in that language
   that are in that language (occi/eval/fidelity.py).
 
@@ -34,6 +37,8 @@ class Cell:
     task: str
     num_fewshot: int
     metric: str
+    filter: str = "none"
+    """The lm-eval filter the metric is read under (results key "<metric>,<filter>")."""
 
 
 def cells(suite: str, codes: list[str], fewshot_overrides: dict[str, int]) -> list[Cell]:
@@ -47,7 +52,8 @@ def cells(suite: str, codes: list[str], fewshot_overrides: dict[str, int]) -> li
         else:
             for family, task in languages.lm_eval_tasks(code).items():
                 _, shots, metric = languages.BENCHMARKS[family]
-                found.append(Cell(suite, code, family, task, fewshot_overrides.get(family, shots), metric))
+                found.append(Cell(suite, code, family, task, fewshot_overrides.get(family, shots), metric,
+                                  languages.METRIC_FILTERS.get(family, "none")))
     return found
 
 
@@ -58,7 +64,7 @@ def mc_files() -> dict[str, str]:
     for code in codes:
         files[f"occi_mc_{code}.yaml"] = GENERATED + yaml.safe_dump({
             "include": "_template", "task": f"occi_mc_{code}",
-            "dataset_kwargs": {"data_files": {"test": f"data/mc/{code}.jsonl"}},
+            "dataset_kwargs": {"data_files": {"test": f"../../data/mc/{code}.jsonl"}},
         }, sort_keys=False)
     files["occi_mc.yaml"] = GENERATED + yaml.safe_dump({
         "group": "occi_mc", "task": [f"occi_mc_{code}" for code in codes],
@@ -82,8 +88,14 @@ def leaderboard_suite() -> str:
 
 def generate(root: Path) -> dict[Path, str]:
     """Every generated file (path -> content) under an eval/ folder."""
+    from occi.eval import eu20
+
     outputs = {root / "tasks" / "occi_mc" / name: text for name, text in mc_files().items()}
+    outputs.update({root / "tasks" / "occi_eu20" / name: text for name, text in eu20.files().items()})
     outputs[root / "suites" / "eu-leaderboard.yaml"] = leaderboard_suite()
+    from occi.eval import coverage
+
+    outputs[root / "coverage.md"] = coverage.document()
     return outputs
 
 

@@ -116,7 +116,7 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
             continue
         if task in index:
             code, family, metric = index[task]
-            key = f"{metric},none"
+            key = f"{metric},{languages.METRIC_FILTERS.get(family, 'none')}"
             if scores.get(key) is None:
                 have = ", ".join(str(k) for k in scores if "," in str(k) and "_stderr," not in str(k)) or "none"
                 board.problems.append(f"{path}: task {task}: no {metric!r} score (metrics: {have}); task ignored")
