@@ -104,6 +104,8 @@ STAGES = [
           "occi.data.prepare", shards_over="languages", array_steps=("tokenize", "blend")),
     Stage("train", ("train",), "megatron-core pretraining (launches torchrun, or runs as one rank)", "train",
           "occi.train.launch", slurm="train"),
+    Stage("sft", ("sft",), "supervised fine-tuning on chat data (megatron-core; runs with an `sft:` section only)",
+          "sft", "occi.sft.stage", slurm="train", when="occi.sft.stage:has_sft"),
     Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf (or GGUF files in <run>/gguf)",
           "hf", "occi.train.export",
           options=(Option("--format", "hf: <run>/hf from the checkpoint; gguf: <run>/gguf from <run>/hf, for llama.cpp "
