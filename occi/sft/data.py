@@ -174,7 +174,8 @@ def _repeats(weight: float, seed: int, source: str, number: int) -> int:
 
 def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int, seed: int, langid,
             out: Path) -> dict:
-    """Reads, checks and tokenizes every source into `out`; returns the statistics."""
+    """Reads, checks and tokenizes every source into `out` (nothing when no conversation is
+    kept); returns the statistics."""
     from occi.corpora.dedup import MinHasher, exact_key, find_duplicates
     from occi.sft.template import encode
 
@@ -205,7 +206,7 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
                     drop(source.name, language, reason, where)
                     continue
             if isinstance(row.get("provenance"), dict):
-                teacher = row["provenance"].get("teacher") or row["provenance"].get("model") or "unknown"
+                teacher = next((row["provenance"][k] for k in ("teacher", "model", "author") if row["provenance"].get(k)), "unknown")
                 provenance[source.name][str(teacher)] += 1
             candidates.append((source_index, number, language, messages, where))
 
@@ -254,9 +255,9 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
         entry["tokens"] += len(encoded.ids)
         entry["assistant_tokens"] += sum(encoded.assistant)
         entry["tokens_per_epoch"] += copies * len(encoded.ids)
+    stats = _statistics(sft, run_languages, rows_in, drops, totals, examples, provenance, seq_length)
     if not repeats:
-        raise OcciError(f"sft: no conversation survived the checks ({sum(rows_in.values())} rows read); "
-                        f"see {out / 'stats.json'} for why each was dropped")
+        return stats
     from occi.fsutil import atomic_path
 
     with atomic_path(out / "conversations.npz") as tmp:
@@ -264,7 +265,7 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
             np.savez(handle, ids=np.asarray(ids, dtype=np.int32), assistant=np.asarray(assistant, dtype=np.uint8),
                      offsets=np.asarray(offsets, dtype=np.int64), repeats=np.asarray(repeats, dtype=np.int32),
                      language=np.asarray(lang_index, dtype=np.int16), source=np.asarray(source_index, dtype=np.int16))
-    return _statistics(sft, run_languages, rows_in, drops, totals, examples, provenance, seq_length)
+    return stats
 
 
 def _language_problem(langid, messages: list[dict], language: str, min_chars: int) -> str | None:

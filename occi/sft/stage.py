@@ -55,7 +55,11 @@ def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
         stats["template"] = origin
         atomic_write_json(tmp / "stats.json", stats)
         data.plot(stats, tmp / "kept_dropped.png")
-        mark_done(tmp)
+        if stats["totals"]["kept"]:
+            mark_done(tmp)
+    if not stats["totals"]["kept"]:
+        raise OcciError(f"sft: no conversation survived the checks ({stats['totals']['rows_in']} rows read); "
+                        f"{run.sft_stats} says why each was dropped")
     return stats
 
 
