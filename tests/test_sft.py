@@ -255,18 +255,27 @@ def test_sft_needs_a_checkpoint_and_its_section(tmp_path):
     assert bad.returncode == 2 and "global_batch_size 5 is not a multiple of micro_batch_size 4" in bad.stderr
 
 
-def test_sft_recipes_load_and_render_for_slurm(tmp_path):
+def test_sft_recipes_load_and_render_for_slurm():
+    """The SFT recipes load and have the sft stage; it renders as a chained training job that runs
+    `occi sft` (the train template, with the sft folder's completion marker). The whole plan of
+    the cluster recipes needs the hub (corpora shard counts), so there only the sft job is rendered."""
     from occi import config as config_module
     from occi.pipeline import stages_of
+    from occi.slurm.render import Step, render
+    from occi.slurm.submit import load_profile, nodes_for, plan
 
+    assert "sft" not in [stage.name for stage in stages_of(config_module.load("demo"))]
+    run_dir = Path("/scratch/project/occi/runs/sft")
+    profile, _ = load_profile("leonardo-booster")
+    demo = config_module.load("demo-sft")
+    steps = {step.name: step for step in plan(demo, run_dir, profile, chain=2)}
+    assert steps["sft"].kind == "train" and steps["sft"].after == ["train"] and steps["export"].after == ["sft"]
     for name in ("demo-sft", "sft-llama-3.1-8b-eu", "sft-mistral-7b-eu"):
         cfg = config_module.load(name)
-        assert "sft" in [stage.name for stage in stages_of(cfg)]
-    assert "sft" not in [stage.name for stage in stages_of(config_module.load("demo"))]
-    result = occi("slurm", "submit", "sft-llama-3.1-8b-eu", "--run-dir", str(tmp_path / "run"),
-                  "--cluster", "leonardo-booster", "--dry-run", "--chain", "2")
-    assert result.returncode == 0, result.stderr
-    script = (tmp_path / "run" / "slurm" / "sft.sbatch").read_text()
-    assert "-m occi.cli sft " in script and str(tmp_path / "run" / "sft" / "_DONE") in script
-    train = (tmp_path / "run" / "slurm" / "train.sbatch").read_text()
-    assert "-m occi.cli train " in train
+        assert [stage.name for stage in stages_of(cfg)][-4:] == ["sft", "export", "eval", "report"]
+        step = Step("sft", "sft", "train", array=2, throttle=1, after=["train"])
+        script = render(step, cfg, profile, run_dir, Path(cfg.source_file), nodes_for(cfg, profile), run_dir)
+        assert f"-m occi.cli sft {cfg.source_file} --run-dir {run_dir} &" in script
+        assert f"if [ -e {run_dir}/sft/_DONE ]" in script and "#SBATCH --array=0-1%1" in script
+    train = render(steps["train"], demo, profile, run_dir, Path(demo.source_file), 1, run_dir)
+    assert f"-m occi.cli train {demo.source_file}" in train and f"{run_dir}/train/_DONE" in train
