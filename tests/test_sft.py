@@ -19,6 +19,10 @@ import yaml
 from conftest import REPO, occi
 from occi.rundir import RunDir
 
+# the module fixture (corpora, tokenizer, 4 pretraining steps, 100 SFT steps, export) takes about
+# 3 minutes on an idle 2-core machine; a shared, loaded one needs more than the default 600 s
+pytestmark = pytest.mark.timeout(1800)
+
 LANGS = ["en", "de", "fr"]
 CHAT_DEMO = REPO / "corpora" / "chat-demo"
 SFT = {"epochs": 50, "micro_batch_size": 4, "global_batch_size": 4, "lr": 0.006, "min_lr": 0.001,
