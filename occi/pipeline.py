@@ -172,6 +172,8 @@ def _results(run) -> list[tuple[str, Any]]:
         ("corpora", run.corpora_stats),
         ("tokenizer report", run.tokenizer / "report.md"),
         ("training log", run.train / "log.jsonl"),
+        ("chat data", run.sft_stats),
+        ("SFT log", run.sft / "log.jsonl"),
         ("model", run.hf),
         ("evaluation", run.eval),
         ("leaderboard", run.report / "leaderboard.md"),
