@@ -19,13 +19,14 @@ import yaml
 from conftest import REPO, occi
 from occi.rundir import RunDir
 
-# the module fixture (corpora, tokenizer, 4 pretraining steps, 100 SFT steps, export) took more than
+# the module fixture (corpora, tokenizer, 4 pretraining steps, 160 SFT steps, export) took more than
 # the default 600 s on the shared 2-core machine it was written on (load average above 10)
 pytestmark = pytest.mark.timeout(1800)
 
 LANGS = ["en", "de", "fr"]
 CHAT_DEMO = REPO / "corpora" / "chat-demo"
-SFT = {"epochs": 50, "micro_batch_size": 4, "global_batch_size": 4, "lr": 0.006, "min_lr": 0.001,
+SEQ = 256  # the demo tokenizer at 600 pieces makes ~90-token conversations: two fit into one sequence
+SFT = {"epochs": 80, "micro_batch_size": 2, "global_batch_size": 2, "lr": 0.006, "min_lr": 0.001,
        "save_interval": 1000}
 
 
@@ -71,7 +72,7 @@ def write_jsonl(path: Path, rows: list) -> None:
 
 def write_config(folder: Path, name: str = "run.yaml", **sft) -> Path:
     config = {"name": "t", "languages": LANGS, "corpora": {"recipe": "demo", "workers": 1},
-              "tokenizer": {"recipe": "demo", "vocab_size": 600}, "model": {"recipe": "tiny"},
+              "tokenizer": {"recipe": "demo", "vocab_size": 600}, "model": {"recipe": "tiny", "seq_length": SEQ},
               "train": {"micro_batch_size": 2, "global_batch_size": 4, "steps": 4, "warmup_steps": 1,
                         "save_interval": 4, "eval_interval": 4, "eval_samples": 2},
               "sft": {"sources": [{"name": "chat", "kind": "jsonl", "path": "chat.jsonl"},
@@ -185,8 +186,9 @@ def test_loss_masking_is_exact_through_megatron(chat_run):
     config, run_dir = chat_run
     cfg = config_module.load(str(run_dir / "config.yaml"))
     data = packing.Conversations.load(RunDir(run_dir).sft_data / "conversations.npz")
-    sequences = [[0, 1], [2], []]  # two packed, one alone, one empty (padding only)
-    batch = packing.batch(data, sequences, 128, pad_id=0)
+    shortest = sorted(range(len(data)), key=data.positions)
+    sequences = [shortest[:2], [shortest[2]], []]  # two packed, one alone, one empty (padding only)
+    batch = packing.batch(data, sequences, SEQ, pad_id=0)
     trainer = types.SimpleNamespace(train=types.SimpleNamespace(global_batch_size=3, micro_batch_size=3),
                                     _loss_tokens=packing.loss_tokens(data, sequences))
     with single_process_model(cfg, run_dir, root=RunDir(run_dir).sft_checkpoints) as (model, _):

@@ -56,7 +56,7 @@ class Clock(TrainerCallback):
 clock = Clock()
 config = SFTConfig(output_dir=out, num_train_epochs=int(epochs), per_device_train_batch_size=int(batch),
                    gradient_accumulation_steps=1, learning_rate=float(lr), lr_scheduler_type="cosine",
-                   warmup_ratio=0.05, max_length=int(seq), packing=True, logging_steps=1000, save_strategy="no",
+                   warmup_steps=1, max_length=int(seq), packing=True, logging_steps=1000, save_strategy="no",
                    report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0, bf16=False, fp16=False)
 trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=[clock])
 tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * int(epochs)
@@ -84,6 +84,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-sft-"))
     config = yaml.safe_load((REPO / "configs" / "demo-sft.yaml").read_text())
     config["sft"]["epochs"] = args.epochs
+    config["sft"]["log_interval"] = 1  # every step's tokens and seconds
     config["sft"]["sources"][0]["path"] = str(REPO / "corpora" / "chat-demo" / "*.jsonl")
     config_file = work / "bench.yaml"
     config_file.write_text(yaml.safe_dump(config, allow_unicode=True))
