@@ -261,7 +261,7 @@ def test_sft_needs_a_checkpoint_and_its_section(tmp_path):
     plain["sft"]["global_batch_size"] = 5
     config.write_text(yaml.safe_dump(plain))
     bad = occi("sft", str(config), "--run-dir", str(tmp_path / "run2"))
-    assert bad.returncode == 2 and "global_batch_size 5 is not a multiple of micro_batch_size 4" in bad.stderr
+    assert bad.returncode == 2 and "sft: global_batch_size 5 is not a multiple of micro_batch_size 2" in bad.stderr
 
 
 def test_sft_recipes_load_and_render_for_slurm():
