@@ -288,3 +288,17 @@ def test_sft_recipes_load_and_render_for_slurm():
         assert f"if [ -e {run_dir}/sft/_DONE ]" in script and "#SBATCH --array=0-1%1" in script
     train = render(steps["train"], demo, profile, run_dir, Path(demo.source_file), 1, run_dir)
     assert f"-m occi.cli train {demo.source_file}" in train and f"{run_dir}/train/_DONE" in train
+
+
+def test_too_long_conversations_are_cut_at_a_turn_boundary(chat_run):
+    from occi.sft import data, template
+
+    _, run_dir = chat_run
+    tokenizer = template.load_tokenizer(RunDir(run_dir).sft_tokenizer)
+    lines = (CHAT_DEMO / "en.jsonl").read_text(encoding="utf-8").splitlines()
+    messages = json.loads(lines[23])["messages"]  # greeting, answer, thanks, answer
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    whole = template.encode(tokenizer, messages)
+    cut = data.truncated(tokenizer, messages, len(whole.ids) - 1)
+    assert cut.ids == template.encode(tokenizer, messages[:2]).ids and sum(cut.assistant) > 0
+    assert data.truncated(tokenizer, messages, 5) is None
