@@ -24,6 +24,7 @@ from occi.corpora.reader import HeldoutRule
 from occi.data.config import DataConfig
 from occi.eval.config import EvalConfig
 from occi.report.config import CardConfig
+from occi.sft.config import SFTConfig
 from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import BaseModelConfig, ModelConfig, TrainConfig
 from occi.train.parallel import check_layout
@@ -54,6 +55,9 @@ class RunConfig:
     """Parallelism, batch, schedule, checkpoints."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation suites and lm-eval settings."""
+    sft: SFTConfig | None = None
+    """Supervised fine-tuning after pretraining (`occi sft`): chat data sources, checks, epochs,
+    schedule; None: no SFT stage."""
     card: CardConfig = field(default_factory=CardConfig)
     """What the model card says beyond the run's numbers (license, intended use)."""
     distill: DistillConfig | None = None
@@ -120,6 +124,8 @@ def load(config: str) -> RunConfig:
             if "base_dir" not in {f.name for f in fields(cls)}:
                 section.pop("base_dir", None)
             data[key] = build(cls, section, where)
+    if isinstance(data.get("sft"), dict):
+        data["sft"] = {**data["sft"], "base_dir": data["sft"].get("base_dir") or str(path.parent)}
     data["source_file"] = str(path)
     return build(RunConfig, data, f"{path}: ")
 

@@ -227,6 +227,40 @@ class RunDir:
     def distill_stats(self) -> Path:
         return self.distill / "stats.json"
 
+    # ------------------------------------------------------------ sft
+    @property
+    def sft(self) -> Path:
+        """Supervised fine-tuning (`occi sft`): its data, tokenizer, checkpoints and logs."""
+        return self.root / "sft"
+
+    @property
+    def sft_data(self) -> Path:
+        """The checked and tokenized chat data: conversations.npz, stats.json, kept_dropped.png."""
+        return self.sft / "data"
+
+    @property
+    def sft_stats(self) -> Path:
+        return self.sft_data / "stats.json"
+
+    @property
+    def sft_tokenizer(self) -> Path:
+        """The run's tokenizer with the chat template SFT trained with (exported with the model)."""
+        return self.sft / "tokenizer"
+
+    @property
+    def sft_checkpoints(self) -> Path:
+        """SFT checkpoints, laid out like checkpoints/ (iter_*/, latest)."""
+        return self.sft / "checkpoints"
+
+    @property
+    def sft_summary(self) -> Path:
+        return self.sft / "summary.json"
+
+    @property
+    def sft_error(self) -> Path:
+        """Written by rank 0 when an SFT rank stops on a user error; the launcher reports it."""
+        return self.sft / "error.txt"
+
     # ------------------------------------------------------------ eval
     @property
     def eval_models(self) -> Path:

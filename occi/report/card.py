@@ -238,9 +238,12 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         datasets=cfg.card.datasets or hub_sources or None,
         model_name=cfg.model_name if eval_results else None, eval_results=eval_results or None,
     )
+    from occi.report.sft_section import adjust_front_matter, is_chat, sft_section
+
+    adjust_front_matter(data, cfg, run)
     sections = [
         f"# {cfg.model_name}",
-        f"A base language model for {len(cfg.languages)} languages"
+        f"A {'chat' if is_chat(run) else 'base language'} model for {len(cfg.languages)} languages"
         + (" of the European Union, " if all(languages.get(c).eu_official for c in cfg.languages) else
            f" ({sum(languages.get(c).eu_official for c in cfg.languages)} of them official EU languages), ")
         + (f"continued from `{cfg.model.base}`" if continued else "trained from scratch")
@@ -252,6 +255,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Training data", _training_data(cfg, run, blend),
         "## Tokenizer", _tokenizer(cfg, run),
         "## Training", _training(cfg, run, out_dir),
+        *sft_section(cfg, run, out_dir),
         "## Evaluation", evaluation,
         *_fidelity(cfg, run, out_dir),
         *_gguf(cfg, run),

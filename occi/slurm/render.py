@@ -149,11 +149,16 @@ def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, c
     }
     template_name = "train.sbatch" if step.kind == "train" else "job.sbatch"
     template = string.Template((asset_dir("slurm") / "templates" / template_name).read_text(encoding="utf-8"))
-    if step.kind == "train":
+    if step.kind == "train":  # a stage that trains on every rank: train or sft
+        from occi.pipeline import stage_named
+
+        stage = stage_named(step.stage)
         procs = cfg.train.world_size if nodes == 1 else profile.gpus_per_node
         values.update({
             "signal_seconds": profile.signal_seconds,
-            "train_done": shlex.quote(str(RunDir(run_dir).train / "_DONE")),
+            "stage": stage.name,
+            "command": " ".join(shlex.quote(word) for word in stage.command),
+            "train_done": shlex.quote(str(getattr(RunDir(run_dir), stage.folder) / "_DONE")),
             "python": " ".join(shlex.quote(w) for w in python),
             "procs_per_node": procs,
             "rdzv_host_suffix": shlex.quote(profile.rdzv_host_suffix) if profile.rdzv_host_suffix else "",

@@ -30,9 +30,10 @@ def folder(run_dir: Path) -> Path:
     return RunDir.of(run_dir).checkpoints
 
 
-def latest_iteration(run_dir: Path) -> int | None:
-    """The iteration of the newest complete checkpoint, or None."""
-    marker = folder(run_dir) / "latest"
+def latest_iteration(run_dir: Path, root: Path | None = None) -> int | None:
+    """The iteration of the newest complete checkpoint (in `root`, default the run's
+    checkpoints/), or None."""
+    marker = (root or folder(run_dir)) / "latest"
     if not marker.exists():
         return None
     text = marker.read_text().strip()
@@ -42,8 +43,8 @@ def latest_iteration(run_dir: Path) -> int | None:
     return int(text)
 
 
-def checkpoint_dir(run_dir: Path, iteration: int) -> Path:
-    return folder(run_dir) / f"iter_{iteration:07d}"
+def checkpoint_dir(run_dir: Path, iteration: int, root: Path | None = None) -> Path:
+    return (root or folder(run_dir)) / f"iter_{iteration:07d}"
 
 
 def _state(trainer, loading: bool) -> dict:
@@ -61,8 +62,8 @@ def save(trainer) -> None:
     from megatron.core import dist_checkpointing
 
     global _ASYNC_QUEUE
-    run_dir, step = trainer.run_dir, trainer.step
-    final = checkpoint_dir(run_dir, step)
+    run_dir, step, root = trainer.run_dir, trainer.step, trainer.checkpoint_folder
+    final = checkpoint_dir(run_dir, step, root)
     tmp = final.with_name(f".{final.name}.tmp")
     if dist.get_rank() == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -76,8 +77,8 @@ def save(trainer) -> None:
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            publish_latest(run_dir, step)
-            _prune(run_dir, trainer.train.keep_last)
+            publish_latest(run_dir, step, root)
+            _prune(root, trainer.train.keep_last)
 
     if use_async:
         from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
@@ -92,10 +93,11 @@ def save(trainer) -> None:
         dist.barrier()
 
 
-def publish_latest(run_dir: Path, step: int) -> None:
+def publish_latest(run_dir: Path, step: int, root: Path | None = None) -> None:
     """Names `step` the newest complete checkpoint, for occi and for Megatron-LM's tools."""
-    atomic_write_text(folder(run_dir) / "latest_checkpointed_iteration.txt", f"{step}\n")
-    atomic_write_text(folder(run_dir) / "latest", f"{step}\n")
+    root = root or folder(run_dir)
+    atomic_write_text(root / "latest_checkpointed_iteration.txt", f"{step}\n")
+    atomic_write_text(root / "latest", f"{step}\n")
 
 
 def is_import(path: Path) -> bool:
@@ -115,23 +117,39 @@ def poll_pending() -> None:
         _ASYNC_QUEUE.maybe_finalize_async_calls(blocking=False)
 
 
-def _prune(run_dir: Path, keep_last: int) -> None:
-    done = sorted(p for p in folder(run_dir).glob("iter_*") if p.is_dir())
+def _prune(root: Path, keep_last: int) -> None:
+    done = sorted(p for p in Path(root).glob("iter_*") if p.is_dir())
     for old in done[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def load_weights(trainer, path: Path) -> None:
+    """Loads only the model weights of a checkpoint (any layout) into the trainer's model: the
+    start of a fine-tuning, whose optimizer and schedule begin afresh."""
+    from megatron.core import dist_checkpointing
+
+    if not (Path(path) / "metadata.json").exists():
+        raise OcciError(f"{path}: checkpoint is missing or incomplete (no metadata.json)")
+    try:
+        loaded = dist_checkpointing.load({"model": trainer.model.module.sharded_state_dict()}, str(path))
+    except Exception as err:  # dist_checkpointing raises many kinds for damaged files
+        message = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise OcciError(f"{path}: cannot load the model weights ({type(err).__name__}: {message})") from None
+    trainer.model.module.load_state_dict(loaded["model"])
 
 
 def load_latest(trainer) -> int:
     """Loads the newest checkpoint into the trainer; returns its iteration (0: none)."""
     from megatron.core import dist_checkpointing
 
-    iteration = latest_iteration(trainer.run_dir)
+    root = trainer.checkpoint_folder
+    iteration = latest_iteration(trainer.run_dir, root)
     if iteration is None:
         return 0
-    path = checkpoint_dir(trainer.run_dir, iteration)
+    path = checkpoint_dir(trainer.run_dir, iteration, root)
     if not (path / "metadata.json").exists():
         raise OcciError(f"{path}: checkpoint is missing or incomplete (no metadata.json); "
-                        f"delete it and fix {folder(trainer.run_dir) / 'latest'} to resume from an older one")
+                        f"delete it and fix {root / 'latest'} to resume from an older one")
     try:
         if is_import(path):
             loaded = dist_checkpointing.load({"model": trainer.model.module.sharded_state_dict()}, str(path))

@@ -33,8 +33,10 @@ from occi.train.hf_import import TOKENIZER_FILES, is_base_run, run_model_config
 
 
 @contextmanager
-def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = None) -> Iterator[tuple]:
-    """(GPTModel at TP=1 PP=1 with a checkpoint's weights, its iteration), in this process.
+def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = None,
+                         root: Path | None = None) -> Iterator[tuple]:
+    """(GPTModel at TP=1 PP=1 with a checkpoint's weights, its iteration), in this process; the
+    checkpoint is the latest (or `iteration`) in `root`, by default the run's checkpoints/.
 
     Sets up a one-rank gloo group when none exists (no launcher needed) and tears it down."""
     import torch.distributed as dist
@@ -44,10 +46,10 @@ def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = 
     from occi.train.model import build_model
     from occi.train.trainer import setup_distributed
 
-    iteration = iteration if iteration is not None else checkpoints.latest_iteration(run_dir)
+    iteration = iteration if iteration is not None else checkpoints.latest_iteration(run_dir, root)
     if iteration is None:
-        raise OcciError(f"{checkpoints.folder(run_dir)}: no checkpoint; run `occi train` first")
-    path = checkpoints.checkpoint_dir(run_dir, iteration)
+        raise OcciError(f"{root or checkpoints.folder(run_dir)}: no checkpoint; run `occi train` first")
+    path = checkpoints.checkpoint_dir(run_dir, iteration, root)
     if not (path / "metadata.json").exists():
         raise OcciError(f"{path}: checkpoint is missing or incomplete (no metadata.json)")
     model_cfg = run_model_config(cfg, run_dir)
@@ -84,15 +86,19 @@ def megatron_logits(cfg: RunConfig, run_dir: Path, tokens: torch.Tensor) -> torc
 
 
 def export(cfg: RunConfig, run_dir: Path) -> Path:
-    """Writes <run>/hf/: config, safetensors weights, tokenizer files, generation config."""
+    """Writes <run>/hf/: config, safetensors weights, tokenizer files, generation config. A run
+    with SFT checkpoints exports the newest of them, with the tokenizer SFT trained with (its
+    chat template included)."""
     from transformers import GenerationConfig
 
     run = RunDir.of(run_dir)
     run_dir = run.root
-    tokenizer_dir = _tokenizer_dir(cfg, run)
+    chat = checkpoints.latest_iteration(run_dir, run.sft_checkpoints) is not None
+    root = run.sft_checkpoints if chat else run.checkpoints
+    tokenizer_dir = run.sft_tokenizer if chat else _tokenizer_dir(cfg, run)
     model_cfg = run_model_config(cfg, run_dir)
     base = json.loads((run.base / "config.json").read_text(encoding="utf-8")) if is_base_run(cfg) else None
-    with single_process_model(cfg, run_dir) as (model, iteration):
+    with single_process_model(cfg, run_dir, root=root) as (model, iteration):
         state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
     special = _special_ids(tokenizer_dir)
     vocab_size = state["embedding.word_embeddings.weight"].shape[0]
@@ -110,12 +116,13 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
             shutil.copy2(run.base / "generation_config.json", tmp / "generation_config.json")
         else:
             GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special.get("pad"),
-                             max_new_tokens=64).save_pretrained(tmp)
+                             max_new_tokens=cfg.sft.max_new_tokens if chat else 64).save_pretrained(tmp)
         for name in TOKENIZER_FILES:
             if (tokenizer_dir / name).is_file():
                 shutil.copy2(tokenizer_dir / name, tmp / name)
         _portable_tokenizer_class(tmp / "tokenizer_config.json")
-        (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(run.checkpoints)}, indent=2))
+        (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(root), "sft": chat},
+                                                         indent=2))
         mark_done(tmp)
     return out
 

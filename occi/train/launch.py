@@ -41,6 +41,18 @@ def _slurm_rank_environment() -> dict[str, str]:
     return env
 
 
+def inside_launch() -> bool:
+    """True when this process is one rank of a torchrun or srun launch (it trains itself)."""
+    return ("RANK" in os.environ and "WORLD_SIZE" in os.environ
+            or "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1)
+
+
+def rank_environment() -> None:
+    """Sets RANK, WORLD_SIZE, ... from SLURM's variables when srun started this rank."""
+    if "RANK" not in os.environ:
+        os.environ.update(_slurm_rank_environment())
+
+
 def _check_ready(cfg: RunConfig, run: RunDir) -> None:
     if cfg.model is None:
         raise OcciError(f"{cfg.source_file}: no `model:`; name a model recipe (tiny, 125m, 1b, 7b) or a mapping")
@@ -58,23 +70,22 @@ def train(cfg: RunConfig, run: RunDir) -> dict:
     _check_ready(cfg, run)
     error_file = run.train_error
     error_file.unlink(missing_ok=True)
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ or "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        if "RANK" not in os.environ:
-            os.environ.update(_slurm_rank_environment())
+    if inside_launch():
+        rank_environment()
         if os.environ["RANK"] == "0":
             stop.clear(run_dir)  # a request left by an earlier local launch is not for this one
         from occi.train import trainer
 
         code = trainer.main(str(run.config_file), str(run_dir))
     else:
-        code = _run_torchrun(cfg, run)
+        code = run_torchrun(cfg, run)
     if error_file.exists():
         raise OcciError(error_file.read_text(encoding="utf-8").strip())
     if code != 0:
         raise OcciError(f"training failed (exit code {code}); the log above and {run.train} say why")
     reached = checkpoints.latest_iteration(run_dir) or 0
     summary = {"steps": reached, "target_steps": cfg.train.steps, "complete": reached >= cfg.train.steps,
-               "hardware": _hardware(cfg)}
+               "hardware": hardware(cfg)}
     if summary["complete"] and int(os.environ.get("RANK", "0")) == 0:
         atomic_write_json(run.train_summary, summary)
         mark_done(run.train)
@@ -89,7 +100,7 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
                        f"{run.checkpoints}", complete=summary["complete"])
 
 
-def _hardware(cfg: RunConfig) -> str:
+def hardware(cfg: RunConfig) -> str:
     """What the ranks ran on, for the model card."""
     import platform
 
@@ -100,9 +111,11 @@ def _hardware(cfg: RunConfig) -> str:
     return f"{cfg.train.world_size} x {device}" + (f" on {nodes} nodes" if nodes > 1 else "")
 
 
-def _run_torchrun(cfg: RunConfig, run: RunDir) -> int:
+def run_torchrun(cfg: RunConfig, run: RunDir, module: str = "occi.train.trainer", error_file: Path | None = None) -> int:
+    """Runs `module` (a rank's entry point: config file, run directory) on the configured ranks."""
+    error_file = error_file or run.train_error
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={cfg.train.world_size}", "-m", "occi.train.trainer", str(run.config_file), str(run.root)]
+               f"--nproc-per-node={cfg.train.world_size}", "-m", module, str(run.config_file), str(run.root)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, cores() // cfg.train.world_size)))}
     stop.clear(run.root)
     process: subprocess.Popen | None = None
@@ -125,7 +138,7 @@ def _run_torchrun(cfg: RunConfig, run: RunDir) -> int:
         process = subprocess.Popen(command, env=env)
         code = process.wait()
         # after a second signal torchrun exits non-zero even when every rank stopped cleanly
-        return 0 if signals > 1 and code != 0 and not run.train_error.exists() else code
+        return 0 if signals > 1 and code != 0 and not error_file.exists() else code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

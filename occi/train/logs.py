@@ -28,18 +28,19 @@ class TrainLog:
         if not self.enabled:
             return
         self._append({"kind": "train", **record})
-        for key in ("loss", "lr", "grad_norm", "tokens_per_s", "tflops_per_device", "mfu"):
+        for key in ("loss", "lr", "grad_norm", "tokens_per_s", "tflops_per_device", "mfu", "loss_tokens"):
             if record.get(key) is not None:
                 self.writer.add_scalar(f"train/{key}", record[key], record["step"])
         self.writer.flush()
         mfu = f" mfu {100 * record['mfu']:.1f}%" if record.get("mfu") else ""
+        mfu += f" loss tokens {record['loss_tokens']:,}" if record.get("loss_tokens") is not None else ""
         grad = f" grad {record['grad_norm']:.3f}" if record.get("grad_norm") is not None else ""
         print(f"train: step {record['step']:>6}/{total_steps} ({100 * record['step'] / total_steps:3.0f}%) "
               f"loss {record['loss']:.4f} lr {record['lr']:.2e}{grad} "
               f"{record['tokens_per_s']:,.0f} tok/s {record['tflops_per_device']:.3f} TFLOP/s{mfu}", flush=True)
 
     def validation(self, step: int, losses: dict[str, float]) -> None:
-        if not self.enabled:
+        if not self.enabled or not losses:
             return
         self._append({"kind": "valid", "step": step, "loss": losses})
         for code, value in losses.items():

@@ -60,7 +60,10 @@ def setup_distributed(train: TrainConfig, seed: int) -> None:
 
 
 class Trainer:
-    """Owns the model, optimizer, data and logs of one rank."""
+    """Owns the model, optimizer, data and logs of one rank.
+
+    SFT (occi/sft/trainer.py) is this trainer with other data, loss normalisation, schedule,
+    checkpoint folder and starting point: the methods marked "hook" are what it replaces."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path):
         from megatron.core import parallel_state
@@ -68,12 +71,13 @@ class Trainer:
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
         from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
-        self.cfg, self.run_dir, self.train = cfg, Path(run_dir), cfg.train
-        self.blend = RunDir(self.run_dir).read_blend()
+        self.cfg, self.run_dir = cfg, Path(run_dir)
         from occi.train.hf_import import run_model_config
 
         self.model_cfg = run_model_config(cfg, self.run_dir)  # a recipe's shape, or the imported base's
-        self.vocab_size = self.blend["vocab_size"]
+        self.train = self._train_config()
+        self.checkpoint_folder = RunDir(self.run_dir).checkpoints
+        self.vocab_size = self._vocab_size()
         self.dtype = dtype_for(self.train)
         on_gpu = torch.cuda.is_available()
         model = build_model(self.model_cfg, self.train, self.vocab_size, self.dtype)
@@ -98,13 +102,56 @@ class Trainer:
             wsd_decay_steps=max(1, round(self.train.wsd_decay_fraction * self.train.steps)) if schedule == "WSD" else None,
             lr_wsd_decay_style="linear" if schedule == "WSD" else None,
         )
-        self.train_data, self.valid_data = _build_datasets(cfg, self.blend, self.model_cfg.seq_length)
         self.dp_rank = parallel_state.get_data_parallel_rank()
         self.is_last_stage = parallel_state.is_pipeline_last_stage()
+        self._build_data()
         self.step = 0
-        self.log = TrainLog(self.run_dir / "train", enabled=dist.get_rank() == 0)
+        self.log = TrainLog(self._log_folder(), enabled=dist.get_rank() == 0)
         self.flops_per_token = flops_per_token(self.model_cfg, self.model_cfg.vocab_size or self.vocab_size)
         self.peak_tflops = self.train.peak_tflops or _known_peak_tflops()
+
+    # -------------------------------------------------------------------- hooks
+
+    def _train_config(self) -> TrainConfig:
+        """hook: parallel layout, batch and schedule."""
+        return self.cfg.train
+
+    def _vocab_size(self) -> int:
+        """hook: the tokenizer's vocabulary size (before padding)."""
+        self.blend = RunDir(self.run_dir).read_blend()
+        return self.blend["vocab_size"]
+
+    def _build_data(self) -> None:
+        """hook: this rank's data."""
+        self.train_data, self.valid_data = _build_datasets(self.cfg, self.blend, self.model_cfg.seq_length)
+
+    def _log_folder(self) -> Path:
+        """hook: where log.jsonl and TensorBoard go."""
+        return RunDir(self.run_dir).train
+
+    def _resume(self) -> int:
+        """hook: loads the starting weights (and state); returns the step reached."""
+        step = checkpoints.load_latest(self)
+        if step:
+            self.log.message(f"resumed from step {step}")
+        elif checkpoints.latest_iteration(self.run_dir) == 0:
+            self.log.message("continuing from the imported base model (optimizer and schedule start afresh)")
+        return step
+
+    def _loss_func(self, batch: dict):
+        """hook: megatron's loss function for one micro batch: the mean over its loss_mask."""
+
+        def loss_func(per_token_loss):
+            mask = batch["loss_mask"].view(-1).float()
+            loss = (per_token_loss.view(-1).float() * mask).sum() / mask.sum().clamp(min=1.0)
+            return loss, {"loss": loss.detach().clone()}  # megatron divides `loss` in place
+
+        return loss_func
+
+    def _reduce(self, results: list[dict]) -> float:
+        """hook: the step's loss from the micro batches' reports, the same on every rank."""
+        local = sum(r["loss"].item() for r in results) / len(results) if self.is_last_stage and results else 0.0
+        return _average_over_last_stage(local)
 
     # -------------------------------------------------------------------- data
 
@@ -129,21 +176,14 @@ class Trainer:
         def forward_step(data_iterator, model):
             batch = {k: v.to(device) for k, v in next(data_iterator).items()}
             output = model(batch["tokens"], batch["position_ids"], batch["attention_mask"], labels=batch["labels"])
-
-            def loss_func(per_token_loss):
-                mask = batch["loss_mask"].view(-1).float()
-                loss = (per_token_loss.view(-1).float() * mask).sum() / mask.sum().clamp(min=1.0)
-                return loss, {"loss": loss.detach().clone()}  # megatron divides `loss` in place
-
-            return output, loss_func
+            return output, self._loss_func(batch)
 
         results = get_forward_backward_func()(
             forward_step_func=forward_step, data_iterator=iter(batches), model=[self.model],
             num_microbatches=len(batches), seq_length=self.model_cfg.seq_length,
             micro_batch_size=self.train.micro_batch_size, forward_only=forward_only,
         )
-        local = sum(r["loss"].item() for r in results) / len(results) if self.is_last_stage and results else 0.0
-        return _average_over_last_stage(local)
+        return self._reduce(results)
 
     def train_step(self) -> dict:
         started = time.monotonic()
@@ -180,11 +220,7 @@ class Trainer:
     def run(self, stop: StopRequest | None = None) -> str:
         """Trains to the configured steps (resuming if possible); returns why it stopped."""
         stop = stop or StopRequest(self.run_dir)
-        self.step = checkpoints.load_latest(self)
-        if self.step:
-            self.log.message(f"resumed from step {self.step}")
-        elif checkpoints.latest_iteration(self.run_dir) == 0:
-            self.log.message("continuing from the imported base model (optimizer and schedule start afresh)")
+        self.step = self._resume()
         launch_steps = 0
         while self.step < self.train.steps:
             record = self.train_step()
@@ -268,8 +304,8 @@ def _build_datasets(cfg: RunConfig, blend: dict, seq_length: int):
     return train_data, valid
 
 
-def main(config_path: str, run_dir: str) -> int:
-    """Entry point of one rank."""
+def main(config_path: str, run_dir: str, trainer_class: type = Trainer, error_file: Path | None = None) -> int:
+    """Entry point of one rank (of pretraining, or with another trainer class: of SFT)."""
     from occi import config as config_module
 
     from occi.errors import OcciError
@@ -283,11 +319,11 @@ def main(config_path: str, run_dir: str) -> int:
         print(f"rank {os.environ.get('RANK', '0')}: {pinned}", flush=True)
     setup_distributed(cfg.train, cfg.seed)
     try:
-        Trainer(cfg, Path(run_dir)).run(stop)
+        trainer_class(cfg, Path(run_dir)).run(stop)
         checkpoints.finish_pending()
     except OcciError as err:
         if dist.get_rank() == 0:
-            error_file = RunDir(Path(run_dir)).train_error
+            error_file = error_file or RunDir(Path(run_dir)).train_error
             error_file.parent.mkdir(parents=True, exist_ok=True)
             error_file.write_text(str(err) + "\n", encoding="utf-8")
         return 2

@@ -1,0 +1,165 @@
+"""`occi sft`: chat data (checked, tokenized once) and megatron-core fine-tuning on it.
+
+The stage runs for configs with an `sft:` section. It needs the run's tokenizer and a checkpoint
+to start from: the pretraining's (`occi train`) or an imported base's (`occi import`, then
+`occi sft` directly). The data is prepared by the launching process before the ranks start
+(under srun, by rank 0 while the others wait for it); then the ranks train like pretraining
+(occi/train/launch.py: torchrun locally, SIGTERM/SIGUSR1 checkpoint and stop, a re-run resumes).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from occi.config import RunConfig
+from occi.errors import OcciError
+from occi.fsutil import atomic_dir, atomic_write_json, is_done, mark_done
+from occi.pipeline import StageResult
+from occi.rundir import RunDir
+from occi.sharding import Share
+
+
+def has_sft(cfg: RunConfig) -> bool:
+    return cfg.sft is not None
+
+
+def tokenizer_source(cfg: RunConfig, run: RunDir) -> Path:
+    """The run's tokenizer folder (for a base run not past its tokenizer stage: the base's)."""
+    from occi.train.export import _tokenizer_dir
+
+    return _tokenizer_dir(cfg, run)
+
+
+def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
+    """sft/tokenizer (with the chat template) and sft/data (checked, tokenized conversations)."""
+    from occi.sft import data, template
+    from occi.train.hf_import import run_model_config
+    from occi.sft.trainer import sft_seq_length
+
+    if is_done(run.sft_data):
+        return run.read_json(run.sft_stats) or {}
+    seq_length = sft_seq_length(cfg, run_model_config(cfg, run.root))
+    with atomic_dir(run.sft_tokenizer) as tmp:
+        origin = template.write_chat_tokenizer(tokenizer_source(cfg, run), tmp, cfg.sft.template)
+    tokenizer = template.load_tokenizer(run.sft_tokenizer)
+    langid = None
+    if cfg.sft.checks.language_id:
+        from occi.corpora.langid import LanguageIdentifier, resolve_model
+
+        lid = cfg.corpora.langid
+        langid = LanguageIdentifier(resolve_model(lid, cfg.corpora.base_dir), cfg.languages, top_k=lid.top_k,
+                                    backend=lid.backend, second_opinion=lid.second_opinion)
+    with atomic_dir(run.sft_data) as tmp:
+        stats = data.prepare(cfg.sft, cfg.languages, tokenizer, seq_length, cfg.seed, langid, tmp)
+        stats["template"] = origin
+        atomic_write_json(tmp / "stats.json", stats)
+        data.plot(stats, tmp / "kept_dropped.png")
+        if stats["totals"]["kept"]:
+            mark_done(tmp)
+    if not stats["totals"]["kept"]:
+        raise OcciError(f"sft: no conversation survived the checks ({stats['totals']['rows_in']} rows read); "
+                        f"{run.sft_stats} says why each was dropped")
+    return stats
+
+
+def _wait_for_data(run: RunDir, seconds: float = 7200) -> None:
+    deadline = time.monotonic() + seconds
+    while not is_done(run.sft_data):
+        if time.monotonic() > deadline:
+            raise OcciError(f"{run.sft_data}: rank 0 did not finish preparing the SFT data in {seconds:.0f} s")
+        time.sleep(2)
+
+
+def _check_ready(cfg: RunConfig, run: RunDir) -> None:
+    from occi.train import checkpoints
+    from occi.train.hf_import import is_base_run
+
+    if cfg.sft is None:
+        raise OcciError(f"{cfg.source_file}: no `sft:` section; add one with the chat data sources")
+    if not run.is_done("train") and not (is_base_run(cfg) and run.is_done("import")):
+        run.require("train")
+    if checkpoints.latest_iteration(run.root) is None:
+        raise OcciError(f"{run.checkpoints}: no checkpoint to fine-tune; run `occi train` first")
+    if cfg.sft.packing and _fused_attention():
+        raise OcciError(f"{cfg.source_file}: sft.packing: Transformer Engine's fused attention here does not take "
+                        "occi's per-conversation mask; set sft.packing: false (padding) on this machine")
+    from occi.train.hf_import import run_model_config
+
+    if cfg.sft.packing and run_model_config(cfg, run.root).sliding_window:
+        raise OcciError(f"{cfg.source_file}: sft.packing: a sliding-window model builds its own attention mask "
+                        "(packed conversations would see each other); set sft.packing: false")
+
+
+def _fused_attention() -> bool:
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import transformer_engine  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sft(cfg: RunConfig, run: RunDir) -> dict:
+    """Prepares the data (once) and fine-tunes to the planned steps, or until a stop."""
+    from occi.train import checkpoints, launch, stop
+
+    run = RunDir.of(run)
+    _check_ready(cfg, run)
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    if not launch.inside_launch() or rank == 0:
+        stats = prepare_data(cfg, run)
+    else:
+        _wait_for_data(run)
+        stats = run.read_json(run.sft_stats) or {}
+    if rank == 0:
+        run.sft_error.unlink(missing_ok=True)
+    if launch.inside_launch():
+        launch.rank_environment()
+        if os.environ["RANK"] == "0":
+            stop.clear(run.root)
+        from occi.sft.trainer import SFTTrainer
+        from occi.train.trainer import main
+
+        code = main(str(run.config_file), str(run.root), SFTTrainer, run.sft_error)
+    else:
+        code = launch.run_torchrun(cfg, run, "occi.sft.trainer", run.sft_error)
+    if run.sft_error.exists():
+        raise OcciError(run.sft_error.read_text(encoding="utf-8").strip())
+    if code != 0:
+        raise OcciError(f"SFT failed (exit code {code}); the log above and {run.sft} say why")
+    reached = checkpoints.latest_iteration(run.root, run.sft_checkpoints) or 0
+    target = _planned_steps(cfg, run)
+    summary = {"steps": reached, "target_steps": target, "complete": reached >= target,
+               "conversations": stats.get("totals", {}).get("kept"), "epochs": cfg.sft.epochs,
+               "hardware": launch.hardware(cfg)}
+    if summary["complete"] and int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_json(run.sft_summary, summary)
+        mark_done(run.sft)
+    return summary
+
+
+def _planned_steps(cfg: RunConfig, run: RunDir) -> int:
+    from occi.sft import packing
+    from occi.sft.trainer import sft_seq_length
+    from occi.train.hf_import import run_model_config
+
+    conversations = packing.Conversations.load(run.sft_data / "conversations.npz")
+    seq_length = sft_seq_length(cfg, run_model_config(cfg, run.root))
+    return len(packing.plan(conversations, cfg.sft.epochs, seq_length, cfg.sft.global_batch_size, cfg.sft.packing,
+                            cfg.seed))
+
+
+def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
+    """The sft stage of the stage list (occi/pipeline.py)."""
+    from occi.sft import data
+
+    summary = sft(cfg, run)
+    table = data.format_table(run.read_json(RunDir.of(run).sft_stats) or {"languages": {}, "totals": {}}) \
+        if summary["complete"] else ""
+    state = "complete" if summary["complete"] else "stopped early; run the same command again to continue"
+    return StageResult(f"{table}\nsft: step {summary['steps']}/{summary['target_steps']} ({state}); checkpoints in "
+                       f"{RunDir.of(run).sft_checkpoints}".lstrip(), complete=summary["complete"])
