@@ -22,7 +22,7 @@ from occi.rundir import RunDir
 from occi.train import checkpoints
 from occi.train.config import TrainConfig
 from occi.train.logs import TrainLog
-from occi.train.model import build_model, flops_per_token
+from occi.train.model import build_model, flops_per_token, initialize_independent_of_layout
 from occi.train.stop import StopRequest
 
 KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "MI250X": 191.5, "GH200": 989.0}
@@ -54,7 +54,8 @@ def setup_distributed(train: TrainConfig, seed: int) -> None:
         raise RuntimeError(f"launched with {dist.get_world_size()} processes, the config needs "
                            f"{train.world_size} (tensor x pipeline x data parallel)")
     parallel_state.initialize_model_parallel(
-        tensor_model_parallel_size=train.tensor_parallel, pipeline_model_parallel_size=train.pipeline_parallel)
+        tensor_model_parallel_size=train.tensor_parallel, pipeline_model_parallel_size=train.pipeline_parallel,
+        expert_model_parallel_size=train.expert_parallel)
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
     torch.manual_seed(seed)
 
@@ -77,6 +78,8 @@ class Trainer:
         self.dtype = dtype_for(self.train)
         on_gpu = torch.cuda.is_available()
         model = build_model(self.model_cfg, self.train, self.vocab_size, self.dtype)
+        if self.model_cfg.is_moe:
+            initialize_independent_of_layout(model, self.model_cfg, cfg.seed)
         if on_gpu:
             model.cuda()
         use_distributed_optimizer = on_gpu and self.train.distributed_optimizer
