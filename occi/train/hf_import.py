@@ -136,7 +136,7 @@ def check(cfg: RunConfig, folder: Path, run_dir: Path) -> tuple[dict, ModelConfi
     config = hf_arch.read_config(folder)
     model = hf_arch.model_config(config, cfg.model.seq_length, f"{folder / 'config.json'}")
     shards = Shards(folder)
-    absent = [name for name in hf_arch.hf_tensor_names(model) if name not in shards.weight_map]
+    absent = [name for name in hf_arch.hf_tensor_names(model, config["model_type"]) if name not in shards.weight_map]
     if absent:
         raise OcciError(f"{folder}: tensor {absent[0]} is not in the safetensors files"
                         + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""))
@@ -299,7 +299,8 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
     config, model_cfg, shards = check(cfg, folder, run_dir)
     added = extension(cfg, run_dir)
     dtype = import_dtype(cfg, config)
-    train = dataclasses.replace(cfg.train, data_parallel=1, global_batch_size=cfg.train.micro_batch_size,
+    # experts are written whole (EP=1); dist_checkpointing splits them for any expert-parallel size
+    train = dataclasses.replace(cfg.train, data_parallel=1, expert_parallel=1, global_batch_size=cfg.train.micro_batch_size,
                                 precision="bf16" if dtype == torch.bfloat16 else "fp32")
     setup_distributed(train, cfg.seed)
     with torch.device("meta"):  # shapes only: every value is read from the base
@@ -323,7 +324,7 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
              extend_rows(shards.read("model.embed_tokens.weight"), added, model_cfg.vocab_size))
     for index, layer in enumerate(model.decoder.layers):
         number = layer.layer_number - 1  # global, 0-based
-        for name, tensor in hf_arch.megatron_layer_tensors(model_cfg, number, shards.read).items():
+        for name, tensor in hf_arch.megatron_layer_tensors(model_cfg, number, shards.read, config["model_type"]).items():
             fill(local[name.replace(f"decoder.layers.{number}.", f"decoder.layers.{index}.", 1)], tensor)
     if "decoder.final_layernorm.weight" in params:
         fill("decoder.final_layernorm.weight", shards.read("model.norm.weight"))
@@ -350,7 +351,7 @@ def _tp_part(name: str, param: torch.Tensor, full: torch.Tensor, tp: int, rank: 
     full = full.to(param.dtype)
     if tp == 1:
         return full
-    if name.endswith("mlp.linear_fc1.weight"):  # each rank holds its part of the gate, then of the up projection
+    if name.endswith("linear_fc1.weight"):  # dense, expert and shared fc1: each rank holds its part of the gate, then of the up projection
         gate, up = torch.chunk(full, 2, dim=0)
         return torch.cat([torch.chunk(gate, tp, dim=0)[rank], torch.chunk(up, tp, dim=0)[rank]])
     if getattr(param, "tensor_model_parallel", False):
