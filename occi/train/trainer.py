@@ -82,6 +82,12 @@ class Trainer:
             initialize_independent_of_layout(model, self.model_cfg, cfg.seed)
         if on_gpu:
             model.cuda()
+        self.expert_load = None
+        if self.model_cfg.is_moe:
+            from occi.train.moe_logs import ExpertLoad
+
+            self.expert_load = ExpertLoad(model, self.model_cfg.num_layers, self.model_cfg.num_experts,
+                                          sum(self.model_cfg.moe_layers), _device())
         use_distributed_optimizer = on_gpu and self.train.distributed_optimizer
         ddp = DistributedDataParallelConfig(grad_reduce_in_fp32=True, use_distributed_optimizer=use_distributed_optimizer)
         self.model = DistributedDataParallel(model.config, ddp, model)
@@ -152,7 +158,8 @@ class Trainer:
         started = time.monotonic()
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
-        loss = self._forward_backward(self._micro_batches(self.step), forward_only=False)
+        batches = self._micro_batches(self.step)
+        loss = self._forward_backward(batches, forward_only=False)
         _, grad_norm, _ = self.optimizer.step()
         self.scheduler.step(increment=1)
         self.step += 1
@@ -163,6 +170,8 @@ class Trainer:
                   "grad_norm": float(grad_norm) if grad_norm is not None else None,
                   "tokens_per_s": tokens / seconds, "tflops_per_device": tflops,
                   "mfu": tflops / self.peak_tflops if self.peak_tflops else None, "seconds": seconds}
+        if self.expert_load is not None:
+            record.update(self.expert_load.collect(len(batches)))
         return record
 
     def validate(self) -> dict[str, float]:
