@@ -220,3 +220,19 @@ def test_import_of_an_moe_base_is_exact_and_exports_back(kind, tmp_path):
     assert json.loads((run_dir / "hf" / "config.json").read_text())["architectures"] == [MOE_KINDS[kind]]
     actual = logits(run_dir / "hf", TOKENS)
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+
+
+def test_card_section_says_total_and_active_parameters_and_shows_expert_load(runs, tmp_path):
+    from occi.report.moe_section import moe_section
+    from occi.train.config import ModelConfig
+
+    model = config_module.load("demo-moe").model
+    title, text = moe_section(model, runs["ep2"], 640, tmp_path / "report")
+    assert title == "## Mixture of experts"
+    total, active = model.parameters(640), model.parameters(640, active=True)
+    assert f"| Parameters: total / active per token | {total:,} / {active:,}" in text
+    assert "| Routed experts per layer, used per token | 4, top-2 |" in text
+    assert "![share of routed tokens" in text and (tmp_path / "report" / "expert_load.png").is_file()
+    dense = ModelConfig(num_layers=2, hidden_size=64, ffn_hidden_size=176, num_attention_heads=4, num_query_groups=2,
+                        seq_length=32)
+    assert moe_section(dense, runs["ep2"], 640, tmp_path / "report") == []
