@@ -152,6 +152,12 @@ def check(cfg: RunConfig, folder: Path, run_dir: Path) -> tuple[dict, ModelConfi
     if model.num_layers % cfg.train.pipeline_parallel:
         raise OcciError(f"train.pipeline_parallel {cfg.train.pipeline_parallel} does not divide the base's "
                         f"{model.num_layers} layers")
+    if model.is_moe and model.num_experts % cfg.train.expert_parallel:
+        raise OcciError(f"train.expert_parallel {cfg.train.expert_parallel} does not divide the base's "
+                        f"{model.num_experts} experts")
+    if cfg.train.data_parallel % cfg.train.expert_parallel:
+        raise OcciError(f"train.data_parallel {cfg.train.data_parallel} is not a multiple of train.expert_parallel "
+                        f"{cfg.train.expert_parallel}: expert-parallel groups are made of data-parallel ranks")
     for name, value in (("num_query_groups", model.num_query_groups), ("num_attention_heads", model.num_attention_heads),
                         ("ffn_hidden_size", model.ffn_hidden_size), ("vocab_size", model.vocab_size)):
         if value % cfg.train.tensor_parallel:
