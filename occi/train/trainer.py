@@ -80,6 +80,12 @@ class Trainer:
         model = build_model(self.model_cfg, self.train, self.vocab_size, self.dtype)
         if self.model_cfg.is_moe:
             initialize_independent_of_layout(model, self.model_cfg, cfg.seed)
+            # Experts are expert-parallel parameters at EP=1 too (reduced over the expert data-parallel
+            # group, the data-parallel group there): the optimizer is then the same chain of a dense
+            # and an expert optimizer at every EP size, and its checkpoint moves between EP sizes.
+            for name, param in model.named_parameters():
+                if ".experts." in name:
+                    param.allreduce = False
         if on_gpu:
             model.cuda()
         self.expert_load = None
