@@ -87,10 +87,28 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"occi: warning: {problem}", file=sys.stderr)
     if not board.cells:
         raise OcciError("no usable lm-eval results in " + ", ".join(args.results))
-    summary = leaderboard.summarize(board)
+    if args.published is not None:
+        from occi.report import published
+
+        for line in published.place(board, published.read_tables(Path(args.published) if args.published else None)):
+            print(f"occi: published: {line}", file=sys.stderr)
+    summary = leaderboard.summarize(board, min_shared=args.min_shared)
     leaderboard.write(summary, Path(args.out))
     print(leaderboard.markdown(summary).split("\n\nPer benchmark")[0])
     print(f"leaderboard: {Path(args.out)}/leaderboard.{{md,csv,json,html,png}}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from occi import config
+    from occi.rundir import RunDir
+    from occi.slurm import estimate
+
+    cfg = config.load(args.config)  # a plan does not start the run (no frozen config)
+    run = RunDir(Path(args.run_dir) if args.run_dir else config.default_run_dir(cfg))
+    result = estimate.plan(cfg, run, args.cluster, mfu=args.mfu)
+    print(estimate.format_plan(result))
+    print(f"plan: {run.plan}")
     return 0
 
 
@@ -99,6 +117,25 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     cfg, run = _load(args)
     fetch.fetch(cfg, run, cluster=args.cluster, dry_run=args.dry_run)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import json
+
+    from occi.chat.generate import generate
+
+    cfg, run = _load(args)
+    result, used = generate(cfg, run, args.prompt, language=args.language, model=args.model, system=args.system,
+                            max_new_tokens=args.max_new_tokens, min_thinking_tokens=args.min_thinking_tokens,
+                            max_thinking_tokens=args.max_thinking_tokens, temperature=args.temperature,
+                            top_p=args.top_p, device=args.device)
+    if args.json:
+        print(json.dumps({**used, **vars(result)}, ensure_ascii=False, indent=2))
+    elif result.thinking is not None:
+        print(f"<think>\n{result.thinking}\n</think>\n{result.answer}")
+    else:
+        print(result.answer)
     return 0
 
 
@@ -215,9 +252,43 @@ def make_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--quick", action="store_true", help="skip the training checks (tiny run, throughput)")
     doctor.set_defaults(func=cmd_doctor)
 
+    plan = commands.add_parser("plan", help="estimate GPU-hours, wall time, energy and cost of the run on a cluster")
+    plan.add_argument("config", metavar="CONFIG", help="run config: a YAML path or a shipped name (e.g. demo)")
+    plan.add_argument("--run-dir", metavar="DIR", help="the run directory (default: runs/<name>); plan.json goes there")
+    plan.add_argument("--cluster", required=True, help="a profile under slurm/clusters/ (or a YAML path)")
+    plan.add_argument("--mfu", type=ranges.argument(ranges.Range(0, 1, low_open=True)), metavar="FRACTION",
+                      help="model FLOPs utilisation to assume (default: measured by this run, else 0.35)")
+    plan.set_defaults(func=cmd_plan)
+
+    generate = commands.add_parser("generate", help="one answer from the run's model (or --model) through its chat "
+                                   "template, with s1 budget forcing for reasoning models")
+    _add_run_dir(generate)
+    generate.add_argument("--prompt", required=True, help="the user message")
+    generate.add_argument("--language", help="the prompt's language code (default: read by language ID); picks "
+                          "the continuation word of --min-thinking-tokens")
+    generate.add_argument("--model", help="a model folder or hub id (default: the run's hf/)")
+    generate.add_argument("--system", help="a system message")
+    generate.add_argument("--max-new-tokens", type=_POSITIVE, default=256, help="most tokens written (default 256)")
+    generate.add_argument("--min-thinking-tokens", type=_COUNT, metavar="N", help="when the model ends its thinking "
+                          "(</think> or EOS) before N tokens, drop it, append 'Wait' in the prompt's language, go on")
+    generate.add_argument("--max-thinking-tokens", type=_COUNT, metavar="N", help="at N thinking tokens force "
+                          "</think> and let the answer follow")
+    generate.add_argument("--temperature", type=ranges.argument(ranges.at_least(0.0), float), default=0.0,
+                          help="sampling temperature (default 0: greedy)")
+    generate.add_argument("--top-p", type=ranges.argument(ranges.Range(0.0, 1.0, low_open=True), float), default=1.0,
+                          help="nucleus sampling mass (with --temperature above 0)")
+    generate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda when available)")
+    generate.add_argument("--json", action="store_true", help="print the answer, thinking and counts as JSON")
+    generate.set_defaults(func=cmd_generate)
+
     board = commands.add_parser("leaderboard", help="models x languages x benchmarks from lm-eval results")
     board.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files or folders, optionally NAME=PATH")
     board.add_argument("--out", required=True, metavar="DIR", help="where leaderboard.{md,csv,json,html,png} go")
+    board.add_argument("--published", nargs="?", const="", default=None, metavar="DIR",
+                       help="also place published results of public models (eval/published/, or this folder of "
+                       "YAML tables) where task, few-shot setting and metric match")
+    board.add_argument("--min-shared", type=_POSITIVE, default=3, metavar="N",
+                       help="rank only when the models share at least N cells (benchmark x language; default 3)")
     board.set_defaults(func=cmd_leaderboard)
 
     slurm = commands.add_parser("slurm", help="run the pipeline as SLURM jobs")

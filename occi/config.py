@@ -18,6 +18,7 @@ import yaml
 from occi import languages, ranges
 from occi.assets import find_recipe
 from occi.configtools import build, load_yaml, to_plain
+from occi.chat.config import DistillConfig
 from occi.corpora.config import CorporaConfig
 from occi.corpora.reader import HeldoutRule
 from occi.data.config import DataConfig
@@ -55,6 +56,8 @@ class RunConfig:
     """Evaluation suites and lm-eval settings."""
     card: CardConfig = field(default_factory=CardConfig)
     """What the model card says beyond the run's numbers (license, intended use)."""
+    distill: DistillConfig | None = None
+    """`occi distill`: a teacher's answers to prompts per language, as SFT data; None: no such stage."""
     seed: int = 1234
     """Seed for every random choice in the run."""
     heldout_fraction: float = HeldoutRule.fraction
@@ -109,6 +112,8 @@ def load(config: str) -> RunConfig:
     data["tokenizer"] = _tokenizer_policy(data.get("tokenizer", {}), path)
     if isinstance(data.get("model"), dict) and "base" in data["model"]:
         data["model"] = build(BaseModelConfig, _local_base(dict(data["model"]), path), f"{path}: model")
+    if isinstance(data.get("distill"), dict):  # its prompt files and teacher folder are relative to this file
+        data["distill"] = {"base_dir": str(path.parent), **data["distill"]}
     for key, (kind, cls) in _SECTIONS.items():
         if data.get(key) is not None and not isinstance(data[key], BaseModelConfig):
             section, where = _resolve_section(kind, data[key], path, f"{path}: {key}")

@@ -57,8 +57,9 @@ class Stage:
     """The RunDir property of its output folder; the folder's _DONE marker means complete."""
     module: str
     """The module holding `run` (and `shard_count` when sharded); imported only when used."""
-    shards_over: Literal["nothing", "shards", "languages", "cells"] = "nothing"
-    """What --rank/--world-size split: nothing, the corpus shards, the languages or the eval cells."""
+    shards_over: Literal["nothing", "shards", "languages", "cells", "batches"] = "nothing"
+    """What --rank/--world-size split: nothing, the corpus shards, the languages, the eval cells or
+    the prompt batches."""
     slurm: Literal["cpu", "gpu", "train"] = "cpu"
     """Resources of its SLURM job (or array tasks): CPUs, one device per task, or the training nodes."""
     options: tuple[Option, ...] = ()
@@ -81,7 +82,16 @@ class Stage:
         return getattr(importlib.import_module(module), function)(cfg)
 
     def run(self, cfg, run, share: Share = Share(), **options) -> StageResult:
-        return importlib.import_module(self.module).run(cfg, run, share, **options)
+        from occi import energy, provenance
+        from occi.rundir import RunDir
+
+        module = importlib.import_module(self.module)
+        if self.name != "report":  # the card describes the model; writing it is not part of making it
+            provenance.record(RunDir.of(run).provenance, self.name)
+        if self.slurm == "cpu":
+            return module.run(cfg, run, share, **options)
+        with energy.meter(RunDir.of(run).energy, self.name):  # device jobs record their hours and energy
+            return module.run(cfg, run, share, **options)
 
     def shard_count(self, cfg, run) -> int:
         """How many array tasks can share the work (before the cluster's array limit)."""
@@ -109,9 +119,12 @@ STAGES = [
           options=(Option("--format", "hf: <run>/hf from the checkpoint; gguf: <run>/gguf from <run>/hf, for llama.cpp "
                           "and Ollama", default="hf", choices=("hf", "gguf")),
                    Option("--quant", "GGUF type(s), comma-separated: f16 (default), bf16, q8_0, q4_0, q4_k_m, ..."))),
+    Stage("distill", ("distill",), "a teacher's answers to the prompts of each language -> SFT rows in "
+          "<run>/distill (runs with a `distill:` section only)", "distill", "occi.chat.distill",
+          shards_over="batches", slurm="gpu", array_steps=("generate", "join"), when="occi.chat.distill:has_distill"),
     Stage("eval", ("eval",), "per-language lm-eval benchmarks of the run's model (or any)", "eval",
           "occi.eval.runner", shards_over="cells", slurm="gpu", array_steps=("languages", "table"),
-          options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard")),
+          options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard", "fidelity")),
                    Option("--model", "evaluate this model (PATH_OR_HF_ID) instead of <run>/hf"))),
     Stage("report", ("card",), "the leaderboard and model card in <run>/report (and publish with --push)", "report",
           "occi.report.card",

@@ -53,6 +53,21 @@ class RunDir:
         """`occi fetch`'s manifest: every hub item the run reads, its revision, size and local files."""
         return self.root / "fetch.json"
 
+    @property
+    def plan(self) -> Path:
+        """`occi plan`'s estimate of GPU-hours, wall time, energy and cost before submission."""
+        return self.root / "plan.json"
+
+    @property
+    def provenance(self) -> Path:
+        """Which occi (version, git commit) ran each stage, one JSON line per stage run."""
+        return self.root / "provenance.jsonl"
+
+    @property
+    def energy(self) -> Path:
+        """Measured energy and device-hours, one JSON line per job (training, evaluation)."""
+        return self.root / "energy.jsonl"
+
     def scratch(self, prefix: str) -> Path:
         """A new private folder inside the run directory (on its file system), for a command's
         throw-away work; the caller removes it."""
@@ -99,6 +114,11 @@ class RunDir:
     @property
     def gguf_manifest(self) -> Path:
         return self.gguf / "manifest.json"
+
+    @property
+    def distill(self) -> Path:
+        """A teacher's answers as SFT rows (`occi distill`): <lang>.jsonl, stats.json, parts/."""
+        return self.root / "distill"
 
     @property
     def eval(self) -> Path:
@@ -192,6 +212,19 @@ class RunDir:
     def train_error(self) -> Path:
         """Written by rank 0 when a rank stops on a user error; the launcher reports it."""
         return self.train / "error.txt"
+
+    # ------------------------------------------------------------ distill
+    def distill_rows(self, code: str) -> Path:
+        """One language's distilled SFT rows (JSONL), the file an SFT source lists."""
+        return self.distill / f"{code}.jsonl"
+
+    def distill_part(self, code: str, batch: int) -> Path:
+        """One generated batch, written atomically; its existence means the batch is done."""
+        return self.distill / "parts" / code / f"{batch:06d}.jsonl"
+
+    @property
+    def distill_stats(self) -> Path:
+        return self.distill / "stats.json"
 
     # ------------------------------------------------------------ eval
     @property

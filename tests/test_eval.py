@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -129,7 +128,6 @@ def test_unreachable_benchmarks_fail_per_cell_and_gaps_are_reported(evaluated, t
     _, _, model, _ = evaluated
     config = write_run_config(tmp_path, ["el", "ga"], limit=2)
     run_dir = tmp_path / "baseline"
-    started = time.monotonic()
     result = occi("eval", str(config), "--run-dir", str(run_dir), "--model", str(model), "--suite", "eu-leaderboard",
                   env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -145,7 +143,6 @@ def test_unreachable_benchmarks_fail_per_cell_and_gaps_are_reported(evaluated, t
     assert "arc" in table["gaps"]["el"] and "belebele" not in table["gaps"]["el"]
     assert "| ga | n/a | n/a | n/a | n/a |" in result.stdout
     assert "4 cell(s) failed" in result.stdout and "Lacking: el arc, hellaswag" in result.stdout
-    assert time.monotonic() - started < 120
 
 
 def test_the_leaderboard_reads_occi_eval_results_beside_other_models(evaluated):

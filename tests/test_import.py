@@ -156,3 +156,27 @@ def test_export_of_a_base_loads_in_transformers_4_and_5(bases, tmp_path, transfo
     assert seen["ids"] == [AutoTokenizer.from_pretrained(bases["llama"])(t)["input_ids"] for t in texts]
     assert seen["rope_theta"] == 500000.0 and seen["rope_scaling"]["rope_type"] == "llama3"
     assert seen["rope_scaling"]["factor"] == 8.0
+
+
+def test_a_hub_id_resolves_through_huggingface_hub_from_its_cache(bases, tmp_path):
+    """The cluster path: a hub id downloaded on the login node (`occi fetch` / huggingface-cli) and
+    imported in a job with HF_HUB_OFFLINE=1 goes through snapshot_download, here from a cache laid
+    out as huggingface_hub lays it out."""
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--occi-test--tiny-qwen3"
+    shutil.copytree(bases["qwen3"], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    config = import_config(tmp_path, bases["qwen3"])
+    raw = yaml.safe_load(config.read_text())
+    raw["model"]["base"] = "occi-test/tiny-qwen3"
+    config.write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "run"
+    result = occi("import", str(config), "--run-dir", str(run_dir),
+                  env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    source = json.loads((run_dir / "base" / "source.json").read_text())
+    assert source["base"] == "occi-test/tiny-qwen3"
+    assert Path(source["folder"]) == repo / "snapshots" / commit
+    assert source["architecture"] == "Qwen3ForCausalLM"

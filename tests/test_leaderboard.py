@@ -16,11 +16,13 @@ from conftest import REPO, occi
 DATA = REPO / "tests" / "data" / "leaderboard"
 # model-a and model-b: small hand-written files in lm-eval's format; tiny-llama: written by the
 # lm_eval command line itself (occi_mc_de/el/fr of a random 2-layer Llama, run from eval/).
-GOLDEN = """| rank | model | overall | de | el | fr |
-|---|---|---|---|---|---|
-| 1 | example/model-b | 0.550 | 0.500 | 0.600 | – |
-| 2 | example/model-a | 0.475 | 0.600 | – | 0.350 |
-| 3 | tiny-llama | 0.278 | 0.417 | 0.250 | 0.167 |"""
+GOLDEN = """| rank | model | shared (0) | cells | languages | own average | de | el | fr | unmapped |
+|---|---|---|---|---|---|---|---|---|---|
+| – | example/model-a | – | 6 | 2 | 0.582 | 0.600 | – | 0.350 | 0.990 |
+| – | example/model-b | – | 4 | 2 | 0.550 | 0.500 | 0.600 | – | – |
+| – | tiny-llama | – | 3 | 3 | 0.278 | 0.417 | 0.250 | 0.167 | – |
+
+Ranking: not ranked: the 3 models share 0 cell(s) (benchmark x language), fewer than the 3 a ranking needs"""
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +40,24 @@ def test_table_matches_the_golden_one(board):
     assert GOLDEN in result.stdout
     summary = json.loads((out / "leaderboard.json").read_text())
     a = next(m for m in summary["models"] if m["model"] == "example/model-a")
-    assert a["languages"]["de"] == pytest.approx(0.6) and a["overall"] == pytest.approx(0.475)
+    assert a["languages"]["de"] == pytest.approx(0.6) and a["own_average"] == pytest.approx((0.5 + 0.6 + 0.7 + 0.4 + 0.3 + 0.99) / 6)
+    assert a["rank"] is None and a["shared"] is None and (a["cells"], a["languages_covered"]) == (6, 2)
     bpb = [c for c in summary["cells"] if c["benchmark"] == "bpb"]
     assert len(bpb) == 1 and bpb[0]["value"] == 1.2 and bpb[0]["stderr"] is None  # shown, not averaged
     arc = next(c for c in summary["cells"] if c["task"] == "arc_de" and c["model"] == "example/model-a")
-    assert arc["stderr"] == 0.02
-    assert "| example/model-a | de | belebele | acc_norm | – | 0.7000 ± 0.015 |" in text
-    assert "| tiny-llama | de | mc | acc_norm | 0 | 0.4167 ± 0.149 |" in text  # shots from lm-eval's n-shot
+    assert arc["stderr"] == 0.02 and arc["version"] == 1.0
+    assert "| example/model-a | de | belebele | belebele_deu_Latn | acc_norm | – | 1.0 | 0.7000 ± 0.015 |" in text
+    assert "| example/model-a | unmapped | some_other_task | some_other_task | acc | – | 1.0 | 0.9900 ± 0.000 |" in text
+    assert "| tiny-llama | de | mc | occi_mc_de | acc_norm | 0 | 1.0 | 0.4167 ± 0.149 |" in text  # shots from n-shot
     b = next(m for m in summary["models"] if m["model"] == "example/model-b")
     assert b["languages_stderr"]["de"] == pytest.approx((0.02 ** 2 + 0.01 ** 2) ** 0.5 / 2)  # errors carried
-    assert b["languages_stderr"]["fr"] is None and b["rank"] == 1
+    assert b["languages_stderr"]["fr"] is None
 
 
 def test_missing_cells_are_missing_never_zero(board):
     out, _ = board
     rows = list(__import__("csv").DictReader((out / "leaderboard.csv").open()))
-    assert len(rows) == 13  # every known task of the three models, nothing invented
+    assert len(rows) == 14  # every task of the three models (the unknown one too), nothing invented
     assert not any(r["model"] == "example/model-b" and r["language"] == "fr" for r in rows)
     assert "–" in (out / "leaderboard.md").read_text()
 
@@ -66,7 +70,7 @@ def test_bad_files_are_named_and_the_rest_is_used(board):
 
 def test_names_can_be_given_and_nothing_usable_is_an_error(tmp_path):
     named = occi("leaderboard", f"mine={DATA / 'model-a'}", "--out", str(tmp_path / "named"))
-    assert named.returncode == 0 and "| 1 | mine | 0.475 |" in named.stdout
+    assert named.returncode == 0 and "| 1 | mine | 0.582 | 6 | 2 | 0.582 |" in named.stdout  # alone: ranked on its own
     empty = occi("leaderboard", str(DATA / "results_foreign.json"), "--out", str(tmp_path / "none"))
     assert empty.returncode == 2 and "no usable lm-eval results" in empty.stderr
 
@@ -155,7 +159,7 @@ def test_html_page_in_headless_chromium_sorts_and_renders(board, tmp_path):
         models = "Array.from(document.querySelectorAll('#board tbody tr')).map(r => r.cells[0].textContent)"
         header = "Array.from(document.querySelectorAll('#board th')).find(th => th.textContent === '{}').click()"
         assert browser.evaluate("document.querySelectorAll('#board tbody tr').length") == 3
-        assert browser.evaluate(models) == ["example/model-b", "example/model-a", "tiny-llama"]
+        assert browser.evaluate(models) == ["example/model-a", "example/model-b", "tiny-llama"]  # unranked: by coverage
         browser.evaluate(header.format("fr"))
         assert browser.evaluate(models) == ["example/model-a", "tiny-llama", "example/model-b"]  # no fr: last
         browser.evaluate(header.format("de"))
@@ -166,7 +170,7 @@ def test_html_page_in_headless_chromium_sorts_and_renders(board, tmp_path):
         assert browser.evaluate(models) == ["example/model-a", "example/model-b", "tiny-llama"]  # text: a to z
         # the per-benchmark table sorts too; missing standard errors (bits per byte) stay last
         values = "Array.from(document.querySelectorAll('#cells tbody tr')).map(r => r.cells[{}].textContent)"
-        assert browser.evaluate("document.querySelectorAll('#cells tbody tr').length") == 13
+        assert browser.evaluate("document.querySelectorAll('#cells tbody tr').length") == 14
         browser.evaluate("Array.from(document.querySelectorAll('#cells th')).find(th => th.textContent === 'value').click()")
         shown = [float(v) for v in browser.evaluate(values.format(5))]
         assert shown == sorted(shown, reverse=True)
@@ -196,19 +200,24 @@ def test_impossible_scores_and_unknown_metrics_are_named_not_ranked(tmp_path):
         '{"model_name": "nan", "date": NaN, "n-shot": {"arc_fr": NaN}, "results": {"arc_de": {"acc_norm,none": NaN}, '
         '"arc_fr": {"acc_norm,none": 0.4, "acc_norm_stderr,none": NaN}}}')
     _results(tmp_path / "in", "f1only", {"arc_de": {"f1,none": 0.9}})
-    _results(tmp_path / "in", "unknown", {"my_task": {"acc,none": 0.9}})
+    _results(tmp_path / "in", "unknown", {"my_task": {"acc,none": 0.9}, "my_other_task_de": {"acc,none": 1.5},
+                                          "my_bleu_fr": {"bleu,none": 101.0}, "my_ppl_fr": {"perplexity,none": 0.5}})
     _results(tmp_path / "in", "fine", {"arc_de": {"acc_norm,none": 0.5}})
     result = occi("leaderboard", str(tmp_path / "in"), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "out" / "leaderboard.json").read_text())  # strict JSON: no NaN
-    assert [m["model"] for m in summary["models"]] == ["fine", "nan"]
-    assert summary["models"][1]["overall"] == pytest.approx(0.4) and summary["models"][1]["overall_stderr"] is None
+    assert [m["model"] for m in summary["models"]] == ["fine", "nan", "unknown"]
+    assert summary["models"][1]["own_average"] == pytest.approx(0.4) and summary["models"][1]["own_stderr"] is None
     assert "results_huge.json: task arc_de: acc_norm 1e+308 is not a number between 0 and 1" in result.stderr
     assert "results_negative.json: task arc_de: acc_norm -5" in result.stderr
     assert "results_negative.json: task occi_bpb_de: bits_per_byte -1 is not at least 0" in result.stderr
     assert "results_nan.json: task arc_de: acc_norm nan" in result.stderr
     assert "results_f1only.json: task arc_de: no 'acc_norm' score (metrics: f1,none)" in result.stderr
-    assert "results_unknown.json: no task occi can place (tasks: my_task)" in result.stderr
+    assert "results_unknown.json: task my_other_task_de: acc 1.5 is not a number between 0 and 1" in result.stderr
+    assert "results_unknown.json: task my_bleu_fr: bleu 101.0 is not a number between 0 and 100" in result.stderr
+    assert "results_unknown.json: task my_ppl_fr: perplexity 0.5 is not at least 1" in result.stderr
+    unknown = [c for c in summary["cells"] if c["model"] == "unknown"]
+    assert [(c["task"], c["language"], c["benchmark"]) for c in unknown] == [("my_task", "unmapped", "my_task")]
     json.loads((tmp_path / "out" / "leaderboard.json").read_text(), parse_constant=lambda c: pytest.fail(c))
 
 
@@ -218,6 +227,150 @@ def test_model_names_cannot_break_the_markdown_table(tmp_path):
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "out" / "leaderboard.md").read_text()
     board = text.split("\n\n")[0].splitlines()
-    assert board[2] == "| 1 | evil \\| name next | 0.500 | 0.500 |"
-    assert all(line.count("|") - line.count("\\|") == 5 for line in board)
-    assert "| evil \\| name next | de | arc |" in text
+    assert board[2] == "| – | evil \\| name next | – | 1 | 1 | 0.500 | 0.500 |"  # one cell: too few to rank
+    assert all(line.count("|") - line.count("\\|") == 8 for line in board)
+    assert "| evil \\| name next | de | arc | arc_de |" in text
+
+
+# ---------------------------------------------------------------- anyone's lm-eval output, fair ranks, published
+
+def _lm_eval_output(root: Path, model: str, tasks: dict, groups: dict | None = None, shots: int | dict = 0,
+                    configs: dict | None = None, version: float = 1.0) -> Path:
+    """A results file laid out as `lm_eval --output_path ROOT` writes it: ROOT/<model with __>/results_<date>.json,
+    with results, groups, group_subtasks, configs, versions, n-shot and higher_is_better."""
+    folder = root / model.replace("/", "__")
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [*tasks, *(groups or {})]
+    data = {
+        "results": {name: {"alias": name, **scores} for name, scores in {**tasks, **(groups or {})}.items()},
+        "groups": {name: {"alias": name, **scores} for name, scores in (groups or {}).items()},
+        "group_subtasks": {**{g: [t for t in tasks if t.startswith(g)] for g in groups or {}}, **{t: [] for t in tasks}},
+        "configs": {t: {"task": t, "num_fewshot": 0, **(configs or {}).get(t, {})} for t in tasks},
+        "versions": {name: version for name in names},
+        "n-shot": {t: shots.get(t, 0) if isinstance(shots, dict) else shots for t in tasks},
+        "higher_is_better": {name: {m.split(",")[0]: "perplexity" not in m for m in s if "stderr" not in m}
+                             for name, s in {**tasks, **(groups or {})}.items()},
+        "config": {"model": "hf", "model_args": f"pretrained={model},dtype=bfloat16"},
+        "model_name": model, "date": 1764000000.0, "lm_eval_version": "0.4.13",
+    }
+    path = folder / "results_2026-11-30T10-00-00.000000.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def _acc(value: float, stderr: float = 0.01, metric: str = "acc") -> dict:
+    return {f"{metric},none": value, f"{metric}_stderr,none": stderr}
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory) -> Path:
+    """Two models' lm-eval output: known tasks (arc_de, hellaswag_de, arc_fr), tasks occi's table does not
+    have (xwinograd_*, arc_challenge_mt_fi, a task named without a language, one with its language only in
+    its metadata), and a group."""
+    root = tmp_path_factory.mktemp("foreign")
+    wide = {"arc_de": _acc(0.6, metric="acc_norm"), "hellaswag_de": _acc(0.6, metric="acc_norm"),
+            "arc_fr": _acc(0.3, metric="acc_norm"), "xwinograd_fr": _acc(0.6), "xwinograd_pt": _acc(0.3),
+            "xwinograd_zh": _acc(0.3), "arc_challenge_mt_fi": _acc(0.3, metric="acc_norm"),
+            "lesetext": _acc(0.3), "wikitext_like": {"word_perplexity,none": 25.0}}
+    _lm_eval_output(root, "org/wide-7b", wide, groups={"xwinograd": _acc(0.4)},
+                    shots={"arc_de": 25, "hellaswag_de": 10, "arc_fr": 25},
+                    configs={"lesetext": {"metadata": {"language": "de"}}})
+    narrow = {"arc_de": _acc(0.5, metric="acc_norm"), "hellaswag_de": _acc(0.5, metric="acc_norm"),
+              "xwinograd_fr": _acc(0.5), "my_task": _acc(1.0)}
+    _lm_eval_output(root, "org/narrow-2b", narrow, shots={"arc_de": 25, "hellaswag_de": 10})
+    return root
+
+
+def test_any_lm_eval_output_is_placed_nothing_dropped(foreign, tmp_path):
+    result = occi("leaderboard", str(foreign), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr  # every task and the group was placed
+    summary = json.loads((tmp_path / "leaderboard.json").read_text())
+    wide = {(c["task"], c["language"], c["benchmark"], c["metric"], c["group"])
+            for c in summary["cells"] if c["model"] == "org/wide-7b"}
+    assert wide == {("arc_de", "de", "arc", "acc_norm", False), ("hellaswag_de", "de", "hellaswag", "acc_norm", False),
+                    ("arc_fr", "fr", "arc", "acc_norm", False), ("xwinograd_fr", "fr", "xwinograd", "acc", False),
+                    ("xwinograd_pt", "pt", "xwinograd", "acc", False),
+                    ("xwinograd_zh", "unmapped", "xwinograd_zh", "acc", False),  # not a language of the table
+                    ("arc_challenge_mt_fi", "fi", "arc_challenge_mt", "acc_norm", False),
+                    ("lesetext", "de", "lesetext", "acc", False),  # language from the task's metadata
+                    ("wikitext_like", "unmapped", "wikitext_like", "word_perplexity", False),
+                    ("xwinograd", "unmapped", "xwinograd", "acc", True)}
+    assert summary["languages"] == ["de", "fi", "fr", "pt", "unmapped"]
+    row = next(m for m in summary["models"] if m["model"] == "org/wide-7b")
+    # averaged: every task scored 0..1 with higher better; not the group, not the perplexity
+    assert row["cells"] == 8 and row["languages_covered"] == 4
+    assert row["own_average"] == pytest.approx((0.6 * 3 + 0.3 * 5) / 8)
+    json.loads((tmp_path / "leaderboard.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+
+
+def test_ranks_use_only_the_shared_cells_and_show_coverage(foreign, tmp_path):
+    result = occi("leaderboard", str(foreign), "--out", str(tmp_path))
+    summary = json.loads((tmp_path / "leaderboard.json").read_text())
+    # narrow's own average (0.625 over 4 cells) is above wide's (0.41 over 8), but on the 3 cells both
+    # have (arc/de, hellaswag/de, xwinograd/fr) wide scores 0.6 and narrow 0.5
+    assert [(m["model"], m["rank"]) for m in summary["models"]] == [("org/wide-7b", 1), ("org/narrow-2b", 2)]
+    narrow = summary["models"][1]
+    assert narrow["own_average"] == pytest.approx(0.625) and narrow["shared"] == pytest.approx(0.5)
+    assert narrow["shared_stderr"] == pytest.approx((3 * 0.01 ** 2) ** 0.5 / 3)
+    assert summary["shared"] == [{"language": "de", "benchmark": "arc"}, {"language": "de", "benchmark": "hellaswag"},
+                                 {"language": "fr", "benchmark": "xwinograd"}]
+    assert "| 1 | org/wide-7b | 0.600 | 8 | 4 | 0.412 |" in result.stdout
+    assert "| 2 | org/narrow-2b | 0.500 | 4 | 2 | 0.625 |" in result.stdout
+    assert "ranked on the 3 cell(s) that all 2 compared model(s) share" in result.stdout
+    strict = occi("leaderboard", str(foreign), "--out", str(tmp_path / "strict"), "--min-shared", "4")
+    assert strict.returncode == 0 and "not ranked: the 2 models share 3 cell(s)" in strict.stdout
+    assert all(m["rank"] is None for m in json.loads((tmp_path / "strict" / "leaderboard.json").read_text())["models"])
+
+
+def test_published_values_join_only_where_task_and_setting_match(foreign, tmp_path):
+    tables = tmp_path / "published"
+    tables.mkdir()
+    (tables / "good.yaml").write_text(
+        "model: example/published-7b\nsource: https://example.org/card\nretrieved: '2026-12-01'\nresults:\n"
+        "  - {task: arc_de, num_fewshot: 25, metric: acc_norm, value: 0.7, language: de}\n"   # same setting: placed
+        "  - {task: hellaswag_de, num_fewshot: 0, metric: acc_norm, value: 0.8, language: de}\n"  # ours are 10-shot
+        "  - {task: xwinograd_fr, num_fewshot: 0, metric: acc, value: 0.9, task_version: '2.0'}\n"  # ours are v1.0
+        "  - {task: arc_fr, num_fewshot: 25, metric: acc, value: 0.5}\n"  # ours report acc_norm
+        "  - {task: belebele_deu_Latn, num_fewshot: 5, metric: acc_norm, value: 0.9}\n")  # nobody ran it
+    (tables / "other.yaml").write_text(
+        "model: example/own-harness\nsource: https://example.org/paper\nretrieved: '2026-12-01'\nharness: own code\n"
+        "results:\n  - {task: arc_de, num_fewshot: 25, metric: acc_norm, value: 0.95}\n")
+    result = occi("leaderboard", str(foreign), "--out", str(tmp_path / "out"), "--published", str(tables))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    placed = [c for c in summary["cells"] if c["published"]]
+    assert [(c["model"], c["task"], c["value"], c["shots"]) for c in placed] == [("example/published-7b", "arc_de", 0.7, 25)]
+    assert placed[0]["source"] == "https://example.org/card (retrieved 2026-12-01)"
+    left = summary["published_left_out"]
+    assert any("hellaswag_de (0-shot acc_norm): setting differs from the compared results (10-shot acc_norm v1.0)" in l
+               for l in left)
+    assert any("xwinograd_fr" in l and "setting differs" in l for l in left)
+    assert any("arc_fr (25-shot acc)" in l for l in left)
+    assert any("belebele_deu_Latn" in l and "no compared result ran this task" in l for l in left)
+    assert any("example/own-harness arc_de" in l and "measured with own code, not lm-eval" in l for l in left)
+    assert "example/published-7b: 1 of 5 published value(s) placed" in result.stderr
+    # the ranking stays on the compared results' shared cells; a published model lacking some is unranked
+    assert [(m["model"], m["rank"]) for m in summary["models"]] == \
+        [("org/wide-7b", 1), ("org/narrow-2b", 2), ("example/published-7b", None)]
+    text = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "| example/published-7b (published) | de | arc | arc_de | acc_norm | 25 | – | 0.7000 |" in text
+    assert "example/published-7b: https://example.org/card (retrieved 2026-12-01)" in text
+
+
+def test_shipped_published_tables_parse_and_name_their_sources():
+    from occi.report import published
+
+    tables = published.read_tables()
+    assert {t.model for t in tables} >= {"meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B-v0.1"}
+    for table in tables:
+        for result in table.results:
+            assert result.source.startswith("https://") and len(result.retrieved) == 10
+
+
+def test_a_bad_published_table_is_one_line(foreign, tmp_path):
+    (tmp_path / "bad.yaml").write_text("model: x\nsource: s\nretrieved: '2026-12-01'\nresults:\n"
+                                       "  - {task: arc_de, num_fewshot: 25, metric: acc, value: 79.7}\n")
+    result = occi("leaderboard", str(foreign), "--out", str(tmp_path / "out"), "--published", str(tmp_path))
+    assert result.returncode == 2
+    assert "bad.yaml: results[0] (arc_de): value: expected a number between 0 and 1, got 79.7" in result.stderr

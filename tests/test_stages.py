@@ -40,7 +40,7 @@ def test_cli_occi_run_and_the_slurm_plan_list_the_same_stages(tmp_path):
     assert _cli_stage_commands(cli.make_parser()) == {stage.command: stage.name for stage in STAGES}
     cfg = config.load("demo")
     names = [stage.name for stage in pipeline.stages_of(cfg)]  # the demo starts from scratch: no import
-    assert names == [stage.name for stage in STAGES if stage.name != "import"]
+    assert names == [stage.name for stage in STAGES if stage.name not in ("import", "distill")]  # nor distill
     steps = plan(cfg, RunDir(tmp_path / "run"), load_profile("local")[0])
     assert list(dict.fromkeys(step.stage for step in steps)) == names
     for stage in STAGES:  # what `occi run` does for each stage of a finished run
@@ -52,6 +52,13 @@ def test_cli_occi_run_and_the_slurm_plan_list_the_same_stages(tmp_path):
         pipeline.run_all(cfg, RunDir(tmp_path / "run"))
     printed = [line.split("]")[1].split(":")[0].strip() for line in out.getvalue().splitlines() if "already done" in line]
     assert printed == names
+
+
+def test_a_run_with_a_distill_section_has_the_distill_stage_as_a_slurm_array(tmp_path):
+    cfg = config.load("demo-distill")
+    assert "distill" in [stage.name for stage in pipeline.stages_of(cfg)]
+    steps = [step for step in plan(cfg, RunDir(tmp_path / "run"), load_profile("local")[0]) if step.stage == "distill"]
+    assert [step.name for step in steps] == ["distill-generate", "distill-join"]
 
 
 def test_a_new_stage_is_one_module_and_one_entry(tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ from occi import ranges
 @dataclass
 class EvalConfig:
     suites: list[str] = field(default_factory=lambda: ["offline"])
-    """Suites run by `occi eval` and `occi run`: offline (no internet) and/or eu-leaderboard."""
+    """Suites run by `occi eval` and `occi run`: offline (no internet), eu-leaderboard and/or
+    fidelity (answer-language fidelity, no internet)."""
     batch_size: int = 8
     """lm-eval batch size."""
     device: str = "auto"
@@ -22,6 +23,8 @@ class EvalConfig:
     """Few-shot examples per family, overriding the leaderboard's (e.g. {arc: 0})."""
     heldout_max_docs: int = 50
     """Held-out documents per language scored for bits per byte."""
+    fidelity_max_new_tokens: int = 64
+    """Tokens of each answer generated for the fidelity suite."""
 
     def __post_init__(self) -> None:
         from occi.eval.suites import SUITES
@@ -34,7 +37,8 @@ class EvalConfig:
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         ranges.check(self, {"batch_size": ranges.at_least(1), "limit": ranges.at_least(1),
-                            "heldout_max_docs": ranges.at_least(1), "num_fewshot": ranges.at_least(0)})
+                            "heldout_max_docs": ranges.at_least(1),
+                            "fidelity_max_new_tokens": ranges.at_least(1), "num_fewshot": ranges.at_least(0)})
         from occi.languages import BENCHMARKS
 
         for family, shots in self.num_fewshot.items():

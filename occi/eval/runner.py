@@ -112,6 +112,8 @@ class Evaluator:
         self.tasks = TaskManager(include_path=str(tasks_dir), include_defaults=not offline_only)
 
     def run(self, cell: Cell, folder: Path) -> dict:
+        if cell.family == "fidelity":
+            return self.fidelity(cell, folder)
         from lm_eval import simple_evaluate
         from lm_eval.loggers import EvaluationTracker
 
@@ -135,6 +137,24 @@ class Evaluator:
                 "metric": cell.metric, "value": scores[f"{cell.metric},none"],
                 "stderr": stderr if isinstance(stderr, (int, float)) else None,
                 "num_fewshot": cell.num_fewshot, "seconds": round(time.monotonic() - started, 2)}
+
+
+    def fidelity(self, cell: Cell, folder: Path) -> dict:
+        """Answer-language fidelity (occi/eval/fidelity.py): generation, not an lm-eval task."""
+        from occi.eval import fidelity
+
+        if not hasattr(self.lm, "tokenizer") or not hasattr(self.lm, "model"):
+            raise OcciError("the fidelity suite needs a transformers model (a GGUF file cannot run it)")
+        started = time.monotonic()
+        if getattr(self, "identifier", None) is None:
+            self.identifier = fidelity.identifier(self.cfg)
+        result = fidelity.measure(self.lm.model, self.lm.tokenizer, cell.language, self.identifier,
+                                  self.cfg.eval.fidelity_max_new_tokens)
+        fidelity.write_results(folder, cell.task, self.name, self.label, result,
+                               {"max_new_tokens": self.cfg.eval.fidelity_max_new_tokens, "do_sample": False})
+        return {"suite": cell.suite, "language": cell.language, "family": cell.family, "task": cell.task,
+                "metric": cell.metric, "value": result["value"], "stderr": result["stderr"],
+                "num_fewshot": 0, "answers": len(result["samples"]), "seconds": round(time.monotonic() - started, 2)}
 
 
 def _error_line(err: BaseException) -> str:

@@ -76,6 +76,17 @@ def base_model_item(cfg) -> Item | None:
     return Item("model", str(base)) if base else None
 
 
+def teacher_item(cfg) -> Item | None:
+    """The distillation teacher (`distill: {teacher: HF_ID_OR_PATH}`), when the config has one."""
+    distill = getattr(cfg, "distill", None)
+    if distill is None:
+        return None
+    from occi.chat.distill import local_teacher
+
+    local = local_teacher(distill)
+    return Item("model", str(local) if local is not None else distill.teacher)
+
+
 def langid_item(cfg) -> Item | None:
     model = cfg.corpora.langid.model
     if model and model.startswith(("http://", "https://")):
@@ -88,7 +99,7 @@ def eval_items(cfg) -> list[Item]:
     (read from lm-eval's task configs: dataset_path and dataset_name)."""
     from occi import languages
 
-    suites = [s for s in cfg.eval.suites if s != "offline"]  # the offline suite reads local files only
+    suites = [s for s in cfg.eval.suites if s == "eu-leaderboard"]  # offline and fidelity read local files only
     if not suites:
         return []
     names = []
@@ -149,7 +160,7 @@ def needed_items(cfg, with_eval: bool = True) -> list[Item]:
     """Everything the run reads from the hub (local folders and files stand in for hub ids and go
     through the same path)."""
     items = corpus_items(cfg)
-    items += [i for i in (base_model_item(cfg), langid_item(cfg)) if i]
+    items += [i for i in (base_model_item(cfg), teacher_item(cfg), langid_item(cfg)) if i]
     if with_eval:
         items += eval_items(cfg)
     return items

@@ -21,3 +21,12 @@ class CardConfig:
     """The card's limitations paragraph."""
     hardware: str = ""
     """What the model was trained on, e.g. "4 nodes of JUWELS Booster" (default: what training recorded)."""
+    price_per_gpu_hour: float | None = None
+    """What one GPU-hour costs, for the cost in `occi plan`, the card and the report (None: no cost shown)."""
+    currency: str = "EUR"
+    """The currency of price_per_gpu_hour."""
+
+    def __post_init__(self) -> None:
+        from occi import ranges
+
+        ranges.check(self, {"price_per_gpu_hour": ranges.at_least(0)})

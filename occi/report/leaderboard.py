@@ -1,9 +1,12 @@
 """`occi leaderboard RESULTS... --out DIR`: models x languages x benchmarks from lm-eval results.
 
-Reads lm-eval results JSON files (or folders of them, ours and anyone else's), maps every task it
-knows through the language table to (language, benchmark), and writes leaderboard.md, .csv,
-.json, a static sortable HTML page (leaderboard.html beside this file, no CDN) and a heatmap PNG.
-AGGREGATION says how averages and ranks are made. Missing cells stay missing, never 0.
+Reads lm-eval results JSON files (or folders of them, ours and anyone else's): tasks of the language
+table become (language, benchmark family) cells, every other task or group its own column in the
+language its metadata or name gives (else "unmapped"); nothing is dropped without a line saying
+why. Published results of public models (eval/published/, occi/report/published.py) can join where
+task, few-shot setting and metric match. Writes leaderboard.md, .csv, .json, a static sortable HTML
+page (leaderboard.html beside this file, no CDN) and a heatmap PNG. AGGREGATION says how averages and
+ranks are made. Missing cells stay missing, never 0.
 """
 from __future__ import annotations
 
@@ -17,19 +20,23 @@ from pathlib import Path
 from string import Template
 
 from occi import languages, ranges
+from occi.eval import results
 from occi.fsutil import atomic_write_text
 
-LOWER_IS_BETTER = {"bpb"}
-METRIC_RANGES = {"acc": ranges.SHARE, "acc_norm": ranges.SHARE, "mc2": ranges.SHARE,
-                 "bits_per_byte": ranges.at_least(0)}
-"""The values a metric can take; a value outside (1e308, -5, NaN) is a broken file, not a score."""
+MIN_SHARED = 3
+"""Models are ranked only when they share at least this many cells (benchmark x language)."""
+NOT_AVERAGED = {"fidelity"}
+"""Columns shown in a table of their own, never averaged: answer-language fidelity measures which
+language a model answers in, not how well."""
 
-AGGREGATION = ("A language's average is the unweighted mean of the model's accuracy-type benchmarks in that "
-               "language (bits per byte is shown but not averaged: lower is better and its scale differs); "
-               "the overall average is the unweighted mean of the model's language averages; models are ranked "
-               "by the overall average, so a model is compared on the languages it has results for. Standard "
-               "errors of averages assume independent benchmarks: sqrt(sum of squared errors) / count, given "
-               "only when every part has one.")
+AGGREGATION = ("Models are ranked on the cells (benchmark x language) that every compared model has: the "
+               "`shared` column is the unweighted mean over those cells, so no model gains from reporting fewer "
+               "languages. Only accuracy-type scores between 0 and 1 where higher is better are averaged (bits per "
+               "byte, perplexities, BLEU and groups are shown, not averaged; a group's tasks are averaged "
+               "themselves; answer-language fidelity has its own table). `own average` is each model's mean over all of its own such cells and is not "
+               "comparable between models with different coverage; `cells` and `languages` are its coverage. A "
+               "language column is the model's mean over its benchmarks in that language. Standard errors assume "
+               "independent cells: sqrt(sum of squared errors) / count, given only when every part has one.")
 
 
 def task_index() -> dict[str, tuple[str, str, str]]:
@@ -40,15 +47,19 @@ def task_index() -> dict[str, tuple[str, str, str]]:
             index[task] = (code, family, languages.BENCHMARKS[family][2])
         index[f"occi_bpb_{code}"] = (code, "bpb", "bits_per_byte")
         index[f"occi_mc_{code}"] = (code, "mc", "acc_norm")
+        index[f"occi_fidelity_{code}"] = (code, "fidelity", "fidelity")
     return index
 
 
 @dataclass
 class Board:
     cells: dict[tuple[str, str, str], dict] = field(default_factory=dict)
-    """(model, language, benchmark) -> {value, stderr, metric, task, shots, date, file}."""
+    """(model, language, benchmark) -> {value, stderr, metric, task, shots, version, higher_is_better,
+    group, published, source, date, file}."""
     problems: list[str] = field(default_factory=list)
-    """One line per file that could not be used."""
+    """One line per file, task or value that could not be used."""
+    published_left_out: list[str] = field(default_factory=list)
+    """One line per published value not placed (occi/report/published.py) and why."""
 
 
 def result_files(spec: str) -> tuple[str | None, list[Path]]:
@@ -81,36 +92,64 @@ def read(specs: list[str]) -> Board:
     return board
 
 
+def _mapping(data: dict, key: str) -> dict:
+    return data.get(key) if isinstance(data.get(key), dict) else {}
+
+
 def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
-    """The file's cells; every task occi knows but cannot use, and a file that gives nothing,
-    become a line in `board.problems`."""
+    """Every task and group of the file becomes a cell, or a line in `board.problems` saying why not.
+
+    A task of occi's table is placed as (language, family) with the family's metric; any other task
+    or group gets its own column (its name without a language ending) and its headline metric, in
+    the language its metadata or name gives, else "unmapped"."""
     date = data.get("date") if data.get("date") in ranges.Range() else 0.0  # finite numbers only
-    shots = data.get("n-shot") if isinstance(data.get("n-shot"), dict) else {}
+    shots, versions, configs = _mapping(data, "n-shot"), _mapping(data, "versions"), _mapping(data, "configs")
+    better = _mapping(data, "higher_is_better")
+    subtasks = _mapping(data, "group_subtasks")
+    groups = set(_mapping(data, "groups")) | {g for g, members in subtasks.items() if members}
+    entries = {**_mapping(data, "groups"), **data["results"]}
     used = 0
-    for task, scores in data["results"].items():
-        if task not in index or not isinstance(scores, dict):
+    for task, scores in entries.items():
+        task = str(task)
+        if not isinstance(scores, dict):
+            board.problems.append(f"{path}: task {task}: its scores are not a mapping; task ignored")
             continue
-        code, family, metric = index[task]
-        value = scores.get(f"{metric},none")
-        if value is None:
-            have = ", ".join(str(k) for k in scores if str(k).endswith(",none") and "stderr" not in str(k)) or "none"
-            board.problems.append(f"{path}: task {task}: no {metric!r} score (metrics: {have}); task ignored")
-            continue
-        if value not in METRIC_RANGES.get(metric, ranges.Range()):
-            expected = METRIC_RANGES.get(metric, ranges.Range()).describe()
-            board.problems.append(f"{path}: task {task}: {metric} {value!r} is not {expected}; task ignored")
+        if task in index:
+            code, family, metric = index[task]
+            key = f"{metric},none"
+            if scores.get(key) is None:
+                have = ", ".join(str(k) for k in scores if "," in str(k) and "_stderr," not in str(k)) or "none"
+                board.problems.append(f"{path}: task {task}: no {metric!r} score (metrics: {have}); task ignored")
+                continue
+        else:
+            head = results.headline_metric(scores)
+            if head is None:
+                what = "group without an aggregate score" if task in groups else "task"
+                board.problems.append(f"{path}: task {task}: no metric values ({what}); ignored")
+                continue
+            metric, key = head
+            code = results.task_language(task, configs.get(task))
+            family = results.benchmark_column(task) if code != results.UNMAPPED else task
+        value = scores[key]
+        allowed = results.metric_range(metric)
+        if value not in allowed:
+            board.problems.append(f"{path}: task {task}: {metric} {value!r} is not {allowed.describe()}; task ignored")
             continue
         used += 1
-        key = (model, code, family)
-        if key in board.cells and board.cells[key]["date"] > date:
+        cell_key = (model, code, family)
+        if cell_key in board.cells and board.cells[cell_key]["date"] > date:
             continue  # the same model and task evaluated twice: the newer run counts
-        stderr = scores.get(f"{metric}_stderr,none")
-        board.cells[key] = {
+        stderr = scores.get(key.replace(",", "_stderr,", 1))
+        higher = _mapping(better, task).get(metric) if task in better else None
+        version = versions.get(task)
+        board.cells[cell_key] = {
             "value": float(value), "stderr": float(stderr) if stderr in ranges.at_least(0) else None,
-            "metric": metric, "task": task, "shots": _shots(shots.get(task)), "date": date, "file": str(path)}
+            "metric": metric, "task": task, "shots": _shots(shots.get(task)),
+            "version": version if isinstance(version, str) or version in ranges.Range() else None,
+            "higher_is_better": higher if isinstance(higher, bool) else metric not in results.LOWER_IS_BETTER,
+            "group": task in groups, "published": False, "source": None, "date": date, "file": str(path)}
     if not used and not any(p.startswith(f"{path}: ") for p in board.problems):
-        tasks = ", ".join(sorted(str(t) for t in data["results"])[:5]) or "none"
-        board.problems.append(f"{path}: no task occi can place (tasks: {tasks}); file ignored")
+        board.problems.append(f"{path}: the file has no tasks; file ignored")
 
 
 def _shots(value) -> int | None:
@@ -144,32 +183,67 @@ def _mean_with_error(parts: list[dict]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(sum(e * e for e in errors)) / len(parts)
 
 
-def summarize(board: Board) -> dict:
-    """Per model: language averages, overall average, rank; the benchmark table."""
+def averaged(cell: dict, column: str) -> bool:
+    """A cell that enters averages and ranks: a task (not a group) scored between 0 and 1, higher better."""
+    return (column not in NOT_AVERAGED and not cell["group"] and cell["higher_is_better"]
+            and results.metric_range(cell["metric"]) == ranges.SHARE)
+
+
+def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
+    """Per model: coverage, the mean over the cells all models share (and the rank by it), its own
+    average, language averages; the shared cells; the benchmark table."""
     models = sorted({m for m, _, _ in board.cells})
     present = {code for _, code, _ in board.cells}
-    codes = [c for c in languages.LANGUAGES if c in present]
-    families = [f for f in ["bpb", "mc", *languages.BENCHMARKS] if any(f == fam for _, _, fam in board.cells)]
-    averaged: dict[tuple[str, str], list[dict]] = {}  # (model, language) -> cells, in board order
-    for (model, code, family), cell in board.cells.items():
-        if family not in LOWER_IS_BETTER:
-            averaged.setdefault((model, code), []).append(cell)
+    codes = [c for c in languages.LANGUAGES if c in present] + ([results.UNMAPPED] if results.UNMAPPED in present else [])
+    known = ["bpb", "mc", "fidelity", *languages.BENCHMARKS]
+    columns = sorted({f for _, _, f in board.cells}, key=lambda f: (f not in known, known.index(f) if f in known else 0, f))
+    own: dict[str, dict[tuple[str, str], dict]] = {m: {} for m in models}
+    for (model, code, column), cell in board.cells.items():
+        if averaged(cell, column):
+            own[model][(code, column)] = cell
+    published = {m for (m, _, _), c in board.cells.items() if c["published"]}
+    # the shared set comes from the results being compared; a published model joins the ranking
+    # only when it has every shared cell, so a few published values never shrink it
+    compared = [m for m in models if own[m] and m not in published]
+    shared = sorted(set.intersection(*(set(own[m]) for m in compared))) if compared else []
+    enough = bool(compared) and len(shared) >= min_shared
     rows = []
     for model in models:
         per_language, errors = {}, {}
         for code in codes:
-            per_language[code], errors[code] = _mean_with_error(averaged.get((model, code), []))
-        covered = [{"value": per_language[c], "stderr": errors[c]} for c in codes if per_language[c] is not None]
-        overall, overall_error = _mean_with_error(covered)
-        rows.append({"model": model, "languages": per_language, "languages_stderr": errors,
-                     "overall": overall, "overall_stderr": overall_error, "languages_covered": len(covered)})
-    ranked = sorted(rows, key=lambda r: (r["overall"] is None, -(r["overall"] or 0.0), r["model"]))
-    for rank, row in enumerate(ranked, 1):
-        row["rank"] = rank if row["overall"] is not None else None
+            per_language[code], errors[code] = _mean_with_error([c for (lc, _), c in own[model].items() if lc == code])
+        covers = bool(shared) and all(k in own[model] for k in shared)
+        score, score_error = _mean_with_error([own[model][k] for k in shared]) if covers else (None, None)
+        mean, mean_error = _mean_with_error(list(own[model].values()))
+        fidelity = {code: board.cells[(model, code, "fidelity")]["value"] for code in codes
+                    if (model, code, "fidelity") in board.cells}
+        rows.append({"model": model, "published": model in published, "fidelity": fidelity,
+                     "shared": score if enough else None, "shared_stderr": score_error if enough else None,
+                     "own_average": mean, "own_stderr": mean_error, "cells": len(own[model]),
+                     "languages_covered": len({c for c, _ in own[model]} - {results.UNMAPPED}),
+                     "languages": per_language, "languages_stderr": errors})
+    if enough:
+        rows.sort(key=lambda r: (r["shared"] is None, -(r["shared"] or 0.0), r["model"]))
+    else:
+        rows.sort(key=lambda r: (-r["cells"], r["model"]))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank if row["shared"] is not None else None
+    if not compared:
+        note = "not ranked: no model has an accuracy-type score to compare"
+    elif enough:
+        note = (f"ranked on the {len(shared)} cell(s) that all {len(compared)} compared model(s) share: "
+                + ", ".join(f"{column}/{code}" for code, column in shared)
+                + ("; published models lacking one of them are listed unranked" if published else ""))
+    else:
+        note = (f"not ranked: the {len(compared)} models share {len(shared)} cell(s) (benchmark x language), fewer "
+                f"than the {min_shared} a ranking needs; own averages are over different cells and not comparable"
+                + (": " + ", ".join(f"{column}/{code}" for code, column in shared) if shared else ""))
     cells = [{"model": m, "language": c, "benchmark": f, **{k: v for k, v in cell.items() if k != "date"}}
              for (m, c, f), cell in sorted(board.cells.items())]
-    return {"aggregation": AGGREGATION, "languages": codes, "benchmarks": families, "models": ranked,
-            "cells": cells, "problems": board.problems}
+    return {"aggregation": AGGREGATION, "ranking": note, "min_shared": min_shared,
+            "shared": [{"language": code, "benchmark": column} for code, column in shared],
+            "languages": codes, "benchmarks": columns, "models": rows, "cells": cells, "problems": board.problems,
+            "published_left_out": board.published_left_out}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -181,19 +255,39 @@ def _md(text: str) -> str:
     return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
 
 
+def _label(row_or_cell: dict) -> str:
+    return row_or_cell["model"] + (" (published)" if row_or_cell["published"] else "")
+
+
 def markdown(summary: dict) -> str:
     codes = summary["languages"]
-    lines = ["| rank | model | overall | " + " | ".join(codes) + " |", "|" + "---|" * (3 + len(codes))]
+    lines = [f"| rank | model | shared ({len(summary['shared'])}) | cells | languages | own average | "
+             + " | ".join(codes) + " |", "|" + "---|" * (6 + len(codes))]
     for row in summary["models"]:
-        lines.append(f"| {row['rank'] or '–'} | {_md(row['model'])} | {_fmt(row['overall'])} | "
+        lines.append(f"| {row['rank'] or '–'} | {_md(_label(row))} | {_fmt(row['shared'])} | {row['cells']} | "
+                     f"{row['languages_covered']} | {_fmt(row['own_average'])} | "
                      + " | ".join(_fmt(row["languages"][c]) for c in codes) + " |")
-    lines += ["", "Per benchmark (value ± standard error; shots: few-shot examples, when the file says):", "",
-              "| model | language | benchmark | metric | shots | value |", "|---|---|---|---|---|---|"]
+    lines += ["", f"Ranking: {summary['ranking']}."]
+    fidelity_codes = [c for c in codes if any(c in row["fidelity"] for row in summary["models"])]
+    if fidelity_codes:
+        lines += ["", "Answer-language fidelity (share of answers to prompts in a language that are in that language):",
+                  "", "| model | " + " | ".join(fidelity_codes) + " |", "|" + "---|" * (1 + len(fidelity_codes))]
+        for row in summary["models"]:
+            lines.append(f"| {_md(_label(row))} | " + " | ".join(_fmt(row["fidelity"].get(c)) for c in fidelity_codes) + " |")
+    lines += ["", "Per benchmark (value ± standard error; shots: few-shot examples and version: task version, "
+              "when the file says; group: an lm-eval group, shown but not averaged):", "",
+              "| model | language | benchmark | task | metric | shots | version | value |", "|---|---|---|---|---|---|---|---|"]
     for cell in summary["cells"]:
         err = f" ± {cell['stderr']:.3f}" if cell["stderr"] is not None else ""
         shots = "–" if cell["shots"] is None else cell["shots"]
-        lines.append(f"| {_md(cell['model'])} | {cell['language']} | {cell['benchmark']} | {cell['metric']} | {shots} "
-                     f"| {cell['value']:.4f}{err} |")
+        version = "–" if cell["version"] is None else cell["version"]
+        task = _md(cell["task"]) + (" (group)" if cell["group"] else "")
+        lines.append(f"| {_md(_label(cell))} | {cell['language']} | {_md(cell['benchmark'])} | {task} | "
+                     f"{_md(cell['metric'])} | {shots} | {_md(version)} | {cell['value']:.4f}{err} |")
+    published = sorted({(c["model"], c["source"]) for c in summary["cells"] if c["published"]})
+    if published:
+        lines += ["", "Published values (taken from the source, placed only where task, few-shot setting and metric "
+                  "match a result above): " + "; ".join(f"{_md(m)}: {_md(src)}" for m, src in published)]
     lines += ["", f"Aggregation: {summary['aggregation']}"]
     return "\n".join(lines)
 
@@ -201,11 +295,13 @@ def markdown(summary: dict) -> str:
 def csv_text(summary: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["model", "language", "benchmark", "task", "metric", "shots", "value", "stderr"])
+    writer.writerow(["model", "published", "language", "benchmark", "task", "group", "metric", "shots", "version",
+                     "value", "stderr", "source"])
     for cell in summary["cells"]:
-        writer.writerow([cell["model"], cell["language"], cell["benchmark"], cell["task"], cell["metric"],
-                         "" if cell["shots"] is None else cell["shots"], cell["value"],
-                         "" if cell["stderr"] is None else cell["stderr"]])
+        writer.writerow([cell["model"], cell["published"], cell["language"], cell["benchmark"], cell["task"],
+                         cell["group"], cell["metric"], "" if cell["shots"] is None else cell["shots"],
+                         "" if cell["version"] is None else cell["version"], cell["value"],
+                         "" if cell["stderr"] is None else cell["stderr"], cell["source"] or cell["file"]])
     return out.getvalue()
 
 
@@ -226,11 +322,13 @@ def _td(value, digits: int = 3, stderr: float | None = None) -> str:
 
 def html_page(summary: dict) -> str:
     codes = summary["languages"]
-    board_header = [_th("model", text=True, first="asc"), _th("rank", first="asc"), _th("overall")]
+    board_header = [_th("model", text=True, first="asc"), _th("rank", first="asc"), _th("shared"), _th("cells"),
+                    _th("languages"), _th("own average")]
     board_header += [_th(code) for code in codes]
     board_rows = []
     for row in summary["models"]:
-        cells = [_td(row["model"]), _td(row["rank"], 0), _td(row["overall"], stderr=row["overall_stderr"])]
+        cells = [_td(_label(row)), _td(row["rank"], 0), _td(row["shared"], stderr=row["shared_stderr"]),
+                 _td(row["cells"], 0), _td(row["languages_covered"], 0), _td(row["own_average"], stderr=row["own_stderr"])]
         cells += [_td(row["languages"][c], stderr=row["languages_stderr"][c]) for c in codes]
         board_rows.append("<tr>" + "".join(cells) + "</tr>")
     cells_header = [_th("model", True, "asc"), _th("language", True, "asc"), _th("benchmark", True, "asc"),
@@ -238,13 +336,14 @@ def html_page(summary: dict) -> str:
     cells_rows = []
     for cell in summary["cells"]:
         cells_rows.append("<tr>" + "".join([
-            _td(cell["model"]), _td(cell["language"]), _td(cell["benchmark"]), _td(cell["metric"]),
+            _td(_label(cell)), _td(cell["language"]), _td(cell["benchmark"]), _td(cell["metric"]),
             _td(cell["shots"], 0), _td(cell["value"], 4), _td(cell["stderr"], 4)]) + "</tr>")
     problems = ""
     if summary["problems"]:
-        problems = f"{len(summary['problems'])} file(s) could not be used: " + html.escape("; ".join(summary["problems"]))
+        problems = f"{len(summary['problems'])} problem(s): " + html.escape("; ".join(summary["problems"]))
     template = Template((Path(__file__).parent / "leaderboard.html").read_text(encoding="utf-8"))
-    return template.substitute(aggregation=html.escape(summary["aggregation"]), problems=problems,
+    return template.substitute(aggregation=html.escape(summary["ranking"] + ". " + summary["aggregation"]),
+                               problems=problems,
                                board_header="".join(board_header), board_rows="\n".join(board_rows),
                                cells_header="".join(cells_header), cells_rows="\n".join(cells_rows))
 
@@ -256,7 +355,7 @@ def heatmap(summary: dict, path: Path) -> None:
     from occi.plots import pyplot, save_png
 
     plt = pyplot()
-    models, codes = [r["model"] for r in summary["models"]], summary["languages"]
+    models, codes = [_label(r) for r in summary["models"]], summary["languages"]
     grid = np.array([[np.nan if r["languages"][c] is None else r["languages"][c] for c in codes]
                      for r in summary["models"]], dtype=float).reshape(len(models), len(codes))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(codes) + 3), max(2.5, 0.3 * len(models) + 1.5)))
@@ -265,7 +364,7 @@ def heatmap(summary: dict, path: Path) -> None:
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(len(codes)), codes)
     ax.set_yticks(range(len(models)), models)
-    ax.set_title("average accuracy per language (grey: no results)")
+    ax.set_title("mean accuracy-type score per language (grey: no results)")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     save_png(fig, path)

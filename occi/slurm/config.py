@@ -80,6 +80,14 @@ class ClusterProfile:
     """Environment variables of every job (NCCL, network, caches)."""
     sbatch_flags: list[str] = field(default_factory=list)
     """Extra sbatch options in --name=value form, e.g. --constraint=... ."""
+    gpu_model: str = ""
+    """The accelerator, as plans and cards name it (e.g. "NVIDIA A100 SXM4 40 GB")."""
+    gpu_peak_tflops: float | None = None
+    """Peak dense bf16 TFLOP/s of one device as gpus_per_node counts them (an MI250X GCD: half the
+    package), from the vendor's datasheet; `occi plan` turns FLOPs into GPU-hours with it."""
+    gpu_tdp_watts: float | None = None
+    """Board power limit of one device (an MI250X GCD: half the package's), from the vendor's
+    datasheet; `occi plan` estimates energy as GPU-hours x this (an upper bound for the GPUs alone)."""
     experimental: str = ""
     """Non-empty when the profile is known to be incomplete, saying what is missing."""
     unconfirmed: list[str] = field(default_factory=list)
@@ -103,7 +111,8 @@ class ClusterProfile:
             raise ValueError(f"rank_cpus: {len(self.rank_cpus)} entries for {self.gpus_per_node} GPUs per node")
         ranges.check(self, {**{name: ranges.at_least(1) for name in ("gpus_per_node", "cpus_per_gpu", "cpus_per_cpu_job",
                                                                      "max_array_size", "array_throttle")},
-                            "signal_seconds": ranges.at_least(0), "threads_per_core": ranges.at_least(1)})
+                            "signal_seconds": ranges.at_least(0), "threads_per_core": ranges.at_least(1),
+                            "gpu_peak_tflops": ranges.POSITIVE, "gpu_tdp_watts": ranges.POSITIVE})
 
 
 def _seconds(limit: str, what: str) -> int:

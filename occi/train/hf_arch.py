@@ -151,6 +151,27 @@ def megatron_layer_tensors(model: ModelConfig, layer: int, read: Callable[[str],
     return out
 
 
+def megatron_layer_names(model: ModelConfig) -> list[str]:
+    """The names of a layer's megatron tensors (after `decoder.layers.N.`)."""
+    names = ["self_attention.linear_qkv.weight"] + (["self_attention.linear_qkv.bias"] if model.qkv_bias else [])
+    names.append("mlp.linear_fc1.weight")
+    return names + [name for hf_name, name in ONE_TO_ONE.items() if model.qk_norm or "_norm." not in hf_name]
+
+
+def megatron_layer_tensor(model: ModelConfig, layer: int, name: str, read: Callable[[str], torch.Tensor]) -> torch.Tensor:
+    """One megatron tensor of a layer (full, TP=1 layout), reading only the transformers tensors it is made of."""
+    src = f"model.layers.{layer}."
+    if name.startswith("self_attention.linear_qkv."):
+        suffix = name.rsplit(".", 1)[1]
+        return fuse_qkv(model, *(read(f"{src}self_attn.{p}_proj.{suffix}") for p in "qkv"))
+    if name == "mlp.linear_fc1.weight":
+        return torch.cat([read(src + "mlp.gate_proj.weight"), read(src + "mlp.up_proj.weight")])
+    for hf_name, megatron_name in ONE_TO_ONE.items():
+        if megatron_name == name:
+            return read(src + hf_name)
+    raise KeyError(f"no transformers tensor makes megatron's decoder.layers.{layer}.{name}")
+
+
 def fuse_qkv(model: ModelConfig, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """q [heads*d, ...], k and v [groups*d, ...] -> per group: its query heads, its key, its value."""
     groups, d = model.num_query_groups, model.head_dim

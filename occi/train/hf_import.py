@@ -4,10 +4,11 @@ The base (a hub id fetched with huggingface_hub's snapshot_download, or a local 
 checked before anything is written: a supported architecture (occi/train/hf_arch.py), every
 shard of the safetensors index present, every tensor the architecture needs present, and a
 vocabulary that holds the tokenizer's ids. Then each of the TP x PP ranks (torchrun; one rank runs
-in this process) builds its part of the megatron GPTModel without initialising it (meta tensors),
-reads the transformers tensors it needs one layer at a time from the shards, converts and slices
-them for its tensor-parallel rank, and all ranks save one dist_checkpointing checkpoint, written
-under a temporary name and renamed. Only the model is saved: `occi train` starts the optimizer,
+in this process) builds its part of the megatron GPTModel on the meta device (shapes only) and
+writes its part of one dist_checkpointing checkpoint tensor by tensor: each tensor is read from
+the shards, converted and sliced for the rank only when the writer writes it
+(occi/train/streaming_save.py), so memory holds one tensor at a time, never the model. The
+checkpoint is written under a temporary name and renamed. Only the model is saved: `occi train` starts the optimizer,
 the schedule and the step counter afresh from it (occi/train/checkpoints.py).
 
 <run>/base/ records what was imported: source.json (id, revision, folder, architecture),
@@ -34,7 +35,7 @@ from occi.fsutil import atomic_dir, atomic_write_json, atomic_write_text, mark_d
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
-from occi.train import checkpoints, hf_arch
+from occi.train import checkpoints, hf_arch, streaming_save
 from occi.train.config import BaseModelConfig, ModelConfig
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -296,9 +297,11 @@ def import_dtype(cfg: RunConfig, config: dict) -> torch.dtype:
 
 
 def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
-    """This rank's part of the checkpoint (every rank of a TP x PP group calls it)."""
-    from megatron.core import dist_checkpointing, parallel_state
+    """This rank's part of the checkpoint (every rank of a TP x PP group calls it).
 
+    The model is built on the meta device (shapes and megatron's sharding, no memory), and each
+    tensor of its sharded state dict is made from the base's tensors only when the checkpoint
+    writer writes it (occi/train/streaming_save.py)."""
     from occi.train.model import build_model
     from occi.train.trainer import setup_distributed
 
@@ -309,8 +312,56 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
     train = dataclasses.replace(cfg.train, data_parallel=1, expert_parallel=1, global_batch_size=cfg.train.micro_batch_size,
                                 precision="bf16" if dtype == torch.bfloat16 else "fp32")
     setup_distributed(train, cfg.seed)
-    with torch.device("meta"):  # shapes only: every value is read from the base
+    with torch.device("meta"):
         model = build_model(model_cfg, train, model_cfg.vocab_size, dtype)
+    if model_cfg.is_moe:  # experts: the whole model in memory, written at once (_write_whole)
+        _write_whole(model, model_cfg, config["model_type"], shards, added, out)
+        return
+    made = _TensorMaker(model_cfg, shards, added)
+    streaming_save.save({"model": model.sharded_state_dict()}, out, made.part)
+
+
+class _TensorMaker:
+    """Makes the megatron tensors of the base (full, TP=1 layout) by name, keeping the last one:
+    the writer asks for the parts of a tensor (its tensor-parallel slices, SwiGLU's gate and up
+    halves) one after another."""
+
+    def __init__(self, model: ModelConfig, shards: Shards, added: dict | None):
+        self.model, self.shards, self.added = model, shards, added
+        self.last: tuple[str, torch.Tensor] | None = None
+
+    def part(self, key: str, offsets: tuple[int, ...], sizes: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        name = hf_arch._local_name(key)
+        if name.startswith("decoder.layers."):  # the sharded key has the global layer as a leading axis
+            name = f"decoder.layers.{offsets[0]}.{name[len('decoder.layers.'):]}"
+        return streaming_save.part(self.full(name), offsets, sizes, dtype)
+
+    def full(self, name: str) -> torch.Tensor:
+        if self.last is None or self.last[0] != name:
+            self.last = None  # free the previous tensor before making the next
+            self.last = (name, self._make(name))
+        return self.last[1]
+
+    def _make(self, name: str) -> torch.Tensor:
+        read, model = self.shards.read, self.model
+        if name == "embedding.word_embeddings.weight":
+            return extend_rows(read("model.embed_tokens.weight"), self.added, model.vocab_size)
+        if name == "output_layer.weight":
+            output = read("model.embed_tokens.weight" if model.tied_embeddings else "lm_head.weight")
+            return extend_rows(output, self.added, model.vocab_size)
+        if name == "decoder.final_layernorm.weight":
+            return read("model.norm.weight")
+        _, _, layer, rest = name.split(".", 3)
+        return hf_arch.megatron_layer_tensor(model, int(layer), rest, read)
+
+
+def _write_whole(model, model_cfg: ModelConfig, kind: str, shards: Shards, added: dict | None, out: Path) -> None:
+    """A mixture-of-experts base: every tensor of this rank made in memory, then one
+    dist_checkpointing save. The streaming writer names expert tensors by layer and expert axes
+    that _TensorMaker does not map yet; until it does, a mixture's import holds its rank's part
+    of the model in memory."""
+    from megatron.core import dist_checkpointing, parallel_state
+
     _materialize(model)
     tp, rank = parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_tensor_model_parallel_rank()
     params = dict(model.named_parameters())
@@ -330,7 +381,7 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
              extend_rows(shards.read("model.embed_tokens.weight"), added, model_cfg.vocab_size))
     for index, layer in enumerate(model.decoder.layers):
         number = layer.layer_number - 1  # global, 0-based
-        for name, tensor in hf_arch.megatron_layer_tensors(model_cfg, number, shards.read, config["model_type"]).items():
+        for name, tensor in hf_arch.megatron_layer_tensors(model_cfg, number, shards.read, kind).items():
             fill(local[name.replace(f"decoder.layers.{number}.", f"decoder.layers.{index}.", 1)], tensor)
     if "decoder.final_layernorm.weight" in params:
         fill("decoder.final_layernorm.weight", shards.read("model.norm.weight"))

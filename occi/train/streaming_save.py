@@ -1,0 +1,66 @@
+"""A megatron dist_checkpointing checkpoint written tensor by tensor, each tensor made when written.
+
+`dist_checkpointing.save` with megatron's own writer needs every tensor in memory first (and
+copies the views among them), so writing a model takes twice its size. The import instead builds
+the GPTModel on the meta device (shapes only) and saves its sharded state dict with this strategy:
+torch.distributed.checkpoint's FileSystemWriter with one thread asks the planner for each tensor
+just before writing it, and the planner makes it then, from the tensor's key and its place in the
+global tensor (the offsets and sizes the sharded state dict gives it). Peak memory is one tensor
+and what it is made from, whatever the model's size. The files are the torch_dist format
+megatron's own writer produces (the same `.metadata`, `metadata.json` and `common.pt`), so
+megatron-core and Megatron-LM load them as usual.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+MakeTensor = Callable[[str, tuple[int, ...], tuple[int, ...], torch.dtype], torch.Tensor]
+"""(sharded key, offsets in the global tensor, sizes, dtype) -> that part of the tensor."""
+
+
+def save(sharded_state_dict: dict, checkpoint_dir: Path, make: MakeTensor) -> None:
+    """dist_checkpointing.save of a meta-device sharded state dict, every tensor from `make`."""
+    from megatron.core import dist_checkpointing
+
+    dist_checkpointing.save(sharded_state_dict, str(checkpoint_dir), sharded_strategy=_strategy(make))
+
+
+def _strategy(make: MakeTensor):
+    import torch.distributed.checkpoint as dcp
+    from megatron.core.dist_checkpointing.strategies.torch import (
+        MCoreSavePlanner, TorchDistSaveShardedStrategy, _replace_state_dict_keys_with_sharded_keys,
+        mcore_to_pyt_state_dict)
+    from torch.distributed.checkpoint.planner import WriteItemType
+
+    class MakingPlanner(MCoreSavePlanner):
+        def resolve_data(self, write_item):
+            if write_item.type == WriteItemType.BYTE_IO:
+                return super().resolve_data(write_item)
+            chunk = write_item.tensor_data.chunk
+            tensor = make(write_item.index.fqn, tuple(chunk.offsets), tuple(chunk.sizes),
+                          write_item.tensor_data.properties.dtype)
+            if tuple(tensor.shape) != tuple(chunk.sizes):
+                raise RuntimeError(f"{write_item.index.fqn}: made a tensor of shape {tuple(tensor.shape)}, "
+                                   f"the checkpoint expects {tuple(chunk.sizes)}")
+            return tensor
+
+    class StreamingStrategy(TorchDistSaveShardedStrategy):
+        def save(self, sharded_state_dict, checkpoint_dir):
+            by_key, _, _ = _replace_state_dict_keys_with_sharded_keys(sharded_state_dict, self.keep_only_main_replica)
+            # one writer thread: torch's serial loader resolves each tensor only when it writes it
+            writer = dcp.FileSystemWriter(str(checkpoint_dir), single_file_per_rank=True, thread_count=1)
+            dcp.save(mcore_to_pyt_state_dict(by_key, False), storage_writer=writer,
+                     planner=MakingPlanner(flatten_state_dict=False))
+
+    return StreamingStrategy("torch_dist", 1)
+
+
+def part(full: torch.Tensor, offsets: tuple[int, ...], sizes: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """The block of `full` at `offsets` with `sizes` (leading axes of size 1 that `full` lacks, such
+    as the layer axis megatron prepends to layer tensors, are added), contiguous, in `dtype`."""
+    extra = len(sizes) - full.dim()
+    block = full[tuple(slice(o, o + s) for o, s in zip(offsets[extra:], sizes[extra:]))]
+    return block.reshape(sizes).to(dtype).contiguous()

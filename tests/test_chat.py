@@ -1,0 +1,240 @@
+"""occi distill, occi generate with s1 budget forcing, and answer-language fidelity, on tiny
+transformers models with crafted weights (tests/chat_models.py): real forward passes, real
+fastText, deterministic behaviour."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from occi.errors import OcciError
+from tests.chat_models import GERMAN, tiny_chat_model
+from tests.conftest import REPO, occi
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """`german`: answers everything with the same German sentence; `closer`: writes `</think>` at
+    every step (it tries to end its thinking at once)."""
+    root = tmp_path_factory.mktemp("chat-models")
+    return {"german": tiny_chat_model(root / "german", GERMAN, extra=[GERMAN]),
+            "closer": tiny_chat_model(root / "closer", "</think>")}
+
+
+# ------------------------------------------------------------------ budget forcing
+
+def _generate(folder: Path, prompt: str, **options):
+    from occi.chat import budget
+    from occi.chat.models import encode_prompt, load, prompt_text
+
+    model, tokenizer = load(folder, "cpu")
+    ids = encode_prompt(tokenizer, prompt_text(tokenizer, [{"role": "user", "content": prompt}]))
+    return budget.generate(model, tokenizer, ids, **options), tokenizer
+
+
+def test_min_thinking_appends_the_continuation_word_until_the_minimum(models):
+    from occi.chat.budget import Budget
+
+    result, tokenizer = _generate(models["closer"], "Wie geht es dir?", max_new_tokens=40,
+                                  budget=Budget(min_thinking_tokens=7), wait="Warte")
+    per_wait = len(tokenizer.encode("Warte", add_special_tokens=False))
+    waits = -(-7 // per_wait)  # the model closes at once every time: one "Warte" per attempt until 7 tokens
+    assert result.waits == waits
+    assert result.thinking == "Warte" * waits
+    assert result.thinking_tokens == waits * per_wait >= 7
+    assert not result.forced_end
+    without, _ = _generate(models["closer"], "Wie geht es dir?", max_new_tokens=40, budget=Budget(), wait="Warte")
+    assert (without.waits, without.thinking, without.thinking_tokens) == (0, "", 0)
+
+
+def test_max_thinking_forces_the_end_and_the_answer_follows(models):
+    from occi.chat.budget import Budget
+
+    result, _ = _generate(models["german"], "Was ist los?", max_new_tokens=9, budget=Budget(max_thinking_tokens=4))
+    assert result.forced_end and result.thinking_tokens == 4
+    assert result.thinking == GERMAN * 4
+    assert result.answer == GERMAN * 4  # 9 tokens: 4 thinking, the forced </think>, 4 of answer
+    assert result.new_tokens == 9
+    with pytest.raises(OcciError, match="--min-thinking-tokens 9 is above --max-thinking-tokens 3"):
+        Budget(9, 3)
+    plain, _ = _generate(models["german"], "Was ist los?", max_new_tokens=3)
+    assert plain.thinking is None and plain.answer == GERMAN * 3
+
+
+def test_generate_command_picks_the_wait_word_of_the_prompts_language(models, tmp_path):
+    result = occi("generate", "demo", "--run-dir", str(tmp_path / "run"), "--model", str(models["closer"]),
+                  "--prompt", "Explique brièvement pourquoi le ciel est bleu, s'il te plaît.",
+                  "--min-thinking-tokens", "3", "--max-new-tokens", "30", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["language"] == "fr" and out["wait_word"] == "Attends"
+    assert out["thinking"].startswith("Attends") and out["waits"] >= 1 and out["thinking_tokens"] >= 3
+    from occi.chat.generate import model_folder
+    from occi.rundir import RunDir
+
+    with pytest.raises(OcciError, match="no exported model; run `occi export`"):
+        model_folder(RunDir(tmp_path / "run"), None)
+
+
+# ------------------------------------------------------------------ distill
+
+def _distill_config(folder: Path, teacher: Path) -> Path:
+    """A run of two languages: German prompts as JSONL (a plain prompt, a chat whose old answer
+    is dropped), French ones as Parquet; one prompt per batch, so a kill can fall between batches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.conftest import write_jsonl
+
+    write_jsonl(folder / "prompts" / "de.jsonl", [
+        {"prompt": "Erkläre kurz, warum der Himmel blau ist."},
+        {"messages": [{"role": "system", "content": "Sei knapp."}, {"role": "user", "content": "Was ist Wasser?"},
+                      {"role": "assistant", "content": "alte Antwort"}]},
+        {"prompt": "Wie kocht man eine Suppe?"}])
+    pq.write_table(pa.table({"prompt": ["Pourquoi le ciel est-il bleu ?", "Comment faire une soupe ?",
+                                        "Qu'est-ce que l'eau ?"]}), folder / "prompts" / "fr.parquet")
+    config = {"name": "distill-test", "languages": ["de", "fr"], "corpora": "demo",
+              "distill": {"teacher": str(teacher), "prompts": {"de": "prompts/de.jsonl", "fr": "prompts/fr.parquet"},
+                          "batch_size": 1, "max_new_tokens": 6, "temperature": 0.7, "top_p": 0.9,
+                          "system": "Antworte hilfsbereit."}}
+    path = folder / "distill.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _rows(run: Path) -> list[dict]:
+    rows = []
+    for code in ("de", "fr"):
+        for line in (run / "distill" / f"{code}.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            row["provenance"].pop("date")  # when a batch was written: differs between runs by design
+            rows.append(row)
+    return rows
+
+
+def test_distill_writes_rows_with_provenance_and_resumes_after_a_kill(models, tmp_path):
+    from occi import config as run_config
+    from occi.chat import distill
+    from occi.rundir import RunDir
+    from occi.sharding import Share
+
+    path = _distill_config(tmp_path, models["german"])
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "occi.cli", "distill", str(path), "--run-dir", str(killed)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = killed / "distill" / "parts"
+    deadline = time.monotonic() + 300
+    while process.poll() is None and not list(parts.glob("*/*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written_before = len(list(parts.glob("*/*.jsonl")))
+    assert written_before >= 1
+    (parts / "fr").mkdir(parents=True, exist_ok=True)
+    (parts / "fr" / ".000001.jsonl.half.tmp").write_text('{"messages": [', encoding="utf-8")  # a torn write
+    result = occi("distill", str(path), "--run-dir", str(killed))
+    assert result.returncode == 0, result.stderr
+    assert not list(parts.glob("*/.*.tmp"))
+
+    # the same rows as an uninterrupted run, and as two SLURM array tasks joined
+    cfg, clean = run_config.load_for_run(str(path), tmp_path / "clean")
+    assert distill.run(cfg, clean).complete
+    cfg, shared = run_config.load_for_run(str(path), tmp_path / "shared")
+    assert not distill.run(cfg, shared, Share(1, 2)).complete
+    assert not (shared.distill / "_DONE").exists()
+    assert distill.run(cfg, shared, Share(0, 2)).complete is False
+    assert distill.run(cfg, shared).complete
+    assert _rows(killed) == _rows(clean.root) == _rows(shared.root)
+    assert distill.shard_count(cfg, clean) == 6
+    from occi.preflight.manifest import Item, needed_items
+
+    assert Item("model", str(models["german"].resolve())) in needed_items(cfg, with_eval=False)  # `occi fetch` lists it
+
+    rows = _rows(clean.root)
+    assert [r["language"] for r in rows] == ["de"] * 3 + ["fr"] * 3
+    assert len({json.dumps(r["messages"][:-1]) for r in rows}) == 6  # no duplicates
+    water = rows[1]["messages"]
+    assert [m["role"] for m in water] == ["system", "user", "assistant"] and water[0]["content"] == "Sei knapp."
+    assert "alte Antwort" not in water[-1]["content"] and water[-1]["content"] == (GERMAN * 6).strip()
+    assert rows[0]["messages"][0] == {"role": "system", "content": "Antworte hilfsbereit."}
+    provenance = rows[4]["provenance"]
+    assert provenance["teacher"] == str(models["german"].resolve()) and provenance["revision"] is None
+    assert provenance["sampling"] == {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 6}
+    assert provenance["seed"] == cfg.seed + 4 and provenance["prompt_file"] == "fr.parquet"
+    assert provenance["prompt_index"] == 1 and provenance["backend"] == "transformers"
+    date = json.loads((clean.distill / "de.jsonl").read_text(encoding="utf-8").splitlines()[0])["provenance"]["date"]
+    assert time.strptime(date, "%Y-%m-%dT%H:%M:%SZ")
+    stats = json.loads(clean.distill_stats.read_text(encoding="utf-8"))
+    assert stats["languages"]["de"] == {"prompts": 3, "rows": 3, "empty_answers": 0,
+                                        "answer_chars": 3 * len((GERMAN * 6).strip()), "file": "distill/de.jsonl"}
+
+
+def test_distill_config_mistakes_are_one_line(models, tmp_path):
+    path = _distill_config(tmp_path, models["german"])
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["distill"]["prompts"]["it"] = "prompts/it.jsonl"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = occi("distill", str(path), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "distill.prompts: it is not a language of this run (de, fr)" in result.stderr
+
+
+# ------------------------------------------------------------------ answer-language fidelity
+
+def test_fidelity_prompts_are_read_as_their_language():
+    """occi's own prompts: four per language of the table, each identified as its language by the
+    default language ID (a prompt it misreads would make every model look unfaithful)."""
+    from occi import languages
+    from occi.corpora.langid import LanguageIdentifier, default_model_path
+    from occi.eval.fidelity import prompts
+
+    identifier = LanguageIdentifier(default_model_path(), list(languages.LANGUAGES))
+    for code in languages.LANGUAGES:
+        texts = prompts(code)
+        assert len(texts) >= 4 and len(set(texts)) == len(texts)
+        assert [identifier.predict(text)[0] for text in texts] == [code] * len(texts), code
+
+
+def test_fidelity_is_evaluated_and_shown_on_the_leaderboard_and_card(models, tmp_path):
+    """The German-only model: every German prompt answered in German (1.0), every French one in
+    German too (0.0), from real generation and real fastText."""
+    import shutil
+
+    from occi import config as run_config
+    from occi.eval import runner
+    from occi.report import card
+
+    path = tmp_path / "fidelity.yaml"
+    path.write_text(yaml.safe_dump({"name": "fidelity-test", "languages": ["de", "fr"], "corpora": "demo",
+                                    "eval": {"suites": ["fidelity"], "fidelity_max_new_tokens": 4}}), encoding="utf-8")
+    cfg, run = run_config.load_for_run(str(path), tmp_path / "run")
+    shutil.copytree(models["german"], run.hf)
+    result = runner.run(cfg, run)
+    assert result.complete and run.is_done("eval")
+    table = json.loads(run.eval_table("hf").read_text(encoding="utf-8"))
+    values = {c["language"]: (c["family"], c["value"], c["answers"]) for c in table["cells"]}
+    assert values == {"de": ("fidelity", 1.0, 4), "fr": ("fidelity", 0.0, 4)}
+    folder = run.eval_cell("fidelity", "hf", "fr", "fidelity")
+    samples = [json.loads(line) for line in next(folder.rglob("samples_occi_fidelity_fr_*.jsonl")).read_text().splitlines()]
+    assert {s["identified"] for s in samples} == {"de"} and samples[0]["answer"] == (GERMAN * 4).strip()
+
+    card.run(cfg, run)
+    text = run.card.read_text(encoding="utf-8")
+    section = text.split("## Answer-language fidelity")[1].split("\n## ")[0]
+    assert "| German (de) | 1.00 ± 0.00 | 4 |" in section and "| French (fr) | 0.00 ± 0.00 | 4 |" in section
+    assert "(answer_language_fidelity.png)" in section
+    assert (run.report / "answer_language_fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    board = (run.report / "leaderboard.md").read_text(encoding="utf-8")
+    assert "Answer-language fidelity" in board and "| occi-fidelity-test | 1.000 | 0.000 |" in board
+    summary = json.loads((run.report / "leaderboard.json").read_text(encoding="utf-8"))
+    assert {(c["language"], c["benchmark"], c["value"]) for c in summary["cells"]} == {("de", "fidelity", 1.0),
+                                                                                        ("fr", "fidelity", 0.0)}
+    assert summary["models"][0]["own_average"] is None  # fidelity is shown, not averaged into the accuracy columns
