@@ -205,6 +205,11 @@ class RunDir:
         return self.train / "summary.json"
 
     @property
+    def expert_load_plot(self) -> Path:
+        """Mixture-of-experts runs: the share of tokens each expert got, per layer."""
+        return self.train / "expert_load.png"
+
+    @property
     def stop_request(self) -> Path:
         """Written by the launcher on SIGUSR1/SIGTERM; the ranks checkpoint and stop when they see it."""
         return self.train / "stop-request"

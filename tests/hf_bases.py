@@ -43,7 +43,8 @@ def save_tokenizer(folder: Path, vocab: int = TOKENIZER_VOCAB) -> None:
 
 
 def config_for(kind: str, **overrides):
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+    from transformers import (LlamaConfig, MistralConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig, Qwen3Config,
+                              Qwen3MoeConfig)
 
     common = dict(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=0,
@@ -58,6 +59,15 @@ def config_for(kind: str, **overrides):
                              rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
     elif kind == "qwen3":  # q/k norm, a head width other than hidden / heads, plain multi-head attention
         config = Qwen3Config(**{**common, "num_key_value_heads": 4}, head_dim=32, tie_word_embeddings=True)
+    elif kind == "mixtral":  # routed experts only, every layer
+        config = MixtralConfig(**{**common, "intermediate_size": 48}, num_local_experts=4, num_experts_per_tok=2,
+                               tie_word_embeddings=False)
+    elif kind == "qwen3_moe":  # q/k norm, dense layers 0 and 2 (decoder_sparse_step 2), top-k not renormalised
+        config = Qwen3MoeConfig(**common, moe_intermediate_size=32, num_experts=6, num_experts_per_tok=2,
+                                decoder_sparse_step=2, norm_topk_prob=False, tie_word_embeddings=False)
+    elif kind == "qwen2_moe":  # a gated shared expert, qkv biases, top-k renormalised
+        config = Qwen2MoeConfig(**common, moe_intermediate_size=32, shared_expert_intermediate_size=64, num_experts=4,
+                                num_experts_per_tok=2, norm_topk_prob=True, tie_word_embeddings=False)
     else:
         raise ValueError(kind)
     for key, value in overrides.items():

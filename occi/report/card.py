@@ -54,6 +54,10 @@ def _details(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
     return _table(["", ""], rows)
 
 
+def _padded_vocab(run: RunDir, blend: dict | None) -> int | None:
+    return (run.read_json(run.hf / "config.json") or {}).get("vocab_size") or (blend or {}).get("vocab_size")
+
+
 def _training_data(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
     stats = run.read_json(run.corpora_stats)
     if not stats:
@@ -133,7 +137,8 @@ def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
     flops = flops_per_token(model, model.vocab_size or blend["vocab_size"]) * tokens
     hardware = cfg.card.hardware or summary.get("hardware", "not recorded (train/summary.json)")
     return _table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
-                             ("Training compute (6N + attention per token)", f"{flops:.3e} FLOPs")])
+                             ("Training compute (6N + attention per token" + (", N active" if model.is_moe else "") + ")",
+                              f"{flops:.3e} FLOPs")])
 
 
 def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
@@ -229,6 +234,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
     from occi.report.cost_section import cost_section
     from occi.report.lineage_section import lineage_section, trained_languages
     from occi.train.hf_import import is_base_run
+    from occi.report.moe_section import moe_section
 
     continued = is_base_run(cfg)
     data = ModelCardData(
@@ -251,6 +257,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "from the run's files; do not edit it by hand.",
         *(["## Base model", base_section(cfg, run)] if continued else []),
         "## Model details", _details(cfg, run, blend),
+        *moe_section(_model(cfg, run), run, _padded_vocab(run, blend), out_dir),
         "## Intended uses and limitations", f"{cfg.card.intended_use}\n\n{cfg.card.limitations}",
         "## Training data", _training_data(cfg, run, blend),
         "## Tokenizer", _tokenizer(cfg, run),

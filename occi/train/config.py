@@ -47,9 +47,48 @@ class ModelConfig:
     vocab_size: int | None = None
     """Embedding rows fixed by an imported base model (no padding); None: the tokenizer's
     vocabulary padded to make_vocab_size_divisible_by."""
+    num_experts: int | None = None
+    """Routed experts of each mixture-of-experts layer; None: a dense model (every layer an MLP)."""
+    moe_top_k: int = 2
+    """Experts each token is sent to."""
+    moe_ffn_hidden_size: int | None = None
+    """Inner width of one routed expert's SwiGLU MLP; None: ffn_hidden_size."""
+    moe_shared_expert_ffn_hidden_size: int | None = None
+    """Inner width of the shared expert every token also goes through (DeepSeek, Qwen2-MoE; several
+    shared experts are one of their summed width); None: routed experts only (Mixtral, Qwen3-MoE)."""
+    moe_shared_expert_gate: bool = False
+    """A sigmoid gate (one linear unit of the token) scales the shared expert's output (Qwen2-MoE)."""
+    moe_layer_interval: int = 1
+    """After the first dense layers, every this-many-th layer is a mixture of experts; the rest
+    are dense MLPs of ffn_hidden_size (1: all of them)."""
+    moe_first_dense_layers: int = 0
+    """Leading layers that stay dense (DeepSeek-V3 keeps its first 3)."""
+    moe_norm_top_k: bool = True
+    """The top-k router probabilities are renormalised to sum to 1 (Mixtral; Qwen3-MoE's
+    norm_topk_prob); False: the softmax over all experts, top-k kept as they are (Qwen2-MoE)."""
+    moe_balancing: Literal["aux_loss", "expert_bias", "none"] = "aux_loss"
+    """Load balancing: the auxiliary loss (Switch/GShard), the aux-loss-free per-expert bias
+    updated from the load (DeepSeek-V3), or none."""
+    moe_aux_loss_coeff: float = 0.01
+    """Weight of the auxiliary load-balancing loss (aux_loss balancing)."""
+    moe_bias_update_rate: float = 1e-3
+    """Step of the per-expert bias update (expert_bias balancing)."""
+    moe_capacity_factor: float | None = None
+    """Tokens an expert takes per step, as a multiple of an even share; the rest are dropped.
+    None: no capacity, no token dropping."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)
+        ranges.check(self, {"num_experts": one, "moe_top_k": one, "moe_ffn_hidden_size": one,
+                            "moe_shared_expert_ffn_hidden_size": one, "moe_layer_interval": one,
+                            "moe_first_dense_layers": ranges.at_least(0), "moe_aux_loss_coeff": ranges.at_least(0),
+                            "moe_bias_update_rate": ranges.POSITIVE, "moe_capacity_factor": ranges.POSITIVE})
+        if self.num_experts is not None:
+            if self.moe_top_k > self.num_experts:
+                raise ValueError(f"moe_top_k {self.moe_top_k} is above num_experts {self.num_experts}")
+            if not any(self.moe_layers):
+                raise ValueError(f"moe_first_dense_layers {self.moe_first_dense_layers} leaves no mixture-of-experts "
+                                 f"layer among the {self.num_layers} layers")
         ranges.check(self, {"num_layers": one, "hidden_size": one, "ffn_hidden_size": one, "num_attention_heads": one,
                             "num_query_groups": one, "seq_length": one, "rotary_base": one,
                             "norm_epsilon": ranges.POSITIVE, "init_method_std": ranges.POSITIVE,
@@ -64,14 +103,41 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.kv_channels or self.hidden_size // self.num_attention_heads
 
-    def parameters(self, vocab_size: int) -> int:
-        """Parameter count (input and output embeddings counted once each unless tied)."""
-        h, f, layers, d = self.hidden_size, self.ffn_hidden_size, self.num_layers, self.head_dim
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts is not None
+
+    @property
+    def moe_layers(self) -> list[int]:
+        """Per layer 1 for a mixture of experts, 0 for a dense MLP (megatron's moe_layer_freq list)."""
+        if self.num_experts is None:
+            return [0] * self.num_layers
+        first, every = self.moe_first_dense_layers, self.moe_layer_interval
+        return [int(i >= first and (i - first) % every == 0) for i in range(self.num_layers)]
+
+    @property
+    def expert_ffn_hidden_size(self) -> int:
+        return self.moe_ffn_hidden_size or self.ffn_hidden_size
+
+    def parameters(self, vocab_size: int, active: bool = False) -> int:
+        """Parameter count (input and output embeddings counted once each unless tied); active:
+        those one token uses (top-k of the routed experts, not all of them)."""
+        h, f, d = self.hidden_size, self.ffn_hidden_size, self.head_dim
         q, kv = self.num_attention_heads * d, self.num_query_groups * d
-        per_layer = h * (q + 2 * kv) + q * h + 3 * h * f + 2 * h
-        per_layer += (q + 2 * kv if self.qkv_bias else 0) + (2 * d if self.qk_norm else 0)
+        attention = h * (q + 2 * kv) + q * h + 2 * h
+        attention += (q + 2 * kv if self.qkv_bias else 0) + (2 * d if self.qk_norm else 0)
+        total = 0
+        for moe in self.moe_layers:
+            total += attention
+            if not moe:
+                total += 3 * h * f
+                continue
+            experts = self.moe_top_k if active else self.num_experts
+            total += experts * 3 * h * self.expert_ffn_hidden_size + self.num_experts * h  # experts + router
+            if self.moe_shared_expert_ffn_hidden_size:
+                total += 3 * h * self.moe_shared_expert_ffn_hidden_size + (h if self.moe_shared_expert_gate else 0)
         embeddings = (1 if self.tied_embeddings else 2) * vocab_size * h
-        return layers * per_layer + embeddings + h
+        return total + embeddings + h
 
 
 @dataclass
@@ -147,6 +213,14 @@ class TrainConfig:
     """Peak dense bf16 TFLOP/s of one device, for the MFU estimate (None: known GPUs by name)."""
     stop_after_steps: int | None = None
     """Stop (with a checkpoint) after this many steps in this launch: tests, chained jobs."""
+    expert_parallel: int = 1
+    """Expert-parallel size: the routed experts of a layer are split over this many ranks, carved
+    out of the data-parallel ranks (so data_parallel must be a multiple of it)."""
+    moe_token_dispatcher: Literal["auto", "alltoall", "allgather"] = "auto"
+    """How tokens reach the ranks holding their experts: all-to-all (each rank receives only the
+    tokens of its experts; GPU only: megatron's all-to-all dispatcher copies split sizes on a CUDA
+    stream), all-gather (every rank of the expert group sees every token; runs with gloo on CPU),
+    auto: all-to-all on GPU, all-gather on CPU."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)
@@ -157,7 +231,7 @@ class TrainConfig:
             "adam_beta1": ranges.Range(0, 1, high_open=True), "adam_beta2": ranges.Range(0, 1, high_open=True),
             "adam_eps": ranges.POSITIVE, "clip_grad": ranges.at_least(0), "log_interval": one, "eval_interval": one,
             "eval_samples": one, "save_interval": one, "keep_last": one, "peak_tflops": ranges.POSITIVE,
-            "stop_after_steps": one,
+            "stop_after_steps": one, "expert_parallel": one,
         })
         if self.global_batch_size % (self.micro_batch_size * self.data_parallel):
             raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of "

@@ -103,8 +103,13 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
     special = _special_ids(tokenizer_dir)
     vocab_size = state["embedding.word_embeddings.weight"].shape[0]
     hf_config = hf_arch.hf_config(model_cfg, base, vocab_size, special, torch.float32)
-    hf_model = hf_arch.model_class(base["model_type"] if base else "llama")(hf_config)
+    kind = base["model_type"] if base else hf_arch.export_kind(model_cfg)
+    hf_model = hf_arch.model_class(kind)(hf_config)
     weights = hf_arch.megatron_to_hf(state, model_cfg)
+    if kind == "qwen2_moe" and not model_cfg.qkv_bias:  # Qwen2-MoE always has q/k/v biases: zero ones
+        for name, param in hf_model.state_dict().items():
+            if name.endswith("_proj.bias") and name not in weights:
+                weights[name] = torch.zeros_like(param)
     if model_cfg.tied_embeddings:
         weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
     hf_model.load_state_dict(weights, strict=True)

@@ -22,11 +22,13 @@ from typing import Callable
 import torch
 
 from occi.errors import OcciError
+from occi.train import hf_moe
 from occi.train.config import ModelConfig
 
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-                 "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
-"""model_type in config.json -> the transformers class an export names."""
+                 "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", **hf_moe.ARCHITECTURES}
+"""model_type in config.json -> the transformers class an export names (mixtures of experts:
+occi/train/hf_moe.py)."""
 
 ONE_TO_ONE = {
     "self_attn.o_proj.weight": "self_attention.linear_proj.weight",
@@ -96,11 +98,12 @@ def model_config(config: dict, seq_length: int | None, where: str) -> ModelConfi
                                 "0.16 hard-codes for Llama 3.1 scaling; this base cannot be expressed exactly")
         factor = float(scaling["factor"])
     window = config.get("sliding_window")
-    if kind in ("qwen2", "qwen3") and not config.get("use_sliding_window"):
+    if kind.startswith("qwen") and not config.get("use_sliding_window"):
         window = None
     context = int(config.get("max_position_embeddings") or 4096)
     heads = int(config["num_attention_heads"])
     head_dim = config.get("head_dim") or int(config["hidden_size"]) // heads
+    moe = hf_moe.model_fields(config, where) if kind in hf_moe.ARCHITECTURES else {}
     if theta != int(theta):
         raise OcciError(f"{where}: rope_theta {theta} is not a whole number, which megatron-core's rotary_base needs")
     try:
@@ -110,10 +113,11 @@ def model_config(config: dict, seq_length: int | None, where: str) -> ModelConfi
             num_query_groups=int(config.get("num_key_value_heads") or heads),
             seq_length=seq_length or min(context, 4096), description=f"imported {ARCHITECTURES[kind]}",
             rotary_base=int(theta), norm_epsilon=float(config.get("rms_norm_eps", 1e-6)),
-            kv_channels=int(head_dim), qkv_bias=kind == "qwen2", qk_norm=kind == "qwen3",
+            kv_channels=int(head_dim), qkv_bias=kind == "qwen2" or (kind == "qwen2_moe" and config.get("qkv_bias", True)),
+            qk_norm=kind in ("qwen3", "qwen3_moe"),
             tied_embeddings=bool(config.get("tie_word_embeddings", False)), rope_scaling_factor=factor,
             sliding_window=int(window) if window else None, vocab_size=int(config["vocab_size"]),
-            make_vocab_size_divisible_by=1,
+            make_vocab_size_divisible_by=1, **moe,
         )
     except KeyError as err:
         raise OcciError(f"{where}: config.json lacks {err.args[0]!r}") from None
@@ -123,10 +127,28 @@ def model_config(config: dict, seq_length: int | None, where: str) -> ModelConfi
 
 # ------------------------------------------------------------------------- transformers -> megatron
 
-def megatron_layer_tensors(model: ModelConfig, layer: int, read: Callable[[str], torch.Tensor]) -> dict[str, torch.Tensor]:
+def megatron_layer_tensors(model: ModelConfig, layer: int, read: Callable[[str], torch.Tensor],
+                           kind: str = "llama") -> dict[str, torch.Tensor]:
     """One layer's megatron tensors (full, TP=1 layout), reading transformers tensors by name."""
-    return {f"decoder.layers.{layer}.{name}": megatron_layer_tensor(model, layer, name, read)
-            for name in megatron_layer_names(model)}
+    src, dst = f"model.layers.{layer}.", f"decoder.layers.{layer}."
+    out = {dst + "self_attention.linear_qkv.weight": fuse_qkv(model, read(src + "self_attn.q_proj.weight"),
+                                                               read(src + "self_attn.k_proj.weight"),
+                                                               read(src + "self_attn.v_proj.weight"))}
+    if model.qkv_bias:
+        out[dst + "self_attention.linear_qkv.bias"] = fuse_qkv(model, read(src + "self_attn.q_proj.bias"),
+                                                               read(src + "self_attn.k_proj.bias"),
+                                                               read(src + "self_attn.v_proj.bias"))
+    moe = model.moe_layers[layer]
+    if moe:
+        out.update(hf_moe.megatron_from_hf(model, kind, src, dst, read))
+    else:
+        out[dst + "mlp.linear_fc1.weight"] = torch.cat([read(src + "mlp.gate_proj.weight"),
+                                                        read(src + "mlp.up_proj.weight")])
+    for hf_name, megatron_name in ONE_TO_ONE.items():
+        if ("_norm." in hf_name and not model.qk_norm) or (moe and hf_name.startswith("mlp.")):
+            continue
+        out[dst + megatron_name] = read(src + hf_name)
+    return out
 
 
 def megatron_layer_names(model: ModelConfig) -> list[str]:
@@ -158,14 +180,20 @@ def fuse_qkv(model: ModelConfig, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     return torch.cat([q, k.reshape(groups, d, *rest), v.reshape(groups, d, *rest)], dim=1).reshape(-1, *rest)
 
 
-def hf_tensor_names(model: ModelConfig) -> list[str]:
+def hf_tensor_names(model: ModelConfig, kind: str = "llama") -> list[str]:
     """Every transformers tensor a base of this shape must hold."""
     names = ["model.embed_tokens.weight", "model.norm.weight"] + ([] if model.tied_embeddings else ["lm_head.weight"])
-    per_layer = [f"self_attn.{p}_proj.{s}" for s in (("weight", "bias") if model.qkv_bias else ("weight",))
+    attention = [f"self_attn.{p}_proj.{s}" for s in (("weight", "bias") if model.qkv_bias else ("weight",))
                  for p in "qkv"]
-    per_layer += ["mlp.gate_proj.weight", "mlp.up_proj.weight"]
-    per_layer += [name for name in ONE_TO_ONE if model.qk_norm or "_norm." not in name]
-    return names + [f"model.layers.{layer}.{name}" for layer in range(model.num_layers) for name in per_layer]
+    attention += [name for name in ONE_TO_ONE if not name.startswith("mlp.") and (model.qk_norm or "_norm." not in name)]
+    dense = ["mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"]
+    if model.is_moe:
+        experts = [name for group in hf_moe.disk_names(kind, model.num_experts,
+                                                       bool(model.moe_shared_expert_ffn_hidden_size)).values()
+                   for name in group]
+    for layer, moe in enumerate(model.moe_layers):
+        names += [f"model.layers.{layer}.{name}" for name in attention + (experts if moe else dense)]
+    return names
 
 
 # ------------------------------------------------------------------------- megatron -> transformers
@@ -187,10 +215,14 @@ def megatron_to_hf(state: dict[str, torch.Tensor], model: ModelConfig) -> dict[s
             out[dst + f"self_attn.q_proj.{suffix}"] = q.reshape(heads * d, *rest)
             out[dst + f"self_attn.k_proj.{suffix}"] = k.reshape(groups * d, *rest)
             out[dst + f"self_attn.v_proj.{suffix}"] = v.reshape(groups * d, *rest)
-        gate, up = torch.chunk(state[src + "mlp.linear_fc1.weight"], 2, dim=0)
-        out[dst + "mlp.gate_proj.weight"], out[dst + "mlp.up_proj.weight"] = gate, up
+        moe = model.moe_layers[layer]
+        if moe:
+            out.update(hf_moe.hf_from_megatron(state, model, src, dst))
+        else:
+            gate, up = torch.chunk(state[src + "mlp.linear_fc1.weight"], 2, dim=0)
+            out[dst + "mlp.gate_proj.weight"], out[dst + "mlp.up_proj.weight"] = gate, up
         for hf_name, megatron_name in ONE_TO_ONE.items():
-            if "_norm." in hf_name and not model.qk_norm:
+            if ("_norm." in hf_name and not model.qk_norm) or (moe and hf_name.startswith("mlp.")):
                 continue
             out[dst + hf_name] = state[src + megatron_name]
     return {name: tensor.detach().clone().contiguous() for name, tensor in out.items()}
@@ -210,7 +242,7 @@ def hf_config(model: ModelConfig, base: dict | None, vocab_size: int, special: d
     import transformers
 
     if base is None:
-        kind, values = "llama", {
+        kind, values = export_kind(model), {
             "hidden_size": model.hidden_size, "intermediate_size": model.ffn_hidden_size,
             "num_hidden_layers": model.num_layers, "num_attention_heads": model.num_attention_heads,
             "num_key_value_heads": model.num_query_groups, "head_dim": model.head_dim, "hidden_act": "silu",
@@ -218,6 +250,8 @@ def hf_config(model: ModelConfig, base: dict | None, vocab_size: int, special: d
             "rope_theta": float(model.rotary_base), "attention_bias": False, "mlp_bias": False,
             "tie_word_embeddings": model.tied_embeddings, "bos_token_id": special.get("bos"),
             "eos_token_id": special.get("eos"), "pad_token_id": special.get("pad")}
+        if model.is_moe:
+            values.update(hf_moe.hf_values(model, kind))
     else:
         kind = base["model_type"]
         values = {k: v for k, v in base.items() if not k.startswith("_") and k not in
@@ -227,6 +261,11 @@ def hf_config(model: ModelConfig, base: dict | None, vocab_size: int, special: d
     config.architectures = [ARCHITECTURES[kind]]
     config.dtype = dtype
     return config
+
+
+def export_kind(model: ModelConfig) -> str:
+    """The model_type of a recipe's export (no base): Llama, or a mixture-of-experts family."""
+    return hf_moe.export_kind(model) if model.is_moe else "llama"
 
 
 def model_class(kind: str):

@@ -87,6 +87,7 @@ def train(cfg: RunConfig, run: RunDir) -> dict:
     summary = {"steps": reached, "target_steps": cfg.train.steps, "complete": reached >= cfg.train.steps,
                "hardware": hardware(cfg)}
     if summary["complete"] and int(os.environ.get("RANK", "0")) == 0:
+        summary.update(_parameters(cfg, run))
         atomic_write_json(run.train_summary, summary)
         mark_done(run.train)
     return summary
@@ -98,6 +99,26 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
     state = "complete" if summary["complete"] else "stopped early; run the same command again to continue"
     return StageResult(f"train: step {summary['steps']}/{summary['target_steps']} ({state}); checkpoints in "
                        f"{run.checkpoints}", complete=summary["complete"])
+
+
+def _parameters(cfg: RunConfig, run: RunDir) -> dict:
+    """Total and active parameters (they differ for a mixture of experts: a token uses top-k of
+    the experts); for a mixture, also the PNG of expert load per layer from the training log."""
+    from occi.train.hf_import import run_model_config
+    from occi.train.logs import read_log
+
+    model = run_model_config(cfg, run.root)
+    vocab = model.vocab_size or run.read_blend()["vocab_size"]
+    from occi.train.model import padded_vocab_size
+
+    rows = padded_vocab_size(vocab, model, cfg.train.tensor_parallel)
+    out = {"parameters": model.parameters(rows), "active_parameters": model.parameters(rows, active=True)}
+    if model.is_moe:
+        from occi.train.moe_logs import plot_expert_load
+
+        if plot_expert_load(read_log(run.train), run.expert_load_plot):
+            out["expert_load_plot"] = run.relative(run.expert_load_plot)
+    return out
 
 
 def hardware(cfg: RunConfig) -> str:

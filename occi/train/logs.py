@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+from occi.train import moe_logs
+
 
 class TrainLog:
     """Writes on global rank 0 only (the other ranks hold a disabled log)."""
@@ -31,13 +33,19 @@ class TrainLog:
         for key in ("loss", "lr", "grad_norm", "tokens_per_s", "tflops_per_device", "mfu", "loss_tokens"):
             if record.get(key) is not None:
                 self.writer.add_scalar(f"train/{key}", record[key], record["step"])
+        if record.get("aux_loss") is not None:
+            self.writer.add_scalar("moe/load_balancing_loss", record["aux_loss"], record["step"])
+        for index, (low, high) in enumerate(zip(record.get("share_min") or [], record.get("share_max") or [])):
+            self.writer.add_scalar(f"moe/expert_share_min/moe_layer_{index}", low, record["step"])
+            self.writer.add_scalar(f"moe/expert_share_max/moe_layer_{index}", high, record["step"])
         self.writer.flush()
         mfu = f" mfu {100 * record['mfu']:.1f}%" if record.get("mfu") else ""
         mfu += f" loss tokens {record['loss_tokens']:,}" if record.get("loss_tokens") is not None else ""
         grad = f" grad {record['grad_norm']:.3f}" if record.get("grad_norm") is not None else ""
         print(f"train: step {record['step']:>6}/{total_steps} ({100 * record['step'] / total_steps:3.0f}%) "
               f"loss {record['loss']:.4f} lr {record['lr']:.2e}{grad} "
-              f"{record['tokens_per_s']:,.0f} tok/s {record['tflops_per_device']:.3f} TFLOP/s{mfu}", flush=True)
+              f"{record['tokens_per_s']:,.0f} tok/s {record['tflops_per_device']:.3f} TFLOP/s{mfu}"
+              f"{moe_logs.console(record)}", flush=True)
 
     def validation(self, step: int, losses: dict[str, float]) -> None:
         if not self.enabled or not losses:

@@ -37,7 +37,7 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     on_gpu = torch.cuda.is_available()
-    return TransformerConfig(
+    return TransformerConfig(**moe_settings(model, train),
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
         ffn_hidden_size=model.ffn_hidden_size,
@@ -71,20 +71,78 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
     )
 
 
+def moe_settings(model: ModelConfig, train: TrainConfig) -> dict:
+    """TransformerConfig's mixture-of-experts fields (none for a dense model).
+
+    Routed experts run one after another (SequentialMLP): grouped GEMM needs CUDA kernels. The
+    router takes the top-k of the logits and softmaxes over them, which equals Mixtral's softmax
+    over all experts renormalised over the top k; moe_norm_top_k False softmaxes first (Qwen2-MoE)."""
+    if not model.is_moe:
+        return {}
+    balancing = model.moe_balancing
+    return dict(
+        num_moe_experts=model.num_experts,
+        moe_router_topk=model.moe_top_k,
+        moe_ffn_hidden_size=model.expert_ffn_hidden_size,
+        moe_shared_expert_intermediate_size=model.moe_shared_expert_ffn_hidden_size,
+        moe_shared_expert_gate=model.moe_shared_expert_gate,
+        moe_layer_freq=model.moe_layers,
+        moe_router_pre_softmax=not model.moe_norm_top_k,
+        moe_router_load_balancing_type="aux_loss" if balancing == "aux_loss" else "none",
+        moe_aux_loss_coeff=model.moe_aux_loss_coeff if balancing == "aux_loss" else 0.0,
+        moe_router_enable_expert_bias=balancing == "expert_bias",
+        moe_router_score_function="sigmoid" if balancing == "expert_bias" else "softmax",
+        moe_router_bias_update_rate=model.moe_bias_update_rate,
+        moe_expert_capacity_factor=model.moe_capacity_factor,
+        moe_token_dispatcher_type=token_dispatcher(train),
+        moe_grouped_gemm=False,
+        moe_router_dtype="fp32",
+        expert_model_parallel_size=train.expert_parallel,
+    )
+
+
+def token_dispatcher(train: TrainConfig) -> str:
+    """The configured dispatcher; auto: all-to-all on GPU, all-gather on CPU, where megatron's
+    all-to-all dispatcher cannot start (it creates a torch.cuda.Stream for its host copies)."""
+    if train.moe_token_dispatcher != "auto":
+        return train.moe_token_dispatcher
+    return "alltoall" if torch.cuda.is_available() else "allgather"
+
+
+def _has_transformer_engine() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import transformer_engine  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def layer_spec(config):
+    """One spec for every layer, or, with experts, a block spec saying which layers are MoE."""
     from megatron.core.models.gpt.gpt_layer_specs import (
+        get_gpt_decoder_block_spec,
         get_gpt_layer_local_spec,
         get_gpt_layer_with_transformer_engine_spec,
     )
 
-    if torch.cuda.is_available():
-        try:
-            import transformer_engine  # noqa: F401
-
-            return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm)
-        except ImportError:
-            pass
+    te = _has_transformer_engine()
+    if config.num_moe_experts:
+        return get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
+    if te:
+        return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm)
     return get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=config.qk_layernorm)
+
+
+def _router_without_transformer_engine() -> None:
+    """megatron-core 0.16.1's router reads moe_utils.te_general_gemm, a name bound only when
+    Transformer Engine imports (else a NameError in the first forward); None selects its plain
+    torch matmul."""
+    from megatron.core.transformer.moe import moe_utils
+
+    if not hasattr(moe_utils, "te_general_gemm"):
+        moe_utils.te_general_gemm = None
 
 
 def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: torch.dtype):
@@ -92,6 +150,8 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     from megatron.core import parallel_state
     from megatron.core.models.gpt import GPTModel
 
+    if model.is_moe:
+        _router_without_transformer_engine()
     config = transformer_config(model, train, dtype)
     return GPTModel(
         config=config,
@@ -109,8 +169,77 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
 
 
 def flops_per_token(model: ModelConfig, vocab_size: int) -> float:
-    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention."""
+    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention; for a
+    mixture of experts the active parameters (the top-k experts a token goes through)."""
     lookup = 0 if model.tied_embeddings else vocab_size * model.hidden_size  # the input embedding is a lookup
-    matmul_params = model.parameters(vocab_size) - lookup
+    matmul_params = model.parameters(vocab_size, active=True) - lookup
     attention = 12 * model.num_layers * model.hidden_size * model.seq_length
     return 6 * matmul_params + attention
+
+
+def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> None:
+    """Redraws every weight of this rank's part of the model from a generator seeded by the
+    weight's global name (global layer number, global expert number), sliced for this rank's
+    tensor-parallel part: the same model at every TP, PP and EP size.
+
+    megatron's CPU initialisation draws the weights one after another from one generator, so at
+    EP=2 (half the experts built per rank) every later tensor would differ from EP=1's. Same
+    distributions as megatron's: normal(0, std) weights, std / sqrt(2 layers) for the output
+    projections of attention and MLPs, norms at 1."""
+    import hashlib
+
+    from megatron.core import parallel_state
+
+    tp, tp_rank = (parallel_state.get_tensor_model_parallel_world_size(),
+                   parallel_state.get_tensor_model_parallel_rank())
+    ep_rank = parallel_state.get_expert_model_parallel_rank()
+    std, scaled = config.init_method_std, config.init_method_std / math.sqrt(2 * config.num_layers)
+    with torch.no_grad():
+        for name, param in _global_names(model, ep_rank):
+            if name.endswith("layernorm.weight") or name.endswith("layer_norm_weight"):
+                param.fill_(1.0)
+                continue
+            if name.endswith(".bias") or name.endswith("expert_bias"):
+                param.zero_()
+                continue
+            split = getattr(param, "tensor_model_parallel", False) and tp > 1
+            shape = list(param.shape)
+            if split:
+                shape[param.partition_dim] *= tp
+            digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+            generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+            out_projection = name.endswith("linear_proj.weight") or name.endswith("linear_fc2.weight")
+            full = torch.empty(shape, dtype=torch.float32).normal_(0.0, scaled if out_projection else std,
+                                                                     generator=generator)
+            if split:
+                full = _tensor_parallel_part(name, param, full, tp, tp_rank)
+            param.copy_(full.to(param.dtype))
+
+
+def _global_names(model, ep_rank: int):
+    """(name with global layer and expert numbers, parameter) of this rank's part of a GPTModel."""
+    import re
+
+    from megatron.core import parallel_state
+
+    local_experts = (model.config.num_moe_experts or 0) // parallel_state.get_expert_model_parallel_world_size()
+    layer_numbers = {f"decoder.layers.{i}.": f"decoder.layers.{layer.layer_number - 1}."
+                     for i, layer in enumerate(model.decoder.layers)}
+    for name, param in model.named_parameters():
+        match = re.match(r"decoder\.layers\.\d+\.", name)
+        if match:
+            name = layer_numbers[match.group(0)] + name[match.end():]
+        expert = re.search(r"local_experts\.(\d+)\.", name)
+        if expert:
+            number = ep_rank * local_experts + int(expert.group(1))
+            name = name[: expert.start()] + f"local_experts.{number}." + name[expert.end():]
+        yield name, param
+
+
+def _tensor_parallel_part(name: str, param: torch.Tensor, full: torch.Tensor, tp: int, rank: int) -> torch.Tensor:
+    """The slice of a full tensor that tensor-parallel rank `rank` holds (a gated fc1 holds its part
+    of the gate, then its part of the up projection)."""
+    if name.endswith("linear_fc1.weight"):
+        gate, up = torch.chunk(full, 2, dim=0)
+        return torch.cat([torch.chunk(gate, tp, dim=0)[rank], torch.chunk(up, tp, dim=0)[rank]])
+    return torch.chunk(full, tp, dim=param.partition_dim)[rank]

@@ -32,7 +32,23 @@ def layout_problems(model: ModelConfig, train: TrainConfig, vocab_size: int | No
 
         rules.append((padded_vocab_size(vocab_size, model, tp), tp, "the padded vocabulary",
                       "train.tensor_parallel", "the embedding is split evenly over tensor-parallel ranks"))
+    ep = train.expert_parallel
+    if model.is_moe:
+        rules += [
+            (model.num_experts, ep, "model.num_experts", "train.expert_parallel",
+             "each expert-parallel rank holds the same number of whole experts"),
+            (model.expert_ffn_hidden_size, tp, "the expert FFN width", "train.tensor_parallel",
+             "each expert's MLP is split evenly over tensor-parallel ranks"),
+        ]
+        if model.moe_shared_expert_ffn_hidden_size:
+            rules.append((model.moe_shared_expert_ffn_hidden_size, tp, "model.moe_shared_expert_ffn_hidden_size",
+                          "train.tensor_parallel", "the shared expert is split evenly over tensor-parallel ranks"))
+    rules.append((train.world_size, tp * pp * ep, f"the world size (TP x PP x DP = {train.world_size})",
+                  "TP x PP x EP", "expert-parallel groups are made of data-parallel ranks, so train.data_parallel "
+                  "must be a multiple of train.expert_parallel"))
     problems = []
+    if ep > 1 and not model.is_moe:
+        problems.append(f"train.expert_parallel is {ep} but the model has no experts (model.num_experts is not set)")
     for value, divisor, name, divisor_name, why in rules:
         if value % divisor:
             problems.append(f"{name} ({value}) is not a multiple of {divisor_name} ({divisor}): {why}")

@@ -22,7 +22,7 @@ from occi.rundir import RunDir
 from occi.train import checkpoints
 from occi.train.config import TrainConfig
 from occi.train.logs import TrainLog
-from occi.train.model import build_model, flops_per_token
+from occi.train.model import build_model, flops_per_token, initialize_independent_of_layout
 from occi.train.stop import StopRequest
 
 KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "MI250X": 191.5, "GH200": 989.0}
@@ -54,7 +54,8 @@ def setup_distributed(train: TrainConfig, seed: int) -> None:
         raise RuntimeError(f"launched with {dist.get_world_size()} processes, the config needs "
                            f"{train.world_size} (tensor x pipeline x data parallel)")
     parallel_state.initialize_model_parallel(
-        tensor_model_parallel_size=train.tensor_parallel, pipeline_model_parallel_size=train.pipeline_parallel)
+        tensor_model_parallel_size=train.tensor_parallel, pipeline_model_parallel_size=train.pipeline_parallel,
+        expert_model_parallel_size=train.expert_parallel)
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
     torch.manual_seed(seed)
 
@@ -81,8 +82,22 @@ class Trainer:
         self.dtype = dtype_for(self.train)
         on_gpu = torch.cuda.is_available()
         model = build_model(self.model_cfg, self.train, self.vocab_size, self.dtype)
+        if self.model_cfg.is_moe:
+            initialize_independent_of_layout(model, self.model_cfg, cfg.seed)
+            # Experts are expert-parallel parameters at EP=1 too (reduced over the expert data-parallel
+            # group, the data-parallel group there): the optimizer is then the same chain of a dense
+            # and an expert optimizer at every EP size, and its checkpoint moves between EP sizes.
+            for name, param in model.named_parameters():
+                if ".experts." in name:
+                    param.allreduce = False
         if on_gpu:
             model.cuda()
+        self.expert_load = None
+        if self.model_cfg.is_moe:
+            from occi.train.moe_logs import ExpertLoad
+
+            self.expert_load = ExpertLoad(model, self.model_cfg.num_layers, self.model_cfg.num_experts,
+                                          sum(self.model_cfg.moe_layers), _device())
         use_distributed_optimizer = on_gpu and self.train.distributed_optimizer
         ddp = DistributedDataParallelConfig(grad_reduce_in_fp32=True, use_distributed_optimizer=use_distributed_optimizer)
         self.model = DistributedDataParallel(model.config, ddp, model)
@@ -189,7 +204,8 @@ class Trainer:
         started = time.monotonic()
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
-        loss = self._forward_backward(self._micro_batches(self.step), forward_only=False)
+        batches = self._micro_batches(self.step)
+        loss = self._forward_backward(batches, forward_only=False)
         _, grad_norm, _ = self.optimizer.step()
         self.scheduler.step(increment=1)
         self.step += 1
@@ -200,6 +216,8 @@ class Trainer:
                   "grad_norm": float(grad_norm) if grad_norm is not None else None,
                   "tokens_per_s": tokens / seconds, "tflops_per_device": tflops,
                   "mfu": tflops / self.peak_tflops if self.peak_tflops else None, "seconds": seconds}
+        if self.expert_load is not None:
+            record.update(self.expert_load.collect(len(batches)))
         return record
 
     def validate(self) -> dict[str, float]:
