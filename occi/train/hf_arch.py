@@ -130,40 +130,29 @@ def model_config(config: dict, seq_length: int | None, where: str) -> ModelConfi
 def megatron_layer_tensors(model: ModelConfig, layer: int, read: Callable[[str], torch.Tensor],
                            kind: str = "llama") -> dict[str, torch.Tensor]:
     """One layer's megatron tensors (full, TP=1 layout), reading transformers tensors by name."""
-    src, dst = f"model.layers.{layer}.", f"decoder.layers.{layer}."
-    out = {dst + "self_attention.linear_qkv.weight": fuse_qkv(model, read(src + "self_attn.q_proj.weight"),
-                                                               read(src + "self_attn.k_proj.weight"),
-                                                               read(src + "self_attn.v_proj.weight"))}
-    if model.qkv_bias:
-        out[dst + "self_attention.linear_qkv.bias"] = fuse_qkv(model, read(src + "self_attn.q_proj.bias"),
-                                                               read(src + "self_attn.k_proj.bias"),
-                                                               read(src + "self_attn.v_proj.bias"))
-    moe = model.moe_layers[layer]
-    if moe:
-        out.update(hf_moe.megatron_from_hf(model, kind, src, dst, read))
-    else:
-        out[dst + "mlp.linear_fc1.weight"] = torch.cat([read(src + "mlp.gate_proj.weight"),
-                                                        read(src + "mlp.up_proj.weight")])
-    for hf_name, megatron_name in ONE_TO_ONE.items():
-        if ("_norm." in hf_name and not model.qk_norm) or (moe and hf_name.startswith("mlp.")):
-            continue
-        out[dst + megatron_name] = read(src + hf_name)
-    return out
+    return {f"decoder.layers.{layer}.{name}": megatron_layer_tensor(model, layer, name, read, kind)
+            for name in megatron_layer_names(model, layer)}
 
 
-def megatron_layer_names(model: ModelConfig) -> list[str]:
+def megatron_layer_names(model: ModelConfig, layer: int) -> list[str]:
     """The names of a layer's megatron tensors (after `decoder.layers.N.`)."""
+    moe = model.moe_layers[layer]
     names = ["self_attention.linear_qkv.weight"] + (["self_attention.linear_qkv.bias"] if model.qkv_bias else [])
-    names.append("mlp.linear_fc1.weight")
-    return names + [name for hf_name, name in ONE_TO_ONE.items() if model.qk_norm or "_norm." not in hf_name]
+    names += hf_moe.megatron_names(model) if moe else ["mlp.linear_fc1.weight"]
+    return names + [name for hf_name, name in ONE_TO_ONE.items()
+                    if (model.qk_norm or "_norm." not in hf_name) and not (moe and hf_name.startswith("mlp."))]
 
 
-def megatron_layer_tensor(model: ModelConfig, layer: int, name: str, read: Callable[[str], torch.Tensor]) -> torch.Tensor:
-    """One megatron tensor of a layer (full, TP=1 layout), reading only the transformers tensors it is made of."""
+def megatron_layer_tensor(model: ModelConfig, layer: int, name: str, read: Callable[[str], torch.Tensor],
+                          kind: str = "llama") -> torch.Tensor:
+    """One megatron tensor of a layer (full, TP=1 and EP=1 layout), reading only the transformers
+    tensors it is made of."""
     src = f"model.layers.{layer}."
     if name.startswith("self_attention.linear_qkv."):
         suffix = name.rsplit(".", 1)[1]
         return fuse_qkv(model, *(read(f"{src}self_attn.{p}_proj.{suffix}") for p in "qkv"))
+    if model.moe_layers[layer] and name.startswith(("mlp.router.", "mlp.experts.", "mlp.shared_experts.")):
+        return hf_moe.megatron_from_hf(model, kind, src, name, read)
     if name == "mlp.linear_fc1.weight":
         return torch.cat([read(src + "mlp.gate_proj.weight"), read(src + "mlp.up_proj.weight")])
     for hf_name, megatron_name in ONE_TO_ONE.items():

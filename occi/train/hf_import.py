@@ -159,8 +159,13 @@ def check(cfg: RunConfig, folder: Path, run_dir: Path) -> tuple[dict, ModelConfi
     if cfg.train.data_parallel % cfg.train.expert_parallel:
         raise OcciError(f"train.data_parallel {cfg.train.data_parallel} is not a multiple of train.expert_parallel "
                         f"{cfg.train.expert_parallel}: expert-parallel groups are made of data-parallel ranks")
-    for name, value in (("num_query_groups", model.num_query_groups), ("num_attention_heads", model.num_attention_heads),
-                        ("ffn_hidden_size", model.ffn_hidden_size), ("vocab_size", model.vocab_size)):
+    widths = [("num_query_groups", model.num_query_groups), ("num_attention_heads", model.num_attention_heads),
+              ("ffn_hidden_size", model.ffn_hidden_size), ("vocab_size", model.vocab_size)]
+    if model.is_moe:  # the experts' (and shared expert's) widths split over tensor-parallel ranks too
+        widths.append(("expert intermediate size", model.expert_ffn_hidden_size))
+        if model.moe_shared_expert_ffn_hidden_size:
+            widths.append(("shared expert intermediate size", model.moe_shared_expert_ffn_hidden_size))
+    for name, value in widths:
         if value % cfg.train.tensor_parallel:
             raise OcciError(f"train.tensor_parallel {cfg.train.tensor_parallel} does not divide the base's "
                             f"{name} ({value})")
@@ -314,26 +319,32 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
     setup_distributed(train, cfg.seed)
     with torch.device("meta"):
         model = build_model(model_cfg, train, model_cfg.vocab_size, dtype)
-    if model_cfg.is_moe:  # experts: the whole model in memory, written at once (_write_whole)
-        _write_whole(model, model_cfg, config["model_type"], shards, added, out)
-        return
-    made = _TensorMaker(model_cfg, shards, added)
+    made = _TensorMaker(model_cfg, config["model_type"], shards, added)
     streaming_save.save({"model": model.sharded_state_dict()}, out, made.part)
 
 
 class _TensorMaker:
     """Makes the megatron tensors of the base (full, TP=1 layout) by name, keeping the last one:
     the writer asks for the parts of a tensor (its tensor-parallel slices, SwiGLU's gate and up
-    halves) one after another."""
+    halves) one after another.
 
-    def __init__(self, model: ModelConfig, shards: Shards, added: dict | None):
-        self.model, self.shards, self.added = model, shards, added
+    A sharded key names a tensor of every layer (dense models: the global layer is a leading axis
+    of the key's tensor) or of one layer (`decoder.layers.3.…`, models with experts); an expert's
+    key names every expert of its layer, the expert being a leading axis."""
+
+    def __init__(self, model: ModelConfig, kind: str, shards: Shards, added: dict | None):
+        self.model, self.kind, self.shards, self.added = model, kind, shards, added
         self.last: tuple[str, torch.Tensor] | None = None
 
     def part(self, key: str, offsets: tuple[int, ...], sizes: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        name = hf_arch._local_name(key)
-        if name.startswith("decoder.layers."):  # the sharded key has the global layer as a leading axis
-            name = f"decoder.layers.{offsets[0]}.{name[len('decoder.layers.'):]}"
+        name, axis = hf_arch._local_name(key), 0
+        if name.startswith("decoder.layers."):
+            rest = name[len("decoder.layers."):]
+            if not rest.split(".", 1)[0].isdigit():
+                rest, axis = f"{offsets[axis]}.{rest}", axis + 1
+            if ".mlp.experts.experts." in rest:
+                rest = rest.replace(".mlp.experts.experts.", f".mlp.experts.local_experts.{offsets[axis]}.")
+            name = "decoder.layers." + rest
         return streaming_save.part(self.full(name), offsets, sizes, dtype)
 
     def full(self, name: str) -> torch.Tensor:
@@ -352,68 +363,7 @@ class _TensorMaker:
         if name == "decoder.final_layernorm.weight":
             return read("model.norm.weight")
         _, _, layer, rest = name.split(".", 3)
-        return hf_arch.megatron_layer_tensor(model, int(layer), rest, read)
-
-
-def _write_whole(model, model_cfg: ModelConfig, kind: str, shards: Shards, added: dict | None, out: Path) -> None:
-    """A mixture-of-experts base: every tensor of this rank made in memory, then one
-    dist_checkpointing save. The streaming writer names expert tensors by layer and expert axes
-    that _TensorMaker does not map yet; until it does, a mixture's import holds its rank's part
-    of the model in memory."""
-    from megatron.core import dist_checkpointing, parallel_state
-
-    _materialize(model)
-    tp, rank = parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_tensor_model_parallel_rank()
-    params = dict(model.named_parameters())
-
-    def fill(local_name: str, full: torch.Tensor) -> None:
-        param = params.pop(local_name)
-        part = _tp_part(local_name, param, full, tp, rank)
-        if part.shape != param.shape:
-            raise RuntimeError(f"{local_name}: converted shape {tuple(part.shape)} != parameter {tuple(param.shape)}")
-        with torch.no_grad():
-            param.copy_(part)
-
-    local = {name: name for name in params}
-    local.update({hf_arch._local_name(name): name for name in params})
-    if "embedding.word_embeddings.weight" in params:
-        fill("embedding.word_embeddings.weight",
-             extend_rows(shards.read("model.embed_tokens.weight"), added, model_cfg.vocab_size))
-    for index, layer in enumerate(model.decoder.layers):
-        number = layer.layer_number - 1  # global, 0-based
-        for name, tensor in hf_arch.megatron_layer_tensors(model_cfg, number, shards.read, kind).items():
-            fill(local[name.replace(f"decoder.layers.{number}.", f"decoder.layers.{index}.", 1)], tensor)
-    if "decoder.final_layernorm.weight" in params:
-        fill("decoder.final_layernorm.weight", shards.read("model.norm.weight"))
-    if "output_layer.weight" in params:
-        output = shards.read("model.embed_tokens.weight" if model_cfg.tied_embeddings else "lm_head.weight")
-        fill("output_layer.weight", extend_rows(output, added, model_cfg.vocab_size))
-    if params:
-        raise RuntimeError(f"parameters left unset by the import: {sorted(params)[:5]}")
-    dist_checkpointing.save({"model": model.sharded_state_dict()}, str(out))
-
-
-def _materialize(model: torch.nn.Module) -> None:
-    """Gives every meta parameter uninitialised CPU memory, keeping megatron's attributes on it."""
-    for module in model.modules():
-        for name, param in list(module._parameters.items()):
-            if param is not None and param.is_meta:
-                real = torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype), requires_grad=param.requires_grad)
-                real.__dict__.update(param.__dict__)
-                module._parameters[name] = real
-
-
-def _tp_part(name: str, param: torch.Tensor, full: torch.Tensor, tp: int, rank: int) -> torch.Tensor:
-    """The slice of a full tensor that tensor-parallel rank `rank` holds."""
-    full = full.to(param.dtype)
-    if tp == 1:
-        return full
-    if name.endswith("linear_fc1.weight"):  # dense, expert and shared fc1: each rank holds its part of the gate, then of the up projection
-        gate, up = torch.chunk(full, 2, dim=0)
-        return torch.cat([torch.chunk(gate, tp, dim=0)[rank], torch.chunk(up, tp, dim=0)[rank]])
-    if getattr(param, "tensor_model_parallel", False):
-        return torch.chunk(full, tp, dim=param.partition_dim)[rank]
-    return full
+        return hf_arch.megatron_layer_tensor(model, int(layer), rest, read, self.kind)
 
 
 def main(config_path: str, folder: str, out: str, run_dir: str) -> int:

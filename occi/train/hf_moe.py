@@ -20,6 +20,8 @@ norm_topk_prob), and moe_router_pre_softmax is the softmax kept without renormal
 """
 from __future__ import annotations
 
+import re
+
 from typing import Callable
 
 import torch
@@ -129,21 +131,39 @@ def disk_names(kind: str, experts: int, shared: bool) -> dict[str, list[str]]:
     return names
 
 
-def megatron_from_hf(model: ModelConfig, kind: str, src: str, dst: str,
-                     read: Callable[[str], torch.Tensor]) -> dict[str, torch.Tensor]:
-    """One mixture layer's megatron tensors (full, EP=1 and TP=1 layout) from a checkpoint's files."""
-    names = disk_names(kind, model.num_experts, bool(model.moe_shared_expert_ffn_hidden_size))
-    out = {dst + "mlp.router.weight": read(src + names["router"][0])}
+def megatron_names(model: ModelConfig) -> list[str]:
+    """A mixture layer's megatron tensors (after `decoder.layers.N.`), EP=1 layout."""
+    names = ["mlp.router.weight"]
     for e in range(model.num_experts):
-        expert = f"{dst}mlp.experts.local_experts.{e}."
-        out[expert + "linear_fc1.weight"] = torch.cat([read(src + names["gate"][e]), read(src + names["up"][e])])
-        out[expert + "linear_fc2.weight"] = read(src + names["down"][e])
-    if "shared" in names:
-        gate, up, down, gate_weight = (read(src + name) for name in names["shared"])
-        out[dst + "mlp.shared_experts.linear_fc1.weight"] = torch.cat([gate, up])
-        out[dst + "mlp.shared_experts.linear_fc2.weight"] = down
-        out[dst + "mlp.shared_experts.gate_weight"] = gate_weight
-    return out
+        names += [f"mlp.experts.local_experts.{e}.linear_fc1.weight", f"mlp.experts.local_experts.{e}.linear_fc2.weight"]
+    if model.moe_shared_expert_ffn_hidden_size:
+        names += ["mlp.shared_experts.linear_fc1.weight", "mlp.shared_experts.linear_fc2.weight",
+                  "mlp.shared_experts.gate_weight"]
+    return names
+
+
+def megatron_from_hf(model: ModelConfig, kind: str, src: str, name: str,
+                     read: Callable[[str], torch.Tensor]) -> torch.Tensor:
+    """One megatron tensor of a mixture layer (full, EP=1 and TP=1 layout) from a checkpoint's files,
+    reading only the tensors it is made of; `src` is the layer's transformers prefix."""
+    names = disk_names(kind, model.num_experts, bool(model.moe_shared_expert_ffn_hidden_size))
+    if name == "mlp.router.weight":
+        return read(src + names["router"][0])
+    expert = re.fullmatch(r"mlp\.experts\.local_experts\.(\d+)\.linear_fc([12])\.weight", name)
+    if expert:
+        e = int(expert[1])
+        if expert[2] == "2":
+            return read(src + names["down"][e])
+        return torch.cat([read(src + names["gate"][e]), read(src + names["up"][e])])
+    if name.startswith("mlp.shared_experts.") and "shared" in names:
+        gate, up, down, gate_weight = names["shared"]
+        if name.endswith("linear_fc1.weight"):
+            return torch.cat([read(src + gate), read(src + up)])
+        if name.endswith("linear_fc2.weight"):
+            return read(src + down)
+        if name.endswith("gate_weight"):
+            return read(src + gate_weight)
+    raise KeyError(f"no transformers tensor of a {kind} base makes megatron's {name}")
 
 
 def hf_from_megatron(state: dict[str, torch.Tensor], model: ModelConfig, src: str, dst: str) -> dict[str, torch.Tensor]:
