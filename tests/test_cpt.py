@@ -149,6 +149,12 @@ def test_extended_tokenizer_keeps_ids_and_initialises_new_rows_from_their_parts(
     assert names[1] == "base" and names[0].startswith("extended")
     assert all(report["tokenizers"][names[0]]["languages"][c]["fertility"]
                <= report["tokenizers"]["base"]["languages"][c]["fertility"] for c in ["en", "de"])
+    comparison = report["comparison"]  # same text: the extended tokens over the base's, largest gain first
+    for code in ["en", "de"]:
+        tokens = [report["tokenizers"][n]["languages"][code]["tokens"] for n in names]
+        assert comparison["languages"][code]["token_ratio"] == round(tokens[0] / tokens[1], 4) <= 1.0
+    assert sorted(comparison["most_gain"], key=lambda c: comparison["languages"][c]["token_ratio"]) == comparison["most_gain"]
+    assert "the languages that gain most first" in (run_dir / "tokenizer" / "report.md").read_text()
     exported, original = (AutoModelForCausalLM.from_pretrained(f) for f in (run_dir / "hf", base))
     rows, before = exported.get_input_embeddings().weight, original.get_input_embeddings().weight
     head, head_before = exported.lm_head.weight, original.lm_head.weight

@@ -64,7 +64,8 @@ def extend(cfg: RunConfig, run_dir: Path) -> dict:
         heldout = {code: "\n".join(lines) for code, lines in _lines(cfg, run_dir, "heldout").items() if lines}
         base = models.HFTokenizer(folder / "tokenizer.json", "base")
         extended = models.HFTokenizer(tmp / "tokenizer.json", f"extended (+{len(added)})")
-        result = tokenizer_report.evaluate([extended, base], heldout, parallel=False)
+        result = tokenizer_report.compare(tokenizer_report.evaluate([extended, base], heldout, parallel=False),
+                                          extended.name, base.name)
         tokenizer_report.write(result, tmp)
         mark_done(tmp)
     return result

@@ -84,6 +84,32 @@ def evaluate(tokenizers: list[Tokenizer], texts: dict[str, str], parallel: bool)
     return report
 
 
+def compare(report: dict, new: str, old: str) -> dict:
+    """Adds how tokenizer `new` does against `old` on the same text, per language: the token ratio
+    (new tokens / old tokens: the parity of the two on identical content; below 1 means shorter
+    sequences, so more text per training token and per context window) and the change in fertility;
+    languages ordered by gain, largest first."""
+    per_language = {}
+    for code in report["languages"]:
+        a, b = report["tokenizers"][new]["languages"][code], report["tokenizers"][old]["languages"][code]
+        per_language[code] = {"token_ratio": round(a["tokens"] / max(1, b["tokens"]), 4),
+                              "fertility_change": round(a["fertility"] - b["fertility"], 4)}
+    order = sorted(per_language, key=lambda c: (per_language[c]["token_ratio"], c))
+    report["comparison"] = {"new": new, "old": old, "languages": per_language, "most_gain": order}
+    return report
+
+
+def _comparison_markdown(comparison: dict) -> list[str]:
+    new, old, per_language = comparison["new"], comparison["old"], comparison["languages"]
+    lines = ["", f"{new} against {old} on the same text, the languages that gain most first (token ratio: "
+             f"{new}'s tokens / {old}'s; below 1.00 the same text takes fewer tokens):", "",
+             "| lang | token ratio | fertility change |", "|---|---|---|"]
+    for code in comparison["most_gain"]:
+        entry = per_language[code]
+        lines.append(f"| {code} | {entry['token_ratio']:.3f} | {entry['fertility_change']:+.3f} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     names = list(report["tokenizers"])
     show_parity = report["parallel"] and "en" in report["languages"]
@@ -100,6 +126,8 @@ def markdown(report: dict) -> str:
         row += [f"{first['chars_per_token']:.2f}", f"{first['continued_word_ratio']:.1%}",
                 "n/a" if fallback is None else f"{fallback:.2%}"]
         lines.append("| " + " | ".join(row) + " |")
+    if "comparison" in report:
+        lines += _comparison_markdown(report["comparison"])
     return "\n".join(lines)
 
 
