@@ -14,6 +14,15 @@ from occi import languages, ranges
 PLACEHOLDERS = ("{code}", "{iso639_3}", "{script}", "{glotlid}", "{name}")
 
 
+def check_location(kind: str, dataset: str | None, path: str | None) -> None:
+    """A hub source names its dataset; every other kind names a glob of local files."""
+    if kind == "hub":
+        if not dataset:
+            raise ValueError("a hub source needs `dataset` (a Hugging Face id or builder name)")
+    elif not path:
+        raise ValueError(f"a {kind} source needs `path` (a glob of local files)")
+
+
 @dataclass
 class SourceConfig:
     name: str
@@ -47,11 +56,7 @@ class SourceConfig:
     """text: one document per file, or per blank-line-separated paragraph."""
 
     def __post_init__(self) -> None:
-        if self.kind == "hub":
-            if not self.dataset:
-                raise ValueError("a hub source needs `dataset` (a Hugging Face id or builder name)")
-        elif not self.path:
-            raise ValueError(f"a {self.kind} source needs `path` (a glob of local files)")
+        check_location(self.kind, self.dataset, self.path)
         ranges.check(self, {"limit": ranges.at_least(1)})
         if self.language and "{" not in self.language:
             languages.get(self.language)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from occi import languages, ranges
-from occi.corpora.config import DedupConfig
+from occi.corpora.config import DedupConfig, check_location
 
 
 @dataclass
@@ -35,11 +35,7 @@ class ChatSourceConfig:
     """At most this many rows read from this source."""
 
     def __post_init__(self) -> None:
-        if self.kind == "hub":
-            if not self.dataset:
-                raise ValueError("a hub source needs `dataset` (a Hugging Face id or builder name)")
-        elif not self.path:
-            raise ValueError(f"a {self.kind} source needs `path` (a glob of local files)")
+        check_location(self.kind, self.dataset, self.path)
         ranges.check(self, {"weight": ranges.at_least(0), "limit": ranges.at_least(1)})
         if self.language is not None:
             languages.get(self.language)

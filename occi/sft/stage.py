@@ -81,7 +81,9 @@ def _check_ready(cfg: RunConfig, run: RunDir) -> None:
         run.require("train")
     if checkpoints.latest_iteration(run.root) is None:
         raise OcciError(f"{run.checkpoints}: no checkpoint to fine-tune; run `occi train` first")
-    if cfg.sft.packing and _fused_attention():
+    from occi.train.model import has_transformer_engine
+
+    if cfg.sft.packing and has_transformer_engine():
         raise OcciError(f"{cfg.source_file}: sft.packing: Transformer Engine's fused attention here does not take "
                         "occi's per-conversation mask; set sft.packing: false (padding) on this machine")
     from occi.train.hf_import import run_model_config
@@ -89,18 +91,6 @@ def _check_ready(cfg: RunConfig, run: RunDir) -> None:
     if cfg.sft.packing and run_model_config(cfg, run.root).sliding_window:
         raise OcciError(f"{cfg.source_file}: sft.packing: a sliding-window model builds its own attention mask "
                         "(packed conversations would see each other); set sft.packing: false")
-
-
-def _fused_attention() -> bool:
-    import torch
-
-    if not torch.cuda.is_available():
-        return False
-    try:
-        import transformer_engine  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def sft(cfg: RunConfig, run: RunDir) -> dict:

@@ -109,7 +109,8 @@ def token_dispatcher(train: TrainConfig) -> str:
     return "alltoall" if torch.cuda.is_available() else "allgather"
 
 
-def _has_transformer_engine() -> bool:
+def has_transformer_engine() -> bool:
+    """Whether this rank builds the fused Transformer Engine layer spec (a GPU with TE installed)."""
     if not torch.cuda.is_available():
         return False
     try:
@@ -127,7 +128,7 @@ def layer_spec(config):
         get_gpt_layer_with_transformer_engine_spec,
     )
 
-    te = _has_transformer_engine()
+    te = has_transformer_engine()
     if config.num_moe_experts:
         return get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
     if te:
