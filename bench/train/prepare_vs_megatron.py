@@ -14,8 +14,8 @@ from /usr/bin/time -v, and the peak of the summed PSS of the whole process tree,
 document. --repeats N runs the two tools N times, alternating, and reports the ratio as
 min/median/max, with start-up and without it: each tool's start-up (interpreter, imports,
 argument parsing: the same command with --help, which exits before reading a byte) is measured
-right before each of its runs and subtracted from that run's wall time. Megatron-LM's source (a checkout at core_v0.16.1, the installed megatron-core) and the
-triton package its `megatron.training` imports (MEGATRON_EXTRA_PATH) stay outside the repository.
+right before each of its runs, and the median of these is subtracted from each run's wall time.
+Megatron-LM's source (a checkout at core_v0.16.1, the installed megatron-core) and the triton package its `megatron.training` imports (MEGATRON_EXTRA_PATH) stay outside the repository.
 """
 from __future__ import annotations
 
@@ -126,7 +126,8 @@ def measure(command: list[str], env: dict | None = None) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command[:3])} ... failed:\n{stderr[-3000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1))
-    return {"seconds": seconds, "max_rss_mb": rss / 1024, "peak_pss_mb": peak_pss / 2**20}
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", stderr).group(1)) for kind in ("User", "System"))
+    return {"seconds": seconds, "cpu_s": cpu, "max_rss_mb": rss / 1024, "peak_pss_mb": peak_pss / 2**20}
 
 
 def spread(values: list[float]) -> dict:
@@ -178,30 +179,37 @@ def main() -> dict:
         shutil.rmtree(work / "run" / "data", ignore_errors=True)
         shutil.rmtree(work / "mlm", ignore_errors=True)
         (work / "mlm").mkdir()
-        occi_start = measure(occi_command[:5] + ["--help"])["seconds"]
+        occi_start = measure(occi_command[:5] + ["--help"])
         occi = measure(occi_command)
-        mlm_start = measure(mlm_command[:2] + ["--help"], env)["seconds"]
+        mlm_start = measure(mlm_command[:2] + ["--help"], env)
         mlm = measure(mlm_command, env)
-        occi["startup_s"], mlm["startup_s"] = occi_start, mlm_start
+        occi["startup_s"], mlm["startup_s"] = occi_start["seconds"], mlm_start["seconds"]
+        occi["startup_cpu_s"], mlm["startup_cpu_s"] = occi_start["cpu_s"], mlm_start["cpu_s"]
         rounds.append({"occi": occi, "megatron_lm": mlm})
-        print(f"round {index + 1}/{ARGS.repeats}: occi {occi['seconds']:.1f} s (start-up {occi_start:.1f} s), "
-              f"Megatron-LM {mlm['seconds']:.1f} s (start-up {mlm_start:.1f} s)", flush=True)
+        print(f"round {index + 1}/{ARGS.repeats}: occi {occi['seconds']:.1f} s, CPU {occi['cpu_s']:.1f} s (start-up "
+              f"{occi_start['seconds']:.1f} s, CPU {occi_start['cpu_s']:.1f} s); Megatron-LM {mlm['seconds']:.1f} s, CPU "
+              f"{mlm['cpu_s']:.1f} s (start-up {mlm_start['seconds']:.1f} s, CPU {mlm_start['cpu_s']:.1f} s)", flush=True)
     blend = json.loads((work / "run" / "data" / "blend.json").read_text())
     entry = blend["languages"][LANG]
-    tokens = compare_tokens([entry["prefix"], entry["valid_prefix"]], str(work / "mlm" / f"{LANG}_text_document"), blend["eod_id"])
+    prefixes = [str(work / "run" / entry[key]) for key in ("prefix", "valid_prefix")]  # relative to the run folder
+    tokens = compare_tokens(prefixes, str(work / "mlm" / f"{LANG}_text_document"), blend["eod_id"])
     for r in rounds:
         r["occi"]["tokens_per_s"] = tokens["occi_tokens"] / r["occi"]["seconds"]
         r["megatron_lm"]["tokens_per_s"] = tokens["mlm_tokens"] / r["megatron_lm"]["seconds"]
     with_startup = [r["megatron_lm"]["seconds"] / r["occi"]["seconds"] * tokens["occi_tokens"] / tokens["mlm_tokens"]
                     for r in rounds]
-    without_startup = [(r["megatron_lm"]["seconds"] - r["megatron_lm"]["startup_s"])
-                       / (r["occi"]["seconds"] - r["occi"]["startup_s"]) * tokens["occi_tokens"] / tokens["mlm_tokens"]
+    # Start-up subtracted as the median over the rounds of each tool's --help run: one start-up
+    # measured on a loaded machine can take longer than a whole run.
+    startup = {tool: spread([r[tool]["startup_s"] for r in rounds])["median"] for tool in ("occi", "megatron_lm")}
+    without_startup = [(r["megatron_lm"]["seconds"] - startup["megatron_lm"])
+                       / (r["occi"]["seconds"] - startup["occi"]) * tokens["occi_tokens"] / tokens["mlm_tokens"]
                        for r in rounds]
     occi, mlm = rounds[-1]["occi"], rounds[-1]["megatron_lm"]
     result = {"documents": documents, "megabytes": round(megabytes, 1),
               "corpus": origin, "vocab": blend["vocab_size"], "workers": ARGS.workers, "occi": occi, "megatron_lm": mlm,
               **tokens, "ratio_tokens_per_s": occi["tokens_per_s"] / mlm["tokens_per_s"], "rounds": rounds,
-              "ratio_with_startup": spread(with_startup), "ratio_without_startup": spread(without_startup)}
+              "ratio_with_startup": spread(with_startup), "ratio_without_startup": spread(without_startup),
+              "startup_median_s": startup}
     print(f"{'tool':<31} {'wall s':>7} {'tokens/s':>11} {'max RSS MB':>11} {'peak PSS MB':>12} {'tokens':>12}")
     for name, r, n in (("occi data prepare", occi, tokens["occi_tokens"]), ("Megatron-LM preprocess_data.py", mlm, tokens["mlm_tokens"])):
         print(f"{name:<31} {r['seconds']:>7.1f} {r['tokens_per_s']:>11,.0f} {r['max_rss_mb']:>11,.0f} {r['peak_pss_mb']:>12,.0f} {n:>12,}")
