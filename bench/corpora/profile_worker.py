@@ -21,6 +21,7 @@ import argparse
 import cProfile
 import json
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -122,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg, folder = corpora_config(args.corpus, args.shards)
     profile = cProfile.Profile() if args.cprofile else None
     start, cpu = time.perf_counter(), time.process_time()
-    documents, spent, decisions = run(cfg, folder, profile)
+    try:
+        documents, spent, decisions = run(cfg, folder, profile)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     total = sum(spent.values())
     print(f"{documents} documents, {len(decisions['exact'])} kept before dedup; wall {wall:.1f} s, CPU {cpu:.1f} s "
