@@ -284,3 +284,24 @@ def test_fineweb_list_ratio():
     cfg.fineweb.short_line_thr = 1.1  # let the list through the short-line rule to reach list_ratio
     lines = [f"Punkt {i}: Brot." for i in range(30)]
     assert FineWebQualityFilter(cfg).filter(doc("\n".join(lines))) == "list_ratio"
+
+
+def test_numpy_ngram_counts_equal_the_counter_of_tuples():
+    """Long documents count n-grams with numpy (quality._NGrams), short ones with a Counter of
+    tuples: both give the same top n-gram (the first to occur among ties) and duplicated chars."""
+    import random
+
+    from occi.corpora.quality import _CountedNGrams, _NGrams
+
+    rng = random.Random(7)
+    vocabulary = ["a", "bb", "ccc", "dddd", "ée", "ß", "x" * 9, "Ωμέγα"]
+    for case in range(60):
+        size = rng.choice([1, 2, 5, 30, 250, 700])
+        words = [rng.choice(vocabulary[: rng.randint(2, len(vocabulary))]) for _ in range(size)]
+        if case % 3 == 0:  # planted repeats of a long phrase
+            words = (words[:20] * 4 + words)[:size]
+        fast, counted = _NGrams(words), _CountedNGrams(words)
+        for n in range(1, 11):
+            if len(words) >= n:
+                assert fast.top(n) == counted.top(n), (case, n)
+                assert fast.duplicated_chars(n) == counted.duplicated_chars(n), (case, n)

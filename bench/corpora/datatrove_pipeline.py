@@ -2,9 +2,9 @@
 
 Run it with the separate environment made by setup_datatrove.sh:
 
-    /work/bench-data/venv-datatrove/bin/python bench/corpora/datatrove_pipeline.py \\
-        --corpus /work/bench-data/corpus --languages /work/bench-data/languages.json \\
-        --out /work/bench-data/datatrove [--workers 2] [--words datatrove|whitespace]
+    /tmp/occi-bench/venv-datatrove/bin/python bench/corpora/datatrove_pipeline.py \\
+        --corpus /tmp/occi-bench/corpus --languages /tmp/occi-bench/languages.json \\
+        --out /tmp/occi-bench/datatrove [--workers 2] [--words datatrove|whitespace]
 
 (`languages.json` comes from export_languages.py: occi's thresholds, stop words and label
 aliases.) Five LocalPipelineExecutor stages, run one after the other and timed one by one:
@@ -263,9 +263,9 @@ def merge_decisions(out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("/work/bench-data/corpus"))
+    parser.add_argument("--corpus", type=Path, default=Path("/tmp/occi-bench/corpus"))
     parser.add_argument("--languages", type=Path, required=True, help="JSON from export_languages.py")
-    parser.add_argument("--out", type=Path, default=Path("/work/bench-data/datatrove"),
+    parser.add_argument("--out", type=Path, default=Path("/tmp/occi-bench/datatrove"),
                         help="work and output folder; emptied first")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--words", choices=("datatrove", "whitespace"), default="datatrove",

@@ -1,6 +1,6 @@
 """Writes the language settings of occi's table as the JSON that datatrove_pipeline.py reads.
 
-    python3 bench/corpora/export_languages.py [CODES...] > /work/bench-data/languages.json
+    python3 bench/corpora/export_languages.py [CODES...] > /tmp/occi-bench/languages.json
 
 Without CODES: every language of occi/languages.py. The JSON holds, per language, the language-ID
 threshold and the Gopher stop words, and the model labels that count as another language

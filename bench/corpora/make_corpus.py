@@ -29,7 +29,7 @@ Output: DATA/corpus/part-0000.jsonl, ... with {"id", "text", "source_hint"} per 
 order is fixed for a given set of packages and every prefix (--max-mb) mixes all sources and
 languages in the same proportions as the whole corpus.
 
-    python bench/corpora/make_corpus.py [--data /work/bench-data] [--out DIR] [--max-mb N]
+    python bench/corpora/make_corpus.py [--data /tmp/occi-bench] [--out DIR] [--max-mb N]
 """
 from __future__ import annotations
 
@@ -409,8 +409,8 @@ def summary(docs: list[tuple[str, str, str]], shards: int, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/bench-data"),
-                        help="scratch folder for debs/ and extract/ (default /work/bench-data)")
+    parser.add_argument("--data", type=Path, default=Path("/tmp/occi-bench"),
+                        help="scratch folder for debs/ and extract/ (default /tmp/occi-bench)")
     parser.add_argument("--out", type=Path, default=None, help="shard folder (default DATA/corpus)")
     parser.add_argument("--max-mb", type=float, default=None,
                         help="write only the first N MB of text (a prefix of the full corpus)")

@@ -1,7 +1,8 @@
 """bench/corpora: occi's corpora stage against datatrove on the Debian documentation corpus.
 
-    .venv/bin/python bench/corpora/run.py --shards 7 [--corpus /work/bench-data/corpus]
-        [--work /work/bench-data/runs] [--workers 2] [--sides occi,datatrove]
+    .venv/bin/python bench/corpora/run.py --shards 7 [--data /tmp/occi-bench] [--corpus DATA/corpus]
+        [--work DATA/runs] [--workers 2] [--sides occi,datatrove] [--words whitespace]
+        [--repeats 3] [--dedup]
 
 (make_corpus.py builds the corpus; setup_datatrove.sh the datatrove environment.) The first
 --shards shards of the corpus are one input size (documents are ordered by a hash of their id,
@@ -17,6 +18,12 @@ Each side runs as a child process; its wall time and the peak of the summed RSS 
 tree (sampled every 0.1 s) are measured here, the same way for both. Language-ID agreement: per
 document, kept or dropped by language ID, and the language when kept, compared between the two.
 Writes WORK/<size>/result.json and prints it.
+
+--repeats N runs the sides N times, alternating (occi, datatrove, occi, datatrove, ...: this
+machine's speed drifts within minutes, and neighbours come and go), and reports each side's
+docs/s/core and the ratio of every round as min/median/max. --dedup first removes exact
+duplicates (lower-cased text, whitespace collapsed: occi's exact key) from the input shards, so
+the same comparison runs on deduplicated text.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -81,15 +89,30 @@ def measured(command: list[str], log: Path) -> dict:
     return {"wall_s": round(wall, 2), "peak_tree_rss_mb": round(memory.peak / 1e6, 1)}
 
 
-def input_subset(corpus: Path, shards: int, folder: Path) -> tuple[int, float]:
-    """FOLDER/part-*.jsonl: links to the first `shards` shards; returns documents and MB."""
+def input_subset(corpus: Path, shards: int, folder: Path, dedup: bool = False) -> tuple[int, float]:
+    """FOLDER/part-*.jsonl: links to the first `shards` shards (or, with `dedup`, copies without
+    exact duplicates); returns documents and MB."""
     files = sorted(corpus.glob("part-*.jsonl"))[:shards]
     if len(files) < shards:
-        raise SystemExit(f"{corpus} has {len(files)} shards, fewer than --shards {shards}: run make_corpus.py")
+        raise SystemExit(f"{corpus} has {len(files)} shards, fewer than --shards {shards}: run "
+                         "bench/corpora/make_corpus.py first (see bench/README.md)")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    for file in files:
-        (folder / file.name).symlink_to(file.resolve())
+    if dedup:
+        from occi.corpora.dedup import exact_key
+
+        seen: set[bytes] = set()
+        for file in files:
+            with file.open(encoding="utf-8") as source, (folder / file.name).open("w", encoding="utf-8") as target:
+                for line in source:
+                    key = exact_key(json.loads(line)["text"])
+                    if key not in seen:
+                        seen.add(key)
+                        target.write(line)
+        files = sorted(folder.glob("part-*.jsonl"))
+    else:
+        for file in files:
+            (folder / file.name).symlink_to(file.resolve())
     docs = sum(1 for f in files for _ in f.open("rb"))
     return docs, sum(f.stat().st_size for f in files) / 1e6
 
@@ -166,31 +189,15 @@ def occi_kept(run_dir: Path) -> int:
     return int(stats["totals"]["documents_kept"])
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("/work/bench-data/corpus"))
-    parser.add_argument("--shards", type=int, required=True, help="use the first N shards (about 8 MB each)")
-    parser.add_argument("--work", type=Path, default=Path("/work/bench-data/runs"))
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--sides", default="occi,datatrove")
-    parser.add_argument("--datatrove-python", type=Path, default=Path("/work/bench-data/venv-datatrove/bin/python"))
-    parser.add_argument("--words", choices=("datatrove", "whitespace"), default="datatrove",
-                        help="word tokenizer on the datatrove side (see datatrove_pipeline.py)")
-    args = parser.parse_args(argv)
-    sides = args.sides.split(",")
+def min_median_max(values: list[float]) -> dict:
+    return {"min": round(min(values), 2), "median": round(statistics.median(values), 2),
+            "max": round(max(values), 2), "values": [round(v, 2) for v in values]}
 
-    work = args.work / f"{args.shards}-shards"
-    work.mkdir(parents=True, exist_ok=True)
-    subset = work / "input"
-    docs_in, mb_in = input_subset(args.corpus, args.shards, subset)
+
+def run_side(side: str, args, work: Path, subset: Path, docs_in: int) -> dict:
+    """One run of one side: wall, peak tree RSS, documents kept, docs/s/core."""
     cores = args.workers
-    result = {"input": {"shards": args.shards, "documents": docs_in, "jsonl_mb": round(mb_in, 1)},
-              "workers": args.workers, "machine_cores": os.cpu_count()}
-    previous = work / "result.json"
-    if previous.exists():  # one side re-run alone keeps the other's figures
-        result = {**json.loads(previous.read_text()), **result}
-
-    if "occi" in sides:
+    if side == "occi":
         run_dir = work / "occi"
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
@@ -199,20 +206,75 @@ def main(argv: list[str] | None = None) -> None:
                             "--run-dir", str(run_dir)], work / "occi.log")
         figures["documents_kept"] = occi_kept(run_dir)
         figures["docs_per_s_per_core"] = round(docs_in / figures["wall_s"] / cores, 1)
-        result["occi"] = figures
-    if "datatrove" in sides:
+        return figures
+    if side == "datatrove":
         languages_json = work / "languages.json"
         languages_json.write_text(subprocess.run([sys.executable, str(HERE / "export_languages.py")], check=True,
                                                  capture_output=True, text=True).stdout)
-        side = "datatrove" if args.words == "datatrove" else "datatrove_whitespace_words"
-        out = work / side
+        name = "datatrove" if args.words == "datatrove" else "datatrove_whitespace_words"
+        out = work / name
         figures = measured([str(args.datatrove_python), str(HERE / "datatrove_pipeline.py"), "--corpus", str(subset),
                             "--languages", str(languages_json), "--out", str(out), "--workers", str(args.workers),
-                            "--words", args.words], work / f"{side}.log")
+                            "--words", args.words], work / f"{name}.log")
         own = json.loads((out / "result.json").read_text())
         figures.update(documents_kept=own["docs_out"], stage_s=own["stage_s"])
         figures["docs_per_s_per_core"] = round(docs_in / figures["wall_s"] / cores, 1)
-        result[side] = figures
+        return figures
+    raise SystemExit(f"unknown side {side!r}: occi or datatrove")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("/tmp/occi-bench"),
+                        help="the folder make_corpus.py and setup_datatrove.sh wrote to (default /tmp/occi-bench)")
+    parser.add_argument("--corpus", type=Path, default=None, help="default DATA/corpus")
+    parser.add_argument("--shards", type=int, required=True, help="use the first N shards (about 8 MB each)")
+    parser.add_argument("--work", type=Path, default=None, help="default DATA/runs")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sides", default="occi,datatrove")
+    parser.add_argument("--datatrove-python", type=Path, default=None, help="default DATA/venv-datatrove/bin/python")
+    parser.add_argument("--words", choices=("datatrove", "whitespace"), default="datatrove",
+                        help="word tokenizer on the datatrove side (see datatrove_pipeline.py)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating rounds of the sides (min/median/max)")
+    parser.add_argument("--dedup", action="store_true", help="remove exact duplicates from the input first")
+    args = parser.parse_args(argv)
+    args.corpus = args.corpus or args.data / "corpus"
+    args.work = args.work or args.data / "runs"
+    args.datatrove_python = args.datatrove_python or args.data / "venv-datatrove" / "bin" / "python"
+    sides = args.sides.split(",")
+    if "datatrove" in sides and not args.datatrove_python.exists():
+        raise SystemExit(f"{args.datatrove_python} does not exist: run bench/corpora/setup_datatrove.sh first "
+                         "or pass --datatrove-python")
+
+    work = args.work / f"{args.shards}-shards{'-dedup' if args.dedup else ''}"
+    work.mkdir(parents=True, exist_ok=True)
+    subset = work / "input"
+    docs_in, mb_in = input_subset(args.corpus, args.shards, subset, args.dedup)
+    result = {"input": {"shards": args.shards, "documents": docs_in, "jsonl_mb": round(mb_in, 1)},
+              "workers": args.workers, "machine_cores": os.cpu_count()}
+    previous = work / "result.json"
+    if previous.exists():  # one side re-run alone keeps the other's figures
+        result = {**json.loads(previous.read_text()), **result}
+
+    side_name = "datatrove" if args.words == "datatrove" else "datatrove_whitespace_words"
+    rounds: list[dict] = []
+    for round_index in range(args.repeats):
+        figures_of_round = {}
+        for side in sides:
+            figures_of_round[side if side == "occi" else side_name] = run_side(side, args, work, subset, docs_in)
+            print(f"round {round_index + 1}/{args.repeats} {side}: {figures_of_round}", file=sys.stderr, flush=True)
+        rounds.append(figures_of_round)
+    result.update(rounds[-1])
+    if args.repeats > 1:
+        result["rounds"] = rounds
+        spread = {}
+        for side in rounds[0]:
+            rates = [r[side]["docs_per_s_per_core"] for r in rounds]
+            spread[f"{side}_docs_per_s_per_core"] = min_median_max(rates)
+        if "occi" in rounds[0] and side_name in rounds[0]:
+            spread[f"ratio_occi_over_{side_name}"] = min_median_max(
+                [r["occi"]["docs_per_s_per_core"] / r[side_name]["docs_per_s_per_core"] for r in rounds])
+        result["spread"] = spread
     for side in ("datatrove", "datatrove_whitespace_words"):
         if "occi" in result and side in result:
             result[f"throughput_ratio_occi_over_{side}"] = round(

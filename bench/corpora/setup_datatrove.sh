@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the separate virtual environment for the datatrove side of bench/corpora.
 #
-#   bash bench/corpora/setup_datatrove.sh [VENV]      (default /work/bench-data/venv-datatrove)
+#   bash bench/corpora/setup_datatrove.sh [VENV]      (default /tmp/occi-bench/venv-datatrove)
 #
 # datatrove is installed for the benchmark only, never into occi's .venv. Installed:
 #   - datatrove 0.10.x and the pieces of its extras that this pipeline imports: orjson (JSONL
@@ -17,7 +17,7 @@
 #   - no torch (this machine's pip constraint caps it; nothing here needs it).
 set -euo pipefail
 
-VENV=${1:-/work/bench-data/venv-datatrove}
+VENV=${1:-/tmp/occi-bench/venv-datatrove}
 PY=${PYTHON:-python3}
 
 if [ ! -x "$VENV/bin/python" ]; then

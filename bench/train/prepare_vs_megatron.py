@@ -1,7 +1,7 @@
 """bench/train, part 1: `occi data prepare` against Megatron-LM's tools/preprocess_data.py.
 
-  .venv/bin/python bench/train/prepare_vs_megatron.py --megatron-lm DIR --work DIR \
-      [--corpus 'GLOB.jsonl'] [--mb 50] [--vocab 32000] [--workers 2] [--json FILE]
+  .venv/bin/python bench/train/prepare_vs_megatron.py --megatron-lm DIR [--work DIR] \
+      [--corpus 'GLOB.jsonl'] [--mb 50] [--vocab 32000] [--workers 2] [--repeats 3] [--json FILE]
 
 Both tools tokenize the same documents (the first MB megabytes of the JSONL corpus; without one,
 the demo samples repeated) with the same SentencePiece BPE model (trained here on that text, occi's
@@ -11,8 +11,11 @@ its corpora stage writes them (WORK/run/corpora/<lang>/part-*.parquet), Megatron
 Reported: wall time (start-up included), tokens/s, peak memory (the largest process's maximum RSS
 from /usr/bin/time -v, and the peak of the summed PSS of the whole process tree, sampled every
 50 ms: Megatron-LM runs 2 + WORKERS processes), and whether the token ids agree document by
-document. Megatron-LM's source (a checkout at core_v0.16.1, the installed megatron-core) and the
-triton package its `megatron.training` imports (MEGATRON_EXTRA_PATH) stay outside the repository.
+document. --repeats N runs the two tools N times, alternating, and reports the ratio as
+min/median/max, with start-up and without it: each tool's start-up (interpreter, imports,
+argument parsing: the same command with --help, which exits before reading a byte) is measured
+right before each of its runs, and the median of these is subtracted from each run's wall time.
+Megatron-LM's source (a checkout at core_v0.16.1, the installed megatron-core) and the triton package its `megatron.training` imports (MEGATRON_EXTRA_PATH) stay outside the repository.
 """
 from __future__ import annotations
 
@@ -123,7 +126,14 @@ def measure(command: list[str], env: dict | None = None) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command[:3])} ... failed:\n{stderr[-3000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1))
-    return {"seconds": seconds, "max_rss_mb": rss / 1024, "peak_pss_mb": peak_pss / 2**20}
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", stderr).group(1)) for kind in ("User", "System"))
+    return {"seconds": seconds, "cpu_s": cpu, "max_rss_mb": rss / 1024, "peak_pss_mb": peak_pss / 2**20}
+
+
+def spread(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2] if len(ordered) % 2 else
+            (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2, "max": ordered[-1], "values": values}
 
 
 def compare_tokens(occi_prefixes: list[str], mlm_prefix: str, eod: int) -> dict:
@@ -159,24 +169,54 @@ def main() -> dict:
     documents = len(rows)
     del rows
 
-    occi = measure([sys.executable, "-m", "occi.cli", "data", "prepare", str(config), "--run-dir", str(work / "run")])
-    blend = json.loads((work / "run" / "data" / "blend.json").read_text())
-    (work / "mlm").mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ARGS.megatron_lm), os.environ.get("MEGATRON_EXTRA_PATH", "")) if p)}
-    mlm = measure([sys.executable, str(ARGS.megatron_lm / "tools" / "preprocess_data.py"), "--input", str(work / "corpus.jsonl"),
+    occi_command = [sys.executable, "-m", "occi.cli", "data", "prepare", str(config), "--run-dir", str(work / "run")]
+    mlm_command = [sys.executable, str(ARGS.megatron_lm / "tools" / "preprocess_data.py"), "--input", str(work / "corpus.jsonl"),
                    "--output-prefix", str(work / "mlm" / LANG), "--tokenizer-type", "SentencePieceTokenizer",
-                   "--tokenizer-model", str(model), "--append-eod", "--workers", str(ARGS.workers), "--json-keys", "text"], env)
+                   "--tokenizer-model", str(model), "--append-eod", "--workers", str(ARGS.workers), "--json-keys", "text"]
+    rounds = []
+    for index in range(ARGS.repeats):
+        shutil.rmtree(work / "run" / "data", ignore_errors=True)
+        shutil.rmtree(work / "mlm", ignore_errors=True)
+        (work / "mlm").mkdir()
+        occi_start = measure(occi_command[:5] + ["--help"])
+        occi = measure(occi_command)
+        mlm_start = measure(mlm_command[:2] + ["--help"], env)
+        mlm = measure(mlm_command, env)
+        occi["startup_s"], mlm["startup_s"] = occi_start["seconds"], mlm_start["seconds"]
+        occi["startup_cpu_s"], mlm["startup_cpu_s"] = occi_start["cpu_s"], mlm_start["cpu_s"]
+        rounds.append({"occi": occi, "megatron_lm": mlm})
+        print(f"round {index + 1}/{ARGS.repeats}: occi {occi['seconds']:.1f} s, CPU {occi['cpu_s']:.1f} s (start-up "
+              f"{occi_start['seconds']:.1f} s, CPU {occi_start['cpu_s']:.1f} s); Megatron-LM {mlm['seconds']:.1f} s, CPU "
+              f"{mlm['cpu_s']:.1f} s (start-up {mlm_start['seconds']:.1f} s, CPU {mlm_start['cpu_s']:.1f} s)", flush=True)
+    blend = json.loads((work / "run" / "data" / "blend.json").read_text())
     entry = blend["languages"][LANG]
-    tokens = compare_tokens([entry["prefix"], entry["valid_prefix"]], str(work / "mlm" / f"{LANG}_text_document"), blend["eod_id"])
-    occi["tokens_per_s"] = tokens["occi_tokens"] / occi["seconds"]
-    mlm["tokens_per_s"] = tokens["mlm_tokens"] / mlm["seconds"]
+    prefixes = [str(work / "run" / entry[key]) for key in ("prefix", "valid_prefix")]  # relative to the run folder
+    tokens = compare_tokens(prefixes, str(work / "mlm" / f"{LANG}_text_document"), blend["eod_id"])
+    for r in rounds:
+        r["occi"]["tokens_per_s"] = tokens["occi_tokens"] / r["occi"]["seconds"]
+        r["megatron_lm"]["tokens_per_s"] = tokens["mlm_tokens"] / r["megatron_lm"]["seconds"]
+    with_startup = [r["megatron_lm"]["seconds"] / r["occi"]["seconds"] * tokens["occi_tokens"] / tokens["mlm_tokens"]
+                    for r in rounds]
+    # Start-up subtracted as the median over the rounds of each tool's --help run: one start-up
+    # measured on a loaded machine can take longer than a whole run.
+    startup = {tool: spread([r[tool]["startup_s"] for r in rounds])["median"] for tool in ("occi", "megatron_lm")}
+    without_startup = [(r["megatron_lm"]["seconds"] - startup["megatron_lm"])
+                       / (r["occi"]["seconds"] - startup["occi"]) * tokens["occi_tokens"] / tokens["mlm_tokens"]
+                       for r in rounds]
+    occi, mlm = rounds[-1]["occi"], rounds[-1]["megatron_lm"]
     result = {"documents": documents, "megabytes": round(megabytes, 1),
               "corpus": origin, "vocab": blend["vocab_size"], "workers": ARGS.workers, "occi": occi, "megatron_lm": mlm,
-              **tokens, "ratio_tokens_per_s": occi["tokens_per_s"] / mlm["tokens_per_s"]}
+              **tokens, "ratio_tokens_per_s": occi["tokens_per_s"] / mlm["tokens_per_s"], "rounds": rounds,
+              "ratio_with_startup": spread(with_startup), "ratio_without_startup": spread(without_startup),
+              "startup_median_s": startup}
     print(f"{'tool':<31} {'wall s':>7} {'tokens/s':>11} {'max RSS MB':>11} {'peak PSS MB':>12} {'tokens':>12}")
     for name, r, n in (("occi data prepare", occi, tokens["occi_tokens"]), ("Megatron-LM preprocess_data.py", mlm, tokens["mlm_tokens"])):
         print(f"{name:<31} {r['seconds']:>7.1f} {r['tokens_per_s']:>11,.0f} {r['max_rss_mb']:>11,.0f} {r['peak_pss_mb']:>12,.0f} {n:>12,}")
-    print(f"ratio occi / Megatron-LM tokens/s: {result['ratio_tokens_per_s']:.2f} (target >= 2); documents "
+    for name in ("ratio_with_startup", "ratio_without_startup"):
+        print(f"{name} over {ARGS.repeats} alternating rounds: min {result[name]['min']:.2f}, "
+              f"median {result[name]['median']:.2f}, max {result[name]['max']:.2f}")
+    print(f"ratio occi / Megatron-LM tokens/s (last round): {result['ratio_tokens_per_s']:.2f} (target >= 2); documents "
           f"{tokens['occi_documents']:,} vs {tokens['mlm_documents']:,}, documents whose ids differ: "
           f"{tokens['documents_differing']} (EOD id {tokens['occi_eod']} vs {tokens['mlm_eod']})", flush=True)
     return result
@@ -185,11 +225,12 @@ def main() -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megatron-lm", type=Path, required=True, help="Megatron-LM checkout (core_v0.16.1)")
-    parser.add_argument("--work", type=Path, required=True, help="scratch folder (emptied first)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/occi-bench/train/prep"), help="scratch folder (emptied first)")
     parser.add_argument("--corpus", default="", help="JSONL files with `id` and `text` (default: the demo samples)")
     parser.add_argument("--mb", type=float, default=50, help="megabytes of text to take")
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds of the two tools")
     parser.add_argument("--json", type=Path, help="write the figures here")
     ARGS = parser.parse_args()
     figures = main()

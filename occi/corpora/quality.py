@@ -10,6 +10,8 @@ import re
 from collections import Counter
 from itertools import accumulate, compress
 
+import numpy as np
+
 from occi import languages
 from occi.corpora.config import FineWebQualityConfig, GopherQualityConfig, GopherRepetitionConfig, QualityConfig
 from occi.corpora.document import Document
@@ -127,11 +129,12 @@ class GopherRepetitionFilter(_PerLanguage):
         if chars / length > cfg.dup_line_char_frac:
             return "dup_line_char_frac"
         words = text.split()
+        ngrams = _NGrams(words) if len(words) >= _NUMPY_FROM_WORDS else _CountedNGrams(words)
         for n, limit in sorted(cfg.top_ngram_frac.items()):
             if len(words) < n:
                 continue
-            top, top_count = Counter(zip(*(words[i:] for i in range(n)))).most_common(1)[0]
-            if top_count > 1 and len(" ".join(top)) * top_count / length > limit:
+            top_chars, top_count = ngrams.top(n)
+            if top_count > 1 and top_chars * top_count / length > limit:
                 return f"top_{n}gram"
         # A word inside a repeated (n+1)-gram is inside a repeated n-gram too, so the share can
         # only shrink as n grows: once it is within every later limit, no later check can fail.
@@ -139,7 +142,7 @@ class GopherRepetitionFilter(_PerLanguage):
         for index, (n, limit) in enumerate(checks):
             if len(words) < n:
                 break
-            share = _duplicated_ngram_chars(words, n) / length
+            share = ngrams.duplicated_chars(n) / length
             if share > limit:
                 return f"dup_{n}gram"
             if all(share <= later for _, later in checks[index + 1:]):
@@ -147,19 +150,83 @@ class GopherRepetitionFilter(_PerLanguage):
         return None
 
 
-def _duplicated_ngram_chars(words: list[str], n: int) -> int:
-    """Characters of words inside n-grams that occur more than once (each word counted once)."""
-    ngrams = list(zip(*(words[i:] for i in range(n))))
-    counts = Counter(ngrams)
-    if len(counts) == len(ngrams):
-        return 0
-    offsets = list(accumulate(map(len, words), initial=0))
-    repeated_starts = compress(range(len(ngrams)), map((1).__lt__, map(counts.__getitem__, ngrams)))
-    chars, covered_to = 0, 0
-    for start in repeated_starts:
-        chars += offsets[start + n] - offsets[max(start, covered_to)]
-        covered_to = start + n
-    return chars
+# Below this many words a Counter of tuples is faster than numpy's per-call overhead (measured
+# on bench/corpora's documents); both give the same figures.
+_NUMPY_FROM_WORDS = 200
+
+
+class _CountedNGrams:
+    """The word n-grams of a short document, counted as tuples."""
+
+    def __init__(self, words: list[str]):
+        self.words = words
+
+    def top(self, n: int) -> tuple[int, int]:
+        """(characters of the most frequent n-gram with single spaces, its count); the first to
+        occur among equally frequent ones."""
+        top, top_count = Counter(zip(*(self.words[i:] for i in range(n)))).most_common(1)[0]
+        return len(" ".join(top)), top_count
+
+    def duplicated_chars(self, n: int) -> int:
+        """Characters of words inside n-grams that occur more than once (each word counted once)."""
+        words = self.words
+        ngrams = list(zip(*(words[i:] for i in range(n))))
+        counts = Counter(ngrams)
+        if len(counts) == len(ngrams):
+            return 0
+        offsets = list(accumulate(map(len, words), initial=0))
+        repeated_starts = compress(range(len(ngrams)), map((1).__lt__, map(counts.__getitem__, ngrams)))
+        chars, covered_to = 0, 0
+        for start in repeated_starts:
+            chars += offsets[start + n] - offsets[max(start, covered_to)]
+            covered_to = start + n
+        return chars
+
+
+class _NGrams:
+    """The word n-grams of one document as integer ids, for counting with numpy instead of a
+    Counter of tuples. The ids of n-grams are built from those of (n-1)-grams and one more word
+    (pairs of ids made unique again), so equal ids mean equal n-grams: no hashing, no collisions."""
+
+    def __init__(self, words: list[str]):
+        index = {word: i for i, word in enumerate(dict.fromkeys(words))}
+        self.vocabulary = len(index)
+        self.words = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
+        self.lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        self.offsets = np.concatenate(([0], np.cumsum(self.lengths)))
+        self._ids = {1: self.words}
+
+    def ids(self, n: int) -> np.ndarray:
+        """Per n-gram start, an id (0, 1, ...) equal for equal n-grams."""
+        known = max(k for k in self._ids if k <= n)
+        ids = self._ids[known]
+        for size in range(known + 1, n + 1):
+            count = len(self.words) - size + 1
+            pairs = ids[:count] * self.vocabulary + self.words[size - 1:]
+            ids = np.unique(pairs, return_inverse=True)[1].reshape(-1)
+            self._ids[size] = ids
+        return ids
+
+    def top(self, n: int) -> tuple[int, int]:
+        """(characters of the most frequent n-gram with single spaces, its count); the first to
+        occur among equally frequent ones (Counter.most_common's choice)."""
+        ids = self.ids(n)
+        counts = np.bincount(ids)
+        top_count = int(counts.max())
+        first = int(np.argmax(counts[ids] == top_count))
+        return int(self.offsets[first + n] - self.offsets[first]) + n - 1, top_count
+
+    def duplicated_chars(self, n: int) -> int:
+        """Characters of words inside n-grams that occur more than once (each word counted once)."""
+        ids = self.ids(n)
+        repeated = np.bincount(ids)[ids] > 1
+        if not repeated.any():
+            return 0
+        starts = np.flatnonzero(repeated)
+        depth = np.zeros(len(self.words) + 1, dtype=np.int64)
+        depth[starts] += 1
+        depth[starts + n] -= 1
+        return int(self.lengths[np.cumsum(depth[:-1]) > 0].sum())
 
 
 class FineWebQualityFilter(_PerLanguage):
@@ -182,3 +249,8 @@ class FineWebQualityFilter(_PerLanguage):
         if doc.text.count("\n") / max(1, len(doc.text.split())) > cfg.new_line_ratio:
             return "list_ratio"
         return None
+
+
+def _duplicated_ngram_chars(words: list[str], n: int) -> int:
+    """Characters of words inside n-grams that occur more than once (each word counted once)."""
+    return (_NGrams(words) if len(words) >= _NUMPY_FROM_WORDS else _CountedNGrams(words)).duplicated_chars(n)
