@@ -127,22 +127,6 @@ def model_config(config: dict, seq_length: int | None, where: str) -> ModelConfi
 
 # ------------------------------------------------------------------------- transformers -> megatron
 
-def megatron_layer_tensors(model: ModelConfig, layer: int, read: Callable[[str], torch.Tensor],
-                           kind: str = "llama") -> dict[str, torch.Tensor]:
-    """One layer's megatron tensors (full, TP=1 layout), reading transformers tensors by name."""
-    return {f"decoder.layers.{layer}.{name}": megatron_layer_tensor(model, layer, name, read, kind)
-            for name in megatron_layer_names(model, layer)}
-
-
-def megatron_layer_names(model: ModelConfig, layer: int) -> list[str]:
-    """The names of a layer's megatron tensors (after `decoder.layers.N.`)."""
-    moe = model.moe_layers[layer]
-    names = ["self_attention.linear_qkv.weight"] + (["self_attention.linear_qkv.bias"] if model.qkv_bias else [])
-    names += hf_moe.megatron_names(model) if moe else ["mlp.linear_fc1.weight"]
-    return names + [name for hf_name, name in ONE_TO_ONE.items()
-                    if (model.qk_norm or "_norm." not in hf_name) and not (moe and hf_name.startswith("mlp."))]
-
-
 def megatron_layer_tensor(model: ModelConfig, layer: int, name: str, read: Callable[[str], torch.Tensor],
                           kind: str = "llama") -> torch.Tensor:
     """One megatron tensor of a layer (full, TP=1 and EP=1 layout), reading only the transformers

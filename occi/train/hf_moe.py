@@ -131,17 +131,6 @@ def disk_names(kind: str, experts: int, shared: bool) -> dict[str, list[str]]:
     return names
 
 
-def megatron_names(model: ModelConfig) -> list[str]:
-    """A mixture layer's megatron tensors (after `decoder.layers.N.`), EP=1 layout."""
-    names = ["mlp.router.weight"]
-    for e in range(model.num_experts):
-        names += [f"mlp.experts.local_experts.{e}.linear_fc1.weight", f"mlp.experts.local_experts.{e}.linear_fc2.weight"]
-    if model.moe_shared_expert_ffn_hidden_size:
-        names += ["mlp.shared_experts.linear_fc1.weight", "mlp.shared_experts.linear_fc2.weight",
-                  "mlp.shared_experts.gate_weight"]
-    return names
-
-
 def megatron_from_hf(model: ModelConfig, kind: str, src: str, name: str,
                      read: Callable[[str], torch.Tensor]) -> torch.Tensor:
     """One megatron tensor of a mixture layer (full, EP=1 and TP=1 layout) from a checkpoint's files,
