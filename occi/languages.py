@@ -163,6 +163,8 @@ _LAMBADA = {"de": "lambada_openai_mt_de", "en": "lambada_openai", "es": "lambada
 _TRANSLATION = {"de": "wmt16-en-de", "fr": "wmt14-en-fr", "ro": "wmt16-en-ro"}
 # OpenGPT-X EU20 (eval/tasks/occi_eu20): 20 languages; its Portuguese is European Portuguese
 EU20 = frozenset("bg cs da de el es et fi fr hu it lt lv nl pl pt ro sk sl sv".split())
+# SIB-200 (eval/tasks/occi_sib200) follows FLORES-200's codes: all 28 languages, Estonian as est_Latn
+_SIB200_CODE = {"et": "est_Latn"}
 
 BENCHMARKS = {
     "arc": ("ARC-Challenge", 25, "acc_norm"),
@@ -186,16 +188,24 @@ BENCHMARKS = {
     "mmlu_eu20": ("EU20-MMLU", 5, "acc"),
     "truthfulqa_eu20": ("EU20-TruthfulQA", 0, "acc"),
     "gsm8k_eu20": ("EU20-GSM8K", 5, "exact_match"),
+    "sib200": ("SIB-200", 0, "acc_norm"),
 }
 """family -> (display name, few-shot examples, metric): the benchmarks of the European LLM
-leaderboards and the other upstream lm-eval families with European languages, then the OpenGPT-X
-EU20 benchmarks that occi ships as task folders (eval/tasks/occi_eu20)."""
+leaderboards and the other upstream lm-eval families with European languages, then the published
+benchmarks that lm-eval lacks and occi ships as task folders: OpenGPT-X EU20 (eval/tasks/occi_eu20)
+and SIB-200 (eval/tasks/occi_sib200)."""
 
 METRIC_FILTERS = {"mmlu_prox": "custom-extract", "gsm8k_eu20": "flexible-extract"}
 """family -> the lm-eval filter its headline metric is read under (others: none)."""
 
-OCCI_FAMILIES = frozenset(f for f in BENCHMARKS if f.endswith("_eu20"))
-"""Families whose task files occi ships (eval/tasks/), not upstream lm-eval's."""
+OCCI_FAMILIES = frozenset(f for f in BENCHMARKS if f.endswith("_eu20") or f == "sib200")
+"""Families whose task files occi ships (eval/tasks/), not upstream lm-eval's; their benchmarks are
+published by others (none of them is occi's own question set)."""
+
+
+def sib200_code(code: str) -> str:
+    """The language as SIB-200 (FLORES-200) names its data folder: deu_Latn, est_Latn, nob_Latn, ..."""
+    return _SIB200_CODE.get(code, get(code).glotlid)
 
 
 def lm_eval_tasks(code: str) -> dict[str, str]:
@@ -242,4 +252,5 @@ def lm_eval_tasks(code: str) -> dict[str, str]:
     if code in EU20:
         for family in ("arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"):
             tasks[f"{family}_eu20"] = f"{family}_eu20_{code}"
+    tasks["sib200"] = f"sib200_{code}"
     return {family: tasks[family] for family in BENCHMARKS if family in tasks}

@@ -2,13 +2,15 @@
 
 For each family a few documents in the upstream dataset's own schema are written here (text made
 up for occi); a task file includes the real task configuration (lm-eval's, or occi's shipped EU20
-leaf) and replaces only where the data comes from (`dataset_path: json` and local data files).
-One lm-eval call scores a tiny random Llama on all of them, and each metric is checked against a
-count made by hand from the model's own log-likelihoods or generations and the gold answers
-written below.
+or SIB-200 leaf) and replaces only where the data comes from (`dataset_path: json` and local data
+files). SIB-200's leaf reads tab-separated files with lm-eval's csv loader, so its documents are
+written as such a file and only its `data_files` are replaced. One lm-eval call scores a tiny
+random Llama on all of them, and each metric is checked against a count made by hand from the
+model's own log-likelihoods or generations and the gold answers written below.
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -98,10 +100,17 @@ def _rows(family: str) -> tuple[str, list[dict], list]:
         return "test", [{"question": f"Anna hat {i} Äpfel und kauft 2 dazu. Wie viele hat sie?",
                          "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}", "id": str(i)} for i in range(N)], \
             [str(i + 2) for i in range(N)]
+    if family == "sib200":
+        from occi.eval.sib200 import TOPICS
+
+        topics = [(3 * i + 1) % len(TOPICS) for i in range(N)]
+        return "test", [{"index_id": 100 + i, "category": TOPICS[topics[i]], "text": _sentence(i, "Mannschaft")}
+                        for i in range(N)], topics
     raise KeyError(family)
 
 
 EU20 = REPO / "eval" / "tasks" / "occi_eu20"
+SIB200 = REPO / "eval" / "tasks" / "occi_sib200"
 # task -> (data schema written above, the configuration it reuses: a file of lm-eval's task folder,
 # relative to it, or occi's EU20 leaf); the coverage tests check these tasks are in lm-eval's index
 TASKS = {
@@ -124,6 +133,7 @@ TASKS = {
     "mmlu_eu20_de": ("mmlu_eu20", EU20 / "mmlu" / "mmlu_eu20_de.yaml"),
     "truthfulqa_eu20_de": ("truthfulqa_eu20", EU20 / "truthfulqa" / "truthfulqa_eu20_de.yaml"),
     "gsm8k_eu20_de": ("gsm8k_eu20", EU20 / "gsm8k" / "gsm8k_eu20_de.yaml"),
+    "sib200_de": ("sib200", SIB200 / "sib200_de.yaml"),
 }
 
 
@@ -145,18 +155,26 @@ def scored(tmp_path_factory):
     golds = {}
     for task, (schema, source) in TASKS.items():
         split, rows, gold = _rows(schema)
-        data = folder / "data" / f"{task}.jsonl"
-        data.parent.mkdir(exist_ok=True)
-        data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-        config = str(upstream / source)  # an absolute EU20 path stays as it is
+        config = str(upstream / source)  # an absolute path of occi's folders stays as it is
         assert yaml.safe_load(Path(config).read_text().replace("!function", ""))["task"] == task
         # every split the configuration names reads the same documents, so the scored one is ours
         resolved = load_yaml(config, resolve_func=False)
         splits = {resolved.get(key) for key in ("training_split", "validation_split", "test_split", "fewshot_split")}
-        (tasks_dir / f"{task}.yaml").write_text(yaml.safe_dump({
-            "include": config, "task": task, "dataset_path": "json", "dataset_name": None,
-            "dataset_kwargs": {"data_files": {name: str(data) for name in (splits | {split}) - {None}}}}),
-            encoding="utf-8")
+        (folder / "data").mkdir(exist_ok=True)
+        if resolved["dataset_path"] == "csv":  # SIB-200: a TSV file, read by the leaf's own loader settings
+            data = folder / "data" / f"{task}.tsv"
+            with data.open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t")
+                writer.writeheader()
+                writer.writerows(rows)
+            source_override = {"dataset_kwargs": {**resolved["dataset_kwargs"], "data_files": {}}}
+        else:
+            data = folder / "data" / f"{task}.jsonl"
+            data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+            source_override = {"dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": {}}}
+        source_override["dataset_kwargs"]["data_files"] = {name: str(data) for name in (splits | {split}) - {None}}
+        (tasks_dir / f"{task}.yaml").write_text(yaml.safe_dump({"include": config, "task": task, **source_override}),
+                                                encoding="utf-8")
         golds[task] = gold
     lm = load(str(model), "cpu", "float32", 8)
     results = simple_evaluate(model=lm, tasks=list(TASKS), num_fewshot=0, log_samples=True,
@@ -185,9 +203,24 @@ def test_multiple_choice_accuracy_matches_a_hand_count(scored, task):
     hits = [int(np.argmax(_lls(s)) == golds[task][s["doc_id"]]) for s in samples]
     assert results["results"][task]["acc,none"] == pytest.approx(sum(hits) / N)
     # the documents written above are what the model was asked about
-    assert all(len(s["filtered_resps"]) == (3 if "xnli" in task else 4 if len(set(golds[task])) > 2
+    assert all(len(s["filtered_resps"]) == (3 if "xnli" in task else 7 if "sib200" in task else 4 if len(set(golds[task])) > 2
                                              or "arc" in task or "mmlu" in task or "hellaswag" in task
                                              or "belebele" in task else 2) for s in samples), task
+
+
+def test_sib200_reads_the_upstream_tsv_schema_and_scores_both_accuracies(scored):
+    """Seven topics per document; acc_norm divides each log-likelihood by the topic's length."""
+    from occi.eval.sib200 import TOPICS
+
+    results, golds = scored
+    samples = sorted(results["samples"]["sib200_de"], key=lambda s: s["doc_id"])
+    assert [s["doc"]["category"] for s in samples] == [TOPICS[g] for g in golds["sib200_de"]]
+    assert [s["doc"]["index_id"] for s in samples] == [100 + i for i in range(N)]  # the header was read as such
+    lengths = np.array([len(topic) for topic in TOPICS], dtype=float)
+    plain = [int(np.argmax(_lls(s)) == golds["sib200_de"][s["doc_id"]]) for s in samples]
+    normed = [int(np.argmax(np.array(_lls(s)) / lengths) == golds["sib200_de"][s["doc_id"]]) for s in samples]
+    assert results["results"]["sib200_de"]["acc,none"] == pytest.approx(sum(plain) / N)
+    assert results["results"]["sib200_de"]["acc_norm,none"] == pytest.approx(sum(normed) / N)
 
 
 @pytest.mark.parametrize("task", ["truthfulqa_de_mc2", "truthfulqa_eu20_de"])

@@ -1,8 +1,10 @@
 """Which benchmark families exist for which language: the table behind `occi coverage` and
 eval/coverage.md (generated, a test checks there is no diff), and the gaps with their reasons.
 
-Upstream families are lm-eval 0.4.13's own tasks; the EU20 families are occi's task folders
-(eval/tasks/occi_eu20) for a benchmark published by OpenGPT-X.
+Upstream families are lm-eval 0.4.13's own tasks; the EU20 and SIB-200 families are occi's task
+folders (eval/tasks/occi_eu20, eval/tasks/occi_sib200) for benchmarks published by others
+(OpenGPT-X; Adelani et al.). Both kinds count towards a language's coverage ("all"); occi's own
+question set (occi_mc) is not a family here.
 """
 from __future__ import annotations
 
@@ -11,15 +13,15 @@ from pathlib import Path
 from occi import languages
 
 MINIMUM = 2
-"""Upstream families every EU language should have."""
+"""Benchmark families (upstream or occi's task folders) every EU language should have."""
 
 GAP_REASONS = {
     "ga": "lm-eval 0.4.13 has only MultiBLiMP for Irish (no Belebele, Global PIQA, MMLU or ARC "
-          "translation covers it); FLORES+ and SIB-200 do, but lm-eval has no task for them",
+          "translation covers it); SIB-200 does, through occi's task folder",
     "mt": "lm-eval 0.4.13 has only Belebele for Maltese (MultiBLiMP and Global PIQA lack it); "
-          "FLORES+ and SIB-200 cover it, but lm-eval has no task for them",
+          "SIB-200 covers it, through occi's task folder",
 }
-"""Languages below MINIMUM upstream families, and why no second one exists."""
+"""Languages below MINIMUM upstream families: why, and what covers them instead."""
 
 HUB = "hub file listing (huggingface.co/datasets/<id>/tree/main), via occi's search tool"
 NOT_SEEN = "not seen from here (no hub access); lm-eval 0.4.13 loads it without trust_remote_code"
@@ -33,6 +35,11 @@ DATASETS = {
     "juletxara/xstory_cloze": ("parquet export per language (refs/convert/parquet); main not seen", "unverified", HUB),
     "wmt/wmt16": ("parquet per pair (hub badge and parquet-converter commits); main not seen", "unverified", HUB),
     "wmt/wmt14": ("parquet per pair, as wmt16", "unverified", NOT_SEEN),
+    "Davlan/sib200": ("loading script sib200.py + tab-separated files data/<code>/{train,dev,test}.tsv with a "
+                      "header (index_id, category, text) and labels.txt; a parquet export on refs/convert/parquet",
+                      "yes, read as csv files (sep tab)",
+                      HUB + " (data/ell_Grek, data/azj_Latn: dev.tsv, labels.txt, test.tsv, train.tsv); public code "
+                      "reading train.tsv with pandas read_csv(sep='\\t') and its `text` column"),
     "openGPT-X/arcx": ("loading script + JSON-lines arc_challenge_<LANG>_<split>.jsonl", "yes, read as json files",
                        HUB + "; Aleph Alpha eval-framework opengptx_eu20.py (columns, splits)"),
     "openGPT-X/hellaswagx": ("loading script + JSON-lines hellaswag_<LANG>_<split>.jsonl", "yes, read as json files",
@@ -64,29 +71,48 @@ def table(codes: list[str] | None = None) -> dict[str, dict[str, str]]:
 
 
 def upstream_families(code: str) -> list[str]:
+    """The families of lm-eval's own tasks in this language."""
     return [f for f in languages.lm_eval_tasks(code) if f not in languages.OCCI_FAMILIES]
 
 
+def families(code: str) -> list[str]:
+    """Every family in this language: lm-eval's and occi's task folders."""
+    return list(languages.lm_eval_tasks(code))
+
+
 def shortfalls(codes: list[str] | None = None) -> dict[str, str]:
-    """EU languages with fewer than MINIMUM upstream families -> the reason (or "" if none given)."""
+    """EU languages with fewer than MINIMUM families, upstream and occi's folders together ->
+    the reason (or "" if none given)."""
+    return {code: GAP_REASONS.get(code, "") for code in (codes or list(languages.EU_OFFICIAL))
+            if languages.get(code).eu_official and len(families(code)) < MINIMUM}
+
+
+def upstream_shortfalls(codes: list[str] | None = None) -> dict[str, str]:
+    """EU languages with fewer than MINIMUM upstream families -> why, and what covers them."""
     return {code: GAP_REASONS.get(code, "") for code in (codes or list(languages.EU_OFFICIAL))
             if languages.get(code).eu_official and len(upstream_families(code)) < MINIMUM}
 
 
 def markdown(codes: list[str] | None = None) -> str:
     cover = table(codes)
-    families = list(languages.BENCHMARKS)
-    lines = ["| lang | upstream | " + " | ".join(families) + " |", "|---|---|" + "---|" * len(families)]
+    names = list(languages.BENCHMARKS)
+    lines = ["| lang | upstream | all | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
     for code, tasks in cover.items():
-        lines.append(f"| {code} | {len(upstream_families(code))} | "
-                     + " | ".join(f"`{tasks[f]}`" if f in tasks else "–" for f in families) + " |")
+        lines.append(f"| {code} | {len(upstream_families(code))} | {len(families(code))} | "
+                     + " | ".join(f"`{tasks[f]}`" if f in tasks else "–" for f in names) + " |")
     lines += ["", "Gaps per language (families lm-eval 0.4.13 and occi do not have):", ""]
     for code, tasks in cover.items():
-        lines.append(f"- {code} ({languages.get(code).name}): " + (", ".join(f for f in families if f not in tasks) or "none"))
-    short = shortfalls([c for c in cover if languages.get(c).eu_official])
+        lines.append(f"- {code} ({languages.get(code).name}): " + (", ".join(f for f in names if f not in tasks) or "none"))
+    eu = [c for c in cover if languages.get(c).eu_official]
+    short = shortfalls(eu)
+    lines += ["", f"EU languages with fewer than {MINIMUM} families (upstream and occi's task folders): "
+              + ("" if short else "none")]
     if short:
-        lines += ["", f"EU languages with fewer than {MINIMUM} upstream families:", ""]
-        lines += [f"- {code}: {reason}" for code, reason in short.items()]
+        lines += [""] + [f"- {code}: {reason}" for code, reason in short.items()]
+    upstream_short = upstream_shortfalls(eu)
+    if upstream_short:
+        lines += ["", f"EU languages with fewer than {MINIMUM} upstream lm-eval families:", ""]
+        lines += [f"- {code}: {reason}" for code, reason in upstream_short.items()]
     return "\n".join(lines)
 
 
@@ -97,8 +123,9 @@ def document() -> str:
     return (f"<!-- generated by `python -m occi.eval.suites`: do not edit -->\n# Benchmark coverage per language\n\n"
             f"Families: " + ", ".join(f"{f} = {name} ({shots}-shot, {metric})"
                                       for f, (name, shots, metric) in languages.BENCHMARKS.items())
-            + ". The `*_eu20` families are occi's task folders (eval/tasks/occi_eu20); all others are "
-            "lm-eval 0.4.13's own tasks.\n\n" + markdown() + "\n\n## Datasets\n\n" + "\n".join(rows) + "\n")
+            + ". The `*_eu20` and `sib200` families are occi's task folders (eval/tasks/occi_eu20, "
+            "eval/tasks/occi_sib200) for benchmarks published by others; all others are lm-eval 0.4.13's own "
+            "tasks. `upstream` counts a language's lm-eval families, `all` adds occi's task folders.\n\n" + markdown() + "\n\n## Datasets\n\n" + "\n".join(rows) + "\n")
 
 
 def plot(path: Path, codes: list[str] | None = None) -> Path:
@@ -109,14 +136,16 @@ def plot(path: Path, codes: list[str] | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     cover = table(codes)
-    families = list(languages.BENCHMARKS)
-    grid = [[(2 if f in languages.OCCI_FAMILIES else 1) if f in tasks else 0 for f in families]
+    names = list(languages.BENCHMARKS)
+    grid = [[(2 if f in languages.OCCI_FAMILIES else 1) if f in tasks else 0 for f in names]
             for tasks in cover.values()]
-    fig, ax = plt.subplots(figsize=(0.45 * len(families) + 2, 0.3 * len(cover) + 1.5))
+    fig, ax = plt.subplots(figsize=(0.45 * len(names) + 2, 0.3 * len(cover) + 1.5))
     ax.imshow(grid, cmap=matplotlib.colors.ListedColormap(["#f2f2f2", "#2b7bba", "#f5a623"]), vmin=0, vmax=2)
-    ax.set_xticks(range(len(families)), families, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(cover)), [f"{c} ({len(upstream_families(c))})" for c in cover], fontsize=8)
-    ax.set_title("benchmark families per language (blue: lm-eval, orange: occi's EU20 folders)", fontsize=9)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(cover)), [f"{c} ({len(upstream_families(c))}/{len(families(c))})" for c in cover],
+                  fontsize=8)
+    ax.set_title("benchmark families per language, upstream/all (blue: lm-eval, orange: occi's task folders)",
+                 fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

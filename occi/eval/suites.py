@@ -5,9 +5,9 @@
 - `eu-leaderboard`: per language, every benchmark family of occi/languages.py that exists for it:
   the European LLM leaderboards' (ARC, HellaSwag, MMLU, TruthfulQA, Belebele, XNLI, XCOPA,
   XStoryCloze, INCLUDE), lm-eval's other multilingual families (Global PIQA, MultiBLiMP, MMMLU,
-  MMLU-ProX, PAWS-X, LAMBADA, WMT) and the OpenGPT-X EU20 benchmarks, whose task
-  folders occi ships (eval/tasks/occi_eu20, generated here); eval/suites/eu-leaderboard.yaml lists
-  them, and the families each language lacks.
+  MMLU-ProX, PAWS-X, LAMBADA, WMT), the OpenGPT-X EU20 benchmarks and SIB-200, whose task
+  folders occi ships (eval/tasks/occi_eu20 and occi_sib200, generated here);
+  eval/suites/eu-leaderboard.yaml lists them, and the families each language lacks.
 - `fidelity`: per language, the share of the model's answers to occi's prompts in that language
   that are in that language (occi/eval/fidelity.py).
 
@@ -88,10 +88,11 @@ def leaderboard_suite() -> str:
 
 def generate(root: Path) -> dict[Path, str]:
     """Every generated file (path -> content) under an eval/ folder."""
-    from occi.eval import eu20
+    from occi.eval import eu20, sib200
 
     outputs = {root / "tasks" / "occi_mc" / name: text for name, text in mc_files().items()}
     outputs.update({root / "tasks" / "occi_eu20" / name: text for name, text in eu20.files().items()})
+    outputs.update({root / "tasks" / "occi_sib200" / name: text for name, text in sib200.files().items()})
     outputs[root / "suites" / "eu-leaderboard.yaml"] = leaderboard_suite()
     from occi.eval import coverage
 
