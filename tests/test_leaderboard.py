@@ -358,14 +358,50 @@ def test_published_values_join_only_where_task_and_setting_match(foreign, tmp_pa
     assert "example/published-7b: https://example.org/card (retrieved 2026-12-01)" in text
 
 
-def test_shipped_published_tables_parse_and_name_their_sources():
-    from occi.report import published
+def test_shipped_published_tables_parse_and_name_their_sources(foreign):
+    from occi.report import leaderboard, published
 
     tables = published.read_tables()
-    assert {t.model for t in tables} >= {"meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B-v0.1"}
+    assert {t.model for t in tables} >= {"meta-llama/Llama-3.1-8B", "mistralai/Mistral-7B-v0.1",
+                                         "occiglot/occiglot-7b-eu5"}
     for table in tables:
         for result in table.results:
             assert result.source.startswith("https://") and len(result.retrieved) == 10
+    occiglot = next(t for t in tables if t.model == "occiglot/occiglot-7b-eu5").results
+    assert {r.language for r in occiglot} == {"en", "de", "es", "fr", "it"}
+    assert {r.num_fewshot for r in occiglot} == {None}  # the cards do not state it
+    # the foreign results ran arc_de 25-shot acc_norm: the Occiglot cards' arc_de values stay out
+    board = leaderboard.read([str(foreign)])
+    published.place(board, tables)
+    assert not [key for key, cell in board.cells.items() if cell["published"]]
+    shown = {(u["model"], u["task"]): u for u in board.published_unplaced}
+    assert shown[("occiglot/occiglot-7b-eu5", "arc_de")]["value"] == 0.493584
+    assert len(board.published_unplaced) == sum(len(t.results) for t in tables)  # every value shown
+
+
+def test_published_values_without_a_stated_few_shot_setting_are_shown_never_placed(foreign, tmp_path):
+    tables = tmp_path / "published"
+    tables.mkdir()
+    (tables / "vague.yaml").write_text(
+        "model: example/vague-7b\nsource: https://example.org/card\nretrieved: '2026-12-01'\nresults:\n"
+        "  - {task: arc_de, num_fewshot: null, metric: acc_norm, value: 0.71, language: de}\n"  # else matching
+        "  - {task: hellaswag_de, num_fewshot: 10, metric: acc_norm, value: 0.72, language: de}\n")  # placed
+    result = occi("leaderboard", str(foreign), "--out", str(tmp_path / "out"), "--published", str(tables))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    assert [(c["task"], c["value"]) for c in summary["cells"] if c["published"]] == [("hellaswag_de", 0.72)]
+    assert summary["published_unplaced"] == [{
+        "model": "example/vague-7b", "task": "arc_de", "language": "de", "benchmark": "", "shots": None,
+        "metric": "acc_norm", "value": 0.71, "harness": "lm-eval", "reason": "the source does not state the few-shot setting",
+        "source": "https://example.org/card (retrieved 2026-12-01)", "note": ""}]
+    assert any("example/vague-7b arc_de (few-shot not stated, acc_norm): the source does not state" in line
+               for line in summary["published_left_out"])
+    vague = next(m for m in summary["models"] if m["model"] == "example/vague-7b")
+    assert vague["own_average"] == pytest.approx(0.72) and vague["cells"] == 1
+    text = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert ("| example/vague-7b | de | arc_de | not stated | acc_norm | 0.7100 | the source does not state the "
+            "few-shot setting | https://example.org/card (retrieved 2026-12-01) |") in text
+    assert "| example/vague-7b (published) | de | arc |" not in text
 
 
 def test_a_bad_published_table_is_one_line(foreign, tmp_path):

@@ -60,6 +60,9 @@ class Board:
     """One line per file, task or value that could not be used."""
     published_left_out: list[str] = field(default_factory=list)
     """One line per published value not placed (occi/report/published.py) and why."""
+    published_unplaced: list[dict] = field(default_factory=list)
+    """The same values as records {model, task, language, benchmark, shots, metric, value, harness,
+    reason, source, note}: shown beside the table, never in a cell or an average."""
 
 
 def result_files(spec: str) -> tuple[str | None, list[Path]]:
@@ -243,7 +246,7 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
     return {"aggregation": AGGREGATION, "ranking": note, "min_shared": min_shared,
             "shared": [{"language": code, "benchmark": column} for code, column in shared],
             "languages": codes, "benchmarks": columns, "models": rows, "cells": cells, "problems": board.problems,
-            "published_left_out": board.published_left_out}
+            "published_left_out": board.published_left_out, "published_unplaced": board.published_unplaced}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -288,6 +291,16 @@ def markdown(summary: dict) -> str:
     if published:
         lines += ["", "Published values (taken from the source, placed only where task, few-shot setting and metric "
                   "match a result above): " + "; ".join(f"{_md(m)}: {_md(src)}" for m, src in published)]
+    unplaced = summary.get("published_unplaced") or []
+    if unplaced:
+        lines += ["", "Published values not placed (shown for reference, never in a cell or an average: the "
+                  "source's task, few-shot setting, metric or harness does not match a result above, or is not "
+                  "stated):", "", "| model | language | task | shots | metric | value | why | source |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for item in unplaced:
+            shots = "not stated" if item["shots"] is None else item["shots"]
+            lines.append(f"| {_md(item['model'])} | {item['language']} | {_md(item['task'])} | {shots} | "
+                         f"{_md(item['metric'])} | {item['value']:.4f} | {_md(item['reason'])} | {_md(item['source'])} |")
     lines += ["", f"Aggregation: {summary['aggregation']}"]
     return "\n".join(lines)
 

@@ -29,8 +29,9 @@ class PublishedResult:
     """The metric as the source names it (lm-eval's acc, acc_norm, ... or the source's own)."""
     value: float
     """The published value as a fraction between 0 and 1 (a source's 79.7% is 0.797)."""
-    num_fewshot: int
-    """Few-shot examples the source states."""
+    num_fewshot: int | None
+    """Few-shot examples the source states; None (`null` in the table): not stated, so the value
+    is listed for reference and never placed in a cell."""
     language: str = "en"
     """The benchmark's language (ISO 639-1)."""
     benchmark: str = ""
@@ -47,7 +48,8 @@ class PublishedResult:
     """Anything a reader needs to judge the value."""
 
     def __post_init__(self) -> None:
-        ranges.check(self, {"value": ranges.SHARE, "num_fewshot": ranges.at_least(0)})
+        ranges.check(self, {"value": ranges.SHARE, **({"num_fewshot": ranges.at_least(0)}
+                                                      if self.num_fewshot is not None else {})})
         if not self.source or not self.retrieved:
             raise ValueError("every value needs `source` and `retrieved` (in the value or the table)")
 
@@ -94,7 +96,8 @@ def read_tables(folder: Path | None = None) -> list[PublishedTable]:
 
 def place(board, tables: list[PublishedTable]) -> list[str]:
     """Adds to `board` each published value whose setting matches a compared result, and to
-    `board.published_left_out` a line for each other value; returns one summary line per model."""
+    `board.published_left_out` a line and to `board.published_unplaced` a record (with the value,
+    so reports can show it) for each other value; returns one summary line per model."""
     own = [(key, cell) for key, cell in board.cells.items() if not cell["published"]]
     summary = []
     for table in tables:
@@ -102,7 +105,12 @@ def place(board, tables: list[PublishedTable]) -> list[str]:
         for result in table.results:
             key, why = _match(result, [(k, c) for k, c in own if c["task"] == result.task])
             if key is None:
-                left_out.append(f"{table.model} {result.task} ({result.num_fewshot}-shot {result.metric}): {why}")
+                left_out.append(f"{table.model} {result.task} ({setting(result)}): {why}")
+                board.published_unplaced.append({
+                    "model": table.model, "task": result.task, "language": result.language,
+                    "benchmark": result.benchmark, "shots": result.num_fewshot, "metric": result.metric,
+                    "value": result.value, "harness": result.harness, "reason": why,
+                    "source": f"{result.source} (retrieved {result.retrieved})", "note": result.note})
                 continue
             _, code, column = key
             cell = board.cells[key]
@@ -120,10 +128,18 @@ def place(board, tables: list[PublishedTable]) -> list[str]:
     return summary
 
 
+def setting(result: PublishedResult) -> str:
+    """"25-shot acc_norm", or "few-shot not stated, acc" where the source does not say."""
+    shots = "few-shot not stated," if result.num_fewshot is None else f"{result.num_fewshot}-shot"
+    return f"{shots} {result.metric}"
+
+
 def _match(result: PublishedResult, candidates: list[tuple[tuple, dict]]) -> tuple[tuple | None, str]:
     """The board key of a result of the same task and setting, or None and why there is none."""
     if result.harness != LM_EVAL:
         return None, f"measured with {result.harness}, not lm-eval"
+    if result.num_fewshot is None:
+        return None, "the source does not state the few-shot setting"
     if not candidates:
         return None, "no compared result ran this task"
     for key, cell in candidates:
