@@ -37,7 +37,7 @@ DATASETS = {
     "wmt/wmt14": ("parquet per pair, as wmt16", "unverified", NOT_SEEN),
     "Davlan/sib200": ("loading script sib200.py + tab-separated files data/<code>/{train,dev,test}.tsv with a "
                       "header (index_id, category, text) and labels.txt; a parquet export on refs/convert/parquet",
-                      "yes, read as csv files (sep tab)",
+                      "expected (read as csv files, sep tab; the same schema loads in the tests; no real file opened here)",
                       HUB + " (data/ell_Grek, data/azj_Latn: dev.tsv, labels.txt, test.tsv, train.tsv); public code "
                       "reading train.tsv with pandas read_csv(sep='\\t') and its `text` column"),
     "openGPT-X/arcx": ("loading script + JSON-lines arc_challenge_<LANG>_<split>.jsonl", "yes, read as json files",
