@@ -82,6 +82,10 @@ class RunConfig:
             languages.get(code)
         if len(set(self.languages)) != len(self.languages):
             raise ValueError("languages: a language is listed twice")
+        for code in self.eval.languages or []:
+            if code not in self.languages:
+                raise ValueError(f"eval.languages: {code!r} is not one of the run's languages "
+                                 f"({', '.join(self.languages)}); list only those, or leave it unset for all")
         ranges.check(self, {"seed": ranges.at_least(0), "heldout_fraction": ranges.Range(0.0, 1.0, high_open=True),
                             "heldout_max_docs": ranges.at_least(0)})
         if self.tokenizer.source != "train" and not isinstance(self.model, BaseModelConfig):
@@ -95,6 +99,11 @@ class RunConfig:
     def heldout(self) -> HeldoutRule:
         """The run's one rule for which documents are held out (occi/corpora/reader.py)."""
         return HeldoutRule(self.heldout_fraction, self.heldout_max_docs)
+
+    @property
+    def eval_languages(self) -> list[str]:
+        """The languages `occi eval` scores: eval.languages, or all of the run's."""
+        return list(self.eval.languages or self.languages)
 
     @property
     def model_name(self) -> str:

@@ -55,6 +55,14 @@ def test_unknown_language(tmp_path):
     assert "unknown language code 'xx'" in message and "ISO 639-1" in message
 
 
+def test_eval_languages_must_be_run_languages(tmp_path):
+    message = _load_error(tmp_path, "name: x\nlanguages: [de, fr]\ncorpora: demo\neval: {languages: [de, sv]}\n")
+    assert "eval.languages: 'sv' is not one of the run's languages (de, fr)" in message
+    path = tmp_path / "ok.yaml"
+    path.write_text("name: x\nlanguages: [de, fr]\ncorpora: demo\neval: {languages: [fr]}\n")
+    assert config.load(str(path)).eval_languages == ["fr"]
+
+
 def test_threshold_out_of_range(tmp_path):
     message = _load_error(tmp_path, "name: x\nlanguages: [de]\ncorpora: {recipe: demo, langid: {thresholds: {de: 3}}}\n")
     assert "thresholds.de" in message and "between 0 and 1" in message

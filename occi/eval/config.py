@@ -25,6 +25,8 @@ class EvalConfig:
     """Held-out documents per language scored for bits per byte."""
     fidelity_max_new_tokens: int = 64
     """Tokens of each answer generated for the fidelity suite."""
+    languages: list[str] | None = None
+    """Languages evaluated, a subset of the run's (quicker checks); None evaluates all of them."""
 
     def __post_init__(self) -> None:
         from occi.eval.suites import SUITES

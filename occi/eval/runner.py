@@ -182,7 +182,7 @@ def evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None = None, model
     tasks_dir, unbuildable = tasks.prepare(cfg, run, heldout="offline" in suites)
     todo = []
     for suite in suites:
-        for cell in share.mine(cells(suite, cfg.languages, cfg.eval.num_fewshot)):
+        for cell in share.mine(cells(suite, cfg.eval_languages, cfg.eval.num_fewshot)):
             folder = cell_folder(run, label, cell)
             if not is_done(folder):
                 todo.append((cell, folder))
@@ -205,7 +205,7 @@ def evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None = None, model
         except Exception as err:  # one unreachable dataset must not stop the other cells
             atomic_write_json(folder / "error.json", {"task": cell.task, "error": _error_line(err)})
     evaluated = [s for s in SUITES if s in suites or (run.eval / s / label).is_dir()]
-    table = collect(run, label, evaluated, cfg.languages, cfg.eval.num_fewshot)
+    table = collect(run, label, evaluated, cfg.eval_languages, cfg.eval.num_fewshot)
     if share.whole:
         atomic_write_json(run.eval_table(label), table)
         atomic_write_text(run.eval_table(label, "md"), format_table(table) + "\n")
@@ -241,5 +241,5 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), suite: str | None =
 
 
 def shard_count(cfg: RunConfig, run: RunDir) -> int:
-    """SLURM array tasks: as many as the run has languages."""
-    return len(cfg.languages)
+    """SLURM array tasks: as many as the run evaluates languages."""
+    return len(cfg.eval_languages)

@@ -52,7 +52,7 @@ def _write_bpb(cfg: RunConfig, run: RunDir, eval_assets: Path, folder: Path) -> 
         _write_if_changed(folder / name, (eval_assets / "tasks" / "occi_bpb" / name).read_text(encoding="utf-8"))
     problems = {}
     written = []
-    for code in cfg.languages:
+    for code in cfg.eval_languages:
         task = f"occi_bpb_{code}"
         try:
             docs = read_texts(run, code, "heldout", cfg.heldout)
