@@ -58,6 +58,9 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         init_method_std=model.init_method_std,
         tensor_model_parallel_size=train.tensor_parallel,
         pipeline_model_parallel_size=train.pipeline_parallel,
+        # megatron-core refuses to train an MoE layer at TP > 1 without sequence parallelism (each
+        # tensor-parallel rank routes its own slice of the sequence instead of all ranks the same tokens)
+        sequence_parallel=model.is_moe and train.tensor_parallel > 1,
         pipeline_dtype=dtype,
         params_dtype=dtype,
         bf16=dtype == torch.bfloat16,
