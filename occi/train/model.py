@@ -133,10 +133,42 @@ def layer_spec(config):
 
     te = has_transformer_engine()
     if config.num_moe_experts:
-        return get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
+        spec = get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
+        return spec if te or not config.sequence_parallel else _with_sequence_parallel_norms(spec)
     if te:
         return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm)
     return get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=config.qk_layernorm)
+
+
+class SequenceParallelRMSNorm:
+    """torch's RMSNorm in place of megatron's WrappedTorchNorm, which refuses sequence parallelism
+    (the fused Transformer Engine norm is the only one megatron gives for it). The weight is marked
+    sequence-parallel: each tensor-parallel rank sees its own slice of the sequence, and megatron's
+    finalize_model_grads sums such weights' gradients over the tensor-parallel group."""
+
+    def __new__(cls, config, hidden_size: int, eps: float = 1e-5, **_unused):
+        norm = torch.nn.RMSNorm(hidden_size, eps=eps)
+        norm.weight.sequence_parallel = True
+        return norm
+
+
+def _with_sequence_parallel_norms(spec):
+    """The spec with every WrappedTorchNorm (layer, q/k and final norms) a SequenceParallelRMSNorm."""
+    import dataclasses
+
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+    def swap(value):
+        if value is WrappedTorchNorm:
+            return SequenceParallelRMSNorm
+        if isinstance(value, list):
+            return [swap(item) for item in value]
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes = {f.name: swap(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+            return dataclasses.replace(value, **changes)
+        return value
+
+    return swap(spec)
 
 
 def _router_without_transformer_engine() -> None:
