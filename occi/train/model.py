@@ -5,7 +5,9 @@ embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral).
 
 The model is built here; how it is parallelised (TP/PP sizes, DDP) is decided by the trainer.
 On GPU with Transformer Engine installed the fused TE layer spec is used, else megatron's
-local (pure PyTorch) spec; both have the same weights, and export handles both names.
+local (pure PyTorch) spec; both have the same weights, and export handles both names. A mixture
+of experts at TP > 1 trains with sequence parallelism (megatron-core requires it), with torch's
+RMSNorm marked sequence-parallel on the local spec.
 """
 from __future__ import annotations
 
