@@ -245,6 +245,15 @@ def test_impossible_expert_parallel_layouts_name_the_fields_in_one_line(tmp_path
     assert expected in message and "\n" not in message
 
 
+def test_an_sft_sequence_length_that_tensor_parallel_cannot_split_fails_at_load_time(tmp_path):
+    config = write_config(tmp_path, tensor_parallel=2)
+    raw = yaml.safe_load(config.read_text())
+    raw["sft"] = {"sources": [{"name": "chat", "kind": "jsonl", "path": "chat.jsonl"}], "seq_length": 31}
+    config.write_text(yaml.safe_dump(raw))
+    with pytest.raises(Exception, match=r"sft.seq_length \(31\) is not a multiple of train.tensor_parallel \(2\)"):
+        config_module.load(str(config))
+
+
 @pytest.mark.parametrize("parallel", list(WIDE.values()) + [{"expert_parallel": 2, "tensor_parallel": 2,
                                                                "pipeline_parallel": 2, "data_parallel": 2}])
 def test_expert_parallel_combines_with_tensor_and_pipeline_parallel(tmp_path, parallel):
