@@ -94,6 +94,13 @@ class RunConfig:
         if isinstance(self.model, ModelConfig):  # where the model shape meets the parallel layout
             # (an imported base's shape is checked against the layout when `occi import` reads it)
             check_layout(self.model, self.train, self.tokenizer.vocab_size)
+            tp = self.train.tensor_parallel
+            if self.model.is_moe and tp > 1 and self.sft is not None and self.sft.seq_length:
+                length = min(self.sft.seq_length, self.model.seq_length)
+                if length % tp:
+                    raise ValueError(f"sft.seq_length ({length}) is not a multiple of train.tensor_parallel ({tp}): "
+                                     "a mixture of experts at TP > 1 trains with sequence parallelism, which gives "
+                                     "each tensor-parallel rank an equal slice of the sequence")
 
     @property
     def heldout(self) -> HeldoutRule:

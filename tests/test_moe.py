@@ -3,7 +3,8 @@
 Mixtral, and import of tiny random Mixtral-, Qwen3-MoE- and Qwen2-MoE-style bases.
 
 One module fixture prepares the data and trains moe-tiny (at sequence length 32) once at EP=1
-and once at EP=2; the other checks reuse those two runs.
+and once at EP=2; the other checks reuse those two runs. A second one trains the first 4 of those
+8 steps at EP=2 with TP=2 and with PP=2 (four ranks each) on the same data.
 """
 from __future__ import annotations
 
@@ -143,6 +144,61 @@ def test_a_checkpoint_resumes_at_the_other_expert_parallel_size(runs, start, fin
                                                                        abs=1e-4)
 
 
+# ---------------------------------------------------------------- expert parallelism with TP and PP
+
+WIDE = {"ep2tp2": {"expert_parallel": 2, "tensor_parallel": 2, "data_parallel": 2},
+        "ep2pp2": {"expert_parallel": 2, "pipeline_parallel": 2, "data_parallel": 2}}
+
+
+@pytest.fixture(scope="module")
+def wide_runs(runs) -> dict[str, Path]:
+    """The first 4 steps of the EP=1 run's schedule at EP=2 x TP=2 and EP=2 x PP=2 (world 4, DP=2)."""
+    folder = runs["prepared"].parent
+    out = {}
+    for name, parallel in WIDE.items():
+        run_dir = fresh_copy(runs["prepared"], folder / name)
+        config = write_config(folder / f"{name}-config", stop_after_steps=4, **parallel)
+        result = occi("train", str(config), "--run-dir", str(run_dir))
+        assert result.returncode == 0, result.stderr[-3000:]
+        out[name] = run_dir
+    return out
+
+
+@pytest.mark.parametrize("name", list(WIDE))
+def test_expert_parallel_with_tensor_or_pipeline_parallel_trains_the_ep1_curve(runs, wide_runs, name):
+    """Sequence parallelism (on for experts at TP > 1) routes each tensor-parallel rank's slice of
+    the sequence: the expert counts still add up to every token once per chosen expert."""
+    ep1, wide = train_log(runs["ep1"]), train_log(wide_runs[name])
+    assert list(wide) == [1, 2, 3, 4]
+    assert [wide[s]["loss"] for s in wide] == pytest.approx([ep1[s]["loss"] for s in wide], abs=1e-4)
+    assert [wide[s]["aux_loss"] for s in wide] == pytest.approx([ep1[s]["aux_loss"] for s in wide], abs=1e-4)
+    assert all([sum(row) for row in wide[s]["expert_tokens"]] == [2 * 4 * 32] * 2 for s in wide)
+
+
+def test_export_of_an_ep2_tp2_checkpoint_is_exact(runs, wide_runs):
+    """The EP=2 x TP=2 step-4 checkpoint, exported, gives megatron's logits on it, and those of the
+    EP=1 run's step-4 checkpoint."""
+    from transformers import AutoModelForCausalLM
+
+    from occi.train.export import megatron_logits, single_process_model
+
+    run_dir = wide_runs["ep2tp2"]
+    config = config_module.load(str(run_dir / "config.yaml"))  # as the run started (it stopped after 4 steps)
+    result = occi("export", str(run_dir / "config.yaml"), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "hf" / "occi_export.json").read_text())["iteration"] == 4
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "hf")
+    with torch.no_grad():
+        actual = model(TOKENS).logits
+    expected = megatron_logits(config, run_dir, TOKENS)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+    length = TOKENS.shape[1]
+    causal = torch.triu(torch.ones(1, 1, length, length, dtype=torch.bool), diagonal=1)
+    with single_process_model(config, runs["ep1"], iteration=4) as (ep1, _), torch.no_grad():
+        reference = ep1(TOKENS, torch.arange(length).expand(TOKENS.shape[0], -1), causal).float()
+    assert torch.allclose(actual, reference, atol=1e-4), (actual - reference).abs().max()
+
+
 # ---------------------------------------------------------------- layout checks and recipes
 
 def _load_error(tmp_path: Path, **train) -> str:
@@ -166,6 +222,43 @@ def test_impossible_expert_layouts_fail_at_load_time_with_one_line(tmp_path):
         config_module.load(str(dense))
     with pytest.raises(Exception, match="moe_top_k 8 is above num_experts 6"):
         config_module.load(str(write_config(tmp_path / "d", model={"num_experts": 6, "moe_top_k": 8})))
+
+
+@pytest.mark.parametrize("train,model,expected", [
+    ({"expert_parallel": 2, "tensor_parallel": 2, "data_parallel": 1, "global_batch_size": 2}, {},
+     "train.data_parallel (1) is not a multiple of train.expert_parallel (2): expert-parallel groups are made of "
+     "data-parallel ranks"),
+    ({"expert_parallel": 2, "pipeline_parallel": 2, "data_parallel": 1, "global_batch_size": 2}, {},
+     "(the world size TP x PP x DP = 2 a multiple of TP x PP x EP = 4); raise train.data_parallel"),
+    ({"expert_parallel": 4, "data_parallel": 2}, {},
+     "train.data_parallel (2) is not a multiple of train.expert_parallel (4)"),
+    ({"tensor_parallel": 2}, {"seq_length": 33},
+     "model.seq_length (33) is not a multiple of train.tensor_parallel (2): megatron-core trains experts at "
+     "TP > 1 only with sequence parallelism"),
+    ({"tensor_parallel": 2}, {"moe_ffn_hidden_size": 63},
+     "the expert FFN width (63) is not a multiple of train.tensor_parallel (2)"),
+])
+def test_impossible_expert_parallel_layouts_name_the_fields_in_one_line(tmp_path, train, model, expected):
+    with pytest.raises(Exception) as caught:
+        config_module.load(str(write_config(tmp_path, model=model, **train)))
+    message = str(caught.value)
+    assert expected in message and "\n" not in message
+
+
+def test_an_sft_sequence_length_that_tensor_parallel_cannot_split_fails_at_load_time(tmp_path):
+    config = write_config(tmp_path, tensor_parallel=2)
+    raw = yaml.safe_load(config.read_text())
+    raw["sft"] = {"sources": [{"name": "chat", "kind": "jsonl", "path": "chat.jsonl"}], "seq_length": 31}
+    config.write_text(yaml.safe_dump(raw))
+    with pytest.raises(Exception, match=r"sft.seq_length \(31\) is not a multiple of train.tensor_parallel \(2\)"):
+        config_module.load(str(config))
+
+
+@pytest.mark.parametrize("parallel", list(WIDE.values()) + [{"expert_parallel": 2, "tensor_parallel": 2,
+                                                               "pipeline_parallel": 2, "data_parallel": 2}])
+def test_expert_parallel_combines_with_tensor_and_pipeline_parallel(tmp_path, parallel):
+    cfg = config_module.load(str(write_config(tmp_path, **parallel)))
+    assert cfg.train.world_size == parallel.get("tensor_parallel", 1) * parallel.get("pipeline_parallel", 1) * 2
 
 
 def test_active_parameters_count_top_k_experts():

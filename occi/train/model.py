@@ -5,7 +5,9 @@ embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral).
 
 The model is built here; how it is parallelised (TP/PP sizes, DDP) is decided by the trainer.
 On GPU with Transformer Engine installed the fused TE layer spec is used, else megatron's
-local (pure PyTorch) spec; both have the same weights, and export handles both names.
+local (pure PyTorch) spec; both have the same weights, and export handles both names. A mixture
+of experts at TP > 1 trains with sequence parallelism (megatron-core requires it), with torch's
+RMSNorm marked sequence-parallel on the local spec.
 """
 from __future__ import annotations
 
@@ -58,6 +60,9 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         init_method_std=model.init_method_std,
         tensor_model_parallel_size=train.tensor_parallel,
         pipeline_model_parallel_size=train.pipeline_parallel,
+        # megatron-core refuses to train an MoE layer at TP > 1 without sequence parallelism (each
+        # tensor-parallel rank routes its own slice of the sequence instead of all ranks the same tokens)
+        sequence_parallel=model.is_moe and train.tensor_parallel > 1,
         pipeline_dtype=dtype,
         params_dtype=dtype,
         bf16=dtype == torch.bfloat16,
@@ -130,10 +135,42 @@ def layer_spec(config):
 
     te = has_transformer_engine()
     if config.num_moe_experts:
-        return get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
+        spec = get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
+        return spec if te or not config.sequence_parallel else _with_sequence_parallel_norms(spec)
     if te:
         return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm)
     return get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=config.qk_layernorm)
+
+
+class SequenceParallelRMSNorm:
+    """torch's RMSNorm in place of megatron's WrappedTorchNorm, which refuses sequence parallelism
+    (the fused Transformer Engine norm is the only one megatron gives for it). The weight is marked
+    sequence-parallel: each tensor-parallel rank sees its own slice of the sequence, and megatron's
+    finalize_model_grads sums such weights' gradients over the tensor-parallel group."""
+
+    def __new__(cls, config, hidden_size: int, eps: float = 1e-5, **_unused):
+        norm = torch.nn.RMSNorm(hidden_size, eps=eps)
+        norm.weight.sequence_parallel = True
+        return norm
+
+
+def _with_sequence_parallel_norms(spec):
+    """The spec with every WrappedTorchNorm (layer, q/k and final norms) a SequenceParallelRMSNorm."""
+    import dataclasses
+
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+    def swap(value):
+        if value is WrappedTorchNorm:
+            return SequenceParallelRMSNorm
+        if isinstance(value, list):
+            return [swap(item) for item in value]
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes = {f.name: swap(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+            return dataclasses.replace(value, **changes)
+        return value
+
+    return swap(spec)
 
 
 def _router_without_transformer_engine() -> None:

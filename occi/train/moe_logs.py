@@ -3,8 +3,9 @@ tokens spread over the experts (the smallest and largest expert's share of the r
 even spread gives each expert 1/num_experts); and the PNG of expert load per layer at the end.
 
 The counts come from a forward hook on each megatron router (its routing map: tokens x experts),
-summed over the micro batches of a step and over all ranks (divided by the tensor-parallel size,
-whose ranks route the same tokens). The auxiliary loss is the one megatron's routers record in
+summed over the micro batches of a step and over all ranks (at TP > 1 sequence parallelism gives
+each tensor-parallel rank its own slice of the tokens; without it they would route the same ones,
+and the sum is divided by the tensor-parallel size). The auxiliary loss is the one megatron's routers record in
 their logging tracker (the loss before its coefficient), averaged over micro batches and layers.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ class ExpertLoad:
 
         self.moe_layers = moe_layers
         self.counts = torch.zeros(num_layers, num_experts, dtype=torch.float64, device=device)
+        self.sequence_parallel = model.config.sequence_parallel
         for module in model.modules():
             if isinstance(module, TopKRouter):
                 module.register_forward_hook(self._hook)
@@ -44,7 +46,8 @@ class ExpertLoad:
 
         counts = self.counts.clone()
         dist.all_reduce(counts)
-        counts /= parallel_state.get_tensor_model_parallel_world_size()
+        if not self.sequence_parallel:
+            counts /= parallel_state.get_tensor_model_parallel_world_size()
         self.counts.zero_()
         tracker = get_moe_layer_wise_logging_tracker()
         aux = None

@@ -43,9 +43,16 @@ def layout_problems(model: ModelConfig, train: TrainConfig, vocab_size: int | No
         if model.moe_shared_expert_ffn_hidden_size:
             rules.append((model.moe_shared_expert_ffn_hidden_size, tp, "model.moe_shared_expert_ffn_hidden_size",
                           "train.tensor_parallel", "the shared expert is split evenly over tensor-parallel ranks"))
-    rules.append((train.world_size, tp * pp * ep, f"the world size (TP x PP x DP = {train.world_size})",
-                  "TP x PP x EP", "expert-parallel groups are made of data-parallel ranks, so train.data_parallel "
-                  "must be a multiple of train.expert_parallel"))
+        if tp > 1:
+            rules.append((model.seq_length, tp, "model.seq_length", "train.tensor_parallel",
+                          "megatron-core trains experts at TP > 1 only with sequence parallelism, which gives each "
+                          "tensor-parallel rank an equal slice of the sequence"))
+    # megatron-core lays the expert ranks out as expert TP (= TP) x EP x expert DP x PP over the same
+    # world as TP x DP x PP: EP comes out of the data-parallel ranks
+    rules.append((dp, ep, "train.data_parallel", "train.expert_parallel",
+                  f"expert-parallel groups are made of data-parallel ranks, so train.data_parallel must be a "
+                  f"multiple of train.expert_parallel (the world size TP x PP x DP = {train.world_size} a multiple "
+                  f"of TP x PP x EP = {tp * pp * ep}); raise train.data_parallel or lower train.expert_parallel"))
     problems = []
     if ep > 1 and not model.is_moe:
         problems.append(f"train.expert_parallel is {ep} but the model has no experts (model.num_experts is not set)")
