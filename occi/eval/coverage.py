@@ -68,9 +68,10 @@ DATASETS = {
     "openGPT-X/gsm8kx": ("loading script + JSON-lines gsm8k_<LANG>_<split>.jsonl", "yes, read as json files",
                          "a download script of the files; eval-framework (columns, splits)"),
     # Okapi (Lai et al. 2023), Alexandra Institute's copies
-    "alexandrainst/m_arc": ("not seen (no page of this repository in the stored copies)", "unverified",
-                            "searched " + HF + "alexandrainst/m_arc; its siblings m_mmlu, m_hellaswag and "
-                            "m_truthfulqa are JSON-lines data files"),
+    "alexandrainst/m_arc": ("JSON-lines data/<lang>/{train,val,test}.jsonl ('Formats: json'); tree: data/, "
+                            "README.md, no script", "yes",
+                            SEEN + HF + "alexandrainst/m_arc/tree/fccba636dd033b73f846c5e1c678364b124cc59e ('Add en, "
+                            "is, nb'), " + HF + "alexandrainst/m_arc/tree/7d0870e28f22de1959b0572abb1a0edb38c40253/data/en"),
     "alexandrainst/m_hellaswag": ("JSON-lines data files ('Formats: json' badge; commits 3837833 'fix: Issues "
                                   "with JSONL data features', 9d31dc9 'feat: Add en, is, nb back again')", "yes",
                                   SEEN + HF + "alexandrainst/m_hellaswag/commits/main"),
@@ -95,8 +96,10 @@ DATASETS = {
     "facebook/xnli": ("parquet <lang>/{train,validation,test}-00000-of-00001.parquet (HF staff, 'Convert dataset "
                       "to Parquet (#10)', b8dd5d7); tree: 16 folders, README, no script", "yes",
                       SEEN + HF + "facebook/xnli/tree/b8dd5d7af51114dbda02c0e3f6133f332186418e"),
-    "mrlbenchmarks/global-piqa-nonparallel": ("not seen (only a README blame on a mirror, 30 kB, and the paper)",
-                                              "unverified", "searched " + HF + "mrlbenchmarks/global-piqa-nonparallel"),
+    "mrlbenchmarks/global-piqa-nonparallel": (
+        "not seen (only a README blame on a mirror, 30 kB); the task was added and updated by its authors in "
+        "2025-26 (lm-eval PRs #3792, #3816), after datasets 4", "unverified",
+        "searched " + HF + "mrlbenchmarks/global-piqa-nonparallel; github.com/EleutherAI/lm-evaluation-harness/pull/3792"),
     "jumelet/multiblimp": ("CSV data files ('Formats: csv' badge); tree not seen", "expected (badge)",
                            SEEN + HF + "jumelet/multiblimp/discussions/4"),
     "openai/MMMLU": ("CSV test/mmlu_<LANG>.csv ('Formats: csv'; 64d5b3a 'Upload 14 files')", "yes",
@@ -108,9 +111,13 @@ DATASETS = {
                                         "adds es/{train,validation,test}-00000-of-00001.parquet and README configs; "
                                         "the removal of paws-x.py not seen)", "expected",
                                         SEEN + HF + "paws-x/commit/c048ed55edd45940c529b4e3557ed9af1b312824"),
-    "EleutherAI/lambada_multilingual_stablelm": ("not seen (no page of this repository in the stored copies)",
-                                                 "unverified",
-                                                 "searched " + HF + "EleutherAI/lambada_multilingual_stablelm"),
+    "EleutherAI/lambada_multilingual_stablelm": (
+        "not seen; its source, marcob/lambada_multilingual, has main = loading script lambada_multilingual.py + "
+        "data/lambada_test_<lang>.jsonl, and lm-eval's PR adding these tasks (#1897, 2024-05-28) ran them with "
+        "--trust_remote_code", "uncertain (lambada_openai_mt_stablelm_nl/_pt read it): not if it carries a "
+        "lambada_multilingual_stablelm.py",
+        "searched " + HF + "EleutherAI/lambada_multilingual_stablelm (no page); " + SEEN + HF
+        + "marcob/lambada_multilingual/tree/main (7a8deab); github.com/EleutherAI/lm-evaluation-harness/pull/1897"),
     "allenai/ai2_arc": ("parquet ARC-Challenge/{train,validation,test}-* with README configs", "yes",
                         SEEN + HF + "allenai/ai2_arc/blob/e41544f1cce95e1e671a8c93438616372ad49fd4/README.md"),
     "Rowan/hellaswag": (
@@ -129,8 +136,8 @@ DATASETS = {
     # Basque (HiTZ), Catalan (Projecte Aina), Galician (Proxecto Nos) benches
     "HiTZ/PAWS-eu": ("JSON-lines paws-x.eu.test.jsonl, README configs data_files", "yes",
                      SEEN + HF + "HiTZ/PAWS-eu/blob/main/README.md (cc64e83)"),
-    "HiTZ/XCOPA-eu": ("not seen (the viewer page lists config xcopa, splits validation/test; no file listing)",
-                      "unverified", SEEN + HF + "HiTZ/XCOPA-eu/viewer"),
+    "HiTZ/XCOPA-eu": ("JSON-lines xcopa_{validation,test}.jsonl + README ('Formats: json'), no script", "yes",
+                      SEEN + HF + "HiTZ/XCOPA-eu/tree/main (053b5d4)"),
     "HiTZ/xnli-eu": ("tab-separated xnli.{dev,test}.eu[.mt, .native].tsv + README configs ('Formats: csv'), "
                      "no script", "yes", SEEN + HF + "HiTZ/xnli-eu/tree/c130a23f9ed46424da4a6c7fe53ddc234c3aa2e2"),
     "projecte-aina/PAWS-ca": ("parquet data/{train,...}-00000-of-00001.parquet ('Formats: parquet'; 07e5ad3 "
