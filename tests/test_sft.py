@@ -340,6 +340,32 @@ def test_sft_recipes_load_and_render_for_slurm():
     assert f"-m occi.cli train {demo.source_file}" in train and f"{run_dir}/train/_DONE" in train
 
 
+def test_the_bundled_chat_set_covers_the_demo_languages_and_language_id_keeps_it():
+    """corpora/chat-demo: 24 conversations in each of demo-sft's 28 languages, each row parsed
+    and its prompt and answer identified as its declared language by the check demo-sft runs."""
+    from occi import config as config_module
+    from occi.corpora.langid import LanguageIdentifier, resolve_model
+    from occi.sft import data
+    from occi.sft.config import ChatSourceConfig
+
+    cfg = config_module.load("demo-sft")
+    lid = cfg.corpora.langid
+    langid = LanguageIdentifier(resolve_model(lid, cfg.corpora.base_dir), cfg.languages, top_k=lid.top_k,
+                                backend=lid.backend, second_opinion=lid.second_opinion)
+    source = ChatSourceConfig(name="chat-demo", kind="jsonl", path="x")
+    assert sorted(p.stem for p in CHAT_DEMO.glob("*.jsonl")) == sorted(cfg.languages)
+    problems = []
+    for code in cfg.languages:
+        rows = [json.loads(line) for line in (CHAT_DEMO / f"{code}.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert len(rows) == 24 and {row["language"] for row in rows} == {code}
+        for number, row in enumerate(rows):
+            messages, language = data.parse(row, source, cfg.languages)
+            problem = data._language_problem(langid, messages, language, cfg.sft.checks.min_langid_chars)
+            if problem:
+                problems.append((code, number, problem))
+    assert problems == []
+
+
 def test_too_long_conversations_are_cut_at_a_turn_boundary(chat_run):
     from occi.sft import data, template
 
