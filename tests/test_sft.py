@@ -235,10 +235,11 @@ def test_packed_and_padded_training_give_the_same_losses(chat_run, tmp_path):
 
 
 def test_sft_at_tp2_pp2_dp2_matches_tp1_and_the_tp2_checkpoint_exports_exactly(chat_run, tmp_path):
-    """The fixture's fine-tuning (TP=1) again for its first three steps at TP=2, at PP=2 and at
-    DP=2 (there one sequence per micro batch, one micro batch per rank): the same losses and the
-    same loss-token counts (what the loss masks of all ranks held) step by step. The TP=2 SFT
-    checkpoint then exports to a transformers model with megatron's logits and the chat template."""
+    """The fixture's fine-tuning (TP=1, one micro batch of two sequences per step) again for its
+    first three steps at TP=2, at PP=2 (two micro batches of one sequence through the pipeline
+    schedule) and at DP=2 (one sequence per rank): the same losses and the same loss-token counts
+    (what the loss masks of all ranks held) step by step. The TP=2 SFT checkpoint then exports to
+    a transformers model with megatron's logits and the chat template."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -250,7 +251,7 @@ def test_sft_at_tp2_pp2_dp2_matches_tp1_and_the_tp2_checkpoint_exports_exactly(c
     for name in ("chat.jsonl", "broken.jsonl"):
         shutil.copy(config.parent / name, tmp_path / name)
     reference = sft_log(run_dir)
-    layouts = {"tp2": ({"tensor_parallel": 2}, {}), "pp2": ({"pipeline_parallel": 2}, {}),
+    layouts = {"tp2": ({"tensor_parallel": 2}, {}), "pp2": ({"pipeline_parallel": 2}, {"micro_batch_size": 1}),
                "dp2": ({"data_parallel": 2}, {"micro_batch_size": 1})}
     copies = {}
     for name, (parallel, sft) in layouts.items():
