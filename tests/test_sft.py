@@ -70,11 +70,12 @@ def write_jsonl(path: Path, rows: list) -> None:
                     encoding="utf-8")
 
 
-def write_config(folder: Path, name: str = "run.yaml", **sft) -> Path:
+def write_config(folder: Path, name: str = "run.yaml", parallel: dict | None = None, **sft) -> Path:
+    """The test run's config; `parallel`: its tensor/pipeline/data-parallel sizes (train: section)."""
     config = {"name": "t", "languages": LANGS, "corpora": {"recipe": "demo", "workers": 1},
               "tokenizer": {"recipe": "demo", "vocab_size": 600}, "model": {"recipe": "tiny", "seq_length": SEQ},
               "train": {"micro_batch_size": 2, "global_batch_size": 4, "steps": 4, "warmup_steps": 1,
-                        "save_interval": 4, "eval_interval": 4, "eval_samples": 2},
+                        "save_interval": 4, "eval_interval": 4, "eval_samples": 2, **(parallel or {})},
               "sft": {"sources": [{"name": "chat", "kind": "jsonl", "path": "chat.jsonl"},
                                   {"name": "broken", "kind": "jsonl", "path": "broken.jsonl"}], **SFT, **sft}}
     path = folder / name
@@ -233,6 +234,59 @@ def test_packed_and_padded_training_give_the_same_losses(chat_run, tmp_path):
     assert losses[True] == pytest.approx(losses[False], rel=1e-4), losses
 
 
+def test_sft_at_tp2_pp2_dp2_matches_tp1_and_the_tp2_checkpoint_exports_exactly(chat_run, tmp_path):
+    """The fixture's fine-tuning (TP=1, one micro batch of two sequences per step) again for its
+    first three steps at TP=2, at PP=2 (two micro batches of one sequence through the pipeline
+    schedule) and at DP=2 (one sequence per rank): the same losses, gradient norms and loss-token
+    counts (what the loss masks of all ranks held) step by step. The TP=2 SFT checkpoint then exports to
+    a transformers model with megatron's logits and the chat template."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from occi import config as config_module
+    from occi.sft.packing import Conversations
+    from occi.train.export import megatron_logits
+
+    config, run_dir = chat_run
+    for name in ("chat.jsonl", "broken.jsonl"):
+        shutil.copy(config.parent / name, tmp_path / name)
+    reference = sft_log(run_dir)
+    layouts = {"tp2": ({"tensor_parallel": 2}, {}), "pp2": ({"pipeline_parallel": 2}, {"micro_batch_size": 1}),
+               "dp2": ({"data_parallel": 2}, {"micro_batch_size": 1})}
+    copies = {}
+    for name, (parallel, sft) in layouts.items():
+        copy = tmp_path / name
+        shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("sft", "hf", "config.yaml"))
+        cfg = write_config(tmp_path, f"{name}.yaml", parallel=parallel, stop_after_steps=3, **sft)
+        result = occi("sft", str(cfg), "--run-dir", str(copy), timeout=900)
+        assert result.returncode == 0 and "stopped early" in result.stdout, result.stderr[-3000:]
+        log = sft_log(copy)
+        assert sorted(log) == [1, 2, 3]
+        assert [log[s]["loss_tokens"] for s in log] == [reference[s]["loss_tokens"] for s in log], name
+        assert [log[s]["loss"] for s in log] == pytest.approx([reference[s]["loss"] for s in log], rel=1e-4), name
+        # Adam hides a uniform error in the gradients' scale from the losses; their norm shows it
+        assert [log[s]["grad_norm"] for s in log] == pytest.approx([reference[s]["grad_norm"] for s in log],
+                                                                   rel=1e-4), name
+        copies[name] = (cfg, copy)
+
+    cfg, copy = copies["tp2"]
+    result = occi("export", str(cfg), "--run-dir", str(copy))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((copy / "hf" / "occi_export.json").read_text())["iteration"] == 3
+    tokens = torch.randint(0, 500, (2, 40), generator=torch.Generator().manual_seed(0))
+    expected = megatron_logits(config_module.load(str(cfg)), copy, tokens, root=RunDir(copy).sft_checkpoints)
+    model = AutoModelForCausalLM.from_pretrained(copy / "hf")
+    with torch.no_grad():
+        actual = model(tokens).logits
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+    tokenizer = AutoTokenizer.from_pretrained(str(copy / "hf"))
+    assert (copy / "hf" / "chat_template.jinja").is_file()
+    data = Conversations.load(RunDir(copy).sft_data / "conversations.npz")
+    row = chat_rows()[0]
+    expected_ids = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True)["input_ids"]
+    assert data.ids[data.offsets[0]:data.offsets[1]].tolist() == list(expected_ids)
+
+
 def test_a_stopped_sft_resumes_where_it_stopped(chat_run, tmp_path):
     """Stopped after 3 steps (with a checkpoint), then run again: the remaining steps have the
     losses of the uninterrupted fine-tuning."""
@@ -288,6 +342,32 @@ def test_sft_recipes_load_and_render_for_slurm():
         assert f"if [ -e {run_dir}/sft/_DONE ]" in script and "#SBATCH --array=0-1%1" in script
     train = render(steps["train"], demo, profile, run_dir, Path(demo.source_file), 1, run_dir)
     assert f"-m occi.cli train {demo.source_file}" in train and f"{run_dir}/train/_DONE" in train
+
+
+def test_the_bundled_chat_set_covers_the_demo_languages_and_language_id_keeps_it():
+    """corpora/chat-demo: 24 conversations in each of demo-sft's 28 languages, each row parsed
+    and its prompt and answer identified as its declared language by the check demo-sft runs."""
+    from occi import config as config_module
+    from occi.corpora.langid import LanguageIdentifier, resolve_model
+    from occi.sft import data
+    from occi.sft.config import ChatSourceConfig
+
+    cfg = config_module.load("demo-sft")
+    lid = cfg.corpora.langid
+    langid = LanguageIdentifier(resolve_model(lid, cfg.corpora.base_dir), cfg.languages, top_k=lid.top_k,
+                                backend=lid.backend, second_opinion=lid.second_opinion)
+    source = ChatSourceConfig(name="chat-demo", kind="jsonl", path="x")
+    assert sorted(p.stem for p in CHAT_DEMO.glob("*.jsonl")) == sorted(cfg.languages)
+    problems = []
+    for code in cfg.languages:
+        rows = [json.loads(line) for line in (CHAT_DEMO / f"{code}.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert len(rows) == 24 and {row["language"] for row in rows} == {code}
+        for number, row in enumerate(rows):
+            messages, language = data.parse(row, source, cfg.languages)
+            problem = data._language_problem(langid, messages, language, cfg.sft.checks.min_langid_chars)
+            if problem:
+                problems.append((code, number, problem))
+    assert problems == []
 
 
 def test_too_long_conversations_are_cut_at_a_turn_boundary(chat_run):

@@ -119,7 +119,10 @@ def main() -> None:
     for r in (occi_result, trl_result):
         r["tokens_per_s"] = r["tokens"] / r["seconds"]
     occi_result["loss_tokens_per_s"] = occi_result["loss_tokens"] / occi_result["seconds"]
-    report = {"data": "corpora/chat-demo (288 conversations, 12 languages)", "model": "tiny (2 layers, width 64)",
+    files = sorted((REPO / "corpora" / "chat-demo").glob("*.jsonl"))
+    rows = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in files)
+    report = {"data": f"corpora/chat-demo ({rows} conversations, {len(files)} languages)",
+              "model": "tiny (2 layers, width 64)",
               "seq_length": 128, "global_batch_size": sft["global_batch_size"], "epochs": args.epochs,
               "threads": args.threads, "trl": {"versions": version, **trl_result}, "occi": occi_result,
               "ratio_tokens_per_s": occi_result["tokens_per_s"] / trl_result["tokens_per_s"]}

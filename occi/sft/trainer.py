@@ -106,21 +106,30 @@ class SFTTrainer(Trainer):
         return loss_func
 
     def _reduce(self, results: list[dict]) -> float:
+        from megatron.core import parallel_state
+
         local = torch.zeros(2, dtype=torch.float64, device=_device())
         if self.is_last_stage:
             for r in results:
                 local[0] += r["sum"].double()
                 local[1] += r["count"].double()
-        dist.all_reduce(local)  # tensor-parallel ranks count the same tokens: the ratio is unchanged
+        # over every rank: the last pipeline stage of each data-parallel rank adds its share, and
+        # each of the tensor-parallel ranks the same share again (their ratio is unchanged)
+        dist.all_reduce(local)
+        self._counted = round(local[1].item() / parallel_state.get_tensor_model_parallel_world_size())
         return (local[0] / local[1].clamp(min=1)).item()
 
     def train_step(self) -> dict:
         sequences = self.plan[self.step]
         self._loss_tokens = packing.loss_tokens(self.conversations, sequences)
         record = super().train_step()
+        if self._counted != self._loss_tokens:  # the gradient scale would be wrong
+            raise RuntimeError(f"SFT step {self.step}: the loss masks of all ranks hold {self._counted} assistant "
+                               f"tokens, the plan {self._loss_tokens}")
         tokens = sum(self.conversations.positions(i) for sequence in sequences for i in sequence)
-        # tokens_per_s counts conversation tokens, not padding; positions_per_s counts every position
-        record.update({"loss_tokens": self._loss_tokens, "tokens": tokens,
+        # tokens_per_s counts conversation tokens, not padding; positions_per_s counts every position;
+        # loss_tokens: what the loss functions of all ranks together counted (equal to the plan's)
+        record.update({"loss_tokens": self._counted, "tokens": tokens,
                        "positions_per_s": record["tokens_per_s"], "tokens_per_s": tokens / record["seconds"],
                        "loss_tokens_per_s": self._loss_tokens / record["seconds"]})
         return record

@@ -136,6 +136,14 @@ def load_weights(trainer, path: Path) -> None:
         message = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
         raise OcciError(f"{path}: cannot load the model weights ({type(err).__name__}: {message})") from None
     trainer.model.module.load_state_dict(loaded["model"])
+    _refresh_main_params(trainer)
+
+
+def _refresh_main_params(trainer) -> None:
+    """A bf16 optimizer keeps fp32 main copies of the weights, made when it was built: after
+    loading weights alone, they are copied again (else the first step writes the initial weights
+    back). Nothing to do for an fp32 optimizer."""
+    trainer.optimizer.reload_model_params()
 
 
 def load_latest(trainer) -> int:
@@ -154,6 +162,7 @@ def load_latest(trainer) -> int:
         if is_import(path):
             loaded = dist_checkpointing.load({"model": trainer.model.module.sharded_state_dict()}, str(path))
             trainer.model.module.load_state_dict(loaded["model"])
+            _refresh_main_params(trainer)
             return 0
         loaded = dist_checkpointing.load(_state(trainer, loading=True), str(path))
         trainer.model.module.load_state_dict(loaded["model"])

@@ -76,12 +76,13 @@ def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = 
             dist.destroy_process_group()
 
 
-def megatron_logits(cfg: RunConfig, run_dir: Path, tokens: torch.Tensor) -> torch.Tensor:
-    """Megatron's logits [batch, sequence, vocab] for `tokens` from the latest checkpoint."""
+def megatron_logits(cfg: RunConfig, run_dir: Path, tokens: torch.Tensor, root: Path | None = None) -> torch.Tensor:
+    """Megatron's logits [batch, sequence, vocab] for `tokens` from the latest checkpoint (of
+    `root`, by default the run's checkpoints/)."""
     length = tokens.shape[1]
     positions = torch.arange(length).expand(tokens.shape[0], -1)
     causal = torch.triu(torch.ones(1, 1, length, length, dtype=torch.bool), diagonal=1)
-    with single_process_model(cfg, run_dir) as (model, _), torch.no_grad():
+    with single_process_model(cfg, run_dir, root=root) as (model, _), torch.no_grad():
         return model(tokens, positions, causal).float()
 
 
