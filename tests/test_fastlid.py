@@ -105,14 +105,14 @@ def test_models_it_does_not_reproduce_keep_the_binding(tmp_path):
 def test_corpora_build_is_identical_with_and_without_the_word_cache(tmp_path, demo_run):
     recipe = yaml.safe_load((REPO / "corpora" / "demo.yaml").read_text(encoding="utf-8"))
     recipe["sources"][0]["path"] = str(DEMO_SAMPLES / "*.jsonl")
-    recipe["langid"]["word_cache"] = 0
+    recipe["langid"]["word_cache"] = 500_000
     run = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text(encoding="utf-8"))
-    config = tmp_path / "binding.yaml"
+    config = tmp_path / "word_cache.yaml"
     config.write_text(yaml.safe_dump({"name": run["name"], "languages": run["languages"], "seed": run["seed"],
                                       "corpora": recipe}, allow_unicode=True), encoding="utf-8")
     result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
-    fast, slow = demo_run / "corpora", tmp_path / "run" / "corpora"
+    slow, fast = demo_run / "corpora", tmp_path / "run" / "corpora"  # the demo: the binding (the default)
     files = sorted(p.relative_to(fast) for p in fast.rglob("*") if p.is_file() and not p.name.startswith("_"))
     assert files == sorted(p.relative_to(slow) for p in slow.rglob("*") if p.is_file() and not p.name.startswith("_"))
     assert any(p.suffix == ".parquet" for p in files)

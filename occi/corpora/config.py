@@ -101,13 +101,14 @@ class LangIdConfig:
     """Labels read per prediction; scores of labels that count as the same language add up."""
     cache_dir: str | None = None
     """Where a downloaded model is kept (default: ~/.cache/occi/lid)."""
-    word_cache: int = 500_000
-    """fasttext backend: predict with occi's exact re-implementation of fastText's supervised
-    inference (occi/corpora/fastlid.py), which keeps the summed input rows of up to this many
-    distinct words (about 250 bytes each; the cache starts over when full): the same labels and
-    probabilities (to about 1e-7) as the fastText binding, several times faster on real text.
-    Models it does not reproduce (word n-grams, quantized output, losses other than hs and
-    softmax) use the binding whatever this says. 0: always the binding."""
+    word_cache: int = 0
+    """fasttext backend, opt-in: predict with occi's re-implementation of fastText's supervised
+    inference (occi/corpora/fastlid.py), bit for bit the binding's labels and probabilities, which
+    keeps the input rows of up to this many distinct words (about 300 bytes each; it starts over
+    when full). Faster only where words repeat: a word met for the first time costs several
+    times what fastText spends on it (bench/README.md: 1.45x faster on text seen before, 0.67x
+    on the benchmark corpus read once). Models it does not reproduce (word n-grams, quantized
+    output, losses other than hs and softmax) use the binding. 0: always the binding."""
 
     def __post_init__(self) -> None:
         for code in self.thresholds:

@@ -22,11 +22,17 @@ unsupervised model) get `None` from `ExactFastText.for_model`: the caller keeps 
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 import numpy as np
 
 EOS = "</s>"
 _SEPARATORS = "\t\r\v\f\0"  # with " " and "\n": what fastText's reader splits words on
-_LOG_FLOOR = np.float32(np.log(1e-5))  # std_log(threshold 0): fastText's search drops branches below it
+_LOG_FLOOR = np.float32(np.log(1e-5))
+_NO_ROWS = np.zeros(0, dtype=np.intp)
+_LIBM = ctypes.CDLL(ctypes.util.find_library("m"))
+_LIBM.expf.restype, _LIBM.expf.argtypes = ctypes.c_float, [ctypes.c_float]  # std_log(threshold 0): fastText's search drops branches below it
 
 
 def unsupported(model) -> str | None:
@@ -46,16 +52,16 @@ def unsupported(model) -> str | None:
 
 
 class _WordRows(dict):
-    """word -> its row in the table of summed input rows; filled on first sight."""
+    """word -> the places of its input rows (its own, then its n-grams') in the table of rows met
+    so far; filled on first sight."""
 
     def __init__(self, owner: ExactFastText):
         super().__init__()
         self.owner = owner
 
-    def __missing__(self, word: str) -> int:
-        index = self.owner._add_word(word)
-        self[word] = index
-        return index
+    def __missing__(self, word: str) -> np.ndarray:
+        places = self[word] = self.owner._add_word(word)
+        return places
 
 
 class ExactFastText:
@@ -82,14 +88,12 @@ class ExactFastText:
             self.paths = _huffman_paths([int(c) for c in counts])
             depth = self.paths.shape[1]
             self.prefix_sums = np.triu(np.ones((depth, depth), dtype=np.float32))  # steps -> partial sums
-            self._sides = np.zeros(2 * len(self.labels) - 2)
             self._steps = np.zeros(2 * len(self.labels) - 1, dtype=np.float32)  # the last one: the padding step
-        self._row_cache: dict[int, np.ndarray] = {}
-        eos_ids = model.get_subwords(EOS)[1]
-        self.eos = np.zeros(self.dim + 1)
-        for i in eos_ids:
-            self.eos[: self.dim] += self._input_row(int(i))
-        self.eos[self.dim] = len(eos_ids)
+        self.output_t = np.ascontiguousarray(self.output.T)  # dot products summed term by term, as fastText
+        self.eos_ids = [int(i) for i in model.get_subwords(EOS)[1]]
+        import fasttext_pybind  # the binding's own module (fasttext.FastText imports it the same way)
+
+        self._vector = fasttext_pybind.Vector(self.dim)  # what getInputVector fills
         self._reset()
 
     @classmethod
@@ -97,36 +101,36 @@ class ExactFastText:
         return None if unsupported(model) is not None else cls(model, max_words)
 
     def _reset(self) -> None:
-        # row 0: words that add nothing (empty strings between separators, label tokens)
-        self.table = np.zeros((1024, self.dim + 1))
-        self.used = 1
+        self.rows = np.zeros((4096, self.dim), dtype=np.float32)  # the input rows met so far
+        self.row_of: dict[int, int] = {}  # fastText's row id -> its place in self.rows
         self.words = _WordRows(self)
-        self.words[""] = 0
+        self.words[""] = _NO_ROWS  # between two separators
+        self.eos = self._places(self.eos_ids)
 
-    def _input_row(self, index: int) -> np.ndarray:
-        row = self._row_cache.get(index)
-        if row is None:
-            row = self._row_cache[index] = self.model.get_input_vector(index).astype(np.float32)
-        return row
-
-    def _add_word(self, word: str) -> int:
-        if word.startswith(self.label_prefix):  # a label token: fastText leaves it out of the input
-            return 0
-        try:
-            ids = self.model.get_subwords(word)[1]
-        except (TypeError, UnicodeError):  # lone surrogates: the caller's fallback for the binding turns them into "?"
-            ids = self.model.get_subwords(word.encode("utf-8", "replace").decode("utf-8"))[1]
-        if self.used == len(self.table):
-            self.table = np.concatenate([self.table, np.zeros_like(self.table)])
-        entry = self.table[self.used]
+    def _places(self, ids) -> np.ndarray:
+        places = []
         for i in ids:
-            entry[: self.dim] += self._input_row(int(i))
-        entry[self.dim] = len(ids)
-        self.used += 1
-        return self.used - 1
+            place = self.row_of.get(i)
+            if place is None:
+                place = self.row_of[i] = len(self.row_of)
+                if place == len(self.rows):
+                    self.rows = np.concatenate([self.rows, np.zeros_like(self.rows)])
+                self.model.f.getInputVector(self._vector, i)
+                self.rows[place] = self._vector
+            places.append(place)
+        return np.array(places, dtype=np.intp)
+
+    def _add_word(self, word: str) -> np.ndarray:
+        if word.startswith(self.label_prefix):  # a label token: fastText leaves it out of the input
+            return _NO_ROWS
+        try:
+            ids = self.model.f.getSubwords(word, "strict")[1]
+        except (TypeError, UnicodeError):  # lone surrogates: the caller's fallback for the binding turns them into "?"
+            ids = self.model.f.getSubwords(word.encode("utf-8", "replace").decode("utf-8"), "strict")[1]
+        return self._places(ids)
 
     def hidden(self, text: str) -> np.ndarray | None:
-        """The mean of the input rows of the line (None: it has none)."""
+        """The mean of the input rows of the line, float32, bit for bit fastText's (None: no rows)."""
         if "\n" in text:
             raise ValueError("predict processes one line at a time (remove '\\n')")
         if len(self.words) > self.max_words:  # bounded memory: start over between documents
@@ -137,53 +141,82 @@ class ExactFastText:
         tokens = text.split(" ")
         if EOS in text and EOS in tokens:  # fastText stops reading the line at an end-of-line token
             tokens = tokens[: tokens.index(EOS)]
-        rows = np.fromiter(map(self.words.__getitem__, tokens), dtype=np.intp, count=len(tokens))
-        total = self.table[rows].sum(axis=0) + self.eos
-        count = total[self.dim]
-        if count == 0:
+        places = list(map(self.words.__getitem__, tokens))
+        places.append(self.eos)
+        places = np.concatenate(places)
+        if len(places) == 0:
             return None
-        return total[: self.dim].astype(np.float32) * np.float32(1.0 / count)
+        # reducing over the first axis adds the rows one after the other, in float32: fastText's sum
+        total = np.add.reduce(self.rows[places], axis=0)
+        return total * np.float32(1.0 / len(places))
 
     def predict(self, text: str, k: int = 1) -> list[tuple[str, float]]:
         """The k best (label, probability), best first, as the binding's predict(text, k)."""
         hidden = self.hidden(text)
         if hidden is None:
             return []
-        logits = self.output @ hidden
+        logits = np.add.reduce(self.output_t * hidden[:, None], axis=0)
         if self.softmax:
-            p = np.exp(logits - logits.max())
-            p /= p.sum()
-            scores = np.log(p + 1e-5)
+            e = _expf_array(logits - logits.max())
+            p = e / np.cumsum(e, dtype=np.float32)[-1]  # fastText: output[i] /= z, z summed term by term
+            scores = _f32(np.log(_f64(p) + 1e-5))
             best = np.argsort(-scores, kind="stable")[:k]
         else:
             best, scores = self._tree_search(logits, k)
-        probs = np.exp(scores[best])
-        return [(self.labels[i], float(p)) for i, p in zip(best.tolist(), probs.tolist())]
+        return [(self.labels[i], _expf(float(scores[i]))) for i in best.tolist()]
 
     def _tree_search(self, logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k best labels of the hierarchical softmax, and the score (log(p + 1e-5) summed
-        along the path from the root) of every label. fastText searches the tree depth first and
-        drops a branch once its score falls below log(1e-5); here all the partial sums of every
-        path come from one small product, and a label counts only if none of its partial sums
-        fell below that floor."""
-        e = np.exp(-logits)
-        e += 1  # float32 all along, as fastText computes it: 1 + exp(-x) is exactly 1 for x > 16.6
-        f = (1.0 / e.astype(np.float64)).astype(np.float32).astype(np.float64)
-        sides = self._sides  # inner node i: 2i its left child (1 - f), 2i + 1 its right child (f)
-        np.subtract(1.0, f, out=sides[0::2])
-        sides[1::2] = f
-        sides += 1e-5
-        steps = self._steps
-        steps[:-1] = np.log(sides)
-        partial = steps[self.paths] @ self.prefix_sums
-        scores = partial[:, -1]
-        order = np.argsort(-scores, kind="stable")
-        top = order[: k + 2]  # a margin for labels the search does not reach
-        reached = partial[top].min(axis=1) >= _LOG_FLOOR
-        if reached.sum() < k and len(top) < len(order):
-            top = order
-            reached = partial[top].min(axis=1) >= _LOG_FLOOR
-        return top[reached][:k], scores
+        """The k best labels of the hierarchical softmax, and the score of every label: log(p +
+        1e-5) summed along its path from the root, in float32, as fastText's depth-first search
+        sums it. That search drops a branch once its score falls below log(1e-5); here one small
+        product gives every path's sum closely enough to rank the labels, and the few best are
+        then summed step by step, exactly, and kept only if no partial sum fell below the floor."""
+        e = _expf_array(-logits)
+        e += np.float32(1)
+        f = _f32(1.0 / _f64(e))
+        steps = self._steps  # inner node i: 2i its left child (1 - f), 2i + 1 its right child (f)
+        steps[0:-1:2] = _f32(np.log(_f64(_f32(1.0 - _f64(f))) + 1e-5))
+        steps[1:-1:2] = _f32(np.log(_f64(f) + 1e-5))
+        close = steps[self.paths] @ self.prefix_sums
+        order = np.argsort(-close[:, -1], kind="stable")
+        take = k + 2  # a margin for labels whose order the product's rounding could swap
+        while True:
+            top = order[:take]
+            along = np.cumsum(steps[self.paths[top]], axis=1, dtype=np.float32)
+            reached = (along >= _LOG_FLOOR).all(axis=1)
+            if reached.sum() >= k or take >= len(order):
+                break
+            take = len(order)  # some were pruned: sum every label exactly
+        scores = np.full(len(self.labels), -np.inf, dtype=np.float32)
+        scores[top[reached]] = along[reached, -1]
+        best = top[reached]
+        return best[np.argsort(-scores[best], kind="stable")[:k]], scores
+
+
+def _expf(x: float) -> float:
+    """std::exp of a float, from the C library (numpy's float32 exp differs in the last bit)."""
+    return _LIBM.expf(x)
+
+
+def _expf_array(x: np.ndarray) -> np.ndarray:
+    """std::exp of each float: exp in double rounded to float, which is the C library's expf except
+    where the double lies within a hair of halfway between two floats (the 29 bits that rounding
+    drops read about 0x10000000); those few come from expf itself."""
+    with np.errstate(over="ignore"):
+        wide = np.exp(_f64(x))
+        e = _f32(wide)
+    dropped = (wide.view(np.int64) & 0x1FFFFFFF) - 0x10000000
+    for i in np.flatnonzero(np.abs(dropped) < 0x400000).tolist():
+        e[i] = _LIBM.expf(float(x[i]))
+    return e
+
+
+def _f32(x):
+    return np.asarray(x, dtype=np.float32)
+
+
+def _f64(x):
+    return np.asarray(x, dtype=np.float64)
 
 
 def _huffman_paths(counts: list[int]) -> np.ndarray:
