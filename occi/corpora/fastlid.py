@@ -1,22 +1,22 @@
-"""fastText supervised prediction, exact, with a per-word cache: language ID at a fraction of the
-binding's cost on real text.
+"""fastText supervised prediction re-implemented, bit for bit, with a per-word cache.
 
 A supervised fastText model reads a line as its words (split on the seven separators of its
 reader) plus the end-of-line token; each word brings its own input row (when in the vocabulary)
 and the rows of its hashed character n-grams; the hidden vector is the mean of all those rows;
 the output layer turns it into label probabilities. A word's rows are the same wherever it
-occurs, so this module keeps, per distinct word, the sum of its rows and their number: a
-document costs one dict lookup per word, one gather-and-sum, and one small output layer.
+occurs, so the places of each distinct word's rows are looked up once and kept.
 
-The rows and n-gram ids come from the fastText binding itself (`get_subwords`, which applies the
-model's hashing and pruning; `get_input_vector`, which also reads a quantized input matrix; the
-dense output matrix), so nothing of the model is re-read from its file. The output layer is
-computed the way fastText computes it, in float32: hierarchical softmax as its tree search
-(Huffman tree from the label counts, scores log(p + 1e-5) summed along the path, branches
-below log(1e-5) pruned), softmax with log(p + 1e-5) scores. What differs is only the order of
-the float additions of the hidden vector, so probabilities agree to about 1e-7
-(tests/test_fastlid.py checks 1e-5 and the same labels on the demo corpus).
+The n-gram ids and the rows come from the binding itself (`getSubwords`, which applies the
+model's hashing and pruning; `getInputVector`, which also reads a quantized input matrix; the
+dense output matrix): nothing of the model file is re-read. Everything after the lookup is
+fastText's float32 arithmetic in fastText's order (the rows added one after the other, dot
+products term by term, the hierarchical softmax's depth-first search with its floor at
+log(1e-5) over the Huffman tree rebuilt from the label counts, softmax with log(p + 1e-5)
+scores, the C library's expf), so labels and probabilities equal the binding's bit for bit:
+corpora output stays byte-identical (its 4-decimal scores flip on a 1e-7 difference).
 
+Faster than the binding only where words repeat: a word met for the first time costs several
+times fastText's per-word work (bench/README.md), hence opt-in (`corpora.langid.word_cache`).
 Models it does not reproduce (word n-grams, a quantized output matrix, other losses, an
 unsupervised model) get `None` from `ExactFastText.for_model`: the caller keeps the binding.
 """
@@ -29,10 +29,10 @@ import numpy as np
 
 EOS = "</s>"
 _SEPARATORS = "\t\r\v\f\0"  # with " " and "\n": what fastText's reader splits words on
-_LOG_FLOOR = np.float32(np.log(1e-5))
+_LOG_FLOOR = np.float32(np.log(1e-5))  # std_log(threshold 0): fastText's search drops branches below it
 _NO_ROWS = np.zeros(0, dtype=np.intp)
 _LIBM = ctypes.CDLL(ctypes.util.find_library("m"))
-_LIBM.expf.restype, _LIBM.expf.argtypes = ctypes.c_float, [ctypes.c_float]  # std_log(threshold 0): fastText's search drops branches below it
+_LIBM.expf.restype, _LIBM.expf.argtypes = ctypes.c_float, [ctypes.c_float]
 
 
 def unsupported(model) -> str | None:
