@@ -54,7 +54,7 @@ def cmd_corpora_langid(args: argparse.Namespace) -> int:
     codes = list(languages.LANGUAGES)
     langid = LangIdConfig(model=args.model, backend=args.backend)
     identifier = LanguageIdentifier(resolve_model(langid, base_dir=str(Path.cwd())), codes, backend=args.backend,
-                                    second_opinion=langid.second_opinion)
+                                    second_opinion=langid.second_opinion, word_cache=langid.word_cache)
     out = sys.stdout
     for raw in sys.stdin.buffer:  # lines end at "\n" only; bytes that are not UTF-8 become U+FFFD
         text = raw.rstrip(b"\n").decode("utf-8", "replace")

@@ -22,6 +22,7 @@ from pathlib import Path
 from occi import languages
 from occi.corpora.config import LangIdConfig
 from occi.corpora.document import Document
+from occi.corpora.fastlid import ExactFastText
 from occi.errors import OcciError
 
 DEFAULT_MODEL_NOTE = (
@@ -84,11 +85,13 @@ def heliport_identifier():
 
 
 class _FastText:
-    """Labels with probabilities, best first; a language's score is the sum over its labels."""
+    """Labels with probabilities, best first; a language's score is the sum over its labels.
+    Predictions come from `ExactFastText` (same labels and probabilities, a per-word cache)
+    when it reproduces the model and `word_cache` > 0, else from the fastText binding."""
 
     higher_is_better = True
 
-    def __init__(self, model_path: Path, top_k: int):
+    def __init__(self, model_path: Path, top_k: int, word_cache: int = 0):
         import fasttext
 
         fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load warning
@@ -97,8 +100,11 @@ class _FastText:
         except ValueError as err:
             raise OcciError(f"{model_path}: not a fastText model ({err}); {DEFAULT_MODEL_NOTE}") from None
         self.top_k = top_k
+        self.exact = ExactFastText.for_model(self.model, word_cache) if word_cache > 0 else None
 
     def ranked(self, text: str) -> list[tuple[str, float]]:
+        if self.exact is not None:
+            return [(label.removeprefix("__label__"), score) for label, score in self.exact.predict(text, self.top_k)]
         try:
             labels, scores = self.model.predict(text, k=self.top_k)
         except (TypeError, UnicodeError):  # lone surrogates (from JSON escapes) cannot go to fastText
@@ -174,8 +180,8 @@ class LanguageIdentifier:
     """Predicts a run language and its score for a text."""
 
     def __init__(self, model_path: Path | None, run_languages: list[str], top_k: int = 5,
-                 backend: str = "fasttext", second_opinion: bool = False):
-        self.backend = _Heliport(top_k) if backend == "heliport" else _FastText(model_path, top_k)
+                 backend: str = "fasttext", second_opinion: bool = False, word_cache: int = 0):
+        self.backend = _Heliport(top_k) if backend == "heliport" else _FastText(model_path, top_k, word_cache)
         self.second = _LazyHeliport(top_k) if second_opinion and backend != "heliport" else None
         self.model = getattr(self.backend, "model", None)
         self.label_language = languages.label_to_language(list(languages.LANGUAGES))

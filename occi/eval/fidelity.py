@@ -40,7 +40,8 @@ def identifier(cfg):
 
     langid = cfg.corpora.langid
     return LanguageIdentifier(resolve_model(langid, cfg.corpora.base_dir), list(languages.LANGUAGES),
-                              backend=langid.backend, second_opinion=langid.second_opinion)
+                              backend=langid.backend, second_opinion=langid.second_opinion,
+                              word_cache=langid.word_cache)
 
 
 def answer_text(text: str) -> str:

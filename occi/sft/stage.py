@@ -49,7 +49,8 @@ def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
 
         lid = cfg.corpora.langid
         langid = LanguageIdentifier(resolve_model(lid, cfg.corpora.base_dir), cfg.languages, top_k=lid.top_k,
-                                    backend=lid.backend, second_opinion=lid.second_opinion)
+                                    backend=lid.backend, second_opinion=lid.second_opinion,
+                                    word_cache=lid.word_cache)
     with atomic_dir(run.sft_data) as tmp:
         stats = data.prepare(cfg.sft, cfg.languages, tokenizer, seq_length, cfg.seed, langid, tmp)
         stats["template"] = origin
