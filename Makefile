@@ -14,8 +14,10 @@ demo: setup
 	$(VENV)/bin/occi run demo
 
 # system packages first: building llama-cpp-python during setup needs cmake and g++
+# two workers, a test file each (--dist loadfile keeps a file's module fixtures in one process):
+# most tests wait on subprocesses (torchrun ranks, SLURM jobs), so the two cores stay busy
 test: system setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 system:
 	bash scripts/install-system.sh

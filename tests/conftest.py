@@ -77,10 +77,20 @@ print(json.dumps({"version": __version__, "class": type(tokenizer).__name__,
 def transformers4() -> Path:
     """The python of a small venv with transformers<5 (tokenizers and configs only, no torch),
     made once and cached under ~/.cache/occi-tests (or $OCCI_TEST_CACHE)."""
-    import shutil
+    import fcntl
 
     cache = Path(os.environ.get("OCCI_TEST_CACHE", Path.home() / ".cache" / "occi-tests")) / "transformers4"
     python = cache / "bin" / "python"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.parent / "transformers4.lock", "w") as lock:  # pytest-xdist workers make it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _make_transformers4(cache, python)
+    return python
+
+
+def _make_transformers4(cache: Path, python: Path) -> None:
+    import shutil
+
     if not (cache / ".complete").exists():
         shutil.rmtree(cache, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(cache)], check=True, capture_output=True)
@@ -94,7 +104,6 @@ def transformers4() -> Path:
                 pytest.skip(f"pip cannot reach the package index for transformers<5: {reason}")
             raise RuntimeError(f"pip install transformers<5 failed: {reason}")
         (cache / ".complete").touch()
-    return python
 
 
 def transformers4_view(python: Path, folder: Path, texts: list[str]) -> dict:
