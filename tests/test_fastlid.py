@@ -74,34 +74,6 @@ def test_a_bounded_cache_starts_over_and_gives_the_same_predictions(lid176):
     assert len(exact.words) <= 50 + max(len(t.split()) for t in texts) + 1
 
 
-def _train(tmp_path: Path, **args):
-    lines = []
-    for path in sorted(DEMO_SAMPLES.glob("*.jsonl"))[:6]:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            lines.append(f"__label__{path.stem} " + json.loads(line)["text"].replace("\n", " "))
-    data = tmp_path / "train.txt"
-    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return fasttext.train_supervised(str(data), dim=8, epoch=5, lr=0.05, minn=2, maxn=4, bucket=20_000, thread=1,
-                                     seed=1, verbose=0, **args)
-
-
-@pytest.mark.parametrize("loss", ["hs", "softmax"])
-def test_tiny_trained_models_of_both_reproduced_losses(tmp_path, loss):
-    model = _train(tmp_path, loss=loss)
-    _assert_same(model, ExactFastText(model), _demo_texts()[::3], k=3, ties=True)
-
-
-def test_models_it_does_not_reproduce_keep_the_binding(tmp_path):
-    model = _train(tmp_path, wordNgrams=2)
-    assert ExactFastText.for_model(model) is None
-    path = tmp_path / "bigrams.bin"
-    model.save_model(str(path))
-    identifier = LanguageIdentifier(path, ["de", "fr"], word_cache=1000)
-    assert identifier.backend.exact is None
-    text = "Das ist ein kleines Haus am See."
-    assert identifier.backend.ranked(text) == [(label[9:], p) for label, p in _binding(identifier.model, text, 5)]
-
-
 def test_corpora_build_is_identical_with_and_without_the_word_cache(tmp_path, demo_run):
     recipe = yaml.safe_load((REPO / "corpora" / "demo.yaml").read_text(encoding="utf-8"))
     recipe["sources"][0]["path"] = str(DEMO_SAMPLES / "*.jsonl")
