@@ -49,12 +49,11 @@ def cmd_stage(args: argparse.Namespace) -> int:
 def cmd_corpora_langid(args: argparse.Namespace) -> int:
     from occi import languages
     from occi.corpora.config import LangIdConfig
-    from occi.corpora.langid import LanguageIdentifier, resolve_model
+    from occi.corpora.langid import LanguageIdentifier
 
     codes = list(languages.LANGUAGES)
     langid = LangIdConfig(model=args.model, backend=args.backend)
-    identifier = LanguageIdentifier(resolve_model(langid, base_dir=str(Path.cwd())), codes, backend=args.backend,
-                                    second_opinion=langid.second_opinion, word_cache=langid.word_cache)
+    identifier = LanguageIdentifier.from_config(langid, codes, base_dir=str(Path.cwd()))
     out = sys.stdout
     for raw in sys.stdin.buffer:  # lines end at "\n" only; bytes that are not UTF-8 become U+FFFD
         text = raw.rstrip(b"\n").decode("utf-8", "replace")

@@ -348,14 +348,12 @@ def test_the_bundled_chat_set_covers_the_demo_languages_and_language_id_keeps_it
     """corpora/chat-demo: 24 conversations in each of demo-sft's 28 languages, each row parsed
     and its prompt and answer identified as its declared language by the check demo-sft runs."""
     from occi import config as config_module
-    from occi.corpora.langid import LanguageIdentifier, resolve_model
+    from occi.corpora.langid import LanguageIdentifier
     from occi.sft import data
     from occi.sft.config import ChatSourceConfig
 
     cfg = config_module.load("demo-sft")
-    lid = cfg.corpora.langid
-    langid = LanguageIdentifier(resolve_model(lid, cfg.corpora.base_dir), cfg.languages, top_k=lid.top_k,
-                                backend=lid.backend, second_opinion=lid.second_opinion)
+    langid = LanguageIdentifier.from_config(cfg.corpora.langid, cfg.languages, cfg.corpora.base_dir)
     source = ChatSourceConfig(name="chat-demo", kind="jsonl", path="x")
     assert sorted(p.stem for p in CHAT_DEMO.glob("*.jsonl")) == sorted(cfg.languages)
     problems = []

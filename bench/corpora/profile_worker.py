@@ -1,7 +1,7 @@
 """Where occi's corpora shard worker spends its time, and what it decides, document by document.
 
     PYTHONPATH=. .venv/bin/python bench/corpora/profile_worker.py --corpus DIR --shards 2 \
-        [--save decisions.npz] [--compare decisions.npz] [--cprofile 30] [--word-cache N]
+        [--save decisions.npz] [--compare decisions.npz] [--cprofile 30] [--binding]
 
 Runs the worker's own chain (occi.corpora.build.ShardProcessor: normalise -> language ID ->
 Gopher repetition -> Gopher quality -> FineWeb lines, then the exact key and the MinHash band
@@ -36,7 +36,7 @@ from occi.corpora.document import Document
 from occi.corpora.sources import plan_shards, read_shard
 
 
-def corpora_config(corpus: Path, shards: int, word_cache: int = 0):
+def corpora_config(corpus: Path, shards: int, native: bool = True):
     from occi.config import load
 
     files = sorted(corpus.glob("part-*.jsonl"))[:shards]
@@ -51,7 +51,7 @@ def corpora_config(corpus: Path, shards: int, word_cache: int = 0):
         f"languages: [{', '.join(json.dumps(c) for c in languages.LANGUAGES)}]\n"
         "corpora:\n  sources:\n    - name: debian-docs\n      kind: jsonl\n"
         f"      path: {folder}/part-*.jsonl\n      text_field: text\n      id_field: id\n"
-        f"  langid: {{word_cache: {word_cache}}}\n",
+        f"  langid: {{native: {json.dumps(native)}}}\n",
         encoding="utf-8")
     return load(str(config)), folder
 
@@ -120,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", type=Path, help="write the decisions here (.npz)")
     parser.add_argument("--compare", type=Path, help="compare the decisions with this file (.npz)")
     parser.add_argument("--cprofile", type=int, default=0, help="also print cProfile's top N functions")
-    parser.add_argument("--word-cache", type=int, default=0,
-                        help="corpora.langid.word_cache (0: the fastText binding; N: occi/corpora/fastlid.py)")
+    parser.add_argument("--binding", action="store_true",
+                        help="language ID with the fastText binding (corpora.langid.native: false)")
     args = parser.parse_args(argv)
-    cfg, folder = corpora_config(args.corpus, args.shards, args.word_cache)
+    cfg, folder = corpora_config(args.corpus, args.shards, native=not args.binding)
     profile = cProfile.Profile() if args.cprofile else None
     start, cpu = time.perf_counter(), time.process_time()
     try:

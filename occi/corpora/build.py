@@ -172,9 +172,7 @@ class ShardProcessor:
 
     def __init__(self, job: Job):
         cfg = job.corpora
-        identifier = LanguageIdentifier(resolve_model(cfg.langid, cfg.base_dir), job.languages, cfg.langid.top_k,
-                                        backend=cfg.langid.backend, second_opinion=cfg.langid.second_opinion,
-                                        word_cache=cfg.langid.word_cache)
+        identifier = LanguageIdentifier.from_config(cfg.langid, job.languages, cfg.base_dir)
         self.job = job
         self.filters: list[Filter] = [
             Normalizer(cfg.normalize),

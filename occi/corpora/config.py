@@ -101,20 +101,18 @@ class LangIdConfig:
     """Labels read per prediction; scores of labels that count as the same language add up."""
     cache_dir: str | None = None
     """Where a downloaded model is kept (default: ~/.cache/occi/lid)."""
-    word_cache: int = 0
-    """fasttext backend, opt-in: predict with occi's re-implementation of fastText's supervised
-    inference (occi/corpora/fastlid.py), bit for bit the binding's labels and probabilities, which
-    keeps the input rows of up to this many distinct words (about 300 bytes each; it starts over
-    when full). Faster only where words repeat: a word met for the first time costs several
-    times what fastText spends on it (bench/README.md: 1.45x faster on text seen before, 0.67x
-    on the benchmark corpus read once). Models it does not reproduce (word n-grams, quantized
-    output, losses other than hs and softmax) use the binding. 0: always the binding."""
+    native: bool = True
+    """fasttext backend: predict with occi's compiled re-implementation of fastText's supervised
+    inference (occi/corpora/fastlid.py, numba): the binding's labels and probabilities bit for
+    bit, several times faster (bench/README.md). Models it does not reproduce (the ns and ova
+    losses, a quantized output matrix, unsupervised models) use the binding. false: always the
+    fastText binding."""
 
     def __post_init__(self) -> None:
         for code in self.thresholds:
             languages.get(code)
         score = ranges.at_least(0) if self.backend == "heliport" else ranges.SHARE
-        ranges.check(self, {"thresholds": score, "top_k": ranges.at_least(1), "word_cache": ranges.at_least(0)})
+        ranges.check(self, {"thresholds": score, "top_k": ranges.at_least(1)})
         if self.backend == "heliport" and self.model is not None:
             raise ValueError("model: heliport has its model built in; `model` is for the fasttext backend")
 

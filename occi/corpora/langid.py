@@ -22,7 +22,7 @@ from pathlib import Path
 from occi import languages
 from occi.corpora.config import LangIdConfig
 from occi.corpora.document import Document
-from occi.corpora.fastlid import ExactFastText
+from occi.corpora.fastlid import CompiledFastText, ModelFileError
 from occi.errors import OcciError
 
 DEFAULT_MODEL_NOTE = (
@@ -84,23 +84,33 @@ def heliport_identifier():
     return heliport.Identifier()
 
 
+def _load_binding(model_path: Path):
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load warning
+    try:
+        return fasttext.load_model(str(model_path))
+    except ValueError as err:
+        raise OcciError(f"{model_path}: not a fastText model ({err}); {DEFAULT_MODEL_NOTE}") from None
+
+
 class _FastText:
     """Labels with probabilities, best first; a language's score is the sum over its labels.
-    Predictions come from `ExactFastText` (same labels and probabilities, a per-word cache)
-    when it reproduces the model and `word_cache` > 0, else from the fastText binding."""
+    Predictions come from `CompiledFastText` (the binding's labels and probabilities, bit for
+    bit, several times faster) when `native` is on and it reproduces the model, else from the
+    fastText binding."""
 
     higher_is_better = True
 
-    def __init__(self, model_path: Path, top_k: int, word_cache: int = 0):
-        import fasttext
-
-        fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load warning
-        try:
-            self.model = fasttext.load_model(str(model_path))
-        except ValueError as err:
-            raise OcciError(f"{model_path}: not a fastText model ({err}); {DEFAULT_MODEL_NOTE}") from None
+    def __init__(self, model_path: Path, top_k: int, native: bool = True):
         self.top_k = top_k
-        self.exact = ExactFastText.for_model(self.model, word_cache) if word_cache > 0 else None
+        self.exact = None
+        if native:
+            try:
+                self.exact = CompiledFastText.from_file(model_path)
+            except ModelFileError:
+                self.exact = None  # the binding's load below names what is wrong
+        self.model = None if self.exact is not None else _load_binding(model_path)
 
     def ranked(self, text: str) -> list[tuple[str, float]]:
         if self.exact is not None:
@@ -180,15 +190,21 @@ class LanguageIdentifier:
     """Predicts a run language and its score for a text."""
 
     def __init__(self, model_path: Path | None, run_languages: list[str], top_k: int = 5,
-                 backend: str = "fasttext", second_opinion: bool = False, word_cache: int = 0):
-        self.backend = _Heliport(top_k) if backend == "heliport" else _FastText(model_path, top_k, word_cache)
+                 backend: str = "fasttext", second_opinion: bool = False, native: bool = True):
+        self.backend = _Heliport(top_k) if backend == "heliport" else _FastText(model_path, top_k, native)
         self.second = _LazyHeliport(top_k) if second_opinion and backend != "heliport" else None
-        self.model = getattr(self.backend, "model", None)
         self.label_language = languages.label_to_language(list(languages.LANGUAGES))
         self.run_languages = set(run_languages)
         self.members: dict[str, set[str]] = {}
         for label, code in self.label_language.items():
             self.members.setdefault(code, set()).add(label)
+
+    @classmethod
+    def from_config(cls, cfg: LangIdConfig, run_languages: list[str], base_dir: str = "") -> LanguageIdentifier:
+        """The identifier a run's `corpora.langid` section describes (the model resolved, or
+        downloaded once, from `base_dir`)."""
+        return cls(resolve_model(cfg, base_dir), run_languages, cfg.top_k, backend=cfg.backend,
+                   second_opinion=cfg.second_opinion, native=cfg.native)
 
     def default_threshold(self, code: str) -> float:
         return self.backend.default_threshold(code)

@@ -36,12 +36,9 @@ def prompts(code: str) -> list[str]:
 def identifier(cfg):
     """The run's language identifier, over every language of the table."""
     from occi import languages
-    from occi.corpora.langid import LanguageIdentifier, resolve_model
+    from occi.corpora.langid import LanguageIdentifier
 
-    langid = cfg.corpora.langid
-    return LanguageIdentifier(resolve_model(langid, cfg.corpora.base_dir), list(languages.LANGUAGES),
-                              backend=langid.backend, second_opinion=langid.second_opinion,
-                              word_cache=langid.word_cache)
+    return LanguageIdentifier.from_config(cfg.corpora.langid, list(languages.LANGUAGES), cfg.corpora.base_dir)
 
 
 def answer_text(text: str) -> str:

@@ -45,12 +45,9 @@ def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     tokenizer = template.load_tokenizer(run.sft_tokenizer)
     langid = None
     if cfg.sft.checks.language_id:
-        from occi.corpora.langid import LanguageIdentifier, resolve_model
+        from occi.corpora.langid import LanguageIdentifier
 
-        lid = cfg.corpora.langid
-        langid = LanguageIdentifier(resolve_model(lid, cfg.corpora.base_dir), cfg.languages, top_k=lid.top_k,
-                                    backend=lid.backend, second_opinion=lid.second_opinion,
-                                    word_cache=lid.word_cache)
+        langid = LanguageIdentifier.from_config(cfg.corpora.langid, cfg.languages, cfg.corpora.base_dir)
     with atomic_dir(run.sft_data) as tmp:
         stats = data.prepare(cfg.sft, cfg.languages, tokenizer, seq_length, cfg.seed, langid, tmp)
         stats["template"] = origin
