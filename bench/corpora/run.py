@@ -117,7 +117,7 @@ def input_subset(corpus: Path, shards: int, folder: Path, dedup: bool = False) -
     return docs, sum(f.stat().st_size for f in files) / 1e6
 
 
-def occi_config(subset: Path, workers: int, path: Path, word_cache: int = 0) -> None:
+def occi_config(subset: Path, workers: int, path: Path, native: bool = True) -> None:
     from occi import languages
 
     codes = list(languages.LANGUAGES)
@@ -134,7 +134,7 @@ def occi_config(subset: Path, workers: int, path: Path, word_cache: int = 0) -> 
         "      id_field: id\n"
         "  keep_dropped: true\n"
         f"  workers: {workers}\n"
-        f"  langid: {{word_cache: {word_cache}}}\n"
+        f"  langid: {{native: {json.dumps(native)}}}\n"
     )
     path.write_text(text, encoding="utf-8")
 
@@ -202,7 +202,7 @@ def run_side(side: str, args, work: Path, subset: Path, docs_in: int) -> dict:
         run_dir = work / "occi"
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
-        occi_config(subset, args.workers, work / "occi.yaml", args.word_cache)
+        occi_config(subset, args.workers, work / "occi.yaml", native=not args.binding)
         figures = measured([str(Path(sys.executable).parent / "occi"), "corpora", "build", str(work / "occi.yaml"),
                             "--run-dir", str(run_dir)], work / "occi.log")
         figures["documents_kept"] = occi_kept(run_dir)
@@ -238,8 +238,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="word tokenizer on the datatrove side (see datatrove_pipeline.py)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating rounds of the sides (min/median/max)")
     parser.add_argument("--dedup", action="store_true", help="remove exact duplicates from the input first")
-    parser.add_argument("--word-cache", type=int, default=0,
-                        help="occi's corpora.langid.word_cache (0: the fastText binding, as by default)")
+    parser.add_argument("--binding", action="store_true",
+                        help="occi's language ID with the fastText binding (corpora.langid.native: false)")
     args = parser.parse_args(argv)
     args.corpus = args.corpus or args.data / "corpus"
     args.work = args.work or args.data / "runs"

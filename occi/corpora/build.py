@@ -308,9 +308,11 @@ def _buckets(job: Job, shards: list[Shard], share: Share, progress: bool) -> Non
     """This rank's partitions: the duplicate pairs among their keys (a partition done is a file)."""
     pending = [p for p in share.mine(_partitions(job)) if not _pairs_file(job, p).exists()]
     keys = dedup_stages.KeyFiles([job.work_dir / s.name for s in shards], pending)
-    for partition in tqdm(pending, unit="partition", desc="corpora: dedup buckets", disable=not progress):
-        for leftover in (job.work_dir / "pairs").glob(f".{partition.name}.npy.*.tmp"):  # only this rank's own
+    mine = {f".{p.name}.npy." for p in pending}
+    for leftover in (job.work_dir / "pairs").glob(".*.tmp"):  # a killed run's partial files, this rank's only
+        if leftover.name[:leftover.name.index(".npy.") + 5] in mine:
             leftover.unlink(missing_ok=True)
+    for partition in tqdm(pending, unit="partition", desc="corpora: dedup buckets", disable=not progress):
         dedup_stages.bucket(keys, partition, job.work_dir / "pairs")
 
 

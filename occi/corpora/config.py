@@ -247,7 +247,7 @@ class DedupConfig:
     """Hashes per band; bands x rows is the signature length."""
     seed: int = 1
     """Seed of the MinHash permutations."""
-    hash_ranges: int = 4
+    hash_ranges: int = 1
     """Hash ranges each language's band hashes (per band) and exact keys are split into: one dedup
     bucket task handles one such partition at a time, so its memory is about the language's
     documents / hash_ranges x 16 bytes. Raise it with the corpus (a 100 M-document language: 64)."""

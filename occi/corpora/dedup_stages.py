@@ -123,6 +123,7 @@ class KeyFiles:
 
     def __init__(self, shard_folders: list[Path], partitions: list[Partition]):
         self.folders = shard_folders
+        self._maps: dict[tuple[Path, str], np.ndarray] = {}
         self.bounds: dict[Partition, list[tuple[int, int]]] = {p: [] for p in partitions}
         for kind in {p.kind for p in partitions}:
             mine = [p for p in partitions if p.kind == kind]
@@ -134,12 +135,19 @@ class KeyFiles:
                     self.bounds[partition].append((start, end))
 
 
+    def records(self, folder: Path, kind: str) -> np.ndarray:
+        """A shard's key file of that kind, memory-mapped once per task."""
+        if (folder, kind) not in self._maps:
+            self._maps[folder, kind] = np.load(folder / f"{kind}.npy", mmap_mode="r")
+        return self._maps[folder, kind]
+
+
 def read_partition(keys: KeyFiles, partition: Partition) -> np.ndarray:
     """The partition's records from every shard, in plan order (memory-mapped reads of slices)."""
     slices = []
     for folder, (start, end) in zip(keys.folders, keys.bounds[partition]):
         if end > start:
-            slices.append(np.array(np.load(folder / f"{partition.kind}.npy", mmap_mode="r")[start:end]))
+            slices.append(np.array(keys.records(folder, partition.kind)[start:end]))
     dtype = NEAR if partition.kind == "near" else EXACT
     return np.concatenate(slices) if slices else np.empty(0, dtype=dtype)
 

@@ -48,6 +48,30 @@ class ModelFileError(ValueError):
 
 
 @dataclass
+class InputMatrix:
+    """The input matrix as the compiled sum reads it: dense float32 rows, or a product-quantized
+    matrix kept quantized (codes, a norm code per row, centroids), which is a few hundred KB
+    instead of several MB and so stays in the cache between documents. Exactly one of `rows`
+    and `codes` has rows."""
+
+    rows: np.ndarray
+    """(rows, dim) float32, or (0, dim) when quantized."""
+    codes: np.ndarray
+    """(rows, subquantizers) uint8 centroid codes, or (0, 1) when dense."""
+    norm_codes: np.ndarray
+    """A norm code per row (all 0 without quantized norms)."""
+    norm_table: np.ndarray
+    """256 float32 norms (all 1 without quantized norms)."""
+    centroids: np.ndarray
+    """(subquantizers, 256, sub_dim) float32; the last subquantizer's may be narrower (zero-padded)."""
+    sub_dim: int
+
+    @property
+    def count(self) -> int:
+        return max(len(self.rows), len(self.codes))
+
+
+@dataclass
 class FastTextModel:
     """What prediction needs from a fastText model file, as arrays."""
 
@@ -70,7 +94,7 @@ class FastTextModel:
     """-1: no pruning; 0: every n-gram pruned; else the size of the pruning table."""
     prune: np.ndarray
     """bucket -> row among the n-gram rows, -1 where pruned (empty without pruning)."""
-    input_rows: np.ndarray
+    input_matrix: InputMatrix
     output_rows: np.ndarray
 
     @property
@@ -147,16 +171,16 @@ def read_model(path: str | Path) -> FastTextModel:
         prune = np.full(max(bucket, 1), -1, dtype=np.int32)
         prune[pairs[:, 0]] = pairs[:, 1]
     quantized_input = reader.take("<?")
-    input_rows = _quantized_rows(reader) if quantized_input else _dense_rows(reader)
+    input_matrix = _quantized_matrix(reader, dim) if quantized_input else _dense_matrix(_dense_rows(reader))
     quantized_output = reader.take("<?")
     output_rows = np.zeros((0, dim), dtype=np.float32) if quantized_input and quantized_output else _dense_rows(reader)
-    if input_rows.shape[1] != dim or output_rows.shape[1] != dim:
+    if input_matrix.count < nwords or input_matrix.rows.shape[1] != dim or output_rows.shape[1] != dim:
         raise ModelFileError(f"{path}: matrix width differs from the model's dimension {dim}")
     return FastTextModel(
         dim=dim, minn=minn, maxn=maxn, bucket=bucket, word_ngrams=word_ngrams, loss=loss, model=model,
         quantized_output=bool(quantized_input and quantized_output), entries=entries, is_label=is_label,
         nwords=nwords, label_counts=np.array(counts, dtype=np.int64), prune_size=int(prune_size), prune=prune,
-        input_rows=np.ascontiguousarray(input_rows), output_rows=np.ascontiguousarray(output_rows))
+        input_matrix=input_matrix, output_rows=np.ascontiguousarray(output_rows))
 
 
 def _dense_rows(reader: _Reader) -> np.ndarray:
@@ -164,27 +188,33 @@ def _dense_rows(reader: _Reader) -> np.ndarray:
     return reader.array("<f4", rows * cols).reshape(rows, cols).astype(np.float32)
 
 
-def _quantized_rows(reader: _Reader) -> np.ndarray:
-    """The rows of a product-quantized matrix, each the binding's norm x centroid (in float32)."""
+def _dense_matrix(rows: np.ndarray) -> InputMatrix:
+    return InputMatrix(rows=np.ascontiguousarray(rows), codes=np.zeros((0, 1), dtype=np.uint8),
+                       norm_codes=np.zeros(0, dtype=np.uint8), norm_table=np.ones(256, dtype=np.float32),
+                       centroids=np.zeros((1, 256, 1), dtype=np.float32), sub_dim=1)
+
+
+def _quantized_matrix(reader: _Reader, dim: int) -> InputMatrix:
+    """A product-quantized matrix (fastText's QuantMatrix): each row is, per subquantizer, the
+    centroid its code names, times the row's norm."""
     qnorm, rows, cols, code_size = reader.take("<?qqi")
+    if cols != dim:
+        raise ModelFileError(f"{reader.path}: matrix width {cols} differs from the model's dimension {dim}")
     codes = reader.array("u1", code_size)
-    centroids, subquantizers, sub_dim, last_sub_dim = _product_quantizer(reader)
-    norms = np.ones(rows, dtype=np.float32)
+    flat, subquantizers, sub_dim, last_sub_dim = _product_quantizer(reader)
+    norm_codes, norm_table = np.zeros(rows, dtype=np.uint8), np.ones(256, dtype=np.float32)
     if qnorm:
-        norm_codes = reader.array("u1", rows)
-        norm_centroids = _product_quantizer(reader)[0]
-        norms = norm_centroids[norm_codes.astype(np.int64)]  # one subquantizer of width 1
-    codes = codes.reshape(rows, subquantizers).astype(np.int64)
-    decoded = np.zeros((rows, cols), dtype=np.float32)
+        norm_codes = reader.array("u1", rows).copy()
+        norm_table = _product_quantizer(reader)[0][:256].copy()  # one subquantizer of width 1
+    centroids = np.zeros((subquantizers, 256, sub_dim), dtype=np.float32)
     for m in range(subquantizers):
-        width = last_sub_dim if m == subquantizers - 1 else sub_dim
         if m == subquantizers - 1:
-            starts = m * 256 * sub_dim + codes[:, m] * last_sub_dim
+            block = flat[m * 256 * sub_dim:m * 256 * sub_dim + 256 * last_sub_dim]
+            centroids[m, :, :last_sub_dim] = block.reshape(256, last_sub_dim)
         else:
-            starts = (m * 256 + codes[:, m]) * sub_dim
-        piece = centroids[starts[:, None] + np.arange(width)]
-        decoded[:, m * sub_dim:m * sub_dim + width] = norms[:, None] * piece
-    return decoded
+            centroids[m] = flat[m * 256 * sub_dim:(m + 1) * 256 * sub_dim].reshape(256, sub_dim)
+    return InputMatrix(rows=np.zeros((0, dim), dtype=np.float32), codes=codes.reshape(rows, subquantizers).copy(),
+                       norm_codes=norm_codes, norm_table=norm_table, centroids=centroids, sub_dim=sub_dim)
 
 
 def _product_quantizer(reader: _Reader) -> tuple[np.ndarray, int, int, int]:
@@ -231,9 +261,8 @@ class CompiledFastText:
         self._entry_starts = np.concatenate(([0], np.cumsum([len(e) for e in model.entries]))).astype(np.int64)
         self._entry_types = model.is_label.astype(np.int8)
         self._table = _entry_table(self._entry_bytes, self._entry_starts)
-        eos = [i for i, e in enumerate(model.entries[:model.nwords]) if e == EOS]
         self._settings = np.array([model.nwords, model.minn, model.maxn, model.bucket, model.word_ngrams,
-                                   model.prune_size, eos[0] if eos else -1], dtype=np.int64)
+                                   model.prune_size, model.dim, model.input_matrix.sub_dim], dtype=np.int64)
         self._label_prefix = np.frombuffer(LABEL_PREFIX, dtype=np.uint8)
         self._kept = _KeptBuckets.of(model.prune)
         if model.loss == HIERARCHICAL_SOFTMAX:
@@ -251,9 +280,10 @@ class CompiledFastText:
     def hidden(self, text: str) -> tuple[np.ndarray, int]:
         """The hidden vector of the line and the number of rows averaged into it."""
         data = np.frombuffer(text.encode("utf-8", "replace") + b"\n", dtype=np.uint8)
+        matrix = self.model.input_matrix
         return _hidden(data, self._entry_bytes, self._entry_starts, self._entry_types, self._table,
                        self._label_prefix, self._settings, self._kept.bits, self._kept.before, self._kept.rows,
-                       self.model.input_rows)
+                       matrix.rows, matrix.codes, matrix.norm_codes, matrix.norm_table, matrix.centroids)
 
     def predict(self, text: str, k: int = 1) -> list[tuple[str, float]]:
         """The k best (label, probability), best first; text is one line (no "\\n")."""
@@ -284,8 +314,8 @@ class _KeptBuckets:
         bits = np.zeros(words, dtype=np.uint64)
         np.bitwise_or.at(bits, kept // 64, np.left_shift(np.uint64(1), (kept % 64).astype(np.uint64)))
         per_word = np.bincount(kept // 64, minlength=words)
-        before = np.concatenate(([0], np.cumsum(per_word)[:-1])).astype(np.int64)
-        return cls(bits=bits, before=before, rows=prune[kept].astype(np.int64))
+        before = np.concatenate(([0], np.cumsum(per_word)[:-1])).astype(np.int32)
+        return cls(bits=bits, before=before, rows=prune[kept].astype(np.int32))
 
 
 # ------------------------------------------------------------------ compiled parts
@@ -345,7 +375,7 @@ def _bucket_row(bucket_id, prune_size, bits, before, kept_rows):
     bit = np.uint64(bucket_id & 63)
     if (word >> bit) & np.uint64(1) == np.uint64(0):
         return -1
-    return kept_rows[before[bucket_id >> 6] + _popcount(word & ((np.uint64(1) << bit) - np.uint64(1)))]
+    return np.int64(kept_rows[before[bucket_id >> 6] + _popcount(word & ((np.uint64(1) << bit) - np.uint64(1)))])
 
 
 @njit(cache=True, inline="always")
@@ -354,13 +384,38 @@ def _is_separator(byte):
 
 
 @njit(cache=True)
+def _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim):
+    """computeHidden's sum: the input rows of ids[:count] added to hidden one after the other
+    (a quantized row as fastText's addcode adds it: norm x centroid, element by element)."""
+    dim = len(hidden)
+    if len(codes) == 0:
+        for k in range(count):
+            row = ids[k]
+            for d in range(dim):
+                hidden[d] += rows[row, d]
+        return
+    subquantizers = codes.shape[1]
+    last_width = dim - (subquantizers - 1) * sub_dim
+    for k in range(count):
+        row = ids[k]
+        norm = norm_table[norm_codes[row]]
+        for m in range(subquantizers):
+            code = codes[row, m]
+            width = last_width if m == subquantizers - 1 else sub_dim
+            for n in range(width):
+                hidden[m * sub_dim + n] += norm * centroids[m, code, n]
+
+
+@njit(cache=True)
 def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, settings, bits, before, kept_rows,
-            rows):
-    """fastText's getLine + computeHidden over data (the line's UTF-8 bytes, ending with "\n")."""
-    nwords, minn, maxn, bucket, word_ngrams, prune_size = (
-        settings[0], settings[1], settings[2], settings[3], settings[4], settings[5])
-    dim = rows.shape[1]
+            rows, codes, norm_codes, norm_table, centroids):
+    """fastText's getLine + computeHidden over data (the line's UTF-8 bytes, ending with "\n"):
+    the hidden vector and how many rows were averaged into it."""
+    nwords, minn, maxn, bucket, word_ngrams, prune_size, dim, sub_dim = (
+        settings[0], settings[1], settings[2], settings[3], settings[4], settings[5], settings[6], settings[7])
     hidden = np.zeros(dim, dtype=np.float32)
+    ids = np.empty(4096, dtype=np.int64)  # row ids in fastText's order, summed whenever full
+    count = 0
     added = 0
     word = np.empty(len(data) + 6, dtype=np.uint8)  # "<" + token + ">"
     word_hashes = np.empty(len(data) + 1, dtype=np.int64)
@@ -420,9 +475,8 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
         if not is_word:
             continue
         if wid >= 0:
-            for d in range(dim):
-                hidden[d] += rows[wid, d]
-            added += 1
+            ids[count] = wid
+            count += 1
         if maxn > 0 and not is_eos:
             # the character n-grams of "<" + token + ">": by start character, then by length in
             # characters (UTF-8 continuation bytes stay with their character)
@@ -444,10 +498,17 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
                     if n >= minn and not (n == 1 and (i == 0 or j == end)):
                         row = _bucket_row(g % bucket, prune_size, bits, before, kept_rows)
                         if row >= 0:
-                            for d in range(dim):
-                                hidden[d] += rows[nwords + row, d]
-                            added += 1
+                            if count == len(ids):
+                                _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim)
+                                added += count
+                                count = 0
+                            ids[count] = nwords + row
+                            count += 1
                     n += 1
+        if count >= len(ids) - 1:
+            _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim)
+            added += count
+            count = 0
         word_hashes[hashed] = h - (1 << 32) if h >= (1 << 31) else h  # as fastText keeps it: an int32
         hashed += 1
         if is_eos:
@@ -461,9 +522,14 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
             g64 = g64 * np.uint64(116049371) + np.uint64(word_hashes[j])
             row = _bucket_row(np.int64(g64 % modulus), prune_size, bits, before, kept_rows)
             if row >= 0:
-                for d in range(dim):
-                    hidden[d] += rows[nwords + row, d]
-                added += 1
+                if count == len(ids):
+                    _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim)
+                    added += count
+                    count = 0
+                ids[count] = nwords + row
+                count += 1
+    _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim)
+    added += count
     if added > 0:
         scale = np.float32(1.0 / added)
         for d in range(dim):
