@@ -91,7 +91,11 @@ def main() -> None:
         print(f"  {name}: {kept}/{len(rows)} = {kept / len(rows):.3f} kept right; {wrong} kept in a wrong language")
     texts = [text for _, _, text in rows] * args.repeat
     print(f"\nthroughput, one core, {len(texts):,} lines:")
-    runs = {"lid.176, model only (predict k=5)": lambda t: fasttext.backend.model.predict(t, k=5),
+    import fasttext as fasttext_binding
+
+    binding = fasttext_binding.load_model(str(resolve_model(LangIdConfig())))
+    runs = {"lid.176, fastText binding only (predict k=5)": lambda t: binding.predict(t, k=5),
+            "lid.176, occi's compiled copy only (predict k=5)": lambda t: fasttext.backend.compiled.predict(t, 5),
             "heliport, model only (identify)": heliport.backend.model.identify,
             "lid.176 through occi (LanguageIdentifier.predict)": fasttext.predict,
             "heliport through occi (top 5 + group score)": heliport.predict,

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/corpora/run.py --shards 7 [--data /tmp/occi-bench] [--corpus DATA/corpus]
         [--work DATA/runs] [--workers 2] [--sides occi,datatrove] [--words whitespace]
-        [--repeats 3] [--dedup] [--word-cache N]
+        [--repeats 3] [--dedup] [--binding]
 
 (make_corpus.py builds the corpus; setup_datatrove.sh the datatrove environment.) The first
 --shards shards of the corpus are one input size (documents are ordered by a hash of their id,

@@ -104,17 +104,17 @@ class _FastText:
 
     def __init__(self, model_path: Path, top_k: int, native: bool = True):
         self.top_k = top_k
-        self.exact = None
+        self.compiled = None
         if native:
             try:
-                self.exact = CompiledFastText.from_file(model_path)
+                self.compiled = CompiledFastText.from_file(model_path)
             except ModelFileError:
-                self.exact = None  # the binding's load below names what is wrong
-        self.model = None if self.exact is not None else _load_binding(model_path)
+                self.compiled = None  # the binding's load below names what is wrong
+        self.model = None if self.compiled is not None else _load_binding(model_path)
 
     def ranked(self, text: str) -> list[tuple[str, float]]:
-        if self.exact is not None:
-            return [(label.removeprefix("__label__"), score) for label, score in self.exact.predict(text, self.top_k)]
+        if self.compiled is not None:
+            return [(label.removeprefix("__label__"), score) for label, score in self.compiled.predict(text, self.top_k)]
         try:
             labels, scores = self.model.predict(text, k=self.top_k)
         except (TypeError, UnicodeError):  # lone surrogates (from JSON escapes) cannot go to fastText
