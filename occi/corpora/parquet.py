@@ -21,6 +21,15 @@ KEPT_SCHEMA = pa.schema(list(OUTPUT_SCHEMA) + [
 ])
 
 
+# Columns with few distinct values get Parquet's dictionary encoding; for text, ids and hashes it
+# only costs time (pyarrow tries it per column by default: 4x the writing time of the texts).
+_DICTIONARY_COLUMNS = ("source", "language", "step", "reason", "detail")
+
+
+def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, schema, use_dictionary=[c for c in schema.names if c in _DICTIONARY_COLUMNS])
+
+
 class StreamingTable:
     """Rows appended one by one and written to Parquet in row groups, so memory stays flat."""
 
@@ -28,7 +37,7 @@ class StreamingTable:
 
     def __init__(self, path: Path, schema: pa.Schema):
         self.schema = schema
-        self.writer = pq.ParquetWriter(path, schema)
+        self.writer = parquet_writer(path, schema)
         self.pending = Columns(schema.names)
 
     def append(self, **row) -> None:
@@ -80,7 +89,7 @@ class PartWriter:
         while table.num_rows:
             if self.writer is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                self.writer = pq.ParquetWriter(self.folder / f"{self.prefix}{self.part:05d}.parquet", OUTPUT_SCHEMA)
+                self.writer = parquet_writer(self.folder / f"{self.prefix}{self.part:05d}.parquet", OUTPUT_SCHEMA)
             take = min(table.num_rows, DOCS_PER_PART - self.rows)
             self.writer.write_table(table.slice(0, take))
             self.rows += take
