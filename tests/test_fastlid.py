@@ -168,3 +168,15 @@ def test_corpora_build_is_identical_with_the_binding(tmp_path, demo_run):
     assert any(p.suffix == ".parquet" for p in files)
     for path in files:
         assert (binding / path).read_bytes() == (native / path).read_bytes(), path
+
+
+def test_the_division_free_modulo_equals_the_remainder():
+    from occi.corpora.fastlid import _mod32
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate(([0, 1, 2**31 - 1, 2**31, 2**32 - 1], rng.integers(0, 2**32, 2000)))
+    for divisor in [1, 2, 3, 7, 100, 2_000_000, 4_000_037, 2**31 - 1, 2**31, 2**32 - 1]:
+        with np.errstate(over="ignore"):  # divisor 1: the magic number wraps to 0, and x % 1 is 0
+            magic = np.uint64(0xFFFFFFFFFFFFFFFF) // np.uint64(divisor) + np.uint64(1)
+        got = [_mod32(int(v), magic, np.uint64(divisor)) for v in values]
+        assert got == [int(v) % divisor for v in values], divisor

@@ -379,6 +379,15 @@ def _bucket_row(bucket_id, prune_size, bits, before, kept_rows):
 
 
 @njit(cache=True, inline="always")
+def _mod32(value, magic, divisor):
+    """value % divisor for value < 2^32, divisor < 2^32, magic = (2^64 - 1) // divisor + 1, without
+    a division: Lemire's exact 32-bit "fastmod" (a 64-bit division is most of an n-gram's cost)."""
+    low = np.uint64(value) * magic
+    high = (low >> np.uint64(32)) * divisor + (((low & np.uint64(0xFFFFFFFF)) * divisor) >> np.uint64(32))
+    return np.int64(high >> np.uint64(32))
+
+
+@njit(cache=True, inline="always")
 def _is_separator(byte):
     return byte == 32 or byte == 10 or byte == 13 or byte == 9 or byte == 11 or byte == 12 or byte == 0
 
@@ -424,6 +433,8 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
     size = len(data)
     prefix_length = len(label_prefix)
     table_mask = len(table) - 1
+    ubucket = np.uint64(max(bucket, 1))
+    magic = np.uint64(0xFFFFFFFFFFFFFFFF) // ubucket + np.uint64(1)
     while True:
         # readWord: skip separators; a newline ends the line with the end-of-line token
         length = 0
@@ -496,7 +507,7 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
                         g = _fnv_step(g, np.int64(word[j]))
                         j += 1
                     if n >= minn and not (n == 1 and (i == 0 or j == end)):
-                        row = _bucket_row(g % bucket, prune_size, bits, before, kept_rows)
+                        row = _bucket_row(_mod32(g, magic, ubucket), prune_size, bits, before, kept_rows)
                         if row >= 0:
                             if count == len(ids):
                                 _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim)
