@@ -235,11 +235,9 @@ def test_gopher_repetition_drop_reasons(repetition, text, reason):
 
 
 def test_duplicated_ngram_chars_counts_each_covered_word_once():
-    from occi.corpora.quality import _duplicated_ngram_chars
-
     # bigrams "aa bb" (0, 3) and "bb ccc" (1, 4) repeat: words 0..5 are covered, "x" is not
-    assert _duplicated_ngram_chars("aa bb ccc aa bb ccc x".split(), 2) == 2 + 2 + 3 + 2 + 2 + 3
-    assert _duplicated_ngram_chars("aa bb ccc dd".split(), 2) == 0
+    assert _kernel_figures("aa bb ccc aa bb ccc x", 2)[4][1] == 2 + 2 + 3 + 2 + 2 + 3
+    assert _kernel_figures("aa bb ccc dd", 2)[4][1] == 0
 
 
 def test_gopher_repetition_checks_larger_ngrams_after_a_passing_smaller_one():
@@ -287,22 +285,89 @@ def test_fineweb_list_ratio():
     assert FineWebQualityFilter(cfg).filter(doc("\n".join(lines))) == "list_ratio"
 
 
-def test_numpy_ngram_counts_equal_the_counter_of_tuples():
-    """Long documents count n-grams with numpy (quality._NGrams), short ones with a Counter of
-    tuples: both give the same top n-gram (the first to occur among ties) and duplicated chars."""
+# ---------------------------------------------------------------- repetition kernels
+# GopherRepetitionFilter counts with numba kernels over code points; the plain Python below is
+# the rule they must match figure for figure (Counter.most_common's first-to-occur among ties).
+
+def _duplicated(elements: list[str]) -> tuple[int, int, int]:
+    seen: set[str] = set()
+    count = chars = 0
+    for element in elements:
+        if element in seen:
+            count, chars = count + 1, chars + len(element)
+        seen.add(element)
+    return len(elements), count, chars
+
+
+def _reference_figures(text: str, largest: int):
+    """(paragraphs, lines, words, per n: (top n-gram chars, its count), per n: duplicated chars)."""
+    import re
+    from collections import Counter
+
+    words = text.split()
+    tops, duplicated = [], []
+    for n in range(1, largest + 1):
+        ngrams = list(zip(*(words[i:] for i in range(n))))
+        if not ngrams:
+            tops.append((0, 0))
+            duplicated.append(0)
+            continue
+        counts = Counter(ngrams)
+        top, top_count = counts.most_common(1)[0]
+        tops.append((len(" ".join(top)), top_count))
+        covered = [False] * len(words)
+        for start, ngram in enumerate(ngrams):
+            if counts[ngram] > 1:
+                covered[start:start + n] = [True] * n
+        duplicated.append(sum(len(w) for w, c in zip(words, covered) if c))
+    return (_duplicated(re.split(r"\n{2,}", text.strip())), _duplicated(re.split(r"\n+", text)), len(words),
+            tops, duplicated)
+
+
+def _kernel_figures(text: str, largest: int):
+    from occi.corpora import quality
+
+    points = quality.code_points(text)
+    word_ids, lengths = quality._words(points)
+    top_chars, top_count, duplicated = quality.ngram_figures(word_ids, lengths, largest)
+    return (quality._paragraph_figures(points), quality._line_figures(points), len(word_ids),
+            [(int(top_chars[n]), int(top_count[n])) for n in range(1, largest + 1)],
+            [int(duplicated[n]) for n in range(1, largest + 1)])
+
+
+def _random_texts(seed: int, count: int) -> list[str]:
     import random
 
-    from occi.corpora.quality import _CountedNGrams, _NGrams
+    rng = random.Random(seed)
+    pieces = ["a", "bb", "ccc", "ée", "ß", "Ωμέγα", "x" * 9, "😀", "\ud800", "\n", "\n\n", "\n \n", " ", "\t",
+              "\u00a0", "\u3000", "\x1c", "\u2029", "\x85", "\r"]
+    texts = ["", " ", "\n", "\n\n", "a", "a\n", "\na", "a a", "a\n\n\na", " \n a \n\n a \n "]
+    for case in range(count):
+        size = rng.choice([1, 2, 3, 5, 10, 40, 300, 1500])
+        chosen = [rng.choice(pieces[: rng.randint(2, len(pieces))]) for _ in range(size)]
+        text = rng.choice([" ", "", "\n"]).join(chosen)
+        if case % 3 == 0:  # planted repeats of a long phrase, and ties between them
+            text = text[:40] * 3 + text + text[-40:] * 3
+        texts.append(text)
+    return texts
 
-    rng = random.Random(7)
-    vocabulary = ["a", "bb", "ccc", "dddd", "ée", "ß", "x" * 9, "Ωμέγα"]
-    for case in range(60):
-        size = rng.choice([1, 2, 5, 30, 250, 700])
-        words = [rng.choice(vocabulary[: rng.randint(2, len(vocabulary))]) for _ in range(size)]
-        if case % 3 == 0:  # planted repeats of a long phrase
-            words = (words[:20] * 4 + words)[:size]
-        fast, counted = _NGrams(words), _CountedNGrams(words)
-        for n in range(1, 11):
-            if len(words) >= n:
-                assert fast.top(n) == counted.top(n), (case, n)
-                assert fast.duplicated_chars(n) == counted.duplicated_chars(n), (case, n)
+
+def test_repetition_kernels_equal_the_plain_python_rule():
+    for text in _random_texts(7, 800):
+        assert _kernel_figures(text, 10) == _reference_figures(text, 10), repr(text[:200])
+
+
+def test_repetition_kernels_on_real_sentences():
+    sentences = [GOOD_DE, "Heute ist Markt.", "Der Zug fährt um acht Uhr ab.", "billige Flüge billige Flüge"]
+    for repeats in range(1, 6):
+        text = "\n\n".join(sentences * repeats) + "\n" + " ".join(sentences[::-1])
+        assert _kernel_figures(text, 10) == _reference_figures(text, 10)
+
+
+def test_kernel_words_split_where_str_split_does():
+    """quality._is_space against str.isspace on every code point (surrogates included)."""
+    from occi.corpora import quality
+
+    text = "".join("a" + chr(c) for c in range(0x110000)) + "a"
+    word_ids, lengths = quality._words(quality.code_points(text))
+    assert lengths.tolist() == [len(word) for word in text.split()]

@@ -6,11 +6,8 @@ language-specific tokenizer for the EU languages, which all separate words with 
 """
 from __future__ import annotations
 
-import re
-from collections import Counter
-from itertools import accumulate, compress
-
 import numpy as np
+from numba import njit
 
 from occi import languages
 from occi.corpora.config import FineWebQualityConfig, GopherQualityConfig, GopherRepetitionConfig, QualityConfig
@@ -21,8 +18,6 @@ ELLIPSES = ("...", "…")
 TERMINAL_PUNCTUATION = (".", "!", "?", "…", ";", ":", '"', "'", "»", "«", "”", "“", "’", ")", "]",
                         ";", "。", "！", "？", "؟")
 _PUNCTUATION_STRIP = "\"'.,;:!?()[]{}«»„“”‘’‚‹›…-–—/\\*#%&+=<>|~^_`"
-_PARAGRAPHS = re.compile(r"\n{2,}")
-_LINES = re.compile(r"\n+")
 
 
 def _has_letter(word: str) -> bool:
@@ -116,33 +111,32 @@ class GopherRepetitionFilter(_PerLanguage):
     def check(self, doc: Document, cfg: GopherRepetitionConfig) -> str | None:
         text = doc.text
         length = len(text) or 1
-        paragraphs = _PARAGRAPHS.split(text.strip())
-        count, chars = duplicated(paragraphs)
-        if count / len(paragraphs) > cfg.dup_para_frac:
+        points = code_points(text)
+        paragraphs, count, chars = _paragraph_figures(points)
+        if count / paragraphs > cfg.dup_para_frac:
             return "dup_para_frac"
         if chars / length > cfg.dup_para_char_frac:
             return "dup_para_char_frac"
-        lines = _LINES.split(text)
-        count, chars = duplicated(lines)
-        if count / len(lines) > cfg.dup_line_frac:
+        lines, count, chars = _line_figures(points)
+        if count / lines > cfg.dup_line_frac:
             return "dup_line_frac"
         if chars / length > cfg.dup_line_char_frac:
             return "dup_line_char_frac"
-        words = text.split()
-        ngrams = _NGrams(words) if len(words) >= _NUMPY_FROM_WORDS else _CountedNGrams(words)
+        word_ids, lengths = _words(points)
+        largest = max((*cfg.top_ngram_frac, *cfg.dup_ngram_frac), default=0)
+        top_chars, top_count, duplicated_chars = (a.tolist() for a in ngram_figures(word_ids, lengths, largest))
         for n, limit in sorted(cfg.top_ngram_frac.items()):
-            if len(words) < n:
+            if len(word_ids) < n:
                 continue
-            top_chars, top_count = ngrams.top(n)
-            if top_count > 1 and top_chars * top_count / length > limit:
+            if top_count[n] > 1 and top_chars[n] * top_count[n] / length > limit:
                 return f"top_{n}gram"
         # A word inside a repeated (n+1)-gram is inside a repeated n-gram too, so the share can
         # only shrink as n grows: once it is within every later limit, no later check can fail.
         checks = sorted(cfg.dup_ngram_frac.items())
         for index, (n, limit) in enumerate(checks):
-            if len(words) < n:
+            if len(word_ids) < n:
                 break
-            share = ngrams.duplicated_chars(n) / length
+            share = duplicated_chars[n] / length
             if share > limit:
                 return f"dup_{n}gram"
             if all(share <= later for _, later in checks[index + 1:]):
@@ -150,83 +144,241 @@ class GopherRepetitionFilter(_PerLanguage):
         return None
 
 
-# Below this many words a Counter of tuples is faster than numpy's per-call overhead (measured
-# on bench/corpora's documents); both give the same figures.
-_NUMPY_FROM_WORDS = 200
+# The repetition figures are counted by numba kernels over the text's code points (one uint32
+# each), with exact ids: equal ids mean equal contents (hash tables that compare the contents, no
+# hash-only identity), handed out in order of first occurrence, so "the first to occur among the
+# most frequent" is the smallest id among them. tests/test_filters.py checks them against plain
+# Python (re.split, str.split, Counter.most_common) on random and adversarial texts.
+
+def code_points(text: str) -> np.ndarray:
+    """The text as one uint32 per character (lone surrogates included, as str counts them)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-class _CountedNGrams:
-    """The word n-grams of a short document, counted as tuples."""
+@njit(cache=True)
+def _is_space(c):
+    """str.isspace(), which is what str.split() splits on (the test checks every code point)."""
+    if c <= 0x20:
+        return 0x09 <= c <= 0x0D or 0x1C <= c
+    if c < 0x85:
+        return False
+    return (c == 0x85 or c == 0xA0 or c == 0x1680 or 0x2000 <= c <= 0x200A or c == 0x2028 or c == 0x2029
+            or c == 0x202F or c == 0x205F or c == 0x3000)
 
-    def __init__(self, words: list[str]):
-        self.words = words
 
-    def top(self, n: int) -> tuple[int, int]:
-        """(characters of the most frequent n-gram with single spaces, its count); the first to
-        occur among equally frequent ones."""
-        top, top_count = Counter(zip(*(self.words[i:] for i in range(n)))).most_common(1)[0]
-        return len(" ".join(top)), top_count
+@njit(cache=True)
+def _mix(value):
+    """A 64-bit finaliser (splitmix64's) spreading keys over the hash table's slots."""
+    value = (value ^ (value >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    value = (value ^ (value >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return value ^ (value >> np.uint64(31))
 
-    def duplicated_chars(self, n: int) -> int:
-        """Characters of words inside n-grams that occur more than once (each word counted once)."""
-        words = self.words
-        ngrams = list(zip(*(words[i:] for i in range(n))))
-        counts = Counter(ngrams)
-        if len(counts) == len(ngrams):
-            return 0
-        offsets = list(accumulate(map(len, words), initial=0))
-        repeated_starts = compress(range(len(ngrams)), map((1).__lt__, map(counts.__getitem__, ngrams)))
+
+@njit(cache=True)
+def _table_size(count):
+    """A power of two at least twice `count`: open addressing stays short."""
+    size = 16
+    while size < 2 * count:
+        size *= 2
+    return size
+
+
+@njit(cache=True)
+def _span_ids(points, starts, ends):
+    """Per span [starts[i], ends[i]) of `points`, an id equal for spans of equal contents (0, 1,
+    ... in order of first occurrence), and how many distinct contents there are."""
+    count = len(starts)
+    mask = _table_size(count) - 1
+    first = np.full(mask + 1, -1, dtype=np.int64)  # per slot: the first span stored there
+    hashes = np.empty(count, dtype=np.uint64)
+    ids = np.empty(count, dtype=np.int64)
+    distinct = 0
+    for i in range(count):
+        start, end = starts[i], ends[i]
+        h = np.uint64(end - start)
+        for k in range(start, end):  # FNV-1a over the code points, then mixed
+            h = (h ^ np.uint64(points[k])) * np.uint64(0x100000001B3)
+        h = _mix(h)
+        hashes[i] = h
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            j = first[slot]
+            if j < 0:
+                first[slot] = i
+                ids[i] = distinct
+                distinct += 1
+                break
+            if hashes[j] == h and ends[j] - starts[j] == end - start:
+                same = True
+                offset = starts[j] - start
+                for k in range(start, end):
+                    if points[k + offset] != points[k]:
+                        same = False
+                        break
+                if same:
+                    ids[i] = ids[j]
+                    break
+            slot = (slot + 1) & mask
+    return ids, distinct
+
+
+@njit(cache=True)
+def _duplicated_spans(points, starts, ends):
+    """(spans, spans equal to an earlier one, their total characters): `duplicated` of the spans."""
+    ids, _ = _span_ids(points, starts, ends)
+    count = chars = 0
+    seen = 0  # ids are handed out in order: a span is new when its id is the next one
+    for i in range(len(ids)):
+        if ids[i] == seen:
+            seen += 1
+        else:
+            count += 1
+            chars += ends[i] - starts[i]
+    return len(ids), count, chars
+
+
+@njit(cache=True)
+def _paragraph_figures(points):
+    """`duplicated` of the paragraphs, re.split(r"\\n{2,}", text.strip()), with their number."""
+    low, high = 0, len(points)
+    while low < high and _is_space(points[low]):
+        low += 1
+    while high > low and _is_space(points[high - 1]):
+        high -= 1
+    starts = np.empty(high - low + 1, dtype=np.int64)
+    ends = np.empty(high - low + 1, dtype=np.int64)
+    starts[0], count = low, 0
+    i = low
+    while i < high:
+        if points[i] == 10:
+            run = i
+            while run < high and points[run] == 10:
+                run += 1
+            if run - i >= 2:
+                ends[count] = i
+                count += 1
+                starts[count] = run
+            i = run
+        else:
+            i += 1
+    ends[count] = high
+    return _duplicated_spans(points, starts[:count + 1], ends[:count + 1])
+
+
+@njit(cache=True)
+def _line_figures(points):
+    """`duplicated` of the lines, re.split(r"\\n+", text), with their number."""
+    starts = np.empty(len(points) + 1, dtype=np.int64)
+    ends = np.empty(len(points) + 1, dtype=np.int64)
+    starts[0], count = 0, 0
+    i = 0
+    while i < len(points):
+        if points[i] == 10:
+            ends[count] = i
+            count += 1
+            while i < len(points) and points[i] == 10:
+                i += 1
+            starts[count] = i
+        else:
+            i += 1
+    ends[count] = len(points)
+    return _duplicated_spans(points, starts[:count + 1], ends[:count + 1])
+
+
+@njit(cache=True)
+def _words(points):
+    """The words of str.split() as ids (equal words, equal ids) and their lengths."""
+    starts = np.empty(len(points) // 2 + 1, dtype=np.int64)
+    ends = np.empty(len(points) // 2 + 1, dtype=np.int64)
+    count = 0
+    i = 0
+    while i < len(points):
+        if _is_space(points[i]):
+            i += 1
+            continue
+        starts[count] = i
+        while i < len(points) and not _is_space(points[i]):
+            i += 1
+        ends[count] = i
+        count += 1
+    ids, _ = _span_ids(points, starts[:count], ends[:count])
+    return ids, ends[:count] - starts[:count]
+
+
+@njit(cache=True)
+def _longer_ngram_ids(ids, counts, word_ids, n):
+    """The ids of the word n-grams (0, 1, ... in order of first occurrence) and how many distinct
+    n-grams there are, from the ids of the (n-1)-grams (`ids`, their counts `counts`): an n-gram
+    is its (n-1)-gram and one more word. One whose (n-1)-gram occurs once occurs once too: it
+    gets a new id without a look-up."""
+    count = len(word_ids) - n + 1
+    repeated = 0
+    for i in range(count):
+        repeated += counts[ids[i]] > 1
+    mask = _table_size(repeated) - 1
+    first = np.full(mask + 1, -1, dtype=np.int64)  # per slot: the first n-gram stored there
+    longer = np.empty(count, dtype=np.int64)
+    distinct = 0
+    for i in range(count):
+        prefix = ids[i]
+        if counts[prefix] == 1:
+            longer[i] = distinct
+            distinct += 1
+            continue
+        word = word_ids[i + n - 1]
+        slot = np.int64(_mix(np.uint64(prefix) * np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(word)) & np.uint64(mask))
+        while True:
+            j = first[slot]
+            if j < 0:
+                first[slot] = i
+                longer[i] = distinct
+                distinct += 1
+                break
+            if ids[j] == prefix and word_ids[j + n - 1] == word:
+                longer[i] = longer[j]
+                break
+            slot = (slot + 1) & mask
+    return longer, distinct
+
+
+@njit(cache=True)
+def ngram_figures(word_ids, lengths, largest):
+    """Per n in 1..largest (index n; zeros where the text has fewer than n words): the characters
+    of the most frequent word n-gram, joined by single spaces (the first to occur among equally
+    frequent ones, as Counter.most_common picks), its count, and the characters of the words
+    inside n-grams that occur more than once (each word counted once)."""
+    top_chars = np.zeros(largest + 1, dtype=np.int64)
+    top_count = np.zeros(largest + 1, dtype=np.int64)
+    duplicated_chars = np.zeros(largest + 1, dtype=np.int64)
+    words = len(word_ids)
+    offsets = np.zeros(words + 1, dtype=np.int64)
+    for i in range(words):
+        offsets[i + 1] = offsets[i] + lengths[i]
+    ids = word_ids
+    distinct = 0
+    for i in range(words):
+        distinct = max(distinct, word_ids[i] + 1)
+    counts = np.zeros(distinct, dtype=np.int64)
+    for n in range(1, min(largest, words) + 1):
+        count = words - n + 1
+        if n > 1:
+            ids, distinct = _longer_ngram_ids(ids, counts, word_ids, n)
+        counts = np.zeros(distinct, dtype=np.int64)
+        for i in range(count):
+            counts[ids[i]] += 1
+        best = np.argmax(counts)  # the first maximum: the first to occur
+        start = 0
+        while ids[start] != best:
+            start += 1
+        top_chars[n] = offsets[start + n] - offsets[start] + n - 1
+        top_count[n] = counts[best]
         chars, covered_to = 0, 0
-        for start in repeated_starts:
-            chars += offsets[start + n] - offsets[max(start, covered_to)]
-            covered_to = start + n
-        return chars
-
-
-class _NGrams:
-    """The word n-grams of one document as integer ids, for counting with numpy instead of a
-    Counter of tuples. The ids of n-grams are built from those of (n-1)-grams and one more word
-    (pairs of ids made unique again), so equal ids mean equal n-grams: no hashing, no collisions."""
-
-    def __init__(self, words: list[str]):
-        index = {word: i for i, word in enumerate(dict.fromkeys(words))}
-        self.vocabulary = len(index)
-        self.words = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
-        self.lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-        self.offsets = np.concatenate(([0], np.cumsum(self.lengths)))
-        self._ids = {1: self.words}
-
-    def ids(self, n: int) -> np.ndarray:
-        """Per n-gram start, an id (0, 1, ...) equal for equal n-grams."""
-        known = max(k for k in self._ids if k <= n)
-        ids = self._ids[known]
-        for size in range(known + 1, n + 1):
-            count = len(self.words) - size + 1
-            pairs = ids[:count] * self.vocabulary + self.words[size - 1:]
-            ids = np.unique(pairs, return_inverse=True)[1].reshape(-1)
-            self._ids[size] = ids
-        return ids
-
-    def top(self, n: int) -> tuple[int, int]:
-        """(characters of the most frequent n-gram with single spaces, its count); the first to
-        occur among equally frequent ones (Counter.most_common's choice)."""
-        ids = self.ids(n)
-        counts = np.bincount(ids)
-        top_count = int(counts.max())
-        first = int(np.argmax(counts[ids] == top_count))
-        return int(self.offsets[first + n] - self.offsets[first]) + n - 1, top_count
-
-    def duplicated_chars(self, n: int) -> int:
-        """Characters of words inside n-grams that occur more than once (each word counted once)."""
-        ids = self.ids(n)
-        repeated = np.bincount(ids)[ids] > 1
-        if not repeated.any():
-            return 0
-        starts = np.flatnonzero(repeated)
-        depth = np.zeros(len(self.words) + 1, dtype=np.int64)
-        depth[starts] += 1
-        depth[starts + n] -= 1
-        return int(self.lengths[np.cumsum(depth[:-1]) > 0].sum())
+        for start in range(count):
+            if counts[ids[start]] > 1:
+                chars += offsets[start + n] - offsets[max(start, covered_to)]
+                covered_to = start + n
+        duplicated_chars[n] = chars
+    return top_chars, top_count, duplicated_chars
 
 
 class FineWebQualityFilter(_PerLanguage):
@@ -249,8 +401,3 @@ class FineWebQualityFilter(_PerLanguage):
         if doc.text.count("\n") / max(1, len(doc.text.split())) > cfg.new_line_ratio:
             return "list_ratio"
         return None
-
-
-def _duplicated_ngram_chars(words: list[str], n: int) -> int:
-    """Characters of words inside n-grams that occur more than once (each word counted once)."""
-    return (_NGrams(words) if len(words) >= _NUMPY_FROM_WORDS else _CountedNGrams(words)).duplicated_chars(n)
