@@ -12,6 +12,7 @@ from numba import njit
 from occi import languages
 from occi.corpora.config import FineWebQualityConfig, GopherQualityConfig, GopherRepetitionConfig, QualityConfig
 from occi.corpora.document import Document
+from occi.corpora.kernels import code_points
 
 BULLETS = ("•", "‣", "◦", "○", "●", "▪", "■", "□", "-", "–", "—", "*", "·", "➢", "►", "✓", "✔")
 ELLIPSES = ("...", "…")
@@ -149,11 +150,6 @@ class GopherRepetitionFilter(_PerLanguage):
 # hash-only identity), handed out in order of first occurrence, so "the first to occur among the
 # most frequent" is the smallest id among them. tests/test_filters.py checks them against plain
 # Python (re.split, str.split, Counter.most_common) on random and adversarial texts.
-
-def code_points(text: str) -> np.ndarray:
-    """The text as one uint32 per character (lone surrogates included, as str counts them)."""
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-
 
 @njit(cache=True)
 def _is_space(c):
