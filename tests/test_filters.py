@@ -371,3 +371,48 @@ def test_kernel_words_split_where_str_split_does():
     text = "".join("a" + chr(c) for c in range(0x110000)) + "a"
     word_ids, lengths = quality._words(quality.code_points(text))
     assert lengths.tolist() == [len(word) for word in text.split()]
+
+
+def _reference_quality_figures(text: str):
+    from occi.corpora.quality import _PUNCTUATION_STRIP, BULLETS, ELLIPSES
+
+    words = text.split()
+    content = [w for w in (w.strip(_PUNCTUATION_STRIP) for w in words) if w]
+    lines = text.splitlines()
+    return (len(words), len(content), sum(map(len, content)), sum(any(c.isalpha() for c in w) for w in words),
+            len(lines), sum(line.lstrip().startswith(BULLETS) for line in lines),
+            sum(line.rstrip().endswith(ELLIPSES) for line in lines))
+
+
+def test_gopher_quality_kernel_equals_the_plain_python_rule():
+    import random
+
+    from occi.corpora import quality
+    from occi.corpora.kernels import code_points, letters
+
+    rng = random.Random(3)
+    pieces = ["der", "und", "Haus", "...", "..", "…", "#", "•", "-", "*", "«", "»", "(x)", "12", "3,5", "ß", "Ωμέγα",
+              "e\u0301", "😀", "𝐀", "\ud800", "\n", "\r", "\r\n", "\v", "\x1c", "\u2028", "\x85", " ", "\t", "\u00a0"]
+    texts = ["", " ", "\n", "\r\n", "\n\n", "a\r", "…", "...", " ... \n • a\n\t- b …  "] + _random_texts(8, 200)
+    for _ in range(400):
+        texts.append(rng.choice([" ", "", "\n"]).join(rng.choice(pieces) for _ in range(rng.choice([1, 3, 10, 80]))))
+    for text in texts:
+        figures = quality._gopher_quality_figures(code_points(text), quality._STRIPPED, quality._BULLET_STARTS, letters())
+        assert figures == _reference_quality_figures(text), repr(text[:200])
+
+
+def test_character_classes_of_the_kernels_on_every_code_point():
+    import re
+    import sys
+
+    from occi.corpora import quality
+    from occi.corpora.kernels import letters, word_characters
+
+    everything = [chr(c) for c in range(sys.maxunicode + 1)]
+    assert [quality._is_space(c) for c in range(sys.maxunicode + 1)] == [c.isspace() for c in everything]
+    assert [quality._is_line_break(c) for c in range(sys.maxunicode + 1)] == [len(f"a{c}a".splitlines()) == 2 for c in everything]
+    assert letters().tolist() == [c.isalpha() for c in everything]
+    word = re.compile(r"\w")
+    assert word_characters().tolist() == [word.match(c) is not None for c in everything]
+    spaced = " ".join(everything)
+    assert [m.group() for m in quality._WORDS.finditer(spaced)] == spaced.split()

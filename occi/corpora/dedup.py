@@ -10,18 +10,13 @@ language's documents in one process, the reference the staged version is tested 
 """
 from __future__ import annotations
 
-import re
-import sys
-from functools import cache
-
 import numpy as np
 import xxhash
 from numba import njit
 
 from occi.corpora.config import DedupConfig
-from occi.corpora.kernels import code_points
+from occi.corpora.kernels import code_points, word_characters
 
-_WORD = re.compile(r"\w+")
 _MERSENNE = np.uint64((1 << 61) - 1)
 
 
@@ -43,7 +38,7 @@ class MinHasher:
 
     def shingles(self, text: str) -> np.ndarray:
         """32-bit hashes of the word n-grams (one n-gram of all words for short texts)."""
-        return _shingles(code_points(text.lower()), _word_characters(), self.n)
+        return _shingles(code_points(text.lower()), word_characters(), self.n)
 
     def band_hashes(self, text: str) -> np.ndarray:
         """One uint64 per band."""
@@ -52,22 +47,11 @@ class MinHasher:
         return np.array([xxhash.xxh3_64_intdigest(row.tobytes()) for row in rows], dtype=np.uint64)
 
 
-# The MinHash kernels (numba). Words are the runs of `\w` characters of the lower-cased text,
-# as _WORD.findall finds them; every word is hashed with xxh32 of its UTF-8 bytes (seed 0, as
-# xxhash.xxh32_intdigest), n hashes are combined into a shingle, and the signature is the minima
-# of the shingles' permutations. tests/test_dedup.py checks them against xxhash and the plain
-# numpy version on random and adversarial texts.
-
-@cache
-def _word_characters() -> np.ndarray:
-    """Per code point, whether `\\w` matches it: found by `re` itself in a string of every code
-    point, so the kernel splits words exactly where _WORD.findall does (about 60 ms, once)."""
-    everything = np.arange(sys.maxunicode + 1, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
-    table = np.zeros(len(everything), dtype=np.bool_)
-    for run in _WORD.finditer(everything):
-        table[run.start():run.end()] = True
-    return table
-
+# The MinHash kernels (numba). Words are the runs of `\w` characters of the lower-cased text, as
+# re.findall(r"\w+") finds them (kernels.word_characters); every word is hashed with xxh32 of its
+# UTF-8 bytes (seed 0, as xxhash.xxh32_intdigest), n hashes are combined into a shingle, and the
+# signature is the minima of the shingles' permutations. tests/test_dedup.py checks them against
+# xxhash and the plain numpy version on random and adversarial texts.
 
 _PRIME32_1 = np.uint64(0x9E3779B1)
 _PRIME32_2 = np.uint64(0x85EBCA77)
@@ -149,8 +133,8 @@ def _utf8(point, out, at):
 
 
 @njit(cache=True)
-def _shingles(points, word_characters, n):
-    """The shingles of the words (runs of `word_characters`) in `points`: per run of n words (one
+def _shingles(points, is_word, n):
+    """The shingles of the words (runs of code points marked in `is_word`) in `points`: per run of n words (one
     run of all words for shorter texts, a single 0 for none) the polynomial combination of their
     xxh32 hashes, wrapping in 64 bits, folded to 32 bits."""
     hashes = np.empty(len(points) // 2 + 1, dtype=np.uint64)
@@ -158,11 +142,11 @@ def _shingles(points, word_characters, n):
     words = 0
     at = 0
     while at < len(points):
-        if not word_characters[points[at]]:
+        if not is_word[points[at]]:
             at += 1
             continue
         end = 0
-        while at < len(points) and word_characters[points[at]]:
+        while at < len(points) and is_word[points[at]]:
             end = _utf8(points[at], word, end)
             at += 1
         hashes[words] = _xxh32(word, 0, end)

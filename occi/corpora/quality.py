@@ -6,23 +6,21 @@ language-specific tokenizer for the EU languages, which all separate words with 
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from numba import njit
 
 from occi import languages
 from occi.corpora.config import FineWebQualityConfig, GopherQualityConfig, GopherRepetitionConfig, QualityConfig
 from occi.corpora.document import Document
-from occi.corpora.kernels import code_points
+from occi.corpora.kernels import character_set, code_points, letters
 
 BULLETS = ("•", "‣", "◦", "○", "●", "▪", "■", "□", "-", "–", "—", "*", "·", "➢", "►", "✓", "✔")
 ELLIPSES = ("...", "…")
 TERMINAL_PUNCTUATION = (".", "!", "?", "…", ";", ":", '"', "'", "»", "«", "”", "“", "’", ")", "]",
                         ";", "。", "！", "？", "؟")
 _PUNCTUATION_STRIP = "\"'.,;:!?()[]{}«»„“”‘’‚‹›…-–—/\\*#%&+=<>|~^_`"
-
-
-def _has_letter(word: str) -> bool:
-    return any(ch.isalpha() for ch in word)
 
 
 def duplicated(elements: list[str]) -> tuple[int, int]:
@@ -68,41 +66,94 @@ class GopherQualityFilter(_PerLanguage):
 
     def check(self, doc: Document, cfg: GopherQualityConfig) -> str | None:
         text = doc.text
-        words = text.split()
-        n_words = len(words)
+        n_words, content_words, content_chars, with_letter, lines, bullet_lines, ellipsis_lines = (
+            _gopher_quality_figures(code_points(text), _STRIPPED, _BULLET_STARTS, letters()))
         if n_words < cfg.min_doc_words:
             return "too_few_words"
         if n_words > cfg.max_doc_words:
             return "too_many_words"
-        stripped = [w.strip(_PUNCTUATION_STRIP) for w in words]
-        content = [w for w in stripped if w]
-        if content:
-            mean_length = sum(map(len, content)) / len(content)
+        if content_words:
+            mean_length = content_chars / content_words
             if not cfg.min_avg_word_length <= mean_length <= cfg.max_avg_word_length:
                 return "avg_word_length"
         symbols = text.count("#") + text.count("...") + text.count("…")
         if symbols / n_words > cfg.max_symbol_word_ratio:
             return "symbol_ratio"
-        lines = text.splitlines()
         if lines:
-            if sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines) > cfg.max_bullet_lines_ratio:
+            if bullet_lines / lines > cfg.max_bullet_lines_ratio:
                 return "bullet_lines"
-            if sum(line.rstrip().endswith(ELLIPSES) for line in lines) / len(lines) > cfg.max_ellipsis_lines_ratio:
+            if ellipsis_lines / lines > cfg.max_ellipsis_lines_ratio:
                 return "ellipsis_lines"
-        with_letter = sum(1 for word, bare in zip(words, stripped) if bare.isalpha() or _has_letter(word))
         if with_letter / n_words < cfg.max_non_alpha_words_ratio:
             return "non_alpha_words"
         if doc.language:
             stop_words = languages.get(doc.language).stop_words
             found = 0
-            for word in stripped:
-                if word.lower() in stop_words:
+            for word in _WORDS.finditer(text):  # the words of text.split(), only as far as needed
+                if word.group().strip(_PUNCTUATION_STRIP).lower() in stop_words:
                     found += 1
                     if found >= cfg.min_stop_words:
                         break
             if found < cfg.min_stop_words:
                 return "too_few_stop_words"
         return None
+
+
+_WORDS = re.compile(r"\S+")  # `re`'s \s is str.isspace(), what str.split() splits on
+_STRIPPED = character_set(_PUNCTUATION_STRIP)
+_BULLET_STARTS = character_set("".join(BULLETS))
+
+
+@njit(cache=True)
+def _gopher_quality_figures(points, stripped, bullet_starts, letters):
+    """The counts GopherQualityFilter's rules divide: (words (str.split()), words left non-empty
+    by stripping the characters in `stripped` from both ends, their characters, words with a
+    letter, lines (str.splitlines()), lines starting with a bullet after leading whitespace,
+    lines ending with an ellipsis before trailing whitespace)."""
+    words = content_words = content_chars = with_letter = 0
+    at = 0
+    while at < len(points):
+        if _is_space(points[at]):
+            at += 1
+            continue
+        start = at
+        has_letter = False
+        while at < len(points) and not _is_space(points[at]):
+            has_letter = has_letter or letters[points[at]]
+            at += 1
+        words += 1
+        with_letter += has_letter
+        low, high = start, at
+        while low < high and points[low] < len(stripped) and stripped[points[low]]:
+            low += 1
+        while high > low and points[high - 1] < len(stripped) and stripped[points[high - 1]]:
+            high -= 1
+        if high > low:
+            content_words += 1
+            content_chars += high - low
+    lines = bullet_lines = ellipsis_lines = 0
+    start = 0
+    while start < len(points):
+        end = start
+        while end < len(points) and not _is_line_break(points[end]):
+            end += 1
+        lines += 1
+        first = start
+        while first < end and _is_space(points[first]):
+            first += 1
+        if first < end and points[first] < len(bullet_starts) and bullet_starts[points[first]]:
+            bullet_lines += 1
+        last = end
+        while last > start and _is_space(points[last - 1]):
+            last -= 1
+        if last > start and points[last - 1] == 0x2026:  # …
+            ellipsis_lines += 1
+        elif last - start >= 3 and points[last - 1] == 46 and points[last - 2] == 46 and points[last - 3] == 46:
+            ellipsis_lines += 1
+        start = end + 1
+        if end + 1 < len(points) and points[end] == 13 and points[end + 1] == 10:  # \r\n is one break
+            start += 1
+    return words, content_words, content_chars, with_letter, lines, bullet_lines, ellipsis_lines
 
 
 class GopherRepetitionFilter(_PerLanguage):
@@ -160,6 +211,12 @@ def _is_space(c):
         return False
     return (c == 0x85 or c == 0xA0 or c == 0x1680 or 0x2000 <= c <= 0x200A or c == 0x2028 or c == 0x2029
             or c == 0x202F or c == 0x205F or c == 0x3000)
+
+
+@njit(cache=True)
+def _is_line_break(c):
+    """Where str.splitlines() splits (the test checks every code point)."""
+    return 0x0A <= c <= 0x0D or 0x1C <= c <= 0x1E or c == 0x85 or c == 0x2028 or c == 0x2029
 
 
 @njit(cache=True)
