@@ -61,6 +61,30 @@ def test_normalizer_drop_reasons(normalizer, text, reason):
     assert normalizer.filter(doc(text)) == reason
 
 
+
+def test_normalizer_scan_matches_its_patterns():
+    """Normalizer searches with one numba pass (normalize._scan); its answers are the regexes'."""
+    import random
+
+    from occi.corpora import normalize
+    from occi.corpora.kernels import code_points
+
+    def scanned(text: str) -> tuple[bool, ...]:
+        return tuple(bool(flag) for flag in normalize._scan(code_points(text), normalize._CONTINUATION_SET))
+
+    def searched(text: str) -> tuple[bool, ...]:
+        return (bool(normalize._SURROGATE.search(text)), bool(normalize._MOJIBAKE_HINT.search(text)),
+                bool(normalize._CONTROL.search(text)), "\r" in text)
+
+    rng = random.Random(4)
+    pieces = ["a", "Ã", "Â", "©", "â€™", "\u00c1", "\u00c2", "\u00ef", "\u00f0", "\u0080", "\u00bf", "\u00c0", "\u2122",
+              "\ud800", "\udfff", "\r", "\n", "\x00", "\x08", "\t", "\x0b", "\x1f", "\x7f", "\x9f", "\xa0", "\ufffd", "😀"]
+    texts = [chr(c) for c in range(0x3000)] + [lead + chr(c) for lead in "\u00c1\u00c2\u00e9\u00ef\u00f0" for c in range(0x3000)]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.choice([1, 2, 3, 8, 40]))) for _ in range(3000)]
+    for text in texts:
+        assert scanned(text) == searched(text), repr(text)
+
+
 # ---------------------------------------------------------------- language ID
 
 @pytest.fixture(scope="module")
