@@ -440,3 +440,29 @@ def test_character_classes_of_the_kernels_on_every_code_point():
     assert word_characters().tolist() == [word.match(c) is not None for c in everything]
     spaced = " ".join(everything)
     assert [m.group() for m in quality._WORDS.finditer(spaced)] == spaced.split()
+
+
+def _reference_fineweb_figures(text: str, short_line_length: int):
+    from occi.corpora.quality import TERMINAL_PUNCTUATION
+
+    lines = [line for line in text.split("\n") if line.strip()]
+    return (len(lines), sum(line.rstrip().endswith(TERMINAL_PUNCTUATION) for line in lines),
+            sum(len(line) <= short_line_length for line in lines), _duplicated(lines)[2], len(text.split()))
+
+
+def test_fineweb_kernel_equals_the_plain_python_rule():
+    import random
+
+    from occi.corpora import quality
+    from occi.corpora.kernels import code_points
+
+    rng = random.Random(6)
+    pieces = ["der", "Satz.", "Ja!", "«", "»", "”", "。", "؟", ")", "…", "12", "\n", "\n\n", " ", "\t", "\u00a0", "\r",
+              "\x1c", "😀", "\ud800"]
+    texts = ["", "\n", " \n ", "a\n", "\na", "a.\n\na.\n a. "] + _random_texts(9, 200)
+    texts += [rng.choice([" ", "", "\n"]).join(rng.choice(pieces) for _ in range(rng.choice([1, 3, 10, 60, 300])))
+              for _ in range(400)]
+    for text in texts:
+        for short in (1, 3, 30):
+            figures = quality._fineweb_figures(code_points(text), quality._TERMINAL_PUNCTUATION, short)
+            assert figures == _reference_fineweb_figures(text, short), repr(text[:200])

@@ -23,19 +23,6 @@ TERMINAL_PUNCTUATION = (".", "!", "?", "…", ";", ":", '"', "'", "»", "«", "�
 _PUNCTUATION_STRIP = "\"'.,;:!?()[]{}«»„“”‘’‚‹›…-–—/\\*#%&+=<>|~^_`"
 
 
-def duplicated(elements: list[str]) -> tuple[int, int]:
-    """(number of elements equal to an earlier one, their total characters)."""
-    seen: set[str] = set()
-    count = chars = 0
-    for element in elements:
-        if element in seen:
-            count += 1
-            chars += len(element)
-        else:
-            seen.add(element)
-    return count, chars
-
-
 class _PerLanguage:
     """Holds the quality settings and hands out one section, per-language overrides applied."""
 
@@ -277,7 +264,7 @@ def _span_ids(points, starts, ends):
 
 @njit(cache=True)
 def _duplicated_spans(points, starts, ends):
-    """(spans, spans equal to an earlier one, their total characters): `duplicated` of the spans."""
+    """(spans, spans equal to an earlier one, the characters of those)."""
     ids, _ = _span_ids(points, starts, ends)
     count = chars = 0
     seen = 0  # ids are handed out in order: a span is new when its id is the next one
@@ -292,7 +279,7 @@ def _duplicated_spans(points, starts, ends):
 
 @njit(cache=True)
 def _paragraph_figures(points):
-    """`duplicated` of the paragraphs, re.split(r"\\n{2,}", text.strip()), with their number."""
+    """_duplicated_spans of the paragraphs, re.split(r"\\n{2,}", text.strip())."""
     low, high = 0, len(points)
     while low < high and _is_space(points[low]):
         low += 1
@@ -320,7 +307,7 @@ def _paragraph_figures(points):
 
 @njit(cache=True)
 def _line_figures(points):
-    """`duplicated` of the lines, re.split(r"\\n+", text), with their number."""
+    """_duplicated_spans of the lines, re.split(r"\\n+", text)."""
     starts = np.empty(len(points) + 1, dtype=np.int64)
     ends = np.empty(len(points) + 1, dtype=np.int64)
     starts[0], count = 0, 0
@@ -439,18 +426,51 @@ class FineWebQualityFilter(_PerLanguage):
     section = "fineweb"
 
     def check(self, doc: Document, cfg: FineWebQualityConfig) -> str | None:
-        lines = [line for line in doc.text.split("\n") if line.strip()]
+        text = doc.text
+        lines, ending, short, duplicated_chars, words = _fineweb_figures(
+            code_points(text), _TERMINAL_PUNCTUATION, cfg.short_line_length)
         if not lines:
             return "empty"
-        ending = sum(line.rstrip().endswith(TERMINAL_PUNCTUATION) for line in lines) / len(lines)
-        if ending <= cfg.line_punct_thr:
+        if ending / lines <= cfg.line_punct_thr:
             return "line_punct_ratio"
-        short = sum(len(line) <= cfg.short_line_length for line in lines) / len(lines)
-        if short >= cfg.short_line_thr:
+        if short / lines >= cfg.short_line_thr:
             return "short_line_ratio"
-        _, chars = duplicated(lines)
-        if chars / max(1, len(doc.text) - doc.text.count("\n")) >= cfg.char_duplicates_ratio:
+        breaks = text.count("\n")
+        if duplicated_chars / max(1, len(text) - breaks) >= cfg.char_duplicates_ratio:
             return "char_dup_ratio"
-        if doc.text.count("\n") / max(1, len(doc.text.split())) > cfg.new_line_ratio:
+        if breaks / max(1, words) > cfg.new_line_ratio:
             return "list_ratio"
         return None
+
+
+_TERMINAL_PUNCTUATION = character_set("".join(TERMINAL_PUNCTUATION))
+
+
+@njit(cache=True)
+def _fineweb_figures(points, terminal, short_line_length):
+    """The counts FineWebQualityFilter's rules divide, over the lines of text.split("\\n") that
+    are not blank: (lines, lines ending with a character of `terminal` before trailing whitespace,
+    lines of at most `short_line_length` characters, characters of lines equal to an earlier one),
+    and the words of the text (str.split())."""
+    starts = np.empty(len(points) + 1, dtype=np.int64)
+    ends = np.empty(len(points) + 1, dtype=np.int64)
+    lines = ending = short = 0
+    start = 0
+    while start <= len(points):
+        end = start
+        while end < len(points) and points[end] != 10:
+            end += 1
+        last = end
+        while last > start and _is_space(points[last - 1]):
+            last -= 1
+        if last > start:  # not blank
+            starts[lines], ends[lines] = start, end
+            lines += 1
+            ending += points[last - 1] < len(terminal) and terminal[points[last - 1]]
+            short += end - start <= short_line_length
+        start = end + 1
+    _, _, duplicated_chars = _duplicated_spans(points, starts[:lines], ends[:lines])
+    words = 0
+    for i in range(len(points)):
+        words += not _is_space(points[i]) and (i == 0 or _is_space(points[i - 1]))
+    return lines, ending, short, duplicated_chars, words
