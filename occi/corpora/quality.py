@@ -346,39 +346,41 @@ def _words(points):
 
 
 @njit(cache=True)
-def _longer_ngram_ids(ids, counts, word_ids, n):
-    """The ids of the word n-grams (0, 1, ... in order of first occurrence) and how many distinct
-    n-grams there are, from the ids of the (n-1)-grams (`ids`, their counts `counts`): an n-gram
-    is its (n-1)-gram and one more word. One whose (n-1)-gram occurs once occurs once too: it
-    gets a new id without a look-up."""
-    count = len(word_ids) - n + 1
-    repeated = 0
-    for i in range(count):
-        repeated += counts[ids[i]] > 1
-    mask = _table_size(repeated) - 1
-    first = np.full(mask + 1, -1, dtype=np.int64)  # per slot: the first n-gram stored there
-    longer = np.empty(count, dtype=np.int64)
-    distinct = 0
-    for i in range(count):
-        prefix = ids[i]
-        if counts[prefix] == 1:
-            longer[i] = distinct
-            distinct += 1
+def _repeated_longer(positions, ids, counts, word_ids, n):
+    """The n-grams that may repeat, from the (n-1)-grams at `positions` (their ids `ids`, counted
+    in `counts`): those starting where an (n-1)-gram occurs more than once and with room for n
+    words. Returns their positions, ids (0, 1, ... in order of first occurrence; an n-gram is its
+    (n-1)-gram and one more word) and how many distinct ones there are."""
+    words = len(word_ids)
+    size = 0
+    for k in range(len(positions)):
+        size += counts[ids[k]] > 1 and positions[k] + n <= words
+    longer_positions = np.empty(size, dtype=np.int64)
+    longer_ids = np.empty(size, dtype=np.int64)
+    prefixes = np.empty(size, dtype=np.int64)
+    mask = _table_size(size) - 1
+    first = np.full(mask + 1, -1, dtype=np.int64)  # per slot: the first n-gram (index) stored there
+    count = distinct = 0
+    for k in range(len(positions)):
+        position = positions[k]
+        if counts[ids[k]] < 2 or position + n > words:
             continue
-        word = word_ids[i + n - 1]
+        prefix, word = ids[k], word_ids[position + n - 1]
+        longer_positions[count], prefixes[count] = position, prefix
         slot = np.int64(_mix(np.uint64(prefix) * np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(word)) & np.uint64(mask))
         while True:
             j = first[slot]
             if j < 0:
-                first[slot] = i
-                longer[i] = distinct
+                first[slot] = count
+                longer_ids[count] = distinct
                 distinct += 1
                 break
-            if ids[j] == prefix and word_ids[j + n - 1] == word:
-                longer[i] = longer[j]
+            if prefixes[j] == prefix and word_ids[longer_positions[j] + n - 1] == word:
+                longer_ids[count] = longer_ids[j]
                 break
             slot = (slot + 1) & mask
-    return longer, distinct
+        count += 1
+    return longer_positions, longer_ids, distinct
 
 
 @njit(cache=True)
@@ -386,7 +388,11 @@ def ngram_figures(word_ids, lengths, largest):
     """Per n in 1..largest (index n; zeros where the text has fewer than n words): the characters
     of the most frequent word n-gram, joined by single spaces (the first to occur among equally
     frequent ones, as Counter.most_common picks), its count, and the characters of the words
-    inside n-grams that occur more than once (each word counted once)."""
+    inside n-grams that occur more than once (each word counted once).
+
+    Only n-grams that can repeat are followed from one n to the next (an n-gram occurring once
+    makes every longer n-gram starting there occur once): when none repeats, the first n-gram is
+    the most frequent one, with a count of 1."""
     top_chars = np.zeros(largest + 1, dtype=np.int64)
     top_count = np.zeros(largest + 1, dtype=np.int64)
     duplicated_chars = np.zeros(largest + 1, dtype=np.int64)
@@ -394,29 +400,29 @@ def ngram_figures(word_ids, lengths, largest):
     offsets = np.zeros(words + 1, dtype=np.int64)
     for i in range(words):
         offsets[i + 1] = offsets[i] + lengths[i]
+    positions = np.arange(words)
     ids = word_ids
     distinct = 0
     for i in range(words):
         distinct = max(distinct, word_ids[i] + 1)
-    counts = np.zeros(distinct, dtype=np.int64)
+    counts = np.zeros(0, dtype=np.int64)
     for n in range(1, min(largest, words) + 1):
-        count = words - n + 1
         if n > 1:
-            ids, distinct = _longer_ngram_ids(ids, counts, word_ids, n)
+            positions, ids, distinct = _repeated_longer(positions, ids, counts, word_ids, n)
         counts = np.zeros(distinct, dtype=np.int64)
-        for i in range(count):
-            counts[ids[i]] += 1
-        best = np.argmax(counts)  # the first maximum: the first to occur
-        start = 0
-        while ids[start] != best:
-            start += 1
-        top_chars[n] = offsets[start + n] - offsets[start] + n - 1
-        top_count[n] = counts[best]
+        for k in range(len(ids)):
+            counts[ids[k]] += 1
+        top, top_count[n] = 0, 1
         chars, covered_to = 0, 0
-        for start in range(count):
-            if counts[ids[start]] > 1:
+        for k in range(len(ids)):
+            count = counts[ids[k]]
+            if count > top_count[n]:  # strictly more: the first to occur stays among ties
+                top, top_count[n] = positions[k], count
+            if count > 1:
+                start = positions[k]
                 chars += offsets[start + n] - offsets[max(start, covered_to)]
                 covered_to = start + n
+        top_chars[n] = offsets[top + n] - offsets[top] + n - 1
         duplicated_chars[n] = chars
     return top_chars, top_count, duplicated_chars
 
