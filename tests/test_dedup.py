@@ -110,3 +110,19 @@ def test_minhash_kernels_equal_the_plain_numpy_rule():
         hasher = MinHasher(config)
         for text in texts:
             assert np.array_equal(hasher.band_hashes(text), _reference_band_hashes(hasher, text)), repr(text)
+
+
+def test_exact_key_kernel_equals_the_plain_rule():
+    import random
+
+    import pytest
+    import xxhash
+
+    rng = random.Random(12)
+    pieces = ["Der", "BAHNHOF", "straße", "İ", "ΣΑΣ", " ", "  ", "\n", "\t", "\u00a0", "\u3000", "\x1c", "\x85", "😀", "ǅ"]
+    texts = ["", " ", "\n \t", BASE, OTHER] + ["".join(rng.choice(pieces) for _ in range(rng.choice([1, 5, 50])))
+                                              for _ in range(500)]
+    for text in texts:
+        assert exact_key(text) == xxhash.xxh3_128_digest(" ".join(text.lower().split()).encode("utf-8")), repr(text)
+    with pytest.raises(UnicodeEncodeError):
+        exact_key("lone \ud800 surrogate")

@@ -389,7 +389,7 @@ def test_repetition_kernels_on_real_sentences():
 
 
 def test_kernel_words_split_where_str_split_does():
-    """quality._is_space against str.isspace on every code point (surrogates included)."""
+    """The words of the kernels against str.split() around every code point (surrogates included)."""
     from occi.corpora import quality
 
     text = "".join("a" + chr(c) for c in range(0x110000)) + "a"
@@ -430,10 +430,10 @@ def test_character_classes_of_the_kernels_on_every_code_point():
     import sys
 
     from occi.corpora import quality
-    from occi.corpora.kernels import letters, word_characters
+    from occi.corpora.kernels import is_space, letters, word_characters
 
     everything = [chr(c) for c in range(sys.maxunicode + 1)]
-    assert [quality._is_space(c) for c in range(sys.maxunicode + 1)] == [c.isspace() for c in everything]
+    assert [is_space(c) for c in range(sys.maxunicode + 1)] == [c.isspace() for c in everything]
     assert [quality._is_line_break(c) for c in range(sys.maxunicode + 1)] == [len(f"a{c}a".splitlines()) == 2 for c in everything]
     assert letters().tolist() == [c.isalpha() for c in everything]
     word = re.compile(r"\w")

@@ -15,14 +15,19 @@ import xxhash
 from numba import njit
 
 from occi.corpora.config import DedupConfig
-from occi.corpora.kernels import code_points, word_characters
+from occi.corpora.kernels import code_points, is_space, word_characters
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 
 
 def exact_key(text: str) -> bytes:
-    """128-bit hash of the text lower-cased with whitespace collapsed."""
-    return xxhash.xxh3_128_digest(" ".join(text.lower().split()).encode("utf-8"))
+    """128-bit hash of the text lower-cased with whitespace collapsed: of the UTF-8 bytes of
+    " ".join(text.lower().split())."""
+    lowered = text.lower()
+    collapsed, surrogate = _collapsed_utf8(code_points(lowered))
+    if surrogate:  # not UTF-8: raise as the plain version does
+        lowered.encode("utf-8")
+    return xxhash.xxh3_128_digest(collapsed)
 
 
 class MinHasher:
@@ -130,6 +135,28 @@ def _utf8(point, out, at):
     out[at + 2] = 0x80 | point >> 6 & 0x3F
     out[at + 3] = 0x80 | point & 0x3F
     return at + 4
+
+
+@njit(cache=True)
+def _collapsed_utf8(points):
+    """The UTF-8 bytes of the words of str.split() joined by single spaces, and whether a lone
+    surrogate (which UTF-8 cannot encode) was met."""
+    out = np.empty(4 * len(points), dtype=np.uint8)
+    end = 0
+    surrogate = False
+    at = 0
+    while at < len(points):
+        if is_space(points[at]):
+            at += 1
+            continue
+        if end:
+            out[end] = 32
+            end += 1
+        while at < len(points) and not is_space(points[at]):
+            surrogate = surrogate or 0xD800 <= points[at] <= 0xDFFF
+            end = _utf8(points[at], out, end)
+            at += 1
+    return out[:end], surrogate
 
 
 @njit(cache=True)

@@ -7,13 +7,23 @@ import sys
 from functools import cache
 
 import numpy as np
+from numba import njit
 
 _WORD = re.compile(r"\w+")
 
 
 def code_points(text: str) -> np.ndarray:
-    """The text as one uint32 per character (lone surrogates included, as str counts them)."""
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    """The text as one uint32 per character (lone surrogates included, as str counts them).
+
+    The last text's array is kept: the filters of one document ask for the same str object in
+    turn (held here, so `is` cannot meet a new string at a freed address)."""
+    global _last
+    if _last[0] is not text:
+        _last = (text, np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32))
+    return _last[1]
+
+
+_last: tuple[str, np.ndarray] = ("", np.zeros(0, dtype=np.uint32))
 
 
 @cache
@@ -42,3 +52,15 @@ def character_set(characters: str) -> np.ndarray:
     table = np.zeros(max(map(ord, characters)) + 1, dtype=np.bool_)
     table[[ord(c) for c in characters]] = True
     return table
+
+
+@njit(cache=True)
+def is_space(c):
+    """str.isspace(), which is what str.split() splits on (tests/test_filters.py checks every code
+    point)."""
+    if c <= 0x20:
+        return 0x09 <= c <= 0x0D or 0x1C <= c
+    if c < 0x85:
+        return False
+    return (c == 0x85 or c == 0xA0 or c == 0x1680 or 0x2000 <= c <= 0x200A or c == 0x2028 or c == 0x2029
+            or c == 0x202F or c == 0x205F or c == 0x3000)

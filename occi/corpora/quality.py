@@ -14,7 +14,7 @@ from numba import njit
 from occi import languages
 from occi.corpora.config import FineWebQualityConfig, GopherQualityConfig, GopherRepetitionConfig, QualityConfig
 from occi.corpora.document import Document
-from occi.corpora.kernels import character_set, code_points, letters
+from occi.corpora.kernels import character_set, code_points, is_space, letters
 
 BULLETS = ("•", "‣", "◦", "○", "●", "▪", "■", "□", "-", "–", "—", "*", "·", "➢", "►", "✓", "✔")
 ELLIPSES = ("...", "…")
@@ -100,12 +100,12 @@ def _gopher_quality_figures(points, stripped, bullet_starts, letters):
     words = content_words = content_chars = with_letter = 0
     at = 0
     while at < len(points):
-        if _is_space(points[at]):
+        if is_space(points[at]):
             at += 1
             continue
         start = at
         has_letter = False
-        while at < len(points) and not _is_space(points[at]):
+        while at < len(points) and not is_space(points[at]):
             has_letter = has_letter or letters[points[at]]
             at += 1
         words += 1
@@ -126,12 +126,12 @@ def _gopher_quality_figures(points, stripped, bullet_starts, letters):
             end += 1
         lines += 1
         first = start
-        while first < end and _is_space(points[first]):
+        while first < end and is_space(points[first]):
             first += 1
         if first < end and points[first] < len(bullet_starts) and bullet_starts[points[first]]:
             bullet_lines += 1
         last = end
-        while last > start and _is_space(points[last - 1]):
+        while last > start and is_space(points[last - 1]):
             last -= 1
         if last > start and points[last - 1] == 0x2026:  # …
             ellipsis_lines += 1
@@ -188,17 +188,6 @@ class GopherRepetitionFilter(_PerLanguage):
 # hash-only identity), handed out in order of first occurrence, so "the first to occur among the
 # most frequent" is the smallest id among them. tests/test_filters.py checks them against plain
 # Python (re.split, str.split, Counter.most_common) on random and adversarial texts.
-
-@njit(cache=True)
-def _is_space(c):
-    """str.isspace(), which is what str.split() splits on (the test checks every code point)."""
-    if c <= 0x20:
-        return 0x09 <= c <= 0x0D or 0x1C <= c
-    if c < 0x85:
-        return False
-    return (c == 0x85 or c == 0xA0 or c == 0x1680 or 0x2000 <= c <= 0x200A or c == 0x2028 or c == 0x2029
-            or c == 0x202F or c == 0x205F or c == 0x3000)
-
 
 @njit(cache=True)
 def _is_line_break(c):
@@ -281,9 +270,9 @@ def _duplicated_spans(points, starts, ends):
 def _paragraph_figures(points):
     """_duplicated_spans of the paragraphs, re.split(r"\\n{2,}", text.strip())."""
     low, high = 0, len(points)
-    while low < high and _is_space(points[low]):
+    while low < high and is_space(points[low]):
         low += 1
-    while high > low and _is_space(points[high - 1]):
+    while high > low and is_space(points[high - 1]):
         high -= 1
     starts = np.empty(high - low + 1, dtype=np.int64)
     ends = np.empty(high - low + 1, dtype=np.int64)
@@ -333,11 +322,11 @@ def _words(points):
     count = 0
     i = 0
     while i < len(points):
-        if _is_space(points[i]):
+        if is_space(points[i]):
             i += 1
             continue
         starts[count] = i
-        while i < len(points) and not _is_space(points[i]):
+        while i < len(points) and not is_space(points[i]):
             i += 1
         ends[count] = i
         count += 1
@@ -467,7 +456,7 @@ def _fineweb_figures(points, terminal, short_line_length):
         while end < len(points) and points[end] != 10:
             end += 1
         last = end
-        while last > start and _is_space(points[last - 1]):
+        while last > start and is_space(points[last - 1]):
             last -= 1
         if last > start:  # not blank
             starts[lines], ends[lines] = start, end
@@ -478,5 +467,5 @@ def _fineweb_figures(points, terminal, short_line_length):
     _, _, duplicated_chars = _duplicated_spans(points, starts[:lines], ends[:lines])
     words = 0
     for i in range(len(points)):
-        words += not _is_space(points[i]) and (i == 0 or _is_space(points[i - 1]))
+        words += not is_space(points[i]) and (i == 0 or is_space(points[i - 1]))
     return lines, ending, short, duplicated_chars, words
