@@ -350,12 +350,10 @@ def _reference_figures(text: str, largest: int):
 
 def _kernel_figures(text: str, largest: int):
     from occi.corpora import quality
+    from occi.corpora.kernels import code_points
 
-    points = quality.code_points(text)
-    word_ids, lengths = quality._words(points)
-    top_chars, top_count, duplicated = quality.ngram_figures(word_ids, lengths, largest)
-    return (quality._paragraph_figures(points), quality._line_figures(points), len(word_ids),
-            [(int(top_chars[n]), int(top_count[n])) for n in range(1, largest + 1)],
+    *spans, words, (top_chars, top_count, duplicated) = quality._repetition_figures(code_points(text), largest)
+    return (tuple(spans[:3]), tuple(spans[3:]), words, [(int(top_chars[n]), int(top_count[n])) for n in range(1, largest + 1)],
             [int(duplicated[n]) for n in range(1, largest + 1)])
 
 
@@ -391,9 +389,10 @@ def test_repetition_kernels_on_real_sentences():
 def test_kernel_words_split_where_str_split_does():
     """The words of the kernels against str.split() around every code point (surrogates included)."""
     from occi.corpora import quality
+    from occi.corpora.kernels import code_points
 
     text = "".join("a" + chr(c) for c in range(0x110000)) + "a"
-    word_ids, lengths = quality._words(quality.code_points(text))
+    word_ids, lengths = quality._words(code_points(text))
     assert lengths.tolist() == [len(word) for word in text.split()]
 
 

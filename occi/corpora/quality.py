@@ -6,6 +6,7 @@ language-specific tokenizer for the EU languages, which all separate words with 
 """
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -147,40 +148,55 @@ class GopherRepetitionFilter(_PerLanguage):
     step = "gopher_repetition"
     section = "gopher_repetition"
 
+    def __init__(self, cfg: QualityConfig):
+        super().__init__(cfg)
+        self._ngram_checks: dict[int, tuple] = {}
+
     def check(self, doc: Document, cfg: GopherRepetitionConfig) -> str | None:
         text = doc.text
         length = len(text) or 1
-        points = code_points(text)
-        paragraphs, count, chars = _paragraph_figures(points)
-        if count / paragraphs > cfg.dup_para_frac:
+        top_checks, duplicated_checks, largest = self.ngram_checks(cfg)
+        (paragraphs, paragraph_repeats, paragraph_chars, lines, line_repeats, line_chars, words,
+         figures) = _repetition_figures(code_points(text), largest)
+        if paragraph_repeats / paragraphs > cfg.dup_para_frac:
             return "dup_para_frac"
-        if chars / length > cfg.dup_para_char_frac:
+        if paragraph_chars / length > cfg.dup_para_char_frac:
             return "dup_para_char_frac"
-        lines, count, chars = _line_figures(points)
-        if count / lines > cfg.dup_line_frac:
+        if line_repeats / lines > cfg.dup_line_frac:
             return "dup_line_frac"
-        if chars / length > cfg.dup_line_char_frac:
+        if line_chars / length > cfg.dup_line_char_frac:
             return "dup_line_char_frac"
-        word_ids, lengths = _words(points)
-        largest = max((*cfg.top_ngram_frac, *cfg.dup_ngram_frac), default=0)
-        top_chars, top_count, duplicated_chars = (a.tolist() for a in ngram_figures(word_ids, lengths, largest))
-        for n, limit in sorted(cfg.top_ngram_frac.items()):
-            if len(word_ids) < n:
+        top_chars, top_count, duplicated_chars = figures.tolist()
+        for n, limit in top_checks:
+            if words < n:
                 continue
             if top_count[n] > 1 and top_chars[n] * top_count[n] / length > limit:
                 return f"top_{n}gram"
-        # A word inside a repeated (n+1)-gram is inside a repeated n-gram too, so the share can
-        # only shrink as n grows: once it is within every later limit, no later check can fail.
-        checks = sorted(cfg.dup_ngram_frac.items())
-        for index, (n, limit) in enumerate(checks):
-            if len(word_ids) < n:
+        for n, limit, later_limits in duplicated_checks:
+            if words < n:
                 break
             share = duplicated_chars[n] / length
             if share > limit:
                 return f"dup_{n}gram"
-            if all(share <= later for _, later in checks[index + 1:]):
+            if share <= later_limits:
                 break
         return None
+
+    def ngram_checks(self, cfg: GopherRepetitionConfig) -> tuple[list, list, int]:
+        """The n-gram rules of `cfg` in the order they are checked: (n, limit) of the top
+        n-grams; (n, limit, the smallest later limit) of the duplicated n-grams; the largest n."""
+        if id(cfg) not in self._ngram_checks:
+            # A word inside a repeated (n+1)-gram is inside a repeated n-gram too, so the share
+            # can only shrink as n grows: once it is within every later limit, no later check
+            # can fail.
+            duplicated = sorted(cfg.dup_ngram_frac.items())
+            self._ngram_checks[id(cfg)] = (
+                sorted(cfg.top_ngram_frac.items()),
+                [(n, limit, min((later for _, later in duplicated[i + 1:]), default=math.inf))
+                 for i, (n, limit) in enumerate(duplicated)],
+                max((*cfg.top_ngram_frac, *cfg.dup_ngram_frac), default=0),
+            )
+        return self._ngram_checks[id(cfg)]
 
 
 # The repetition figures are counted by numba kernels over the text's code points (one uint32
@@ -332,6 +348,19 @@ def _words(points):
         count += 1
     ids, _ = _span_ids(points, starts[:count], ends[:count])
     return ids, ends[:count] - starts[:count]
+
+
+@njit(cache=True)
+def _repetition_figures(points, largest):
+    """Everything GopherRepetitionFilter divides, in one call: the paragraphs' and the lines'
+    (number, repeats, their characters), the number of words, and ngram_figures' three rows."""
+    paragraphs, paragraph_repeats, paragraph_chars = _paragraph_figures(points)
+    lines, line_repeats, line_chars = _line_figures(points)
+    word_ids, lengths = _words(points)
+    figures = np.empty((3, largest + 1), dtype=np.int64)
+    figures[0], figures[1], figures[2] = ngram_figures(word_ids, lengths, largest)
+    return (paragraphs, paragraph_repeats, paragraph_chars, lines, line_repeats, line_chars, len(word_ids),
+            figures)
 
 
 @njit(cache=True)
