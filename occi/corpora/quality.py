@@ -201,9 +201,10 @@ class GopherRepetitionFilter(_PerLanguage):
 
 # The repetition figures are counted by numba kernels over the text's code points (one uint32
 # each), with exact ids: equal ids mean equal contents (hash tables that compare the contents, no
-# hash-only identity), handed out in order of first occurrence, so "the first to occur among the
-# most frequent" is the smallest id among them. tests/test_filters.py checks them against plain
-# Python (re.split, str.split, Counter.most_common) on random and adversarial texts.
+# hash-only identity). The top n-gram is the one at the first position that reaches the largest
+# count, which is Counter.most_common's first to occur among the most frequent.
+# tests/test_filters.py checks them against plain Python (re.split, str.split,
+# Counter.most_common) on random and adversarial texts.
 
 @njit(cache=True)
 def _is_line_break(c):
