@@ -61,6 +61,30 @@ def test_normalizer_drop_reasons(normalizer, text, reason):
     assert normalizer.filter(doc(text)) == reason
 
 
+
+def test_normalizer_scan_matches_its_patterns():
+    """Normalizer searches with one numba pass (normalize._scan); its answers are the regexes'."""
+    import random
+
+    from occi.corpora import normalize
+    from occi.corpora.kernels import code_points
+
+    def scanned(text: str) -> tuple[bool, ...]:
+        return tuple(bool(flag) for flag in normalize._scan(code_points(text), normalize._CONTINUATION_SET))
+
+    def searched(text: str) -> tuple[bool, ...]:
+        return (bool(normalize._SURROGATE.search(text)), bool(normalize._MOJIBAKE_HINT.search(text)),
+                bool(normalize._CONTROL.search(text)), "\r" in text)
+
+    rng = random.Random(4)
+    pieces = ["a", "Ã", "Â", "©", "â€™", "\u00c1", "\u00c2", "\u00ef", "\u00f0", "\u0080", "\u00bf", "\u00c0", "\u2122",
+              "\ud800", "\udfff", "\r", "\n", "\x00", "\x08", "\t", "\x0b", "\x1f", "\x7f", "\x9f", "\xa0", "\ufffd", "😀"]
+    texts = [chr(c) for c in range(0x3000)] + [lead + chr(c) for lead in "\u00c1\u00c2\u00e9\u00ef\u00f0" for c in range(0x3000)]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.choice([1, 2, 3, 8, 40]))) for _ in range(3000)]
+    for text in texts:
+        assert scanned(text) == searched(text), repr(text)
+
+
 # ---------------------------------------------------------------- language ID
 
 @pytest.fixture(scope="module")
@@ -235,11 +259,9 @@ def test_gopher_repetition_drop_reasons(repetition, text, reason):
 
 
 def test_duplicated_ngram_chars_counts_each_covered_word_once():
-    from occi.corpora.quality import _duplicated_ngram_chars
-
     # bigrams "aa bb" (0, 3) and "bb ccc" (1, 4) repeat: words 0..5 are covered, "x" is not
-    assert _duplicated_ngram_chars("aa bb ccc aa bb ccc x".split(), 2) == 2 + 2 + 3 + 2 + 2 + 3
-    assert _duplicated_ngram_chars("aa bb ccc dd".split(), 2) == 0
+    assert _kernel_figures("aa bb ccc aa bb ccc x", 2)[4][1] == 2 + 2 + 3 + 2 + 2 + 3
+    assert _kernel_figures("aa bb ccc dd", 2)[4][1] == 0
 
 
 def test_gopher_repetition_checks_larger_ngrams_after_a_passing_smaller_one():
@@ -287,22 +309,159 @@ def test_fineweb_list_ratio():
     assert FineWebQualityFilter(cfg).filter(doc("\n".join(lines))) == "list_ratio"
 
 
-def test_numpy_ngram_counts_equal_the_counter_of_tuples():
-    """Long documents count n-grams with numpy (quality._NGrams), short ones with a Counter of
-    tuples: both give the same top n-gram (the first to occur among ties) and duplicated chars."""
+# ---------------------------------------------------------------- repetition kernels
+# GopherRepetitionFilter counts with numba kernels over code points; the plain Python below is
+# the rule they must match figure for figure (Counter.most_common's first-to-occur among ties).
+
+def _duplicated(elements: list[str]) -> tuple[int, int, int]:
+    seen: set[str] = set()
+    count = chars = 0
+    for element in elements:
+        if element in seen:
+            count, chars = count + 1, chars + len(element)
+        seen.add(element)
+    return len(elements), count, chars
+
+
+def _reference_figures(text: str, largest: int):
+    """(paragraphs, lines, words, per n: (top n-gram chars, its count), per n: duplicated chars)."""
+    import re
+    from collections import Counter
+
+    words = text.split()
+    tops, duplicated = [], []
+    for n in range(1, largest + 1):
+        ngrams = list(zip(*(words[i:] for i in range(n))))
+        if not ngrams:
+            tops.append((0, 0))
+            duplicated.append(0)
+            continue
+        counts = Counter(ngrams)
+        top, top_count = counts.most_common(1)[0]
+        tops.append((len(" ".join(top)), top_count))
+        covered = [False] * len(words)
+        for start, ngram in enumerate(ngrams):
+            if counts[ngram] > 1:
+                covered[start:start + n] = [True] * n
+        duplicated.append(sum(len(w) for w, c in zip(words, covered) if c))
+    return (_duplicated(re.split(r"\n{2,}", text.strip())), _duplicated(re.split(r"\n+", text)), len(words),
+            tops, duplicated)
+
+
+def _kernel_figures(text: str, largest: int):
+    from occi.corpora import quality
+    from occi.corpora.kernels import code_points
+
+    *spans, words, (top_chars, top_count, duplicated) = quality._repetition_figures(code_points(text), largest)
+    return (tuple(spans[:3]), tuple(spans[3:]), words, [(int(top_chars[n]), int(top_count[n])) for n in range(1, largest + 1)],
+            [int(duplicated[n]) for n in range(1, largest + 1)])
+
+
+def _random_texts(seed: int, count: int) -> list[str]:
     import random
 
-    from occi.corpora.quality import _CountedNGrams, _NGrams
+    rng = random.Random(seed)
+    pieces = ["a", "bb", "ccc", "ée", "ß", "Ωμέγα", "x" * 9, "😀", "\ud800", "\n", "\n\n", "\n \n", " ", "\t",
+              "\u00a0", "\u3000", "\x1c", "\u2029", "\x85", "\r"]
+    texts = ["", " ", "\n", "\n\n", "a", "a\n", "\na", "a a", "a\n\n\na", " \n a \n\n a \n "]
+    for case in range(count):
+        size = rng.choice([1, 2, 3, 5, 10, 40, 300, 1500])
+        chosen = [rng.choice(pieces[: rng.randint(2, len(pieces))]) for _ in range(size)]
+        text = rng.choice([" ", "", "\n"]).join(chosen)
+        if case % 3 == 0:  # planted repeats of a long phrase, and ties between them
+            text = text[:40] * 3 + text + text[-40:] * 3
+        texts.append(text)
+    return texts
 
-    rng = random.Random(7)
-    vocabulary = ["a", "bb", "ccc", "dddd", "ée", "ß", "x" * 9, "Ωμέγα"]
-    for case in range(60):
-        size = rng.choice([1, 2, 5, 30, 250, 700])
-        words = [rng.choice(vocabulary[: rng.randint(2, len(vocabulary))]) for _ in range(size)]
-        if case % 3 == 0:  # planted repeats of a long phrase
-            words = (words[:20] * 4 + words)[:size]
-        fast, counted = _NGrams(words), _CountedNGrams(words)
-        for n in range(1, 11):
-            if len(words) >= n:
-                assert fast.top(n) == counted.top(n), (case, n)
-                assert fast.duplicated_chars(n) == counted.duplicated_chars(n), (case, n)
+
+def test_repetition_kernels_equal_the_plain_python_rule():
+    for text in _random_texts(7, 800):
+        assert _kernel_figures(text, 10) == _reference_figures(text, 10), repr(text[:200])
+
+
+def test_repetition_kernels_on_real_sentences():
+    sentences = [GOOD_DE, "Heute ist Markt.", "Der Zug fährt um acht Uhr ab.", "billige Flüge billige Flüge"]
+    for repeats in range(1, 6):
+        text = "\n\n".join(sentences * repeats) + "\n" + " ".join(sentences[::-1])
+        assert _kernel_figures(text, 10) == _reference_figures(text, 10)
+
+
+def test_kernel_words_split_where_str_split_does():
+    """The words of the kernels against str.split() around every code point (surrogates included)."""
+    from occi.corpora import quality
+    from occi.corpora.kernels import code_points
+
+    text = "".join("a" + chr(c) for c in range(0x110000)) + "a"
+    word_ids, lengths = quality._words(code_points(text))
+    assert lengths.tolist() == [len(word) for word in text.split()]
+
+
+def _reference_quality_figures(text: str):
+    from occi.corpora.quality import _PUNCTUATION_STRIP, BULLETS, ELLIPSES
+
+    words = text.split()
+    content = [w for w in (w.strip(_PUNCTUATION_STRIP) for w in words) if w]
+    lines = text.splitlines()
+    return (len(words), len(content), sum(map(len, content)), sum(any(c.isalpha() for c in w) for w in words),
+            len(lines), sum(line.lstrip().startswith(BULLETS) for line in lines),
+            sum(line.rstrip().endswith(ELLIPSES) for line in lines))
+
+
+def test_gopher_quality_kernel_equals_the_plain_python_rule():
+    import random
+
+    from occi.corpora import quality
+    from occi.corpora.kernels import code_points, letters
+
+    rng = random.Random(3)
+    pieces = ["der", "und", "Haus", "...", "..", "…", "#", "•", "-", "*", "«", "»", "(x)", "12", "3,5", "ß", "Ωμέγα",
+              "e\u0301", "😀", "𝐀", "\ud800", "\n", "\r", "\r\n", "\v", "\x1c", "\u2028", "\x85", " ", "\t", "\u00a0"]
+    texts = ["", " ", "\n", "\r\n", "\n\n", "a\r", "…", "...", " ... \n • a\n\t- b …  "] + _random_texts(8, 200)
+    for _ in range(400):
+        texts.append(rng.choice([" ", "", "\n"]).join(rng.choice(pieces) for _ in range(rng.choice([1, 3, 10, 80]))))
+    for text in texts:
+        figures = quality._gopher_quality_figures(code_points(text), quality._STRIPPED, quality._BULLET_STARTS, letters())
+        assert figures == _reference_quality_figures(text), repr(text[:200])
+
+
+def test_character_classes_of_the_kernels_on_every_code_point():
+    import re
+    import sys
+
+    from occi.corpora import quality
+    from occi.corpora.kernels import is_space, letters, word_characters
+
+    everything = [chr(c) for c in range(sys.maxunicode + 1)]
+    assert [is_space(c) for c in range(sys.maxunicode + 1)] == [c.isspace() for c in everything]
+    assert [quality._is_line_break(c) for c in range(sys.maxunicode + 1)] == [len(f"a{c}a".splitlines()) == 2 for c in everything]
+    assert letters().tolist() == [c.isalpha() for c in everything]
+    word = re.compile(r"\w")
+    assert word_characters().tolist() == [word.match(c) is not None for c in everything]
+    spaced = " ".join(everything)
+    assert [m.group() for m in quality._WORDS.finditer(spaced)] == spaced.split()
+
+
+def _reference_fineweb_figures(text: str, short_line_length: int):
+    from occi.corpora.quality import TERMINAL_PUNCTUATION
+
+    lines = [line for line in text.split("\n") if line.strip()]
+    return (len(lines), sum(line.rstrip().endswith(TERMINAL_PUNCTUATION) for line in lines),
+            sum(len(line) <= short_line_length for line in lines), _duplicated(lines)[2], len(text.split()))
+
+
+def test_fineweb_kernel_equals_the_plain_python_rule():
+    import random
+
+    from occi.corpora import quality
+    from occi.corpora.kernels import code_points
+
+    rng = random.Random(6)
+    pieces = ["der", "Satz.", "Ja!", "«", "»", "”", "。", "؟", ")", "…", "12", "\n", "\n\n", " ", "\t", "\u00a0", "\r",
+              "\x1c", "😀", "\ud800"]
+    texts = ["", "\n", " \n ", "a\n", "\na", "a.\n\na.\n a. "] + _random_texts(9, 200)
+    texts += [rng.choice([" ", "", "\n"]).join(rng.choice(pieces) for _ in range(rng.choice([1, 3, 10, 60, 300])))
+              for _ in range(400)]
+    for text in texts:
+        for short in (1, 3, 30):
+            figures = quality._fineweb_figures(code_points(text), quality._TERMINAL_PUNCTUATION, short)
+            assert figures == _reference_fineweb_figures(text, short), repr(text[:200])

@@ -6,40 +6,22 @@ language-specific tokenizer for the EU languages, which all separate words with 
 """
 from __future__ import annotations
 
+import math
 import re
-from collections import Counter
-from itertools import accumulate, compress
 
 import numpy as np
+from numba import njit
 
 from occi import languages
 from occi.corpora.config import FineWebQualityConfig, GopherQualityConfig, GopherRepetitionConfig, QualityConfig
 from occi.corpora.document import Document
+from occi.corpora.kernels import character_set, code_points, is_space, letters
 
 BULLETS = ("•", "‣", "◦", "○", "●", "▪", "■", "□", "-", "–", "—", "*", "·", "➢", "►", "✓", "✔")
 ELLIPSES = ("...", "…")
 TERMINAL_PUNCTUATION = (".", "!", "?", "…", ";", ":", '"', "'", "»", "«", "”", "“", "’", ")", "]",
                         ";", "。", "！", "？", "؟")
 _PUNCTUATION_STRIP = "\"'.,;:!?()[]{}«»„“”‘’‚‹›…-–—/\\*#%&+=<>|~^_`"
-_PARAGRAPHS = re.compile(r"\n{2,}")
-_LINES = re.compile(r"\n+")
-
-
-def _has_letter(word: str) -> bool:
-    return any(ch.isalpha() for ch in word)
-
-
-def duplicated(elements: list[str]) -> tuple[int, int]:
-    """(number of elements equal to an earlier one, their total characters)."""
-    seen: set[str] = set()
-    count = chars = 0
-    for element in elements:
-        if element in seen:
-            count += 1
-            chars += len(element)
-        else:
-            seen.add(element)
-    return count, chars
 
 
 class _PerLanguage:
@@ -72,35 +54,31 @@ class GopherQualityFilter(_PerLanguage):
 
     def check(self, doc: Document, cfg: GopherQualityConfig) -> str | None:
         text = doc.text
-        words = text.split()
-        n_words = len(words)
+        n_words, content_words, content_chars, with_letter, lines, bullet_lines, ellipsis_lines = (
+            _gopher_quality_figures(code_points(text), _STRIPPED, _BULLET_STARTS, letters()))
         if n_words < cfg.min_doc_words:
             return "too_few_words"
         if n_words > cfg.max_doc_words:
             return "too_many_words"
-        stripped = [w.strip(_PUNCTUATION_STRIP) for w in words]
-        content = [w for w in stripped if w]
-        if content:
-            mean_length = sum(map(len, content)) / len(content)
+        if content_words:
+            mean_length = content_chars / content_words
             if not cfg.min_avg_word_length <= mean_length <= cfg.max_avg_word_length:
                 return "avg_word_length"
         symbols = text.count("#") + text.count("...") + text.count("…")
         if symbols / n_words > cfg.max_symbol_word_ratio:
             return "symbol_ratio"
-        lines = text.splitlines()
         if lines:
-            if sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines) > cfg.max_bullet_lines_ratio:
+            if bullet_lines / lines > cfg.max_bullet_lines_ratio:
                 return "bullet_lines"
-            if sum(line.rstrip().endswith(ELLIPSES) for line in lines) / len(lines) > cfg.max_ellipsis_lines_ratio:
+            if ellipsis_lines / lines > cfg.max_ellipsis_lines_ratio:
                 return "ellipsis_lines"
-        with_letter = sum(1 for word, bare in zip(words, stripped) if bare.isalpha() or _has_letter(word))
         if with_letter / n_words < cfg.max_non_alpha_words_ratio:
             return "non_alpha_words"
         if doc.language:
             stop_words = languages.get(doc.language).stop_words
             found = 0
-            for word in stripped:
-                if word.lower() in stop_words:
+            for word in _WORDS.finditer(text):  # the words of text.split(), only as far as needed
+                if word.group().strip(_PUNCTUATION_STRIP).lower() in stop_words:
                     found += 1
                     if found >= cfg.min_stop_words:
                         break
@@ -109,124 +87,363 @@ class GopherQualityFilter(_PerLanguage):
         return None
 
 
+_WORDS = re.compile(r"\S+")  # `re`'s \s is str.isspace(), what str.split() splits on
+_STRIPPED = character_set(_PUNCTUATION_STRIP)
+_BULLET_STARTS = character_set("".join(BULLETS))
+
+
+@njit(cache=True)
+def _gopher_quality_figures(points, stripped, bullet_starts, letters):
+    """The counts GopherQualityFilter's rules divide: (words (str.split()), words left non-empty
+    by stripping the characters in `stripped` from both ends, their characters, words with a
+    letter, lines (str.splitlines()), lines starting with a bullet after leading whitespace,
+    lines ending with an ellipsis before trailing whitespace)."""
+    words = content_words = content_chars = with_letter = 0
+    at = 0
+    while at < len(points):
+        if is_space(points[at]):
+            at += 1
+            continue
+        start = at
+        has_letter = False
+        while at < len(points) and not is_space(points[at]):
+            has_letter = has_letter or letters[points[at]]
+            at += 1
+        words += 1
+        with_letter += has_letter
+        low, high = start, at
+        while low < high and points[low] < len(stripped) and stripped[points[low]]:
+            low += 1
+        while high > low and points[high - 1] < len(stripped) and stripped[points[high - 1]]:
+            high -= 1
+        if high > low:
+            content_words += 1
+            content_chars += high - low
+    lines = bullet_lines = ellipsis_lines = 0
+    start = 0
+    while start < len(points):
+        end = start
+        while end < len(points) and not _is_line_break(points[end]):
+            end += 1
+        lines += 1
+        first = start
+        while first < end and is_space(points[first]):
+            first += 1
+        if first < end and points[first] < len(bullet_starts) and bullet_starts[points[first]]:
+            bullet_lines += 1
+        last = end
+        while last > start and is_space(points[last - 1]):
+            last -= 1
+        if last > start and points[last - 1] == 0x2026:  # …
+            ellipsis_lines += 1
+        elif last - start >= 3 and points[last - 1] == 46 and points[last - 2] == 46 and points[last - 3] == 46:
+            ellipsis_lines += 1
+        start = end + 1
+        if end + 1 < len(points) and points[end] == 13 and points[end + 1] == 10:  # \r\n is one break
+            start += 1
+    return words, content_words, content_chars, with_letter, lines, bullet_lines, ellipsis_lines
+
+
 class GopherRepetitionFilter(_PerLanguage):
     step = "gopher_repetition"
     section = "gopher_repetition"
 
+    def __init__(self, cfg: QualityConfig):
+        super().__init__(cfg)
+        self._ngram_checks: dict[int, tuple] = {}
+
     def check(self, doc: Document, cfg: GopherRepetitionConfig) -> str | None:
         text = doc.text
         length = len(text) or 1
-        paragraphs = _PARAGRAPHS.split(text.strip())
-        count, chars = duplicated(paragraphs)
-        if count / len(paragraphs) > cfg.dup_para_frac:
+        top_checks, duplicated_checks, largest = self.ngram_checks(cfg)
+        (paragraphs, paragraph_repeats, paragraph_chars, lines, line_repeats, line_chars, words,
+         figures) = _repetition_figures(code_points(text), largest)
+        if paragraph_repeats / paragraphs > cfg.dup_para_frac:
             return "dup_para_frac"
-        if chars / length > cfg.dup_para_char_frac:
+        if paragraph_chars / length > cfg.dup_para_char_frac:
             return "dup_para_char_frac"
-        lines = _LINES.split(text)
-        count, chars = duplicated(lines)
-        if count / len(lines) > cfg.dup_line_frac:
+        if line_repeats / lines > cfg.dup_line_frac:
             return "dup_line_frac"
-        if chars / length > cfg.dup_line_char_frac:
+        if line_chars / length > cfg.dup_line_char_frac:
             return "dup_line_char_frac"
-        words = text.split()
-        ngrams = _NGrams(words) if len(words) >= _NUMPY_FROM_WORDS else _CountedNGrams(words)
-        for n, limit in sorted(cfg.top_ngram_frac.items()):
-            if len(words) < n:
+        top_chars, top_count, duplicated_chars = figures.tolist()
+        for n, limit in top_checks:
+            if words < n:
                 continue
-            top_chars, top_count = ngrams.top(n)
-            if top_count > 1 and top_chars * top_count / length > limit:
+            if top_count[n] > 1 and top_chars[n] * top_count[n] / length > limit:
                 return f"top_{n}gram"
-        # A word inside a repeated (n+1)-gram is inside a repeated n-gram too, so the share can
-        # only shrink as n grows: once it is within every later limit, no later check can fail.
-        checks = sorted(cfg.dup_ngram_frac.items())
-        for index, (n, limit) in enumerate(checks):
-            if len(words) < n:
+        for n, limit, later_limits in duplicated_checks:
+            if words < n:
                 break
-            share = ngrams.duplicated_chars(n) / length
+            share = duplicated_chars[n] / length
             if share > limit:
                 return f"dup_{n}gram"
-            if all(share <= later for _, later in checks[index + 1:]):
+            if share <= later_limits:
                 break
         return None
 
+    def ngram_checks(self, cfg: GopherRepetitionConfig) -> tuple[list, list, int]:
+        """The n-gram rules of `cfg` in the order they are checked: (n, limit) of the top
+        n-grams; (n, limit, the smallest later limit) of the duplicated n-grams; the largest n."""
+        if id(cfg) not in self._ngram_checks:
+            # A word inside a repeated (n+1)-gram is inside a repeated n-gram too, so the share
+            # can only shrink as n grows: once it is within every later limit, no later check
+            # can fail.
+            duplicated = sorted(cfg.dup_ngram_frac.items())
+            self._ngram_checks[id(cfg)] = (
+                sorted(cfg.top_ngram_frac.items()),
+                [(n, limit, min((later for _, later in duplicated[i + 1:]), default=math.inf))
+                 for i, (n, limit) in enumerate(duplicated)],
+                max((*cfg.top_ngram_frac, *cfg.dup_ngram_frac), default=0),
+            )
+        return self._ngram_checks[id(cfg)]
 
-# Below this many words a Counter of tuples is faster than numpy's per-call overhead (measured
-# on bench/corpora's documents); both give the same figures.
-_NUMPY_FROM_WORDS = 200
+
+# The repetition figures are counted by numba kernels over the text's code points (one uint32
+# each), with exact ids: equal ids mean equal contents (hash tables that compare the contents, no
+# hash-only identity). The top n-gram is the one at the first position that reaches the largest
+# count, which is Counter.most_common's first to occur among the most frequent.
+# tests/test_filters.py checks them against plain Python (re.split, str.split,
+# Counter.most_common) on random and adversarial texts.
+
+@njit(cache=True)
+def _is_line_break(c):
+    """Where str.splitlines() splits (the test checks every code point)."""
+    return 0x0A <= c <= 0x0D or 0x1C <= c <= 0x1E or c == 0x85 or c == 0x2028 or c == 0x2029
 
 
-class _CountedNGrams:
-    """The word n-grams of a short document, counted as tuples."""
+@njit(cache=True)
+def _mix(value):
+    """A 64-bit finaliser (splitmix64's) spreading keys over the hash table's slots."""
+    value = (value ^ (value >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    value = (value ^ (value >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return value ^ (value >> np.uint64(31))
 
-    def __init__(self, words: list[str]):
-        self.words = words
 
-    def top(self, n: int) -> tuple[int, int]:
-        """(characters of the most frequent n-gram with single spaces, its count); the first to
-        occur among equally frequent ones."""
-        top, top_count = Counter(zip(*(self.words[i:] for i in range(n)))).most_common(1)[0]
-        return len(" ".join(top)), top_count
+@njit(cache=True)
+def _table_size(count):
+    """A power of two at least twice `count`: open addressing stays short."""
+    size = 16
+    while size < 2 * count:
+        size *= 2
+    return size
 
-    def duplicated_chars(self, n: int) -> int:
-        """Characters of words inside n-grams that occur more than once (each word counted once)."""
-        words = self.words
-        ngrams = list(zip(*(words[i:] for i in range(n))))
-        counts = Counter(ngrams)
-        if len(counts) == len(ngrams):
-            return 0
-        offsets = list(accumulate(map(len, words), initial=0))
-        repeated_starts = compress(range(len(ngrams)), map((1).__lt__, map(counts.__getitem__, ngrams)))
+
+@njit(cache=True)
+def _span_ids(points, starts, ends):
+    """Per span [starts[i], ends[i]) of `points`, an id equal for spans of equal contents (0, 1,
+    ... in order of first occurrence), and how many distinct contents there are."""
+    count = len(starts)
+    mask = _table_size(count) - 1
+    first = np.full(mask + 1, -1, dtype=np.int64)  # per slot: the first span stored there
+    hashes = np.empty(count, dtype=np.uint64)
+    ids = np.empty(count, dtype=np.int64)
+    distinct = 0
+    for i in range(count):
+        start, end = starts[i], ends[i]
+        h = np.uint64(end - start)
+        for k in range(start, end):  # FNV-1a over the code points, then mixed
+            h = (h ^ np.uint64(points[k])) * np.uint64(0x100000001B3)
+        h = _mix(h)
+        hashes[i] = h
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            j = first[slot]
+            if j < 0:
+                first[slot] = i
+                ids[i] = distinct
+                distinct += 1
+                break
+            if hashes[j] == h and ends[j] - starts[j] == end - start:
+                same = True
+                offset = starts[j] - start
+                for k in range(start, end):
+                    if points[k + offset] != points[k]:
+                        same = False
+                        break
+                if same:
+                    ids[i] = ids[j]
+                    break
+            slot = (slot + 1) & mask
+    return ids, distinct
+
+
+@njit(cache=True)
+def _duplicated_spans(points, starts, ends):
+    """(spans, spans equal to an earlier one, the characters of those)."""
+    ids, _ = _span_ids(points, starts, ends)
+    count = chars = 0
+    seen = 0  # ids are handed out in order: a span is new when its id is the next one
+    for i in range(len(ids)):
+        if ids[i] == seen:
+            seen += 1
+        else:
+            count += 1
+            chars += ends[i] - starts[i]
+    return len(ids), count, chars
+
+
+@njit(cache=True)
+def _paragraph_figures(points):
+    """_duplicated_spans of the paragraphs, re.split(r"\\n{2,}", text.strip())."""
+    low, high = 0, len(points)
+    while low < high and is_space(points[low]):
+        low += 1
+    while high > low and is_space(points[high - 1]):
+        high -= 1
+    starts = np.empty(high - low + 1, dtype=np.int64)
+    ends = np.empty(high - low + 1, dtype=np.int64)
+    starts[0], count = low, 0
+    i = low
+    while i < high:
+        if points[i] == 10:
+            run = i
+            while run < high and points[run] == 10:
+                run += 1
+            if run - i >= 2:
+                ends[count] = i
+                count += 1
+                starts[count] = run
+            i = run
+        else:
+            i += 1
+    ends[count] = high
+    return _duplicated_spans(points, starts[:count + 1], ends[:count + 1])
+
+
+@njit(cache=True)
+def _line_figures(points):
+    """_duplicated_spans of the lines, re.split(r"\\n+", text)."""
+    starts = np.empty(len(points) + 1, dtype=np.int64)
+    ends = np.empty(len(points) + 1, dtype=np.int64)
+    starts[0], count = 0, 0
+    i = 0
+    while i < len(points):
+        if points[i] == 10:
+            ends[count] = i
+            count += 1
+            while i < len(points) and points[i] == 10:
+                i += 1
+            starts[count] = i
+        else:
+            i += 1
+    ends[count] = len(points)
+    return _duplicated_spans(points, starts[:count + 1], ends[:count + 1])
+
+
+@njit(cache=True)
+def _words(points):
+    """The words of str.split() as ids (equal words, equal ids) and their lengths."""
+    starts = np.empty(len(points) // 2 + 1, dtype=np.int64)
+    ends = np.empty(len(points) // 2 + 1, dtype=np.int64)
+    count = 0
+    i = 0
+    while i < len(points):
+        if is_space(points[i]):
+            i += 1
+            continue
+        starts[count] = i
+        while i < len(points) and not is_space(points[i]):
+            i += 1
+        ends[count] = i
+        count += 1
+    ids, _ = _span_ids(points, starts[:count], ends[:count])
+    return ids, ends[:count] - starts[:count]
+
+
+@njit(cache=True)
+def _repetition_figures(points, largest):
+    """Everything GopherRepetitionFilter divides, in one call: the paragraphs' and the lines'
+    (number, repeats, their characters), the number of words, and ngram_figures' three rows."""
+    paragraphs, paragraph_repeats, paragraph_chars = _paragraph_figures(points)
+    lines, line_repeats, line_chars = _line_figures(points)
+    word_ids, lengths = _words(points)
+    figures = np.empty((3, largest + 1), dtype=np.int64)
+    figures[0], figures[1], figures[2] = ngram_figures(word_ids, lengths, largest)
+    return (paragraphs, paragraph_repeats, paragraph_chars, lines, line_repeats, line_chars, len(word_ids),
+            figures)
+
+
+@njit(cache=True)
+def _repeated_longer(positions, ids, counts, word_ids, n):
+    """The n-grams that may repeat, from the (n-1)-grams at `positions` (their ids `ids`, counted
+    in `counts`): those starting where an (n-1)-gram occurs more than once and with room for n
+    words. Returns their positions, ids (0, 1, ... in order of first occurrence; an n-gram is its
+    (n-1)-gram and one more word) and how many distinct ones there are."""
+    words = len(word_ids)
+    size = 0
+    for k in range(len(positions)):
+        size += counts[ids[k]] > 1 and positions[k] + n <= words
+    longer_positions = np.empty(size, dtype=np.int64)
+    longer_ids = np.empty(size, dtype=np.int64)
+    prefixes = np.empty(size, dtype=np.int64)
+    mask = _table_size(size) - 1
+    first = np.full(mask + 1, -1, dtype=np.int64)  # per slot: the first n-gram (index) stored there
+    count = distinct = 0
+    for k in range(len(positions)):
+        position = positions[k]
+        if counts[ids[k]] < 2 or position + n > words:
+            continue
+        prefix, word = ids[k], word_ids[position + n - 1]
+        longer_positions[count], prefixes[count] = position, prefix
+        slot = np.int64(_mix(np.uint64(prefix) * np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(word)) & np.uint64(mask))
+        while True:
+            j = first[slot]
+            if j < 0:
+                first[slot] = count
+                longer_ids[count] = distinct
+                distinct += 1
+                break
+            if prefixes[j] == prefix and word_ids[longer_positions[j] + n - 1] == word:
+                longer_ids[count] = longer_ids[j]
+                break
+            slot = (slot + 1) & mask
+        count += 1
+    return longer_positions, longer_ids, distinct
+
+
+@njit(cache=True)
+def ngram_figures(word_ids, lengths, largest):
+    """Per n in 1..largest (index n; zeros where the text has fewer than n words): the characters
+    of the most frequent word n-gram, joined by single spaces (the first to occur among equally
+    frequent ones, as Counter.most_common picks), its count, and the characters of the words
+    inside n-grams that occur more than once (each word counted once).
+
+    Only n-grams that can repeat are followed from one n to the next (an n-gram occurring once
+    makes every longer n-gram starting there occur once): when none repeats, the first n-gram is
+    the most frequent one, with a count of 1."""
+    top_chars = np.zeros(largest + 1, dtype=np.int64)
+    top_count = np.zeros(largest + 1, dtype=np.int64)
+    duplicated_chars = np.zeros(largest + 1, dtype=np.int64)
+    words = len(word_ids)
+    offsets = np.zeros(words + 1, dtype=np.int64)
+    for i in range(words):
+        offsets[i + 1] = offsets[i] + lengths[i]
+    positions = np.arange(words)
+    ids = word_ids
+    distinct = 0
+    for i in range(words):
+        distinct = max(distinct, word_ids[i] + 1)
+    counts = np.zeros(0, dtype=np.int64)
+    for n in range(1, min(largest, words) + 1):
+        if n > 1:
+            positions, ids, distinct = _repeated_longer(positions, ids, counts, word_ids, n)
+        counts = np.zeros(distinct, dtype=np.int64)
+        for k in range(len(ids)):
+            counts[ids[k]] += 1
+        top, top_count[n] = 0, 1
         chars, covered_to = 0, 0
-        for start in repeated_starts:
-            chars += offsets[start + n] - offsets[max(start, covered_to)]
-            covered_to = start + n
-        return chars
-
-
-class _NGrams:
-    """The word n-grams of one document as integer ids, for counting with numpy instead of a
-    Counter of tuples. The ids of n-grams are built from those of (n-1)-grams and one more word
-    (pairs of ids made unique again), so equal ids mean equal n-grams: no hashing, no collisions."""
-
-    def __init__(self, words: list[str]):
-        index = {word: i for i, word in enumerate(dict.fromkeys(words))}
-        self.vocabulary = len(index)
-        self.words = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
-        self.lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-        self.offsets = np.concatenate(([0], np.cumsum(self.lengths)))
-        self._ids = {1: self.words}
-
-    def ids(self, n: int) -> np.ndarray:
-        """Per n-gram start, an id (0, 1, ...) equal for equal n-grams."""
-        known = max(k for k in self._ids if k <= n)
-        ids = self._ids[known]
-        for size in range(known + 1, n + 1):
-            count = len(self.words) - size + 1
-            pairs = ids[:count] * self.vocabulary + self.words[size - 1:]
-            ids = np.unique(pairs, return_inverse=True)[1].reshape(-1)
-            self._ids[size] = ids
-        return ids
-
-    def top(self, n: int) -> tuple[int, int]:
-        """(characters of the most frequent n-gram with single spaces, its count); the first to
-        occur among equally frequent ones (Counter.most_common's choice)."""
-        ids = self.ids(n)
-        counts = np.bincount(ids)
-        top_count = int(counts.max())
-        first = int(np.argmax(counts[ids] == top_count))
-        return int(self.offsets[first + n] - self.offsets[first]) + n - 1, top_count
-
-    def duplicated_chars(self, n: int) -> int:
-        """Characters of words inside n-grams that occur more than once (each word counted once)."""
-        ids = self.ids(n)
-        repeated = np.bincount(ids)[ids] > 1
-        if not repeated.any():
-            return 0
-        starts = np.flatnonzero(repeated)
-        depth = np.zeros(len(self.words) + 1, dtype=np.int64)
-        depth[starts] += 1
-        depth[starts + n] -= 1
-        return int(self.lengths[np.cumsum(depth[:-1]) > 0].sum())
+        for k in range(len(ids)):
+            count = counts[ids[k]]
+            if count > top_count[n]:  # strictly more: the first to occur stays among ties
+                top, top_count[n] = positions[k], count
+            if count > 1:
+                start = positions[k]
+                chars += offsets[start + n] - offsets[max(start, covered_to)]
+                covered_to = start + n
+        top_chars[n] = offsets[top + n] - offsets[top] + n - 1
+        duplicated_chars[n] = chars
+    return top_chars, top_count, duplicated_chars
 
 
 class FineWebQualityFilter(_PerLanguage):
@@ -234,23 +451,51 @@ class FineWebQualityFilter(_PerLanguage):
     section = "fineweb"
 
     def check(self, doc: Document, cfg: FineWebQualityConfig) -> str | None:
-        lines = [line for line in doc.text.split("\n") if line.strip()]
+        text = doc.text
+        lines, ending, short, duplicated_chars, words = _fineweb_figures(
+            code_points(text), _TERMINAL_PUNCTUATION, cfg.short_line_length)
         if not lines:
             return "empty"
-        ending = sum(line.rstrip().endswith(TERMINAL_PUNCTUATION) for line in lines) / len(lines)
-        if ending <= cfg.line_punct_thr:
+        if ending / lines <= cfg.line_punct_thr:
             return "line_punct_ratio"
-        short = sum(len(line) <= cfg.short_line_length for line in lines) / len(lines)
-        if short >= cfg.short_line_thr:
+        if short / lines >= cfg.short_line_thr:
             return "short_line_ratio"
-        _, chars = duplicated(lines)
-        if chars / max(1, len(doc.text) - doc.text.count("\n")) >= cfg.char_duplicates_ratio:
+        breaks = text.count("\n")
+        if duplicated_chars / max(1, len(text) - breaks) >= cfg.char_duplicates_ratio:
             return "char_dup_ratio"
-        if doc.text.count("\n") / max(1, len(doc.text.split())) > cfg.new_line_ratio:
+        if breaks / max(1, words) > cfg.new_line_ratio:
             return "list_ratio"
         return None
 
 
-def _duplicated_ngram_chars(words: list[str], n: int) -> int:
-    """Characters of words inside n-grams that occur more than once (each word counted once)."""
-    return (_NGrams(words) if len(words) >= _NUMPY_FROM_WORDS else _CountedNGrams(words)).duplicated_chars(n)
+_TERMINAL_PUNCTUATION = character_set("".join(TERMINAL_PUNCTUATION))
+
+
+@njit(cache=True)
+def _fineweb_figures(points, terminal, short_line_length):
+    """The counts FineWebQualityFilter's rules divide, over the lines of text.split("\\n") that
+    are not blank: (lines, lines ending with a character of `terminal` before trailing whitespace,
+    lines of at most `short_line_length` characters, characters of lines equal to an earlier one),
+    and the words of the text (str.split())."""
+    starts = np.empty(len(points) + 1, dtype=np.int64)
+    ends = np.empty(len(points) + 1, dtype=np.int64)
+    lines = ending = short = 0
+    start = 0
+    while start <= len(points):
+        end = start
+        while end < len(points) and points[end] != 10:
+            end += 1
+        last = end
+        while last > start and is_space(points[last - 1]):
+            last -= 1
+        if last > start:  # not blank
+            starts[lines], ends[lines] = start, end
+            lines += 1
+            ending += points[last - 1] < len(terminal) and terminal[points[last - 1]]
+            short += end - start <= short_line_length
+        start = end + 1
+    _, _, duplicated_chars = _duplicated_spans(points, starts[:lines], ends[:lines])
+    words = 0
+    for i in range(len(points)):
+        words += not is_space(points[i]) and (i == 0 or is_space(points[i - 1]))
+    return lines, ending, short, duplicated_chars, words

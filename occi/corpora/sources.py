@@ -280,6 +280,7 @@ def _zstd_errors() -> tuple[type[BaseException], ...]:
 
 def _read_jsonl(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
     source, path = shard.source, shard.location
+    default_id = f"{source.name}/{Path(path).name}/"  # and the line number
     line_number = 0
     try:
         with open_binary(path) as handle:
@@ -302,7 +303,7 @@ def _read_jsonl(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Rec
                 except json.JSONDecodeError as err:
                     yield Unreadable("malformed_json", source.name, where, detail=str(err))
                     continue
-                yield _from_mapping(row, source, where, f"{source.name}/{Path(path).name}/{line_number}", max_doc_chars)
+                yield _from_mapping(row, source, where, f"{default_id}{line_number}", max_doc_chars)
     except (*_FILE_ERRORS, *_zstd_errors()) as err:
         yield Unreadable(_file_error(err), source.name, f"{path} after line {line_number}", detail=str(err))
 
