@@ -40,7 +40,6 @@ EOS = b"</s>"
 HIERARCHICAL_SOFTMAX, SOFTMAX = 1, 3
 _LOSSES = {1: "hs", 2: "ns", 3: "softmax", 4: "ova"}
 _SUPERVISED = 3
-_NO_PRUNING = -1
 
 
 class ModelFileError(ValueError):
