@@ -23,7 +23,7 @@ from occi.corpora.config import CorporaConfig
 from occi.corpora.reader import HeldoutRule
 from occi.data.config import DataConfig
 from occi.eval.config import EvalConfig
-from occi.report.config import CardConfig
+from occi.report.config import CardConfig, ProviderConfig
 from occi.sft.config import SFTConfig
 from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import BaseModelConfig, ModelConfig, TrainConfig
@@ -62,6 +62,9 @@ class RunConfig:
     """What the model card says beyond the run's numbers (license, intended use)."""
     distill: DistillConfig | None = None
     """`occi distill`: a teacher's answers to prompts per language, as SFT data; None: no such stage."""
+    provider: ProviderConfig = field(default_factory=ProviderConfig)
+    """Who places the model on the EU market, and what only they know, for the public summary of
+    training content (report/training-content-summary.md)."""
     seed: int = 1234
     """Seed for every random choice in the run."""
     heldout_fraction: float = HeldoutRule.fraction
@@ -88,6 +91,11 @@ class RunConfig:
                                  f"({', '.join(self.languages)}); list only those, or leave it unset for all")
         ranges.check(self, {"seed": ranges.at_least(0), "heldout_fraction": ranges.Range(0.0, 1.0, high_open=True),
                             "heldout_max_docs": ranges.at_least(0)})
+        sources = [s.name for s in self.corpora.sources] + [s.name for s in (self.sft.sources if self.sft else [])]
+        for source in self.provider.source_categories:
+            if source not in sources:
+                raise ValueError(f"provider.source_categories: {source!r} is not a source of this run "
+                                 f"({', '.join(sources)}); name corpora or SFT sources only")
         if self.tokenizer.source != "train" and not isinstance(self.model, BaseModelConfig):
             raise ValueError(f"tokenizer: {self.tokenizer.source!r} keeps a base model's tokenizer; "
                              "name the base with model: {base: HF_ID_OR_FOLDER}")

@@ -151,7 +151,9 @@ STAGES = [
           "occi.report.card",
           options=(Option("--out", "write only the card, to this FILE (the run's report folder is left as it is)"),
                    Option("--push", "upload hf/ and the card to this Hugging Face model REPO"),
-                   Option("--dry-run", "with --push: list what would be uploaded, upload nothing", is_flag=True))),
+                   Option("--dry-run", "with --push: list what would be uploaded, upload nothing", is_flag=True),
+                   Option("--allow-incomplete", "with --push: publish even if the training-content summary has "
+                          "to-do lines (an empty `provider:` field)", is_flag=True))),
 ]
 
 

@@ -54,6 +54,10 @@ class SourceConfig:
     evenly over its shards so that the result does not depend on the number of workers."""
     text_unit: Literal["file", "paragraph"] = "paragraph"
     """text: one document per file, or per blank-line-separated paragraph."""
+    license: str | None = None
+    """The source's licence, an SPDX id or the dataset's stated terms, e.g. "ODC-By-1.0"."""
+    url_field: str | None = None
+    """Field holding the document's URL, used by url_filter and domain statistics."""
 
     def __post_init__(self) -> None:
         check_location(self.kind, self.dataset, self.path)

@@ -176,6 +176,17 @@ def _gguf(cfg: RunConfig, run: RunDir) -> list[str]:
     return ["## Run it locally (GGUF: llama.cpp, Ollama)", text] if text else []
 
 
+def _content_summary(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
+    from occi.report import content_summary
+
+    path, summary = content_summary.write(cfg, run, out_dir)
+    status = ("complete" if summary["status"] == "complete" else
+              f"incomplete ({len(summary['todo'])} to-do line(s): fill the config's `provider:` block)")
+    return (f"The public summary of the content used to train this model (Article 53(1)(d) of the EU AI Act), on the "
+            f"AI Office's template, is [{path.name}]({path.name}) ([JSON]({path.stem}.json)), written from this run's "
+            f"records. Status: **{status}**.")
+
+
 def _usage(cfg: RunConfig, repo_id: str | None) -> str:
     where = repo_id or "path/to/hf"
     sample = {"de": "Die Hauptstadt von Frankreich ist", "fr": "La capitale de l'Allemagne est"}
@@ -268,6 +279,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         *_gguf(cfg, run),
         "## Compute", _compute(cfg, run, blend),
         "## Cost and energy", cost_section(cfg, run),
+        "## EU AI Act: summary of training content", _content_summary(cfg, run, out_dir),
         "## Lineage", trained_languages(cfg) + "\n\n" + lineage_section(cfg, run),
         "## How to use", _usage(cfg, repo_id),
         "## Citation", _citation(cfg),
@@ -296,11 +308,12 @@ def write_leaderboard(run: RunDir) -> bool:
 
 
 def run(cfg: RunConfig, run: RunDir, share: Share = Share(), out: str | None = None, push: str | None = None,
-        dry_run: bool = False) -> StageResult:
+        dry_run: bool = False, allow_incomplete: bool = False) -> StageResult:
     """The report stage (`occi card`): the run's leaderboard, loss curve and model card in <run>/report
     (or only the card and its loss curve at `out`, leaving the run's report as it is), and the model
-    published to `push` if given."""
-    from occi.report import publish
+    published to `push` if given (not with a training-content summary that has to-do lines, unless
+    `allow_incomplete`)."""
+    from occi.report import content_summary, publish
 
     lines = []
     if out:
@@ -314,6 +327,14 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), out: str | None = N
         atomic_write_text(run.report / "cost.md", "# Cost and energy\n\n" + cost_section(cfg, run) + "\n")
         mark_done(run.report)
     lines.append(f"card: {card}")
+    summary = content_summary.read_status(card.parent) or {}
+    lines.append(f"training-content summary: {card.parent / 'training-content-summary.md'} ({summary.get('status')})")
+    if push and summary.get("todo") and not allow_incomplete:
+        from occi.errors import OcciError
+
+        raise OcciError(f"{card.parent / 'training-content-summary.md'}: {len(summary['todo'])} to-do line(s), the first "
+                        f"{summary['todo'][0]}; fill the config's `provider:` block (then `occi card` again with "
+                        "--reconfigure) or publish it as it is with --allow-incomplete")
     if push:
         files = publish.upload_plan(run, card)
         lines.append(publish.format_plan(push, files) if dry_run else f"card: uploaded to {publish.push(push, files)}")

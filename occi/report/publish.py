@@ -23,7 +23,8 @@ def upload_plan(run_dir: Path, card: Path) -> list[tuple[str, Path]]:
         raise OcciError(f"{hf}: no exported model; run `occi export` first")
     files = [(item.name, item) for item in sorted(hf.iterdir()) if item.is_file() and item.name not in _SKIPPED]
     files.append(("README.md", card))
-    for name in ("loss_curve.png", "answer_language_fidelity.png", "expert_load.png"):  # the pictures the card shows
+    for name in ("loss_curve.png", "answer_language_fidelity.png", "expert_load.png",  # the pictures the card shows
+                 "training-content-summary.md", "training-content-summary.json"):  # and the summary it links
         picture = card.parent / name
         if picture.exists():
             files.append((name, picture))

@@ -160,6 +160,21 @@ class BaseModelConfig:
 
 
 @dataclass
+class GoldfishConfig:
+    """The Goldfish loss (Hans et al., 2024): a token is left out of the loss when a hash of the h
+    tokens before it falls in 1 of k buckets, so the same passage always loses the same tokens and
+    the model never learns to reproduce it verbatim (occi/train/goldfish.py)."""
+
+    k: int = 50
+    """One in k tokens is dropped from the loss (Apertus: 50; the paper's main runs: 4)."""
+    h: int = 50
+    """The drop decision hashes the h tokens before each token (Apertus: 50; the paper: 13)."""
+
+    def __post_init__(self) -> None:
+        ranges.check(self, {"k": ranges.at_least(2), "h": ranges.at_least(1)})
+
+
+@dataclass
 class TrainConfig:
     tensor_parallel: int = 1
     """Tensor-parallel size (splits each layer over this many devices)."""
@@ -221,6 +236,9 @@ class TrainConfig:
     tokens of its experts; GPU only: megatron's all-to-all dispatcher copies split sizes on a CUDA
     stream), all-gather (every rank of the expert group sees every token; runs with gloo on CPU),
     auto: all-to-all on GPU, all-gather on CPU."""
+    goldfish: GoldfishConfig | None = None
+    """Memorisation control: {k, h} trains with the Goldfish loss (pretraining only); None: every
+    token counts in the loss."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)

@@ -119,6 +119,7 @@ class Trainer:
         )
         self.dp_rank = parallel_state.get_data_parallel_rank()
         self.is_last_stage = parallel_state.is_pipeline_last_stage()
+        self.language_samples = None  # pretraining counts the samples it read per language
         self._build_data()
         self.step = 0
         self.log = TrainLog(self._log_folder(), enabled=dist.get_rank() == 0)
@@ -138,7 +139,10 @@ class Trainer:
 
     def _build_data(self) -> None:
         """hook: this rank's data."""
+        from occi.train.data_order import LanguageSamples, trained_languages
+
         self.train_data, self.valid_data = _build_datasets(self.cfg, self.blend, self.model_cfg.seq_length)
+        self.language_samples = LanguageSamples(self.train_data, trained_languages(self.cfg, self.blend))
 
     def _log_folder(self) -> Path:
         """hook: where log.jsonl and TensorBoard go."""
@@ -179,6 +183,10 @@ class Trainer:
         for micro in range(count):
             start = step * per_step + (micro * t.data_parallel + self.dp_rank) * t.micro_batch_size
             batches.append(_collate([self.train_data[i] for i in range(start, start + t.micro_batch_size)]))
+        if t.goldfish is not None:
+            from occi.train import goldfish
+
+            batches = [goldfish.apply(batch, t.goldfish.k, t.goldfish.h) for batch in batches]
         return batches
 
     # -------------------------------------------------------------------- steps
@@ -216,6 +224,8 @@ class Trainer:
                   "grad_norm": float(grad_norm) if grad_norm is not None else None,
                   "tokens_per_s": tokens / seconds, "tflops_per_device": tflops,
                   "mfu": tflops / self.peak_tflops if self.peak_tflops else None, "seconds": seconds}
+        if self.language_samples is not None:
+            record["language_samples"] = self.language_samples.through(self.step * self.train.global_batch_size)
         if self.expert_load is not None:
             record.update(self.expert_load.collect(len(batches)))
         return record
@@ -297,7 +307,9 @@ def _build_datasets(cfg: RunConfig, blend: dict, seq_length: int):
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
-    languages = [c for c in cfg.languages if blend["languages"][c]["weight"] > 0]
+    from occi.train.data_order import trained_languages
+
+    languages = trained_languages(cfg, blend)
     valid_languages = [c for c in cfg.languages if blend["languages"][c]["valid"]["documents"] > 0]
     train_blend = ([blend["languages"][c]["prefix"] for c in languages],
                    [blend["languages"][c]["weight"] for c in languages])
