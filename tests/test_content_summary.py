@@ -1,0 +1,207 @@
+"""The EU AI Act training-content summary from run records, the provider: block and its refusals,
+and the Goldfish loss mask checked against the paper's rule."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, occi
+from occi.train import goldfish
+
+MASK64 = (1 << 64) - 1
+
+
+# ------------------------------------------------------------------ Goldfish
+
+def paper_hash(window: list[int]) -> int:
+    """FNV-1a (64-bit) over the token ids, then splitmix64's finaliser, with Python integers."""
+    value = 0xCBF29CE484222325
+    for token in window:
+        value = ((value ^ (token & MASK64)) * 0x100000001B3) & MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & MASK64
+    return value ^ (value >> 31)
+
+
+def paper_rule(sequence: list[int], k: int, h: int) -> list[bool]:
+    """The paper's hashed mask, one position at a time: token i is dropped from the loss when the
+    hash of the h tokens before it is 0 mod k; with fewer than h tokens before it, it is kept."""
+    return [i < h or paper_hash(sequence[i - h:i]) % k != 0 for i in range(len(sequence))]
+
+
+@pytest.mark.parametrize("k,h", [(2, 1), (4, 13), (50, 50), (7, 3)])
+def test_goldfish_mask_is_the_papers_rule(k, h):
+    rng = np.random.default_rng(k * 100 + h)
+    sequences = rng.integers(0, 50_000, size=(3, 300))
+    mask = goldfish.keep_mask(sequences, k, h)
+    for row, sequence in zip(mask, sequences):
+        assert row.tolist() == paper_rule(sequence.tolist(), k, h)
+
+
+def test_goldfish_drops_one_in_k_the_same_tokens_wherever_a_passage_appears():
+    rng = np.random.default_rng(0)
+    k, h = 4, 13
+    tokens = rng.integers(0, 32_000, size=(8, 4096))
+    mask = goldfish.keep_mask(tokens, k, h)
+    dropped = 1 - mask[:, h:].mean()
+    assert abs(dropped - 1 / k) < 0.01  # 32,600 draws: 5 standard deviations
+    passage = rng.integers(0, 32_000, size=200)
+    before, after = rng.integers(0, 32_000, size=(2, 57))
+    first = goldfish.keep_mask(np.concatenate([before, passage]), k, h)[len(before) + h:]
+    second = goldfish.keep_mask(np.concatenate([after[:11], passage, after]), k, h)[11 + h:11 + len(passage)]
+    assert first.tolist() == second.tolist() and not first.all()
+
+
+def test_goldfish_tokens_have_no_gradient_in_the_trainers_loss():
+    from occi.train.trainer import Trainer
+
+    rng = np.random.default_rng(1)
+    text = torch.from_numpy(rng.integers(0, 1000, size=(2, 65)))
+    batch = {"tokens": text[:, :-1], "labels": text[:, 1:], "loss_mask": torch.ones(2, 64)}
+    masked = goldfish.apply(batch, k=3, h=4)
+    expected = torch.from_numpy(goldfish.keep_mask(text.numpy(), 3, 4)[:, 1:]).float()
+    assert torch.equal(masked["loss_mask"], expected) and 0 < expected.sum() < expected.numel()
+    per_token = torch.randn(2, 64, requires_grad=True)
+    loss, _ = Trainer._loss_func(None, masked)(per_token)  # the trainer's own loss function
+    loss.backward()
+    assert torch.all(per_token.grad[expected == 0] == 0) and torch.all(per_token.grad[expected == 1] != 0)
+
+
+def test_goldfish_config_is_checked(tmp_path):
+    config, run = governed_run(tmp_path, None)
+    config.write_text(config.read_text().replace("k: 50", "k: 1"))
+    result = occi("card", str(config), "--run-dir", str(run))
+    assert result.returncode == 2 and "train.goldfish" in result.stderr and "k" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ the summary
+
+PROVIDER = {"name": "Example Lab", "contact": "ai-act@example.org", "placed_on_market": "2026-11-30",
+            "data_collected_until": "2026-10-01", "source_categories": {"web": "crawled", "books": "licensed"},
+            "crawler": "ExampleBot 1.0, obeys robots.txt"}
+
+
+def governed_run(tmp_path: Path, provider: dict | None) -> tuple[Path, Path]:
+    """A run with a crawled and a licensed source and the governance records of the corpora stage."""
+    for name in ("web", "books"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "de.jsonl").write_text('{"text": "x", "url": "https://a.example/1"}\n')
+    config = {"name": "gov", "languages": ["de", "fr"], "model": "tiny",
+              "corpora": {"sources": [{"name": "web", "kind": "jsonl", "path": "web/*.jsonl", "url_field": "url",
+                                       "license": "CC-BY-4.0"},
+                                      {"name": "books", "kind": "jsonl", "path": "books/*.jsonl"}]},
+              "train": {"goldfish": {"k": 50, "h": 50}}}
+    if provider is not None:
+        config["provider"] = provider
+    path = tmp_path / "gov.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    (run / "corpora").mkdir(parents=True)
+    entry = lambda kept, size: {"documents_in": kept + 5, "documents_kept": kept, "bytes_in": size + 50,  # noqa: E731
+                                "bytes_kept": size, "words_kept": size // 6, "drops": {}, "duplicate_rate": 0.0}
+    stats = {"languages": {"de": entry(70, 7000), "fr": entry(30, 3000)},
+             "sources": {"web": entry(80, 7500), "books": entry(20, 2500)},
+             "totals": {**entry(100, 10000), "drops": {"url_filter/optout-2026": 4, "url_filter/csam-hashes": 2,
+                                                       "decontaminate/belebele": 3, "langid/below_threshold": 6,
+                                                       "dedup/exact_duplicate": 9, "gopher_quality/too_few_words": 11}},
+             "errors": [],
+             "pii": {"de": {"email": 12, "ip": 1, "phone": 3, "iban": 0}, "fr": {"email": 5, "ip": 0, "phone": 2, "iban": 1}},
+             "decontamination": {"ngram": 13, "action": "drop", "found": {"belebele": {"de": 2, "fr": 1}}},
+             "url_filter": {"lists": {"optout-2026": {"kind": "optout", "path": "lists/optout.txt", "entries": 1234},
+                                      "csam-hashes": {"kind": "blocklist", "path": "lists/block.txt", "entries": 56}},
+                            "dropped": {"optout-2026": {"de": 3, "fr": 1}, "csam-hashes": {"de": 2}}}}
+    (run / "corpora" / "stats.json").write_text(json.dumps(stats))
+    top = [{"domain": f"site{i}.example", "documents": 100 - i, "bytes": 10_000 - 100 * i} for i in range(20)]
+    domains = {"method": "registered domain of url", "sources": {
+        "web": {"de": {"documents": 60, "bytes": 6000, "top": top[:12]},
+                "fr": {"documents": 20, "bytes": 1500, "top": top[10:]}}}}
+    (run / "corpora" / "domains.json").write_text(json.dumps(domains))
+    return path, run
+
+
+def test_summary_reports_the_governance_records_by_the_templates_sections(tmp_path):
+    config, run = governed_run(tmp_path, PROVIDER)
+    result = occi("card", str(config), "--run-dir", str(run))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "report" / "training-content-summary.json").read_text())
+    text = (run / "report" / "training-content-summary.md").read_text()
+    assert summary["status"] == "complete" and summary["todo"] == [] and "TO DO" not in text
+    for heading in ("## 1. General information", "### 1.1 Provider identification", "### 1.2 Model identification",
+                    "### 1.3 Modalities", "## 2. List of data sources", "### 2.1 Publicly available datasets",
+                    "### 2.2.1 Commercially licensed", "### 2.2.2 Other private", "### 2.3 Data crawled",
+                    "### 2.4 User data", "### 2.5 Synthetic data", "### 2.6 Other sources",
+                    "## 3. Data processing aspects", "### 3.1 Respect of reservation of rights",
+                    "### 3.2 Removal of illegal content", "### 3.3 Other information"):
+        assert heading in text, heading
+    s = summary["sections"]
+    assert s["1.1"]["name"] == "Example Lab" and s["1.2"]["placed_on_market"] == "2026-11-30"
+    crawled, licensed = s["2.3"]["sources"], s["2.2.1"]["sources"]
+    assert [r["name"] for r in crawled] == ["web"] and [r["name"] for r in licensed] == ["books"]
+    assert crawled[0]["documents"] == 80 and crawled[0]["bytes"] == 7500 and crawled[0]["share_of_bytes"] == 0.75
+    assert crawled[0]["license"] == "CC-BY-4.0" and s["2.3"]["crawler"] == PROVIDER["crawler"]
+    # the top 10% of the 20 domains listed, by bytes summed over languages: site10 and site11 are in both
+    assert [d["domain"] for d in s["2.3"]["domains"]["top"]] == ["site10.example", "site11.example"]
+    assert s["3.1"]["optout_lists"]["lists"] == [{"name": "optout-2026", "entries": 1234, "documents_dropped": 4}]
+    assert s["3.2"]["blocklists"]["lists"] == [{"name": "csam-hashes", "entries": 56, "documents_dropped": 2}]
+    other = s["3.3"]
+    assert other["personal_data"]["found"] == {"email": 17, "ip": 1, "phone": 5, "iban": 1}
+    assert other["decontamination"]["found"] == {"belebele": 3} and other["decontamination"]["documents_dropped"] == {"belebele": 3}
+    assert other["deduplication"]["documents_dropped"] == {"exact_duplicate": 9}
+    assert other["quality_filters"] == {"gopher_quality": {"too_few_words": 11}}
+    assert other["memorisation_control"] == {"method": "Goldfish loss (Hans et al., 2024)", "k": 50, "h": 50}
+    for shown in ("| optout-2026 | 1,234 | 4 |", "| csam-hashes | 56 | 2 |", "email 17", "k = 50", "| site10.example | 180 | 18,000 |"):
+        assert shown in text, shown
+    card = (run / "report" / "MODEL_CARD.md").read_text()
+    assert "[training-content-summary.md](training-content-summary.md)" in card and "Status: **complete**" in card
+
+
+def test_missing_records_say_not_applied_and_missing_provider_fields_are_to_do_lines(tmp_path):
+    config, run = governed_run(tmp_path, None)
+    stats = json.loads((run / "corpora" / "stats.json").read_text())
+    for key in ("pii", "decontamination", "url_filter"):
+        stats.pop(key)
+    (run / "corpora" / "stats.json").write_text(json.dumps(stats))
+    (run / "corpora" / "domains.json").unlink()
+    assert occi("card", str(config), "--run-dir", str(run)).returncode == 0
+    summary = json.loads((run / "report" / "training-content-summary.json").read_text())
+    text = (run / "report" / "training-content-summary.md").read_text()
+    assert summary["status"] == "incomplete"
+    assert [line.split(":")[0] for line in summary["todo"]] == [
+        "provider.name", "provider.contact", "provider.placed_on_market", "provider.data_collected_until",
+        "provider.source_categories.web", "provider.source_categories.books"]
+    assert text.count("- TO DO provider.") == 6
+    assert "| Personal data (PII) | not applied |" in text and "| Benchmark decontamination | not applied |" in text
+    assert "Not applied: no opt-out list" in text and "Not applied: no block list" in text
+    card = (run / "report" / "MODEL_CARD.md").read_text()
+    assert "Status: **incomplete (6 to-do line(s)" in card
+    refused = occi("card", str(config), "--run-dir", str(run), "--push", "occi/x", "--dry-run")
+    assert refused.returncode == 2 and "6 to-do line(s)" in refused.stderr and "--allow-incomplete" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    allowed = occi("card", str(config), "--run-dir", str(run), "--push", "occi/x", "--dry-run", "--allow-incomplete")
+    assert allowed.returncode == 2 and "no exported model" in allowed.stderr  # past the summary, on to the model
+
+
+@pytest.mark.parametrize("provider,complaint", [
+    ({"placed_on_market": "30.11.2026"}, "placed_on_market: '30.11.2026' is not a date"),
+    ({"source_categories": {"nosuch": "public"}}, "provider.source_categories: 'nosuch' is not a source"),
+    ({"source_categories": {"web": "borrowed"}}, "source_categories.web: 'borrowed' is not one of"),
+])
+def test_bad_provider_settings_are_one_clear_line(tmp_path, provider, complaint):
+    config, run = governed_run(tmp_path, provider)
+    result = occi("card", str(config), "--run-dir", str(run))
+    assert result.returncode == 2 and complaint in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unquoted_yaml_date_is_read_as_that_date(tmp_path):
+    config, run = governed_run(tmp_path, None)
+    config.write_text(config.read_text() + "provider:\n  placed_on_market: 2026-11-30\n")
+    assert occi("card", str(config), "--run-dir", str(run)).returncode == 0
+    summary = json.loads((run / "report" / "training-content-summary.json").read_text())
+    assert summary["sections"]["1.2"]["placed_on_market"] == "2026-11-30"
