@@ -22,6 +22,9 @@ def small_run_config(folder: Path) -> Path:
     demo.update({"name": "mini", "languages": LANGS})
     demo["train"] = {**demo["train"], "steps": 10, "eval_interval": 5, "save_interval": 5}
     demo["eval"] = {**demo.get("eval", {}), "limit": 6}
+    demo["train"]["goldfish"] = {"k": 4, "h": 13}
+    demo["provider"] = {"name": "occi test lab", "contact": "https://example.org/contact", "placed_on_market": "2026-12-01",
+                        "data_collected_until": "2026-06-30", "source_categories": {"samples": "public"}}
     path = folder / "mini.yaml"
     path.write_text(yaml.safe_dump(demo))
     return path
@@ -148,7 +151,8 @@ def test_push_dry_run_lists_files_and_offline_push_fails_clearly(full_run):
     dry = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi/mini-test", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would upload to https://huggingface.co/occi/mini-test" in dry.stdout
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "loss_curve.png"):
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "loss_curve.png",
+                 "training-content-summary.md", "training-content-summary.json"):
         assert name in dry.stdout
     secret = "hf_occiTestTokenThatMustNeverBePrinted"
     real = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi/mini-test",
@@ -158,6 +162,55 @@ def test_push_dry_run_lists_files_and_offline_push_fails_clearly(full_run):
     no_token = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi/mini-test",
                     env={"HF_TOKEN": "", "HF_HOME": str(run_dir / "no-login")})
     assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr
+
+
+def test_demo_training_content_summary_is_complete_and_agrees_with_the_runs_records(full_run):
+    """Every number of the EU AI Act summary against stats.json, blend.json, the training log and
+    the data order megatron's blended dataset really gives, read sample by sample."""
+    from collections import Counter
+
+    from occi import config as occi_config
+    from occi.rundir import RunDir
+    from occi.train.trainer import _build_datasets
+
+    _, run_dir = full_run
+    summary = json.loads((run_dir / "report" / "training-content-summary.json").read_text())
+    text = (run_dir / "report" / "training-content-summary.md").read_text()
+    assert summary["status"] == "complete" and summary["todo"] == [] and "TO DO" not in text
+    cfg = occi_config.load(str(run_dir / "config.yaml"))
+    seq, batch = cfg.model.seq_length, cfg.train.global_batch_size
+    train = [json.loads(line) for line in (run_dir / "train" / "log.jsonl").read_text().splitlines()]
+    last = [r for r in train if r["kind"] == "train"][-1]
+    train_data, _ = _build_datasets(cfg, RunDir(run_dir).read_blend(), seq)
+    read = Counter(int(train_data[i]["dataset_id"]) for i in range(last["step"] * batch))
+    assert last["language_samples"] == {code: read[j] for j, code in enumerate(LANGS)}
+    general = summary["sections"]["1.3"]
+    blend = json.loads((run_dir / "data" / "blend.json").read_text())["languages"]
+    assert general["tokens_trained"] == last["step"] * batch * seq == sum(read.values()) * seq
+    assert general["training_data_size"]["text"]["tokens"] == sum(blend[c]["train"]["tokens"] for c in LANGS)
+    assert general["training_data_size"]["text"]["range"] == "less than 1 billion tokens"
+    for j, (code, row) in enumerate(zip(LANGS, general["languages"])):
+        tokens = read[j] * seq
+        assert row["tokens_trained"] == tokens and row["tokens_in_data"] == blend[code]["train"]["tokens"]
+        assert row["share"] == round(tokens / general["tokens_trained"], 6)
+        assert row["epochs"] == round(tokens / blend[code]["train"]["tokens"], 3)
+        assert f"| {row['name']} ({code}) | {tokens:,} | {100 * row['share']:.2f}% |" in text
+    stats = json.loads((run_dir / "corpora" / "stats.json").read_text())
+    (source,) = summary["sections"]["2.1"]["sources"]
+    kept = stats["sources"]["samples"]
+    assert (source["documents"], source["bytes"], source["words"]) == (kept["documents_kept"], kept["bytes_kept"], kept["words_kept"])
+    drops = stats["totals"]["drops"]
+    other = summary["sections"]["3.3"]
+    assert other["deduplication"]["documents_dropped"] == {k[6:]: v for k, v in drops.items() if k.startswith("dedup/")}
+    assert other["language_identification"]["documents_dropped"] == {k[7:]: v for k, v in drops.items() if k.startswith("langid/")}
+    shown = sum(sum(reasons.values()) for reasons in other["quality_filters"].values())
+    assert shown + sum(other["deduplication"]["documents_dropped"].values()) \
+        + sum(other["language_identification"]["documents_dropped"].values()) == sum(drops.values())
+    assert (other["documents_in"], other["documents_kept"]) == (stats["totals"]["documents_in"], stats["totals"]["documents_kept"])
+    assert other["memorisation_control"]["k"] == 4 and "one token in k = 4" in text
+    assert summary["sections"]["1.3"]["latest_collection"]["date"] == "2026-06-30"
+    card = (run_dir / "report" / "MODEL_CARD.md").read_text()
+    assert "[training-content-summary.md](training-content-summary.md)" in card and "Status: **complete**" in card
 
 
 def test_committed_model_card_is_what_occi_card_produces(tmp_path):
