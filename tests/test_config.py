@@ -222,7 +222,7 @@ def test_every_numeric_setting_of_every_config_is_range_checked():
     from occi.report.config import CardConfig
     from occi.slurm.config import ClusterProfile
     from occi.tokenizer.config import TokenizerConfig
-    from occi.train.config import ModelConfig, TrainConfig
+    from occi.train.config import GoldfishConfig, ModelConfig, TrainConfig
 
     source = corpora_config.SourceConfig(name="a", kind="jsonl", path="x")
     model = dict(num_layers=2, hidden_size=8, ffn_hidden_size=8, num_attention_heads=2, num_query_groups=2, seq_length=8)
@@ -231,7 +231,7 @@ def test_every_numeric_setting_of_every_config_is_range_checked():
         (corpora_config.LangIdConfig, {}), (corpora_config.GopherQualityConfig, {}),
         (corpora_config.GopherRepetitionConfig, {}), (corpora_config.FineWebQualityConfig, {}),
         (corpora_config.DedupConfig, {}), (corpora_config.CorporaConfig, {"sources": [source]}),
-        (ModelConfig, model), (TrainConfig, {}), (DataConfig, {}), (TokenizerConfig, {}), (EvalConfig, {}),
+        (ModelConfig, model), (TrainConfig, {}), (GoldfishConfig, {}), (DataConfig, {}), (TokenizerConfig, {}), (EvalConfig, {}),
         (ClusterProfile, {"description": "d", "cpu_partition": "c", "gpu_partition": "g"}), (CardConfig, {}),
         (config.RunConfig, {"name": "x", "languages": ["de"], "corpora": corpora_config.CorporaConfig(sources=[source])}),
     ]
