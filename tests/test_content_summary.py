@@ -205,3 +205,51 @@ def test_an_unquoted_yaml_date_is_read_as_that_date(tmp_path):
     assert occi("card", str(config), "--run-dir", str(run)).returncode == 0
     summary = json.loads((run / "report" / "training-content-summary.json").read_text())
     assert summary["sections"]["1.2"]["placed_on_market"] == "2026-11-30"
+
+
+def test_continued_pretraining_sft_and_distillation_are_in_the_summary(tmp_path):
+    (tmp_path / "chat").mkdir()
+    (tmp_path / "chat" / "a.jsonl").write_text('{"messages": []}\n')
+    config = {"name": "cpt", "languages": ["de"], "model": {"base": "example-org/tiny-base", "revision": "r1"},
+              "tokenizer": "base", "corpora": {"sources": [{"name": "web", "kind": "hub", "dataset": "example-org/web"}]},
+              "sft": {"sources": [{"name": "chat", "kind": "jsonl", "path": "chat/*.jsonl"},
+                                  {"name": "distilled", "kind": "jsonl", "path": "run/distill/de.jsonl"}]},
+              "distill": {"teacher": "example-org/teacher", "revision": "abc123", "prompts": {"de": "prompts/de.jsonl"}},
+              "provider": {**{k: PROVIDER[k] for k in ("name", "contact", "placed_on_market")},
+                           "source_categories": {"chat": "private", "distilled": "synthetic"}}}
+    path = tmp_path / "cpt.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    for folder in ("base", "sft/data", "distill", "corpora"):
+        (run / folder).mkdir(parents=True)
+    (run / "base" / "source.json").write_text(json.dumps({
+        "base": "example-org/tiny-base", "revision": "r1", "folder": str(tmp_path / "nowhere"), "architecture": "llama",
+        "parameters": 1000, "tensor_parallel": 1, "pipeline_parallel": 1}))
+    (run / "fetch.json").write_text(json.dumps({"items": {"web": {"id": "example-org/web", "revision": "f00d",
+                                                                   "fetched_at": "2026-09-14T10:00:00"}}}))
+    (run / "sft" / "data" / "stats.json").write_text(json.dumps({
+        "totals": {"kept": 9, "tokens": 500, "drops": {"language/answer_language": 1}},
+        "sources": {"chat": {"kept": 5, "tokens": 300}, "distilled": {"kept": 4, "tokens": 200}}}))
+    (run / "distill" / "stats.json").write_text(json.dumps({"teacher": "example-org/teacher", "revision": "abc123",
+                                                             "languages": {"de": {"rows": 4, "prompts": 5}}}))
+    result = occi("card", str(path), "--run-dir", str(run))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "report" / "training-content-summary.json").read_text())
+    s = summary["sections"]
+    assert summary["todo"] == ["provider.base_model_summary: where the training-content summary of the base model "
+                               "example-org/tiny-base is"]
+    assert s["1.2"]["training"] == "continued pretraining of a base model"
+    assert s["1.2"]["dependencies"][0] | {"summary": None} == {"base_model": "example-org/tiny-base", "revision": "r1",
+                                                                "summary": None}
+    assert s["1.3"]["latest_collection"] == {"date": "2026-09-14", "from": "fetch.json"}
+    assert s["1.3"]["training_data_size"]["text"]["sft_tokens"] == 500
+    (public,) = s["2.1"]["sources"]
+    assert public["name"] == "web" and public["link"] == "https://huggingface.co/datasets/example-org/web"
+    assert public["revision"] == "f00d"
+    assert [(r["name"], r["conversations"], r["tokens"]) for r in s["2.2.2"]["sources"]] == [("chat", 5, 300)]
+    assert [(r["name"], r["conversations"]) for r in s["2.5"]["sources"]] == [("distilled", 4)]
+    assert s["2.5"]["distillation"] == {"teacher": "example-org/teacher", "revision": "abc123",
+                                        "prompts": {"de": ["prompts/de.jsonl"]}, "rows": {"de": 4}}
+    assert s["3.3"]["sft_checks"] == {"conversations_kept": 9, "dropped": {"language/answer_language": 1}}
+    text = (run / "report" / "training-content-summary.md").read_text()
+    assert "teacher `example-org/teacher` (abc123)" in text and "de 4" in text
