@@ -211,6 +211,7 @@ def test_demo_training_content_summary_is_complete_and_agrees_with_the_runs_reco
     assert summary["sections"]["1.3"]["latest_collection"]["date"] == "2026-06-30"
     card = (run_dir / "report" / "MODEL_CARD.md").read_text()
     assert "[training-content-summary.md](training-content-summary.md)" in card and "Status: **complete**" in card
+    assert "| Memorisation control | Goldfish loss (Hans et al., 2024): 1 token in 4 left out" in card
 
 
 def test_committed_model_card_is_what_occi_card_produces(tmp_path):
@@ -221,6 +222,8 @@ def test_committed_model_card_is_what_occi_card_produces(tmp_path):
     result = occi("card", str(reference / "config.yaml"), "--run-dir", str(reference), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_text() == (REPO / "MODEL_CARD.md").read_text()
+    for name in ("training-content-summary.md", "training-content-summary.json"):  # the summary the card links
+        assert (tmp_path / name).read_text() == (REPO / name).read_text(), name
 
 
 def test_a_moved_run_keeps_its_evaluation_and_data(full_run, tmp_path):

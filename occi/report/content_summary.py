@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from occi import languages
+from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text
 from occi.rundir import RunDir
 
@@ -104,7 +105,7 @@ def trained_tokens(cfg, run: RunDir) -> tuple[dict[str, int] | None, int, int]:
     last = train[max(train)]
     try:
         seq_length = run_model_config(cfg, run).seq_length
-    except Exception:  # an imported base without base/config.json: no shape, no token counts
+    except OcciError:  # an imported base without base/config.json: no shape, no token counts
         return None, 0, max(train)
     total = last["step"] * cfg.train.global_batch_size * seq_length
     samples = last.get("language_samples")
