@@ -33,6 +33,8 @@ SPECIAL_STEPS = {"langid", "dedup", "url_filter", "decontaminate", "read"}
 def write(cfg, run: RunDir, out_dir: Path) -> tuple[Path, dict]:
     """Writes training-content-summary.{md,json} into out_dir; returns the Markdown path and the summary."""
     summary = build(cfg, RunDir.of(run))
+    from occi.report.content_summary_markdown import render
+
     atomic_write_json(out_dir / "training-content-summary.json", summary)
     return atomic_write_text(out_dir / "training-content-summary.md", render(summary)), summary
 
@@ -129,6 +131,7 @@ def _modalities(cfg, run: RunDir, stats: dict, todo) -> dict:
                        epochs=round(trained / in_data, 3) if in_data else None)
         rows.append(row)
     size = data_tokens + sft_tokens
+    size_range = next(label for limit, label in SIZE_RANGES if size < limit) if size else None
     content = ["text: natural-language documents (" + ", ".join(sorted({s.kind for s in cfg.corpora.sources})) + ")"]
     if sft:
         content.append("text: chat conversations for supervised fine-tuning")
@@ -137,7 +140,7 @@ def _modalities(cfg, run: RunDir, stats: dict, todo) -> dict:
     return {"title": "Modalities, overall training data size and other characteristics",
             "modalities": ["text"],
             "training_data_size": {"text": {"tokens": size, "pretraining_tokens": data_tokens, "sft_tokens": sft_tokens,
-                                            "range": next(label for limit, label in SIZE_RANGES if size < limit) if size else None}},
+                                            "range": size_range}},
             "tokens_trained": total, "steps": steps, "content_types": content,
             "latest_collection": _latest_collection(cfg, run, todo), "languages": rows,
             "languages_recorded": per_language is not None}
@@ -238,7 +241,8 @@ def _distillation(cfg, run: RunDir) -> dict | None:
     if not stats or cfg.distill is None:
         return None
     return {"teacher": stats["teacher"], "revision": stats.get("revision") or "default branch",
-            "prompts": {code: files if isinstance(files, list) else [files] for code, files in cfg.distill.prompts.items()},
+            "prompts": {code: files if isinstance(files, list) else [files]
+                        for code, files in cfg.distill.prompts.items()},
             "rows": {code: entry["rows"] for code, entry in stats["languages"].items()}}
 
 
@@ -273,12 +277,13 @@ def _processing(cfg, run: RunDir, stats: dict) -> dict:
     decontamination = stats.get("decontamination")
     goldfish = cfg.train.goldfish
     sft = run.read_json(run.sft_stats)
+    langid = cfg.corpora.langid
     return {
         "3.1": {"title": "Respect of reservation of rights from the text and data mining exception",
                 "optout_lists": _url_lists(stats, "optout"), "crawler": cfg.provider.crawler or None},
         "3.2": {"title": "Removal of illegal content", "blocklists": _url_lists(stats, "blocklist")},
         "3.3": {"title": "Other information on data processing",
-                "language_identification": {"model": cfg.corpora.langid.model or f"{cfg.corpora.langid.backend} (default model)",
+                "language_identification": {"model": langid.model or f"{langid.backend} (default model)",
                                             "documents_dropped": steps.get("langid", {})},
                 "quality_filters": quality,
                 "deduplication": {"documents_dropped": steps.get("dedup", {})},
@@ -288,124 +293,10 @@ def _processing(cfg, run: RunDir, stats: dict) -> dict:
                                      "found": {b: sum(v.values()) for b, v in decontamination.get("found", {}).items()},
                                      "documents_dropped": steps.get("decontaminate", {})}
                                     if decontamination else NOT_APPLIED),
-                "memorisation_control": ({"method": "Goldfish loss (Hans et al., 2024)", "k": goldfish.k, "h": goldfish.h}
-                                         if goldfish else NOT_APPLIED),
+                "memorisation_control": ({"method": "Goldfish loss (Hans et al., 2024)", "k": goldfish.k,
+                                          "h": goldfish.h} if goldfish else NOT_APPLIED),
                 "sft_checks": ({"conversations_kept": sft["totals"]["kept"], "dropped": sft["totals"]["drops"]}
                                if sft else None),
                 "documents_in": (stats.get("totals") or {}).get("documents_in"),
                 "documents_kept": (stats.get("totals") or {}).get("documents_kept")},
     }
-
-
-# ------------------------------------------------------------------ the summary as Markdown
-
-def _table(header: list[str], rows: list[tuple]) -> str:
-    from occi.report.card import _table as table
-
-    return table(header, rows) if rows else "None."
-
-
-def _number(value) -> str:
-    return f"{value:,}" if isinstance(value, int) else ("n/a" if value is None else str(value))
-
-
-def _sources_table(rows: list[dict]) -> str:
-    return _table(["source", "used for", "link", "revision", "licence", "size", "share of pretraining text"],
-                  [(r["name"], r["used_for"], f"`{r['link']}`", r.get("revision") or "n/a", r.get("license", "n/a"),
-                    f"{r['documents']:,} documents, {r['bytes']:,} bytes, {r['words']:,} words" if "documents" in r
-                    else f"{r['conversations']:,} conversations, {r['tokens']:,} tokens",
-                    f"{100 * r['share_of_bytes']:.2f}%" if "share_of_bytes" in r else "n/a") for r in rows])
-
-
-def _drops(reasons: dict) -> str:
-    return ", ".join(f"{reason} {count:,}" for reason, count in sorted(reasons.items())) or "none dropped"
-
-
-def render(summary: dict) -> str:
-    s = summary["sections"]
-    status = ("complete" if summary["status"] == "complete"
-              else f"incomplete: {len(summary['todo'])} to-do line(s) below")
-    out = [f"# Public summary of training content: {summary['model']}", "",
-           f"Following the {summary['template']}. Written by `occi card` from the records of the run "
-           f"`{summary['run']}`; do not edit it by hand. Status: **{status}**."]
-    if summary["todo"]:
-        out += ["", "## To do", "", *[f"- TO DO {line}" for line in summary["todo"]]]
-    p, m, d = s["1.1"], s["1.2"], s["1.3"]
-    out += ["", "## 1. General information", "", "### 1.1 Provider identification", "",
-            _table(["", ""], [("Provider", p["name"]), ("Contact", p["contact"]),
-                              ("Authorised representative", p["authorised_representative"])]),
-            "", "### 1.2 Model identification", "",
-            _table(["", ""], [("Model", m["name"]), ("Placed on the EU market", m["placed_on_market"]),
-                              ("Training", m["training"])])]
-    if m["dependencies"]:
-        out += ["", "Model dependencies:", "", _table(["base model", "revision", "its training-content summary"],
-                                                      [(f"`{x['base_model']}`", x["revision"], x["summary"]) for x in m["dependencies"]])]
-    size = d["training_data_size"]["text"]
-    out += ["", "### 1.3 Modalities, overall training data size and other characteristics", "",
-            _table(["", ""], [("Modalities", ", ".join(d["modalities"])),
-                              ("Training data size (text)", f"{size['range'] or 'n/a'}: {size['tokens']:,} tokens "
-                               f"({size['pretraining_tokens']:,} pretraining, {size['sft_tokens']:,} fine-tuning)"),
-                              ("Tokens trained (pretraining)", f"{d['tokens_trained']:,} in {d['steps']:,} steps"),
-                              ("Types of content", "; ".join(d["content_types"])),
-                              ("Latest date of data collection", f"{d['latest_collection']['date']}"
-                               + (f" ({d['latest_collection']['from']})" if d["latest_collection"]["from"] else ""))]),
-            "", "Languages (tokens trained from the training log's data order; epochs = tokens trained / tokens in the data):", ""]
-    if d["languages_recorded"]:
-        out.append(_table(["language", "tokens trained", "share", "tokens in the data", "epochs"],
-                          [(f"{r['name']} ({r['language']})", f"{r['tokens_trained']:,}", f"{100 * r['share']:.2f}%",
-                            _number(r["tokens_in_data"]), _number(r["epochs"])) for r in d["languages"]]))
-    else:
-        out.append("_The training log does not record the samples per language (train/log.jsonl); planned blend "
-                   "weights:_ " + ", ".join(f"{r['language']} {_number(r['blend_weight'])}" for r in d["languages"]))
-    out += ["", "## 2. List of data sources"]
-    for number in ("2.1", "2.2.1", "2.2.2", "2.3", "2.4", "2.5", "2.6"):
-        section = s[number]
-        out += ["", f"### {number} {section['title']}", "", _sources_table(section["sources"])]
-        if number == "2.3" and section["sources"]:
-            domains = section["domains"]
-            out += ["", f"Crawler: {section['crawler']}.", "",
-                    f"Top domains by content size ({domains.get('method') or NOT_APPLIED}; top "
-                    f"{100 * domains.get('share', 0.1):.0f}% of {domains.get('listed', 0):,} domains listed):", "",
-                    _table(["domain", "documents", "bytes"], [(x["domain"], f"{x['documents']:,}", f"{x['bytes']:,}")
-                                                              for x in domains["top"]])]
-        if number == "2.5":
-            distill = section["distillation"]
-            out += ["", "Distillation (`occi distill`): " + (
-                f"teacher `{distill['teacher']}` ({distill['revision']}); prompts: "
-                + "; ".join(f"{code}: {', '.join(f'`{f}`' for f in files)}" for code, files in distill["prompts"].items())
-                + "; answers kept: " + ", ".join(f"{code} {n:,}" for code, n in distill["rows"].items()) + "."
-                if distill else f"{NOT_APPLIED}.")]
-    rights, illegal, other = s["3.1"], s["3.2"], s["3.3"]
-    out += ["", "## 3. Data processing aspects", "",
-            "### 3.1 Respect of reservation of rights from the text and data mining exception", "",
-            _lists_text(rights["optout_lists"], "opt-out")
-            + (f" Crawler behaviour: {rights['crawler']}." if rights["crawler"] else ""),
-            "", "### 3.2 Removal of illegal content", "", _lists_text(illegal["blocklists"], "block"),
-            "", "### 3.3 Other information on data processing", "",
-            _table(["step", "what the run records"], [
-                ("Documents", f"{_number(other['documents_in'])} read, {_number(other['documents_kept'])} kept"),
-                ("Language identification", f"{other['language_identification']['model']}; dropped: "
-                 + _drops(other["language_identification"]["documents_dropped"])),
-                *[(f"Quality filter `{step}`", "dropped: " + _drops(reasons)) for step, reasons in sorted(other["quality_filters"].items())],
-                ("Deduplication", "dropped: " + _drops(other["deduplication"]["documents_dropped"])),
-                ("Personal data (PII)", NOT_APPLIED if other["personal_data"] == NOT_APPLIED else
-                 "found: " + _drops(other["personal_data"]["found"])),
-                ("Benchmark decontamination", NOT_APPLIED if other["decontamination"] == NOT_APPLIED else
-                 f"{other['decontamination']['ngram']}-gram overlap, action {other['decontamination']['action']}; found: "
-                 + _drops(other["decontamination"]["found"]) + "; dropped: "
-                 + _drops(other["decontamination"]["documents_dropped"])),
-                ("Memorisation control", NOT_APPLIED if other["memorisation_control"] == NOT_APPLIED else
-                 f"Goldfish loss (Hans et al., 2024): one token in k = {other['memorisation_control']['k']} left out "
-                 f"of the loss, chosen by a hash of the h = {other['memorisation_control']['h']} tokens before it"),
-                *([("Fine-tuning data checks", f"{other['sft_checks']['conversations_kept']:,} conversations kept; "
-                    "dropped: " + _drops(other["sft_checks"]["dropped"]))] if other["sft_checks"] else []),
-            ])]
-    return "\n".join(out) + "\n"
-
-
-def _lists_text(block: dict, word: str) -> str:
-    if not block.get("applied"):
-        return f"{NOT_APPLIED.capitalize()}: no {word} list was configured (corpora `url_filter`)."
-    return f"Documents whose URL is on a {word} list were removed:\n\n" + _table(
-        ["list", "entries", "documents dropped"],
-        [(x["name"], _number(x["entries"]), f"{x['documents_dropped']:,}") for x in block["lists"]])

@@ -1,0 +1,136 @@
+"""The training-content summary (occi/report/content_summary.py) as Markdown, section by section
+in the template's numbering; every figure is the summary's JSON, formatted."""
+from __future__ import annotations
+
+from occi.report.content_summary import NOT_APPLIED
+
+
+def _table(header: list[str], rows: list[tuple]) -> str:
+    from occi.report.card import _table as table
+
+    return table(header, rows) if rows else "None."
+
+
+def _number(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else ("n/a" if value is None else str(value))
+
+
+def _sources_table(rows: list[dict]) -> str:
+    return _table(["source", "used for", "link", "revision", "licence", "size", "share of pretraining text"],
+                  [(r["name"], r["used_for"], f"`{r['link']}`", r.get("revision") or "n/a", r.get("license", "n/a"),
+                    f"{r['documents']:,} documents, {r['bytes']:,} bytes, {r['words']:,} words" if "documents" in r
+                    else f"{r['conversations']:,} conversations, {r['tokens']:,} tokens",
+                    f"{100 * r['share_of_bytes']:.2f}%" if "share_of_bytes" in r else "n/a") for r in rows])
+
+
+def _drops(reasons: dict) -> str:
+    return ", ".join(f"{reason} {count:,}" for reason, count in sorted(reasons.items())) or "none dropped"
+
+
+def render(summary: dict) -> str:
+    s = summary["sections"]
+    status = ("complete" if summary["status"] == "complete"
+              else f"incomplete: {len(summary['todo'])} to-do line(s) below")
+    out = [f"# Public summary of training content: {summary['model']}", "",
+           f"Following the {summary['template']}. Written by `occi card` from the records of the run "
+           f"`{summary['run']}`; do not edit it by hand. Status: **{status}**."]
+    if summary["todo"]:
+        out += ["", "## To do", "", *[f"- TO DO {line}" for line in summary["todo"]]]
+    out += ["", "## 1. General information", *_identification(s["1.1"], s["1.2"]), *_characteristics(s["1.3"])]
+    out += ["", "## 2. List of data sources", *_data_sources(s)]
+    out += ["", "## 3. Data processing aspects", *_processing(s["3.1"], s["3.2"], s["3.3"])]
+    return "\n".join(out) + "\n"
+
+
+def _identification(provider: dict, model: dict) -> list[str]:
+    out = ["", "### 1.1 Provider identification", "",
+           _table(["", ""], [("Provider", provider["name"]), ("Contact", provider["contact"]),
+                             ("Authorised representative", provider["authorised_representative"])]),
+           "", "### 1.2 Model identification", "",
+           _table(["", ""], [("Model", model["name"]), ("Placed on the EU market", model["placed_on_market"]),
+                             ("Training", model["training"])])]
+    if model["dependencies"]:
+        rows = [(f"`{x['base_model']}`", x["revision"], x["summary"]) for x in model["dependencies"]]
+        out += ["", "Model dependencies:", "", _table(["base model", "revision", "its training-content summary"], rows)]
+    return out
+
+
+def _characteristics(d: dict) -> list[str]:
+    size, latest = d["training_data_size"]["text"], d["latest_collection"]
+    out = ["", "### 1.3 Modalities, overall training data size and other characteristics", "",
+           _table(["", ""], [
+               ("Modalities", ", ".join(d["modalities"])),
+               ("Training data size (text)", f"{size['range'] or 'n/a'}: {size['tokens']:,} tokens "
+                f"({size['pretraining_tokens']:,} pretraining, {size['sft_tokens']:,} fine-tuning)"),
+               ("Tokens trained (pretraining)", f"{d['tokens_trained']:,} in {d['steps']:,} steps"),
+               ("Types of content", "; ".join(d["content_types"])),
+               ("Latest date of data collection",
+                latest["date"] + (f" ({latest['from']})" if latest["from"] else ""))]),
+           "", "Languages (tokens trained from the training log's data order; "
+           "epochs = tokens trained / tokens in the data):", ""]
+    if d["languages_recorded"]:
+        out.append(_table(["language", "tokens trained", "share", "tokens in the data", "epochs"],
+                          [(f"{r['name']} ({r['language']})", f"{r['tokens_trained']:,}", f"{100 * r['share']:.2f}%",
+                            _number(r["tokens_in_data"]), _number(r["epochs"])) for r in d["languages"]]))
+    else:
+        out.append("_The training log does not record the samples per language (train/log.jsonl); planned blend "
+                   "weights:_ " + ", ".join(f"{r['language']} {_number(r['blend_weight'])}" for r in d["languages"]))
+    return out
+
+
+def _data_sources(s: dict) -> list[str]:
+    out = []
+    for number in ("2.1", "2.2.1", "2.2.2", "2.3", "2.4", "2.5", "2.6"):
+        section = s[number]
+        out += ["", f"### {number} {section['title']}", "", _sources_table(section["sources"])]
+        if number == "2.3" and section["sources"]:
+            domains = section["domains"]
+            out += ["", f"Crawler: {section['crawler']}.", "",
+                    f"Top domains by content size ({domains.get('method') or NOT_APPLIED}; top "
+                    f"{100 * domains.get('share', 0.1):.0f}% of {domains.get('listed', 0):,} domains listed):", "",
+                    _table(["domain", "documents", "bytes"],
+                           [(x["domain"], f"{x['documents']:,}", f"{x['bytes']:,}") for x in domains["top"]])]
+        if number == "2.5":
+            out += ["", "Distillation (`occi distill`): " + _distillation(section["distillation"])]
+    return out
+
+
+def _distillation(distill: dict | None) -> str:
+    if not distill:
+        return f"{NOT_APPLIED}."
+    prompts = "; ".join(f"{code}: {', '.join(f'`{f}`' for f in files)}" for code, files in distill["prompts"].items())
+    rows = ", ".join(f"{code} {n:,}" for code, n in distill["rows"].items())
+    return f"teacher `{distill['teacher']}` ({distill['revision']}); prompts: {prompts}; answers kept: {rows}."
+
+
+def _processing(rights: dict, illegal: dict, other: dict) -> list[str]:
+    pii, decontamination, goldfish = other["personal_data"], other["decontamination"], other["memorisation_control"]
+    rows = [("Documents", f"{_number(other['documents_in'])} read, {_number(other['documents_kept'])} kept"),
+            ("Language identification", f"{other['language_identification']['model']}; dropped: "
+             + _drops(other["language_identification"]["documents_dropped"])),
+            *[(f"Quality filter `{step}`", "dropped: " + _drops(reasons))
+              for step, reasons in sorted(other["quality_filters"].items())],
+            ("Deduplication", "dropped: " + _drops(other["deduplication"]["documents_dropped"])),
+            ("Personal data (PII)", NOT_APPLIED if pii == NOT_APPLIED else "found: " + _drops(pii["found"])),
+            ("Benchmark decontamination", NOT_APPLIED if decontamination == NOT_APPLIED else
+             f"{decontamination['ngram']}-gram overlap, action {decontamination['action']}; found: "
+             + _drops(decontamination["found"]) + "; dropped: " + _drops(decontamination["documents_dropped"])),
+            ("Memorisation control", NOT_APPLIED if goldfish == NOT_APPLIED else
+             f"Goldfish loss (Hans et al., 2024): one token in k = {goldfish['k']} left out "
+             f"of the loss, chosen by a hash of the h = {goldfish['h']} tokens before it")]
+    if other["sft_checks"]:
+        rows.append(("Fine-tuning data checks", f"{other['sft_checks']['conversations_kept']:,} conversations kept; "
+                     "dropped: " + _drops(other["sft_checks"]["dropped"])))
+    return ["", "### 3.1 Respect of reservation of rights from the text and data mining exception", "",
+            _lists_text(rights["optout_lists"], "opt-out")
+            + (f" Crawler behaviour: {rights['crawler']}." if rights["crawler"] else ""),
+            "", "### 3.2 Removal of illegal content", "", _lists_text(illegal["blocklists"], "block"),
+            "", "### 3.3 Other information on data processing", "", _table(["step", "what the run records"], rows)]
+
+
+def _lists_text(block: dict, word: str) -> str:
+    if not block.get("applied"):
+        return f"{NOT_APPLIED.capitalize()}: no {word} list was configured (corpora `url_filter`)."
+    return f"Documents whose URL is on a {word} list were removed:\n\n" + _table(
+        ["list", "entries", "documents dropped"],
+        [(x["name"], _number(x["entries"]), f"{x['documents_dropped']:,}") for x in block["lists"]])
