@@ -19,19 +19,19 @@ class LanguageSamples:
     """Samples per language read so far, counted from the blend's real data order."""
 
     def __init__(self, train_data, languages: list[str]):
-        # one language: megatron builds a plain GPTDataset, every sample is that language's
-        self.index = getattr(train_data, "dataset_index", None)
+        self.data = train_data
         self.languages = languages
         self.counted = 0
         self.counts = np.zeros(len(languages), dtype=np.int64)
 
     def through(self, samples: int) -> dict[str, int]:
         """{language: samples} among the first `samples` samples of the run."""
-        if self.index is None:
+        if not hasattr(self.data, "dataset_index"):  # one language: megatron builds a plain GPTDataset
             return {self.languages[0]: samples}
         if samples < self.counted:
             self.counted, self.counts[:] = 0, 0
-        chunk = np.asarray(self.index[self.counted:samples], dtype=np.int64)
+        # read at each call: with deferred index loading it exists once the first samples were read
+        chunk = np.asarray(self.data.dataset_index[self.counted:samples], dtype=np.int64)
         self.counts += np.bincount(chunk, minlength=len(self.languages))
         self.counted = samples
         return {code: int(count) for code, count in zip(self.languages, self.counts)}
