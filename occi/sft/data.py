@@ -21,7 +21,6 @@ repeats per epoch, language and source per conversation), with stats.json and ke
 """
 from __future__ import annotations
 
-import glob
 import json
 import re
 from collections import Counter, defaultdict
@@ -30,7 +29,8 @@ from typing import Iterator
 
 import numpy as np
 
-from occi.errors import OcciError
+from occi.errors import OcciError, warn
+from occi.globbing import glob_files
 from occi.sft.config import ChatSourceConfig, SFTConfig
 
 ROLES = ("system", "user", "assistant")
@@ -52,7 +52,10 @@ def _rows(source: ChatSourceConfig, base_dir: str) -> Iterator[tuple[str, object
         yield from _hub_rows(source, base_dir)
         return
     pattern = source.path if Path(source.path).expanduser().is_absolute() else str(Path(base_dir) / source.path)
-    files = sorted(p for p in glob.glob(str(Path(pattern).expanduser()), recursive=True) if Path(p).is_file())
+    matched = glob_files(pattern)
+    for link, target in matched.loops:
+        warn(f"sft source {source.name!r}: {link} is a symlink loop (it leads back to {target}); not followed")
+    files = [p for p in matched.files if Path(p).is_file()]
     if not files:
         raise OcciError(f"sft source {source.name!r}: no files match {source.path!r} (looked for {pattern}); "
                         "fix `path` in the sft section")
