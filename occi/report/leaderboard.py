@@ -15,7 +15,6 @@ import html
 import io
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -23,6 +22,7 @@ from string import Template
 from occi import languages, ranges
 from occi.eval import results
 from occi.fsutil import atomic_write_text
+from occi.report.markdown_text import table_cell as _md
 
 MIN_SHARED = 3
 """Models are ranked only when they share at least this many cells (benchmark x language)."""
@@ -287,17 +287,6 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]~|])")
-_EMPHASIS_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")  # an underscore inside a word is literal
-
-
-def _md(text: str) -> str:
-    """Text (a model's or task's name) as one Markdown table cell that renders as the text itself:
-    no line breaks, HTML escaped, and no pipe, emphasis, code span, link or strikethrough."""
-    flat = html.escape(" ".join(str(text).split()), quote=False)
-    return _EMPHASIS_UNDERSCORE.sub(r"\\_", _MARKDOWN_SPECIAL.sub(r"\\\1", flat))
 
 
 def _label(row_or_cell: dict) -> str:
