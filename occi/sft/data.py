@@ -51,6 +51,8 @@ class Unreadable:
     """What a reader gives instead of a row it cannot read (a row itself may be any JSON value)."""
     reason: str
     """One of the read/ reasons of DROP_REASONS."""
+
+
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
@@ -131,8 +133,7 @@ def parse(row: object, source: ChatSourceConfig, run_languages: list[str]) -> tu
         return row.reason
     if not isinstance(row, dict):
         return "malformed/not_an_object"
-    if not isinstance(row.get(source.messages_field), list) \
-            or not row[source.messages_field]:
+    if not isinstance(row.get(source.messages_field), list) or not row[source.messages_field]:
         return "malformed/no_messages"
     messages = []
     for turn in row[source.messages_field]:
