@@ -189,6 +189,39 @@ def test_parquet_without_text_column_and_broken_parquet(tmp_path):
     assert stats["sources"]["ok"]["documents_kept"] == 1
 
 
+def test_a_symlink_loop_under_doublestar_is_reported_not_followed(tmp_path):
+    import os
+
+    docs = sample_docs("fr")
+    write_jsonl(tmp_path / "in" / "a.jsonl", docs[:3])
+    write_jsonl(tmp_path / "in" / "sub" / "b.jsonl", docs[3:5])
+    os.symlink(".", tmp_path / "in" / "self")  # a loop: every file again, forty levels deep
+    os.symlink("sub", tmp_path / "in" / "alias")  # a second path to the same real files
+    config = write_config(tmp_path, ["fr"], [{"name": "web", "kind": "jsonl", "path": "in/**/*.jsonl"}],
+                          dedup={"near": False})
+    result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((tmp_path / "run" / "corpora" / "stats.json").read_text())
+    assert stats["sources"]["web"]["documents_in"] == 5, stats["sources"]["web"]
+    assert "exact_duplicate" not in json.dumps(stats["sources"]["web"]["drops"])
+    assert f"{tmp_path / 'in' / 'self'} is a symlink loop" in result.stderr
+
+
+def test_two_symlink_loops_are_listed_once_each(tmp_path):
+    import os
+
+    from occi.globbing import glob_files
+
+    (tmp_path / "d" / "a" / "b").mkdir(parents=True)
+    for name in ("d/x.txt", "d/a/y.txt", "d/a/b/z.txt"):
+        (tmp_path / name).write_text("x", encoding="utf-8")
+    os.symlink(".", tmp_path / "d" / "self")
+    os.symlink("../..", tmp_path / "d" / "a" / "b" / "up")  # two loops: glob's listing grows without bound
+    found = glob_files(str(tmp_path / "d" / "**" / "*.txt"))
+    assert found.files == [str(tmp_path / n) for n in ("d/a/b/z.txt", "d/a/y.txt", "d/x.txt")]
+    assert sorted(link for link, _ in found.loops) == [str(tmp_path / "d/a/b/up"), str(tmp_path / "d/self")]
+
+
 def test_limit_is_split_over_shards(tmp_path):
     docs = sample_docs("fr")
     write_jsonl(tmp_path / "a.jsonl", docs[:4])

@@ -125,6 +125,45 @@ def test_unsupported_architecture_missing_shard_and_vocabulary_mismatch(bases, t
                    "not a folder, and the hub snapshot failed")
 
 
+def _rewrite_shard(base: Path, name: str, change) -> Path:
+    """Applies `change` to the tensors of the shard that holds `name` (as its index says)."""
+    from safetensors.torch import load_file, save_file
+
+    shard = base / json.loads((base / "model.safetensors.index.json").read_text())["weight_map"][name]
+    tensors = load_file(shard)
+    change(tensors)
+    save_file(tensors, shard, metadata={"format": "pt"})
+    return shard
+
+
+def test_a_wrong_shape_an_absent_tensor_and_nan_are_one_line_before_any_rank(bases, tmp_path):
+    base = _broken(bases, tmp_path)  # qwen2: 4 heads of 16, 2 key/value groups, hidden 64, MLP 96
+    k_proj = "model.layers.1.self_attn.k_proj.weight"
+    shard = _rewrite_shard(base, k_proj, lambda t: t.update({k_proj: t[k_proj][:16].clone()}))
+    _fails_cleanly(import_config(tmp_path / "a", base), tmp_path / "a" / "run",
+                   f"{shard}: tensor {k_proj} has shape [16, 64], expected [32, 64] from config.json")
+
+    shutil.rmtree(base)
+    base = _broken(bases, tmp_path)
+    up = "model.layers.2.mlp.up_proj.weight"
+    shard = _rewrite_shard(base, up, lambda t: t.pop(up))
+    _fails_cleanly(import_config(tmp_path / "b", base), tmp_path / "b" / "run",
+                   f"{shard}: tensor {up} is not in this file, though model.safetensors.index.json places it here "
+                   "(expected shape [96, 64])")
+
+    shutil.rmtree(base)
+    base = _broken(bases, tmp_path)
+    down = "model.layers.3.mlp.down_proj.weight"
+
+    def poison(tensors):
+        tensors[down][5, 7] = float("nan")
+        tensors[down][0, :2] = float("inf")
+
+    shard = _rewrite_shard(base, down, poison)
+    _fails_cleanly(import_config(tmp_path / "c", base), tmp_path / "c" / "run",
+                   f"{shard}: tensor {down} holds 1 NaN and 2 infinite value(s) of 6,144;")
+
+
 def test_multi_query_attention_imports_at_tp1_and_tp2_says_why_not(tmp_path):
     base = make_base(tmp_path / "mqa", "qwen2", num_key_value_heads=1)
     config = import_config(tmp_path / "tp1", base)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -230,6 +231,46 @@ def test_model_names_cannot_break_the_markdown_table(tmp_path):
     assert board[2] == "| – | evil \\| name next | – | 1 | 1 | 0.500 | 0.500 |"  # one cell: too few to rank
     assert all(line.count("|") - line.count("\\|") == 8 for line in board)
     assert "| evil \\| name next | de | arc | arc_de |" in text
+
+
+def test_html_and_markdown_in_names_reach_the_table_as_text(tmp_path):
+    _results(tmp_path / "in", "<img src=x onerror=alert(1)>_`tick`_",
+             {"arc_de": {"acc_norm,none": 0.5}, "**loud**_[x](http://e.st)": {"acc,none": 0.4}})
+    result = occi("leaderboard", str(tmp_path / "in"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "<img" not in text and "**loud**" not in text and "`tick`" not in text
+    assert not re.search(r"(?<!\\)[][`*]", text.split("\n\nAggregation")[0])  # every one of them escaped
+    assert "| &lt;img src=x onerror=alert(1)&gt;\\_\\`tick\\`\\_ | de | arc | arc_de |" in text
+    assert "| \\*\\*loud\\*\\*\\_\\[x\\](http://e.st) | \\*\\*loud\\*\\*\\_\\[x\\](http://e.st) | acc |" in text
+
+
+def test_the_same_model_in_two_files_is_named_and_the_newer_counts(tmp_path):
+    for folder, date, value in (("old", 1_700_000_000.0, 0.3), ("new", 1_760_000_000.0, 0.6)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results_x.json").write_text(json.dumps(
+            {"results": {"arc_de": {"acc_norm,none": value}}, "model_name": "org/m", "date": date}))
+    result = occi("leaderboard", str(tmp_path / "new"), str(tmp_path / "old"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    assert [c["value"] for c in summary["cells"]] == [0.6]
+    assert (f"occi: warning: org/m has two results for arc/de: arc_de in {tmp_path / 'new' / 'results_x.json'} "
+            f"counts (the newer run); arc_de in {tmp_path / 'old' / 'results_x.json'} is left out") in result.stderr
+
+
+def test_a_known_task_without_its_familys_metric_is_shown_under_the_one_it_has(tmp_path):
+    _results(tmp_path / "in", "acc-only", {"arc_de": {"acc,none": 0.45, "acc_stderr,none": 0.02},
+                                           "hellaswag_de": {"acc_norm,none": 0.5}})
+    _results(tmp_path / "in", "norm", {"arc_de": {"acc_norm,none": 0.6}, "hellaswag_de": {"acc_norm,none": 0.4}})
+    result = occi("leaderboard", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--min-shared", "1")
+    assert result.returncode == 0, result.stderr
+    assert ("results_acc-only.json: task arc_de: no 'acc_norm' score (metrics: acc,none); shown under its 'acc' "
+            "in the column 'arc (acc)', not ranked against 'acc_norm'") in result.stderr
+    summary = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    cells = {(c["model"], c["benchmark"]): (c["metric"], c["value"]) for c in summary["cells"]}
+    assert cells[("acc-only", "arc (acc)")] == ("acc", 0.45) and cells[("norm", "arc")] == ("acc_norm", 0.6)
+    assert summary["shared"] == [{"language": "de", "benchmark": "hellaswag"}]  # acc is not ranked against acc_norm
+    assert "| acc-only | de | arc (acc) | arc_de | acc | – | – | 0.4500 ± 0.020 |" in (tmp_path / "out" / "leaderboard.md").read_text()
 
 
 # ---------------------------------------------------------------- anyone's lm-eval output, fair ranks, published

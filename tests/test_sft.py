@@ -368,6 +368,41 @@ def test_the_bundled_chat_set_covers_the_demo_languages_and_language_id_keeps_it
     assert problems == []
 
 
+def test_string_rows_have_their_own_reason_and_only_kept_rows_reach_the_card(tmp_path):
+    """A row that is a JSON string is malformed/not_an_object (its text is never a reason); provenance
+    counts the kept conversations, so a duplicate's teacher does not reach the card; names are escaped."""
+    from hf_bases import save_tokenizer
+    from occi import config as config_module
+    from occi.report.sft_section import sft_section
+    from occi.sft import data, template
+
+    save_tokenizer(tmp_path / "base")
+    template.write_chat_tokenizer(tmp_path / "base", tmp_path / "chat", "occi")
+    good = chat_rows()[0]
+    write_jsonl(tmp_path / "chat.jsonl", ['"<script>alert(1)</script>"', '"too_long"', '["a", "list"]',
+                                          {**good, "provenance": {"teacher": "org/<b>kind</b> *x* [y](z)"}},
+                                          {**good, "provenance": {"teacher": "<script>dup()</script>"}}])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"name": "t", "languages": ["en"], "corpora": {"recipe": "demo"}, "sft": {
+        "sources": [{"name": "chat_<i>src</i>", "kind": "jsonl", "path": "chat.jsonl"}],
+        "checks": {"language_id": False}}}), encoding="utf-8")
+    cfg = config_module.load(str(config))
+    stats = data.prepare(cfg.sft, ["en"], template.load_tokenizer(tmp_path / "chat"), SEQ, 0, None, tmp_path / "data")
+    source = stats["sources"]["chat_<i>src</i>"]
+    assert source["drops"] == {"duplicate/exact": 1, "malformed/not_an_object": 3}, source["drops"]
+    assert source["kept"] == 1 and source["provenance"] == {"org/<b>kind</b> *x* [y](z)": 1}
+    run = RunDir(tmp_path / "run")
+    run.sft_data.mkdir(parents=True)
+    run.sft_stats.write_text(json.dumps({**stats, "template": "occi"}), encoding="utf-8")
+    run.hf.mkdir(parents=True)
+    (run.hf / "occi_export.json").write_text('{"sft": true}', encoding="utf-8")
+    card = "\n".join(sft_section(cfg, run, tmp_path))
+    assert "<script>" not in card and "dup()" not in card and "<b>" not in card and "<i>" not in card
+    assert "| chat\\_&lt;i&gt;src&lt;/i&gt; | jsonl | 1 | 1 | org/&lt;b&gt;kind&lt;/b&gt; \\*x\\* \\[y\\](z) (1 rows) |" in card
+    assert "| en | 2 | 1 | " in card and "| duplicate/exact 1 |" in card
+    assert "| ? | 3 | 0 | 0 | 0 | malformed/not_an_object 3 |" in card  # no language: not even an object
+
+
 def test_too_long_conversations_are_cut_at_a_turn_boundary(chat_run):
     from occi.sft import data, template
 

@@ -22,7 +22,8 @@ from occi import languages
 from occi.corpora.compressed import COMPRESSED_SUFFIXES, open_binary
 from occi.corpora.config import CorporaConfig, SourceConfig
 from occi.corpora.document import Document, Unreadable
-from occi.errors import OcciError
+from occi.errors import OcciError, warn
+from occi.globbing import glob_files
 
 Record = Document | Unreadable
 
@@ -164,7 +165,10 @@ def _local_files(source: SourceConfig, base_dir: str) -> list[str]:
     """Every file the glob matches, readable or not: a file no reader handles (or a dangling
     link) becomes a shard that is counted as unsupported_file (unreadable_file), not skipped."""
     pattern = _resolve(base_dir, source.path or "")
-    files = sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).is_file() or _dangling(p))
+    matched = glob_files(pattern)
+    for link, target in matched.loops:
+        warn(f"source {source.name!r}: {link} is a symlink loop (it leads back to {target}); not followed")
+    files = matched.files
     if not any(_file_problem(source, f) is None for f in files):
         found = f"; {len(files)} matched but none can be read (first: {files[0]}: " \
                 f"{_file_problem(source, files[0])[1]})" if files else ""

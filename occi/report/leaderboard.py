@@ -22,9 +22,13 @@ from string import Template
 from occi import languages, ranges
 from occi.eval import results
 from occi.fsutil import atomic_write_text
+from occi.report.markdown_text import table_cell as _md
 
 MIN_SHARED = 3
 """Models are ranked only when they share at least this many cells (benchmark x language)."""
+STAND_IN_METRICS = ("acc_norm", "acc", "mc1", "mc2", "exact_match")
+"""Accuracy metrics a task of the language table is shown under (in a column of its own) when its
+family's metric is missing from a results file."""
 NOT_AVERAGED = {"fidelity"}
 """Columns shown in a table of their own, never averaged: answer-language fidelity measures which
 language a model answers in, not how well."""
@@ -122,8 +126,16 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
             key = f"{metric},{languages.METRIC_FILTERS.get(family, 'none')}"
             if scores.get(key) is None:
                 have = ", ".join(str(k) for k in scores if "," in str(k) and "_stderr," not in str(k)) or "none"
-                board.problems.append(f"{path}: task {task}: no {metric!r} score (metrics: {have}); task ignored")
-                continue
+                stand_in = results.headline_metric({k: v for k, v in scores.items()
+                                                    if str(k).partition(",")[0] in STAND_IN_METRICS})
+                if stand_in is None:
+                    board.problems.append(f"{path}: task {task}: no {metric!r} score (metrics: {have}); task ignored")
+                    continue
+                wanted = metric
+                metric, key = stand_in
+                family = stand_in_column(family, key)
+                board.problems.append(f"{path}: task {task}: no {wanted!r} score (metrics: {have}); shown under its "
+                                      f"{metric!r} in the column {family!r}, not ranked against {wanted!r}")
         else:
             head = results.headline_metric(scores)
             if head is None:
@@ -140,8 +152,9 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
             continue
         used += 1
         cell_key = (model, code, family)
-        if cell_key in board.cells and board.cells[cell_key]["date"] > date:
-            continue  # the same model and task evaluated twice: the newer run counts
+        if cell_key in board.cells:
+            if not _replaces(board, cell_key, task, path, date):
+                continue
         stderr = scores.get(key.replace(",", "_stderr,", 1))
         higher = _mapping(better, task).get(metric) if task in better else None
         version = versions.get(task)
@@ -153,6 +166,29 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
             "group": task in groups, "published": False, "source": None, "date": date, "file": str(path)}
     if not used and not any(p.startswith(f"{path}: ") for p in board.problems):
         board.problems.append(f"{path}: the file has no tasks; file ignored")
+
+
+def stand_in_column(family: str, key: str) -> str:
+    """The column of a known task shown under another metric than its family's: `arc (acc)`, so
+    that it is compared only with the same metric."""
+    metric, _, filt = key.partition(",")
+    return f"{family} ({metric}{'' if filt == 'none' else ', ' + filt})"
+
+
+def _replaces(board: Board, cell_key: tuple[str, str, str], task: str, path: Path, date: float) -> bool:
+    """Whether a second result for a model's cell replaces the one already read: the newer run counts
+    (of two with the same date, the one read last); either way a line says which one is left out."""
+    model, code, column = cell_key
+    earlier = board.cells[cell_key]
+    newer = date >= earlier["date"]
+    kept, left_out = (task, path), (earlier["task"], earlier["file"])
+    if not newer:
+        kept, left_out = left_out, kept
+    why = "the newer run" if date != earlier["date"] else "the same date, read last"
+    board.problems.append(
+        f"{model} has two results for {column}/{code}: {kept[0]} in {kept[1]} counts ({why}); {left_out[0]} in "
+        f"{left_out[1]} is left out (give each run its own name, NAME=PATH, to compare them)")
+    return newer
 
 
 def _shots(value) -> int | None:
@@ -253,11 +289,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _md(text: str) -> str:
-    """Text as one Markdown table cell: no line breaks, pipes escaped."""
-    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
-
-
 def _label(row_or_cell: dict) -> str:
     return row_or_cell["model"] + (" (published)" if row_or_cell["published"] else "")
 
@@ -270,7 +301,7 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {row['rank'] or '–'} | {_md(_label(row))} | {_fmt(row['shared'])} | {row['cells']} | "
                      f"{row['languages_covered']} | {_fmt(row['own_average'])} | "
                      + " | ".join(_fmt(row["languages"][c]) for c in codes) + " |")
-    lines += ["", f"Ranking: {summary['ranking']}."]
+    lines += ["", f"Ranking: {_md(summary['ranking'])}."]
     fidelity_codes = [c for c in codes if any(c in row["fidelity"] for row in summary["models"])]
     if fidelity_codes:
         lines += ["", "Answer-language fidelity (share of answers to prompts in a language that are in that language):",

@@ -1,10 +1,12 @@
 """The model card's parts for a run with supervised fine-tuning: what the chat model was tuned
 from (its base_model relation), the chat data (per language and source: rows read, kept, tokens,
-why rows were dropped, provenance), the schedule and loss curve, and how to chat with it."""
+why rows were dropped, provenance), the schedule and loss curve, and how to chat with it. Names
+from the config or the data (sources, teachers) are escaped: they show as text, never as markup."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from occi.report.markdown_text import table_cell as _md
 from occi.rundir import RunDir
 
 
@@ -49,8 +51,8 @@ def sft_section(cfg, run: RunDir, out_dir: Path) -> list[str]:
     if stats.get("languages"):
         rows = ["| language | rows read | kept | tokens | answer tokens | dropped (why) |", "|---|---|---|---|---|---|"]
         for code, entry in stats["languages"].items():
-            why = ", ".join(f"{reason} {count}" for reason, count in sorted(entry["drops"].items(), key=lambda kv: -kv[1]))
-            rows.append(f"| {code} | {entry['rows_in']:,} | {entry['kept']:,} | {entry['tokens']:,} | "
+            why = ", ".join(f"{_md(reason)} {count}" for reason, count in sorted(entry["drops"].items(), key=lambda kv: -kv[1]))
+            rows.append(f"| {_md(code)} | {entry['rows_in']:,} | {entry['kept']:,} | {entry['tokens']:,} | "
                         f"{entry['assistant_tokens']:,} | {why or '-'} |")
         parts.append("### Chat data per language\n\nEvery conversation was checked when read: language ID of the "
                      "prompt and of the answer separately, exact and near-duplicate prompts, malformed turns, "
@@ -58,8 +60,8 @@ def sft_section(cfg, run: RunDir, out_dir: Path) -> list[str]:
     if stats.get("sources"):
         rows = ["| source | kind | weight | kept | provenance |", "|---|---|---|---|---|"]
         for name, entry in stats["sources"].items():
-            provenance = ", ".join(f"{who} ({count:,} rows)" for who, count in entry.get("provenance", {}).items())
-            rows.append(f"| {name} | {entry['kind']} | {entry['weight']:g} | {entry['kept']:,} | {provenance or '-'} |")
+            provenance = ", ".join(f"{_md(who)} ({count:,} rows)" for who, count in entry.get("provenance", {}).items())
+            rows.append(f"| {_md(name)} | {_md(entry['kind'])} | {entry['weight']:g} | {entry['kept']:,} | {provenance or '-'} |")
         parts.append("### Chat data sources\n\n" + "\n".join(rows))
     curve = _loss_curve(run, out_dir / "sft_loss_curve.png")
     if curve:

@@ -6,10 +6,11 @@ assistant content as <think>...</think>, or in a `reasoning` field of the assist
 is moved into the content in that form) and an optional `provenance` mapping (who wrote it; kept
 in the statistics). `occi distill` writes such rows.
 
-Every row is kept or dropped with one reason, never fatal:
+Every row is kept or dropped with one reason of DROP_REASONS, never fatal:
 - read/...: unreadable input (bad JSON, a file that cannot be opened);
-- malformed/...: no_messages, missing_role, unknown_role, empty_content, assistant_first
-  (an assistant turn before any user turn), system_not_first, no_assistant;
+- malformed/...: not_an_object (a JSON string, number or list), no_messages, missing_role,
+  unknown_role, empty_content, assistant_first (an assistant turn before any user turn),
+  system_not_first, no_assistant;
 - language/...: undeclared, not_a_run_language, prompt_language, answer_language (the prompt,
   or the answer without its reasoning, identified as another language than declared);
 - duplicate/exact, duplicate/near: the prompt (its user turns) seen before in that language;
@@ -17,28 +18,46 @@ Every row is kept or dropped with one reason, never fatal:
   the first answer fits);
 - weight/sampled_out: a source weight below 1 left it out.
 The kept conversations go to <run>/sft/data/conversations.npz (ids, assistant mask, offsets,
-repeats per epoch, language and source per conversation), with stats.json and kept_dropped.png.
+repeats per epoch, language and source per conversation), with stats.json and kept_dropped.png;
+a source's provenance counts its kept conversations only.
 """
 from __future__ import annotations
 
-import glob
 import json
 import re
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from occi.errors import OcciError
+from occi.errors import OcciError, warn
+from occi.globbing import glob_files
 from occi.sft.config import ChatSourceConfig, SFTConfig
 
 ROLES = ("system", "user", "assistant")
+DROP_REASONS = (
+    "read/malformed_json", "read/unreadable_file",
+    "malformed/not_an_object", "malformed/no_messages", "malformed/missing_role", "malformed/unknown_role",
+    "malformed/empty_content", "malformed/assistant_first", "malformed/system_not_first", "malformed/no_assistant",
+    "language/undeclared", "language/not_a_run_language", "language/prompt_language", "language/answer_language",
+    "duplicate/exact", "duplicate/near", "too_long", "weight/sampled_out")
+"""Every reason a row can be dropped for: the statistics, the plot and the card name only these."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """What a reader gives instead of a row it cannot read (a row itself may be any JSON value)."""
+    reason: str
+    """One of the read/ reasons of DROP_REASONS."""
+
+
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
 def read_rows(source: ChatSourceConfig, base_dir: str) -> Iterator[tuple[str, object]]:
-    """(where, row) for every row of a source; row is a reason string when it cannot be read."""
+    """(where, row) for every row of a source; row is an Unreadable when it cannot be read."""
     count = 0
     for where, row in _rows(source, base_dir):
         if source.limit is not None and count >= source.limit:
@@ -52,7 +71,10 @@ def _rows(source: ChatSourceConfig, base_dir: str) -> Iterator[tuple[str, object
         yield from _hub_rows(source, base_dir)
         return
     pattern = source.path if Path(source.path).expanduser().is_absolute() else str(Path(base_dir) / source.path)
-    files = sorted(p for p in glob.glob(str(Path(pattern).expanduser()), recursive=True) if Path(p).is_file())
+    matched = glob_files(pattern)
+    for link, target in matched.loops:
+        warn(f"sft source {source.name!r}: {link} is a symlink loop (it leads back to {target}); not followed")
+    files = [p for p in matched.files if Path(p).is_file()]
     if not files:
         raise OcciError(f"sft source {source.name!r}: no files match {source.path!r} (looked for {pattern}); "
                         "fix `path` in the sft section")
@@ -72,9 +94,9 @@ def _jsonl_rows(path: str) -> Iterator[tuple[str, object]]:
                 try:
                     yield f"{path}:{line_number}", json.loads(raw.decode("utf-8-sig"))
                 except (UnicodeDecodeError, json.JSONDecodeError):
-                    yield f"{path}:{line_number}", "read/malformed_json"
+                    yield f"{path}:{line_number}", Unreadable("read/malformed_json")
     except OSError:
-        yield f"{path} after line {line_number}", "read/unreadable_file"
+        yield f"{path} after line {line_number}", Unreadable("read/unreadable_file")
 
 
 def _parquet_rows(path: str) -> Iterator[tuple[str, object]]:
@@ -83,7 +105,7 @@ def _parquet_rows(path: str) -> Iterator[tuple[str, object]]:
     try:
         table = pq.read_table(path)
     except Exception:  # pyarrow raises ArrowInvalid / OSError for broken files
-        yield path, "read/unreadable_file"
+        yield path, Unreadable("read/unreadable_file")
         return
     for number, row in enumerate(table.to_pylist()):
         yield f"{path} row {number}", row
@@ -107,10 +129,11 @@ def _hub_rows(source: ChatSourceConfig, base_dir: str) -> Iterator[tuple[str, ob
 
 def parse(row: object, source: ChatSourceConfig, run_languages: list[str]) -> tuple[list[dict], str] | str:
     """(messages with reasoning moved into the content, language) or the reason to drop the row."""
-    if isinstance(row, str):
-        return row
-    if not isinstance(row, dict) or not isinstance(row.get(source.messages_field), list) \
-            or not row[source.messages_field]:
+    if isinstance(row, Unreadable):
+        return row.reason
+    if not isinstance(row, dict):
+        return "malformed/not_an_object"
+    if not isinstance(row.get(source.messages_field), list) or not row[source.messages_field]:
         return "malformed/no_messages"
     messages = []
     for turn in row[source.messages_field]:
@@ -183,9 +206,11 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
     rows_in: Counter = Counter()
     examples: list[dict] = []
     provenance: dict[str, Counter] = defaultdict(Counter)
-    candidates = []  # (source index, row number, language, messages)
+    candidates = []  # (source index, row number, language, messages, where, teacher)
 
     def drop(source: str, language: str | None, reason: str, where: str) -> None:
+        if reason not in DROP_REASONS:
+            raise ValueError(f"{reason!r} is not a drop reason of occi/sft/data.py's DROP_REASONS")
         drops[(source, language or "?")][reason] += 1
         if len(examples) < 100:
             examples.append({"reason": reason, "where": where})
@@ -205,10 +230,7 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
                 if reason:
                     drop(source.name, language, reason, where)
                     continue
-            if isinstance(row.get("provenance"), dict):
-                teacher = next((row["provenance"][k] for k in ("teacher", "model", "author") if row["provenance"].get(k)), "unknown")
-                provenance[source.name][str(teacher)] += 1
-            candidates.append((source_index, number, language, messages, where))
+            candidates.append((source_index, number, language, messages, where, _teacher(row)))
 
     kept = []
     dedup = sft.checks.dedup
@@ -231,7 +253,7 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
 
     ids, assistant, offsets, repeats, lang_index, source_index = [], [], [0], [], [], []
     totals: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for src, number, code, messages, where in kept:
+    for src, number, code, messages, where, teacher in kept:
         source = sft.sources[src]
         encoded = encode(tokenizer, messages)
         if len(encoded.ids) > seq_length:
@@ -250,6 +272,8 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
         repeats.append(copies)
         lang_index.append(run_languages.index(code))
         source_index.append(src)
+        if teacher is not None:
+            provenance[source.name][teacher] += 1
         entry = totals[(source.name, code)]
         entry["kept"] += 1
         entry["tokens"] += len(encoded.ids)
@@ -266,6 +290,14 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
                      offsets=np.asarray(offsets, dtype=np.int64), repeats=np.asarray(repeats, dtype=np.int32),
                      language=np.asarray(lang_index, dtype=np.int16), source=np.asarray(source_index, dtype=np.int16))
     return stats
+
+
+def _teacher(row: dict) -> str | None:
+    """Who wrote a row, from its `provenance` mapping ("unknown" when it names nobody); None without one."""
+    if not isinstance(row.get("provenance"), dict):
+        return None
+    return str(next((row["provenance"][k] for k in ("teacher", "model", "author") if row["provenance"].get(k)),
+                    "unknown"))
 
 
 def _language_problem(langid, messages: list[dict], language: str, min_chars: int) -> str | None:

@@ -155,18 +155,32 @@ def fuse_qkv(model: ModelConfig, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
 def hf_tensor_names(model: ModelConfig, kind: str = "llama") -> list[str]:
     """Every transformers tensor a base of this shape must hold."""
-    names = ["model.embed_tokens.weight", "model.norm.weight"] + ([] if model.tied_embeddings else ["lm_head.weight"])
-    attention = [f"self_attn.{p}_proj.{s}" for s in (("weight", "bias") if model.qkv_bias else ("weight",))
-                 for p in "qkv"]
-    attention += [name for name in ONE_TO_ONE if not name.startswith("mlp.") and (model.qk_norm or "_norm." not in name)]
-    dense = ["mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"]
-    if model.is_moe:
-        experts = [name for group in hf_moe.disk_names(kind, model.num_experts,
-                                                       bool(model.moe_shared_expert_ffn_hidden_size)).values()
-                   for name in group]
+    return list(hf_tensor_shapes(model, kind))
+
+
+def hf_tensor_shapes(model: ModelConfig, kind: str = "llama") -> dict[str, tuple[int, ...]]:
+    """Every transformers tensor a base of this shape must hold, with the shape config.json gives it
+    (a linear layer's weight is [out, in])."""
+    h, d = model.hidden_size, model.head_dim
+    q, kv = model.num_attention_heads * d, model.num_query_groups * d
+    shapes = {"model.embed_tokens.weight": (model.vocab_size, h), "model.norm.weight": (h,)}
+    if not model.tied_embeddings:
+        shapes["lm_head.weight"] = (model.vocab_size, h)
+    attention = {"self_attn.q_proj.weight": (q, h), "self_attn.k_proj.weight": (kv, h),
+                 "self_attn.v_proj.weight": (kv, h)}
+    if model.qkv_bias:
+        attention.update({"self_attn.q_proj.bias": (q,), "self_attn.k_proj.bias": (kv,), "self_attn.v_proj.bias": (kv,)})
+    attention.update({"self_attn.o_proj.weight": (h, q), "input_layernorm.weight": (h,),
+                      "post_attention_layernorm.weight": (h,)})
+    if model.qk_norm:
+        attention.update({"self_attn.q_norm.weight": (d,), "self_attn.k_norm.weight": (d,)})
+    f = model.ffn_hidden_size
+    dense = {"mlp.gate_proj.weight": (f, h), "mlp.up_proj.weight": (f, h), "mlp.down_proj.weight": (h, f)}
+    experts = hf_moe.disk_shapes(model, kind) if model.is_moe else {}
     for layer, moe in enumerate(model.moe_layers):
-        names += [f"model.layers.{layer}.{name}" for name in attention + (experts if moe else dense)]
-    return names
+        shapes.update({f"model.layers.{layer}.{name}": shape
+                       for name, shape in {**attention, **(experts if moe else dense)}.items()})
+    return shapes
 
 
 # ------------------------------------------------------------------------- megatron -> transformers

@@ -2,8 +2,9 @@
 
 The base (a hub id fetched with huggingface_hub's snapshot_download, or a local folder) is
 checked before anything is written: a supported architecture (occi/train/hf_arch.py), every
-shard of the safetensors index present, every tensor the architecture needs present, and a
-vocabulary that holds the tokenizer's ids. Then each of the TP x PP ranks (torchrun; one rank runs
+shard of the safetensors index present, every tensor the architecture needs present in its shard
+with the shape config.json gives it and only finite values (occi/train/hf_weights.py; the values
+once, here, before any rank starts), and a vocabulary that holds the tokenizer's ids. Then each of the TP x PP ranks (torchrun; one rank runs
 in this process) builds its part of the megatron GPTModel on the meta device (shapes only) and
 writes its part of one dist_checkpointing checkpoint tensor by tensor: each tensor is read from
 the shards, converted and sliced for the rank only when the writer writes it
@@ -35,7 +36,7 @@ from occi.fsutil import atomic_dir, atomic_write_json, atomic_write_text, mark_d
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
-from occi.train import checkpoints, hf_arch, streaming_save
+from occi.train import checkpoints, hf_arch, hf_weights, streaming_save
 from occi.train.config import BaseModelConfig, ModelConfig
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -137,14 +138,16 @@ def check(cfg: RunConfig, folder: Path, run_dir: Path) -> tuple[dict, ModelConfi
     config = hf_arch.read_config(folder)
     model = hf_arch.model_config(config, cfg.model.seq_length, f"{folder / 'config.json'}")
     shards = Shards(folder)
-    absent = [name for name in hf_arch.hf_tensor_names(model, config["model_type"]) if name not in shards.weight_map]
+    expected = hf_arch.hf_tensor_shapes(model, config["model_type"])
+    absent = [name for name in expected if name not in shards.weight_map]
     if absent:
-        raise OcciError(f"{folder}: tensor {absent[0]} is not in the safetensors files"
-                        + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""))
+        raise OcciError(f"{folder}: tensor {absent[0]} (shape {list(expected[absent[0]])}) is not in the "
+                        "safetensors files" + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""))
     rows = shards.shape("model.embed_tokens.weight")
     if rows != [model.vocab_size, model.hidden_size]:
         raise OcciError(f"{folder}: model.embed_tokens.weight has shape {rows}, config.json says "
                         f"[{model.vocab_size}, {model.hidden_size}] (vocab_size, hidden_size)")
+    hf_weights.check_layout(folder, shards.weight_map, expected)
     needed = base_vocab_needed(folder)
     model = dataclasses.replace(model, vocab_size=extended_rows(model, extension(cfg, run_dir), cfg.train.tensor_parallel))
     if needed > model.vocab_size:
@@ -229,6 +232,7 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
         raise OcciError(f"{cfg.source_file}: model: names no base; write model: {{base: HF_ID_OR_FOLDER}}")
     folder = resolve(cfg.model)
     config, model, shards = check(cfg, folder, run_dir)
+    hf_weights.check_values(folder, shards.weight_map, hf_arch.hf_tensor_names(model, config["model_type"]))
     final = checkpoints.checkpoint_dir(run_dir, 0)
     if checkpoints.latest_iteration(run_dir):
         raise OcciError(f"{checkpoints.folder(run_dir)}: training checkpoints exist; import into a fresh run directory")

@@ -131,6 +131,19 @@ def disk_names(kind: str, experts: int, shared: bool) -> dict[str, list[str]]:
     return names
 
 
+def disk_shapes(model: ModelConfig, kind: str) -> dict[str, tuple[int, ...]]:
+    """The shapes of disk_names' tensors (one mixture layer), from the model's widths."""
+    h, f, shared = model.hidden_size, model.expert_ffn_hidden_size, model.moe_shared_expert_ffn_hidden_size
+    names = disk_names(kind, model.num_experts, bool(shared))
+    shapes = {names["router"][0]: (model.num_experts, h)}
+    for role, shape in (("gate", (f, h)), ("up", (f, h)), ("down", (h, f))):
+        shapes.update({name: shape for name in names[role]})
+    if shared:
+        gate, up, down, gate_weight = names["shared"]
+        shapes.update({gate: (shared, h), up: (shared, h), down: (h, shared), gate_weight: (1, h)})
+    return shapes
+
+
 def megatron_from_hf(model: ModelConfig, kind: str, src: str, name: str,
                      read: Callable[[str], torch.Tensor]) -> torch.Tensor:
     """One megatron tensor of a mixture layer (full, EP=1 and TP=1 layout) from a checkpoint's files,

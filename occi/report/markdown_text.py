@@ -1,0 +1,19 @@
+"""User text (model, task, source and teacher names) inside the Markdown that occi writes.
+
+A name comes from a results file, a config or a data set, so it may hold HTML or Markdown; in a
+report or model card it must show as the text itself, not as markup, and never break a table.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]~|])")
+_EMPHASIS_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")  # an underscore inside a word is literal
+
+
+def table_cell(text: object) -> str:
+    """`text` as one Markdown table cell that renders as the text itself: on one line, HTML escaped,
+    and no pipe, emphasis, code span, link or strikethrough (`belebele_deu_Latn` stays as it is)."""
+    flat = html.escape(" ".join(str(text).split()), quote=False)
+    return _EMPHASIS_UNDERSCORE.sub(r"\\_", _MARKDOWN_SPECIAL.sub(r"\\\1", flat))
