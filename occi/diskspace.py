@@ -71,12 +71,16 @@ def reporting_full_disk(target: Path, partial: Path | None = None, needed: int |
 
 
 def _file_being_written(target: Path, partial: Path | None, err: BaseException) -> Path:
-    """The file the failed write was writing, under its final name: the error's own file name,
-    else the newest file of a partial folder, else `target`."""
+    """The file the failed write was writing, under its final name: the error's own file name;
+    for safetensors' error (which names none, and deletes its partial file) the weights; else
+    the newest file of a partial folder; else `target`."""
     filename = getattr(err, "filename", None)
     if partial is not None and partial.is_dir():
         if filename and Path(filename).is_relative_to(partial):
             return target / Path(filename).relative_to(partial)
+        if type(err).__module__.startswith("safetensors"):
+            shards = sorted(partial.glob("*.safetensors"), key=lambda f: f.stat().st_mtime_ns)
+            return target / (shards[-1].name if shards else "model.safetensors")
         files = [f for f in partial.rglob("*") if f.is_file()]
         if files:
             return target / max(files, key=lambda f: f.stat().st_mtime_ns).relative_to(partial)
