@@ -149,6 +149,24 @@ def _make_transformers4(cache: Path, python: Path) -> None:
         (cache / ".complete").touch()
 
 
+BORROWED_TORCH = """
+import sys
+sys.path.append(sys.argv[1])  # after the interpreter's own packages: its transformers comes first
+exec(sys.stdin.read())
+"""
+
+
+def run_python(python: Path | str, code: str) -> subprocess.CompletedProcess:
+    """`code` run by `python`, which may be the transformers 4 venv's: that venv has no torch of its
+    own (a second copy would be large), so it borrows this environment's, found after its own
+    packages."""
+    import torch
+
+    torch_site = str(Path(torch.__file__).resolve().parents[1])
+    return subprocess.run([str(python), "-c", BORROWED_TORCH, torch_site], input=code, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""})
+
+
 def transformers4_view(python: Path, folder: Path, texts: list[str]) -> dict:
     """What transformers 4 sees in a model folder: tokenizer class, ids of `texts`, rope_theta."""
     result = subprocess.run([str(python), "-c", TRANSFORMERS4_CHECK, str(folder), json.dumps(texts)],

@@ -340,7 +340,7 @@ def test_export_is_exact_and_generates(source, tmp_path, transformers4):
     assert (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").read_text() == "8\n"
 
 
-# ---------------------------------------------------------------- learning-rate schedules, pruning, card
+# ---------------------------------------------------------------- learning-rate schedules, pruning, a full disk
 
 def expected_lr(schedule: str, step: int, steps: int, warmup: int, lr: float, min_lr: float,
                 wsd_fraction: float) -> float:
@@ -386,14 +386,12 @@ WSD = {"lr_schedule": "wsd", "wsd_decay_fraction": 0.25, "save_interval": 2, "ke
 
 @pytest.fixture(scope="module")
 def wsd_run(prepared, tmp_path_factory) -> tuple[Path, Path]:
-    """One training run with the wsd schedule, a checkpoint every 2 steps and keep_last 1, then
-    exported to <run>/hf."""
+    """One training run with the wsd schedule, a checkpoint every 2 steps and keep_last 1."""
     folder = tmp_path_factory.mktemp("wsd")
     run_dir = fresh_copy(prepared, folder)
     config = write_run_config(folder, **WSD)
-    for command in ("train", "export"):
-        result = occi(command, str(config), "--run-dir", str(run_dir))
-        assert result.returncode == 0, result.stderr[-3000:]
+    result = occi("train", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
     return config, run_dir
 
 
@@ -408,37 +406,6 @@ def test_training_logs_the_wsd_schedule_and_keeps_only_the_last_checkpoint(wsd_r
     # saved at steps 2, 4, 6 and 8; each save removed the one before
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("iter_")) == ["iter_0000008"]
     assert (run_dir / "checkpoints" / "latest").read_text() == "8\n"
-    assert json.loads((run_dir / "hf" / "occi_export.json").read_text())["iteration"] == 8
-
-
-CARD_SNIPPET = """
-import sys
-sys.path.append(sys.argv[1])  # torch from the test's own environment, after this one's packages
-import transformers
-print("transformers", transformers.__version__)
-exec(sys.stdin.read())
-"""
-
-
-def test_the_cards_how_to_use_snippet_runs_in_transformers_4_and_5(wsd_run, tmp_path, transformers4):
-    """The card's own Python block, run as printed (with the export's path for the repository id)."""
-    import torch
-
-    config, run_dir = wsd_run
-    result = occi("card", str(config), "--run-dir", str(run_dir), "--out", str(tmp_path / "card.md"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    usage = (tmp_path / "card.md").read_text().split("## How to use")[1]
-    code = usage.split("```python\n")[1].split("```")[0]
-    assert 'from_pretrained("path/to/hf")' in code
-    code = code.replace("path/to/hf", str(run_dir / "hf"))
-    torch_site = str(Path(torch.__file__).resolve().parents[1])
-    for python, major in ((sys.executable, "5."), (str(transformers4), "4.")):
-        done = subprocess.run([python, "-c", CARD_SNIPPET, torch_site], input=code, capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "PYTHONPATH": ""})
-        assert done.returncode == 0, f"transformers {major}x:\n{done.stderr[-3000:]}"
-        version, printed = done.stdout.split("\n", 1)
-        assert version.startswith(f"transformers {major}")
-        assert printed.startswith("La capitale de l'Allemagne est"), printed
 
 
 def test_export_to_a_full_disk_names_the_file_and_the_free_space(wsd_run, tmp_path):
