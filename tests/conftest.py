@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, NoReturn
 
 import pytest
 
@@ -21,6 +24,46 @@ def occi(*args: str, cwd: Path | None = None, env: dict | None = None, stdin: st
         [sys.executable, "-m", "occi.cli", *args], cwd=cwd, env={**os.environ, **(env or {})},
         input=stdin, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def in_ci() -> bool:
+    """CI=true: CI installs every client (transformers 4, llama-cpp-python...), so there a test
+    that needs one fails when it is missing instead of skipping out of sight."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def skip_unless_ci(reason: str) -> NoReturn:
+    """pytest.skip(reason) on a developer's machine; under CI=true, pytest.fail(reason)."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: CI installs it, so the test fails instead of skipping)")
+    pytest.skip(reason)
+
+
+def have_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def needs_module(name: str, what: str) -> pytest.MarkDecorator:
+    """Skips a test when `name` is not installed, except under CI=true, where it runs (and fails)."""
+    return pytest.mark.skipif(not have_module(name) and not in_ci(), reason=f"{what} is not installed")
+
+
+@contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A real full disk: a tmpfs of `size` (mount's syntax: 512k, 2m) mounted at `folder` while the
+    block runs. Needs root (CI runs as root); elsewhere skipped, under CI=true failed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+    except FileNotFoundError:
+        skip_unless_ci("no `mount` command to make a small full disk")
+    if done.returncode != 0:
+        skip_unless_ci(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()[:200]}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
 
 
 def write_jsonl(path: Path, rows: list[dict], compress: str | None = None) -> Path:
@@ -101,9 +144,27 @@ def _make_transformers4(cache: Path, python: Path) -> None:
             reason = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
             if any(word in result.stderr for word in ("No matching distribution", "Could not find a version",
                                                       "NewConnectionError", "Temporary failure in name resolution")):
-                pytest.skip(f"pip cannot reach the package index for transformers<5: {reason}")
+                skip_unless_ci(f"pip cannot reach the package index for transformers<5: {reason}")
             raise RuntimeError(f"pip install transformers<5 failed: {reason}")
         (cache / ".complete").touch()
+
+
+BORROWED_TORCH = """
+import sys
+sys.path.append(sys.argv[1])  # after the interpreter's own packages: its transformers comes first
+exec(sys.stdin.read())
+"""
+
+
+def run_python(python: Path | str, code: str) -> subprocess.CompletedProcess:
+    """`code` run by `python`, which may be the transformers 4 venv's: that venv has no torch of its
+    own (a second copy would be large), so it borrows this environment's, found after its own
+    packages."""
+    import torch
+
+    torch_site = str(Path(torch.__file__).resolve().parents[1])
+    return subprocess.run([str(python), "-c", BORROWED_TORCH, torch_site], input=code, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""})
 
 
 def transformers4_view(python: Path, folder: Path, texts: list[str]) -> dict:

@@ -3,11 +3,13 @@
 Models are built here: the demo run's own tokenizer (all 28 languages, through the command line)
 under a random Llama of the `tiny` shape laid out exactly as `occi export` writes <run>/hf/, and
 tiny random Qwen2, Qwen3 and Mistral models and byte-level BPE tokenizers saved by transformers.
-llama.cpp runs through llama-cpp-python; tests that need it are skipped without it.
+llama.cpp runs through llama-cpp-python; tests that need it are skipped without it, except under
+CI=true (CI installs it), where they fail.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import DEMO_SAMPLES, REPO, occi
+from conftest import DEMO_SAMPLES, REPO, have_module, in_ci, needs_module, occi, small_disk
 
 ALL_LANGS = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())["languages"]
 # scored by the eval test: three scripts (Latin, Greek, Latin with diacritics); the token-id checks use all 28
@@ -29,8 +31,7 @@ QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
           "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
-needs_llama_cpp = pytest.mark.skipif(__import__("importlib").util.find_spec("llama_cpp") is None,
-                                     reason="llama-cpp-python is not installed")
+needs_llama_cpp = needs_module("llama_cpp", "llama-cpp-python")
 
 
 def demo_texts(code: str) -> list[str]:
@@ -85,7 +86,7 @@ def demo(tmp_path_factory):
         done = occi(*stage, str(config), "--run-dir", str(run_dir))
         assert done.returncode == 0, done.stderr[-2000:]
     export_like_occi(run_dir, config)
-    result = occi("export", str(config), "--run-dir", str(run_dir), "--format", "gguf", "--quant", "f32,f16,q8_0")
+    result = occi("export", str(config), "--run-dir", str(run_dir), "--format", "gguf", "--quant", "f32,f16,q8_0,q4_0")
     assert result.returncode == 0, result.stderr[-3000:]
     return config, run_dir
 
@@ -179,7 +180,7 @@ def test_quantized_files_use_the_type_where_rows_allow_it_and_a_manifest_lists_t
     assert types["blk.0.attn_q.weight"] == gguf.GGMLQuantizationType.Q8_0  # rows of 64 values: two blocks
     assert types["blk.0.ffn_down.weight"] == gguf.GGMLQuantizationType.F16  # rows of 176 values: not whole blocks
     manifest = json.loads((run_dir / "gguf" / "manifest.json").read_text())
-    assert {entry["quant"] for entry in manifest.values()} == {"f32", "f16", "q8_0"}
+    assert {entry["quant"] for entry in manifest.values()} == {"f32", "f16", "q8_0", "q4_0"}
     for name, entry in manifest.items():
         assert entry["bytes"] == (run_dir / "gguf" / name).stat().st_size
     assert manifest["occi-gguftest-q8_0.gguf"]["bytes"] < manifest["occi-gguftest-f16.gguf"]["bytes"] \
@@ -243,6 +244,88 @@ def test_q8_0_logits_stay_within_the_stated_tolerance(demo):
     actual = LlamaCppLM(str(run_dir / "gguf" / "occi-gguftest-q8_0.gguf")).logits(prompt)
     assert np.abs(actual - expected).max() < 0.02, np.abs(actual - expected).max()
     assert (actual.argmax(-1) == expected.argmax(-1)).mean() > 0.9
+
+
+@needs_llama_cpp
+def test_llama_cpp_loads_quantized_files_without_extra_buffer_types(demo):
+    """llama.cpp's extra CPU buffer types (AMX, and repacked weights for wider SIMD kernels) crash
+    q8_0/q4_0/q4_1 files on CPUs with AMX: occi loads every file without them. This CPU repacks
+    q4_0 into the CPU_REPACK buffer type when they are on; llama.cpp's own log shows which it used."""
+    import ctypes
+
+    import llama_cpp
+    from llama_cpp import _logger
+
+    from occi.eval.llamacpp import LlamaCppLM
+
+    _, run_dir = demo
+    log: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def record(level, text, user_data):
+        log.append(text.decode("utf-8", errors="replace"))
+
+    llama_cpp.llama_log_set(record, ctypes.c_void_p(0))
+    try:
+        lm = LlamaCppLM(str(run_dir / "gguf" / "occi-gguftest-q4_0.gguf"))
+    finally:
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+    buffers = [line for line in "".join(log).splitlines() if "model buffer size" in line]
+    assert buffers and not any("REPACK" in line or "AMX" in line for line in buffers), buffers
+    assert lm.llm.model_params.use_extra_bufts is False
+    prompt = lm.tok_encode(demo_texts("de")[0])[:40]
+    expected = hf_logits(run_dir / "hf", prompt)
+    assert (lm.logits(prompt).argmax(-1) == expected.argmax(-1)).mean() > 0.5  # 4 bits per weight still runs
+
+
+@needs_llama_cpp
+def test_a_crash_of_llama_cpp_while_evaluating_is_one_line_naming_the_file(demo, tmp_path):
+    """A native crash (here a real SIGSEGV sent to the process evaluating the q8_0 file, once it
+    has the file mapped) ends `occi eval` with one line naming the file and the likely cause, not
+    with exit status 139 and nothing said."""
+    import resource
+    import signal
+    import time
+
+    config, run_dir = demo
+    path = run_dir / "gguf" / "occi-gguftest-q8_0.gguf"
+    stderr_path = tmp_path / "stderr.txt"
+    with open(stderr_path, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "occi.cli", "eval", str(config), "--run-dir", str(run_dir), "--suite", "offline",
+             "--model", str(path)], stdout=subprocess.DEVNULL, stderr=stderr,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))  # no core file
+        try:
+            deadline = time.monotonic() + 300
+            while (evaluating := _process_mapping(process.pid, path)) is None:
+                assert process.poll() is None, stderr_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the evaluating process never opened the file"
+                time.sleep(0.02)
+            os.kill(evaluating, signal.SIGSEGV)
+            returncode = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    output = stderr_path.read_text()
+    assert returncode == 2, f"exit status {returncode}:\n{output[-3000:]}"
+    line = output.strip().splitlines()[-1]
+    assert line.startswith(f"occi: error: {path}: llama.cpp crashed (SIGSEGV) while evaluating it; likely cause: "), line
+    assert "AMX" in line and "q8_0" in line and "Traceback" not in output
+
+
+def _process_mapping(parent: int, path: Path) -> int | None:
+    """`parent` or its child, whichever has `path` mapped in memory (llama.cpp and gguf-py mmap
+    the file)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent in (ppid, int(entry.name)) and str(path) in (entry / "maps").read_text():
+                return int(entry.name)
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return None
 
 
 def _bpe_tokenizer(folder: Path, split: str, specials: list[str], bos: str | None, eos: str,
@@ -334,7 +417,7 @@ def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_
         assert "<|im_start|>assistant" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
     else:
         assert reader_value(reader, "tokenizer.ggml.add_bos_token") is True
-    if __import__("importlib").util.find_spec("llama_cpp") is None:
+    if not have_module("llama_cpp") and not in_ci():
         return
     from occi.eval.llamacpp import LlamaCppLM
 
@@ -402,6 +485,27 @@ def test_missing_or_broken_exports_and_bad_types_get_one_line(demo, tmp_path):
     (odd / "hf" / "config.json").write_text(json.dumps({**config_json, "architectures": ["GPT2LMHeadModel"]}))
     result = occi("export", str(config), "--run-dir", str(odd), "--format", "gguf")
     assert result.returncode == 2 and "GPT2LMHeadModel" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_full_disk_names_the_file_and_the_free_space(demo, tmp_path):
+    """gguf-py writes with numpy's tofile, whose short write says only "N requested and M written":
+    on a real full disk (a small tmpfs) the export says which file, what it needs and what is free,
+    in one line, and leaves no partial file behind."""
+    config, run_dir = demo
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        run = disk / "run"
+        run.mkdir()
+        (run / "hf").symlink_to(run_dir / "hf")
+        result = occi("export", str(config), "--run-dir", str(run), "--format", "gguf", "--quant", "f32")
+        left = sorted(p.name for p in (run / "gguf").iterdir()) if (run / "gguf").exists() else []
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("occi: error:")]
+    assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    line = errors[0]
+    assert line.startswith(f"occi: error: {run / 'gguf' / 'occi-gguftest-f32.gguf'}: no space left on the device"), line
+    assert " is free in " in line and "it needs about " in line and "MB" in line
+    assert left == []
 
 
 def test_types_only_llama_cpp_makes_name_what_they_need_when_it_is_absent(demo, tmp_path):

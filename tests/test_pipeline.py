@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, occi
+from conftest import REPO, occi, run_python
 from occi.assets import asset_dir
 from occi.eval import suites
 
@@ -124,14 +123,18 @@ def test_model_card_follows_hugging_face_conventions(full_run, tmp_path):
     assert f"{blend['languages']['de']['train']['tokens']:,}" in card.text
 
 
-def test_the_cards_usage_snippet_runs(full_run):
+def test_the_cards_usage_snippet_runs_in_transformers_4_and_5(full_run, transformers4):
+    """The card's own Python block, as printed, with the export's path for the repository id."""
     _, run_dir = full_run
     text = (run_dir / "report" / "MODEL_CARD.md").read_text()
     snippet = text.split("## How to use")[1].split("```python")[1].split("```")[0]
     snippet = snippet.replace('"path/to/hf"', repr(str(run_dir / "hf")))
-    result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip()
+    prompt = snippet.split('tokenizer("')[1].split('"')[0]
+    for python, major in ((sys.executable, "5."), (transformers4, "4.")):
+        result = run_python(python, "import transformers\nprint(transformers.__version__)\n" + snippet)
+        assert result.returncode == 0, f"transformers {major}x: {result.stderr[-2000:]}"
+        version, printed = result.stdout.split("\n", 1)
+        assert version.startswith(major) and printed.startswith(prompt), result.stdout
 
 
 def test_a_section_without_data_says_so(full_run, tmp_path):

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import occi, transformers4_view
+from conftest import occi, skip_unless_ci, small_disk, transformers4_view
 from occi.rundir import RunDir
 
 LANGS = ["fr", "fi", "sv", "et"]
@@ -306,7 +306,7 @@ def test_export_is_exact_and_generates(source, tmp_path, transformers4):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if source not in runs_for_export:
-        pytest.skip("needs the training test of this module")
+        skip_unless_ci("needs the training test of this module (run the whole file)")
     run_dir = runs_for_export[source]
     config = write_run_config(tmp_path, tensor_parallel=2 if source == "tp2" else 1)
     result = occi("export", str(config), "--run-dir", str(run_dir))
@@ -338,3 +338,94 @@ def test_export_is_exact_and_generates(source, tmp_path, transformers4):
     assert seen["rope_theta"] == 10000.0
     # Megatron-LM's tools find the newest checkpoint through latest_checkpointed_iteration.txt
     assert (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").read_text() == "8\n"
+
+
+# ---------------------------------------------------------------- learning-rate schedules, pruning, a full disk
+
+def expected_lr(schedule: str, step: int, steps: int, warmup: int, lr: float, min_lr: float,
+                wsd_fraction: float) -> float:
+    """The learning rate after `step` optimizer steps, as the README defines each schedule."""
+    import math
+
+    if step <= warmup:
+        return lr * step / warmup
+    if schedule == "constant":
+        return lr
+    progress = (step - warmup) / (steps - warmup)
+    if schedule == "linear":
+        return min_lr + (1 - progress) * (lr - min_lr)
+    if schedule == "cosine":
+        return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (lr - min_lr)
+    decay_steps = max(1, round(wsd_fraction * steps))  # wsd: flat, then linear over the last share
+    return lr if step <= steps - decay_steps else min_lr + (steps - step) / decay_steps * (lr - min_lr)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear", "wsd", "cosine"])
+def test_each_lr_schedule_follows_its_definition(schedule):
+    """Megatron's scheduler as occi configures it, stepped on a real optimizer for a whole run."""
+    import torch
+
+    from occi.train.config import TrainConfig
+    from occi.train.trainer import lr_scheduler
+
+    train = TrainConfig(steps=20, warmup_steps=4, lr=1e-3, min_lr=1e-4, lr_schedule=schedule, wsd_decay_fraction=0.3)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+    scheduler = lr_scheduler(optimizer, train)
+    assert optimizer.param_groups[0]["lr"] == 0.0  # the first step trains at the start of the warmup
+    seen = []
+    for _ in range(train.steps):
+        scheduler.step(increment=1)
+        seen.append(optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx([expected_lr(schedule, s, 20, 4, 1e-3, 1e-4, 0.3) for s in range(1, 21)], rel=1e-9)
+    if schedule == "wsd":
+        assert seen[4:14] == pytest.approx([1e-3] * 10) and seen[15] < 1e-3  # stable until the last 30 %
+
+
+WSD = {"lr_schedule": "wsd", "wsd_decay_fraction": 0.25, "save_interval": 2, "keep_last": 1}
+
+
+@pytest.fixture(scope="module")
+def wsd_run(prepared, tmp_path_factory) -> tuple[Path, Path]:
+    """One training run with the wsd schedule, a checkpoint every 2 steps and keep_last 1."""
+    folder = tmp_path_factory.mktemp("wsd")
+    run_dir = fresh_copy(prepared, folder)
+    config = write_run_config(folder, **WSD)
+    result = occi("train", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return config, run_dir
+
+
+def test_training_logs_the_wsd_schedule_and_keeps_only_the_last_checkpoint(wsd_run):
+    _, run_dir = wsd_run
+    records = [json.loads(line) for line in (run_dir / "train" / "log.jsonl").read_text().splitlines()]
+    logged = {r["step"]: r["lr"] for r in records if r["kind"] == "train"}
+    assert list(logged) == list(range(1, 9))
+    expected = [expected_lr("wsd", s, 8, TRAIN["warmup_steps"], TRAIN["lr"], TRAIN["min_lr"], 0.25) for s in logged]
+    assert list(logged.values()) == pytest.approx(expected, rel=1e-6)
+    assert logged[6] == pytest.approx(TRAIN["lr"]) and logged[8] == pytest.approx(TRAIN["min_lr"])
+    # saved at steps 2, 4, 6 and 8; each save removed the one before
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("iter_")) == ["iter_0000008"]
+    assert (run_dir / "checkpoints" / "latest").read_text() == "8\n"
+
+
+def test_export_to_a_full_disk_names_the_file_and_the_free_space(wsd_run, tmp_path):
+    """A real full disk (a small tmpfs holding the run directory; the checkpoints, tokenizer and
+    data are links to the trained run): one line naming the file and the free space, and no
+    partial export left behind."""
+    config, run_dir = wsd_run
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        run = disk / "run"
+        run.mkdir()
+        for name in ("config.yaml", "corpora", "tokenizer", "data", "train", "checkpoints"):
+            (run / name).symlink_to(run_dir / name)
+        result = occi("export", str(config), "--run-dir", str(run))
+        left = [p.name for p in run.iterdir() if p.name == "hf" or p.name.endswith(".tmp")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("occi: error:")]
+    assert len(errors) == 1 and result.stderr.strip().endswith(errors[0]), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    line = errors[0]
+    assert line.startswith(f"occi: error: {run / 'hf' / 'model.safetensors'}: no space left on the device: "
+                           "it needs about "), line
+    assert " is free in " in line
+    assert left == []

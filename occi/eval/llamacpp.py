@@ -11,10 +11,15 @@ way occi's transformers wrapper does, so the two are comparable number for numbe
   one conditioned on the BOS token (as lm-eval's HF model does), every text token scored.
 Registered in lm-eval as `occi-llamacpp` (`--model occi-llamacpp --model_args path=FILE.gguf`
 after `import occi.eval.llamacpp`).
+
+llama.cpp's extra CPU buffer types (weights repacked for AMX or for wider SIMD kernels) are turned
+off: with them, q8_0, q4_0 and q4_1 files crash on the first decode on CPUs with AMX, and without
+them every CPU runs the same kernels on the same weight layout.
 """
 from __future__ import annotations
 
 import atexit
+from contextlib import contextmanager
 
 import numpy as np
 from lm_eval.api.model import TemplateLM
@@ -46,11 +51,35 @@ def load_llama(path: str, n_ctx: int = 0, threads: int | None = None, gpu_layers
         arch = reader.fields["general.architecture"].contents()
         probe_ctx = int(reader.fields[f"{arch}.context_length"].contents())
     cache = {"type_k": 0, "type_v": 0} if f32_cache else {}  # 0: GGML_TYPE_F32
-    llm = Llama(model_path=path, n_ctx=probe_ctx, n_batch=min(probe_ctx, 2048), logits_all=True,
-                n_threads=threads or cores(), n_gpu_layers=gpu_layers, verbose=False, **cache)
+    with _without_extra_buffer_types():
+        llm = Llama(model_path=path, n_ctx=probe_ctx, n_batch=min(probe_ctx, 2048), logits_all=True,
+                    n_threads=threads or cores(), n_gpu_layers=gpu_layers, verbose=False, **cache)
+    if getattr(llm.model_params, "use_extra_bufts", False):
+        raise RuntimeError("llama-cpp-python did not take use_extra_bufts=False")  # a changed Llama constructor
     # freed before the interpreter tears its modules down (else llama-cpp-python's finaliser prints a traceback)
     atexit.register(llm.close)
     return llm, probe_ctx
+
+
+@contextmanager
+def _without_extra_buffer_types():
+    """llama_cpp.Llama (0.3.36) has no argument for llama.cpp's `use_extra_bufts` (an unknown keyword
+    is silently ignored): it builds its model parameters from `llama_model_default_params()`, so
+    that function gives them with the flag off while a model loads."""
+    from llama_cpp import llama_cpp as bindings
+
+    defaults = bindings.llama_model_default_params
+
+    def without_extra_buffer_types():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    bindings.llama_model_default_params = without_extra_buffer_types
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = defaults
 
 
 @register_model("occi-llamacpp")

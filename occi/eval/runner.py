@@ -165,7 +165,19 @@ def _error_line(err: BaseException) -> str:
 
 def evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None = None, model: str | None = None,
              share: Share = Share(), progress: bool = True) -> dict:
-    """Runs every cell not done yet (this share of them); returns the table of all cells."""
+    """Runs every cell not done yet (this share of them); returns the table of all cells.
+
+    A GGUF file is evaluated in a child process, so a crash of llama.cpp becomes one line
+    naming the file (occi/eval/crashguard.py)."""
+    if model is not None and model.endswith(".gguf"):
+        from occi.eval.crashguard import run_in_child
+
+        return run_in_child(model, _evaluate, cfg, RunDir.of(run), suites, model, share, progress)
+    return _evaluate(cfg, run, suites, model, share, progress)
+
+
+def _evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None, model: str | None, share: Share,
+              progress: bool) -> dict:
     from tqdm import tqdm
 
     run = RunDir.of(run)

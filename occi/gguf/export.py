@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from occi.config import RunConfig
+from occi.diskspace import free_bytes, full_disk_error, reporting_full_disk
 from occi.errors import OcciError
 from occi.fsutil import atomic_path, atomic_write_json
 from occi.gguf import quant as quant_module
@@ -34,12 +35,13 @@ def quantize_with_llama_cpp(source: Path, out: Path, quant: QuantType, tool: str
     """llama.cpp's quantizer: the llama-quantize tool, or its C function through llama-cpp-python."""
     from occi.machine import cores
 
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp, reporting_full_disk(out, tmp):
         if tool == "llama-quantize":
             done = subprocess.run(["llama-quantize", str(source), str(tmp), quant.name.upper(), str(cores())],
                                   capture_output=True, text=True)
             if done.returncode != 0:
                 last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
+                _raise_if_full(out, tmp, source)
                 raise OcciError(f"llama-quantize {quant.name} failed: {last[0]}")
         else:
             import llama_cpp
@@ -48,7 +50,15 @@ def quantize_with_llama_cpp(source: Path, out: Path, quant: QuantType, tool: str
             params.ftype = int(quant.file_type)
             params.nthread = cores()
             if llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
+                _raise_if_full(out, tmp, source)
                 raise OcciError(f"llama.cpp could not quantize {source.name} to {quant.name} (see its log above)")
+
+
+def _raise_if_full(out: Path, tmp: Path, source: Path) -> None:
+    """llama.cpp's quantizer reports a full disk only in its log: a quantized file is smaller
+    than its f16 source, so a failure with less than that free is taken for a full disk."""
+    if free_bytes(out.parent) < source.stat().st_size:
+        raise full_disk_error(out, None, tmp.stat().st_size if tmp.exists() else 0)
 
 
 def export_gguf(cfg: RunConfig, run_dir: Path, quants: list[str] | None = None) -> list[Path]:

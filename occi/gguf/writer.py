@@ -15,6 +15,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from occi.diskspace import reporting_full_disk
 from occi.errors import OcciError
 from occi.fsutil import atomic_path
 from occi.gguf import arch as arch_module
@@ -145,7 +146,8 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
     embedding_rows = next(p.shape[0] for p in planned if p.gguf_name == "token_embd.weight")
     vocab = read_vocab(hf_dir, embedding_rows)
     metadata = metadata or {}
-    with atomic_path(out) as tmp:
+    needed = sum(_nbytes(item.shape, item.qtype) for item in planned)
+    with atomic_path(out) as tmp, reporting_full_disk(out, tmp, needed):
         writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[architecture.gguf_arch])
         writer.add_name(name)
         writer.add_quantized_by("occi")

@@ -23,6 +23,9 @@ from occi.tokenizer.models import SentencePieceTokenizer
 from occi.tokenizer.sampling import sample_lines, write_training_text
 
 SPECIALS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
+MODEL_INPUT_NAMES = ("input_ids", "attention_mask")
+"""What the tokenizer returns: occi's models take no token_type_ids (transformers 4's generic fast
+tokenizer returns them unless told so, and `model.generate(**inputs)` then fails)."""
 
 
 def _lines(cfg: RunConfig, run: RunDir, split: str) -> dict[str, list[str]]:
@@ -116,6 +119,7 @@ def _write_hf_files(folder: Path) -> None:
     # occi's data separates documents with </s> and adds no <s> (like Megatron-LM's --append-eod),
     # so the model is used without a BOS token too
     config.update({"add_bos_token": False, "add_eos_token": False, "model_max_length": 1_000_000,
+                   "model_input_names": list(MODEL_INPUT_NAMES),
                    # transformers 5 writes "TokenizersBackend", which transformers 4 cannot load
                    "tokenizer_class": "PreTrainedTokenizerFast"})
     atomic_write_json(config_file, config)

@@ -23,12 +23,14 @@ from typing import Iterator
 import torch
 
 from occi.config import RunConfig
+from occi.diskspace import reporting_full_disk
 from occi.errors import OcciError
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
 from occi.fsutil import atomic_dir, mark_done
 from occi.train import checkpoints, hf_arch
+from occi.tokenizer.train import MODEL_INPUT_NAMES
 from occi.train.hf_import import TOKENIZER_FILES, is_base_run, run_model_config
 
 
@@ -115,7 +117,8 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
         weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
     hf_model.load_state_dict(weights, strict=True)
     out = run.hf
-    with atomic_dir(out) as tmp:
+    needed = sum({t.data_ptr(): t.numel() * t.element_size() for t in hf_model.state_dict().values()}.values())
+    with atomic_dir(out) as tmp, reporting_full_disk(out, tmp, needed):
         hf_model.save_pretrained(tmp, safe_serialization=True)
         _top_level_rope(tmp / "config.json")
         if base is not None and (run.base / "generation_config.json").is_file():
@@ -126,7 +129,7 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
         for name in TOKENIZER_FILES:
             if (tokenizer_dir / name).is_file():
                 shutil.copy2(tokenizer_dir / name, tmp / name)
-        _portable_tokenizer_class(tmp / "tokenizer_config.json")
+        _portable_tokenizer_config(tmp / "tokenizer_config.json")
         (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(root), "sft": chat},
                                                          indent=2))
         mark_done(tmp)
@@ -168,15 +171,18 @@ def _top_level_rope(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _portable_tokenizer_class(path: Path) -> None:
+def _portable_tokenizer_config(path: Path) -> None:
     """"TokenizersBackend" (what transformers 5 writes) is unknown to transformers 4;
-    PreTrainedTokenizerFast loads the same tokenizer.json in both with the same ids."""
+    PreTrainedTokenizerFast loads the same tokenizer.json in both with the same ids. Its
+    transformers 4 version also returns token_type_ids unless told the model's input names, and
+    `model.generate(**tokenizer(text))` then fails: no exported model takes them."""
     if not path.is_file():
         return
     config = json.loads(path.read_text(encoding="utf-8"))
     if config.get("tokenizer_class") in (None, "TokenizersBackend"):
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    config.setdefault("model_input_names", list(MODEL_INPUT_NAMES))
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _special_ids(tokenizer_dir: Path) -> dict[str, int | None]:

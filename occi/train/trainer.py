@@ -60,6 +60,23 @@ def setup_distributed(train: TrainConfig, seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def lr_scheduler(optimizer, train: TrainConfig):
+    """Megatron's scheduler of the learning rate: a linear warmup from 0 over `warmup_steps`, then
+    `lr_schedule` down to `min_lr` at `steps` (constant stays at `lr`; wsd stays at `lr` until the
+    last `wsd_decay_fraction` of the steps, then decays linearly). Weight decay stays constant."""
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+    schedule = {"cosine": "cosine", "wsd": "WSD", "constant": "constant", "linear": "linear"}[train.lr_schedule]
+    return OptimizerParamScheduler(
+        optimizer, init_lr=0.0, max_lr=train.lr, min_lr=train.min_lr,
+        lr_warmup_steps=train.warmup_steps, lr_decay_steps=train.steps, lr_decay_style=schedule,
+        start_wd=train.weight_decay, end_wd=train.weight_decay, wd_incr_steps=train.steps,
+        wd_incr_style="constant",
+        wsd_decay_steps=max(1, round(train.wsd_decay_fraction * train.steps)) if schedule == "WSD" else None,
+        lr_wsd_decay_style="linear" if schedule == "WSD" else None,
+    )
+
+
 class Trainer:
     """Owns the model, optimizer, data and logs of one rank.
 
@@ -70,7 +87,6 @@ class Trainer:
         from megatron.core import parallel_state
         from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
-        from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
         self.cfg, self.run_dir = cfg, Path(run_dir)
         from occi.train.hf_import import run_model_config
@@ -108,15 +124,7 @@ class Trainer:
             clip_grad=self.train.clip_grad if on_gpu else 0.0, bf16=self.dtype == torch.bfloat16,
             params_dtype=self.dtype, use_distributed_optimizer=use_distributed_optimizer,
         ), [self.model])
-        schedule = {"cosine": "cosine", "wsd": "WSD", "constant": "constant", "linear": "linear"}[self.train.lr_schedule]
-        self.scheduler = OptimizerParamScheduler(
-            self.optimizer, init_lr=0.0, max_lr=self.train.lr, min_lr=self.train.min_lr,
-            lr_warmup_steps=self.train.warmup_steps, lr_decay_steps=self.train.steps, lr_decay_style=schedule,
-            start_wd=self.train.weight_decay, end_wd=self.train.weight_decay, wd_incr_steps=self.train.steps,
-            wd_incr_style="constant",
-            wsd_decay_steps=max(1, round(self.train.wsd_decay_fraction * self.train.steps)) if schedule == "WSD" else None,
-            lr_wsd_decay_style="linear" if schedule == "WSD" else None,
-        )
+        self.scheduler = lr_scheduler(self.optimizer, self.train)
         self.dp_rank = parallel_state.get_data_parallel_rank()
         self.is_last_stage = parallel_state.is_pipeline_last_stage()
         self.language_samples = None  # pretraining counts the samples it read per language
