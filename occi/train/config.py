@@ -195,8 +195,6 @@ class TrainConfig:
     """Gradient-norm clipping on GPU; megatron's clipping needs CUDA tensors, so it is off on CPU."""
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     """auto: bf16 on GPU, fp32 on CPU."""
-    distributed_optimizer: bool = True
-    """Shard optimizer state over data-parallel ranks (GPU only; the plain optimizer on CPU)."""
     log_interval: int = 1
     """Steps between console/TensorBoard logs."""
     eval_interval: int = 50
@@ -221,6 +219,24 @@ class TrainConfig:
     tokens of its experts; GPU only: megatron's all-to-all dispatcher copies split sizes on a CUDA
     stream), all-gather (every rank of the expert group sees every token; runs with gloo on CPU),
     auto: all-to-all on GPU, all-gather on CPU."""
+    # memory and communication knobs (issue #28)
+    recompute: Literal["none", "selective", "full"] = "none"
+    """Activation recomputation: none, selective (the core attention is recomputed in the backward
+    pass), or full (each recomputed layer keeps only its input)."""
+    recompute_layers: int = 0
+    """With full recompute: layers per pipeline stage recomputed (0 = all layers)."""
+    distributed_optimizer: bool = False
+    """Shard the optimizer state (fp32 main weights, Adam moments) over the data-parallel ranks."""
+    sequence_parallel: bool = False
+    """At TP > 1, split the norms' and residual activations over the tensor-parallel ranks along
+    the sequence (dense models; a mixture of experts at TP > 1 always uses it)."""
+    context_parallel: int = 1
+    """Context-parallel size: each sequence is split over this many ranks (attention exchanges keys
+    and values)."""
+    overlap_grad_reduce: bool = False
+    """Overlap the data-parallel gradient reduction with the backward pass."""
+    overlap_param_gather: bool = False
+    """With the distributed optimizer: overlap the all-gather of updated weights with the next forward."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)
