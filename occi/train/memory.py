@@ -221,7 +221,7 @@ def estimate(model: ModelConfig, vocab_size: int, layout: Layout, seq_length: in
             kept += tokens * 8  # the token ids (int64) the embedding keeps for its gradient
         if stage == p - 1:
             # final norm input and statistics, the output layer's input, the loss's saved fp32 softmax
-            kept += tokens * (model.hidden_size * a / (t if layout.sequence_parallel else 1) * 2 + 4)
+            kept += tokens * (model.hidden_size * a * 2 + 4) / (t if layout.sequence_parallel else 1)
             kept += tokens * vocab_size / t * 4
         buffer = max(per_layer[:recomputed], default=0.0)
         logits = tokens * vocab_size / t * a if stage == p - 1 and layout.bf16 else 0.0
