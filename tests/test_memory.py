@@ -59,56 +59,65 @@ def test_weights_gradients_and_optimizer_equal_megatrons(name):
     assert occi_bytes == pytest.approx(entry["weight_and_optimizer_bytes"] + final_norm_moved, rel=1e-12)
 
 
-@pytest.mark.parametrize("name", list(GOLDEN["configurations"]))
-def test_activations_differ_from_megatrons_by_what_each_counts(name):
-    """Megatron's estimator (after Korthikanti et al. 2022, Table 2) assumes selective recompute,
-    GPT's layer (K and V as wide as Q, a GeLU MLP of two ffn-wide tensors, two dropout masks), an
-    MoE layer as a dense MLP of ffn_hidden_size, token ids split over TP; without sequence
-    parallelism it uses a per-layer 10 + 24/TP (f = 4h) bytes per hidden unit, bf16 logits and one
-    hidden tensor at the output, and adds 5 %. occi counts its own layers term by term (SwiGLU, GQA,
-    no dropout, fp32 norm statistics, flash attention's log-sum-exp, experts' top-k copies). Starting
-    from occi's figure for the first pipeline stage (where Megatron measures), each difference is
-    applied here by hand; the result must be Megatron's figure exactly."""
-    entry = GOLDEN["configurations"][name]
+def activation_differences(entry: dict) -> tuple[float, float, dict[str, float]]:
+    """(Megatron's activation figure, its overhead factor, occi minus Megatron by named cause) for the
+    first pipeline stage, where Megatron's estimator measures."""
     args = entry["args"]
-    shape, layout = occi_shape(args), occi_layout(args)
-    if layout.recompute == "full":  # Megatron does not model it (the test below): compare with selective
-        layout = dataclasses.replace(layout, recompute="selective")
-    stage0 = memory.estimate(shape, args["padded_vocab_size"], layout)[0]
+    shape = occi_shape(args)
     h, f, vocab, layers = shape.hidden_size, shape.ffn_hidden_size, args["padded_vocab_size"], shape.num_layers
     q, kv, heads = shape.num_attention_heads * shape.head_dim, shape.num_query_groups * shape.head_dim, shape.num_attention_heads
-    t, p, sp = layout.tensor_parallel, layout.pipeline_parallel, layout.sequence_parallel
+    t, p = args["tensor_model_parallel_size"], args["pipeline_model_parallel_size"]
+    selective, sp = args["recompute_granularity"] in ("selective", "full"), args["sequence_parallel"]
     tokens = args["seq_length"] * args["micro_batch_size"]
-    factor = min(1, entry["num_microbatches"] / p)  # both: min(PP, micro batches) in flight on the first stage
-    log_sum_exp = 4 * heads if layout.recompute != "selective" else 0
-    # occi's per-token bytes of one layer's attention and MLP that are split over TP, and those that are not
-    attention_split = 2 * (q + 2 * kv) + 2 * q + log_sum_exp
-    if shape.is_moe:  # router input and fp32 logits/probabilities; k copies: input, SwiGLU, down input, output
+    per_layer = tokens * min(1, entry["num_microbatches"] / p) * layers  # both: min(PP, micro batches) in flight
+    in_flight = tokens * min(p, entry["num_microbatches"])
+    whole = t if sp else 1
+    last = p == 1  # the first stage is also the last: output layer and loss
+    with_sp = sp and args["recompute_granularity"] == "selective"  # the formula Megatron picks
+    split = t if with_sp else 1  # Megatron's with-SP formula divides everything by TP
+    differences = {
+        "no dropout in occi (Megatron: two masks a layer, one after the embedding)": -(per_layer * 2 * h + in_flight * h) / split,
+        "fp32 inverse RMS per token of each norm": per_layer * 8 / whole + (tokens * 4 / whole if last else 0),
+        "RoPE's cos and sin tables for q and k": per_layer / tokens * 4 * args["seq_length"] * shape.head_dim * 2,
+        "flash attention's log-sum-exp, fp32 (kept without selective recompute)": 0 if selective else per_layer * 4 * heads / t,
+        "the loss's target mask and targets": tokens * 9 if last else 0,
+        "token ids whole on every TP rank (Megatron: split over TP)": in_flight * 8 * (1 - 1 / split),
+    }
+    if with_sp:
+        differences["q, k, v, attention output at GQA widths (Megatron: K, V as wide as Q)"] = per_layer * (2 * (q + 2 * kv) + 2 * q - 8 * h) / t
+        differences["SwiGLU keeps 5 inner-width tensors (Megatron: GeLU's 2)"] = per_layer * (10 * f - 4 * f) / t
+    else:  # Megatron: 10h + 24h / TP a layer, GPT's attention and a GeLU MLP of 4h
+        differences["attention and MLP split over TP: GQA widths, SwiGLU's 5 inner tensors (Megatron: 24h, f = 4h)"] = \
+            per_layer * (2 * (q + 2 * kv) + 2 * q + 10 * f - 24 * h) / t
+        if last:
+            differences["output: final norm input and output-layer input, fp32 softmax (Megatron: one hidden tensor, bf16 logits)"] = \
+                tokens * (4 * h / whole - 2 * h + 4 * vocab / t - 2 * vocab / t)
+        differences["sequence parallelism: the whole-width tensors split over TP (Megatron's formula without SP)"] = \
+            -per_layer * 8 * h * (1 - 1 / whole)
+    if shape.is_moe:
         k, fe, experts = shape.moe_top_k, shape.expert_ffn_hidden_size, shape.num_experts
-        mlp_whole = 2 * h + 8 * experts + (4 * h * k) * (t if sp else 1)  # expert inputs/outputs: not split
-        mlp_split = 6 * fe * k
-    else:
-        mlp_whole, mlp_split = 2 * h, 6 * f
-    if sp and layout.recompute == "selective":  # Megatron's compute_activation_memory
-        occi_layer = (6 * h + 8 + mlp_whole + attention_split + mlp_split) / t
-        megatron_layer = (18 * h + 4 * f) / t
-        megatron_output = (4 * h + 4 * vocab) / t
-        occi_output = (4 * h + 4) / t + 4 * vocab / t
-        megatron_ids, occi_ids, masks_embedding = 8 * p / t, 8 * p, h * p / t
-        overhead, megatron_figure = 1.0, entry["activation_with_sp_bytes"]
-    else:  # compute_activation_memory_without_sp (Megatron's choice for anything else)
-        whole = 1 if not sp else t
-        occi_layer = (6 * h + 8 + mlp_whole) / whole + (attention_split + mlp_split) / t
-        megatron_layer = 10 * h + 24 * h / t
-        megatron_output = 2 * vocab / t + 2 * h
-        occi_output = (4 * h + 4) / whole + 4 * vocab / t
-        megatron_ids, occi_ids, masks_embedding = 8 * p, 8 * p, h * p
-        overhead, megatron_figure = 1.05, entry["activation_without_sp_bytes"]
-    occi_figure = tokens * (factor * (layers * occi_layer + occi_ids) + (occi_output if p == 1 else 0))
-    assert stage0.activations == pytest.approx(occi_figure, rel=1e-12)
-    explained = tokens * (factor * (layers * megatron_layer + megatron_ids + masks_embedding)
-                          + (megatron_output if p == 1 else 0)) * overhead
-    assert explained == pytest.approx(megatron_figure, rel=1e-12)
+        differences["MoE layers: router, k copies of each token through SwiGLU experts with the probability inside "
+                    "(Megatron: a dense MLP)"] = per_layer * ((9 * experts + 28 * k) / whole + k * (2 * h + 4)
+                                                            + (12 * k * fe - 10 * f) / t)
+    figure = entry["activation_with_sp_bytes"] if with_sp else entry["activation_without_sp_bytes"]
+    return figure, 1.0 if with_sp else 1.05, differences
+
+
+@pytest.mark.parametrize("name", list(GOLDEN["configurations"]))
+def test_activations_differ_from_megatrons_by_what_each_counts(name):
+    """Megatron's estimator (after Korthikanti et al. 2022, Table 2) assumes selective recompute and
+    GPT's layer; without sequence parallelism and selective recompute it switches to a coarser
+    formula that adds 5 %. occi counts its own layers term by term. occi's figure for the first
+    stage must be Megatron's (without its 5 %) plus the named differences, exactly. Full recompute is
+    compared as selective: Megatron does not model it (the next test)."""
+    entry = GOLDEN["configurations"][name]
+    args = entry["args"]
+    layout = occi_layout(args)
+    if layout.recompute == "full":
+        layout = dataclasses.replace(layout, recompute="selective")
+    stage0 = memory.estimate(occi_shape(args), args["padded_vocab_size"], layout)[0]
+    megatron, overhead, differences = activation_differences(entry)
+    assert stage0.activations == pytest.approx(megatron / overhead + sum(differences.values()), rel=1e-12)
 
 
 def test_megatron_does_not_model_full_recompute_and_occi_does():
@@ -125,5 +134,7 @@ def test_megatron_does_not_model_full_recompute_and_occi_does():
     assert full_stage.activations == pytest.approx(2 * tokens * (16 * 2 * 4096 / t + 8), rel=1e-12)
     # the backward pass re-materialises one whole layer (flash attention's statistics included)
     h, f, q, kv = 4096, 14336, 4096, 1024
-    assert full_stage.recompute_buffer == pytest.approx(tokens * (8 * h + 8 + 2 * (q + 2 * kv) + 2 * q + 6 * f + 4 * 32) / t)
+    rotary = 4 * 4096 * 128 * 2
+    assert full_stage.recompute_buffer == pytest.approx(
+        tokens * (8 * h + 8 + 2 * (q + 2 * kv) + 2 * q + 10 * f + 4 * 32) / t + rotary, rel=1e-12)
     assert full_stage.total < selective_stage.total

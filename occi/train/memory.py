@@ -60,11 +60,12 @@ class Layout:
     recompute_layers: int = 0
     distributed_optimizer: bool = False
     bf16: bool = True
-    flash_attention: bool = True
+    transformer_engine: bool = True
 
     @classmethod
     def of(cls, train: TrainConfig, model: ModelConfig, on_gpu: bool = True) -> "Layout":
-        """The layout a GPU run of this config uses (bf16 unless fp32 is asked for, flash attention)."""
+        """The layout a run of this config uses: on GPU bf16 (unless fp32 is asked for) and Transformer
+        Engine's layers; on CPU (on_gpu False) megatron's local layers."""
         return cls(tensor_parallel=train.tensor_parallel, pipeline_parallel=train.pipeline_parallel,
                    data_parallel=train.data_parallel, expert_parallel=train.expert_parallel,
                    context_parallel=train.context_parallel, micro_batch_size=train.micro_batch_size,
@@ -74,7 +75,7 @@ class Layout:
                    recompute=train.recompute, recompute_layers=train.recompute_layers,
                    distributed_optimizer=train.distributed_optimizer,
                    bf16=train.precision == "bf16" or (train.precision == "auto" and on_gpu),
-                   flash_attention=on_gpu)
+                   transformer_engine=on_gpu)
 
     @property
     def micro_batches(self) -> int:
@@ -136,7 +137,8 @@ def layer_parameters(model: ModelConfig, moe: bool) -> tuple[int, int, int]:
 def layer_activation_terms(model: ModelConfig, layout: Layout, moe: bool, seq_length: int) -> dict[str, float]:
     """Bytes one layer keeps for the backward pass for one micro batch on one rank, by what holds them."""
     t, a = layout.tensor_parallel, (2 if layout.bf16 else 4)
-    tokens = seq_length / layout.context_parallel * layout.micro_batch_size
+    positions = seq_length / layout.context_parallel
+    tokens = positions * layout.micro_batch_size
     h, d = model.hidden_size, model.head_dim
     heads, q, kv = model.num_attention_heads, model.num_attention_heads * model.head_dim, model.num_query_groups * d
     full = t if layout.sequence_parallel else 1  # activations of the whole hidden width: split only with SP
@@ -144,35 +146,41 @@ def layer_activation_terms(model: ModelConfig, layout: Layout, moe: bool, seq_le
         "norm inputs": 2 * tokens * h * a / full,
         "norm statistics": 2 * tokens * 4 / full,  # fp32 inverse RMS per token, one per norm
         "qkv projection input": tokens * h * a / full,
-        "q, k, v": tokens * (q + 2 * kv) * a / t,
-        "attention output": tokens * q * a / t,
+        # megatron's unfused RoPE keeps cos and sin of the positions for q and for k
+        "rotary tables": 4 * positions * d * a,
     }
+    if not layout.transformer_engine:  # torch's RMSNorm keeps its normalised input too (TE: input and statistics)
+        terms["norm outputs before their weight"] = 2 * tokens * h * a / full
+    if layout.transformer_engine:
+        terms["q, k, v"] = tokens * (q + 2 * kv) * a / t
+    else:  # megatron's local attention repeats k and v for every query head before its matmuls
+        terms["q, k, v (k and v repeated per head)"] = tokens * 3 * q * a / t
+    terms["attention output"] = tokens * q * a / t
     if layout.recompute != "selective":
-        if layout.flash_attention:
+        if layout.transformer_engine:
             terms["attention softmax statistics"] = tokens * heads * 4 / t
         else:
             window = min(model.sliding_window or seq_length, seq_length)
             terms["attention probabilities"] = tokens * heads * window * a / t
+    terms["mlp input"] = tokens * h * a / full  # the second norm's output: the MLP's or router's input
     if not moe:
-        f = model.ffn_hidden_size
-        terms["mlp input"] = tokens * h * a / full
-        terms["swiglu input"] = tokens * 2 * f * a / t
-        terms["mlp down input"] = tokens * f * a / t
+        # fc1's output (gate and up), SiLU's output, the up half plus megatron's glu offset (a copy),
+        # and their product, fc2's input
+        terms["swiglu"] = tokens * 5 * model.ffn_hidden_size * a / t
         return terms
     k, fe, experts = model.moe_top_k, model.expert_ffn_hidden_size, model.num_experts
-    terms["router input"] = tokens * h * a / full
-    terms["router logits and probabilities"] = 2 * tokens / full * experts * 4
-    # token copies this rank's experts receive: k per token on average (balanced all-to-all); at
-    # TP > 1 they are gathered over the tensor-parallel ranks, whose experts split the inner width
+    # fp32 router scores and top-k indices and probabilities; the dispatcher's per-expert masks and
+    # permutation indices
+    terms["router and dispatch"] = tokens / full * (9 * experts + 28 * k)
+    # k copies per token reach this rank's experts on average (balanced all-to-all; at TP > 1 gathered
+    # over the tensor-parallel ranks, whose experts split the inner width); in each expert, megatron
+    # multiplies the routing probability into the SwiGLU output: one more inner-width tensor than dense
     routed = tokens * k
     terms["expert inputs"] = routed * h * a
-    terms["expert swiglu inputs"] = routed * 2 * fe * a / t
-    terms["expert down inputs"] = routed * fe * a / t
-    terms["expert outputs (weighted sum)"] = routed * h * a
+    terms["expert swiglu"] = routed * 6 * fe * a / t + routed * 4
     shared = model.moe_shared_expert_ffn_hidden_size
     if shared:
-        terms["shared expert swiglu input"] = tokens * 2 * shared * a / t
-        terms["shared expert down input"] = tokens * shared * a / t
+        terms["shared expert swiglu"] = tokens * 5 * shared * a / t
         if model.moe_shared_expert_gate:
             terms["shared expert gate"] = tokens * (h + 1) * a / full
     return terms
@@ -220,9 +228,11 @@ def estimate(model: ModelConfig, vocab_size: int, layout: Layout, seq_length: in
         if stage == 0:
             kept += tokens * 8  # the token ids (int64) the embedding keeps for its gradient
         if stage == p - 1:
-            # final norm input and statistics, the output layer's input, the loss's saved fp32 softmax
-            kept += tokens * (model.hidden_size * a * 2 + 4) / (t if layout.sequence_parallel else 1)
-            kept += tokens * vocab_size / t * 4
+            # final norm input and statistics (and torch's normalised copy), the output layer's input;
+            # the loss's saved fp32 softmax, target mask and targets
+            norm_copies = 2 if layout.transformer_engine else 3
+            kept += tokens * (model.hidden_size * a * norm_copies + 4) / (t if layout.sequence_parallel else 1)
+            kept += tokens * (vocab_size / t * 4 + 9)
         buffer = max(per_layer[:recomputed], default=0.0)
         logits = tokens * vocab_size / t * a if stage == p - 1 and layout.bf16 else 0.0
         stages.append(StageMemory(
