@@ -138,3 +138,52 @@ def test_megatron_does_not_model_full_recompute_and_occi_does():
     assert full_stage.recompute_buffer == pytest.approx(
         tokens * (8 * h + 8 + 2 * (q + 2 * kv) + 2 * q + 10 * f + 4 * 32) / t + rotary, rel=1e-12)
     assert full_stage.total < selective_stage.total
+
+
+SMALL_DENSE = {"num_layers": 2, "hidden_size": 256, "ffn_hidden_size": 704, "num_attention_heads": 8,
+               "num_query_groups": 4, "seq_length": 256}
+SMALL_MOE = {**SMALL_DENSE, "ffn_hidden_size": 512, "num_experts": 4, "moe_top_k": 2}
+MEASURED_LAYOUTS = [
+    {"name": "dense tp2", "vocab": 1024, "model": SMALL_DENSE,
+     "train": {"tensor_parallel": 2, "micro_batch_size": 2, "global_batch_size": 2, "precision": "fp32"}},
+    {"name": "dense dp2", "vocab": 1024, "model": SMALL_DENSE,
+     "train": {"data_parallel": 2, "micro_batch_size": 2, "global_batch_size": 4, "precision": "fp32"}},
+    {"name": "moe ep2, shared expert", "vocab": 1024,
+     "model": {**SMALL_MOE, "moe_ffn_hidden_size": 256, "moe_shared_expert_ffn_hidden_size": 512, "moe_shared_expert_gate": True},
+     "train": {"data_parallel": 2, "expert_parallel": 2, "micro_batch_size": 2, "global_batch_size": 4, "precision": "fp32"}},
+    {"name": "moe tp2 (sequence parallel)", "vocab": 1024, "model": SMALL_MOE,
+     "train": {"tensor_parallel": 2, "micro_batch_size": 2, "global_batch_size": 2, "precision": "fp32"}},
+]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory) -> dict:
+    """Every layout measured on both ranks of one 2-rank gloo run (tests/memory_measure.py)."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("memory")
+    (folder / "layouts.json").write_text(json.dumps(MEASURED_LAYOUTS))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+               str(REPO / "tests" / "memory_measure.py"), str(folder / "layouts.json"), str(folder / "out.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((folder / "out.json").read_text())
+
+
+@pytest.mark.parametrize("layout", MEASURED_LAYOUTS, ids=lambda layout: layout["name"])
+def test_prediction_matches_memory_measured_on_cpu(measured, layout):
+    """occi's real megatron model on CPU (fp32, megatron's local layers: unfused attention, torch's
+    RMSNorm): weights, gradient buffers and optimizer state are counted exactly; the activations of
+    one micro batch within 10 %. Experts: the prediction assumes balanced routing, so it is compared
+    with the mean over the expert-parallel ranks (a randomly initialised router sends one rank more)."""
+    from occi.train.config import TrainConfig
+
+    shape, train = ModelConfig(**layout["model"]), TrainConfig(**layout["train"])
+    predicted = memory.estimate(shape, layout["vocab"], memory.Layout.of(train, shape, on_gpu=False))[0]
+    ranks = measured[layout["name"]]
+    for part in ("weights", "gradients", "optimizer"):
+        assert all(rank[part] == getattr(predicted, part) for rank in ranks), (part, ranks, getattr(predicted, part))
+    mean = sum(rank["activations"] for rank in ranks) / len(ranks)
+    assert mean == pytest.approx(predicted.activations, rel=0.10)
