@@ -187,3 +187,119 @@ def test_prediction_matches_memory_measured_on_cpu(measured, layout):
         assert all(rank[part] == getattr(predicted, part) for rank in ranks), (part, ranks, getattr(predicted, part))
     mean = sum(rank["activations"] for rank in ranks) / len(ranks)
     assert mean == pytest.approx(predicted.activations, rel=0.10)
+
+
+# ---------------------------------------------------------------- plan, doctor and submit
+
+MISTRAL_7B_V03 = {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 4096,
+                  "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+                  "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 32768, "max_position_embeddings": 32768,
+                  "rope_theta": 1000000.0, "rms_norm_eps": 1e-5, "sliding_window": None, "hidden_act": "silu",
+                  "tie_word_embeddings": False}
+
+
+def mistral_run(tmp_path, **train) -> tuple:
+    """The cpt-mistral-7b-eu recipe with these train settings, its base's config.json in the run
+    (as `occi import` leaves it) and the corpora marked done (planning them would ask the hub)."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "configs" / "cpt-mistral-7b-eu.yaml").read_text())
+    raw["train"].update(train)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = tmp_path / "cpt-mistral.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "run"
+    (run_dir / "base").mkdir(parents=True)
+    (run_dir / "base" / "config.json").write_text(json.dumps(MISTRAL_7B_V03))
+    (run_dir / "corpora").mkdir()
+    (run_dir / "corpora" / "_DONE").write_text("{}")
+    return config, run_dir
+
+
+# the recipe as it was before this change: the plain optimizer, no sequence parallelism, micro batch 2
+UNFIT = {"micro_batch_size": 2, "distributed_optimizer": False, "sequence_parallel": False}
+
+
+def test_plan_prints_the_peak_the_breakdown_and_the_headroom(tmp_path):
+    from conftest import occi
+
+    config, run_dir = mistral_run(tmp_path)
+    result = occi("plan", str(config), "--cluster", "juwels-booster", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    plan = json.loads((run_dir / "plan.json").read_text())["memory"]
+    assert plan["fits"] and plan["gpu_memory_gib"] == 40
+    # the weights of one TP=2 rank: half of every matrix but the norms, in bf16; fp32 gradients;
+    # 12 bytes of optimizer state per parameter over 16 data-parallel ranks
+    h, f, layers, vocab, kv = 4096, 14336, 32, 32768, 1024
+    split = layers * (h * (h + 2 * kv) + h * h + 3 * h * f) + 2 * vocab * h
+    rank = split / 2 + layers * 2 * h + h
+    rows = dict(plan["breakdown"])
+    assert rows["weights"].startswith(f"{rank * 2 / 2**30:.1f} GiB ({rank:,.0f} parameters")
+    assert rows["gradients"].startswith(f"{rank * 4 / 2**30:.1f} GiB")
+    assert rows["optimizer"].startswith(f"{rank * 12 / 16 / 2**30:.1f} GiB")
+    assert "sequence parallel on" in rows["activations"] and "logits" in rows
+    assert plan["headroom_bytes"] == pytest.approx((40 - 3) * 2**30 - plan["peak_bytes"])
+    line = next(l for l in result.stdout.splitlines() if l.startswith("memory"))
+    assert "GiB predicted peak per GPU of 40 GiB less 3 GiB runtime reserve" in line and line.endswith("fits")
+
+
+def test_the_cheapest_fix_is_the_first_candidate_that_fits(tmp_path):
+    """Every cheaper candidate (alone or with the free ones) was predicted not to fit, the fix does."""
+    from occi import config as config_module
+    from occi.rundir import RunDir
+    from occi.slurm.estimate import model_shape
+
+    config, run_dir = mistral_run(tmp_path, **UNFIT)
+    cfg = config_module.load(str(config))
+    shape = model_shape(cfg, RunDir(run_dir))
+    fix = memory.cheapest_fix(cfg.train, shape, 32768, 40)
+    assert fix == {"distributed_optimizer": True, "sequence_parallel": True, "micro_batch_size": 1}
+
+    def total(changes):
+        train = dataclasses.replace(cfg.train, **changes)
+        return memory.peak(memory.estimate(shape, 32768, memory.Layout.of(train, shape))).total
+
+    assert memory.fits(total(fix), 40)
+    free = {"distributed_optimizer": True, "sequence_parallel": True}
+    for cheaper in ({"distributed_optimizer": True}, {"sequence_parallel": True}, free, {"recompute": "selective"},
+                    {**free, "recompute": "selective"}, {"micro_batch_size": 1}):
+        assert not memory.fits(total(cheaper), 40), cheaper
+    assert memory.cheapest_fix(cfg.train, shape, 32768, 64) == {"distributed_optimizer": True}
+    assert memory.cheapest_fix(dataclasses.replace(cfg.train, **fix), shape, 32768, 40) is None or \
+        memory.fits(total(fix), 40)
+
+
+def test_submit_refuses_a_layout_that_does_not_fit_and_takes_the_fix(tmp_path):
+    from conftest import occi
+
+    config, run_dir = mistral_run(tmp_path, **UNFIT)
+    refused = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", "juwels-booster", "--dry-run")
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "predicted to need 89.8 GiB per GPU" in refused.stderr and "GiB more than juwels-booster's 40 GiB" in refused.stderr
+    assert ("the cheapest change that fits: train.distributed_optimizer: true, train.sequence_parallel: true, "
+            "train.micro_batch_size: 1") in refused.stderr
+    assert not (run_dir / "slurm" / "train.sbatch").exists()
+    fixed, _ = mistral_run(tmp_path / "fixed", micro_batch_size=1, distributed_optimizer=True, sequence_parallel=True)
+    accepted = occi("slurm", "submit", str(fixed), "--run-dir", str(tmp_path / "fixed" / "run"), "--cluster",
+                    "juwels-booster", "--dry-run")
+    assert accepted.returncode == 0, accepted.stderr
+    roomier = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", "generic-gpu", "--dry-run")
+    assert roomier.returncode == 2 and "the cheapest change that fits: train.distributed_optimizer: true" in roomier.stderr
+
+
+def test_doctor_fails_its_memory_check_with_the_fix(tmp_path):
+    from occi import config as config_module
+    from occi.preflight.doctor import memory_fit
+    from occi.rundir import RunDir
+    from occi.slurm.submit import load_profile
+
+    config, run_dir = mistral_run(tmp_path, **UNFIT)
+    cfg = config_module.load(str(config))
+    check = memory_fit(cfg, RunDir(run_dir), load_profile("juwels-booster")[0], "juwels-booster")
+    assert check.status == "fail" and "predicted to need 89.8 GiB per GPU" in check.detail
+    assert check.fix.startswith("the cheapest change that fits: train.distributed_optimizer: true")
+    fits = memory_fit(config_module.load("cpt-mistral-7b-eu"), RunDir(run_dir), load_profile("juwels-booster")[0],
+                      "juwels-booster")
+    assert fits.status == "ok"
+    assert memory_fit(cfg, RunDir(run_dir), load_profile("local")[0], "local").status == "skip"

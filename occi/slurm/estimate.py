@@ -125,6 +125,34 @@ def memory_plan(cfg: RunConfig, model, vocab: int, profile: ClusterProfile, clus
     return result
 
 
+def memory_refusal(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: str) -> str | None:
+    """One line when the training layout is predicted not to fit the profile's GPUs (the shortfall
+    and the cheapest change that fits, computed); None when it fits or the profile states no memory.
+    Raises OcciError when the model's shape cannot be read (a base not fetched)."""
+    if not profile.gpu_memory_gib:
+        return None
+    from occi.train import memory
+    from occi.train.model import padded_vocab_size
+
+    model = model_shape(cfg, run)
+    vocab = padded_vocab_size(cfg.tokenizer.vocab_size, model, cfg.train.tensor_parallel)
+    result = memory_plan(cfg, model, vocab, profile, cluster)
+    if result["fits"]:
+        return None
+    usable = profile.gpu_memory_gib - memory.RUNTIME_RESERVE_GIB
+    line = (f"{cfg.source_file}: training is predicted to need {result['peak_bytes'] / memory.GIB:.1f} GiB per GPU "
+            f"(pipeline stage {result['stage']}), {-result['headroom_bytes'] / memory.GIB:.1f} GiB more than {cluster}'s "
+            f"{profile.gpu_memory_gib:g} GiB less the {memory.RUNTIME_RESERVE_GIB:g} GiB runtime reserve ({usable:g} GiB); ")
+    fix = result["fix"]
+    if fix is None:
+        return line + ("no change of recompute, micro batch, sequence parallelism, distributed optimizer or TP/PP size "
+                       "at this GPU count fits: use more GPUs or a larger-memory cluster (`occi plan` shows the breakdown)")
+    import dataclasses
+
+    fixed = memory.peak(memory.estimate(model, vocab, memory.Layout.of(dataclasses.replace(cfg.train, **fix), model)))
+    return line + f"the cheapest change that fits: {memory.describe_fix(fix)} (predicted {fixed.total / memory.GIB:.1f} GiB)"
+
+
 def memory_line(plan: dict) -> str:
     """One line: the predicted peak per GPU, the headroom, and the fix when it does not fit."""
     from occi.train.memory import GIB, describe_fix

@@ -247,7 +247,8 @@ class TrainConfig:
             "adam_beta1": ranges.Range(0, 1, high_open=True), "adam_beta2": ranges.Range(0, 1, high_open=True),
             "adam_eps": ranges.POSITIVE, "clip_grad": ranges.at_least(0), "log_interval": one, "eval_interval": one,
             "eval_samples": one, "save_interval": one, "keep_last": one, "peak_tflops": ranges.POSITIVE,
-            "stop_after_steps": one, "expert_parallel": one,
+            "stop_after_steps": one, "expert_parallel": one, "recompute_layers": ranges.at_least(0),
+            "context_parallel": one,
         })
         if self.global_batch_size % (self.micro_batch_size * self.data_parallel):
             raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of "
