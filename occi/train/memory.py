@@ -49,18 +49,32 @@ class Layout:
     """How one training run is split and what it keeps; from a TrainConfig with `Layout.of`."""
 
     tensor_parallel: int = 1
+    """TP size: attention heads, MLP widths and the vocabulary are split over it."""
     pipeline_parallel: int = 1
+    """PP size: the layers are split into this many stages."""
     data_parallel: int = 1
+    """DP size: replicas (the distributed optimizer splits its state over them)."""
     expert_parallel: int = 1
+    """EP size: the routed experts are split over it."""
     context_parallel: int = 1
+    """CP size: each sequence is split over it."""
     micro_batch_size: int = 1
+    """Sequences per forward pass."""
     global_batch_size: int = 1
+    """Sequences per optimizer step (sets the micro batches per step, so those in flight)."""
     sequence_parallel: bool = False
+    """Whole-width activations split over the TP ranks."""
     recompute: str = "none"
+    """none, selective (the core attention) or full (whole layers)."""
     recompute_layers: int = 0
+    """Fully recomputed layers per stage (0: all)."""
     distributed_optimizer: bool = False
+    """The optimizer state split over the data-parallel ranks."""
     bf16: bool = True
+    """bf16 weights and activations with fp32 main weights; False: fp32 throughout."""
     transformer_engine: bool = True
+    """Transformer Engine's layers (GPU: flash attention, fused norms); False: megatron's local
+    layers (CPU: unfused attention, torch's RMSNorm)."""
 
     @classmethod
     def of(cls, train: TrainConfig, model: ModelConfig, on_gpu: bool = True) -> "Layout":
@@ -93,16 +107,27 @@ class StageMemory:
     """Bytes on one rank of one pipeline stage."""
 
     stage: int
+    """Pipeline stage (0: the first)."""
     layers: int
+    """Transformer layers on the stage."""
     parameters: int
+    """Parameters on one rank of the stage."""
     expert_parameters: int
+    """Of them, routed experts' parameters."""
     weights: float
+    """Bytes of the weights."""
     gradients: float
+    """Bytes of the fp32 gradient buffer."""
     optimizer: float
+    """Bytes of the optimizer state."""
     activations: float
+    """Bytes kept for the backward pass by the micro batches in flight."""
     in_flight: int
+    """Micro batches whose activations the stage holds at once (1F1B)."""
     recompute_buffer: float
+    """Bytes of the one layer full recompute re-materialises."""
     logits: float
+    """Bytes of the largest temporary: the bf16 logits next to the loss's fp32 copy."""
 
     @property
     def total(self) -> float:
@@ -335,9 +360,10 @@ def cheapest_fix(train: TrainConfig, model: ModelConfig, vocab_size: int, gpu_me
 
 def _apply(train: TrainConfig, fix: dict) -> TrainConfig | None:
     try:
-        return dataclasses.replace(train, **fix)
+        changed = dataclasses.replace(train, **fix)
     except ValueError:  # e.g. the global batch no longer divides
         return None
+    return changed if changed.data_parallel % changed.expert_parallel == 0 else None
 
 
 def describe_fix(fix: dict) -> str:
