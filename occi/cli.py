@@ -118,7 +118,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     run = RunDir(Path(args.run_dir) if args.run_dir else config.default_run_dir(cfg))
     result = estimate.plan(cfg, run, args.cluster, mfu=args.mfu)
     print(estimate.format_plan(result))
-    print(f"plan: {run.plan}")
+    print(f"plan: {run.plan}, memory per GPU drawn in {run.plan_memory_png}")
     return 0
 
 

@@ -239,6 +239,7 @@ def test_plan_prints_the_peak_the_breakdown_and_the_headroom(tmp_path):
     assert rows["optimizer"].startswith(f"{rank * 12 / 16 / 2**30:.1f} GiB")
     assert "sequence parallel on" in rows["activations"] and "logits" in rows
     assert plan["headroom_bytes"] == pytest.approx((40 - 3) * 2**30 - plan["peak_bytes"])
+    assert (run_dir / "plan-memory.png").read_bytes().startswith(b"\x89PNG")
     line = next(l for l in result.stdout.splitlines() if l.startswith("memory"))
     assert "GiB predicted peak per GPU of 40 GiB less 3 GiB runtime reserve" in line and line.endswith("fits")
 
@@ -303,3 +304,15 @@ def test_doctor_fails_its_memory_check_with_the_fix(tmp_path):
                       "juwels-booster")
     assert fits.status == "ok"
     assert memory_fit(cfg, RunDir(run_dir), load_profile("local")[0], "local").status == "skip"
+
+
+def test_every_cluster_recipe_fits_every_gpu_profile_as_the_readme_shows(capsys, monkeypatch):
+    """bench/memory/recipes.py regenerates the README's table without a difference, and every row fits."""
+    import runpy
+
+    monkeypatch.setattr("sys.argv", ["recipes.py"])
+    runpy.run_path(str(REPO / "bench" / "memory" / "recipes.py"), run_name="__main__")
+    table = capsys.readouterr().out.strip().splitlines()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(table) == 8 and all(line in readme for line in table)
+    assert all(cell.endswith(": fits") for row in table[2:] for cell in row.strip(" |").split(" | ")[1:])

@@ -5,7 +5,7 @@ The 7-8B recipes continue from hub bases whose config.json a plan reads from the
 Hugging Face cache; this script writes the published architecture numbers of those two bases
 (Llama-3.1-8B, Mistral-7B-v0.3) into a scratch run directory instead, so it needs no download.
 
-    python bench/memory/recipes.py
+    python bench/memory/recipes.py [--png docs/memory-recipes.png]
 """
 from __future__ import annotations
 
@@ -30,12 +30,19 @@ LLAMA_31_8B = {**MISTRAL_7B_V03, "architectures": ["LlamaForCausalLM"], "model_t
 
 
 def main() -> None:
+    import argparse
+
     from occi import config
+    from occi.slurm.memory_plot import memory_png
     from occi.rundir import RunDir
     from occi.slurm import estimate
     from occi.slurm.submit import load_profile
     from occi.train.memory import GIB
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--png", help="also draw each recipe's breakdown against the GPUs' memory")
+    options = parser.parse_args()
+    bars = []
     header = "| recipe (layout) | " + " | ".join(
         f"{c} ({load_profile(c)[0].gpu_memory_gib:g} GiB)" for c in CLUSTERS) + " |"
     print(header)
@@ -56,9 +63,16 @@ def main() -> None:
                 (run.base / "config.json").write_text(json.dumps(base))
                 plan = estimate.estimate(cfg, run, load_profile(cluster)[0], cluster)
             memory = plan["memory"]
+            if cluster == CLUSTERS[0]:
+                bars.append((name, memory["parts"]))
             verdict = "fits" if memory["fits"] else "**does not fit**"
             cells.append(f"{memory['peak_bytes'] / GIB:.1f} GiB, {memory['headroom_bytes'] / GIB:+.1f}: {verdict}")
         print(f"| {name} ({', '.join(knobs)}) | " + " | ".join(cells) + " |")
+    if options.png:
+        from occi.train.memory import RUNTIME_RESERVE_GIB
+
+        sizes = {f"{load_profile(c)[0].gpu_memory_gib:g} GiB": load_profile(c)[0].gpu_memory_gib for c in CLUSTERS}
+        memory_png(bars, sizes, RUNTIME_RESERVE_GIB, Path(options.png))
 
 
 if __name__ == "__main__":

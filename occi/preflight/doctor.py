@@ -83,6 +83,6 @@ def memory_fit(cfg, run: RunDir, profile, cluster: str) -> Check:
     except OcciError as error:
         return Check("memory", "skip", "-", str(error))
     if refusal:
-        shortfall, _, fix = refusal.partition("; ")
-        return Check("memory", "fail", "does not fit", shortfall.split(": ", 1)[-1], fix=fix)
+        shortfall, fix = refusal
+        return Check("memory", "fail", "does not fit", shortfall, fix=fix)
     return Check("memory", "ok", f"fits {profile.gpu_memory_gib:g} GiB GPUs (see `occi plan`)")

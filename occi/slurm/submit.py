@@ -157,7 +157,7 @@ def check_memory(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: 
         warn(f"memory not checked: {error}")
         return
     if refusal:
-        raise OcciError(refusal)
+        raise OcciError(f"{cfg.source_file}: " + "; ".join(refusal))
 
 
 def check_time_limits(profile: ClusterProfile, profile_path: Path, qos: str | None) -> None:
