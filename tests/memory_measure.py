@@ -3,7 +3,8 @@
 turn, and measures on each rank: the bytes of the weights, the gradient buffers and the optimizer
 state after one optimizer step (unique storages), and the activations one micro batch keeps for
 the backward pass (every tensor autograd saves, through torch.autograd.graph.saved_tensors_hooks,
-unique storages, parameters excluded). Rank 0 writes the figures of every rank as JSON.
+unique storages, parameters excluded). Rank 0 writes the figures of every rank as JSON. On a GPU
+(bench/memory/gpu_check.py) it also records the allocator's peak over a second training step.
 
     torchrun --nproc-per-node=2 tests/memory_measure.py LAYOUTS.json OUT.json
 """
@@ -36,12 +37,16 @@ def measure(model_cfg, train, vocab: int, dtype: torch.dtype, seed: int = 1234) 
     from occi.train.trainer import setup_distributed
 
     setup_distributed(train, seed)
+    on_gpu = torch.cuda.is_available()
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
     model = build_model(model_cfg, train, vocab, dtype)
     if model_cfg.is_moe:
         initialize_independent_of_layout(model, model_cfg, seed)
         for name, param in model.named_parameters():
             if ".experts." in name:
                 param.allreduce = False
+    if on_gpu:
+        model.cuda()
     ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True,
                                                use_distributed_optimizer=train.distributed_optimizer)
     ddp = DistributedDataParallel(model.config, ddp_config, model)
@@ -53,9 +58,10 @@ def measure(model_cfg, train, vocab: int, dtype: torch.dtype, seed: int = 1234) 
     seq, batch = model_cfg.seq_length, train.micro_batch_size
     generator = torch.Generator().manual_seed(seed + parallel_state.get_data_parallel_rank())
     tokens = torch.randint(0, vocab, (batch, seq + 1), generator=generator)
+    tokens = tokens.to(device)
     inputs, labels = tokens[:, :-1], tokens[:, 1:]
-    positions = torch.arange(seq).expand(batch, -1)
-    causal = torch.triu(torch.ones(1, 1, seq, seq, dtype=torch.bool), diagonal=1)
+    positions = torch.arange(seq, device=device).expand(batch, -1)
+    causal = torch.triu(torch.ones(1, 1, seq, seq, dtype=torch.bool, device=device), diagonal=1)
     parameters = storages(ddp.parameters())
     saved: dict[int, int] = {}
 
@@ -85,6 +91,16 @@ def measure(model_cfg, train, vocab: int, dtype: torch.dtype, seed: int = 1234) 
             state.update(storages(v for v in per_param.values() if torch.is_tensor(v) and v.numel() > 1))
     optimizer_bytes = sum(n for ptr, n in state.items() if ptr not in parameters)
     result = {"weights": weights, "gradients": gradients, "optimizer": optimizer_bytes, "activations": activations}
+    if on_gpu:  # a second step, with the optimizer state allocated: the allocator's peak
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        ddp.zero_grad_buffer()
+        optimizer.zero_grad()
+        ddp(inputs, positions, causal, labels=labels).float().mean().backward()
+        finalize_model_grads([ddp])
+        optimizer.step()
+        torch.cuda.synchronize()
+        result["peak_allocated"] = torch.cuda.max_memory_allocated()
     parallel_state.destroy_model_parallel()
     return result
 
