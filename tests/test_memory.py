@@ -316,3 +316,24 @@ def test_every_cluster_recipe_fits_every_gpu_profile_as_the_readme_shows(capsys,
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(table) == 8 and all(line in readme for line in table)
     assert all(cell.endswith(": fits") for row in table[2:] for cell in row.strip(" |").split(" | ")[1:])
+
+
+def test_context_parallel_splits_the_sequence_and_shards_the_optimizer_with_data_parallel():
+    shape = ModelConfig(num_layers=4, hidden_size=1024, ffn_hidden_size=2816, num_attention_heads=16,
+                        num_query_groups=4, seq_length=8192, vocab_size=32768)
+    one = memory.Layout(data_parallel=4, distributed_optimizer=True, global_batch_size=4)
+    two = dataclasses.replace(one, context_parallel=2)
+    a, b = memory.estimate(shape, 32768, one)[0], memory.estimate(shape, 32768, two)[0]
+    rotary = 4 * 4 * 8192 * 64 * 2  # per layer, per position: halved too
+    assert b.activations - rotary / 2 == pytest.approx((a.activations - rotary) / 2, rel=1e-12)
+    assert b.optimizer == pytest.approx(a.optimizer / 2) and b.weights == a.weights
+    assert b.logits == pytest.approx(a.logits / 2)
+
+
+def test_a_layout_nothing_rescues_says_so():
+    from occi.train.config import TrainConfig
+
+    shape = ModelConfig(num_layers=8, hidden_size=8192, ffn_hidden_size=28672, num_attention_heads=64,
+                        num_query_groups=8, seq_length=4096, vocab_size=128256)
+    train = TrainConfig(global_batch_size=8, micro_batch_size=1, steps=10, warmup_steps=1)
+    assert memory.cheapest_fix(train, shape, 128256, 40) is None  # one GPU: no DP, TP or PP to take from

@@ -184,9 +184,8 @@ def layer_activation_terms(model: ModelConfig, layout: Layout, moe: bool, seq_le
     if layout.recompute != "selective":
         if layout.transformer_engine:
             terms["attention softmax statistics"] = tokens * heads * 4 / t
-        else:
-            window = min(model.sliding_window or seq_length, seq_length)
-            terms["attention probabilities"] = tokens * heads * window * a / t
+        else:  # the unfused path builds every score of the sequence, a sliding window only masks them
+            terms["attention probabilities"] = tokens * heads * seq_length / layout.context_parallel * a / t
     terms["mlp input"] = tokens * h * a / full  # the second norm's output: the MLP's or router's input
     if not moe:
         # fc1's output (gate and up), SiLU's output, the up half plus megatron's glu offset (a copy),
