@@ -12,7 +12,7 @@ PARTS = ["weights", "gradients", "optimizer", "activations", "recompute_buffer",
 def memory_png(bars: list[tuple[str, dict]], gpu_memory: dict[str, float], reserve_gib: float, path: Path) -> None:
     """bars: (label, {part: bytes}) in PARTS order; gpu_memory: {label: GiB} drawn as vertical lines."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.55 * len(bars)))
+    fig, ax = plt.subplots(figsize=(9, max(2.6, 1.2 + 0.55 * len(bars))))
     labels = [label for label, _ in bars]
     left = [0.0] * len(bars)
     colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#bbbbbb"]

@@ -280,7 +280,8 @@ def breakdown(stage: StageMemory, layout: Layout) -> list[tuple[str, str]]:
     """The rows a plan prints for the peak stage."""
     where = f"pipeline stage {stage.stage} of {layout.pipeline_parallel}, {stage.layers} layer(s)"
     experts = f", {stage.expert_parameters:,} of them experts" if stage.expert_parameters else ""
-    optimizer = ("distributed over " + f"{layout.data_parallel * layout.context_parallel} data-parallel ranks"
+    optimizer = (f"distributed over {layout.data_parallel * layout.context_parallel} data-parallel ranks"
+                 + (f", the experts' over {layout.expert_data_parallel}" if stage.expert_parameters else "")
                  if layout.distributed_optimizer else "not distributed")
     recompute = layout.recompute + (f" ({layout.recompute_layers or stage.layers} layer(s) per stage)"
                                     if layout.recompute == "full" else "")
