@@ -10,12 +10,15 @@ counted is what occi's trainer builds (occi/train/model.py, occi/train/trainer.p
   distributed optimizer splits that state over the data-parallel ranks (the experts' over the
   expert-data-parallel ranks); weights and gradient buffers stay whole.
 - activations kept for the backward pass, per micro batch and layer, term by term: the inputs of
-  both norms, of the QKV projection and of the MLP's first projection (split over the
-  tensor-parallel ranks only with sequence parallelism), q/k/v after RoPE, the attention output,
-  the SwiGLU input (gate and up) and the second projection's input (split over tensor-parallel
-  ranks), and the attention's own state: flash attention's log-sum-exp (Transformer Engine, on
-  GPU) or the unfused path's softmax probabilities (megatron's local spec, on CPU). Dropout is
-  off in occi, so no dropout masks. Context parallelism splits the sequence.
+  both norms (and their fp32 statistics), of the QKV projection and of the MLP (split over the
+  tensor-parallel ranks only with sequence parallelism), q/k/v, the attention output, SwiGLU's five
+  inner-width tensors (fc1's gate and up, SiLU's output, the up half's copy megatron's glu makes,
+  their product), RoPE's cos/sin tables, and the attention's own state: flash attention's
+  log-sum-exp (Transformer Engine, on GPU) or the unfused path's softmax probabilities, with k
+  and v repeated per head and torch's RMSNorm keeping its normalised input too (megatron's local
+  layers, on CPU). Dropout is off in occi, so no dropout masks. Context parallelism splits the
+  sequence. The last stage adds the final norm, the output layer's input and the loss's fp32
+  softmax; the first stage the token ids.
 - a mixture-of-experts layer: the router (logits and probabilities, fp32), each token's top-k
   copies through its experts (all-to-all dispatch, balanced load: k x the tokens arrive at each
   expert-parallel rank on average), the shared expert and its gate.
@@ -23,7 +26,8 @@ counted is what occi's trainer builds (occi/train/model.py, occi/train/trainer.p
   recomputed layer's input, and re-materialises one layer at a time in the backward pass.
 - pipeline parallelism (1F1B): stage i holds min(PP - i, micro batches) micro batches in flight.
 - the largest temporary: the logits over the (tensor-parallel part of the) vocabulary in the
-  loss, in the training precision, plus megatron's fp32 copy that becomes the saved softmax.
+  training precision, alive next to megatron's fp32 copy in the loss (which becomes the saved
+  softmax, counted with the activations).
 
 Not counted: the CUDA context, NCCL and cuBLAS workspaces and the allocator's fragmentation;
 RUNTIME_RESERVE_GIB stands for them when a plan decides whether a layout fits.
