@@ -10,7 +10,6 @@ unique storages, parameters excluded). Rank 0 writes the figures of every rank a
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 
