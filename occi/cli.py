@@ -118,7 +118,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     run = RunDir(Path(args.run_dir) if args.run_dir else config.default_run_dir(cfg))
     result = estimate.plan(cfg, run, args.cluster, mfu=args.mfu)
     print(estimate.format_plan(result))
-    print(f"plan: {run.plan}")
+    print(f"plan: {run.plan}, memory per GPU drawn in {run.plan_memory_png}")
     return 0
 
 
@@ -262,7 +262,7 @@ def make_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--quick", action="store_true", help="skip the training checks (tiny run, throughput)")
     doctor.set_defaults(func=cmd_doctor)
 
-    plan = commands.add_parser("plan", help="estimate GPU-hours, wall time, energy and cost of the run on a cluster")
+    plan = commands.add_parser("plan", help="estimate GPU-hours, wall time, energy, cost and peak memory per GPU of the run on a cluster")
     plan.add_argument("config", metavar="CONFIG", help="run config: a YAML path or a shipped name (e.g. demo)")
     plan.add_argument("--run-dir", metavar="DIR", help="the run directory (default: runs/<name>); plan.json goes there")
     plan.add_argument("--cluster", required=True, help="a profile under slurm/clusters/ (or a YAML path)")

@@ -59,6 +59,11 @@ class RunDir:
         return self.root / "plan.json"
 
     @property
+    def plan_memory_png(self) -> Path:
+        """`occi plan`'s predicted memory per GPU, drawn."""
+        return self.root / "plan-memory.png"
+
+    @property
     def provenance(self) -> Path:
         """Which occi (version, git commit) ran each stage, one JSON line per stage run."""
         return self.root / "provenance.jsonl"

@@ -164,7 +164,7 @@ def test_doctor_exits_1_with_what_to_do_when_the_run_would_break(tmp_path):
     assert "hub items" in report["failed"]
     assert "occi fetch" in next(c for c in report["checks"] if c["name"] == "hub items")["fix"]
     names = {c["name"] for c in report["checks"]}
-    assert {"cores per rank", "gpus per node", "network interfaces"} <= names
+    assert {"cores per rank", "gpus per node", "network interfaces", "memory"} <= names
     interfaces = next(c for c in report["checks"] if c["name"] == "network interfaces")
     assert interfaces["status"] == "fail" or "ib0" in interfaces["value"]  # this machine has no ib0
     assert "HF_TOKEN" not in result.stdout or "export HF_TOKEN" in result.stdout

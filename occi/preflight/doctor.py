@@ -4,6 +4,7 @@ Checks, in order: software versions and whether they fit together; the GPUs; wha
 profile assumes (cores and GPUs per rank, SMT, network interfaces, rendezvous host); the
 all-reduce bandwidth across the node's GPUs; the run directory's write and read speed and the
 time a checkpoint would take; free disk; the hub (or, offline, the fetch manifest) and a token;
+whether the training layout's predicted peak memory fits the profile's GPUs (occi/train/memory.py);
 then a tiny training with a checkpoint, a resume and an export check, and a few steps of the
 config's model for tokens/s and MFU. A table on the console, <run>/doctor.json, and exit code 1
 when something would break the run. GPU checks are skipped on a CPU-only machine, with why.
@@ -44,6 +45,7 @@ def doctor(cfg, run: RunDir, cluster: str | None = None, quick: bool = False, lo
     step("gpus", lambda: node.gpus(cfg.train.precision))
     if profile is not None:
         step("profile", lambda: node.profile_assumptions(profile, ranks))
+        step("memory", lambda: memory_fit(cfg, run, profile, cluster))
     else:
         step("network interfaces", lambda: node.interfaces(None))
     step("all-reduce", node.allreduce_bandwidth)
@@ -67,3 +69,20 @@ def doctor(cfg, run: RunDir, cluster: str | None = None, quick: bool = False, lo
                if report["failed"] else "nothing found that would break the run")
     log(f"\ndoctor: {verdict}; report {run.doctor_report}")
     return report
+
+
+def memory_fit(cfg, run: RunDir, profile, cluster: str) -> Check:
+    """The training layout's predicted peak memory per GPU against the profile's GPU memory."""
+    from occi.errors import OcciError
+    from occi.slurm.estimate import memory_refusal
+
+    if not profile.gpu_memory_gib:
+        return Check("memory", "skip", "-", "the profile states no gpu_memory_gib")
+    try:
+        refusal = memory_refusal(cfg, run, profile, cluster)
+    except OcciError as error:
+        return Check("memory", "skip", "-", str(error))
+    if refusal:
+        shortfall, fix = refusal
+        return Check("memory", "fail", "does not fit", shortfall, fix=fix)
+    return Check("memory", "ok", f"fits {profile.gpu_memory_gib:g} GiB GPUs (see `occi plan`)")

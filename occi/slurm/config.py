@@ -88,6 +88,9 @@ class ClusterProfile:
     gpu_tdp_watts: float | None = None
     """Board power limit of one device (an MI250X GCD: half the package's), from the vendor's
     datasheet; `occi plan` estimates energy as GPU-hours x this (an upper bound for the GPUs alone)."""
+    gpu_memory_gib: float | None = None
+    """Memory of one device as gpus_per_node counts them (an MI250X GCD: 64), in GiB; `occi plan`
+    shows the predicted peak against it, and doctor and submit refuse a layout that does not fit."""
     experimental: str = ""
     """Non-empty when the profile is known to be incomplete, saying what is missing."""
     unconfirmed: list[str] = field(default_factory=list)
@@ -112,7 +115,8 @@ class ClusterProfile:
         ranges.check(self, {**{name: ranges.at_least(1) for name in ("gpus_per_node", "cpus_per_gpu", "cpus_per_cpu_job",
                                                                      "max_array_size", "array_throttle")},
                             "signal_seconds": ranges.at_least(0), "threads_per_core": ranges.at_least(1),
-                            "gpu_peak_tflops": ranges.POSITIVE, "gpu_tdp_watts": ranges.POSITIVE})
+                            "gpu_peak_tflops": ranges.POSITIVE, "gpu_tdp_watts": ranges.POSITIVE,
+                            "gpu_memory_gib": ranges.POSITIVE})
 
 
 def _seconds(limit: str, what: str) -> int:

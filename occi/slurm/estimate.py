@@ -6,7 +6,10 @@ GPU-seconds = FLOPs / (peak FLOP/s of one device x MFU); the peak comes from the
 (or train.peak_tflops), the MFU from an earlier run of the same run directory (the mean of its
 logged steps) or DEFAULT_MFU. Energy is GPU-hours x the device's board power (an upper bound for the
 GPUs alone: CPUs, memory, network and cooling are not in it); cost is GPU-hours x the card's price.
-The estimate is written to <run>/plan.json, which the card compares with what the run used.
+It also predicts the peak memory of one GPU (occi/train/memory.py) against the profile's
+gpu_memory_gib, with the cheapest change that makes a layout fit when it does not.
+The estimate is written to <run>/plan.json, which the card compares with what the run used,
+and the memory breakdown is drawn in <run>/plan-memory.png.
 """
 from __future__ import annotations
 
@@ -102,7 +105,73 @@ def estimate(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: str,
                         "not estimated: the profile has no gpu_tdp_watts",
         "price_per_gpu_hour": price, "currency": cfg.card.currency,
         "cost": billed_gpu_hours * price if price is not None else None,
+        "memory": memory_plan(cfg, model, vocab, profile),
     }
+
+
+def memory_plan(cfg: RunConfig, model, vocab: int, profile: ClusterProfile) -> dict:
+    """The predicted peak memory of one GPU, its breakdown, and whether (and with what change) it fits."""
+    from occi.train import memory
+
+    layout = memory.Layout.of(cfg.train, model)
+    top = memory.peak(memory.estimate(model, vocab, layout))
+    result = {"peak_bytes": top.total, "stage": top.stage, "breakdown": memory.breakdown(top, layout),
+              "parts": {part: getattr(top, part) for part in ("weights", "gradients", "optimizer", "activations",
+                                                              "recompute_buffer", "logits")},
+              "reserve_gib": memory.RUNTIME_RESERVE_GIB, "gpu_memory_gib": profile.gpu_memory_gib,
+              "headroom_bytes": None, "fits": None, "fix": None}
+    if profile.gpu_memory_gib:
+        result["headroom_bytes"] = profile.gpu_memory_gib * memory.GIB - memory.RUNTIME_RESERVE_GIB * memory.GIB - top.total
+        result["fits"] = memory.fits(top.total, profile.gpu_memory_gib)
+        if not result["fits"]:
+            result["fix"] = memory.cheapest_fix(cfg.train, model, vocab, profile.gpu_memory_gib)
+    return result
+
+
+def memory_refusal(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: str) -> tuple[str, str] | None:
+    """(the shortfall, the cheapest change that fits, computed) when the training layout is predicted
+    not to fit the profile's GPUs; None when it fits or the profile states no memory. Raises OcciError
+    when the model's shape cannot be read (a base not fetched)."""
+    if not profile.gpu_memory_gib:
+        return None
+    import dataclasses
+
+    from occi.train import memory
+    from occi.train.model import padded_vocab_size
+
+    model = model_shape(cfg, run)
+    vocab = padded_vocab_size(cfg.tokenizer.vocab_size, model, cfg.train.tensor_parallel)
+    result = memory_plan(cfg, model, vocab, profile)
+    if result["fits"]:
+        return None
+    usable = profile.gpu_memory_gib - memory.RUNTIME_RESERVE_GIB
+    shortfall = (f"training is predicted to need {result['peak_bytes'] / memory.GIB:.1f} GiB per GPU (pipeline stage "
+                 f"{result['stage']}), {-result['headroom_bytes'] / memory.GIB:.1f} GiB more than {cluster}'s "
+                 f"{profile.gpu_memory_gib:g} GiB less the {memory.RUNTIME_RESERVE_GIB:g} GiB runtime reserve ({usable:g} GiB)")
+    fix = result["fix"]
+    if fix is None:
+        return shortfall, ("no change of recompute, micro batch, sequence parallelism, distributed optimizer or TP/PP "
+                           "size at this GPU count fits: use more GPUs or a larger-memory cluster (`occi plan` shows "
+                           "the breakdown)")
+    fixed = memory.peak(memory.estimate(model, vocab, memory.Layout.of(dataclasses.replace(cfg.train, **fix), model)))
+    return shortfall, f"the cheapest change that fits: {memory.describe_fix(fix)} (predicted {fixed.total / memory.GIB:.1f} GiB)"
+
+
+def memory_line(plan: dict) -> str:
+    """One line: the predicted peak per GPU, the headroom, and the fix when it does not fit."""
+    from occi.train.memory import GIB, describe_fix
+
+    memory = plan["memory"]
+    peak = f"{memory['peak_bytes'] / GIB:.1f} GiB predicted peak per GPU"
+    if memory["gpu_memory_gib"] is None:
+        return f"{peak} (the profile has no gpu_memory_gib to compare with)"
+    against = (f"of {memory['gpu_memory_gib']:g} GiB less {memory['reserve_gib']:g} GiB runtime reserve: "
+               f"{memory['headroom_bytes'] / GIB:+.1f} GiB headroom")
+    if memory["fits"]:
+        return f"{peak} {against}, fits"
+    fix = (f"fits with {describe_fix(memory['fix'])}" if memory["fix"] else
+           "no single change of recompute, micro batch, sequence parallelism, distributed optimizer or TP/PP size fits")
+    return f"{peak} {against}, DOES NOT FIT; {fix}"
 
 
 def number(value: float) -> str:
@@ -129,6 +198,8 @@ def format_plan(plan: dict) -> str:
         ("wall time", f"{number(plan['wall_hours'])} h in {plan['jobs']} job(s) of at most {plan['job_time_limit']}"),
         ("energy", energy),
         ("cost", cost),
+        ("memory", memory_line(plan)),
+        *[(f"  {name}", text) for name, text in plan["memory"]["breakdown"]],
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -142,4 +213,10 @@ def plan(cfg: RunConfig, run: RunDir, cluster: str, mfu: float | None = None) ->
     result = estimate(cfg, run, profile, cluster, mfu)
     run.root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run.plan, result)
+    from occi.slurm.memory_plot import memory_png
+
+    memory = result["memory"]
+    gpus = {f"{profile.gpu_model or cluster} ({memory['gpu_memory_gib']:g} GiB)": memory["gpu_memory_gib"]} \
+        if memory["gpu_memory_gib"] else {}
+    memory_png([(cfg.name, memory["parts"])], gpus, memory["reserve_gib"], run.plan_memory_png)
     return result

@@ -211,8 +211,6 @@ class TrainConfig:
     """Gradient-norm clipping on GPU; megatron's clipping needs CUDA tensors, so it is off on CPU."""
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     """auto: bf16 on GPU, fp32 on CPU."""
-    distributed_optimizer: bool = True
-    """Shard optimizer state over data-parallel ranks (GPU only; the plain optimizer on CPU)."""
     log_interval: int = 1
     """Steps between console/TensorBoard logs."""
     eval_interval: int = 50
@@ -240,9 +238,40 @@ class TrainConfig:
     goldfish: GoldfishConfig | None = None
     """Memorisation control: {k, h} trains with the Goldfish loss (pretraining only); None: every
     token counts in the loss."""
+    # memory and communication knobs (issue #28)
+    recompute: Literal["none", "selective", "full"] = "none"
+    """Activation recomputation: none; selective (the core attention of every layer is recomputed
+    in the backward pass, megatron's "core_attn"); full (whole layers are recomputed)."""
+    recompute_layers: int = 0
+    """full: the first this-many layers of each pipeline stage are recomputed (megatron's "block"
+    method); 0: every layer (the "uniform" method, one layer per unit)."""
+    distributed_optimizer: bool = False
+    """Shard the optimizer state (and fp32 main weights) over the data-parallel ranks (ZeRO-1);
+    the gradients are reduce-scattered and the weights all-gathered instead of all-reduced."""
+    sequence_parallel: bool = False
+    """At tensor_parallel > 1, split the norms' and dropouts' activations along the sequence over
+    the tensor-parallel ranks (a mixture of experts at TP > 1 always uses it)."""
+    context_parallel: int = 1
+    """Context-parallel size: each sequence is split over this many ranks, which exchange keys and
+    values in attention (GPU with Transformer Engine only); processes = TP x CP x PP x DP."""
+    overlap_grad_reduce: bool = False
+    """Reduce gradients bucket by bucket while the backward pass is still running."""
+    overlap_param_gather: bool = False
+    """With the distributed optimizer and overlap_grad_reduce: all-gather the updated weights bucket
+    by bucket while the next forward pass runs."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)
+        ranges.check(self, {"recompute_layers": ranges.at_least(0), "context_parallel": one})
+        if self.recompute_layers and self.recompute != "full":
+            raise ValueError(f"recompute_layers {self.recompute_layers} needs recompute: full "
+                             f"(recompute is {self.recompute})")
+        if self.sequence_parallel and self.tensor_parallel == 1:
+            raise ValueError("sequence_parallel needs tensor_parallel > 1 (it splits the sequence over the "
+                             "tensor-parallel ranks); set tensor_parallel or drop sequence_parallel")
+        if self.overlap_param_gather and not (self.distributed_optimizer and self.overlap_grad_reduce):
+            raise ValueError("overlap_param_gather needs distributed_optimizer: true (only sharded weights are "
+                             "gathered) and overlap_grad_reduce: true (as Megatron-LM requires)")
         ranges.check(self, {
             "tensor_parallel": one, "pipeline_parallel": one, "data_parallel": one, "micro_batch_size": one,
             "global_batch_size": one, "steps": one, "lr": ranges.POSITIVE, "min_lr": ranges.at_least(0),
