@@ -79,7 +79,10 @@ class RunConfig:
         if not self.languages:
             raise ValueError("languages: list at least one language code")
         for code in self.languages:
-            languages.get(code)
+            try:
+                languages.get(code)
+            except OcciError as err:
+                raise ValueError(f"languages: {err}") from None
         if len(set(self.languages)) != len(self.languages):
             raise ValueError("languages: a language is listed twice")
         for code in self.eval.languages or []:
@@ -171,7 +174,10 @@ def _resolve_section(kind: str, value: Any, config_path: Path, where: str) -> tu
     """A stage section as a mapping with `base_dir` set, recipe references followed, and
     where its keys are written (for error messages)."""
     if isinstance(value, str):
-        recipe = find_recipe(kind, value)
+        try:
+            recipe = find_recipe(kind, value)
+        except OcciError as err:  # say which file named the missing recipe
+            raise OcciError(f"{where.rstrip(': ')}: {err}") from None
         return _resolve_section(kind, load_yaml(recipe) or {}, recipe, f"{recipe}: ")
     if not isinstance(value, dict):
         raise OcciError(f"{where}: expected a recipe name or a mapping, got {value!r}")
