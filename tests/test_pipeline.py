@@ -96,7 +96,7 @@ def test_reconfigure_reruns_the_stages_that_read_a_changed_key(full_run, tmp_pat
     run_copy = tmp_path / "run"
     shutil.copytree(run_dir, run_copy)
     changed = yaml.safe_load(config.read_text())
-    changed["train"]["steps"] = 12
+    changed["train"].update(steps=12, log_interval=1)
     longer = tmp_path / "mini.yaml"
     longer.write_text(yaml.safe_dump(changed))
     result = occi("run", str(longer), "--run-dir", str(run_copy), "--reconfigure", timeout=900)

@@ -367,6 +367,18 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _describe(pids: set[int]) -> list[str]:
+    described = []
+    for pid in sorted(pids):
+        if _running(pid):
+            try:
+                command = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+            except OSError:
+                command = "?"
+            described.append(f"{pid}: {command}")
+    return described
+
+
 @pytest.mark.slow
 def test_a_training_locks_its_run_and_its_ranks_die_with_the_launcher(prepared, tmp_path):
     """A second `occi train` on a run in training is refused with the holder named; SIGKILL to
@@ -387,7 +399,7 @@ def test_a_training_locks_its_run_and_its_ranks_die_with_the_launcher(prepared, 
         proc.wait()
         deadline = time.monotonic() + 120
         while any(_running(pid) for pid in workers):
-            assert time.monotonic() < deadline, f"still running after their launcher died: {sorted(workers)}"
+            assert time.monotonic() < deadline, f"still running after their launcher died: {_describe(workers)}"
             time.sleep(0.2)
     finally:
         try:
