@@ -387,6 +387,7 @@ def test_a_training_locks_its_run_and_its_ranks_die_with_the_launcher(prepared, 
     run_dir = fresh_copy(prepared, tmp_path)
     config = write_run_config(tmp_path, steps=2000, save_interval=2, eval_interval=2000)
     proc = _start_training(config, run_dir)
+    workers: set[int] = set()
     try:
         _wait_for_step(run_dir, 2, proc)
         second = occi("train", str(config), "--run-dir", str(run_dir))
@@ -401,11 +402,10 @@ def test_a_training_locks_its_run_and_its_ranks_die_with_the_launcher(prepared, 
         while any(_running(pid) for pid in workers):
             assert time.monotonic() < deadline, f"still running after their launcher died: {_describe(workers)}"
             time.sleep(0.2)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # whatever a failed check left behind
-        except ProcessLookupError:
-            pass
+    finally:  # whatever a failed check left behind (a rank has a session of its own)
+        for pid in [proc.pid, *workers, *(child for pid in workers for child in _descendants(pid))]:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
     reached = int((run_dir / "checkpoints" / "latest").read_text())
     after = write_run_config(tmp_path, "after.yaml", steps=2000, save_interval=2, eval_interval=2000, stop_after_steps=1)
     third = occi("train", str(after), "--run-dir", str(run_dir), "--reconfigure")
