@@ -82,7 +82,10 @@ class RunConfig:
         if not self.languages:
             raise ValueError("languages: list at least one language code")
         for code in self.languages:
-            languages.get(code)
+            try:
+                languages.get(code)
+            except OcciError as err:
+                raise ValueError(f"languages: {err}") from None
         if len(set(self.languages)) != len(self.languages):
             raise ValueError("languages: a language is listed twice")
         for code in self.eval.languages or []:
@@ -179,7 +182,10 @@ def _resolve_section(kind: str, value: Any, config_path: Path, where: str) -> tu
     """A stage section as a mapping with `base_dir` set, recipe references followed, and
     where its keys are written (for error messages)."""
     if isinstance(value, str):
-        recipe = find_recipe(kind, value)
+        try:
+            recipe = find_recipe(kind, value)
+        except OcciError as err:  # say which file named the missing recipe
+            raise OcciError(f"{where.rstrip(': ')}: {err}") from None
         return _resolve_section(kind, load_yaml(recipe) or {}, recipe, f"{recipe}: ")
     if not isinstance(value, dict):
         raise OcciError(f"{where}: expected a recipe name or a mapping, got {value!r}")
@@ -218,17 +224,24 @@ def load_for_run(config: str, run_dir: str | Path | None = None, reconfigure: bo
     if run.config_file.exists() and Path(cfg.source_file).resolve() == run.config_file.resolve():
         return cfg, run
     if run.config_file.exists():
-        differences = changes(_comparable(load(str(run.config_file))), _comparable(cfg))
-        if not differences:
+        settings = changed_settings(_comparable(load(str(run.config_file))), _comparable(cfg))
+        if not settings:
             return load(str(run.config_file)), run
+        differences = _formatted(settings)
         if not reconfigure:
             shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
             raise OcciError(
                 f"{cfg.source_file} differs from the config run {run.root} started with ({shown}); to go on as "
                 f"started, pass {run.config_file}; to run the changed config, use a new run name or --run-dir; "
                 "to apply the changes to this run on purpose, add --reconfigure")
-        _record_changes(run, cfg.source_file, differences)
-    write_resolved(cfg, run)
+        from occi import runlock
+
+        with runlock.hold(run, f"--reconfigure {cfg.source_file}"):  # not under a running training's feet
+            _record_changes(run, cfg.source_file, differences)
+            _rerun_affected_stages(run, [key for key, _, _ in settings])
+            write_resolved(cfg, run)
+    else:
+        write_resolved(cfg, run)
     frozen = load(str(run.config_file))
     if _comparable(frozen) != _comparable(cfg):  # a field that does not survive YAML is a bug here
         raise OcciError(f"{run.config_file}: the resolved config does not read back the same: "
@@ -252,11 +265,35 @@ def _comparable(cfg: RunConfig) -> dict:
     return plain
 
 
-def changes(before: Any, after: Any, where: str = "") -> list[str]:
-    """The settings that differ between two plain config trees, as "key: old -> new"."""
+def changed_settings(before: Any, after: Any, where: str = "") -> list[tuple[str, Any, Any]]:
+    """The settings that differ between two plain config trees, as (dotted key, old, new)."""
     if isinstance(before, dict) and isinstance(after, dict):
         found = []
         for key in list(before) + [k for k in after if k not in before]:
-            found += changes(before.get(key), after.get(key), f"{where}.{key}" if where else str(key))
+            found += changed_settings(before.get(key), after.get(key), f"{where}.{key}" if where else str(key))
         return found
-    return [] if before == after else [f"{where}: {before!r} -> {after!r}"]
+    return [] if before == after else [(where, before, after)]
+
+
+def changes(before: Any, after: Any, where: str = "") -> list[str]:
+    """The settings that differ between two plain config trees, as "key: old -> new"."""
+    return _formatted(changed_settings(before, after, where))
+
+
+def _formatted(settings: list[tuple[str, Any, Any]]) -> list[str]:
+    return [f"{key}: {old!r} -> {new!r}" for key, old, new in settings]
+
+
+def _rerun_affected_stages(run: RunDir, keys: list[str]) -> None:
+    """Removes the completion markers of the stages the changed keys affect (the stage list says
+    which stage reads what) and says which stages will run again."""
+    import sys
+
+    from occi.pipeline import invalidate
+
+    again = invalidate(run, keys)
+    if again:
+        print(f"occi: --reconfigure: stages to run again: {', '.join(again)} (checkpoints are kept: training "
+              f"resumes from the newest; delete {run.checkpoints} to train from scratch)", file=sys.stderr)
+    else:
+        print("occi: --reconfigure: no completed stage depends on the changed settings", file=sys.stderr)

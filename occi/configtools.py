@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -17,6 +18,9 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from occi.errors import OcciError
+
+_EXPONENT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
+"""1e11 and 5e-4: numbers to a person, strings to YAML 1.1 (PyYAML) without a decimal point."""
 
 
 def load_yaml(path: Path) -> Any:
@@ -28,12 +32,40 @@ def load_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise OcciError(f"{path}: cannot read: {err}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)
+    except DuplicateKeyError as err:
+        raise OcciError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise OcciError(f"{path}:{line}: invalid YAML: {problem}") from None
+
+
+class DuplicateKeyError(ValueError):
+    """A mapping in a YAML file writes the same key twice."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key written twice in one mapping is an error: plain
+    PyYAML keeps the last value silently, so a forgotten earlier line would win or lose by position."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` may override merged keys on purpose
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in first_line
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+                if repeated:
+                    raise DuplicateKeyError(f"line {key_node.start_mark.line + 1}: key {key!r} is written twice "
+                                            f"(first on line {first_line[key] + 1}); keep one of them")
+                first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def build(cls: type, data: Any, where: str) -> Any:
@@ -58,7 +90,7 @@ def build(cls: type, data: Any, where: str) -> Any:
             raise OcciError(f"{_join(where, name)}: required key is missing")
     try:
         return cls(**values)
-    except ValueError as err:
+    except (ValueError, OcciError) as err:  # OcciError: a check in __post_init__ that knows no file (a language code)
         raise OcciError(f"{where.rstrip(': ')}: {err}") from None
 
 
@@ -107,7 +139,10 @@ def convert(hint: Any, value: Any, where: str) -> Any:
     if hint in (int, float) and isinstance(value, bool):
         raise OcciError(f"{where}: expected {hint.__name__}, got {_describe(value)}")
     if isinstance(hint, type) and not isinstance(value, hint):
-        raise OcciError(f"{where}: expected {_type_name(hint)}, got {_describe(value)}")
+        hint_text = ""
+        if hint in (int, float) and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            hint_text = " (YAML reads an exponent without a decimal point as text: write the number out)"
+        raise OcciError(f"{where}: expected {_type_name(hint)}, got {_describe(value)}{hint_text}")
     return value
 
 

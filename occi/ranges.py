@@ -63,6 +63,8 @@ SHARE = Range(0.0, 1.0)
 """A share or probability: 0 to 1."""
 POSITIVE = above(0)
 """Strictly above zero (learning rates, epsilons, standard deviations)."""
+SEQ_LENGTH = between(1, 1 << 20)
+"""A sequence length in tokens: up to 1,048,576 (2^20), above any context trained today; more is a typo."""
 
 
 def check(obj: Any, rules: dict[str, Range], keys: dict[str, Range] | None = None) -> None:

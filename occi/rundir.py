@@ -42,6 +42,11 @@ class RunDir:
         """Settings changed on purpose during the run (--reconfigure), one line each."""
         return self.root / "config-changes.log"
 
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the process working on the run; it says who: pid, host, command."""
+        return self.root / "lock"
+
     # ------------------------------------------------------------ pre-flight (commands, not stages)
     @property
     def doctor_report(self) -> Path:

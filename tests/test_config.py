@@ -257,3 +257,56 @@ def test_numeric_command_line_arguments_are_range_checked(tmp_path, args, expect
     result = occi(*args, "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: x\nlanguages: [de, xx]\ncorpora: demo\n", "run.yaml: languages: unknown language code 'xx'"),
+    ("name: x\nlanguages: [de]\ncorpora: demo\ntokenizer: no-such-tokenizer\n",
+     "run.yaml: tokenizer: 'no-such-tokenizer' is neither a file nor a tokenizer recipe"),
+    ("name: x\nlanguages: [de]\ncorpora: demo\ntokenizer: {extend: no-such-tokenizer}\nmodel: {base: some/base}\n",
+     "run.yaml: tokenizer: 'no-such-tokenizer' is neither"),
+    ("name: x\nlanguages: [de]\ncorpora: {recipe: demo, langid: {thresholds: {xx: 0.5}}}\n", "run.yaml: corpora"),
+])
+def test_unknown_language_and_recipe_name_the_file(tmp_path, text, expected):
+    message = _load_error(tmp_path, text)
+    assert expected in message and "\n" not in message
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("100000000000", "seq_length: expected a number between 1 and 1048576, got 100000000000"),
+    ("1e11", "expected an integer, got str '1e11' (YAML reads an exponent without a decimal point as text"),
+])
+def test_absurd_sequence_length_is_refused(tmp_path, value, expected):
+    message = _load_error(tmp_path, f"name: x\nlanguages: [de]\ncorpora: demo\nmodel: {{recipe: tiny, seq_length: {value}}}\n")
+    assert "run.yaml" in message and expected in message
+
+
+@pytest.mark.parametrize("text, line", [
+    ("name: x\nlanguages: [de]\ncorpora: demo\nseed: 1\nseed: 2\n", "line 5: key 'seed' is written twice (first on line 4)"),
+    ("name: x\nlanguages: [de]\ncorpora: demo\ntrain:\n  steps: 5\n  lr: 0.1\n  steps: 50\n",
+     "line 7: key 'steps' is written twice (first on line 5)"),
+    ("name: x\nlanguages: [de]\ncorpora: {recipe: demo, workers: 1, workers: 2}\n", "key 'workers' is written twice"),
+])
+def test_a_key_written_twice_is_refused(tmp_path, text, line):
+    message = _load_error(tmp_path, text)
+    assert "run.yaml" in message and line in message and "keep one" in message
+
+
+def test_yaml_merge_keys_may_still_override(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    from occi.configtools import load_yaml
+
+    path.write_text("common: &c {steps: 5, lr: 0.1}\ntrain: {<<: *c, steps: 7}\n", encoding="utf-8")
+    assert load_yaml(path)["train"] == {"steps": 7, "lr": 0.1}
+
+
+def test_default_warmup_is_clamped_but_a_written_one_is_checked(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("name: x\nlanguages: [de]\ncorpora: demo\nmodel: tiny\ntrain: {steps: 1}\n", encoding="utf-8")
+    assert config.load(str(path)).train.warmup_steps == 0
+    path.write_text("name: x\nlanguages: [de]\ncorpora: demo\nmodel: tiny\ntrain: {steps: 4}\n", encoding="utf-8")
+    assert config.load(str(path)).train.warmup_steps == 3
+    path.write_text("name: x\nlanguages: [de]\ncorpora: demo\nmodel: tiny\n", encoding="utf-8")
+    assert config.load(str(path)).train.warmup_steps == 10
+    message = _load_error(tmp_path, "name: x\nlanguages: [de]\ncorpora: demo\nmodel: tiny\ntrain: {steps: 1, warmup_steps: 10}\n")
+    assert "warmup_steps 10 must be below steps 1" in message

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,7 +37,11 @@ def full_run(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("pipeline")
     config = small_run_config(folder)
     run_dir = folder / "run"
-    result = occi("run", str(config), "--run-dir", str(run_dir), timeout=900)
+    umask = os.umask(0o022)  # the common default: what a group on a shared file system may read
+    try:
+        result = occi("run", str(config), "--run-dir", str(run_dir), timeout=900)
+    finally:
+        os.umask(umask)
     assert result.returncode == 0, result.stderr[-3000:]
     (folder / "occi-run.out").write_text(result.stdout)
     return config, run_dir
@@ -48,6 +55,95 @@ def test_occi_run_goes_from_corpus_to_card_and_then_skips_everything(full_run):
     assert "peak memory" in output and "model card" in output and "leaderboard" in output
     again = occi("run", str(config), "--run-dir", str(run_dir))
     assert again.returncode == 0 and again.stdout.count("already done") == 7
+
+
+def test_run_outputs_keep_the_umask_permissions(full_run):
+    """Under umask 022 a run's outputs are 0644 files and 0755 folders (not the 0600/0700 of
+    temporary files renamed into place), so others of the group can read the model."""
+    _, run_dir = full_run
+    named = [run_dir / "hf", run_dir / "hf" / "model.safetensors", run_dir / "hf" / "config.json",
+             run_dir / "tokenizer", run_dir / "tokenizer" / "tokenizer.model", run_dir / "corpora" / "de",
+             run_dir / "report", run_dir / "report" / "MODEL_CARD.md", run_dir / "config.yaml",
+             run_dir / "data" / "blend.json", run_dir / "eval" / "table-hf.json"]
+    everything = [path for path in run_dir.rglob("*") if path.name != "lock" and not path.is_symlink()]
+    assert all(path.exists() for path in named)
+    wrong = [f"{path.relative_to(run_dir)} {oct(path.stat().st_mode & 0o777)}" for path in {*named, *everything}
+             if path.stat().st_mode & 0o777 != (0o755 if path.is_dir() else 0o644)]
+    assert not wrong, wrong
+
+
+def test_atomic_writes_follow_a_stricter_umask(tmp_path):
+    from occi.fsutil import atomic_dir, atomic_write_text
+
+    umask = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "file.txt", "x")
+        with atomic_dir(tmp_path / "folder") as tmp:
+            (tmp / "inside").write_text("y")
+            (tmp / "inside").chmod(0o600)  # as a library writing through its own temporary file leaves it
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "file.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "folder" / "inside").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.slow
+def test_reconfigure_reruns_the_stages_that_read_a_changed_key(full_run, tmp_path):
+    """Raising train.steps after a finished run: train, export, eval and report run again (and say
+    so), the earlier stages stay done, and training goes on from its checkpoint on the schedule
+    re-planned for the new step count, not at the old schedule's minimum learning rate."""
+    import math
+
+    config, run_dir = full_run
+    run_copy = tmp_path / "run"
+    shutil.copytree(run_dir, run_copy)
+    changed = yaml.safe_load(config.read_text())
+    changed["train"].update(steps=12, log_interval=1)
+    longer = tmp_path / "mini.yaml"
+    longer.write_text(yaml.safe_dump(changed))
+    result = occi("run", str(longer), "--run-dir", str(run_copy), "--reconfigure", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stages to run again: train, export, eval, report" in result.stderr
+    assert result.stdout.count("already done") == 3  # corpora, tokenizer, data
+    assert "resumed from step 10" in result.stdout
+    assert "the schedule differs from the checkpoint's (steps 10 -> 12): re-planned from step 10" in result.stdout
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (run_copy / "train" / "log.jsonl").read_text().splitlines())
+           if r["kind"] == "train"}
+    train = changed["train"]  # megatron's cosine decay over the new 12 steps, evaluated at step 11
+    progress = (11 - train["warmup_steps"]) / (12 - train["warmup_steps"])
+    expected = train["min_lr"] + (train["lr"] - train["min_lr"]) * 0.5 * (1 + math.cos(math.pi * progress))
+    assert lrs[11] == pytest.approx(expected, rel=1e-6) and lrs[11] > train["min_lr"] * 1.5
+    assert json.loads((run_copy / "hf" / "occi_export.json").read_text())["iteration"] == 12
+    for stage in ("train", "hf", "eval", "report"):
+        assert (run_copy / stage / "_DONE").exists(), stage
+
+
+def test_a_changed_key_invalidates_exactly_the_stages_that_read_it(tmp_path):
+    """The stage list declares what each stage reads; adding an `sft:` section reruns sft's
+    consumers (export, eval, report) and nothing before them, eval's cell markers included."""
+    from occi import pipeline
+    from occi.config import RunConfig
+    from occi.fsutil import mark_done
+    from occi.rundir import RunDir
+
+    fields = {f.name for f in __import__("dataclasses").fields(RunConfig)}
+    for stage in pipeline.STAGES:  # a typo in a declaration would silently invalidate nothing
+        assert all(read == "*" or read.split(".")[0] in fields for read in stage.reads), stage.name
+        assert all(name in {s.name for s in pipeline.STAGES} for name in stage.inputs), stage.name
+    run = RunDir(tmp_path)
+    for stage in pipeline.STAGES:
+        if stage.name != "sft":
+            mark_done(getattr(run, stage.folder))
+    cell = run.eval_cell("offline", "hf", "de", "mc")
+    mark_done(cell)
+    assert pipeline.invalidate(run, ["sft"]) == ["export", "eval", "report"]
+    assert [s for s in ("corpora", "tokenizer", "import", "data", "train", "distill") if not run.is_done(s)] == []
+    assert not (cell / "_DONE").exists()
+    assert pipeline.invalidate(run, ["card.license"]) == []  # report is already to be redone
+    assert pipeline.invalidate(run, ["eval.limit"]) == []
+    assert pipeline.invalidate(run, ["tokenizer.vocab_size"]) == ["tokenizer", "import", "data", "train"]
+    assert run.is_done("corpora") and run.is_done("distill")
 
 
 def test_offline_eval_gives_a_real_per_language_table(full_run):

@@ -429,3 +429,104 @@ def test_export_to_a_full_disk_names_the_file_and_the_free_space(wsd_run, tmp_pa
                            "it needs about "), line
     assert " is free in " in line
     assert left == []
+
+
+# ---------------------------------------------------------------- the run lock and orphaned ranks
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (torchrun and its ranks under `occi train`), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _describe(pids: set[int]) -> list[str]:
+    described = []
+    for pid in sorted(pids):
+        if _running(pid):
+            try:
+                command = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+            except OSError:
+                command = "?"
+            described.append(f"{pid}: {command}")
+    return described
+
+
+@pytest.mark.slow
+def test_a_training_locks_its_run_and_its_ranks_die_with_the_launcher(prepared, tmp_path):
+    """A second `occi train` on a run in training is refused with the holder named; SIGKILL to
+    `occi train` alone ends torchrun and the rank too (nothing trains on detached), and the next
+    command takes the dead process's lock over."""
+    run_dir = fresh_copy(prepared, tmp_path)
+    config = write_run_config(tmp_path, steps=2000, save_interval=2, eval_interval=2000)
+    proc = _start_training(config, run_dir)
+    workers: set[int] = set()
+    try:
+        _wait_for_step(run_dir, 2, proc)
+        second = occi("train", str(config), "--run-dir", str(run_dir))
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert f"is in use by pid {proc.pid} on " in second.stderr and "(occi train, since" in second.stderr
+        assert "Traceback" not in second.stderr
+        workers = _descendants(proc.pid)
+        assert len(workers) >= 2, workers  # torchrun and its rank
+        os.kill(proc.pid, signal.SIGKILL)  # the launcher alone, not its process group
+        proc.wait()
+        deadline = time.monotonic() + 120
+        while any(_running(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"still running after their launcher died: {_describe(workers)}"
+            time.sleep(0.2)
+    finally:  # whatever a failed check left behind (a rank has a session of its own)
+        for pid in [proc.pid, *workers, *(child for pid in workers for child in _descendants(pid))]:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    reached = int((run_dir / "checkpoints" / "latest").read_text())
+    after = write_run_config(tmp_path, "after.yaml", steps=2000, save_interval=2, eval_interval=2000, stop_after_steps=1)
+    third = occi("train", str(after), "--run-dir", str(run_dir), "--reconfigure")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert f"taking over the lock of pid {proc.pid} on " in third.stderr and "no longer running" in third.stderr
+    assert f"resumed from step {reached}" in third.stdout
+    assert not (run_dir / "lock").read_text()  # released cleanly: nothing for the next one to take over
+
+
+def test_the_lock_nests_in_one_process_and_is_taken_over_from_a_killed_one(tmp_path, capsys):
+    from occi import runlock
+    from occi.errors import OcciError
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom occi import runlock\n"
+                               f"with runlock.hold({str(tmp_path)!r}, 'occi test'):\n"
+                               "    print('held', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OcciError, match=f"in use by pid {holder.pid} on .* \\(occi test, since"):
+            with runlock.hold(tmp_path, "occi second"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with runlock.hold(tmp_path, "occi outer"):
+        assert f"taking over the lock of pid {holder.pid} on " in capsys.readouterr().err
+        with runlock.hold(tmp_path, "occi inner"):  # `occi run` -> its train stage: no deadlock
+            assert runlock.holder(tmp_path)["command"] == "occi outer"
+        child = subprocess.run([sys.executable, "-c", "from occi import runlock\n"
+                                f"with runlock.hold({str(tmp_path)!r}, 'occi child'): print('ok')"],
+                               capture_output=True, text=True)
+        assert child.stdout.strip() == "ok", child.stderr  # a child of the holder works under its lock
+    assert runlock.holder(tmp_path) is None

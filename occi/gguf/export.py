@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import subprocess
 from pathlib import Path
 
 from occi.config import RunConfig
 from occi.diskspace import free_bytes, full_disk_error, reporting_full_disk
 from occi.errors import OcciError
-from occi.fsutil import atomic_path, atomic_write_json
+from occi.fsutil import atomic_path, atomic_write_json, plain_permissions
 from occi.gguf import quant as quant_module
 from occi.gguf.modelfile import write_modelfile
 from occi.gguf.quant import QUANT_TYPES, QuantType
@@ -99,9 +98,7 @@ def export_gguf(cfg: RunConfig, run_dir: Path, quants: list[str] | None = None) 
 def _readable(path: Path) -> None:
     """As a plainly written file would be (the umask's), not the private mode of a temporary file:
     an Ollama or llama.cpp server often runs as another user."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    plain_permissions(path)
 
 
 def _entry(path: Path, quant: str, source_stamp: float | None) -> dict:

@@ -109,7 +109,7 @@ class SFTConfig:
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError("sources: two sources have the same name")
-        ranges.check(self, {"epochs": one, "seq_length": ranges.at_least(8), "micro_batch_size": one,
+        ranges.check(self, {"epochs": one, "seq_length": ranges.Range(8, ranges.SEQ_LENGTH.high), "micro_batch_size": one,
                             "global_batch_size": one, "lr": ranges.POSITIVE, "min_lr": ranges.at_least(0),
                             "warmup_fraction": ranges.Range(0.0, 1.0, high_open=True),
                             "weight_decay": ranges.at_least(0), "save_interval": one, "log_interval": one,

@@ -167,6 +167,7 @@ def load_latest(trainer) -> int:
         loaded = dist_checkpointing.load(_state(trainer, loading=True), str(path))
         trainer.model.module.load_state_dict(loaded["model"])
         trainer.optimizer.load_state_dict(loaded["optimizer"])
+        replanned = schedule_changes(loaded["scheduler"], trainer.scheduler.state_dict())
         trainer.scheduler.load_state_dict(loaded["scheduler"])
     except OcciError:
         raise
@@ -174,4 +175,19 @@ def load_latest(trainer) -> int:
         message = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
         raise OcciError(f"{path}: cannot load checkpoint ({type(err).__name__}: {message}); it is corrupt or "
                         f"was written by another model shape; delete it to resume from an older one") from None
+    if replanned:
+        trainer.log.message(f"the schedule differs from the checkpoint's ({'; '.join(replanned)}): re-planned from "
+                            f"step {int(loaded['iteration'])}, learning rate now "
+                            f"{trainer.optimizer.param_groups[0]['lr']:.6g}")
     return int(loaded["iteration"])
+
+
+_SCHEDULE_KEYS = {"max_lr": "lr", "min_lr": "min_lr", "lr_warmup_steps": "warmup_steps",
+                  "lr_decay_steps": "steps", "lr_decay_style": "lr_schedule"}
+"""megatron's scheduler state -> the config key it comes from."""
+
+
+def schedule_changes(saved: dict, planned: dict) -> list[str]:
+    """What the config's schedule changes against a checkpoint's, as "key old -> new"."""
+    return [f"{key} {saved[name]!r} -> {planned[name]!r}" for name, key in _SCHEDULE_KEYS.items()
+            if name in saved and saved[name] != planned[name]]

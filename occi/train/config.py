@@ -90,7 +90,7 @@ class ModelConfig:
                 raise ValueError(f"moe_first_dense_layers {self.moe_first_dense_layers} leaves no mixture-of-experts "
                                  f"layer among the {self.num_layers} layers")
         ranges.check(self, {"num_layers": one, "hidden_size": one, "ffn_hidden_size": one, "num_attention_heads": one,
-                            "num_query_groups": one, "seq_length": one, "rotary_base": one,
+                            "num_query_groups": one, "seq_length": ranges.SEQ_LENGTH, "rotary_base": one,
                             "norm_epsilon": ranges.POSITIVE, "init_method_std": ranges.POSITIVE,
                             "make_vocab_size_divisible_by": one, "kv_channels": one, "sliding_window": one,
                             "rope_scaling_factor": ranges.POSITIVE, "vocab_size": one})
@@ -156,7 +156,11 @@ class BaseModelConfig:
     def __post_init__(self) -> None:
         if not self.base.strip():
             raise ValueError("base: expected a hub id or a folder")
-        ranges.check(self, {"seq_length": ranges.at_least(2)})
+        ranges.check(self, {"seq_length": ranges.Range(2, ranges.SEQ_LENGTH.high)})
+
+
+DEFAULT_WARMUP_STEPS = 10
+"""train.warmup_steps when the config does not set it (clamped below train.steps)."""
 
 
 @dataclass
@@ -193,8 +197,8 @@ class TrainConfig:
     """Peak learning rate."""
     min_lr: float = 3e-4
     """Learning rate at the end of the decay."""
-    warmup_steps: int = 10
-    """Linear warmup steps."""
+    warmup_steps: int | None = None
+    """Linear warmup steps; not set: 10, at most steps - 1 (a default never makes a short run invalid)."""
     lr_schedule: Literal["cosine", "wsd", "constant", "linear"] = "cosine"
     """Decay after warmup: cosine, warmup-stable-decay (wsd), constant or linear."""
     wsd_decay_fraction: float = 0.2
@@ -284,6 +288,8 @@ class TrainConfig:
         if self.global_batch_size % (self.micro_batch_size * self.data_parallel):
             raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of "
                              f"micro_batch_size x data_parallel ({self.micro_batch_size * self.data_parallel})")
+        if self.warmup_steps is None:
+            self.warmup_steps = min(DEFAULT_WARMUP_STEPS, self.steps - 1)
         if self.warmup_steps >= self.steps:
             raise ValueError(f"warmup_steps {self.warmup_steps} must be below steps {self.steps}")
         if self.min_lr > self.lr:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from occi import lifeline
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, atomic_write_text, mark_done
@@ -290,7 +291,7 @@ def _torchrun(cfg: RunConfig, run: RunDir, folder: Path, tmp: Path, world: int) 
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
                "-m", "occi.train.hf_import", str(run.config_file), str(folder), str(tmp), str(run.root)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, cores() // world)))}
-    code = subprocess.run(command, env=env).returncode
+    code = subprocess.run(command, env=env, preexec_fn=lifeline.child_setup()).returncode  # dies with us
     if error_file.exists():
         raise OcciError(error_file.read_text(encoding="utf-8").strip())
     if code != 0:
@@ -376,6 +377,7 @@ def main(config_path: str, folder: str, out: str, run_dir: str) -> int:
 
     from occi import config as config_module
 
+    lifeline.die_with_parent()  # a torchrun rank ends with torchrun
     try:
         write_rank(config_module.load(config_path), Path(folder), Path(out), Path(run_dir))
     except OcciError as err:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from occi import lifeline
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, mark_done
@@ -156,7 +157,7 @@ def run_torchrun(cfg: RunConfig, run: RunDir, module: str = "occi.train.trainer"
     try:
         print(f"train: starting {cfg.train.world_size} rank(s) with torchrun; SIGUSR1 or SIGTERM: checkpoint "
               "and stop", flush=True)
-        process = subprocess.Popen(command, env=env)
+        process = subprocess.Popen(command, env=env, preexec_fn=lifeline.child_setup())  # dies with us
         code = process.wait()
         # after a second signal torchrun exits non-zero even when every rank stopped cleanly
         return 0 if signals > 1 and code != 0 and not error_file.exists() else code

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from occi import lifeline
 from occi.config import RunConfig
 from occi.rundir import RunDir
 from occi.train import checkpoints
@@ -74,6 +75,9 @@ def lr_scheduler(optimizer, train: TrainConfig):
         wd_incr_style="constant",
         wsd_decay_steps=max(1, round(train.wsd_decay_fraction * train.steps)) if schedule == "WSD" else None,
         lr_wsd_decay_style="linear" if schedule == "WSD" else None,
+        # the config's schedule, not the checkpoint's: a run reconfigured to more steps re-plans
+        # its schedule from the resumed step (checkpoints.load_latest says what changed)
+        override_opt_param_scheduler=True, use_checkpoint_opt_param_scheduler=False,
     )
 
 
@@ -349,6 +353,8 @@ def main(config_path: str, run_dir: str, trainer_class: type = Trainer, error_fi
     from occi.errors import OcciError
 
     stop = StopRequest(Path(run_dir))  # first: a signal while starting up is kept, not fatal
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun rank ends with torchrun (occi/lifeline.py)
+        lifeline.die_with_parent()
     from occi.train.affinity import pin_this_rank
 
     cfg = config_module.load(config_path)
