@@ -176,7 +176,11 @@ def stages_of(cfg) -> list[Stage]:
 
 def run_all(cfg, run) -> None:
     """Runs the stages in order; a completed stage is reported and skipped."""
+    from occi.preflight.manifest import check_fetched, is_offline
+
     started_run = time.monotonic()
+    if is_offline():  # what was not fetched stops the run before any work, not in its third stage
+        check_fetched(cfg, run)
     stages = stages_of(cfg)
     print(f"occi run {cfg.name}: {len(stages)} stages, run directory {run.root}", flush=True)
     for number, stage in enumerate(stages, 1):
