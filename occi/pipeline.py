@@ -150,7 +150,7 @@ STAGES = [
     Stage("report", ("card",), "the leaderboard and model card in <run>/report (and publish with --push)", "report",
           "occi.report.card",
           options=(Option("--out", "write only the card, to this FILE (the run's report folder is left as it is)"),
-                   Option("--push", "upload hf/ and the card to this Hugging Face model REPO"),
+                   Option("--push", "upload hf/, the card, GGUF files and the leaderboard (what changed) to this Hugging Face model REPO"),
                    Option("--dry-run", "with --push: list what would be uploaded, upload nothing", is_flag=True))),
 ]
 

@@ -90,7 +90,7 @@ repos-path = "{workdir / 'cache'}"
 offline = true
 """)
     log = open(workdir / "olah.log", "wb")
-    process = subprocess.Popen([sys.executable, "-c", "import sys, runpy; sys.path.append('/tmp/h29olah'); sys.argv[0]='olah'; runpy.run_module('olah.server', run_name='__main__')", "-c", str(config), "--log-path",  # DEVHACK
+    process = subprocess.Popen([sys.executable, "-m", "olah.server", "-c", str(config), "--log-path",
                                 str(workdir / "logs")], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                env={k: v for k, v in os.environ.items() if not k.startswith("HF_")})
     url = f"http://127.0.0.1:{port}"

@@ -146,7 +146,8 @@ def test_every_task_of_every_shipped_suite_is_fetched_or_local(tmp_path):
     lm_eval_cells = [c for c in cells("eu-leaderboard", codes, {})]
     reads = reads_by_name(sorted({c.task for c in lm_eval_cells}))
     path = tmp_path / "all.yaml"
-    path.write_text(yaml.safe_dump({"name": "all", "languages": codes, "eval": {"suites": list(SUITES)}}))
+    path.write_text(yaml.safe_dump({"name": "all", "languages": codes, "corpora": "demo",
+                                    "eval": {"suites": list(SUITES)}}))
     keys = {item.key for item in eval_items(config_module.load(str(path)))}
     for cell in lm_eval_cells:
         leaves = reads[cell.task]
@@ -156,10 +157,10 @@ def test_every_task_of_every_shipped_suite_is_fetched_or_local(tmp_path):
             key = (f"eval:{read.dataset_path}:{read.dataset_name or ''}:" if read.kind == "dataset"
                    else f"files:{leaf}:::{','.join(read.files)}")
             assert key in keys, (cell.task, key)
-    eu20 = reads["arc_eu20_mt"]["arc_eu20_mt"]
-    assert eu20.files == tuple(f"hf://datasets/openGPT-X/arcx/arc_challenge_MT_{s}.jsonl"
+    eu20 = reads["arc_eu20_de"]["arc_eu20_de"]
+    assert eu20.files == tuple(f"hf://datasets/openGPT-X/arcx/arc_challenge_DE_{s}.jsonl"
                                for s in ("test", "train", "validation"))
-    assert reads["sib200_ga"]["sib200_ga"].kind == "files"
+    assert reads["sib200_ga"]["sib200_ga"].kind == reads["sib200_mt"]["sib200_mt"].kind == "files"
     # the offline suite's questions and fidelity's prompts are files occi ships: declared local
     local = reads_by_name([c.task for c in cells("offline", ["de"], {}) if c.family == "mc"], include_defaults=False)
     assert all(read.kind == "local" for leaves in local.values() for read in leaves.values())
@@ -230,14 +231,30 @@ def test_a_killed_fetch_run_again_ends_with_the_same_cache(hub, tmp_path):
     assert fetched_files(killed_dir) == fetched_files(clean_dir)
 
 
-def test_fetch_then_run_without_network_equals_the_run_with_network(hub, tmp_path):
+@pytest.fixture(scope="module")
+def runs(hub, tmp_path_factory) -> dict:
+    """The same run twice: fetched on the "login node", then run where there is no network; and
+    run with the network. {config, offline, online, cache}."""
     prefix = no_network_prefix()
-    config = run_config(tmp_path, hub)
-    offline_dir, online_dir = tmp_path / "offline", tmp_path / "online"
-    cache = tmp_path / "hf-login-node"
+    folder = tmp_path_factory.mktemp("runs")
+    config = run_config(folder, hub)
+    offline_dir, online_dir, cache = folder / "offline", folder / "online", folder / "hf-login-node"
     fetched = occi("fetch", str(config), "--run-dir", str(offline_dir), env=hub_env(hub, cache))
     assert fetched.returncode == 0, fetched.stderr[-3000:]
-    assert "model:occi-test/tiny-llama:::" in json.loads((offline_dir / "fetch.json").read_text())["items"]
+    env = {**os.environ, **hub_env(hub, cache, HF_HUB_OFFLINE="1")}
+    offline = subprocess.run([*prefix, sys.executable, "-m", "occi.cli", "run", str(config), "--run-dir",
+                              str(offline_dir)], env=env, capture_output=True, text=True, timeout=900)
+    assert offline.returncode == 0, offline.stdout[-2000:] + offline.stderr[-3000:]
+    online = occi("run", str(config), "--run-dir", str(online_dir), env=hub_env(hub, folder / "hf-online"),
+                  timeout=900)
+    assert online.returncode == 0, online.stdout[-2000:] + online.stderr[-3000:]
+    return {"config": config, "offline": offline_dir, "online": online_dir, "cache": cache, "prefix": prefix}
+
+
+def test_fetch_then_run_without_network_equals_the_run_with_network(hub, runs, tmp_path):
+    config, offline_dir = runs["config"], runs["offline"]
+    assert "model:occi-test/tiny-llama::" in json.loads((offline_dir / "fetch.json").read_text())["items"]
+    assert_same_results(offline_dir, runs["online"])
 
     # a run directory whose manifest lacks one item stops before any work
     lacking = tmp_path / "lacking"
@@ -246,26 +263,60 @@ def test_fetch_then_run_without_network_equals_the_run_with_network(hub, tmp_pat
     dropped = next(k for k in manifest["items"] if k.startswith("files:arc_eu20_de"))
     del manifest["items"][dropped]
     (lacking / "fetch.json").write_text(json.dumps(manifest))
-    env = {**os.environ, **hub_env(hub, cache, HF_HUB_OFFLINE="1")}
-    stopped = subprocess.run([*prefix, sys.executable, "-m", "occi.cli", "run", str(config), "--run-dir", str(lacking)],
-                             env=env, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, **hub_env(hub, runs["cache"], HF_HUB_OFFLINE="1")}
+    stopped = subprocess.run([*runs["prefix"], sys.executable, "-m", "occi.cli", "run", str(config), "--run-dir",
+                              str(lacking)], env=env, capture_output=True, text=True, timeout=600)
     assert stopped.returncode == 2 and len(stopped.stderr.strip().splitlines()) == 1, stopped.stderr[-3000:]
     assert f"{dropped} was not fetched" in stopped.stderr and "occi fetch" in stopped.stderr
-    assert sorted(p.name for p in lacking.iterdir()) == ["fetch.json"]
+    assert {p.name for p in lacking.iterdir()} <= {"fetch.json", "config.yaml"}  # no stage started
 
-    offline = subprocess.run([*prefix, sys.executable, "-m", "occi.cli", "run", str(config), "--run-dir",
-                              str(offline_dir)], env=env, capture_output=True, text=True, timeout=900)
-    assert offline.returncode == 0, offline.stdout[-2000:] + offline.stderr[-3000:]
-    online = occi("run", str(config), "--run-dir", str(online_dir), env=hub_env(hub, tmp_path / "hf-online"),
-                  timeout=900)
-    assert online.returncode == 0, online.stdout[-2000:] + online.stderr[-3000:]
 
+def test_card_push_against_the_server(hub, runs, tmp_path):
+    """olah implements no write call (create_repo, preupload, LFS batch, commit): the push is
+    tested up to them; what a completed push leaves in the repository is written into the
+    server's git mirror, and the plan and the re-download are checked against it."""
+    from huggingface_hub import hf_hub_download
+
+    from occi.report.publish import upload_plan
+
+    config, run_dir = runs["config"], runs["offline"]
+    exported = occi("export", str(config), "--run-dir", str(run_dir), "--format", "gguf", "--quant", "f16")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    env = hub_env(hub, tmp_path / "hf-push")
+    first = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi-test/pushed", "--dry-run", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    plan = upload_plan(run_dir, run_dir / "report" / "MODEL_CARD.md")
+    names = [name for name, _ in plan]
+    assert {"config.json", "README.md", "leaderboard/leaderboard.md", "leaderboard/leaderboard.png"} <= set(names)
+    assert any(n.startswith("gguf/") and n.endswith(".gguf") for n in names)
+    assert f"would upload to {hub['url']}/occi-test/pushed ({len(plan)} files" in first.stdout
+    assert all(f"  {name} " in first.stdout for name in names)
+
+    hub["repos"].commit("model", "occi-test/pushed", {name: path for name, path in plan}, "a completed push")
+    for name, path in plan:  # a re-download equals what was pushed
+        assert Path(hf_hub_download("occi-test/pushed", name, endpoint=hub["url"],
+                                    cache_dir=tmp_path / "download")).read_bytes() == path.read_bytes(), name
+    hub["repos"].commit("model", "occi-test/pushed", {"README.md": "an older card\n"}, "the card changes")
+    second = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi-test/pushed", "--dry-run", env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"(1 files" in second.stdout and f"{len(plan) - 1} unchanged there" in second.stdout, second.stdout
+    assert "  README.md " in second.stdout and "config.json" not in second.stdout
+
+    secret = "hf_occiTestTokenThatMustNeverBePrinted"
+    real = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi-test/pushed",
+                env={**env, "HF_TOKEN": secret})
+    assert real.returncode == 2 and "upload to occi-test/pushed failed" in real.stderr, real.stderr[-3000:]
+    assert len(real.stderr.strip().splitlines()) == 1 and secret not in real.stderr + real.stdout
+
+
+def assert_same_results(offline_dir: Path, online_dir: Path) -> None:
+    """Equal corpora (rows of every shard), exported weights and evaluation scores."""
     for code in LANGS:
-        tables = [sorted(pq.read_table(p).to_pylist(), key=str) for p in sorted((d / "corpora" / code).glob("*.parquet"))
+        shards = [[sorted(map(str, pq.read_table(p).to_pylist())) for p in sorted((d / "corpora" / code).glob("*.parquet"))]
                   for d in (offline_dir, online_dir)]
-        assert tables[0] and tables[0::2] == tables[1::2], code
-    for name in sorted(p.name for p in (online_dir / "hf").glob("*.safetensors")):
-        assert (offline_dir / "hf" / name).read_bytes() == (online_dir / "hf" / name).read_bytes(), name
+        assert shards[0] and shards[0] == shards[1], code
+    weights = sorted(p.name for p in (online_dir / "hf").glob("*.safetensors"))
+    assert weights and all((offline_dir / "hf" / n).read_bytes() == (online_dir / "hf" / n).read_bytes() for n in weights)
 
     def scores(run_dir: Path) -> list:
         tables = sorted((run_dir / "eval").glob("table-*.json"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -152,17 +153,14 @@ def reads_by_name(names: list[str], include_path: str | list[str] | None = None,
                   include_defaults: bool = True) -> dict[str, dict[str, TaskRead]]:
     """Per task, group or tag name, its leaf tasks and what each reads. occi's shipped task
     folders are always indexed (EU20 and SIB-200 are not lm-eval's)."""
-    from lm_eval.tasks import TaskManager
-
     from occi.eval.tasks import shipped_folders
 
     extra = [include_path] if isinstance(include_path, str) else list(include_path or [])
-    folders = extra + [str(f) for f in shipped_folders()]
-    manager = TaskManager(include_path=folders, include_defaults=False)
-    if include_defaults and any(name not in manager.task_index for name in names):
+    folders = tuple(extra + [str(f) for f in shipped_folders()])
+    index = _task_index(folders, False)
+    if include_defaults and any(name not in index for name in names):
         # lm-eval's own catalogue takes seconds to index: only when a task is not occi's
-        manager = TaskManager(include_path=folders, include_defaults=True)
-    index = manager.task_index
+        index = _task_index(folders, True)
 
     def visit(spec, found: dict[str, TaskRead], seen: set[str]) -> None:
         if isinstance(spec, dict):
@@ -195,6 +193,13 @@ def reads_by_name(names: list[str], include_path: str | list[str] | None = None,
         out[name] = {}
         visit(name, out[name], set())
     return out
+
+
+@lru_cache(maxsize=4)
+def _task_index(folders: tuple[str, ...], include_defaults: bool) -> dict:
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(folders), include_defaults=include_defaults).task_index
 
 
 def _read_of(cfg: dict) -> TaskRead:

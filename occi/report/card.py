@@ -316,5 +316,5 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), out: str | None = N
     lines.append(f"card: {card}")
     if push:
         files = publish.upload_plan(run, card)
-        lines.append(publish.format_plan(push, files) if dry_run else f"card: uploaded to {publish.push(push, files)}")
+        lines.append(publish.dry_run(push, files) if dry_run else f"card: uploaded to {publish.push(push, files)}")
     return StageResult("\n".join(lines))
