@@ -9,9 +9,11 @@ is not in the wheel; olah is pure Python and, for a git repository in its mirror
 revision (/api/<type>s/<repo>/revision/<rev>), the tree with sizes and LFS sha256
 (list_repo_tree, get_paths_info), /resolve/ downloads with ETag and X-Repo-Commit, HEAD
 requests, and so HfFileSystem and `hf://` data files. What it lacks: repository info without a
-revision (/api/<type>s/<repo>, which in olah's offline mode looks only at its proxy cache, so
-occi asks for revision `main`) and every write call (create_repo, preupload, commit, LFS batch):
-no server on PyPI implements the upload API.
+revision (/api/<type>s/<repo>, which HfFileSystem asks first): in its offline mode olah looks
+for the newest commit only in its proxy cache, so `_LAUNCH` below makes that lookup answer with
+a mirror's HEAD, as the hub answers with the default branch (occi itself asks for revision
+`main`); and every write call (create_repo, preupload, commit, LFS batch): no server on PyPI
+implements the upload API.
 """
 from __future__ import annotations
 
@@ -30,6 +32,23 @@ from pathlib import Path
 
 LFS_SUFFIXES = (".parquet", ".safetensors", ".bin", ".ftz", ".arrow")
 """Files the hub keeps in LFS (as its default .gitattributes does); the others are plain git blobs."""
+
+
+_LAUNCH = """
+import os, runpy, subprocess, sys
+import olah.utils.repo_utils as repo_utils
+mirrors = sys.argv.pop(1)
+cached_only = repo_utils.get_newest_commit_hf_offline
+async def newest_commit(app, repo_type, org, repo):
+    folder = os.path.join(mirrors, repo_type, org or "", repo)
+    if os.path.isdir(os.path.join(folder, ".git")):
+        return subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return await cached_only(app, repo_type, org, repo)
+repo_utils.get_newest_commit_hf_offline = newest_commit
+sys.argv[0] = "olah"
+runpy.run_module("olah.server", run_name="__main__")
+"""
+"""olah's server, with the newest commit of a mirrored repository read from its git HEAD."""
 
 
 def free_port() -> int:
@@ -90,7 +109,7 @@ repos-path = "{workdir / 'cache'}"
 offline = true
 """)
     log = open(workdir / "olah.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "olah.server", "-c", str(config), "--log-path",
+    process = subprocess.Popen([sys.executable, "-c", _LAUNCH, str(repos.root), "-c", str(config), "--log-path",
                                 str(workdir / "logs")], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                env={k: v for k, v in os.environ.items() if not k.startswith("HF_")})
     url = f"http://127.0.0.1:{port}"

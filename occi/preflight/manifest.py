@@ -303,7 +303,7 @@ def check_fetched(cfg, run: RunDir, cluster: str | None = None) -> None:
     set): everything the run reads from the hub must be in the run's manifest with its files
     intact, else one error naming what and how to fetch it, before any work. Local folders
     standing in for hub ids are items too (fetching them records their files)."""
-    items = [i for i in needed_items(cfg) if not (i.kind == "files" and not i.data_files)]
+    items = needed_items(cfg)
     if not items:
         return
     manifest = Manifest.read(run)
