@@ -67,7 +67,8 @@ def hub(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("hub")
     repos = HubRepos(root / "mirrors")
-    base = make_base(root / "tiny-llama", "llama", num_hidden_layers=2)
+    base = make_base(root / "tiny-llama", "llama", num_hidden_layers=2,  # unscaled RoPE: GGUF export writes it
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
     repos.commit("model", "occi-test/tiny-llama", {p.name: p for p in sorted(base.iterdir()) if p.is_file()})
     web, configs = {}, ""
     for code in LANGS:

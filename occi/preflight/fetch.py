@@ -21,6 +21,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from occi.errors import OcciError
@@ -195,8 +196,10 @@ def _hub_hashes(info) -> dict:
     return found
 
 
+@lru_cache(maxsize=64)
 def _hub_tree(repo: str, repo_type: str, revision: str) -> tuple[str, dict[str, dict]]:
-    """The commit a revision names and {path: {bytes, sha256 | blob_id}} of every file in it."""
+    """The commit a revision names and {path: {bytes, sha256 | blob_id}} of every file in it
+    (once per fetch: EU20's tasks of 20 languages share five repositories)."""
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
@@ -249,16 +252,13 @@ def _plan_files(item: Item) -> Planned:
     """The remote data files of one evaluation task: `hf://` files (glob patterns matched against
     the repository's tree) and URLs."""
     files, revisions = [], set()
-    trees: dict[tuple[str, str, str], tuple[str, dict[str, dict]]] = {}
     for source in item.data_files:
         hub = parse_hf_url(source)
         if hub is None:
             files.append({"source": source, "url": source, "bytes": _url_size(source)})
             continue
         repo_type, repo, revision, pattern = hub
-        if (repo_type, repo, revision) not in trees:
-            trees[(repo_type, repo, revision)] = _hub_tree(repo, repo_type, revision)
-        commit, tree = trees[(repo_type, repo, revision)]
+        commit, tree = _hub_tree(repo, repo_type, revision)
         names = [name for name in sorted(tree) if _glob_match(name, pattern)]
         if not names:
             raise OcciError(f"{item.key}: {source} matches no file in {repo_type} {repo} at {commit}")
