@@ -331,3 +331,12 @@ def assert_same_results(offline_dir: Path, online_dir: Path) -> None:
     cells = [c for table in offline_scores for c in table]
     assert {(c[1], c[2]) for c in cells} == {("de", "arc_eu20"), ("de", "sib200"), ("ga", "sib200")}
     assert all(c[3] == "done" and c[4] is not None for c in cells), cells
+
+
+def test_an_unknown_benchmark_family_is_a_one_line_error(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "languages": ["de"], "corpora": "demo",
+                                    "eval": {"suites": ["eu-leaderboard"], "families": ["arc_eu21"]}}))
+    result = occi("fetch", str(path), "--run-dir", str(tmp_path / "run"), "--dry-run")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "families: unknown benchmark family 'arc_eu21'" in result.stderr
