@@ -80,6 +80,10 @@ def unchanged_files(repo_id: str, files: list[tuple[str, Path]], token: str | No
 
 def dry_run(repo_id: str, files: list[tuple[str, Path]]) -> str:
     """The plan, with what the repository already holds left out when it can be read."""
+    from occi.preflight.manifest import is_offline
+
+    if is_offline():
+        return format_plan(repo_id, files) + "\n(HF_HUB_OFFLINE is set: the repository was not compared, every file listed)"
     try:
         unchanged = unchanged_files(repo_id, files, os.environ.get("HF_TOKEN") or None)
     except Exception as err:  # offline or unreachable: list everything, say why
