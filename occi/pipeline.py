@@ -179,7 +179,7 @@ STAGES = [
     Stage("report", ("card",), "the leaderboard and model card in <run>/report (and publish with --push)", "report",
           "occi.report.card", inputs=("eval",),
           options=(Option("--out", "write only the card, to this FILE (the run's report folder is left as it is)"),
-                   Option("--push", "upload hf/ and the card to this Hugging Face model REPO"),
+                   Option("--push", "upload hf/, the card, GGUF files and the leaderboard (what changed) to this Hugging Face model REPO"),
                    Option("--dry-run", "with --push: list what would be uploaded, upload nothing", is_flag=True),
                    Option("--allow-incomplete", "with --push: publish even if the training-content summary has "
                           "to-do lines (an empty `provider:` field)", is_flag=True))),
@@ -247,7 +247,11 @@ def run_all(cfg, run) -> None:
 
 
 def _run_stages(cfg, run) -> None:
+    from occi.preflight.manifest import check_fetched, is_offline
+
     started_run = time.monotonic()
+    if is_offline():  # what was not fetched stops the run before any work, not in its third stage
+        check_fetched(cfg, run)
     stages = stages_of(cfg)
     print(f"occi run {cfg.name}: {len(stages)} stages, run directory {run.root}", flush=True)
     for number, stage in enumerate(stages, 1):

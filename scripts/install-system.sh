@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: SLURM (slurmctld, slurmd, client) and munge for the
-# one-node test cluster, Chromium for the leaderboard page, cmake and g++ to build llama-cpp-python. Idempotent; needs root (CI runs as root).
+# one-node test cluster, Chromium for the leaderboard page, cmake and g++ to build llama-cpp-python,
+# git (the test hub's repositories), iproute2 and util-linux (`unshare --net` for the offline run). Idempotent; needs root (CI runs as root).
 set -euo pipefail
-PACKAGES="slurmctld slurmd slurm-client munge chromium cmake g++"
+PACKAGES="slurmctld slurmd slurm-client munge chromium cmake g++ git iproute2 util-linux"
 missing=""
 for package in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"

@@ -247,7 +247,8 @@ def test_a_section_without_data_says_so(full_run, tmp_path):
 
 def test_push_dry_run_lists_files_and_offline_push_fails_clearly(full_run):
     config, run_dir = full_run
-    dry = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi/mini-test", "--dry-run")
+    dry = occi("card", str(config), "--run-dir", str(run_dir), "--push", "occi/mini-test", "--dry-run",
+               env={"HF_HUB_OFFLINE": "1"})  # the repository is not compared (no network here)
     assert dry.returncode == 0, dry.stderr
     assert "would upload to https://huggingface.co/occi/mini-test" in dry.stdout
     for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "loss_curve.png",

@@ -113,7 +113,9 @@ def plan_shards(cfg: CorporaConfig, run_languages: list[str], manifest=None) -> 
                 shards.append(Shard(len(shards), source, entry["path"], 0, limit))
             continue
         if source.kind == "hub":
-            count = _hub_shard_count(source, cfg.base_dir)
+            # with a limit: one stream, its leading documents in file order, the documents `occi
+            # fetch` takes for it, so a run reads the same text online and offline
+            count = 1 if source.limit is not None else _hub_shard_count(source, cfg.base_dir)
             locations = [str(i) for i in range(count)]
         else:
             locations = _local_files(source, cfg.base_dir)

@@ -27,6 +27,9 @@ class EvalConfig:
     """Tokens of each answer generated for the fidelity suite."""
     languages: list[str] | None = None
     """Languages evaluated, a subset of the run's (quicker checks); None evaluates all of them."""
+    families: list[str] | None = None
+    """Benchmark families of the eu-leaderboard suite evaluated (e.g. [arc_eu20, sib200]: quicker
+    checks, fewer datasets to fetch); None evaluates every family each language has."""
 
     def __post_init__(self) -> None:
         from occi.eval.suites import SUITES
@@ -43,6 +46,9 @@ class EvalConfig:
                             "fidelity_max_new_tokens": ranges.at_least(1), "num_fewshot": ranges.at_least(0)})
         from occi.languages import BENCHMARKS
 
+        for family in self.families or []:
+            if family not in BENCHMARKS:
+                raise ValueError(f"families: unknown benchmark family {family!r}; expected one of {', '.join(BENCHMARKS)}")
         for family, shots in self.num_fewshot.items():
             if family not in BENCHMARKS:
                 raise ValueError(f"num_fewshot: unknown benchmark family {family!r}; expected one of {', '.join(BENCHMARKS)}")

@@ -19,11 +19,12 @@ def cell_folder(run: RunDir, label: str, cell: Cell) -> Path:
     return RunDir.of(run).eval_cell(cell.suite, label, cell.language, cell.family)
 
 
-def collect(run: RunDir, label: str, suites: list[str], codes: list[str], overrides: dict[str, int]) -> dict:
+def collect(run: RunDir, label: str, suites: list[str], codes: list[str], overrides: dict[str, int],
+            families: list[str] | None = None) -> dict:
     """Every cell's state (done, failed, missing) and value."""
     rows = []
     for suite in suites:
-        for cell in cells(suite, codes, overrides):
+        for cell in cells(suite, codes, overrides, families):
             folder = cell_folder(run, label, cell)
             if is_done(folder):
                 rows.append({**json.loads((folder / "cell.json").read_text(encoding="utf-8")), "state": "done"})

@@ -97,7 +97,8 @@ def _describe_environment_once() -> None:
 class Evaluator:
     """One loaded model and lm-eval task index, evaluating cells."""
 
-    def __init__(self, cfg: RunConfig, model: str, label: str, name: str, tasks_dir: Path, offline_only: bool):
+    def __init__(self, cfg: RunConfig, model: str, label: str, name: str, tasks_dir: Path, offline_only: bool,
+                 folders: list[Path], tasks_wanted: list[str]):
         import torch
         from lm_eval.tasks import TaskManager
 
@@ -109,8 +110,9 @@ class Evaluator:
         _describe_environment_once()
         self.lm = load(model, device, dtype, cfg.eval.batch_size)
         # indexing only occi's folder takes 0.01 s instead of ~9 s for lm-eval's whole catalogue
-        self.tasks = TaskManager(include_path=[str(tasks_dir), *map(str, tasks.shipped_folders())],
-                                 include_defaults=not offline_only)
+        self.tasks = TaskManager(include_path=[str(tasks_dir), *map(str, folders)], include_defaults=False)
+        if not offline_only and any(task not in self.tasks.task_index for task in tasks_wanted):
+            self.tasks = TaskManager(include_path=[str(tasks_dir), *map(str, folders)], include_defaults=True)
 
     def run(self, cell: Cell, folder: Path) -> dict:
         if cell.family == "fidelity":
@@ -194,7 +196,7 @@ def _evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None, model: str 
     tasks_dir, unbuildable = tasks.prepare(cfg, run, heldout="offline" in suites)
     todo = []
     for suite in suites:
-        for cell in share.mine(cells(suite, cfg.eval_languages, cfg.eval.num_fewshot)):
+        for cell in share.mine(cells(suite, cfg.eval_languages, cfg.eval.num_fewshot, cfg.eval.families)):
             folder = cell_folder(run, label, cell)
             if not is_done(folder):
                 todo.append((cell, folder))
@@ -202,7 +204,8 @@ def _evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None, model: str 
     if any(cell.task not in unbuildable for cell, _ in todo):
         try:
             evaluator = Evaluator(cfg, model, label, display_name(cfg, run, model), tasks_dir,
-                                  offline_only=suites == ["offline"])
+                                  offline_only=suites == ["offline"], folders=tasks.task_folders(run),
+                                  tasks_wanted=[cell.task for cell, _ in todo])
         except Exception as err:
             kind = "a GGUF file with llama-cpp-python" if model.endswith(".gguf") else "a transformers causal LM"
             raise OcciError(f"{model}: cannot load it as {kind}: {_error_line(err)}") from err
@@ -217,7 +220,7 @@ def _evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None, model: str 
         except Exception as err:  # one unreachable dataset must not stop the other cells
             atomic_write_json(folder / "error.json", {"task": cell.task, "error": _error_line(err)})
     evaluated = [s for s in SUITES if s in suites or (run.eval / s / label).is_dir()]
-    table = collect(run, label, evaluated, cfg.eval_languages, cfg.eval.num_fewshot)
+    table = collect(run, label, evaluated, cfg.eval_languages, cfg.eval.num_fewshot, cfg.eval.families)
     if share.whole:
         atomic_write_json(run.eval_table(label), table)
         atomic_write_text(run.eval_table(label, "md"), format_table(table) + "\n")

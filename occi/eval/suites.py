@@ -41,7 +41,10 @@ class Cell:
     """The lm-eval filter the metric is read under (results key "<metric>,<filter>")."""
 
 
-def cells(suite: str, codes: list[str], fewshot_overrides: dict[str, int]) -> list[Cell]:
+def cells(suite: str, codes: list[str], fewshot_overrides: dict[str, int],
+          families: list[str] | None = None) -> list[Cell]:
+    """The cells of a suite for these languages (of the eu-leaderboard suite, only these families
+    when given)."""
     found = []
     for code in codes:
         if suite == "offline":
@@ -51,6 +54,8 @@ def cells(suite: str, codes: list[str], fewshot_overrides: dict[str, int]) -> li
             found.append(Cell(suite, code, "fidelity", f"occi_fidelity_{code}", 0, "fidelity"))
         else:
             for family, task in languages.lm_eval_tasks(code).items():
+                if families is not None and family not in families:
+                    continue
                 _, shots, metric = languages.BENCHMARKS[family]
                 found.append(Cell(suite, code, family, task, fewshot_overrides.get(family, shots), metric,
                                   languages.METRIC_FILTERS.get(family, "none")))

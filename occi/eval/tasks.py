@@ -6,6 +6,11 @@ resolves it against the folder: the shipped occi_mc folder is used where it lies
 SIB-200 folders, also used where they lie, read `hf://` data files), and the bits-per-byte folder
 generated here in <run>/eval/tasks/ from the run's held-out text (occi/corpora/reader.py has the
 split rule) keeps working when the run is moved.
+
+`datasets` cannot open an `hf://` data file without the network, even one it read before. When
+the run's fetch manifest (`occi fetch`) holds a task's data files, the task's folder is copied
+into <run>/eval/tasks/fetched/ with those files replaced by their fetched copies, and lm-eval
+reads that copy instead of the shipped folder: the same bytes, online or offline.
 """
 from __future__ import annotations
 
@@ -31,6 +36,56 @@ def shipped_folders() -> list[Path]:
     return [asset_dir("eval") / "tasks" / name for name in ("occi_mc", "occi_eu20", "occi_sib200")]
 
 
+def task_folders(run: RunDir) -> list[Path]:
+    """The shipped folders lm-eval indexes besides <run>/eval/tasks/: those copied into
+    <run>/eval/tasks/fetched/ by `prepare` are indexed there instead."""
+    fetched = run.eval / "tasks" / "fetched"
+    return [folder for folder in shipped_folders() if not (fetched / folder.name).is_dir()]
+
+
+def _fetched_data_files(run: RunDir) -> dict[str, list[str]]:
+    """Remote data file (as a task names it) -> the fetched local files, from the manifest."""
+    from occi.preflight.manifest import Manifest
+
+    manifest = Manifest.read(run)
+    found: dict[str, list[str]] = {}
+    for entry in (manifest.items.values() if manifest else []):
+        if entry.get("kind") == "files" and entry.get("complete"):
+            for f in entry["files"]:
+                found.setdefault(f["source"], []).append(f["path"])
+    return found
+
+
+def _write_fetched_copies(run: RunDir, tasks: Path) -> None:
+    """Copies of the shipped folders with remote data files replaced by their fetched copies."""
+    local = _fetched_data_files(run)
+    fetched = tasks / "fetched"
+    if not local:
+        shutil.rmtree(fetched, ignore_errors=True)
+        return
+    for folder in shipped_folders():
+        copy, changed = {}, False
+        for source in sorted(folder.rglob("*")):
+            if not source.is_file() or "__pycache__" in source.parts:
+                continue
+            text = source.read_text(encoding="utf-8")
+            if source.suffix == ".yaml" and "://" in text:
+                leaf = yaml.safe_load(text.split("\n", 1)[1] if text.startswith("#") else text)
+                data_files = (leaf.get("dataset_kwargs") or {}).get("data_files") if isinstance(leaf, dict) else None
+                if isinstance(data_files, dict) and all(v in local for v in data_files.values()):
+                    leaf["dataset_kwargs"]["data_files"] = {k: sorted(local[v]) if len(local[v]) > 1 else local[v][0]
+                                                            for k, v in data_files.items()}
+                    text, changed = HEADER + yaml.safe_dump(leaf, sort_keys=False, allow_unicode=True), True
+            copy[source.relative_to(folder)] = text
+        target = fetched / folder.name
+        if not changed:
+            shutil.rmtree(target, ignore_errors=True)
+            continue
+        for relative, text in copy.items():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            _write_if_changed(target / relative, text)
+
+
 def prepare(cfg: RunConfig, run: RunDir, heldout: bool) -> tuple[Path, dict[str, str]]:
     """Writes the task files; returns their folder and, per task that cannot be built (no
     held-out text for a language), the reason. `heldout=False` skips the bits-per-byte tasks,
@@ -40,6 +95,7 @@ def prepare(cfg: RunConfig, run: RunDir, heldout: bool) -> tuple[Path, dict[str,
     # copies with absolute paths that earlier occi versions wrote: the shipped folder replaces them
     shutil.rmtree(tasks / "occi_mc", ignore_errors=True)
     tasks.mkdir(parents=True, exist_ok=True)
+    _write_fetched_copies(run, tasks)
     problems: dict[str, str] = {}
     if heldout:
         problems = _write_bpb(cfg, run, eval_assets, tasks / "occi_bpb")

@@ -3,7 +3,10 @@ from the hub into the cache the compute jobs read, and write the manifest <run>/
 
 Items (occi/preflight/manifest.py): corpus sources per language — only the files the configured
 `limit` needs where the rows per file can be counted (Parquet footers, JSON lines) —, the base
-model, the datasets of the evaluation tasks, a language-ID model given by URL. The sizes are
+model, the datasets of the evaluation tasks and the remote data files of json/csv/parquet tasks
+(EU20, SIB-200: `hf://` files), a language-ID model given by URL. Each file's size and sha256
+are recorded and compared with the hub's metadata; a file found truncated or changed is fetched
+again by the next `occi fetch`. The sizes are
 known before anything is downloaded; the command stops when the cache's file system has not
 room for them. Downloads are resumable (huggingface_hub keeps partial files and skips finished
 ones) and the manifest is written after each item, so the same command continues a broken fetch.
@@ -18,13 +21,17 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from occi.errors import OcciError
+from occi.preflight import integrity
 from occi.preflight.manifest import Item, Manifest, needed_items
 from occi.rundir import RunDir
 
 _HF_URL = re.compile(r"^hf://(?P<type>datasets|models)/(?P<repo>[^@]+)@(?P<revision>[^/]+)/(?P<path>.+)$")
+DEFAULT_REVISION = "main"
+"""The branch a hub item is fetched at (as huggingface_hub and `datasets` default to)."""
 _MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "tokenizer*"]
 FREE_SPACE_MARGIN = 1.05
 """The cache must have this much more free space than the planned download."""
@@ -64,7 +71,13 @@ def fetch(cfg, run: RunDir, cluster: str | None = None, dry_run: bool = False, i
     manifest = Manifest.read(run) or Manifest()
     manifest.cache = cache
     items = needed_items(cfg) if items is None else items
-    todo = [i for i in items if manifest.problems([i])]
+    todo = []
+    for item in items:
+        problems = manifest.problems([item])
+        if problems:
+            todo.append(item)
+            if manifest.entry(item) is not None:
+                log(f"  {problems[0]}; fetching it again")
     log(f"occi fetch: {len(items)} item(s) for run {cfg.name}, {len(items) - len(todo)} already fetched; cache {cache}")
     plans, failed = [], []
     for item in todo:  # one item that cannot be planned does not stop the others
@@ -113,7 +126,7 @@ def fetch(cfg, run: RunDir, cluster: str | None = None, dry_run: bool = False, i
 def plan_item(item: Item) -> Planned:
     """The item's files and sizes (no download); network errors become one-line OcciErrors."""
     planners = {"dataset": _plan_dataset, "model": lambda i: _plan_repo(i, "model"),
-                "eval": lambda i: _plan_repo(i, "dataset"), "langid": _plan_url}
+                "eval": lambda i: _plan_repo(i, "dataset"), "files": _plan_files, "langid": _plan_url}
     return _one_line(item, planners[item.kind])
 
 
@@ -159,6 +172,7 @@ def _plan_dataset(item: Item) -> Planned:
 
 
 def _remote_sizes(files: list[dict], repo_type: str) -> None:
+    """Adds each hub file's size and the hub's hash of it (sha256 for LFS files, else the git blob id)."""
     from huggingface_hub import HfApi
 
     by_repo: dict[tuple[str, str], list[dict]] = {}
@@ -166,9 +180,35 @@ def _remote_sizes(files: list[dict], repo_type: str) -> None:
         by_repo.setdefault((f["repo"], f["revision"]), []).append(f)
     for (repo, revision), group in by_repo.items():
         infos = HfApi().get_paths_info(repo, [f["name"] for f in group], repo_type=repo_type, revision=revision)
-        sizes = {info.path: getattr(info, "size", 0) or 0 for info in infos}
+        known = {info.path: _hub_hashes(info) for info in infos}
         for f in group:
-            f["bytes"] = sizes.get(f["name"], 0)
+            f.update(known.get(f["name"], {"bytes": 0}))
+
+
+def _hub_hashes(info) -> dict:
+    """{bytes, sha256 | blob_id} of one entry of the hub's tree or paths-info."""
+    lfs = getattr(info, "lfs", None)
+    found = {"bytes": getattr(info, "size", 0) or 0}
+    if lfs is not None and getattr(lfs, "sha256", None):
+        found["sha256"] = lfs.sha256
+    elif getattr(info, "blob_id", None):
+        found["blob_id"] = info.blob_id
+    return found
+
+
+@lru_cache(maxsize=64)
+def _hub_tree(repo: str, repo_type: str, revision: str) -> tuple[str, dict[str, dict]]:
+    """The commit a revision names and {path: {bytes, sha256 | blob_id}} of every file in it
+    (once per fetch: EU20's tasks of 20 languages share five repositories)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    api = HfApi()
+    commit = api.repo_info(repo, repo_type=repo_type, revision=revision).sha or revision
+    files = {entry.path: _hub_hashes(entry)
+             for entry in api.list_repo_tree(repo, repo_type=repo_type, revision=commit, recursive=True)
+             if isinstance(entry, RepoFile)}
+    return commit, files
 
 
 def _remote_parquet_rows(f: dict) -> int | None:
@@ -184,42 +224,80 @@ def _remote_parquet_rows(f: dict) -> int | None:
 
 
 def _plan_repo(item: Item, repo_type: str) -> Planned:
-    """A base model (its weights, config and tokenizer files) or an evaluation dataset."""
+    """A base model (its weights, config and tokenizer files) or an evaluation dataset, at the
+    default branch's commit."""
     local = Path(item.id).expanduser()
     if local.is_dir():
         files = [{"source": str(p), "path": str(p.resolve()), "bytes": p.stat().st_size}
                  for p in sorted(local.rglob("*")) if p.is_file()]
         return Planned(item, files)
-    from huggingface_hub import HfApi
-
     try:
-        api = HfApi()
-        info = (api.model_info(item.id, files_metadata=True) if repo_type == "model"
-                else api.dataset_info(item.id, files_metadata=True))
+        commit, tree = _hub_tree(item.id, repo_type, DEFAULT_REVISION)
     except Exception as err:
         raise OcciError(f"{item.key}: cannot read the {repo_type}'s file list: {str(err).splitlines()[0]} "
                         "(check the id, the network, and HF_TOKEN for gated repositories)") from None
-    siblings = [(s.rfilename, s.size or 0) for s in info.siblings or []]
+    names = sorted(tree)
     if repo_type == "model":
-        siblings = [(name, size) for name, size in siblings if _matches(name, _MODEL_FILES)]
+        names = [name for name in names if _matches(name, _MODEL_FILES)]
         note = ""
     else:  # the subset's own files cannot be told apart before `datasets` prepares them
         note = "(at most: the whole repository)"
-    plan = Planned(item, [{"source": name, "repo": item.id, "revision": info.sha, "name": name, "bytes": size}
-                          for name, size in siblings], revision=info.sha or "unknown", note=note)
-    plan.bytes_planned = sum(size for _, size in siblings)
+    plan = Planned(item, [{"source": name, "repo": item.id, "revision": commit, "name": name, **tree[name]}
+                          for name in names], revision=commit, note=note)
+    plan.bytes_planned = sum(tree[name]["bytes"] for name in names)
     return plan
 
 
-def _plan_url(item: Item) -> Planned:
+def _plan_files(item: Item) -> Planned:
+    """The remote data files of one evaluation task: `hf://` files (glob patterns matched against
+    the repository's tree) and URLs."""
+    files, revisions = [], set()
+    for source in item.data_files:
+        hub = parse_hf_url(source)
+        if hub is None:
+            files.append({"source": source, "url": source, "bytes": _url_size(source)})
+            continue
+        repo_type, repo, revision, pattern = hub
+        commit, tree = _hub_tree(repo, repo_type, revision)
+        names = [name for name in sorted(tree) if _glob_match(name, pattern)]
+        if not names:
+            raise OcciError(f"{item.key}: {source} matches no file in {repo_type} {repo} at {commit}")
+        revisions.add(commit)
+        files += [{"source": source, "repo": repo, "repo_type": repo_type, "revision": commit, "name": name,
+                   **tree[name]} for name in names]
+    return Planned(item, files, revision=",".join(sorted(revisions)) or "url",
+                   bytes_planned=sum(f["bytes"] for f in files))
+
+
+def parse_hf_url(url: str) -> tuple[str, str, str, str] | None:
+    """(repo type, repo id, revision, path in the repository) of an `hf://` data file, or None."""
+    match = re.match(r"^hf://(?:(?P<type>datasets|models|spaces)/)?(?P<org>[^/@]+)/(?P<name>[^/@]+)"
+                     r"(?:@(?P<revision>[^/]+))?/(?P<path>.+)$", url)
+    if not match:
+        return None
+    repo_type = {"datasets": "dataset", "spaces": "space"}.get(match["type"] or "", "model")
+    return repo_type, f"{match['org']}/{match['name']}", match["revision"] or DEFAULT_REVISION, match["path"]
+
+
+def _glob_match(name: str, pattern: str) -> bool:
+    """fnmatch within one folder level, as HfFileSystem's glob matches `*`."""
+    from fnmatch import fnmatchcase
+
+    return name.count("/") == pattern.count("/") and fnmatchcase(name, pattern)
+
+
+def _url_size(url: str) -> int:
     import urllib.request
 
-    size = 0
     try:
-        with urllib.request.urlopen(urllib.request.Request(item.id, method="HEAD"), timeout=30) as response:
-            size = int(response.headers.get("Content-Length") or 0)
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30) as response:
+            return int(response.headers.get("Content-Length") or 0)
     except (OSError, ValueError):
-        pass  # the download itself reports an unreachable URL
+        return 0  # the download itself reports an unreachable URL
+
+
+def _plan_url(item: Item) -> Planned:
+    size = _url_size(item.id)
     return Planned(item, [{"source": item.id, "bytes": size}], revision=item.id, bytes_planned=size)
 
 
@@ -237,7 +315,7 @@ def download(plan: Planned) -> dict:
     entry = {"kind": item.kind, "id": item.id, "subset": item.subset, "split": item.split,
              "revision": plan.revision, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "complete": False}
     downloaders = {"dataset": _download_dataset, "model": _download_model, "eval": _download_eval,
-                   "langid": _download_url}
+                   "files": _download_files, "langid": _download_url}
     files = _one_line(item, lambda _: downloaders[item.kind](plan))
     entry.update(files=files, bytes=sum(f["bytes"] for f in files), complete=True)
     return entry
@@ -245,19 +323,19 @@ def download(plan: Planned) -> dict:
 
 def _download_dataset(plan: Planned) -> list[dict]:
     """Files in read order until the limit's rows are there (all of them without a limit)."""
-    from huggingface_hub import hf_hub_download
-
     limit, rows_so_far, out = plan.item.limit, 0, []
     for f in plan.files:
         if limit is not None and rows_so_far >= limit:
             break
         if "repo" in f:
-            path = hf_hub_download(f["repo"], f["name"], repo_type="dataset", revision=f["revision"])
+            path = hub_file(dict(f, repo_type="dataset"), plan.item.key)
+            rows = count_rows(path)
+            out.append(integrity.record(path, rows=rows))
         else:
             path = f["path"]
-        rows = count_rows(path)
+            rows = count_rows(path)
+            out.append({"path": str(path), "bytes": Path(path).stat().st_size, "rows": rows})
         rows_so_far += rows if rows is not None else 0
-        out.append({"path": str(path), "bytes": Path(path).stat().st_size, "rows": rows})
         if rows is None:
             limit = None  # rows unknown: the limit cannot be honoured by file, take every file
     return out
@@ -280,12 +358,28 @@ def count_rows(path: str | Path) -> int | None:
 
 
 def _download_model(plan: Planned) -> list[dict]:
+    """The planned files, each checked against the hub's size and hash, into the hub cache where
+    `snapshot_download` finds them offline (revision main: its ref is written too)."""
     if plan.revision == "local":
         return [{"path": f["path"], "bytes": f["bytes"]} for f in plan.files]
-    from huggingface_hub import snapshot_download
+    return [integrity.record(hub_file(dict(f, repo_type="model", ref=DEFAULT_REVISION), plan.item.key))
+            for f in plan.files]
 
-    folder = Path(snapshot_download(plan.item.id, revision=plan.revision, allow_patterns=_MODEL_FILES))
-    return [{"path": str(p), "bytes": p.stat().st_size} for p in sorted(folder.rglob("*")) if p.is_file()]
+
+def hub_file(f: dict, what: str) -> str:
+    """Downloads one hub file (resumable) and checks it; a cached copy that fails the check
+    (truncated, changed) is downloaded anew once."""
+    from huggingface_hub import hf_hub_download
+
+    def get(force: bool) -> str:
+        return hf_hub_download(f["repo"], f["name"], repo_type=f.get("repo_type", "dataset"),
+                               revision=f.get("ref") or f["revision"], force_download=force)
+
+    path = get(False)
+    if integrity.mismatch(path, f):
+        path = get(True)
+    integrity.verified(path, f, what)
+    return path
 
 
 def _download_eval(plan: Planned) -> list[dict]:
@@ -298,7 +392,7 @@ def _download_eval(plan: Planned) -> list[dict]:
     except Exception as err:
         raise OcciError(f"{plan.item.key}: cannot download: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     paths = sorted({c["filename"] for split in loaded.values() for c in split.cache_files})
-    return [{"path": p, "bytes": Path(p).stat().st_size} for p in paths]
+    return [integrity.record(p) for p in paths]
 
 
 def _download_url(plan: Planned) -> list[dict]:
@@ -306,7 +400,44 @@ def _download_url(plan: Planned) -> list[dict]:
     from occi.corpora.langid import resolve_model
 
     path = resolve_model(LangIdConfig(model=plan.item.id, cache_dir=plan.item.base_dir or None))
-    return [{"path": str(path), "bytes": path.stat().st_size}]
+    if plan.files[0]["bytes"] and path.stat().st_size != plan.files[0]["bytes"]:
+        path.unlink()  # a truncated copy from an older download: fetch it anew
+        path = resolve_model(LangIdConfig(model=plan.item.id, cache_dir=plan.item.base_dir or None))
+    integrity.verified(path, {"bytes": plan.files[0]["bytes"]}, plan.item.key)
+    return [integrity.record(path)]
+
+
+def _download_files(plan: Planned) -> list[dict]:
+    """An evaluation task's remote data files: hub files into the hub cache, URLs into
+    $HF_HOME/occi-urls/; each recorded with the pattern or URL it stands for."""
+    out = []
+    for f in plan.files:
+        path = hub_file(f, plan.item.key) if "repo" in f else url_file(f, plan.item.key)
+        out.append(integrity.record(path, source=f["source"]))
+    return out
+
+
+def url_file(f: dict, what: str) -> Path:
+    """Downloads a URL once (to a partial file, then renamed) into the cache."""
+    import hashlib
+    import urllib.request
+
+    from huggingface_hub.constants import HF_HOME
+
+    folder = Path(os.environ.get("HF_HOME") or HF_HOME) / "occi-urls" / hashlib.sha256(f["url"].encode()).hexdigest()[:16]
+    target = folder / (Path(f["url"].split("?")[0]).name or "data")
+    if target.is_file() and integrity.mismatch(target, f):
+        target.unlink()
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + f".part{os.getpid()}")
+        try:
+            urllib.request.urlretrieve(f["url"], partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+    integrity.verified(target, f, what)
+    return target
 
 
 def _one_line(item: Item, work):

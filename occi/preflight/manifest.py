@@ -2,8 +2,10 @@
 `occi fetch` put into the cache for it.
 
 An item is one thing to fetch: a corpus source for one language (dataset, subset, split), the
-base model, one evaluation dataset (lm-eval's dataset_path/dataset_name), a language-ID model
-given by URL. The list of items is computed without the network, so `occi slurm submit` and
+base model, one evaluation dataset (lm-eval's dataset_path/dataset_name), the remote data files
+of one evaluation task (`hf://` or URL data files of a json/csv/parquet task: EU20, SIB-200), a
+language-ID model given by URL. Every fetched file is recorded with its size and sha256, and
+checked against them before a run trusts the cache. The list of items is computed without the network, so `occi slurm submit` and
 `occi doctor` can tell on any machine whether a job would find everything it needs.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -22,16 +25,18 @@ MANIFEST_VERSION = 1
 
 @dataclass(frozen=True)
 class Item:
-    kind: Literal["dataset", "model", "eval", "langid"]
-    """A corpus source for one language, the base model, an evaluation dataset, an LID model."""
+    kind: Literal["dataset", "model", "eval", "files", "langid"]
+    """A corpus source for one language, the base model, an evaluation dataset, the remote data
+    files of one evaluation task, an LID model."""
     id: str
-    """Hub id, local folder, datasets builder name or URL."""
+    """Hub id, local folder, datasets builder name, URL, or (files) the lm-eval task name."""
     subset: str | None = None
     """Dataset configuration (FineWeb-2: deu_Latn; lm-eval: dataset_name)."""
     split: str | None = None
     """The corpus split read."""
     data_files: tuple[str, ...] = ()
-    """Files for a datasets builder ("parquet", "json"), as the recipe names them."""
+    """Files for a datasets builder ("parquet", "json"), as the recipe or the task names them
+    (`hf://datasets/ORG/REPO[@REV]/PATH`, glob patterns allowed, or http(s) URLs)."""
     limit: int | None = None
     """Documents the run reads at most (only the files needed for them are fetched)."""
     base_dir: str = ""
@@ -95,65 +100,137 @@ def langid_item(cfg) -> Item | None:
 
 
 def eval_items(cfg) -> list[Item]:
-    """The datasets of every lm-eval task in the configured suites that come from the hub
-    (read from lm-eval's task configs: dataset_path and dataset_name)."""
+    """What every lm-eval task of the configured suites reads from the hub, read from the task
+    configs as lm-eval resolves them (groups, tags and `include`s followed): hub datasets
+    (dataset_path, dataset_name) and the remote data files of json/csv/parquet tasks."""
     from occi import languages
 
     suites = [s for s in cfg.eval.suites if s == "eu-leaderboard"]  # offline and fidelity read local files only
     if not suites:
         return []
     names = []
-    for code in cfg.languages:
-        for task in languages.lm_eval_tasks(code).values():
-            names.extend(task if isinstance(task, list) else [task])
-    return [Item("eval", path, name) for path, name in sorted(task_datasets(names))]
+    for code in cfg.eval_languages:
+        for family, task in languages.lm_eval_tasks(code).items():
+            if cfg.eval.families is None or family in cfg.eval.families:
+                names.extend(task if isinstance(task, list) else [task])
+    return items_of_reads(task_reads(names))
 
 
-def task_datasets(names: list[str], include_path: str | None = None,
-                  include_defaults: bool = True) -> set[tuple[str, str | None]]:
-    """(dataset_path, dataset_name) of lm-eval tasks, groups and tags, leaves followed."""
-    from lm_eval.tasks import TaskManager
+def items_of_reads(reads: dict[str, TaskRead]) -> list[Item]:
+    """The fetch items of tasks' reads (a hub dataset read by several tasks is one item)."""
+    datasets = {(r.dataset_path, r.dataset_name) for r in reads.values() if r.kind == "dataset"}
+    items = [Item("eval", path, name) for path, name in sorted(datasets, key=lambda d: (d[0], d[1] or ""))]
+    items += [Item("files", task, data_files=r.files) for task, r in sorted(reads.items()) if r.kind == "files"]
+    return items
 
-    manager = TaskManager(include_path=include_path, include_defaults=include_defaults)
-    index = manager.task_index
-    found: set[tuple[str, str | None]] = set()
-    seen: set[str] = set()
 
-    def visit(spec) -> None:
+@dataclass(frozen=True)
+class TaskRead:
+    """What one lm-eval leaf task reads."""
+    kind: Literal["dataset", "files", "local", "unknown"]
+    """A hub dataset, remote data files, only local files (nothing to fetch), or a name lm-eval
+    does not know."""
+    dataset_path: str = ""
+    """lm-eval's dataset_path (a hub id or a builder name such as json)."""
+    dataset_name: str | None = None
+    """lm-eval's dataset_name (the hub dataset's configuration)."""
+    files: tuple[str, ...] = ()
+    """The remote data files (kind files) or the local ones (kind local), sorted."""
+
+
+REMOTE_PREFIXES = ("hf://", "http://", "https://")
+_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
+
+
+def task_reads(names: list[str], include_path: str | list[str] | None = None,
+               include_defaults: bool = True) -> dict[str, TaskRead]:
+    """Per leaf lm-eval task reached from these task, group and tag names, what it reads."""
+    return {leaf: read for leaves in reads_by_name(names, include_path, include_defaults).values()
+            for leaf, read in leaves.items()}
+
+
+def reads_by_name(names: list[str], include_path: str | list[str] | None = None,
+                  include_defaults: bool = True) -> dict[str, dict[str, TaskRead]]:
+    """Per task, group or tag name, its leaf tasks and what each reads. occi's shipped task
+    folders are always indexed (EU20 and SIB-200 are not lm-eval's)."""
+    from occi.eval.tasks import shipped_folders
+
+    extra = [include_path] if isinstance(include_path, str) else list(include_path or [])
+    folders = tuple(extra + [str(f) for f in shipped_folders()])
+    index = _task_index(folders, False)
+    if include_defaults and any(name not in index for name in names):
+        # lm-eval's own catalogue takes seconds to index: only when a task is not occi's
+        index = _task_index(folders, True)
+
+    def visit(spec, found: dict[str, TaskRead], seen: set[str]) -> None:
         if isinstance(spec, dict):
             if spec.get("dataset_path"):
-                _add(spec)
+                found[str(spec.get("task", spec["dataset_path"]))] = _read_of(spec)
             elif isinstance(spec.get("task"), (str, list)):
                 for sub in spec["task"] if isinstance(spec["task"], list) else [spec["task"]]:
-                    visit(sub)
+                    visit(sub, found, seen)
             return
         if spec in seen:
             return
         seen.add(spec)
         entry = index.get(spec)
         if entry is None:
+            found[spec] = TaskRead("unknown")
             return
         cfg = entry.cfg or {}
         if cfg.get("dataset_path"):
-            _add(cfg)
+            found[spec] = _read_of(cfg)
         subs = cfg.get("task") if entry.kind.name == "GROUP" else None
         for sub in (subs if isinstance(subs, list) else [subs] if subs else []):
-            visit(sub)
+            visit(sub, found, seen)
         if entry.kind.name == "TAG":
             for name, other in index.items():
                 if spec in other.tags:
-                    visit(name)
+                    visit(name, found, seen)
 
-    def _add(cfg: dict) -> None:
-        path = str(cfg["dataset_path"])
-        kwargs = cfg.get("dataset_kwargs") or {}
-        if path in ("json", "csv", "parquet", "text", "arrow") and kwargs.get("data_files"):
-            return  # local files, nothing on the hub
-        found.add((path, cfg.get("dataset_name")))
-
+    out = {}
     for name in names:
-        visit(name)
-    return found
+        out[name] = {}
+        visit(name, out[name], set())
+    return out
+
+
+@lru_cache(maxsize=4)
+def _task_index(folders: tuple[str, ...], include_defaults: bool) -> dict:
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(folders), include_defaults=include_defaults).task_index
+
+
+def _read_of(cfg: dict) -> TaskRead:
+    path = str(cfg["dataset_path"])
+    kwargs = cfg.get("dataset_kwargs") or {}
+    files = _flat_files(kwargs.get("data_files"))
+    if path in _BUILDERS and files:
+        remote = tuple(sorted({f for f in files if f.startswith(REMOTE_PREFIXES)}))
+        if remote:
+            return TaskRead("files", path, files=remote)
+        return TaskRead("local", path, files=tuple(sorted(set(files))))
+    if Path(path).expanduser().is_dir():
+        return TaskRead("local", path)
+    return TaskRead("dataset", path, cfg.get("dataset_name"))
+
+
+def _flat_files(data_files) -> list[str]:
+    if data_files is None:
+        return []
+    if isinstance(data_files, str):
+        return [data_files]
+    if isinstance(data_files, dict):
+        return [f for value in data_files.values() for f in _flat_files(value)]
+    return [str(f) for f in data_files]
+
+
+def task_datasets(names: list[str], include_path: str | None = None,
+                  include_defaults: bool = True) -> set[tuple[str, str | None]]:
+    """(dataset_path, dataset_name) of the hub datasets lm-eval tasks, groups and tags read."""
+    return {(r.dataset_path, r.dataset_name) for r in task_reads(names, include_path, include_defaults).values()
+            if r.kind == "dataset"}
 
 
 def needed_items(cfg, with_eval: bool = True) -> list[Item]:
@@ -205,9 +282,11 @@ class Manifest:
             elif not entry.get("complete"):
                 found.append(f"{item.key} was fetched only partly")
             else:
-                gone = [f["path"] for f in entry.get("files", []) if not Path(f["path"]).exists()]
-                if gone:
-                    found.append(f"{item.key}: {len(gone)} file(s) are gone from the cache, first {gone[0]}")
+                from occi.preflight.integrity import problem
+
+                bad = [p for p in map(problem, entry.get("files", [])) if p]
+                if bad:
+                    found.append(f"{item.key}: {bad[0]}" + (f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""))
         return found
 
 
@@ -219,10 +298,11 @@ def dataset_files(manifest: Manifest | None, item: Item) -> list[dict] | None:
     return list(entry["files"])
 
 
-def check_fetched(cfg, run: RunDir, cluster: str) -> None:
-    """For clusters whose jobs run offline: everything the run reads from the hub must be in the
-    run's manifest with its files present, else one error saying what and how to fetch it. Local
-    folders standing in for hub ids are items too (fetching them records their files)."""
+def check_fetched(cfg, run: RunDir, cluster: str | None = None) -> None:
+    """For jobs that run offline (a cluster profile's HF_HUB_OFFLINE=1, or `occi run` with it
+    set): everything the run reads from the hub must be in the run's manifest with its files
+    intact, else one error naming what and how to fetch it, before any work. Local folders
+    standing in for hub ids are items too (fetching them records their files)."""
     items = needed_items(cfg)
     if not items:
         return
@@ -230,9 +310,10 @@ def check_fetched(cfg, run: RunDir, cluster: str) -> None:
     problems = [f"{i.key} was not fetched" for i in items] if manifest is None else manifest.problems(items)
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise OcciError(f"the jobs on {cluster} run offline (HF_HUB_OFFLINE=1) and this run reads from the hub: "
-                        f"{shown}; run `occi fetch {run.config_file} --run-dir {run.root} --cluster {cluster}` "
-                        "on a login node first")
+        where = f"the jobs on {cluster} run offline" if cluster else "the hub is offline"
+        fetch = f"occi fetch {run.config_file if cluster else cfg.source_file or 'CONFIG'} --run-dir {run.root}"
+        raise OcciError(f"{where} (HF_HUB_OFFLINE=1) and this run reads from the hub: {shown}; run "
+                        f"`{fetch}{f' --cluster {cluster}' if cluster else ''}` where there is internet first")
 
 
 def is_local(item: Item) -> bool:

@@ -340,5 +340,5 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), out: str | None = N
                         "--reconfigure) or publish it as it is with --allow-incomplete")
     if push:
         files = publish.upload_plan(run, card)
-        lines.append(publish.format_plan(push, files) if dry_run else f"card: uploaded to {publish.push(push, files)}")
+        lines.append(publish.dry_run(push, files) if dry_run else f"card: uploaded to {publish.push(push, files)}")
     return StageResult("\n".join(lines))
