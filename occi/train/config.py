@@ -283,10 +283,10 @@ class TrainConfig:
     """Context-parallel size: each sequence is split over this many ranks, which exchange keys and
     values in attention (GPU with Transformer Engine only); processes = TP x CP x PP x DP."""
     overlap_grad_reduce: bool = False
-    """Reduce gradients bucket by bucket while the backward pass is still running (GPU only)."""
+    """Reduce gradients bucket by bucket while the backward pass is still running."""
     overlap_param_gather: bool = False
-    """With the distributed optimizer: all-gather the updated weights bucket by bucket while the
-    next forward pass runs (GPU only)."""
+    """With the distributed optimizer and overlap_grad_reduce: all-gather the updated weights bucket
+    by bucket while the next forward pass runs."""
     stability: StabilityConfig = field(default_factory=lambda: StabilityConfig())
     """What happens to a step whose loss or gradients blow up (occi/train/stability.py)."""
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=lambda: ["tensorboard"])
@@ -303,9 +303,9 @@ class TrainConfig:
         if self.sequence_parallel and self.tensor_parallel == 1:
             raise ValueError("sequence_parallel needs tensor_parallel > 1 (it splits the sequence over the "
                              "tensor-parallel ranks); set tensor_parallel or drop sequence_parallel")
-        if self.overlap_param_gather and not self.distributed_optimizer:
-            raise ValueError("overlap_param_gather needs distributed_optimizer: true (only sharded weights "
-                             "are gathered)")
+        if self.overlap_param_gather and not (self.distributed_optimizer and self.overlap_grad_reduce):
+            raise ValueError("overlap_param_gather needs distributed_optimizer: true (only sharded weights are "
+                             "gathered) and overlap_grad_reduce: true (as Megatron-LM requires)")
         if len(set(self.trackers)) != len(self.trackers):
             raise ValueError(f"trackers: {self.trackers} names a tracker twice")
         ranges.check(self, {

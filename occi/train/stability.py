@@ -146,10 +146,14 @@ class StabilityGuard:
 def batch_contents(train_data, languages: list[str], first_sample: int, samples: int) -> dict[str, list[int]]:
     """Language -> document ids (in that language's training split) of a batch's samples."""
     contents: dict[str, list[int]] = {}
+    blended = hasattr(train_data, "dataset_index")  # one language: megatron gives its GPTDataset itself
+    if blended and train_data.dataset_index is None:
+        train_data[first_sample]  # megatron memory-maps the blend's index on first access
     for index in range(first_sample, first_sample + samples):
-        dataset_id = int(train_data.dataset_index[index])
-        dataset = train_data.datasets[dataset_id]
-        _, documents = dataset._query_document_sample_shuffle_indices(int(train_data.dataset_sample_index[index]))
+        dataset_id = int(train_data.dataset_index[index]) if blended else 0
+        dataset = train_data.datasets[dataset_id] if blended else train_data
+        sample = int(train_data.dataset_sample_index[index]) if blended else index
+        _, documents = dataset._query_document_sample_shuffle_indices(sample)
         found = contents.setdefault(languages[dataset_id], [])
         found.extend(int(d) for d in documents if int(d) not in found)
     return contents

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 from occi.errors import OcciError
@@ -74,7 +75,7 @@ class WandbTracker:
     def __init__(self, folder: Path, run_name: str, resumed_step: int, ids: dict):
         import wandb
 
-        ids.setdefault("wandb", wandb.util.generate_id())
+        ids.setdefault("wandb", uuid.uuid4().hex[:12])
         (folder / "wandb").mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "occi"), name=run_name, id=ids["wandb"],
                               resume="allow", dir=str(folder), settings=wandb.Settings(console="off", silent=True))
@@ -93,7 +94,7 @@ class WandbTracker:
         self.run.summary["stability/events"] = json.dumps(events)
 
     def close(self) -> None:
-        self.run.finish(quiet=True)
+        self.run.finish()
 
 
 class MlflowTracker:

@@ -126,10 +126,7 @@ class Trainer:
         self._build_data()
         self.step = 0
         self.guard = self._stability_guard()
-        self.log = TrainLog(self._log_folder(), enabled=dist.get_rank() == 0, trackers=self.train.trackers,
-                            run_name=cfg.name,
-                            resumed_step=checkpoints.latest_iteration(self.run_dir, self.checkpoint_folder) or 0)
-        self._log_config()
+        self.log = self._open_log()
         self.flops_per_token = flops_per_token(self.model_cfg, self.model_cfg.vocab_size or self.vocab_size)
         self.peak_tflops = self.train.peak_tflops or _known_peak_tflops()
 
@@ -253,6 +250,8 @@ class Trainer:
         if self.guard is not None:
             reason = self.guard.verdict(loss, [b.grad_data for b in self.model.buffers + self.model.expert_parallel_buffers])
             if reason:
+                if self.expert_load is not None:
+                    self.expert_load.collect(len(batches))  # the rejected step's routing counts are dropped
                 self._bad_step(reason, batch, loss)
                 return None
             self.guard.accept(loss)
@@ -293,7 +292,6 @@ class Trainer:
         latest = checkpoints.latest_iteration(self.run_dir, self.checkpoint_folder)
         if policy == "rollback" and not latest:
             policy = "skip"  # nothing trained to go back to yet: dropping the update is all a rollback could do
-        self.train_data[batch * t.global_batch_size]  # megatron loads the blend's index on first access
         contents = stability.batch_contents(self.train_data, self.train_languages, batch * t.global_batch_size,
                                             t.global_batch_size)
         event = {"step": self.step + 1, "batch": batch, "reason": reason, "policy": policy,
@@ -312,13 +310,28 @@ class Trainer:
             self.step = checkpoints.load_latest(self)
             self.log.message(f"stability: rolled back to the checkpoint of step {self.step}; batch {batch} is skipped")
 
-    def _log_config(self) -> None:
-        """The frozen config (config.yaml of the run) to the trackers."""
+    def _open_log(self) -> TrainLog:
+        """The log and its trackers (rank 0's), given the frozen config (the run's config.yaml). A
+        tracker that cannot start (a server out of reach, a client error) stops every rank with
+        one line, instead of rank 0 alone failing while the others wait for it."""
         import yaml
 
-        config_file = RunDir(self.run_dir).config_file
-        text = config_file.read_text(encoding="utf-8") if config_file.exists() else ""
-        self.log.config(yaml.safe_load(text) or {} if text else {}, text)
+        problem = None
+        try:
+            log = TrainLog(self._log_folder(), enabled=dist.get_rank() == 0, trackers=self.train.trackers,
+                           run_name=self.cfg.name,
+                           resumed_step=checkpoints.latest_iteration(self.run_dir, self.checkpoint_folder) or 0)
+            config_file = RunDir(self.run_dir).config_file
+            text = config_file.read_text(encoding="utf-8") if config_file.exists() else ""
+            log.config((yaml.safe_load(text) or {}) if text else {}, text)
+        except Exception as err:  # tracker clients raise their own kinds
+            problem = str(err).splitlines()[0][:300] if str(err) else ""
+            problem = f"train.trackers {self.train.trackers}: cannot start ({type(err).__name__}: {problem})"
+        failed = torch.tensor([1.0 if problem else 0.0], device=_device())
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX)
+        if failed.item():
+            raise OcciError(problem or "train.trackers: rank 0 cannot start the experiment trackers")
+        return log
 
     # -------------------------------------------------------------------- the run
 
