@@ -154,7 +154,7 @@ def test_guard_catches_both_drills_on_every_rank_and_skips_their_batches(guarded
     output = guarded["first"].stdout
     assert "train: stability: step 2 (batch 1): the gradient norm is not finite" in output
     assert "rolled back to the checkpoint of step 3; batch 5 is skipped" in output
-    assert "resumed from step 6" in guarded["second"].stdout
+    assert "resumed from step 5" in guarded["second"].stdout  # 6 steps trained: step 4 twice
     # the nan_grad drill poisons one rank: the other must have dropped its update too, or the
     # two data-parallel ranks' weights (and every later loss) would differ from the reference
 
@@ -245,7 +245,7 @@ def test_mlflow_server_holds_one_resumed_run(guarded):
     last = dict(view["loss"])  # a step trained twice (the rollback) keeps its last value
     assert sorted(last) == list(range(1, 9))
     assert last == pytest.approx(train_log(guarded["run"]), abs=1e-6)
-    assert sorted(view["valid_fr"]) == [4, 8] and all(m > 0 for m in view["memory"])
+    assert set(view["valid_fr"]) == {4, 8} and all(m > 0 for m in view["memory"])  # 4 again after the rollback
     assert view["bad_steps"] == [(2, 1.0), (5, 2.0)]
     assert view["params"]["train.stability.policy"] == "rollback"
     assert view["params"]["train.distributed_optimizer"] == "True"
