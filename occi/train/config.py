@@ -287,7 +287,7 @@ class TrainConfig:
     overlap_param_gather: bool = False
     """With the distributed optimizer and overlap_grad_reduce: all-gather the updated weights bucket
     by bucket while the next forward pass runs."""
-    stability: StabilityConfig = field(default_factory=lambda: StabilityConfig())
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
     """What happens to a step whose loss or gradients blow up (occi/train/stability.py)."""
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=lambda: ["tensorboard"])
     """Experiment trackers that receive the metrics, events and config (rank 0 only): any of
