@@ -2,8 +2,8 @@
 experiment trackers, on CPU with gloo.
 
 One guarded 2-rank run carries most checks: fault-injection drills poison batch 1 (NaN gradients
-on one rank only) and batch 5 (a loss spike); it trains with the distributed optimizer at DP=2,
-stops after 6 steps and resumes at DP=1, logging to TensorBoard, wandb (offline) and a real MLflow
+on one rank only) and batch 5 (a loss spike); it trains with the distributed optimizer and both overlaps at
+DP=2, stops after 6 steps and resumes at DP=1, logging to TensorBoard, wandb (offline) and a real MLflow
 tracking server started here. The reference is a plain-optimizer DP=2 run whose data order never
 held batches 1 and 5.
 """
@@ -28,6 +28,7 @@ from test_train import LANGS, fresh_copy, prepared, train_log, write_run_config 
 
 GUARD = {"policy": "rollback", "spike_window": 3, "spike_zscore": 100}
 DRILLS = [{"batch": 1, "fault": "nan_grad"}, {"batch": 5, "fault": "spike"}]
+OPTIMIZER = {"distributed_optimizer": True, "overlap_grad_reduce": True, "overlap_param_gather": True}
 STEP_TO_BATCH = {1: 0, 2: 2, 3: 3, 4: 4, 5: 6, 6: 7, 7: 8, 8: 9}
 
 
@@ -101,12 +102,12 @@ def guarded(prepared, tmp_path_factory):  # noqa: F811
         trackers = ["tensorboard", "wandb", "mlflow"]
         env = {"WANDB_MODE": "offline", "WANDB_PROJECT": "occi-tests", "MLFLOW_TRACKING_URI": server.wait_ready(),
                "MLFLOW_EXPERIMENT_NAME": "guarded"}
-        first = occi("train", str(write_run_config(folder, "dp2.yaml", data_parallel=2, distributed_optimizer=True,
+        first = occi("train", str(write_run_config(folder, "dp2.yaml", data_parallel=2, **OPTIMIZER,
                                                    save_interval=3, stop_after_steps=6, trackers=trackers,
                                                    stability={**GUARD, "inject": DRILLS})),
                      "--run-dir", str(run_dir), env=env)
         assert first.returncode == 0, first.stderr[-3000:]
-        second = occi("train", str(write_run_config(folder, "dp1.yaml", data_parallel=1, distributed_optimizer=True,
+        second = occi("train", str(write_run_config(folder, "dp1.yaml", data_parallel=1, **OPTIMIZER,
                                                     save_interval=3, trackers=trackers,
                                                     stability={**GUARD, "inject": DRILLS})),
                       "--run-dir", str(run_dir), "--reconfigure", env=env)
@@ -170,7 +171,8 @@ def test_data_position_after_rollback_and_restart_is_exact(guarded):
 
 
 def test_guarded_run_equals_a_run_that_never_saw_the_bad_batches(guarded, tmp_path):
-    """...and the distributed optimizer (DP=2, then DP=1 from its checkpoint) equals the plain one."""
+    """...and the distributed optimizer with overlapped gradient reduction and weight gathering (DP=2,
+    then DP=1 from its checkpoint) equals the plain one."""
     losses, expected = train_log(guarded["run"]), train_log(guarded["reference"])
     assert list(losses) == list(expected) == list(range(1, 9))
     assert [losses[s] for s in range(1, 7)] == pytest.approx([expected[s] for s in range(1, 7)], abs=1e-6)
