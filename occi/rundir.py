@@ -225,6 +225,11 @@ class RunDir:
         return self.train / "stop-request"
 
     @property
+    def stability_events(self) -> Path:
+        """The stability guard's events (bad steps, the batches they skipped), rewritten by rank 0."""
+        return self.train / "stability.json"
+
+    @property
     def train_error(self) -> Path:
         """Written by rank 0 when a rank stops on a user error; the launcher reports it."""
         return self.train / "error.txt"

@@ -3,6 +3,8 @@
     python bench/gpu/checks.py throughput  WORK OUT.json   the 1b recipe, 100 steps, bf16: tokens/s, MFU >= 45 %
     python bench/gpu/checks.py export      WORK OUT.json   export exactness on GPU in fp32 and bf16
     python bench/gpu/checks.py kill-resume WORK OUT.json   async checkpoints, SIGKILL, resume from the last one
+    python bench/gpu/checks.py knobs       WORK OUT.json   issue #28's knobs (recompute, distributed optimizer,
+                                                           overlap, SP, CP): losses against the baseline, memory
 
 They use occi's own code paths: the doctor's throughput run (random tokens of a 32k vocabulary),
 the doctor's tiny training, `occi train` and `occi export`.
@@ -113,10 +115,64 @@ def kill_resume(work: Path) -> dict:
             "second_exit_code": second.returncode, "met": met}
 
 
+KNOB_VARIANTS = {
+    "baseline": ({}, 1),
+    "recompute_selective": ({"recompute": "selective"}, 1),
+    "recompute_full": ({"recompute": "full"}, 1),
+    "distributed_optimizer_overlap": ({"distributed_optimizer": True, "overlap_grad_reduce": True,
+                                       "overlap_param_gather": True}, 1),
+    "tp2": ({"tensor_parallel": 2}, 2),
+    "tp2_sequence_parallel": ({"tensor_parallel": 2, "sequence_parallel": True}, 2),
+    "context_parallel_2": ({"context_parallel": 2}, 2),
+}
+"""Issue #28's knobs on GPU: name -> (train settings, GPUs needed). Each trains the 125m recipe
+for 10 bf16 steps on the same random tokens; the check compares the losses with the baseline
+(TP=2 variants with TP=2) and records the peak memory of rank 0."""
+
+
+def knobs(work: Path) -> dict:
+    """Every knob on this node's GPUs: losses against the baseline, peak memory; context
+    parallelism needs 2 GPUs and Transformer Engine (without it occi refuses in one line)."""
+    import torch
+
+    from occi.preflight.smoke import _random_data
+
+    gpus = torch.cuda.device_count()
+    result: dict = {"gpus": gpus, "gpu": torch.cuda.get_device_name()}
+    for name, (settings, needed) in KNOB_VARIANTS.items():
+        if needed > gpus:
+            result[name] = {"skipped": f"needs {needed} GPUs"}
+            continue
+        cfg, run = _config(work / name, "125m", {"micro_batch_size": 2, "global_batch_size": 8, "steps": 10,
+                                                 "warmup_steps": 2, "save_interval": 10, "eval_interval": 1000,
+                                                 "precision": "bf16", "data_parallel": needed // settings.get(
+                                                     "tensor_parallel", settings.get("context_parallel", 1)),
+                                                 **settings})
+        _random_data(cfg, run, "de")
+        done = subprocess.run([sys.executable, "-m", "occi.cli", "train", str(run.config_file), "--run-dir",
+                               str(run.root)], capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            result[name] = {"exit_code": done.returncode, "error": done.stderr.strip().splitlines()[-1:]}
+            continue
+        records = [json.loads(line) for line in (run.train / "log.jsonl").read_text().splitlines()]
+        steps = [r for r in records if r["kind"] == "train"]
+        result[name] = {"losses": [r["loss"] for r in steps], "peak_memory_gib": max(r["memory_gib"] for r in steps),
+                        "tokens_per_s": steps[-1]["tokens_per_s"]}
+    for name, (settings, _) in KNOB_VARIANTS.items():
+        reference = result.get("tp2" if settings.get("tensor_parallel") == 2 and name != "tp2" else "baseline", {})
+        if "losses" in result[name] and "losses" in reference:
+            difference = max(abs(a - b) for a, b in zip(result[name]["losses"], reference["losses"]))
+            result[name]["max_loss_difference"] = difference
+            result[name]["met"] = difference < 0.05  # bf16, other kernels: close, not bitwise
+    ran = [v for v in result.values() if isinstance(v, dict) and "met" in v]
+    result["met"] = bool(ran) and all(v["met"] for v in ran)
+    return result
+
+
 def main() -> int:
     what, work, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     started = time.monotonic()
-    result = {"throughput": throughput, "export": export, "kill-resume": kill_resume}[what](work)
+    result = {"throughput": throughput, "export": export, "kill-resume": kill_resume, "knobs": knobs}[what](work)
     result["seconds"] = round(time.monotonic() - started, 1)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -249,6 +249,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
     from occi.report.lineage_section import lineage_section, trained_languages
     from occi.train.hf_import import is_base_run
     from occi.report.moe_section import moe_section
+    from occi.report.stability_section import stability_section
 
     continued = is_base_run(cfg)
     data = ModelCardData(
@@ -276,6 +277,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Training data", _training_data(cfg, run, blend),
         "## Tokenizer", _tokenizer(cfg, run),
         "## Training", _training(cfg, run, out_dir),
+        *stability_section(cfg, run),
         *sft_section(cfg, run, out_dir),
         "## Evaluation", evaluation,
         *_fidelity(cfg, run, out_dir),

@@ -68,6 +68,10 @@ class SFTTrainer(Trainer):
     def _log_folder(self) -> Path:
         return RunDir(self.run_dir).sft
 
+    def _stability_guard(self):
+        # SFT's steps follow a fixed plan of conversations (no data order to skip batches of)
+        return None
+
     def _resume(self) -> int:
         step = checkpoints.load_latest(self)
         if step:

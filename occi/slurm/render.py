@@ -109,6 +109,20 @@ def partition_of(step: Step, profile: ClusterProfile) -> str:
     return profile.gpu_partition
 
 
+def knob_lines(cfg: RunConfig) -> str:
+    """The memory and communication knobs as a comment (the ranks read them from the config), and
+    the one-connection CUDA setting megatron's overlapped communication relies on to start a
+    collective before the computation it should hide behind."""
+    from occi.train import knobs
+
+    t = cfg.train
+    lines = [f"# train knobs (from the config): {knobs.describe(t)}"]
+    overlapped = (t.sequence_parallel and t.tensor_parallel > 1) or t.overlap_grad_reduce or t.context_parallel > 1
+    if overlapped:
+        lines.append("export CUDA_DEVICE_MAX_CONNECTIONS=1")
+    return "\n".join(lines)
+
+
 def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, config_path: Path,
            nodes: int, workdir: Path) -> str:
     """The sbatch script of one step."""
@@ -164,6 +178,7 @@ def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, c
             "rdzv_host_suffix": shlex.quote(profile.rdzv_host_suffix) if profile.rdzv_host_suffix else "",
             "config": shlex.quote(str(config_path)),
             "run_dir": shlex.quote(str(run_dir)),
+            "knobs": knob_lines(cfg),
         })
     else:
         values["commands"] = "\n".join(command_line(python, argv) for argv in step.commands)

@@ -47,13 +47,20 @@ def checkpoint_dir(run_dir: Path, iteration: int, root: Path | None = None) -> P
     return (root or folder(run_dir)) / f"iter_{iteration:07d}"
 
 
+# The distributed optimizer's state in model space (each weight's moments in the weight's own
+# shape), gathered over the data-parallel ranks when saving: it reloads at any DP size.
+DISTRIBUTED_OPTIMIZER_FORMAT = {"distrib_optim_sharding_type": "fully_reshardable"}
+
+
 def _state(trainer, loading: bool) -> dict:
     model_state = trainer.model.module.sharded_state_dict()
+    metadata = DISTRIBUTED_OPTIMIZER_FORMAT if trainer.train.distributed_optimizer else None
     return {
         "model": model_state,
-        "optimizer": trainer.optimizer.sharded_state_dict(model_state, is_loading=loading),
+        "optimizer": trainer.optimizer.sharded_state_dict(model_state, is_loading=loading, metadata=metadata),
         "scheduler": trainer.scheduler.state_dict(),
         "iteration": trainer.step,
+        "stability": trainer.guard.state_dict() if getattr(trainer, "guard", None) is not None else None,
     }
 
 
@@ -168,7 +175,10 @@ def load_latest(trainer) -> int:
         trainer.model.module.load_state_dict(loaded["model"])
         trainer.optimizer.load_state_dict(loaded["optimizer"])
         replanned = schedule_changes(loaded["scheduler"], trainer.scheduler.state_dict())
+        trainer.scheduler.num_steps = 0  # megatron's scheduler adds the checkpoint's steps to its own (a rollback has some)
         trainer.scheduler.load_state_dict(loaded["scheduler"])
+        if getattr(trainer, "guard", None) is not None:
+            trainer.guard.load_state_dict(loaded.get("stability"))  # older checkpoints have none
     except OcciError:
         raise
     except Exception as err:  # dist_checkpointing raises many kinds for damaged files

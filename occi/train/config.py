@@ -1,7 +1,7 @@
 """The model shape (a recipe under models/) and the training settings of a run."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from occi import ranges
@@ -180,6 +180,53 @@ class GoldfishConfig:
 
 
 @dataclass
+class FaultInjection:
+    """A fault-injection drill: one batch of the data order made bad on purpose, to watch the
+    stability guard handle it (tests, and checking a cluster set-up before a long run)."""
+
+    batch: int
+    """Position of the batch in the data order (0 for the first optimizer step's batch)."""
+    fault: Literal["spike", "nan_loss", "nan_grad"]
+    """spike: the batch's loss (so its gradients) is scaled by 1000, like a poisoned batch;
+    nan_loss: its loss is NaN; nan_grad: its loss is finite but the gradients on the last
+    data-parallel rank are NaN."""
+
+    def __post_init__(self) -> None:
+        ranges.check(self, {"batch": ranges.at_least(0)})
+
+
+@dataclass
+class StabilityConfig:
+    """The stability guard: a step whose loss or gradient norm is NaN or infinite, or whose loss
+    is a spike, never updates the weights; the policy says what happens instead."""
+
+    policy: Literal["skip", "rollback", "stop", "off"] = "skip"
+    """skip: drop the update and go on with the next batch; rollback: reload the last checkpoint
+    and replay from there without the offending batch; stop: checkpoint nothing, stop with an
+    error naming the step; off: no guard (a NaN trains on)."""
+    spike_zscore: float = 6.0
+    """A loss more than this many standard deviations above the mean of the last spike_window
+    accepted losses is a spike."""
+    spike_window: int = 50
+    """Accepted losses the spike test compares against; no spike test until that many exist."""
+    max_skipped_batches: int = 20
+    """The run stops with an error once this many batches have been skipped (something is wrong
+    beyond a few bad batches); the data order holds this many spare batches."""
+    skip_batches: list[int] = field(default_factory=list)
+    """Batches (positions in the data order, 0-based) left out from the start, e.g. ones an
+    earlier run found bad: the run equals one whose data never held them."""
+    inject: list[FaultInjection] = field(default_factory=list)
+    """Fault-injection drills (see FaultInjection); empty in a real run."""
+
+    def __post_init__(self) -> None:
+        ranges.check(self, {"spike_zscore": ranges.POSITIVE, "spike_window": ranges.at_least(2),
+                            "max_skipped_batches": ranges.at_least(0)})
+        for batch in self.skip_batches:
+            if batch not in ranges.at_least(0):
+                raise ValueError(f"skip_batches: expected batch positions (integers at least 0), got {batch!r}")
+
+
+@dataclass
 class TrainConfig:
     tensor_parallel: int = 1
     """Tensor-parallel size (splits each layer over this many devices)."""
@@ -263,6 +310,12 @@ class TrainConfig:
     overlap_param_gather: bool = False
     """With the distributed optimizer and overlap_grad_reduce: all-gather the updated weights bucket
     by bucket while the next forward pass runs."""
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
+    """What happens to a step whose loss or gradients blow up (occi/train/stability.py)."""
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers that receive the metrics, events and config (rank 0 only): any of
+    tensorboard (train/tensorboard/), wandb (WANDB_* variables: project, mode, ...), mlflow
+    (MLFLOW_TRACKING_URI); resumed into the same tracker run after a restart."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)
@@ -276,6 +329,8 @@ class TrainConfig:
         if self.overlap_param_gather and not (self.distributed_optimizer and self.overlap_grad_reduce):
             raise ValueError("overlap_param_gather needs distributed_optimizer: true (only sharded weights are "
                              "gathered) and overlap_grad_reduce: true (as Megatron-LM requires)")
+        if len(set(self.trackers)) != len(self.trackers):
+            raise ValueError(f"trackers: {self.trackers} names a tracker twice")
         ranges.check(self, {
             "tensor_parallel": one, "pipeline_parallel": one, "data_parallel": one, "micro_batch_size": one,
             "global_batch_size": one, "steps": one, "lr": ranges.POSITIVE, "min_lr": ranges.at_least(0),
@@ -297,4 +352,4 @@ class TrainConfig:
 
     @property
     def world_size(self) -> int:
-        return self.tensor_parallel * self.pipeline_parallel * self.data_parallel
+        return self.tensor_parallel * self.context_parallel * self.pipeline_parallel * self.data_parallel

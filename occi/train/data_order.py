@@ -35,3 +35,18 @@ class LanguageSamples:
         self.counts += np.bincount(chunk, minlength=len(self.languages))
         self.counted = samples
         return {code: int(count) for code, count in zip(self.languages, self.counts)}
+
+    def trained(self, batches: int, per_batch: int, skipped: list[int]) -> dict[str, int]:
+        """{language: samples} of the first `batches` batches of the data order, less the `skipped`
+        ones among them (batches the stability guard took out of the data order)."""
+        counts = self.through(batches * per_batch)
+        for batch in skipped:
+            first = batch * per_batch
+            if not hasattr(self.data, "dataset_index"):
+                counts[self.languages[0]] -= per_batch
+                continue
+            left_out = np.bincount(np.asarray(self.data.dataset_index[first:first + per_batch], dtype=np.int64),
+                                   minlength=len(self.languages))
+            for code, count in zip(self.languages, left_out):
+                counts[code] -= int(count)
+        return counts

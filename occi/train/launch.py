@@ -62,6 +62,13 @@ def _check_ready(cfg: RunConfig, run: RunDir) -> None:
     if is_base_run(cfg):
         run.require("import")
     run.require("data")
+    from occi.train import knobs, trackers
+    from occi.train.model import has_transformer_engine
+
+    refused = knobs.refusal(cfg.train, has_transformer_engine())
+    if refused:
+        raise OcciError(f"{cfg.source_file}: {refused}")
+    trackers.check_installed(cfg.train.trackers)
 
 
 def train(cfg: RunConfig, run: RunDir) -> dict:

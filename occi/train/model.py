@@ -5,9 +5,9 @@ embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral).
 
 The model is built here; how it is parallelised (TP/PP sizes, DDP) is decided by the trainer.
 On GPU with Transformer Engine installed the fused TE layer spec is used, else megatron's
-local (pure PyTorch) spec; both have the same weights, and export handles both names. A mixture
-of experts at TP > 1 trains with sequence parallelism (megatron-core requires it), with torch's
-RMSNorm marked sequence-parallel on the local spec.
+local (pure PyTorch) spec; both have the same weights, and export handles both names. Sequence
+parallelism (asked for, or a mixture of experts at TP > 1, where megatron-core requires it) uses
+torch's RMSNorm marked sequence-parallel on the local spec.
 """
 from __future__ import annotations
 
@@ -38,8 +38,10 @@ def padded_vocab_size(vocab_size: int, model: ModelConfig, tensor_parallel: int)
 def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtype):
     from megatron.core.transformer.transformer_config import TransformerConfig
 
+    from occi.train.knobs import recompute_settings
+
     on_gpu = torch.cuda.is_available()
-    return TransformerConfig(**moe_settings(model, train),
+    return TransformerConfig(**moe_settings(model, train), **recompute_settings(train),
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
         ffn_hidden_size=model.ffn_hidden_size,
@@ -62,7 +64,8 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         pipeline_model_parallel_size=train.pipeline_parallel,
         # megatron-core refuses to train an MoE layer at TP > 1 without sequence parallelism (each
         # tensor-parallel rank routes its own slice of the sequence instead of all ranks the same tokens)
-        sequence_parallel=model.is_moe and train.tensor_parallel > 1,
+        sequence_parallel=uses_sequence_parallel(model, train),
+        context_parallel_size=train.context_parallel,
         pipeline_dtype=dtype,
         params_dtype=dtype,
         bf16=dtype == torch.bfloat16,
@@ -74,6 +77,13 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         gradient_accumulation_fusion=False,
         persist_layer_norm=False,
     )
+
+
+def uses_sequence_parallel(model: ModelConfig, train: TrainConfig) -> bool:
+    """Asked for (train.sequence_parallel), or a mixture of experts at TP > 1: megatron-core refuses
+    to train an MoE layer there without it (each tensor-parallel rank routes its own slice of the
+    sequence instead of all ranks the same tokens)."""
+    return train.sequence_parallel or (model.is_moe and train.tensor_parallel > 1)
 
 
 def moe_settings(model: ModelConfig, train: TrainConfig) -> dict:
@@ -134,7 +144,8 @@ def layer_spec(config):
     )
 
     te = has_transformer_engine()
-    if config.num_moe_experts:
+    if config.num_moe_experts or (config.sequence_parallel and not te):
+        # a dense config gets dense layers here too; the block spec also names the final norm
         spec = get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
         return spec if te or not config.sequence_parallel else _with_sequence_parallel_norms(spec)
     if te:

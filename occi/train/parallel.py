@@ -53,7 +53,17 @@ def layout_problems(model: ModelConfig, train: TrainConfig, vocab_size: int | No
                   f"expert-parallel groups are made of data-parallel ranks, so train.data_parallel must be a "
                   f"multiple of train.expert_parallel (the world size TP x PP x DP = {train.world_size} a multiple "
                   f"of TP x PP x EP = {tp * pp * ep}); raise train.data_parallel or lower train.expert_parallel"))
+    if train.sequence_parallel and not model.is_moe:
+        rules.append((model.seq_length, tp, "model.seq_length", "train.tensor_parallel",
+                      "sequence parallelism gives each tensor-parallel rank an equal slice of the sequence"))
+    if train.context_parallel > 1:
+        rules.append((model.seq_length, 2 * train.context_parallel, "model.seq_length", "2 x train.context_parallel",
+                      "context parallelism splits each sequence into 2 x CP chunks, two per rank"))
     problems = []
+    layers_per_stage = model.num_layers // pp
+    if train.recompute_layers > layers_per_stage:
+        problems.append(f"train.recompute_layers ({train.recompute_layers}) is above the {layers_per_stage} layers of "
+                        f"a pipeline stage (model.num_layers / train.pipeline_parallel)")
     if ep > 1 and not model.is_moe:
         problems.append(f"train.expert_parallel is {ep} but the model has no experts (model.num_experts is not set)")
     for value, divisor, name, divisor_name, why in rules:

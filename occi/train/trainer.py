@@ -4,12 +4,14 @@ megatron-core does the heavy lifting: GPTModel, tensor/pipeline parallel state, 
 megatron optimizer and its LR scheduler, the pipeline schedules, BlendedMegatronDatasetBuilder
 and dist_checkpointing. This module wires them together, and adds what a run needs around
 them: deterministic data order (a step's samples depend only on the step, so a resumed run sees
-exactly the data an uninterrupted one would), per-language validation, logs, checkpoints, and a
-clean stop on SIGTERM/SIGUSR1 (occi/train/stop.py).
+exactly the data an uninterrupted one would), per-language validation, logs and experiment trackers
+(occi/train/trackers.py), checkpoints, the stability guard (occi/train/stability.py), and a clean
+stop on SIGTERM/SIGUSR1 (occi/train/stop.py).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -19,11 +21,13 @@ import torch.distributed as dist
 
 from occi import lifeline
 from occi.config import RunConfig
+from occi.errors import OcciError
 from occi.rundir import RunDir
-from occi.train import checkpoints
+from occi.train import checkpoints, knobs, stability
 from occi.train.config import TrainConfig
 from occi.train.logs import TrainLog
 from occi.train.model import build_model, flops_per_token, initialize_independent_of_layout
+from occi.train.stability import StabilityGuard
 from occi.train.stop import StopRequest
 
 KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "MI250X": 191.5, "GH200": 989.0}
@@ -53,10 +57,10 @@ def setup_distributed(train: TrainConfig, seed: int) -> None:
         dist.init_process_group(backend="gloo" if on_cpu else "nccl")
     if dist.get_world_size() != train.world_size:
         raise RuntimeError(f"launched with {dist.get_world_size()} processes, the config needs "
-                           f"{train.world_size} (tensor x pipeline x data parallel)")
+                           f"{train.world_size} (tensor x context x pipeline x data parallel)")
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=train.tensor_parallel, pipeline_model_parallel_size=train.pipeline_parallel,
-        expert_model_parallel_size=train.expert_parallel)
+        context_parallel_size=train.context_parallel, expert_model_parallel_size=train.expert_parallel)
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
     torch.manual_seed(seed)
 
@@ -118,15 +122,15 @@ class Trainer:
 
             self.expert_load = ExpertLoad(model, self.model_cfg.num_layers, self.model_cfg.num_experts,
                                           sum(self.model_cfg.moe_layers), _device())
-        use_distributed_optimizer = on_gpu and self.train.distributed_optimizer
-        ddp = DistributedDataParallelConfig(grad_reduce_in_fp32=True, use_distributed_optimizer=use_distributed_optimizer)
+        ddp = DistributedDataParallelConfig(grad_reduce_in_fp32=True, **knobs.ddp_settings(self.train))
         self.model = DistributedDataParallel(model.config, ddp, model)
         model.config.finalize_model_grads_func = finalize_model_grads
         self.optimizer = get_megatron_optimizer(OptimizerConfig(
             optimizer="adam", lr=self.train.lr, min_lr=self.train.min_lr, weight_decay=self.train.weight_decay,
             adam_beta1=self.train.adam_beta1, adam_beta2=self.train.adam_beta2, adam_eps=self.train.adam_eps,
             clip_grad=self.train.clip_grad if on_gpu else 0.0, bf16=self.dtype == torch.bfloat16,
-            params_dtype=self.dtype, use_distributed_optimizer=use_distributed_optimizer,
+            params_dtype=self.dtype, use_distributed_optimizer=self.train.distributed_optimizer,
+            overlap_param_gather=self.train.overlap_param_gather,
         ), [self.model])
         self.scheduler = lr_scheduler(self.optimizer, self.train)
         self.dp_rank = parallel_state.get_data_parallel_rank()
@@ -134,7 +138,8 @@ class Trainer:
         self.language_samples = None  # pretraining counts the samples it read per language
         self._build_data()
         self.step = 0
-        self.log = TrainLog(self._log_folder(), enabled=dist.get_rank() == 0)
+        self.guard = self._stability_guard()
+        self.log = self._open_log()
         self.flops_per_token = flops_per_token(self.model_cfg, self.model_cfg.vocab_size or self.vocab_size)
         self.peak_tflops = self.train.peak_tflops or _known_peak_tflops()
 
@@ -154,11 +159,16 @@ class Trainer:
         from occi.train.data_order import LanguageSamples, trained_languages
 
         self.train_data, self.valid_data = _build_datasets(self.cfg, self.blend, self.model_cfg.seq_length)
-        self.language_samples = LanguageSamples(self.train_data, trained_languages(self.cfg, self.blend))
+        self.train_languages = trained_languages(self.cfg, self.blend)
+        self.language_samples = LanguageSamples(self.train_data, self.train_languages)
 
     def _log_folder(self) -> Path:
         """hook: where log.jsonl and TensorBoard go."""
         return RunDir(self.run_dir).train
+
+    def _stability_guard(self) -> StabilityGuard | None:
+        """hook: the stability guard over this trainer's steps (occi/train/stability.py)."""
+        return StabilityGuard(self.train.stability, RunDir(self.run_dir).stability_events, _device())
 
     def _resume(self) -> int:
         """hook: loads the starting weights (and state); returns the step reached."""
@@ -174,7 +184,16 @@ class Trainer:
 
         def loss_func(per_token_loss):
             mask = batch["loss_mask"].view(-1).float()
-            loss = (per_token_loss.view(-1).float() * mask).sum() / mask.sum().clamp(min=1.0)
+            total = torch.stack([(per_token_loss.view(-1).float() * mask).sum(), mask.sum()])
+            if self.train.context_parallel > 1:
+                # the whole sequence's sum and count; the gradient flows through this rank's part
+                # (megatron's schedule multiplies the loss by the CP size against the averaging)
+                from megatron.core import parallel_state
+
+                whole = total.detach().clone()
+                dist.all_reduce(whole, group=parallel_state.get_context_parallel_group())
+                total = total + (whole - total.detach())
+            loss = total[0] / total[1].clamp(min=1.0)
             return loss, {"loss": loss.detach().clone()}  # megatron divides `loss` in place
 
         return loss_func
@@ -186,14 +205,19 @@ class Trainer:
 
     # -------------------------------------------------------------------- data
 
+    def _batch_of(self, step: int) -> int:
+        """The batch (position in the data order) that step `step` trains on."""
+        return self.guard.order.batch(step) if self.guard is not None else step
+
     def _micro_batches(self, step: int) -> list[dict]:
-        """This rank's micro batches of `step`: samples depend only on step and DP rank."""
+        """This rank's micro batches of `step`: samples depend only on the step's batch and DP rank."""
         t = self.train
         per_step = t.global_batch_size
         count = t.global_batch_size // (t.micro_batch_size * t.data_parallel)
+        batch = self._batch_of(step)
         batches = []
         for micro in range(count):
-            start = step * per_step + (micro * t.data_parallel + self.dp_rank) * t.micro_batch_size
+            start = batch * per_step + (micro * t.data_parallel + self.dp_rank) * t.micro_batch_size
             batches.append(_collate([self.train_data[i] for i in range(start, start + t.micro_batch_size)]))
         if t.goldfish is not None:
             from occi.train import goldfish
@@ -203,15 +227,27 @@ class Trainer:
 
     # -------------------------------------------------------------------- steps
 
-    def _forward_backward(self, batches: list[dict], forward_only: bool) -> float:
+    def _forward_backward(self, batches: list[dict], forward_only: bool, fault: str | None = None) -> float:
+        """The mean loss of the micro batches (gradients accumulated unless forward_only); `fault`:
+        a fault-injection drill for this batch (occi/train/stability.py)."""
+        from megatron.core import parallel_state
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
         device = _device()
+        last_dp_rank = self.dp_rank == parallel_state.get_data_parallel_world_size() - 1
 
         def forward_step(data_iterator, model):
             batch = {k: v.to(device) for k, v in next(data_iterator).items()}
+            if self.train.context_parallel > 1:  # this rank's 2 of the sequence's 2 x CP chunks
+                from megatron.core.utils import get_batch_on_this_cp_rank
+
+                batch = get_batch_on_this_cp_rank(batch)
             output = model(batch["tokens"], batch["position_ids"], batch["attention_mask"], labels=batch["labels"])
-            return output, self._loss_func(batch)
+            if fault is None:
+                return output, self._loss_func(batch)
+            stability.poison_gradients(fault, output, last_dp_rank)
+            loss_func = self._loss_func(batch)
+            return output, lambda per_token_loss: loss_func(stability.poison(fault, per_token_loss))
 
         results = get_forward_backward_func()(
             forward_step_func=forward_step, data_iterator=iter(batches), model=[self.model],
@@ -220,24 +256,39 @@ class Trainer:
         )
         return self._reduce(results)
 
-    def train_step(self) -> dict:
+    def train_step(self) -> dict | None:
+        """One optimizer step: its record, or None when the stability guard rejected it."""
         started = time.monotonic()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
         batches = self._micro_batches(self.step)
-        loss = self._forward_backward(batches, forward_only=False)
+        batch = self._batch_of(self.step)
+        fault = self.guard.faults.get(batch) if self.guard is not None else None
+        loss = self._forward_backward(batches, forward_only=False, fault=fault)
+        if self.guard is not None:
+            reason = self.guard.verdict(loss, [b.grad_data for b in self.model.buffers + self.model.expert_parallel_buffers])
+            if reason:
+                if self.expert_load is not None:
+                    self.expert_load.collect(len(batches))  # the rejected step's routing counts are dropped
+                self._bad_step(reason, batch, loss)
+                return None
+            self.guard.accept(loss)
         _, grad_norm, _ = self.optimizer.step()
         self.scheduler.step(increment=1)
         self.step += 1
         seconds = time.monotonic() - started
         tokens = self.train.global_batch_size * self.model_cfg.seq_length
         tflops = self.flops_per_token * tokens / seconds / dist.get_world_size() / 1e12
-        record = {"step": self.step, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+        record = {"step": self.step, "batch": batch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
                   "grad_norm": float(grad_norm) if grad_norm is not None else None,
                   "tokens_per_s": tokens / seconds, "tflops_per_device": tflops,
-                  "mfu": tflops / self.peak_tflops if self.peak_tflops else None, "seconds": seconds}
+                  "mfu": tflops / self.peak_tflops if self.peak_tflops else None, "seconds": seconds,
+                  "memory_gib": _peak_memory_gib()}
         if self.language_samples is not None:
-            record["language_samples"] = self.language_samples.through(self.step * self.train.global_batch_size)
+            skipped = [b for b in self.guard.order.skipped if b < batch] if self.guard is not None else []
+            record["language_samples"] = self.language_samples.trained(batch + 1, self.train.global_batch_size, skipped)
         if self.expert_load is not None:
             record.update(self.expert_load.collect(len(batches)))
         return record
@@ -255,6 +306,56 @@ class Trainer:
         self.model.train()
         return losses
 
+    # -------------------------------------------------------------------- stability
+
+    def _bad_step(self, reason: str, batch: int, loss: float) -> None:
+        """Records a rejected step (every rank) and applies the policy: skip, rollback or stop."""
+        t = self.train
+        policy = t.stability.policy
+        latest = checkpoints.latest_iteration(self.run_dir, self.checkpoint_folder)
+        if policy == "rollback" and not latest:
+            policy = "skip"  # nothing trained to go back to yet: dropping the update is all a rollback could do
+        contents = stability.batch_contents(self.train_data, self.train_languages, batch * t.global_batch_size,
+                                            t.global_batch_size)
+        event = {"step": self.step + 1, "batch": batch, "reason": reason, "policy": policy,
+                 "loss": loss if math.isfinite(loss) else None, "languages": sorted(contents),
+                 "documents": contents}
+        if policy == "rollback":
+            event["rolled_back_to"] = latest
+        self.guard.record(event, rank0=dist.get_rank() == 0)
+        self.log.stability(event, self.guard.events)
+        if policy == "stop":
+            raise OcciError(f"train.stability.policy stop: step {event['step']} (batch {batch}) is bad: {reason}; "
+                            f"the event is in {self.guard.events_file}; the weights are those of the last "
+                            "checkpoint; change the data or the settings, or use policy skip or rollback")
+        if policy == "rollback":
+            checkpoints.finish_pending()
+            self.step = checkpoints.load_latest(self)
+            self.log.message(f"stability: rolled back to the checkpoint of step {self.step}; batch {batch} is skipped")
+
+    def _open_log(self) -> TrainLog:
+        """The log and its trackers (rank 0's), given the frozen config (the run's config.yaml). A
+        tracker that cannot start (a server out of reach, a client error) stops every rank with
+        one line, instead of rank 0 alone failing while the others wait for it."""
+        import yaml
+
+        problem = None
+        try:
+            log = TrainLog(self._log_folder(), enabled=dist.get_rank() == 0, trackers=self.train.trackers,
+                           run_name=self.cfg.name,
+                           resumed_step=checkpoints.latest_iteration(self.run_dir, self.checkpoint_folder) or 0)
+            config_file = RunDir(self.run_dir).config_file
+            text = config_file.read_text(encoding="utf-8") if config_file.exists() else ""
+            log.config((yaml.safe_load(text) or {}) if text else {}, text)
+        except Exception as err:  # tracker clients raise their own kinds
+            problem = str(err).splitlines()[0][:300] if str(err) else ""
+            problem = f"train.trackers {self.train.trackers}: cannot start ({type(err).__name__}: {problem})"
+        failed = torch.tensor([1.0 if problem else 0.0], device=_device())
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX)
+        if failed.item():
+            raise OcciError(problem or "train.trackers: rank 0 cannot start the experiment trackers")
+        return log
+
     # -------------------------------------------------------------------- the run
 
     def run(self, stop: StopRequest | None = None) -> str:
@@ -265,6 +366,8 @@ class Trainer:
         while self.step < self.train.steps:
             record = self.train_step()
             checkpoints.poll_pending()
+            if record is None:  # the stability guard rejected the step (and maybe rolled back)
+                continue
             launch_steps += 1
             if self.step % self.train.log_interval == 0 or self.step == self.train.steps:
                 self.log.step(record, self.train.steps)
@@ -274,6 +377,8 @@ class Trainer:
             stopping = stop.agreed(_device())
             limit = self.train.stop_after_steps is not None and launch_steps >= self.train.stop_after_steps
             if final or stopping or limit or self.step % self.train.save_interval == 0:
+                if self.train.overlap_param_gather:  # the updated weights are gathered before the next forward
+                    self.model.start_param_sync(force_sync=True)
                 checkpoints.save(self)
             if stopping:
                 self.log.message(f"signal {stop.name} received: "
@@ -289,6 +394,15 @@ def _known_peak_tflops() -> float | None:
         return None
     name = torch.cuda.get_device_name()
     return next((value for key, value in KNOWN_PEAK_TFLOPS.items() if key in name), None)
+
+
+def _peak_memory_gib() -> float:
+    """Peak memory of this step (GPU: allocated by torch) or of this process (CPU: resident set)."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def _average_over_last_stage(local: float) -> float:
@@ -331,7 +445,10 @@ def _build_datasets(cfg: RunConfig, blend: dict, seq_length: int):
         tokenizer=_EodTokenizer(blend["vocab_size"], blend["eod_id"]),
         reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False, create_attention_mask=True,
     )
-    samples = cfg.train.steps * cfg.train.global_batch_size
+    # spare batches for those the stability guard may skip
+    stability_config = cfg.train.stability
+    batches = cfg.train.steps + stability_config.max_skipped_batches + len(set(stability_config.skip_batches))
+    samples = batches * cfg.train.global_batch_size
     train_data = BlendedMegatronDatasetBuilder(GPTDataset, [samples, 0, 0], lambda: True, dataset_config).build()[0]
     valid = {}
     for code in valid_languages:
@@ -363,8 +480,12 @@ def main(config_path: str, run_dir: str, trainer_class: type = Trainer, error_fi
         print(f"rank {os.environ.get('RANK', '0')}: {pinned}", flush=True)
     setup_distributed(cfg.train, cfg.seed)
     try:
-        trainer_class(cfg, Path(run_dir)).run(stop)
-        checkpoints.finish_pending()
+        trainer = trainer_class(cfg, Path(run_dir))
+        try:
+            trainer.run(stop)
+            checkpoints.finish_pending()
+        finally:
+            trainer.log.close()
     except OcciError as err:
         if dist.get_rank() == 0:
             error_file = error_file or RunDir(Path(run_dir)).train_error
