@@ -12,7 +12,7 @@ import pytest
 from conftest import occi, sample_docs, write_config, write_jsonl
 from occi.corpora.config import UrlListConfig
 from occi.corpora.document import Document
-from occi.corpora.urlfilter import UrlFilter, compile_lists, url_keys
+from occi.corpora.urlfilter import UrlFilter, _normalize_entries, compile_lists, normalize_entry, url_keys
 from occi.report.governance_section import decontamination_table, governance_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,6 +171,16 @@ def test_a_list_of_many_domains_is_one_shared_memory_mapped_array(tmp_path):
 def test_url_keys_are_the_host_its_parents_and_path_prefixes():
     assert url_keys("HTTPS://www.News.Example.co.uk:8080/a/b?q=1") == [
         "news.example.co.uk", "example.co.uk", "co.uk", "uk", "news.example.co.uk/a", "news.example.co.uk/a/b"]
+
+
+def test_list_lines_are_normalised_alike_line_by_line_and_all_at_once():
+    import pyarrow as pa
+
+    lines = ["  HTTPS://WWW.Example.COM:8080/a/b/  ", "# comment", "", "*.sub.test.org", ".x.net", "www.abc.de",
+             "abc.de/Path/X", "ftp://h.org", "http://:80/x", "Bücher.de"]
+    expected = [key for key in map(normalize_entry, lines) if key is not None]
+    assert _normalize_entries(pa.array(lines)).to_pylist() == expected
+    assert expected[:2] == ["example.com/a/b", "sub.test.org"] and expected[-1] == "bücher.de"
 
 
 def test_a_missing_list_file_is_one_clear_line(tmp_path):

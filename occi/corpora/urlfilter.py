@@ -1,8 +1,8 @@
 """The `url_filter` step: drop documents whose URL is on a domain/URL blocklist or opt-out list.
 
 A list of millions of domains would take gigabytes as a Python set in every worker. Instead each
-list is compiled once (per run, before the filter phase) into a sorted array of 64-bit hashes of
-its entries, saved as .npy; every worker memory-maps it, so the operating system shares one copy
+list is compiled once (per run, before the filter phase, vectorised: Arrow reads and normalises
+the lines, a numba loop hashes them) into a sorted array of 64-bit hashes of its entries, saved as .npy; every worker memory-maps it, so the operating system shares one copy
 (8 bytes an entry) and a look-up is a binary search. Two different entries share a hash with
 probability about n²/2⁶⁵ (1e-7 for 2 million entries), a false drop of one document at worst.
 
@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-import xxhash
+import pyarrow as pa
+import pyarrow.compute as pc
+from numba import njit
 
 from occi.corpora.config import UrlListConfig
 from occi.corpora.document import Document
@@ -27,23 +30,62 @@ from occi.errors import OcciError
 from occi.fsutil import atomic_path, atomic_write_json
 
 
-def entry_hash(entry: str) -> int:
-    return xxhash.xxh3_64_intdigest(entry.encode("utf-8"))
+@njit(cache=True)
+def _hash_strings(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """FNV-1a over each string's UTF-8 bytes, then murmur3's finaliser (spreads the bits)."""
+    out = np.empty(len(offsets) - 1, dtype=np.uint64)
+    for i in range(len(offsets) - 1):
+        h = np.uint64(0xCBF29CE484222325)
+        for j in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[j])) * np.uint64(0x100000001B3)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB93FE53EC1A9)
+        h ^= h >> np.uint64(33)
+        out[i] = h
+    return out
+
+
+def key_hashes(keys: list[str]) -> np.ndarray:
+    """The 64-bit hashes of list keys (the same function compiles the lists)."""
+    encoded = [key.encode("utf-8") for key in keys]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return _hash_strings(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
 
 
 def normalize_entry(line: str) -> str | None:
-    """A list line as a key: lower-case host (without scheme, www., port) plus its path, or None."""
+    """A list line as a key: lower-case host (without scheme, www., port) plus its path, or None.
+    (The reference for `_normalize_entries`, which does the same to a whole list at once.)"""
     entry = line.strip()
     if not entry or entry.startswith("#"):
         return None
-    if "://" in entry:
-        entry = entry.split("://", 1)[1]
-    entry = entry.lstrip("*.").rstrip("/")
+    entry = re.sub(_SCHEME, "", entry)
+    entry = re.sub(r"^[*.]+", "", entry)
+    entry = re.sub(r"/+$", "", entry)
     host, _, path = entry.partition("/")
-    host = host.split(":", 1)[0].lower().removeprefix("www.")
+    host = re.sub(r"^www\.", "", re.sub(r":.*$", "", host.lower()))
     if not host:
         return None
     return f"{host}/{path}" if path else host
+
+
+_SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*://"
+
+
+def _normalize_entries(lines: pa.Array) -> pa.Array:
+    """normalize_entry on every line, vectorised with Arrow's compute functions (millions of lines a second)."""
+    entries = pc.utf8_trim_whitespace(lines)
+    entries = entries.filter(pc.and_(pc.invert(pc.starts_with(entries, "#")), pc.not_equal(entries, "")))
+    entries = pc.replace_substring_regex(entries, _SCHEME, "")
+    entries = pc.replace_substring_regex(entries, r"^[*.]+", "")
+    entries = pc.replace_substring_regex(entries, r"/+$", "")
+    parts = pc.extract_regex(entries, r"^(?P<host>[^/]*)(?P<path>(?:/.*)?)$")
+    host = pc.utf8_lower(parts.field("host"))
+    host = pc.replace_substring_regex(pc.replace_substring_regex(host, r":.*$", ""), r"^www\.", "")
+    keys = pc.binary_join_element_wise(host, parts.field("path"), "")
+    return keys.filter(pc.not_equal(host, ""))
 
 
 def url_keys(url: str) -> list[str]:
@@ -103,18 +145,22 @@ def compile_lists(lists: list[UrlListConfig], base_dir: str, folder: Path) -> li
 
 
 def _hash_file(source: Path) -> np.ndarray:
-    opener = gzip.open if source.read_bytes()[:2] == b"\x1f\x8b" else open
-    chunks, chunk = [], []
-    with opener(source, "rt", encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            key = normalize_entry(line)
-            if key is not None:
-                chunk.append(entry_hash(key))
-                if len(chunk) >= 1_000_000:
-                    chunks.append(np.unique(np.array(chunk, dtype=np.uint64)))
-                    chunk = []
-    chunks.append(np.array(chunk, dtype=np.uint64))
-    return np.unique(np.concatenate(chunks))
+    """The sorted, distinct hashes of a list file's keys (read by Arrow's multi-threaded CSV reader
+    as one column: 4.5 million UT1 domains in a few seconds)."""
+    from pyarrow import csv
+
+    with open(source, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open(source, "rb") if compressed else open(source, "rb")) as handle:
+        table = csv.read_csv(handle, read_options=csv.ReadOptions(column_names=["line"]),
+                             parse_options=csv.ParseOptions(delimiter="\x01", quote_char=False, escape_char=False,
+                                                            newlines_in_values=False, ignore_empty_lines=True,
+                                                            invalid_row_handler=lambda row: "skip"),
+                             convert_options=csv.ConvertOptions(column_types={"line": pa.string()}))
+    keys = _normalize_entries(table.column("line").combine_chunks()).cast(pa.large_string())
+    data = np.frombuffer(keys.buffers()[2], dtype=np.uint8) if len(keys) else np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64)[keys.offset:keys.offset + len(keys) + 1]
+    return np.unique(_hash_strings(data, offsets))
 
 
 class UrlFilter:
@@ -129,9 +175,10 @@ class UrlFilter:
         url = doc.metadata.get("url")
         if not url or not self.lists:
             return None
-        keys = np.array([entry_hash(key) for key in url_keys(str(url))], dtype=np.uint64)
-        if not len(keys):
+        found = url_keys(str(url))
+        if not found:
             return None
+        keys = key_hashes(found)
         for name, hashes in self.lists:
             if len(hashes):
                 where = np.searchsorted(hashes, keys)
