@@ -18,7 +18,7 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
@@ -64,8 +64,8 @@ class Job:
     languages: list[str]
     work_dir: Path
     dropped_dir: Path | None
-    url_lists: list[CompiledList]
-    eval_suites: list[str]
+    url_lists: list[CompiledList] = field(default_factory=list)
+    eval_suites: list[str] = field(default_factory=lambda: ["offline"])
 
 
 PHASES = ("filter", "buckets", "clusters", "write")
