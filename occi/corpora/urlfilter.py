@@ -75,17 +75,25 @@ _SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]*://"
 
 
 def _normalize_entries(lines: pa.Array) -> pa.Array:
-    """normalize_entry on every line, vectorised with Arrow's compute functions (millions of lines a second)."""
+    """normalize_entry on every line, vectorised with Arrow's compute functions. Lines that are
+    already keys (lower case; no scheme, port, www., leading dot or trailing slash: nearly all of a
+    UT1 list) are taken as they are; only the others go through the regular expressions."""
     entries = pc.utf8_trim_whitespace(lines)
     entries = entries.filter(pc.and_(pc.invert(pc.starts_with(entries, "#")), pc.not_equal(entries, "")))
-    entries = pc.replace_substring_regex(entries, _SCHEME, "")
-    entries = pc.replace_substring_regex(entries, r"^[*.]+", "")
-    entries = pc.replace_substring_regex(entries, r"/+$", "")
-    parts = pc.extract_regex(entries, r"^(?P<host>[^/]*)(?P<path>(?:/.*)?)$")
+    irregular = pc.or_(
+        pc.or_(pc.match_substring(entries, ":"), pc.not_equal(pc.utf8_lower(entries), entries)),
+        pc.or_(pc.or_(pc.starts_with(entries, "www."), pc.starts_with(entries, "*")),
+               pc.or_(pc.starts_with(entries, "."), pc.ends_with(entries, "/"))))
+    plain = entries.filter(pc.invert(irregular))
+    odd = entries.filter(irregular)
+    odd = pc.replace_substring_regex(odd, _SCHEME, "")
+    odd = pc.replace_substring_regex(odd, r"^[*.]+", "")
+    odd = pc.replace_substring_regex(odd, r"/+$", "")
+    parts = pc.extract_regex(odd, r"^(?P<host>[^/]*)(?P<path>(?:/.*)?)$")
     host = pc.utf8_lower(parts.field("host"))
     host = pc.replace_substring_regex(pc.replace_substring_regex(host, r":.*$", ""), r"^www\.", "")
-    keys = pc.binary_join_element_wise(host, parts.field("path"), "")
-    return keys.filter(pc.not_equal(host, ""))
+    odd = pc.binary_join_element_wise(host, parts.field("path"), "").filter(pc.not_equal(host, ""))
+    return pa.concat_arrays([plain, odd])
 
 
 def url_keys(url: str) -> list[str]:
@@ -160,7 +168,8 @@ def _hash_file(source: Path) -> np.ndarray:
     keys = _normalize_entries(table.column("line").combine_chunks()).cast(pa.large_string())
     data = np.frombuffer(keys.buffers()[2], dtype=np.uint8) if len(keys) else np.zeros(0, dtype=np.uint8)
     offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64)[keys.offset:keys.offset + len(keys) + 1]
-    return np.unique(_hash_strings(data, offsets))
+    hashes = np.sort(_hash_strings(data, offsets))
+    return hashes[np.concatenate(([True], hashes[1:] != hashes[:-1]))] if len(hashes) else hashes
 
 
 class UrlFilter:
