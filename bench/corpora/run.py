@@ -178,6 +178,7 @@ def occi_config(subset: Path, workers: int, path: Path, native: bool = True, lis
         "  keep_dropped: true\n"
         f"  workers: {workers}\n"
         f"  langid: {{native: {json.dumps(native)}}}\n"
+        "  decontamination: {enabled: false}   # datatrove has no such step (measured apart, bench/README.md)\n"
     )
     if lists is not None:
         text = text.replace("      id_field: id\n", "      id_field: id\n      url_field: url\n")

@@ -40,16 +40,27 @@ def words(text: str) -> list[str]:
 
 def ngram_hashes(tokens: list[str], n: int) -> np.ndarray:
     """The rolling hash of every run of n consecutive words (empty when there are fewer)."""
-    if len(tokens) < n:
+    return _ngram_hashes(tokens, (n,))
+
+
+def _ngram_hashes(tokens: list[str], lengths: tuple[int, ...]) -> np.ndarray:
+    """The hashes of every run of each of `lengths` consecutive words, in one rolling pass (a run
+    of n words extends the run of n - 1 words starting at the same word)."""
+    wanted = [n for n in lengths if n <= len(tokens)]
+    if not wanted:
         return np.zeros(0, dtype=np.uint64)
     word_hashes = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens))
-    count = len(tokens) - n + 1
-    acc = np.full(count, np.uint64(n), dtype=np.uint64)
+    found = []
+    acc = np.zeros(len(tokens), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for k in range(n):
-            acc = acc * _MULTIPLIER + word_hashes[k:k + count] + np.uint64(1)
-        acc ^= acc >> np.uint64(29)
-    return acc
+        for k in range(max(wanted)):
+            count = len(tokens) - k
+            acc = acc[:count] * _MULTIPLIER + word_hashes[k:k + count] + np.uint64(1)
+            if k + 1 in wanted:
+                mixed = acc ^ np.uint64(k + 1)
+                mixed ^= mixed >> np.uint64(29)
+                found.append(mixed * np.uint64(0xBF58476D1CE4E5B9))
+    return np.concatenate(found)
 
 
 @dataclass
@@ -131,16 +142,18 @@ class BenchmarkIndex:
             if chunks:
                 self.hashes.append((benchmark.name, np.unique(np.concatenate(chunks))))
 
+    @property
+    def order(self) -> tuple[int, ...]:
+        return tuple(sorted(self.lengths))
+
     def __bool__(self) -> bool:
         return bool(self.hashes)
 
     def check(self, text: str) -> list[str]:
         """Benchmarks with at least one n-gram in `text`, the one sharing most n-grams first."""
-        tokens = words(text)
-        grams = [ngram_hashes(tokens, length) for length in self.lengths if len(tokens) >= length]
-        if not grams:
+        doc = _ngram_hashes(words(text), self.order)
+        if not len(doc):
             return []
-        doc = np.concatenate(grams)
         hits = []
         for name, hashes in self.hashes:
             where = np.minimum(np.searchsorted(hashes, doc), len(hashes) - 1)
