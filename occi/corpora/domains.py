@@ -118,7 +118,7 @@ def merge(files: list[Path], top: int = TOP) -> dict:
     for (source, language), heap in heaps.items():
         result[source][language]["top"] = [{"domain": d, "documents": docs, "bytes": size}
                                            for size, docs, d in sorted(heap, key=lambda x: (-x[0], x[2]))]
-    return {"method": METHOD, "top": top, "sources": result}
+    return {"method": METHOD, "top_n": top, "sources": result}
 
 
 def write(files: list[Path], json_path: Path, png_path: Path) -> dict:
