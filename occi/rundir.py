@@ -148,6 +148,16 @@ class RunDir:
         return self.corpora / "stats.json"
 
     @property
+    def corpora_domains(self) -> Path:
+        """Documents and bytes per registered domain, per source and language (corpora/domains.py)."""
+        return self.corpora / "domains.json"
+
+    @property
+    def corpora_domains_plot(self) -> Path:
+        """The largest domains as a bar chart."""
+        return self.corpora / "domains.png"
+
+    @property
     def corpora_work(self) -> Path:
         """The corpora stage's work between its phases (filtered shards, dedup keys, pairs, drop
         lists, written parts); removed when the stage completes."""

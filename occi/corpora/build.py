@@ -18,7 +18,7 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
@@ -30,11 +30,14 @@ from tqdm import tqdm
 
 from occi.corpora import stats as corpus_stats
 from occi.corpora.config import CorporaConfig
-from occi.corpora import dedup_stages
+from occi.corpora import dedup_stages, domains
+from occi.corpora.decontaminate import BenchmarkIndex, local_benchmarks
 from occi.corpora.dedup import MinHasher, exact_key
 from occi.corpora.document import Document, Unreadable
 from occi.corpora.filters import Filter
 from occi.corpora.normalize import Normalizer
+from occi.corpora.pii import KINDS as PII_KINDS, PiiFormatter
+from occi.corpora.urlfilter import CompiledList, UrlFilter, compile_lists
 from occi.corpora.parquet import DROPPED_SCHEMA, KEPT_SCHEMA, OUTPUT_SCHEMA, Columns, PartWriter, StreamingTable
 from occi.corpora.langid import LanguageFilter, LanguageIdentifier, resolve_model
 from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
@@ -47,6 +50,10 @@ from occi.rundir import RunDir
 from occi.sharding import Share
 
 MAX_ERRORS_KEPT = 20
+PII = "pii:"
+"""Tally key prefix of the personal data replaced in kept documents (pii:email, ...)."""
+CONTAMINATED = "contaminated:"
+"""Tally key prefix of the kept documents found to overlap a benchmark (dropped or flagged)."""
 
 
 @dataclass
@@ -57,6 +64,8 @@ class Job:
     languages: list[str]
     work_dir: Path
     dropped_dir: Path | None
+    url_lists: list[CompiledList] = field(default_factory=list)
+    eval_suites: list[str] = field(default_factory=lambda: ["offline"])
 
 
 PHASES = ("filter", "buckets", "clusters", "write")
@@ -64,8 +73,11 @@ PHASES = ("filter", "buckets", "clusters", "write")
 
 
 def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: Share = Share(),
-          phase: str = "all", workers: int | None = None, progress: bool = True) -> dict | None:
-    """Runs the corpora stage, or one rank's share of one phase; returns the stats when done."""
+          phase: str = "all", workers: int | None = None, progress: bool = True,
+          eval_suites: list[str] | None = None) -> dict | None:
+    """Runs the corpora stage, or one rank's share of one phase; returns the stats when done.
+    `eval_suites`: the run's evaluation suites, whose data decontamination looks for (default:
+    offline, the eval config's default)."""
     out = run.corpora
     if run.is_done("corpora"):
         return json.loads(run.corpora_stats.read_text(encoding="utf-8"))
@@ -76,7 +88,9 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
 
     shards = plan_shards(corpora, languages, Manifest.read(run))
     work = run.corpora_work
-    job = Job(corpora, languages, work, out / "dropped" if corpora.keep_dropped else None)
+    url_lists = compile_lists(corpora.url_filter.lists, corpora.base_dir, work / "url_lists")
+    job = Job(corpora, languages, work, out / "dropped" if corpora.keep_dropped else None, url_lists,
+              list(eval_suites) if eval_suites is not None else ["offline"])
     if phase == "all" and not share.whole:
         phase = "filter"  # ranks of `occi corpora build` without --phase: the filter share, as before
     wanted = {"all": (*PHASES, "finish"), "dedup": (*PHASES[1:], "finish"), "finish": ("finish",)}.get(phase, (phase,))
@@ -97,7 +111,7 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
     if "finish" not in wanted:
         return None
     _require(work, shards, [_written_dir(job, s) for s in shards], "written", "write")
-    stats = _finish(job, shards, out)
+    stats = _finish(job, shards, run)
     mark_done(out, {"shards": len(shards)})
     shutil.rmtree(work, ignore_errors=True)
     return stats
@@ -119,7 +133,8 @@ def _require(work: Path, shards: list[Shard], markers: list[Path], state: str, p
 
 def run(cfg, run: RunDir, share: Share = Share(), phase: str = "all", workers: int | None = None) -> StageResult:
     """The corpora stage of the stage list (occi/pipeline.py)."""
-    stats = build(cfg.corpora, cfg.languages, run, share=share, phase=phase, workers=workers)
+    stats = build(cfg.corpora, cfg.languages, run, share=share, phase=phase, workers=workers,
+                  eval_suites=cfg.eval.suites)
     if stats is None:
         following = {"filter": "buckets", "buckets": "clusters", "clusters": "write", "write": "finish"}
         step = following.get(phase if phase != "all" else "filter", "finish")
@@ -177,10 +192,13 @@ class ShardProcessor:
         self.filters: list[Filter] = [
             Normalizer(cfg.normalize),
             LanguageFilter(identifier, job.languages, cfg.langid.thresholds),
+            *([UrlFilter(job.url_lists)] if job.url_lists else []),  # after language ID: drops are counted per language
             GopherRepetitionFilter(cfg.quality),
             GopherQualityFilter(cfg.quality),
             FineWebQualityFilter(cfg.quality),
+            *([PiiFormatter(cfg.pii.kinds)] if cfg.pii.enabled else []),
         ]
+        self.domains = domains.DomainCounter()
         self.minhasher = MinHasher(cfg.dedup) if cfg.dedup.near else None
 
     def process(self, shard: Shard) -> tuple[str, int]:
@@ -190,6 +208,7 @@ class ShardProcessor:
             return shard.name, 0
         self._remove_leftovers(shard)
         tally = corpus_stats.Tally()
+        self.domains = domains.DomainCounter()
         errors: list[dict] = []
         count = 0
         folder.mkdir(parents=True, exist_ok=True)
@@ -213,6 +232,7 @@ class ShardProcessor:
         if self.job.corpora.dedup.exact or self.job.corpora.dedup.near:
             dedup_stages.write_keys(folder / "kept.parquet", folder, shard.index, self.job.corpora.dedup,
                                     self.job.languages)
+        self.domains.write(folder / "domains.parquet")
         atomic_write_json(folder / "stats.json", {"tally": tally.to_json(), "errors": errors})
         mark_done(folder, {"documents": count})
         return shard.name, count
@@ -241,9 +261,11 @@ class ShardProcessor:
                 return
         tally.add(doc.source, doc.language, documents_in=1, bytes_in=raw_bytes, passed=1)
         bands = self.minhasher.band_hashes(doc.text) if self.minhasher else np.zeros(0, dtype=np.uint64)
+        n_bytes = len(doc.text.encode("utf-8"))
+        self.domains.add(doc.source, doc.language or "", doc.metadata.get("url"), n_bytes)
         kept.append(text=doc.text, id=doc.id, source=doc.source, language=doc.language,
                     language_score=doc.language_score, metadata=json.dumps(doc.metadata, sort_keys=True),
-                    exact=exact_key(doc.text), bands=bands.tolist(), n_bytes=len(doc.text.encode("utf-8")),
+                    exact=exact_key(doc.text), bands=bands.tolist(), n_bytes=n_bytes,
                     n_words=len(doc.text.split()))
 
 
@@ -349,13 +371,24 @@ def _write_shards(job: Job, shards: list[Shard], progress: bool) -> None:
     """Per shard: its kept rows minus its duplicates, as <lang>/part-SSSSS-NNNNN.parquet (in
     _work/written/<shard>/ until the stage finishes) and the counts of what it kept."""
     pending = [s for s in shards if not is_done(_written_dir(job, s))]
+    if not pending:
+        return
+    index = _benchmark_index(job)
     for shard in tqdm(pending, unit="shard", desc="corpora: writing", disable=not progress):
         for leftover in _written_dir(job, shard).parent.glob(f".{shard.name}.*.tmp"):  # a killed attempt at it
             shutil.rmtree(leftover, ignore_errors=True)
-        _write_shard(job, shard)
+        _write_shard(job, shard, index)
 
 
-def _write_shard(job: Job, shard: Shard) -> None:
+def _benchmark_index(job: Job) -> BenchmarkIndex | None:
+    cfg = job.corpora.decontamination
+    if not cfg.enabled:
+        return None
+    benchmarks, _ = local_benchmarks(job.eval_suites, job.languages, cfg, job.corpora.base_dir)
+    return BenchmarkIndex(benchmarks, cfg) or None
+
+
+def _write_shard(job: Job, shard: Shard, index: BenchmarkIndex | None) -> None:
     source = job.work_dir / shard.name / "kept.parquet"
     rows = pq.ParquetFile(source).metadata.num_rows
     reasons = np.zeros(rows, dtype=np.uint8)
@@ -381,14 +414,36 @@ def _write_shard(job: Job, shard: Shard) -> None:
             sources = table.column("source").to_pylist()
             languages = table.column("language").to_numpy(zero_copy_only=False)
             n_bytes, n_words = table.column("n_bytes").to_numpy(), table.column("n_words").to_numpy()
+            texts = table.column("text").to_pylist() if index else None
+            metadata = table.column("metadata").to_pylist()
+            dropped = mine != 0
+            contaminated: dict[int, str] = {}
+            flagged = False
             for i in range(table.num_rows):
                 if mine[i]:
                     tally.add(sources[i], languages[i], **{f"dedup/{dedup_stages.REASONS[mine[i]]}": 1})
-                else:
-                    tally.add(sources[i], languages[i], documents_kept=1, bytes_kept=int(n_bytes[i]),
-                              words_kept=int(n_words[i]))
-            kept = table.select(OUTPUT_SCHEMA.names).filter(pa.array(mine == 0))
-            kept_languages = languages[mine == 0]
+                    continue
+                hits = index.check(texts[i]) if index else []
+                if hits:
+                    tally.add(sources[i], languages[i], **{f"{CONTAMINATED}{name}": 1 for name in hits})
+                    if job.corpora.decontamination.action == "drop":
+                        tally.add(sources[i], languages[i], **{f"decontaminate/{hits[0]}": 1})
+                        dropped[i] = True
+                        contaminated[i] = hits[0]
+                        continue
+                    metadata[i] = json.dumps({**json.loads(metadata[i]), "contaminated": hits}, sort_keys=True)
+                    flagged = True
+                if '"pii"' in metadata[i]:
+                    tally.add(sources[i], languages[i],
+                              **{f"{PII}{kind}": n for kind, n in json.loads(metadata[i])["pii"].items()})
+                tally.add(sources[i], languages[i], documents_kept=1, bytes_kept=int(n_bytes[i]),
+                          words_kept=int(n_words[i]))
+            kept = table.select(OUTPUT_SCHEMA.names)
+            if flagged:
+                kept = kept.set_column(kept.schema.get_field_index("metadata"), "metadata",
+                                       pa.array(metadata, pa.string()))
+            kept = kept.filter(pa.array(~dropped))
+            kept_languages = languages[~dropped]
             for code in np.unique(kept_languages):
                 writers[code].write(kept.filter(pa.array(kept_languages == code)))
             if duplicates is not None:
@@ -398,6 +453,10 @@ def _write_shard(job: Job, shard: Shard) -> None:
                                       language=record["language"], step="dedup",
                                       reason=dedup_stages.REASONS[mine[row]],
                                       detail=f"duplicate of {originals[offset + row]}")
+                for row, name in contaminated.items():
+                    duplicates.append(text=texts[row], id=table.column("id")[row].as_py(), source=sources[row],
+                                      language=languages[row], step="decontaminate", reason=name,
+                                      detail=f"{job.corpora.decontamination.ngram}-gram overlap with {name}")
             offset += table.num_rows
         for writer in writers.values():
             writer.close()
@@ -407,8 +466,9 @@ def _write_shard(job: Job, shard: Shard) -> None:
         mark_done(folder)
 
 
-def _finish(job: Job, shards: list[Shard], out: Path) -> dict:
-    """stats.json, the plot, and the language folders (each appears whole, or not at all)."""
+def _finish(job: Job, shards: list[Shard], run: RunDir) -> dict:
+    """stats.json, the plots, domains.json and the language folders (each appears whole, or not at all)."""
+    out = run.corpora
     remove_stale_temporaries(out)
     tally = corpus_stats.Tally()
     errors: list[dict] = []
@@ -429,12 +489,54 @@ def _finish(job: Job, shards: list[Shard], out: Path) -> dict:
             if written.exists():
                 _link(written, job.dropped_dir / f"duplicates-{shard.index:05d}.parquet")
     stats = corpus_stats.summarize(tally, errors, job.languages)
+    stats.update(_governance(job, tally))
+    domains.write([job.work_dir / s.name / "domains.parquet" for s in shards], run.corpora_domains,
+                  run.corpora_domains_plot)
     stats["warnings"] = corpus_stats.warnings(stats)
     for message in stats["warnings"]:
         warn(message)
     atomic_write_json(out / "stats.json", stats)
     corpus_stats.plot(stats, out / "kept_dropped.png")
     return stats
+
+
+def _governance(job: Job, tally: corpus_stats.Tally) -> dict:
+    """stats.json's url_filter, pii and decontamination sections."""
+    per_language: dict[str, dict[str, int]] = {}
+    for (_, language), counts in tally.counts.items():
+        if language in job.languages:
+            bucket = per_language.setdefault(language, {})
+            for key, value in counts.items():
+                bucket[key] = bucket.get(key, 0) + value
+
+    def by_prefix(prefix: str) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {}
+        for language, counts in per_language.items():
+            for key, value in counts.items():
+                if key.startswith(prefix) and value:
+                    found.setdefault(key[len(prefix):], {})[language] = value
+        return {name: dict(sorted(langs.items())) for name, langs in sorted(found.items())}
+
+    cfg = job.corpora
+    pii = {code: {kind: per_language.get(code, {}).get(f"{PII}{kind}", 0) for kind in PII_KINDS if kind in cfg.pii.kinds}
+           for code in job.languages} if cfg.pii.enabled else {}
+    decontamination: dict = {"ngram": cfg.decontamination.ngram, "action": cfg.decontamination.action,
+                             "enabled": cfg.decontamination.enabled}
+    if cfg.decontamination.enabled:
+        benchmarks, not_checked = local_benchmarks(job.eval_suites, job.languages, cfg.decontamination, cfg.base_dir)
+        decontamination["benchmarks"] = {b.name: {"items": len(b.items)} for b in benchmarks}
+        decontamination["not_checked"] = not_checked
+    decontamination["found"] = by_prefix(CONTAMINATED)
+    dropped = by_prefix("url_filter/")
+    return {
+        "url_filter": {
+            "lists": {entry.name: {"kind": entry.kind, "path": entry.path, "entries": entry.entries}
+                      for entry in job.url_lists},
+            "dropped": {entry.name: dropped.get(entry.name, {}) for entry in job.url_lists},
+        },
+        "pii": pii,
+        "decontamination": decontamination,
+    }
 
 
 def _link(source: Path, target: Path) -> None:

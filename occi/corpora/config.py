@@ -263,6 +263,72 @@ class DedupConfig:
 
 
 @dataclass
+class UrlListConfig:
+    name: str
+    """Label of the list in stats (drops counted as url_filter/<name>), e.g. adult or optout."""
+    path: str
+    """Text file (optionally .gz), one entry a line, relative to the recipe: a domain (matches it
+    and its subdomains, e.g. a UT1 category's `domains` file) or a URL prefix with a path
+    (host/path, e.g. UT1's `urls` file); blank lines and lines starting with # are skipped."""
+    kind: Literal["blocklist", "optout"] = "blocklist"
+    """blocklist (content not wanted, e.g. adult sites) or optout (rights holders who reserved
+    their rights to text and data mining, EU DSM directive art. 4(3))."""
+
+
+@dataclass
+class UrlFilterConfig:
+    lists: list[UrlListConfig] = field(default_factory=list)
+    """Block and opt-out lists; a document whose URL matches any of them is dropped (documents
+    without a URL pass: give the source's `url_field`)."""
+
+    def __post_init__(self) -> None:
+        names = [entry.name for entry in self.lists]
+        for name in names:
+            if not name or "/" in name or names.count(name) > 1:
+                raise ValueError(f"lists: name {name!r} must be unique, non-empty and without '/'")
+
+
+@dataclass
+class PiiConfig:
+    enabled: bool = False
+    """Replace e-mail addresses, IP addresses, phone numbers and IBANs in kept documents by
+    fixed placeholders (occi/corpora/pii.py), counted per language in stats.json."""
+    kinds: list[str] = field(default_factory=lambda: ["email", "ip", "phone", "iban"])
+    """Which kinds of personal data are replaced."""
+
+    def __post_init__(self) -> None:
+        from occi.corpora.pii import KINDS
+
+        for kind in self.kinds:
+            if kind not in KINDS:
+                raise ValueError(f"kinds: unknown kind {kind!r}; expected some of {', '.join(KINDS)}")
+
+
+@dataclass
+class DecontaminationConfig:
+    enabled: bool = True
+    """Look for the run's evaluation data (test and validation items of the tasks its eval suites
+    run, read from local files) in the kept documents."""
+    ngram: int = 13
+    """Word n-grams compared (GPT-3's and the Llama papers' 13); an item shorter than this is
+    compared as a whole when it has at least `min_words` words."""
+    min_words: int = 8
+    """Items with fewer words are not looked for (a short answer is found everywhere)."""
+    action: Literal["drop", "flag"] = "drop"
+    """drop: contaminated documents are dropped (decontaminate/<benchmark>); flag: kept, with
+    `contaminated: [benchmarks]` in their metadata."""
+    files: dict[str, str] = field(default_factory=dict)
+    """More benchmarks: name -> glob of JSONL files (relative to the recipe, may contain {code});
+    every string field of a row (and strings in its lists) forms the item."""
+
+    def __post_init__(self) -> None:
+        ranges.check(self, {"ngram": ranges.between(1, 64), "min_words": ranges.at_least(1)})
+        for name in self.files:
+            if not name or "/" in name:
+                raise ValueError(f"files: benchmark name {name!r} must be non-empty and without '/'")
+
+
+@dataclass
 class CorporaConfig:
     sources: list[SourceConfig]
     """Where the text comes from."""
@@ -276,6 +342,12 @@ class CorporaConfig:
     """Heuristic quality filters."""
     dedup: DedupConfig = field(default_factory=DedupConfig)
     """Deduplication within each language, across all shards."""
+    url_filter: UrlFilterConfig = field(default_factory=UrlFilterConfig)
+    """Domain and URL blocklists and rights-reservation (opt-out) lists."""
+    pii: PiiConfig = field(default_factory=PiiConfig)
+    """Replacement of personal data (e-mail, IP, phone, IBAN) by placeholders."""
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    """N-gram overlap of the kept documents with the run's evaluation data."""
     keep_dropped: bool = False
     """Also write dropped documents with their reason to corpora/dropped/."""
     workers: int = 0

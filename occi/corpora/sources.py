@@ -256,6 +256,9 @@ def _from_mapping(row: Any, source: SourceConfig, where: str, default_id: str, m
     raw_id = row.get(source.id_field) if source.id_field else None
     doc_id = default_id if raw_id is None else _clean_id(raw_id)
     metadata = {"language_declared": source.language} if source.language else {}
+    url = row.get(source.url_field) if source.url_field else None
+    if isinstance(url, str) and url:
+        metadata["url"] = url
     return Document(text=text, id=doc_id, source=source.name, metadata=metadata)
 
 
@@ -330,7 +333,7 @@ def _read_parquet(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[R
             detail=f"no {source.text_field!r} column (columns: {', '.join(names)})",
         )
         return
-    columns = [source.text_field] + ([source.id_field] if source.id_field in names else [])
+    columns = [source.text_field] + [f for f in (source.id_field, source.url_field) if f and f in names]
     row_number = 0
     try:
         for batch in parquet.iter_batches(columns=columns, batch_size=1024):

@@ -250,6 +250,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
     from occi.train.hf_import import is_base_run
     from occi.report.moe_section import moe_section
     from occi.report.stability_section import stability_section
+    from occi.report.governance_section import governance_section
 
     continued = is_base_run(cfg)
     data = ModelCardData(
@@ -275,6 +276,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         *moe_section(_model(cfg, run), run, _padded_vocab(run, blend), out_dir),
         "## Intended uses and limitations", f"{cfg.card.intended_use}\n\n{cfg.card.limitations}",
         "## Training data", _training_data(cfg, run, blend),
+        *governance_section(run, cfg.languages),
         "## Tokenizer", _tokenizer(cfg, run),
         "## Training", _training(cfg, run, out_dir),
         *stability_section(cfg, run),
