@@ -100,14 +100,7 @@ class Shards:
     def _open_file(self, name: str):
         """The shard holding `name`, opened for one read: a shard is memory-mapped while open, and
         its pages would otherwise count towards this process's memory until the end."""
-        from safetensors import safe_open
-
-        path = self.folder / self.weight_map[name]
-        try:
-            handle = safe_open(path, framework="pt")
-        except Exception as err:  # safetensors raises its own error types for damaged files
-            raise OcciError(f"{path}: not a readable safetensors file ({err})") from None
-        with handle:
+        with hf_weights.opened(self.folder / self.weight_map[name]) as handle:
             yield handle
 
     def read(self, name: str) -> torch.Tensor:

@@ -28,7 +28,7 @@ times its size in temporaries: measured on a 2.1 GB bf16 Llama (bench/import's),
 def check_layout(folder: Path, weight_map: dict[str, str], expected: dict[str, tuple[int, ...]]) -> None:
     """Every expected tensor is in the file the index (or the single file) names, with its shape."""
     for path, names in _by_file(folder, weight_map, expected):
-        with _opened(path) as handle:
+        with opened(path) as handle:
             present = set(handle.keys())
             for name in names:
                 if name not in present:
@@ -68,14 +68,14 @@ def check_values(folder: Path, weight_map: dict[str, str], names: list[str]) -> 
 def _non_finite(path: Path, name: str) -> tuple[int, int, int]:
     """(NaN count, infinity count, values) of one tensor, read in slices along its first axis, the
     file opened for each slice so that the pages read are let go after it."""
-    with _opened(path) as handle:
+    with opened(path) as handle:
         shape = list(handle.get_slice(name).get_shape())
         if not shape:
             return _count(handle.get_tensor(name))
     rows = max(1, VALUE_CHUNK // max(1, math.prod(shape[1:])))
     nan = inf = 0
     for start in range(0, shape[0], rows):
-        with _opened(path) as handle:
+        with opened(path) as handle:
             n, i, _ = _count(handle.get_slice(name)[start:start + rows])
         nan, inf = nan + n, inf + i
     return nan, inf, math.prod(shape)
@@ -99,7 +99,8 @@ def _by_file(folder: Path, weight_map: dict[str, str], names) -> list[tuple[Path
 
 
 @contextmanager
-def _opened(path: Path) -> Iterator:
+def opened(path: Path) -> Iterator:
+    """A safetensors shard opened for reading; a damaged file is one line naming it."""
     from safetensors import safe_open
 
     try:
