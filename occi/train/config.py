@@ -143,7 +143,7 @@ class ModelConfig:
 @dataclass
 class BaseModelConfig:
     """`model: {base: ...}`: continue from an open Hugging Face model; its config.json decides the
-    architecture (occi/train/hf_arch.py), so nothing here repeats it."""
+    family (occi/families/), so nothing here repeats it."""
 
     base: str
     """A Hugging Face hub id (downloaded with huggingface_hub) or a local folder holding

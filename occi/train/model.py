@@ -1,6 +1,6 @@
 """The Llama architecture as a megatron-core GPTModel: RMSNorm, SwiGLU, rotary embeddings,
 grouped-query attention, no biases, untied input and output embeddings; and the variations an
-imported base may need (occi/train/hf_arch.py): qkv biases (Qwen2), q/k norm (Qwen3), tied
+imported base may need (occi/families/): qkv biases (Qwen2), q/k norm (Qwen3), tied
 embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral).
 
 The model is built here; how it is parallelised (TP/PP sizes, DDP) is decided by the trainer.
@@ -16,23 +16,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from occi.basemodel import padded_vocab_size
 from occi.train.config import ModelConfig, TrainConfig
-
-
-def padded_vocab_size(vocab_size: int, model: ModelConfig, tensor_parallel: int) -> int:
-    """The embedding size: the vocabulary padded to a multiple of make_vocab_size_divisible_by
-    (and of the tensor-parallel size). Unlike Megatron-LM's multiple x TP, the size does not
-    change with TP (for TP sizes dividing the multiple), so checkpoints move between TP sizes.
-    An imported base keeps its own embedding size."""
-    if model.vocab_size is not None:
-        if model.vocab_size % tensor_parallel:
-            from occi.errors import OcciError
-
-            raise OcciError(f"the base model's vocabulary ({model.vocab_size} rows) does not split over "
-                            f"tensor_parallel {tensor_parallel}; choose a tensor-parallel size dividing it")
-        return model.vocab_size
-    multiple = math.lcm(model.make_vocab_size_divisible_by, tensor_parallel)
-    return -(-vocab_size // multiple) * multiple
 
 
 def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtype):

@@ -97,7 +97,7 @@ class Trainer:
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        from occi.train.hf_import import run_model_config
+        from occi.basemodel import run_model_config
 
         self.model_cfg = run_model_config(cfg, self.run_dir)  # a recipe's shape, or the imported base's
         self.train = self._train_config()
