@@ -65,6 +65,8 @@ class Family:
     export_zeros: tuple[str, ...] = ()
     """Suffixes of transformers parameters the class always has and a recipe may lack, exported as
     zeros (Qwen2-MoE's q/k/v biases)."""
+    experts: bool = False
+    """Whether the family's layers hold routed experts (expert parallelism applies)."""
 
     def mappings(self, model: "ModelConfig") -> list[Mapping]:
         """Every mapping of a model of this family: the global tensors, then layer by layer."""
@@ -145,3 +147,24 @@ def recipe_family(model: "ModelConfig") -> Family:
             return family_
         reasons.append(f"{family_.hf_class}: {why}")
     raise OcciError("model: no transformers architecture holds this shape exactly (" + "; ".join(reasons) + ")")
+
+
+CAPABILITIES = ("import", "export", "TP", "PP", "EP", "keep/extend tokenizer", "GGUF", "llama.cpp equal")
+"""The columns of docs/families.md's family x capability table."""
+NO_EXPERTS = "no experts to split"
+
+
+def capabilities(family_: Family) -> dict[str, str]:
+    """A family's row of the capability table: "Y" or the one-line reason it does not apply."""
+    gguf = "Y" if isinstance(family_.gguf, GgufSpec) else family_.gguf
+    return {"import": "Y", "export": "Y", "TP": "Y", "PP": "Y", "EP": "Y" if family_.experts else NO_EXPERTS,
+            "keep/extend tokenizer": "Y", "GGUF": gguf, "llama.cpp equal": gguf}
+
+
+def capability_table() -> str:
+    """docs/families.md's table (Markdown), from the registry."""
+    lines = ["| family | class | " + " | ".join(CAPABILITIES) + " |", "|" + "---|" * (len(CAPABILITIES) + 2)]
+    for name, family_ in families().items():
+        row = capabilities(family_)
+        lines.append(f"| `{name}` | {family_.hf_class} | " + " | ".join(row[c] for c in CAPABILITIES) + " |")
+    return "\n".join(lines)

@@ -22,9 +22,13 @@ if TYPE_CHECKING:
     from occi.train.config import ModelConfig
 
 
-def routing_fields(config: dict, experts_key: str) -> dict:
-    """Experts, top-k and the auxiliary loss coefficient of a config.json."""
-    return {"num_experts": int(config[experts_key]), "moe_top_k": int(config["num_experts_per_tok"]),
+def routing_fields(config: dict) -> dict:
+    """Experts, top-k and the auxiliary loss coefficient of a config.json (transformers names the
+    experts num_local_experts or num_experts, by family and version)."""
+    experts = config.get("num_local_experts") or config.get("num_experts")
+    if experts is None:
+        raise KeyError("num_experts")
+    return {"num_experts": int(experts), "moe_top_k": int(config["num_experts_per_tok"]),
             "moe_aux_loss_coeff": float(config.get("router_aux_loss_coef", 0.001))}
 
 
@@ -33,7 +37,7 @@ def qwen_moe_fields(config: dict, where: str, **llama) -> dict:
     layers are mixtures (decoder_sparse_step, mlp_only_layers: transformers' rule)."""
     layers = int(config["num_hidden_layers"])
     fields = {**common.llama_fields(config, where, sliding_window=False, **llama),
-              **routing_fields(config, "num_experts"),
+              **routing_fields(config),
               "moe_ffn_hidden_size": int(config["moe_intermediate_size"]),
               "moe_norm_top_k": bool(config.get("norm_topk_prob", False))}
     step, dense = int(config.get("decoder_sparse_step", 1) or 1), set(config.get("mlp_only_layers") or [])

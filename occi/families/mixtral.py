@@ -8,7 +8,7 @@ from occi.families import Family, common, experts
 def _fields(config: dict, where: str) -> dict:
     if config.get("router_jitter_noise"):
         raise OcciError(f"{where}: router_jitter_noise {config['router_jitter_noise']} is not supported")
-    return {**common.llama_fields(config, where), **experts.routing_fields(config, "num_local_experts"),
+    return {**common.llama_fields(config, where), **experts.routing_fields(config),
             "moe_ffn_hidden_size": int(config["intermediate_size"])}
 
 
@@ -40,5 +40,5 @@ def _values(model) -> dict:
 FAMILY = Family(
     model_type="mixtral", hf_class="MixtralForCausalLM", model_fields=_fields, layer_mappings=_layer,
     global_mappings=common.global_mappings, export_values=_values, exports_recipe=_exports_recipe,
-    gguf=experts.GGUF_REFUSAL,
+    experts=True, gguf=experts.GGUF_REFUSAL,
 )

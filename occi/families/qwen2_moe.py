@@ -33,5 +33,5 @@ FAMILY = Family(
     layer_mappings=experts.qwen_moe_layer, global_mappings=common.global_mappings, export_values=_values,
     exports_recipe=_exports_recipe, export_zeros=("self_attn.q_proj.bias", "self_attn.k_proj.bias",
                                                   "self_attn.v_proj.bias"),
-    gguf=experts.GGUF_REFUSAL,
+    experts=True, gguf=experts.GGUF_REFUSAL,
 )

@@ -23,5 +23,5 @@ def _exports_recipe(model) -> str | None:
 FAMILY = Family(
     model_type="qwen3_moe", hf_class="Qwen3MoeForCausalLM", model_fields=_fields,
     layer_mappings=experts.qwen_moe_layer, global_mappings=common.global_mappings,
-    export_values=experts.qwen_moe_values, exports_recipe=_exports_recipe, gguf=experts.GGUF_REFUSAL,
+    export_values=experts.qwen_moe_values, exports_recipe=_exports_recipe, experts=True, gguf=experts.GGUF_REFUSAL,
 )

@@ -127,7 +127,7 @@ def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
 
 def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
     from occi.train.logs import read_log
-    from occi.train.model import flops_per_token
+    from occi.train.config import flops_per_token
 
     train = [r for r in read_log(run.train) if r.get("kind") == "train"]
     summary = run.read_json(run.train_summary) or {}

@@ -68,7 +68,7 @@ def measured_mfu(run: RunDir) -> tuple[float | None, str]:
 
 def estimate(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: str, mfu: float | None = None) -> dict:
     from occi.basemodel import padded_vocab_size
-    from occi.train.model import flops_per_token
+    from occi.train.config import flops_per_token
 
     t = cfg.train
     model = model_shape(cfg, run)

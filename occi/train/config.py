@@ -140,6 +140,17 @@ class ModelConfig:
         return total + embeddings + h
 
 
+def flops_per_token(model: ModelConfig, vocab_size: int) -> float:
+    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention; for a
+    mixture of experts the active parameters (the top-k experts a token goes through)."""
+    lookup = 0 if model.tied_embeddings else vocab_size * model.hidden_size  # the input embedding is a lookup
+    matmul_params = model.parameters(vocab_size, active=True) - lookup
+    attention = 12 * model.num_layers * model.hidden_size * model.seq_length
+    return 6 * matmul_params + attention
+
+
+
+
 @dataclass
 class BaseModelConfig:
     """`model: {base: ...}`: continue from an open Hugging Face model; its config.json decides the

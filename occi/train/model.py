@@ -202,15 +202,6 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     )
 
 
-def flops_per_token(model: ModelConfig, vocab_size: int) -> float:
-    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention; for a
-    mixture of experts the active parameters (the top-k experts a token goes through)."""
-    lookup = 0 if model.tied_embeddings else vocab_size * model.hidden_size  # the input embedding is a lookup
-    matmul_params = model.parameters(vocab_size, active=True) - lookup
-    attention = 12 * model.num_layers * model.hidden_size * model.seq_length
-    return 6 * matmul_params + attention
-
-
 def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> None:
     """Redraws every weight of this rank's part of the model from a generator seeded by the
     weight's global name (global layer number, global expert number), sliced for this rank's

@@ -24,9 +24,9 @@ from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.rundir import RunDir
 from occi.train import checkpoints, knobs, stability
-from occi.train.config import TrainConfig
+from occi.train.config import TrainConfig, flops_per_token
 from occi.train.logs import TrainLog
-from occi.train.model import build_model, flops_per_token, initialize_independent_of_layout
+from occi.train.model import build_model, initialize_independent_of_layout
 from occi.train.stability import StabilityGuard
 from occi.train.stop import StopRequest
 
