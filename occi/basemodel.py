@@ -1,12 +1,13 @@
 """A base model's shape, read without torch: resolve the base (a local folder or huggingface_hub's
 snapshot of a hub id), read and check its config.json (occi/families), the number of ids its
 tokenizer uses, and the run's vocabulary size and padded embedding rows. The tokenizer, eval and
-card stages read these from here; the import itself is occi/train/hf_import.py.
+card stages read these from here; the import itself is occi/train/hf_import.py. The embedding
+rows a vocabulary is padded to: occi/train/config.py padded_vocab_size (shape arithmetic, which
+occi/train/parallel.py checks layouts with).
 """
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from occi import families
@@ -85,17 +86,3 @@ def run_model_config(cfg, run_dir):
 def vocab_size(model, run_dir) -> int:
     """The vocabulary the model is built for: an imported base's rows, else the prepared data's tokenizer."""
     return model.vocab_size if model.vocab_size is not None else RunDir.of(run_dir).read_blend()["vocab_size"]
-
-
-def padded_vocab_size(vocab: int, model, tensor_parallel: int) -> int:
-    """The embedding size: the vocabulary padded to a multiple of make_vocab_size_divisible_by
-    (and of the tensor-parallel size). Unlike Megatron-LM's multiple x TP, the size does not
-    change with TP (for TP sizes dividing the multiple), so checkpoints move between TP sizes.
-    An imported base keeps its own embedding size."""
-    if model.vocab_size is not None:
-        if model.vocab_size % tensor_parallel:
-            raise OcciError(f"the base model's vocabulary ({model.vocab_size} rows) does not split over "
-                            f"tensor_parallel {tensor_parallel}; choose a tensor-parallel size dividing it")
-        return model.vocab_size
-    multiple = math.lcm(model.make_vocab_size_divisible_by, tensor_parallel)
-    return -(-vocab // multiple) * multiple

@@ -17,9 +17,13 @@ from occi.errors import OcciError
 
 
 def test_the_registry_is_complete_and_imports_without_torch():
-    code = ("import importlib, json, sys, occi.families, occi.basemodel\n"
+    """The registry, every family module, and the shape reading the tokenizer, eval and card stages
+    use (occi/basemodel.py) load neither torch nor transformers, gguf or megatron."""
+    code = ("import importlib, json, sys, occi.families, occi.basemodel, occi.report.card, occi.tokenizer.base\n"
             "names = list(occi.families.families())\n"
             "[importlib.import_module('occi.families.' + n) for n in names]\n"
+            "occi.families.model_config({'model_type': 'llama', 'hidden_size': 64, 'intermediate_size': 96, "
+            "'num_hidden_layers': 2, 'num_attention_heads': 4, 'vocab_size': 320}, None, 'config.json')\n"
             "heavy = sorted(m for m in ('torch', 'transformers', 'gguf', 'megatron') if m in sys.modules)\n"
             "print(json.dumps({'names': names, 'heavy': heavy}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -67,8 +67,7 @@ def measured_mfu(run: RunDir) -> tuple[float | None, str]:
 
 
 def estimate(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: str, mfu: float | None = None) -> dict:
-    from occi.basemodel import padded_vocab_size
-    from occi.train.config import flops_per_token
+    from occi.train.config import flops_per_token, padded_vocab_size
 
     t = cfg.train
     model = model_shape(cfg, run)
@@ -138,7 +137,7 @@ def memory_refusal(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster
     import dataclasses
 
     from occi.train import memory
-    from occi.basemodel import padded_vocab_size
+    from occi.train.config import padded_vocab_size
 
     model = model_shape(cfg, run)
     vocab = padded_vocab_size(cfg.tokenizer.vocab_size, model, cfg.train.tensor_parallel)

@@ -30,8 +30,7 @@ from pathlib import Path
 
 import torch
 
-from occi import lifeline
-from occi import families
+from occi import families, lifeline
 from occi.basemodel import BASE_FILES, is_base_run, read_config, resolve, tokenizer_ids
 from occi.config import RunConfig
 from occi.errors import OcciError

@@ -112,12 +112,11 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
 def _parameters(cfg: RunConfig, run: RunDir) -> dict:
     """Total and active parameters (they differ for a mixture of experts: a token uses top-k of
     the experts); for a mixture, also the PNG of expert load per layer from the training log."""
-    from occi.basemodel import run_model_config
+    from occi.basemodel import run_model_config, vocab_size
+    from occi.train.config import padded_vocab_size
     from occi.train.logs import read_log
 
     model = run_model_config(cfg, run.root)
-    from occi.basemodel import padded_vocab_size, vocab_size
-
     rows = padded_vocab_size(vocab_size(model, run), model, cfg.train.tensor_parallel)
     out = {"parameters": model.parameters(rows), "active_parameters": model.parameters(rows, active=True)}
     if model.is_moe:

@@ -16,8 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from occi.basemodel import padded_vocab_size
-from occi.train.config import ModelConfig, TrainConfig
+from occi.train.config import ModelConfig, TrainConfig, padded_vocab_size
 
 
 def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtype):
