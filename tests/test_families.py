@@ -111,7 +111,7 @@ def test_a_recipe_exports_to_the_family_that_holds_its_shape():
                  seq_length=32)
     experts = dict(shape, num_experts=4, moe_top_k=2)
     chosen = {name: families.recipe_family(ModelConfig(**fields)).model_type for name, fields in {
-        "dense": shape, "routed": experts, "qk_norm": dict(experts, qk_norm=True, moe_layer_interval=2),
+        "dense": shape, "routed": experts, "qk_norm": dict(experts, qk_norm=True),
         "shared": dict(experts, moe_shared_expert_ffn_hidden_size=64, moe_shared_expert_gate=True)}.items()}
     assert chosen == {"dense": "llama", "routed": "mixtral", "qk_norm": "qwen3_moe", "shared": "qwen2_moe"}
     with pytest.raises(OcciError) as caught:
