@@ -76,6 +76,25 @@ def test_goldfish_tokens_have_no_gradient_in_the_trainers_loss():
     assert torch.all(per_token.grad[expected == 0] == 0) and torch.all(per_token.grad[expected == 1] != 0)
 
 
+def test_goldfish_counts_of_the_training_log_reach_the_summary_and_the_card(tmp_path):
+    config, run = governed_run(tmp_path, PROVIDER)
+    (run / "train").mkdir()
+    step = lambda n, dropped: {"kind": "train", "step": n, "batch": n - 1, "loss": 5.0, "lr": 1e-3,  # noqa: E731
+                               "tokens_per_s": 1.0, "tflops_per_device": 0.0, "goldfish_dropped": dropped,
+                               "goldfish_loss_tokens": 1000}
+    # step 2 logged twice (a resumed run repeats it): its last record counts
+    log = [step(1, 19), step(2, 30), step(2, 21), step(3, 22)]
+    (run / "train" / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    assert goldfish.logged_totals(log) == {"dropped": 62, "loss_tokens": 3000, "steps": 3}
+    result = occi("card", str(config), "--run-dir", str(run))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "report" / "training-content-summary.json").read_text())
+    assert summary["sections"]["3.3"]["memorisation_control"]["logged"] == {"dropped": 62, "loss_tokens": 3000, "steps": 3}
+    stated = "62 of 3,000 loss tokens left out (2.07%) in 3 steps"
+    assert stated in (run / "report" / "training-content-summary.md").read_text()
+    assert stated in (run / "report" / "MODEL_CARD.md").read_text()
+
+
 def test_goldfish_config_is_checked(tmp_path):
     config, run = governed_run(tmp_path, None)
     config.write_text(config.read_text().replace("k: 50", "k: 1"))
@@ -168,7 +187,8 @@ def test_summary_reports_the_governance_records_by_the_templates_sections(tmp_pa
     assert other["decontamination"]["found"] == {"belebele": 3} and other["decontamination"]["documents_dropped"] == {"belebele": 3}
     assert other["deduplication"]["documents_dropped"] == {"exact_duplicate": 9}
     assert other["quality_filters"] == {"gopher_quality": {"too_few_words": 11}}
-    assert other["memorisation_control"] == {"method": "Goldfish loss (Hans et al., 2024)", "k": 50, "h": 50}
+    assert other["memorisation_control"] == {"method": "Goldfish loss (Hans et al., 2024)", "k": 50, "h": 50,
+                                             "logged": None}  # this run has no training log
     for shown in ("| optout-2026 | 1,234 | 4 |", "| csam-hashes | 56 | 2 |", "email 17", "k = 50", "| site10.example | 180 | 18,000 |"):
         assert shown in text, shown
     card = (run / "report" / "MODEL_CARD.md").read_text()

@@ -315,9 +315,17 @@ def _processing(cfg, run: RunDir, stats: dict) -> dict:
                                      "documents_dropped": steps.get("decontaminate", {})}
                                     if decontamination else NOT_APPLIED),
                 "memorisation_control": ({"method": "Goldfish loss (Hans et al., 2024)", "k": goldfish.k,
-                                          "h": goldfish.h} if goldfish else NOT_APPLIED),
+                                          "h": goldfish.h, "logged": _goldfish_totals(run)}
+                                         if goldfish else NOT_APPLIED),
                 "sft_checks": ({"conversations_kept": sft["totals"]["kept"], "dropped": sft["totals"]["drops"]}
                                if sft else None),
                 "documents_in": (stats.get("totals") or {}).get("documents_in"),
                 "documents_kept": (stats.get("totals") or {}).get("documents_kept")},
     }
+
+
+def _goldfish_totals(run: RunDir) -> dict | None:
+    from occi.train import goldfish
+    from occi.train.logs import read_log
+
+    return goldfish.logged_totals(read_log(run.train))

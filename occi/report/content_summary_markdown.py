@@ -3,6 +3,7 @@ in the template's numbering; every figure is the summary's JSON, formatted."""
 from __future__ import annotations
 
 from occi.report.content_summary import NOT_APPLIED, TEMPLATE_SECTIONS
+from occi.train.goldfish import describe as describe_goldfish
 
 
 def _table(header: list[str], rows: list[tuple]) -> str:
@@ -124,8 +125,7 @@ def _processing(rights: dict, illegal: dict, other: dict) -> list[str]:
              f"{decontamination['ngram']}-gram overlap, action {decontamination['action']}; found: "
              + _drops(decontamination["found"]) + "; dropped: " + _drops(decontamination["documents_dropped"])),
             ("Memorisation control", NOT_APPLIED if goldfish == NOT_APPLIED else
-             f"Goldfish loss (Hans et al., 2024): one token in k = {goldfish['k']} left out "
-             f"of the loss, chosen by a hash of the h = {goldfish['h']} tokens before it")]
+             describe_goldfish(goldfish["k"], goldfish["h"], goldfish.get("logged")))]
     if other["sft_checks"]:
         rows.append(("Fine-tuning data checks", f"{other['sft_checks']['conversations_kept']:,} conversations kept; "
                      "dropped: " + _drops(other["sft_checks"]["dropped"])))
