@@ -135,7 +135,8 @@ def governed_run(tmp_path: Path, provider: dict | None) -> tuple[Path, Path]:
                                                        "dedup/exact_duplicate": 9, "gopher_quality/too_few_words": 11}},
              "errors": [],
              "pii": {"de": {"email": 12, "ip": 1, "phone": 3, "iban": 0}, "fr": {"email": 5, "ip": 0, "phone": 2, "iban": 1}},
-             "decontamination": {"ngram": 13, "action": "drop", "found": {"belebele": {"de": 2, "fr": 1}}},
+             "decontamination": {"ngram": 13, "action": "drop", "found": {"belebele": {"de": 2, "fr": 1}},
+                                 "not_checked": ["m_mmlu_fr (cannot load its data: not fetched)"]},
              "url_filter": {"lists": {"optout-2026": {"kind": "optout", "path": "lists/optout.txt", "entries": 1234},
                                       "csam-hashes": {"kind": "blocklist", "path": "lists/block.txt", "entries": 56}},
                             "dropped": {"optout-2026": {"de": 3, "fr": 1}, "csam-hashes": {"de": 2}}}}
@@ -185,6 +186,8 @@ def test_summary_reports_the_governance_records_by_the_templates_sections(tmp_pa
     other = s["3.3"]
     assert other["personal_data"]["found"] == {"email": 17, "ip": 1, "phone": 5, "iban": 1}
     assert other["decontamination"]["found"] == {"belebele": 3} and other["decontamination"]["documents_dropped"] == {"belebele": 3}
+    assert other["decontamination"]["not_checked"] == ["m_mmlu_fr (cannot load its data: not fetched)"]
+    assert "not checked: m_mmlu_fr (cannot load its data: not fetched)" in text
     assert other["deduplication"]["documents_dropped"] == {"exact_duplicate": 9}
     assert other["quality_filters"] == {"gopher_quality": {"too_few_words": 11}}
     assert other["memorisation_control"] == {"method": "Goldfish loss (Hans et al., 2024)", "k": 50, "h": 50,

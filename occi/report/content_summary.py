@@ -312,7 +312,8 @@ def _processing(cfg, run: RunDir, stats: dict) -> dict:
                                   else NOT_APPLIED),
                 "decontamination": ({"ngram": decontamination.get("ngram"), "action": decontamination.get("action"),
                                      "found": {b: sum(v.values()) for b, v in decontamination.get("found", {}).items()},
-                                     "documents_dropped": steps.get("decontaminate", {})}
+                                     "documents_dropped": steps.get("decontaminate", {}),
+                                     "not_checked": decontamination.get("not_checked", [])}
                                     if decontamination else NOT_APPLIED),
                 "memorisation_control": ({"method": "Goldfish loss (Hans et al., 2024)", "k": goldfish.k,
                                           "h": goldfish.h, "logged": _goldfish_totals(run)}

@@ -123,7 +123,8 @@ def _processing(rights: dict, illegal: dict, other: dict) -> list[str]:
             ("Personal data (PII)", NOT_APPLIED if pii == NOT_APPLIED else "found: " + _drops(pii["found"])),
             ("Benchmark decontamination", NOT_APPLIED if decontamination == NOT_APPLIED else
              f"{decontamination['ngram']}-gram overlap, action {decontamination['action']}; found: "
-             + _drops(decontamination["found"]) + "; dropped: " + _drops(decontamination["documents_dropped"])),
+             + _drops(decontamination["found"]) + "; dropped: " + _drops(decontamination["documents_dropped"])
+             + "".join(f"; not checked: {task}" for task in decontamination.get("not_checked", []))),
             ("Memorisation control", NOT_APPLIED if goldfish == NOT_APPLIED else
              describe_goldfish(goldfish["k"], goldfish["h"], goldfish.get("logged")))]
     if other["sft_checks"]:
