@@ -327,6 +327,10 @@ def test_eu_leaderboard_data_read_through_lm_eval_from_the_fetch_cache_is_decont
     assert "| mmlu | 2 |" in decontamination_table(section, ["de"])
 
 
+RUNS_TIMEOUT = 1500
+"""The first test that uses `runs` pays for its two whole runs (the suite's 600 s is per test)."""
+
+
 @pytest.fixture(scope="module")
 def runs(hub, tmp_path_factory) -> dict:
     """The same run twice: fetched on the "login node", then run where there is no network; and
@@ -347,6 +351,7 @@ def runs(hub, tmp_path_factory) -> dict:
     return {"config": config, "offline": offline_dir, "online": online_dir, "cache": cache, "prefix": prefix}
 
 
+@pytest.mark.timeout(RUNS_TIMEOUT)
 def test_fetch_then_run_without_network_equals_the_run_with_network(hub, runs, tmp_path):
     config, offline_dir = runs["config"], runs["offline"]
     assert {"model:occi-test/tiny-llama::", "eval:facebook/belebele:deu_Latn:", "eval:alexandrainst/m_mmlu:de:"} <= set(
@@ -373,6 +378,7 @@ def test_fetch_then_run_without_network_equals_the_run_with_network(hub, runs, t
     assert {p.name for p in lacking.iterdir()} <= {"fetch.json", "config.yaml", "lock"}
 
 
+@pytest.mark.timeout(RUNS_TIMEOUT)
 def test_card_push_against_the_server(hub, runs, tmp_path):
     """olah implements no write call (create_repo, preupload, LFS batch, commit): the push is
     tested up to them; what a completed push leaves in the repository is written into the

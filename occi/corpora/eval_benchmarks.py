@@ -8,7 +8,7 @@ network). A task that cannot be loaded is listed as not checked, with the reason
 stopping the corpora stage: its cell will fail at evaluation with the same reason.
 
 The items are read once per corpora build into <run>/corpora/_work/eval-benchmarks.json, which
-every worker and phase reads afterwards (lm-eval's catalogue takes seconds to index).
+every worker and phase reads afterwards.
 """
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def _read(run_dir: Path, work_dir: Path, tasks: list[tuple[str, str]]) -> dict:
     from occi.rundir import RunDir
 
     folders = task_folders.lm_eval_folders(RunDir(run_dir), work_dir / "eval-tasks")
-    manager = TaskManager(include_path=[str(f) for f in folders], include_defaults=True)
+    manager = TaskManager(include_path=[str(f) for f in folders], include_defaults=False)
+    if any(name not in manager.task_index for _, name in tasks):  # lm-eval's catalogue takes seconds to index
+        manager = TaskManager(include_path=[str(f) for f in folders], include_defaults=True)
     benchmarks: dict[str, list[str]] = {}
     not_checked = []
     for family, name in tasks:
