@@ -90,6 +90,10 @@ class HubRepos:
         subprocess.run([*git, "commit", "-q", "-m", message], check=True)
         return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
 
+    def branch(self, repo_type: str, repo_id: str, name: str) -> None:
+        """A branch at the repository's current commit (a revision a config can name)."""
+        subprocess.run(["git", "-C", str(self.folder(repo_type, repo_id)), "branch", name], check=True)
+
 
 @contextmanager
 def olah_server(repos: HubRepos, workdir: Path):

@@ -76,6 +76,25 @@ def test_goldfish_tokens_have_no_gradient_in_the_trainers_loss():
     assert torch.all(per_token.grad[expected == 0] == 0) and torch.all(per_token.grad[expected == 1] != 0)
 
 
+def test_goldfish_counts_of_the_training_log_reach_the_summary_and_the_card(tmp_path):
+    config, run = governed_run(tmp_path, PROVIDER)
+    (run / "train").mkdir()
+    step = lambda n, dropped: {"kind": "train", "step": n, "batch": n - 1, "loss": 5.0, "lr": 1e-3,  # noqa: E731
+                               "tokens_per_s": 1.0, "tflops_per_device": 0.0, "goldfish_dropped": dropped,
+                               "goldfish_loss_tokens": 1000}
+    # step 2 logged twice (a resumed run repeats it): its last record counts
+    log = [step(1, 19), step(2, 30), step(2, 21), step(3, 22)]
+    (run / "train" / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    assert goldfish.logged_totals(log) == {"dropped": 62, "loss_tokens": 3000, "steps": 3}
+    result = occi("card", str(config), "--run-dir", str(run))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "report" / "training-content-summary.json").read_text())
+    assert summary["sections"]["3.3"]["memorisation_control"]["logged"] == {"dropped": 62, "loss_tokens": 3000, "steps": 3}
+    stated = "62 of 3,000 loss tokens left out (2.07%) in 3 steps"
+    assert stated in (run / "report" / "training-content-summary.md").read_text()
+    assert stated in (run / "report" / "MODEL_CARD.md").read_text()
+
+
 def test_goldfish_config_is_checked(tmp_path):
     config, run = governed_run(tmp_path, None)
     config.write_text(config.read_text().replace("k: 50", "k: 1"))
@@ -116,7 +135,8 @@ def governed_run(tmp_path: Path, provider: dict | None) -> tuple[Path, Path]:
                                                        "dedup/exact_duplicate": 9, "gopher_quality/too_few_words": 11}},
              "errors": [],
              "pii": {"de": {"email": 12, "ip": 1, "phone": 3, "iban": 0}, "fr": {"email": 5, "ip": 0, "phone": 2, "iban": 1}},
-             "decontamination": {"ngram": 13, "action": "drop", "found": {"belebele": {"de": 2, "fr": 1}}},
+             "decontamination": {"ngram": 13, "action": "drop", "found": {"belebele": {"de": 2, "fr": 1}},
+                                 "not_checked": ["m_mmlu_fr (cannot load its data: not fetched)"]},
              "url_filter": {"lists": {"optout-2026": {"kind": "optout", "path": "lists/optout.txt", "entries": 1234},
                                       "csam-hashes": {"kind": "blocklist", "path": "lists/block.txt", "entries": 56}},
                             "dropped": {"optout-2026": {"de": 3, "fr": 1}, "csam-hashes": {"de": 2}}}}
@@ -129,6 +149,20 @@ def governed_run(tmp_path: Path, provider: dict | None) -> tuple[Path, Path]:
     return path, run
 
 
+PUBLISHED_TEMPLATE_SECTIONS = [
+    # the section numbers and titles of the AI Office's template (published 24 July 2025), in order
+    "1. General information", "1.1 Provider identification", "1.2 Model identification",
+    "1.3 Modalities, overall training data size and other characteristics",
+    "2. List of data sources", "2.1 Publicly available datasets",
+    "2.2 Private non-publicly available datasets obtained from third parties",
+    "2.2.1 Datasets commercially licensed by rightsholders or their representatives",
+    "2.2.2 Private datasets obtained from other third parties", "2.3 Data crawled and scraped from online sources",
+    "2.4 User data", "2.5 Synthetic data", "2.6 Other sources of data",
+    "3. Data processing aspects",
+    "3.1 Respect of reservation of rights from text and data mining exception or limitation",
+    "3.2 Removal of illegal content", "3.3 Other information (optional)"]
+
+
 def test_summary_reports_the_governance_records_by_the_templates_sections(tmp_path):
     config, run = governed_run(tmp_path, PROVIDER)
     result = occi("card", str(config), "--run-dir", str(run))
@@ -136,13 +170,9 @@ def test_summary_reports_the_governance_records_by_the_templates_sections(tmp_pa
     summary = json.loads((run / "report" / "training-content-summary.json").read_text())
     text = (run / "report" / "training-content-summary.md").read_text()
     assert summary["status"] == "complete" and summary["todo"] == [] and "TO DO" not in text
-    for heading in ("## 1. General information", "### 1.1 Provider identification", "### 1.2 Model identification",
-                    "### 1.3 Modalities", "## 2. List of data sources", "### 2.1 Publicly available datasets",
-                    "### 2.2.1 Commercially licensed", "### 2.2.2 Other private", "### 2.3 Data crawled",
-                    "### 2.4 User data", "### 2.5 Synthetic data", "### 2.6 Other sources",
-                    "## 3. Data processing aspects", "### 3.1 Respect of reservation of rights",
-                    "### 3.2 Removal of illegal content", "### 3.3 Other information"):
-        assert heading in text, heading
+    headings = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("## ") or line.startswith("###")]
+    assert [h for h in headings if h != "To do"] == PUBLISHED_TEMPLATE_SECTIONS
+    assert "Template for the Public Summary of Training Content" in summary["template"] and "24 July 2025" in summary["template"]
     s = summary["sections"]
     assert s["1.1"]["name"] == "Example Lab" and s["1.2"]["placed_on_market"] == "2026-11-30"
     crawled, licensed = s["2.3"]["sources"], s["2.2.1"]["sources"]
@@ -156,9 +186,12 @@ def test_summary_reports_the_governance_records_by_the_templates_sections(tmp_pa
     other = s["3.3"]
     assert other["personal_data"]["found"] == {"email": 17, "ip": 1, "phone": 5, "iban": 1}
     assert other["decontamination"]["found"] == {"belebele": 3} and other["decontamination"]["documents_dropped"] == {"belebele": 3}
+    assert other["decontamination"]["not_checked"] == ["m_mmlu_fr (cannot load its data: not fetched)"]
+    assert "not checked: m_mmlu_fr (cannot load its data: not fetched)" in text
     assert other["deduplication"]["documents_dropped"] == {"exact_duplicate": 9}
     assert other["quality_filters"] == {"gopher_quality": {"too_few_words": 11}}
-    assert other["memorisation_control"] == {"method": "Goldfish loss (Hans et al., 2024)", "k": 50, "h": 50}
+    assert other["memorisation_control"] == {"method": "Goldfish loss (Hans et al., 2024)", "k": 50, "h": 50,
+                                             "logged": None}  # this run has no training log
     for shown in ("| optout-2026 | 1,234 | 4 |", "| csam-hashes | 56 | 2 |", "email 17", "k = 50", "| site10.example | 180 | 18,000 |"):
         assert shown in text, shown
     card = (run / "report" / "MODEL_CARD.md").read_text()

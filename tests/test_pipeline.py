@@ -307,11 +307,32 @@ def test_demo_training_content_summary_is_complete_and_agrees_with_the_runs_reco
     assert shown + sum(other["deduplication"]["documents_dropped"].values()) \
         + sum(other["language_identification"]["documents_dropped"].values()) == sum(drops.values())
     assert (other["documents_in"], other["documents_kept"]) == (stats["totals"]["documents_in"], stats["totals"]["documents_kept"])
-    assert other["memorisation_control"]["k"] == 4 and "one token in k = 4" in text
+    # the Goldfish count of every step, recomputed with the paper's rule from the samples megatron gave that step
+    from test_content_summary import paper_rule
+
+    k, h = 4, 13
+    for record in [r for r in train if r["kind"] == "train"]:
+        dropped = loss_tokens = 0
+        for i in range(record["batch"] * batch, (record["batch"] + 1) * batch):
+            sample = train_data[i]
+            sequence = [*map(int, sample["tokens"]), int(sample["labels"][-1])]
+            keep = paper_rule(sequence, k, h)[1:]
+            loss_mask = [bool(m) for m in sample["loss_mask"]]
+            loss_tokens += sum(loss_mask)
+            dropped += sum(m and not kept for m, kept in zip(loss_mask, keep))
+        assert (record["goldfish_dropped"], record["goldfish_loss_tokens"]) == (dropped, loss_tokens), record["step"]
+    logged = other["memorisation_control"]["logged"]
+    steps = [r for r in train if r["kind"] == "train"]
+    assert logged == {"dropped": sum(r["goldfish_dropped"] for r in steps),
+                      "loss_tokens": sum(r["goldfish_loss_tokens"] for r in steps), "steps": len(steps)}
+    assert 0 < logged["dropped"] < logged["loss_tokens"]
+    stated = (f"1 token in k = 4 left out of the loss, by a hash of the h = 13 tokens before it; {logged['dropped']:,} of "
+              f"{logged['loss_tokens']:,} loss tokens left out")
+    assert other["memorisation_control"]["k"] == 4 and stated in text
     assert summary["sections"]["1.3"]["latest_collection"]["date"] == "2026-06-30"
     card = (run_dir / "report" / "MODEL_CARD.md").read_text()
     assert "[training-content-summary.md](training-content-summary.md)" in card and "Status: **complete**" in card
-    assert "| Memorisation control | Goldfish loss (Hans et al., 2024): 1 token in 4 left out" in card
+    assert f"| Memorisation control | Goldfish loss (Hans et al., 2024): {stated}" in card
 
 
 def test_committed_model_card_is_what_occi_card_produces(tmp_path):

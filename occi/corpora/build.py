@@ -31,7 +31,7 @@ from tqdm import tqdm
 from occi.corpora import stats as corpus_stats
 from occi.corpora.config import CorporaConfig
 from occi.corpora import dedup_stages, domains
-from occi.corpora.decontaminate import BenchmarkIndex, local_benchmarks
+from occi.corpora.decontaminate import Benchmark, BenchmarkIndex, local_benchmarks
 from occi.corpora.dedup import MinHasher, exact_key
 from occi.corpora.document import Document, Unreadable
 from occi.corpora.filters import Filter
@@ -66,6 +66,10 @@ class Job:
     dropped_dir: Path | None
     url_lists: list[CompiledList] = field(default_factory=list)
     eval_suites: list[str] = field(default_factory=lambda: ["offline"])
+    eval_tasks: list[tuple[str, str]] = field(default_factory=list)
+    """(family, lm-eval task) of the eu-leaderboard cells the run evaluates: decontamination reads their data."""
+    run_dir: Path | None = None
+    """The run directory (its fetch manifest names the fetched copies of tasks' data files)."""
 
 
 PHASES = ("filter", "buckets", "clusters", "write")
@@ -74,10 +78,10 @@ PHASES = ("filter", "buckets", "clusters", "write")
 
 def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: Share = Share(),
           phase: str = "all", workers: int | None = None, progress: bool = True,
-          eval_suites: list[str] | None = None) -> dict | None:
+          eval_suites: list[str] | None = None, eval_tasks: list[tuple[str, str]] | None = None) -> dict | None:
     """Runs the corpora stage, or one rank's share of one phase; returns the stats when done.
     `eval_suites`: the run's evaluation suites, whose data decontamination looks for (default:
-    offline, the eval config's default)."""
+    offline, the eval config's default); `eval_tasks`: (family, task) of its eu-leaderboard cells."""
     out = run.corpora
     if run.is_done("corpora"):
         return json.loads(run.corpora_stats.read_text(encoding="utf-8"))
@@ -90,7 +94,7 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
     work = run.corpora_work
     url_lists = compile_lists(corpora.url_filter.lists, corpora.base_dir, work / "url_lists")
     job = Job(corpora, languages, work, out / "dropped" if corpora.keep_dropped else None, url_lists,
-              list(eval_suites) if eval_suites is not None else ["offline"])
+              list(eval_suites) if eval_suites is not None else ["offline"], list(eval_tasks or []), run.root)
     if phase == "all" and not share.whole:
         phase = "filter"  # ranks of `occi corpora build` without --phase: the filter share, as before
     wanted = {"all": (*PHASES, "finish"), "dedup": (*PHASES[1:], "finish"), "finish": ("finish",)}.get(phase, (phase,))
@@ -131,10 +135,19 @@ def _require(work: Path, shards: list[Shard], markers: list[Path], state: str, p
         )
 
 
+def leaderboard_tasks(cfg) -> list[tuple[str, str]]:
+    """(family, lm-eval task) of every eu-leaderboard cell the run evaluates."""
+    if "eu-leaderboard" not in cfg.eval.suites:
+        return []
+    from occi.eval.suites import cells
+
+    return [(cell.family, cell.task) for cell in cells("eu-leaderboard", cfg.eval_languages, {}, cfg.eval.families)]
+
+
 def run(cfg, run: RunDir, share: Share = Share(), phase: str = "all", workers: int | None = None) -> StageResult:
     """The corpora stage of the stage list (occi/pipeline.py)."""
     stats = build(cfg.corpora, cfg.languages, run, share=share, phase=phase, workers=workers,
-                  eval_suites=cfg.eval.suites)
+                  eval_suites=cfg.eval.suites, eval_tasks=leaderboard_tasks(cfg))
     if stats is None:
         following = {"filter": "buckets", "buckets": "clusters", "clusters": "write", "write": "finish"}
         step = following.get(phase if phase != "all" else "filter", "finish")
@@ -384,8 +397,19 @@ def _benchmark_index(job: Job) -> BenchmarkIndex | None:
     cfg = job.corpora.decontamination
     if not cfg.enabled:
         return None
-    benchmarks, _ = local_benchmarks(job.eval_suites, job.languages, cfg, job.corpora.base_dir)
+    benchmarks, _ = _benchmarks(job)
     return BenchmarkIndex(benchmarks, cfg) or None
+
+
+def _benchmarks(job: Job) -> tuple[list[Benchmark], list[str]]:
+    """The run's benchmarks (local files, and the eu-leaderboard tasks' data), and the tasks not checked."""
+    found = local_benchmarks(job.eval_suites, job.languages, job.corpora.decontamination, job.corpora.base_dir)
+    if not job.eval_tasks:
+        return found, []
+    from occi.corpora import eval_benchmarks
+
+    read, not_checked = eval_benchmarks.load(job.run_dir, job.work_dir, job.eval_tasks)
+    return found + read, not_checked
 
 
 def _write_shard(job: Job, shard: Shard, index: BenchmarkIndex | None) -> None:
@@ -523,7 +547,7 @@ def _governance(job: Job, tally: corpus_stats.Tally) -> dict:
     decontamination: dict = {"ngram": cfg.decontamination.ngram, "action": cfg.decontamination.action,
                              "enabled": cfg.decontamination.enabled}
     if cfg.decontamination.enabled:
-        benchmarks, not_checked = local_benchmarks(job.eval_suites, job.languages, cfg.decontamination, cfg.base_dir)
+        benchmarks, not_checked = _benchmarks(job)
         decontamination["benchmarks"] = {b.name: {"items": len(b.items)} for b in benchmarks}
         decontamination["not_checked"] = not_checked
     decontamination["found"] = by_prefix(CONTAMINATED)

@@ -1,9 +1,10 @@
 """Decontamination: word n-gram overlap between kept documents and the run's evaluation data.
 
-The benchmark items are the test and validation data of the tasks the run's eval suites run, as
-far as they are local files: the offline suite's occi_mc questions with their choices, the
-fidelity suite's prompts, and any JSONL files the recipe names. (The eu-leaderboard suite's tasks
-read hub datasets at evaluation time; they are listed under `not_checked` until given as files.)
+The benchmark items are the test and validation data of the tasks the run's eval suites run: the
+offline suite's occi_mc questions with their choices, the fidelity suite's prompts, any JSONL files
+the recipe names, and the eu-leaderboard suite's tasks, read from the hub (or the fetch cache)
+through lm-eval as the eval stage reads them (occi/corpora/eval_benchmarks.py); a task that cannot
+be read is listed under `not_checked`.
 
 Text is lower-cased and split into word characters (\\w+); a document is contaminated by a
 benchmark when one of its n-grams (13 by default) is an n-gram of an item, or, for items shorter
@@ -72,11 +73,10 @@ class Benchmark:
 
 
 def local_benchmarks(suites: list[str], languages: list[str], cfg: DecontaminationConfig,
-                     base_dir: str) -> tuple[list[Benchmark], list[str]]:
-    """The benchmarks read from local files, and the suites whose data could not be checked."""
+                     base_dir: str) -> list[Benchmark]:
+    """The benchmarks read from local files (the eu-leaderboard suite's: occi/corpora/eval_benchmarks.py)."""
     eval_data = asset_dir("eval") / "data"
     found: list[Benchmark] = []
-    not_checked = []
     if "offline" in suites:
         found.append(Benchmark("occi_mc", [
             " ".join([row["question"], *row["choices"]])
@@ -84,16 +84,13 @@ def local_benchmarks(suites: list[str], languages: list[str], cfg: Decontaminati
     if "fidelity" in suites:
         found.append(Benchmark("occi_fidelity", [
             row["prompt"] for code in languages for row in _jsonl(eval_data / "fidelity" / f"{code}.jsonl")]))
-    if "eu-leaderboard" in suites:
-        not_checked.append("eu-leaderboard (hub datasets read at evaluation time; give them as "
-                           "decontamination.files to check them)")
     for name, pattern in cfg.files.items():
         paths = sorted({p for code in languages
                         for p in glob.glob(str(Path(base_dir, pattern.replace("{code}", code))))})
         if not paths:
             raise OcciError(f"decontamination.files.{name}: no file matches {pattern!r} (relative to {base_dir or '.'})")
-        found.append(Benchmark(name, [_row_text(row) for path in paths for row in _jsonl(Path(path))]))
-    return found, not_checked
+        found.append(Benchmark(name, [row_text(row) for path in paths for row in _jsonl(Path(path))]))
+    return found
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -110,13 +107,13 @@ def _jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _row_text(row) -> str:
+def row_text(row) -> str:
     if isinstance(row, str):
         return row
     if isinstance(row, dict):
-        return " ".join(_row_text(v) for v in row.values())
+        return " ".join(row_text(v) for v in row.values())
     if isinstance(row, list):
-        return " ".join(_row_text(v) for v in row)
+        return " ".join(row_text(v) for v in row)
     return ""
 
 

@@ -43,6 +43,15 @@ def task_folders(run: RunDir) -> list[Path]:
     return [folder for folder in shipped_folders() if not (fetched / folder.name).is_dir()]
 
 
+def lm_eval_folders(run: RunDir, tasks: Path) -> list[Path]:
+    """The folders lm-eval indexes to read the shipped tasks as the eval stage does, for a reader
+    other than the eval stage: `tasks` receives the fetched copies (as <run>/eval/tasks/ does)."""
+    tasks.mkdir(parents=True, exist_ok=True)
+    _write_fetched_copies(run, tasks)
+    fetched = tasks / "fetched"
+    return [tasks, *[folder for folder in shipped_folders() if not (fetched / folder.name).is_dir()]]
+
+
 def _fetched_data_files(run: RunDir) -> dict[str, list[str]]:
     """Remote data file (as a task names it) -> the fetched local files, from the manifest."""
     from occi.preflight.manifest import Manifest

@@ -224,15 +224,15 @@ def _remote_parquet_rows(f: dict) -> int | None:
 
 
 def _plan_repo(item: Item, repo_type: str) -> Planned:
-    """A base model (its weights, config and tokenizer files) or an evaluation dataset, at the
-    default branch's commit."""
+    """A base model (its weights, config and tokenizer files) at the commit its revision names, or an
+    evaluation dataset at the default branch's commit."""
     local = Path(item.id).expanduser()
     if local.is_dir():
         files = [{"source": str(p), "path": str(p.resolve()), "bytes": p.stat().st_size}
                  for p in sorted(local.rglob("*")) if p.is_file()]
         return Planned(item, files)
     try:
-        commit, tree = _hub_tree(item.id, repo_type, DEFAULT_REVISION)
+        commit, tree = _hub_tree(item.id, repo_type, item.revision or DEFAULT_REVISION)
     except Exception as err:
         raise OcciError(f"{item.key}: cannot read the {repo_type}'s file list: {str(err).splitlines()[0]} "
                         "(check the id, the network, and HF_TOKEN for gated repositories)") from None
@@ -359,11 +359,12 @@ def count_rows(path: str | Path) -> int | None:
 
 def _download_model(plan: Planned) -> list[dict]:
     """The planned files, each checked against the hub's size and hash, into the hub cache where
-    `snapshot_download` finds them offline (revision main: its ref is written too)."""
+    `snapshot_download` finds them offline (downloaded by the revision's name, so that huggingface_hub
+    writes the ref from that name to the commit, which an offline snapshot of the same revision reads)."""
     if plan.revision == "local":
         return [{"path": f["path"], "bytes": f["bytes"]} for f in plan.files]
-    return [integrity.record(hub_file(dict(f, repo_type="model", ref=DEFAULT_REVISION), plan.item.key))
-            for f in plan.files]
+    ref = plan.item.revision or DEFAULT_REVISION
+    return [integrity.record(hub_file(dict(f, repo_type="model", ref=ref), plan.item.key)) for f in plan.files]
 
 
 def hub_file(f: dict, what: str) -> str:

@@ -42,11 +42,13 @@ class Item:
     base_dir: str = ""
     """Folder that relative data_files are relative to (the recipe's); for an LID model, the
     folder it is cached in (corpora.langid.cache_dir; empty: the default)."""
+    revision: str | None = None
+    """A model's hub branch, tag or commit (model.base.revision, distill.revision); None: the default branch."""
 
     @property
     def key(self) -> str:
         """The item's name in the manifest."""
-        parts = [self.kind, self.id, self.subset or "", self.split or ""]
+        parts = [self.kind, self.id + (f"@{self.revision}" if self.revision else ""), self.subset or "", self.split or ""]
         if self.data_files:
             parts.append(",".join(self.data_files))
         return ":".join(parts)
@@ -78,7 +80,7 @@ def source_item(source, base_dir: str) -> Item:
 def base_model_item(cfg) -> Item | None:
     """The base model (`model: {base: HF_ID_OR_PATH}`), when the config has one."""
     base = getattr(cfg.model, "base", None) if cfg.model is not None else None
-    return Item("model", str(base)) if base else None
+    return Item("model", str(base), revision=cfg.model.revision) if base else None
 
 
 def teacher_item(cfg) -> Item | None:
@@ -89,7 +91,7 @@ def teacher_item(cfg) -> Item | None:
     from occi.chat.distill import local_teacher
 
     local = local_teacher(distill)
-    return Item("model", str(local) if local is not None else distill.teacher)
+    return Item("model", str(local)) if local is not None else Item("model", distill.teacher, revision=distill.revision)
 
 
 def langid_item(cfg) -> Item | None:

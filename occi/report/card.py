@@ -115,8 +115,9 @@ def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
             ("Precision", {"auto": "bf16 on GPU, fp32 on CPU"}.get(t.precision, t.precision)),
             ("Final training loss", f"{train[steps]['loss']:.4f}")]
     if t.goldfish is not None:
-        rows.append(("Memorisation control", f"Goldfish loss (Hans et al., 2024): 1 token in {t.goldfish.k} left out "
-                                             f"of the loss, by a hash of the {t.goldfish.h} tokens before it"))
+        from occi.train import goldfish
+
+        rows.append(("Memorisation control", goldfish.describe(t.goldfish.k, t.goldfish.h, goldfish.logged_totals(records))))
     if valid:
         last = valid[-1]["loss"]
         rows.append(("Final validation loss (mean over languages)", f"{sum(last.values()) / len(last):.4f}"))

@@ -22,6 +22,27 @@ from occi.rundir import RunDir
 
 TEMPLATE = ("Explanatory Notice and Template for the Public Summary of Training Content for general-purpose AI "
             "models (AI Office, published 24 July 2025; Commission Communication C(2025) 8311 of 5 December 2025)")
+TEMPLATE_SECTIONS = {
+    "1": "General information",
+    "1.1": "Provider identification",
+    "1.2": "Model identification",
+    "1.3": "Modalities, overall training data size and other characteristics",
+    "2": "List of data sources",
+    "2.1": "Publicly available datasets",
+    "2.2": "Private non-publicly available datasets obtained from third parties",
+    "2.2.1": "Datasets commercially licensed by rightsholders or their representatives",
+    "2.2.2": "Private datasets obtained from other third parties",
+    "2.3": "Data crawled and scraped from online sources",
+    "2.4": "User data",
+    "2.5": "Synthetic data",
+    "2.6": "Other sources of data",
+    "3": "Data processing aspects",
+    "3.1": "Respect of reservation of rights from text and data mining exception or limitation",
+    "3.2": "Removal of illegal content",
+    "3.3": "Other information (optional)",
+}
+"""The template's section numbers and titles, as published (checked against the template's fields in
+the July 2025 version; the December 2025 Communication adopted the same template)."""
 SIZE_RANGES = ((1e9, "less than 1 billion tokens"), (10e12, "1 billion to 10 trillion tokens"),
                (float("inf"), "more than 10 trillion tokens"))
 """The template's ranges for the overall training data size of the text modality."""
@@ -68,7 +89,7 @@ def _need(value, key: str, what: str, todo: list[str]) -> str:
 
 
 def _provider(provider, todo) -> dict:
-    return {"title": "Provider identification",
+    return {"title": TEMPLATE_SECTIONS["1.1"],
             "name": _need(provider.name, "name", "the provider's name", todo),
             "contact": _need(provider.contact, "contact", "how to contact the provider", todo),
             "authorised_representative": provider.authorised_representative or "none given"}
@@ -77,7 +98,7 @@ def _provider(provider, todo) -> dict:
 def _model(cfg, run: RunDir, todo) -> dict:
     from occi.basemodel import is_base_run
 
-    section = {"title": "Model identification", "name": cfg.model_name,
+    section = {"title": TEMPLATE_SECTIONS["1.2"], "name": cfg.model_name,
                "placed_on_market": _need(provider_date(cfg.provider.placed_on_market), "placed_on_market",
                                          "the date the model is placed on the EU market (YYYY-MM-DD)", todo),
                "training": "continued pretraining of a base model" if is_base_run(cfg) else "trained from scratch",
@@ -137,7 +158,7 @@ def _modalities(cfg, run: RunDir, stats: dict, todo) -> dict:
         content.append("text: chat conversations for supervised fine-tuning")
     if run.read_json(run.distill_stats):
         content.append("text: answers written by a teacher model (synthetic)")
-    return {"title": "Modalities, overall training data size and other characteristics",
+    return {"title": TEMPLATE_SECTIONS["1.3"],
             "modalities": ["text"],
             "training_data_size": {"text": {"tokens": size, "pretraining_tokens": data_tokens, "sft_tokens": sft_tokens,
                                             "range": size_range}},
@@ -191,19 +212,19 @@ def _sources(cfg, run: RunDir, stats: dict, todo) -> dict:
             "name": source.name, "used_for": "supervised fine-tuning", "kind": source.kind,
             "link": source.dataset or source.path, "conversations": entry.get("kept", 0),
             "tokens": entry.get("tokens", 0)})
-    crawled = {"title": "Data crawled and scraped from online sources by the provider", "sources": listed["crawled"]}
+    crawled = {"title": TEMPLATE_SECTIONS["2.3"], "sources": listed["crawled"]}
     if listed["crawled"]:
         crawled["crawler"] = _need(cfg.provider.crawler, "crawler",
                                    "the crawler's name and behaviour (robots.txt, opt-outs)", todo)
         crawled["domains"] = _top_domains(run, [row["name"] for row in listed["crawled"]], cfg.provider.sme)
     return {
-        "2.1": {"title": "Publicly available datasets", "sources": listed["public"]},
-        "2.2.1": {"title": "Commercially licensed private datasets", "sources": listed["licensed"]},
-        "2.2.2": {"title": "Other private datasets obtained from third parties", "sources": listed["private"]},
+        "2.1": {"title": TEMPLATE_SECTIONS["2.1"], "sources": listed["public"]},
+        "2.2.1": {"title": TEMPLATE_SECTIONS["2.2.1"], "sources": listed["licensed"]},
+        "2.2.2": {"title": TEMPLATE_SECTIONS["2.2.2"], "sources": listed["private"]},
         "2.3": crawled,
-        "2.4": {"title": "User data", "sources": listed["user"]},
-        "2.5": {"title": "Synthetic data", "sources": listed["synthetic"], "distillation": _distillation(cfg, run)},
-        "2.6": {"title": "Other sources of data", "sources": listed["other"] + listed["undeclared"]},
+        "2.4": {"title": TEMPLATE_SECTIONS["2.4"], "sources": listed["user"]},
+        "2.5": {"title": TEMPLATE_SECTIONS["2.5"], "sources": listed["synthetic"], "distillation": _distillation(cfg, run)},
+        "2.6": {"title": TEMPLATE_SECTIONS["2.6"], "sources": listed["other"] + listed["undeclared"]},
     }
 
 
@@ -279,10 +300,10 @@ def _processing(cfg, run: RunDir, stats: dict) -> dict:
     sft = run.read_json(run.sft_stats)
     langid = cfg.corpora.langid
     return {
-        "3.1": {"title": "Respect of reservation of rights from the text and data mining exception",
+        "3.1": {"title": TEMPLATE_SECTIONS["3.1"],
                 "optout_lists": _url_lists(stats, "optout"), "crawler": cfg.provider.crawler or None},
-        "3.2": {"title": "Removal of illegal content", "blocklists": _url_lists(stats, "blocklist")},
-        "3.3": {"title": "Other information on data processing",
+        "3.2": {"title": TEMPLATE_SECTIONS["3.2"], "blocklists": _url_lists(stats, "blocklist")},
+        "3.3": {"title": TEMPLATE_SECTIONS["3.3"],
                 "language_identification": {"model": langid.model or f"{langid.backend} (default model)",
                                             "documents_dropped": steps.get("langid", {})},
                 "quality_filters": quality,
@@ -291,12 +312,21 @@ def _processing(cfg, run: RunDir, stats: dict) -> dict:
                                   else NOT_APPLIED),
                 "decontamination": ({"ngram": decontamination.get("ngram"), "action": decontamination.get("action"),
                                      "found": {b: sum(v.values()) for b, v in decontamination.get("found", {}).items()},
-                                     "documents_dropped": steps.get("decontaminate", {})}
+                                     "documents_dropped": steps.get("decontaminate", {}),
+                                     "not_checked": decontamination.get("not_checked", [])}
                                     if decontamination else NOT_APPLIED),
                 "memorisation_control": ({"method": "Goldfish loss (Hans et al., 2024)", "k": goldfish.k,
-                                          "h": goldfish.h} if goldfish else NOT_APPLIED),
+                                          "h": goldfish.h, "logged": _goldfish_totals(run)}
+                                         if goldfish else NOT_APPLIED),
                 "sft_checks": ({"conversations_kept": sft["totals"]["kept"], "dropped": sft["totals"]["drops"]}
                                if sft else None),
                 "documents_in": (stats.get("totals") or {}).get("documents_in"),
                 "documents_kept": (stats.get("totals") or {}).get("documents_kept")},
     }
+
+
+def _goldfish_totals(run: RunDir) -> dict | None:
+    from occi.train import goldfish
+    from occi.train.logs import read_log
+
+    return goldfish.logged_totals(read_log(run.train))

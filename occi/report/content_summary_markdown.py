@@ -2,7 +2,8 @@
 in the template's numbering; every figure is the summary's JSON, formatted."""
 from __future__ import annotations
 
-from occi.report.content_summary import NOT_APPLIED
+from occi.report.content_summary import NOT_APPLIED, TEMPLATE_SECTIONS
+from occi.train.goldfish import describe as describe_goldfish
 
 
 def _table(header: list[str], rows: list[tuple]) -> str:
@@ -36,17 +37,23 @@ def render(summary: dict) -> str:
            f"`{summary['run']}`; do not edit it by hand. Status: **{status}**."]
     if summary["todo"]:
         out += ["", "## To do", "", *[f"- TO DO {line}" for line in summary["todo"]]]
-    out += ["", "## 1. General information", *_identification(s["1.1"], s["1.2"]), *_characteristics(s["1.3"])]
-    out += ["", "## 2. List of data sources", *_data_sources(s)]
-    out += ["", "## 3. Data processing aspects", *_processing(s["3.1"], s["3.2"], s["3.3"])]
+    out += ["", _heading("1"), *_identification(s["1.1"], s["1.2"]), *_characteristics(s["1.3"])]
+    out += ["", _heading("2"), *_data_sources(s)]
+    out += ["", _heading("3"), *_processing(s["3.1"], s["3.2"], s["3.3"])]
     return "\n".join(out) + "\n"
 
 
+def _heading(number: str) -> str:
+    """The template's own section heading: "## 1. General information", "### 2.2.1 Datasets ..."."""
+    depth = number.count(".")
+    return f"{'#' * (depth + 2)} {number}{'.' if depth == 0 else ''} {TEMPLATE_SECTIONS[number]}"
+
+
 def _identification(provider: dict, model: dict) -> list[str]:
-    out = ["", "### 1.1 Provider identification", "",
+    out = ["", _heading("1.1"), "",
            _table(["", ""], [("Provider", provider["name"]), ("Contact", provider["contact"]),
                              ("Authorised representative", provider["authorised_representative"])]),
-           "", "### 1.2 Model identification", "",
+           "", _heading("1.2"), "",
            _table(["", ""], [("Model", model["name"]), ("Placed on the EU market", model["placed_on_market"]),
                              ("Training", model["training"])])]
     if model["dependencies"]:
@@ -57,7 +64,7 @@ def _identification(provider: dict, model: dict) -> list[str]:
 
 def _characteristics(d: dict) -> list[str]:
     size, latest = d["training_data_size"]["text"], d["latest_collection"]
-    out = ["", "### 1.3 Modalities, overall training data size and other characteristics", "",
+    out = ["", _heading("1.3"), "",
            _table(["", ""], [
                ("Modalities", ", ".join(d["modalities"])),
                ("Training data size (text)", f"{size['range'] or 'n/a'}: {size['tokens']:,} tokens "
@@ -82,7 +89,9 @@ def _data_sources(s: dict) -> list[str]:
     out = []
     for number in ("2.1", "2.2.1", "2.2.2", "2.3", "2.4", "2.5", "2.6"):
         section = s[number]
-        out += ["", f"### {number} {section['title']}", "", _sources_table(section["sources"])]
+        if number == "2.2.1":
+            out += ["", _heading("2.2")]
+        out += ["", _heading(number), "", _sources_table(section["sources"])]
         if number == "2.3" and section["sources"]:
             domains = section["domains"]
             out += ["", f"Crawler: {section['crawler']}.", "",
@@ -114,18 +123,18 @@ def _processing(rights: dict, illegal: dict, other: dict) -> list[str]:
             ("Personal data (PII)", NOT_APPLIED if pii == NOT_APPLIED else "found: " + _drops(pii["found"])),
             ("Benchmark decontamination", NOT_APPLIED if decontamination == NOT_APPLIED else
              f"{decontamination['ngram']}-gram overlap, action {decontamination['action']}; found: "
-             + _drops(decontamination["found"]) + "; dropped: " + _drops(decontamination["documents_dropped"])),
+             + _drops(decontamination["found"]) + "; dropped: " + _drops(decontamination["documents_dropped"])
+             + "".join(f"; not checked: {task}" for task in decontamination.get("not_checked", []))),
             ("Memorisation control", NOT_APPLIED if goldfish == NOT_APPLIED else
-             f"Goldfish loss (Hans et al., 2024): one token in k = {goldfish['k']} left out "
-             f"of the loss, chosen by a hash of the h = {goldfish['h']} tokens before it")]
+             describe_goldfish(goldfish["k"], goldfish["h"], goldfish.get("logged")))]
     if other["sft_checks"]:
         rows.append(("Fine-tuning data checks", f"{other['sft_checks']['conversations_kept']:,} conversations kept; "
                      "dropped: " + _drops(other["sft_checks"]["dropped"])))
-    return ["", "### 3.1 Respect of reservation of rights from the text and data mining exception", "",
+    return ["", _heading("3.1"), "",
             _lists_text(rights["optout_lists"], "opt-out")
             + (f" Crawler behaviour: {rights['crawler']}." if rights["crawler"] else ""),
-            "", "### 3.2 Removal of illegal content", "", _lists_text(illegal["blocklists"], "block"),
-            "", "### 3.3 Other information on data processing", "", _table(["step", "what the run records"], rows)]
+            "", _heading("3.2"), "", _lists_text(illegal["blocklists"], "block"),
+            "", _heading("3.3"), "", _table(["step", "what the run records"], rows)]
 
 
 def _lists_text(block: dict, word: str) -> str:

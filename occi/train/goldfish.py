@@ -58,3 +58,24 @@ def apply(batch: dict, k: int, h: int) -> dict:
     keep = torch.from_numpy(keep_mask(sequence, k, h)[:, 1:].copy())
     mask = batch["loss_mask"]
     return {**batch, "loss_mask": mask * keep.to(device=mask.device, dtype=mask.dtype)}
+
+
+def logged_totals(records: list[dict]) -> dict | None:
+    """The Goldfish counts of train/log.jsonl summed over the steps (a step logged twice, by a resumed
+    or rolled-back run, counts once, with its last record): {"dropped": loss tokens left out, "loss_tokens":
+    the loss tokens before, "steps": steps counted}; None when the log records no counts."""
+    steps = {r["step"]: r for r in records if r.get("kind") == "train" and "goldfish_dropped" in r}
+    if not steps:
+        return None
+    return {"dropped": sum(r["goldfish_dropped"] for r in steps.values()),
+            "loss_tokens": sum(r["goldfish_loss_tokens"] for r in steps.values()), "steps": len(steps)}
+
+
+def describe(k: int, h: int, totals: dict | None) -> str:
+    """One sentence for the model card and the summary: the rule and the count the run logged."""
+    rule = f"Goldfish loss (Hans et al., 2024): 1 token in k = {k} left out of the loss, by a hash of the h = {h} tokens before it"
+    if totals is None:
+        return rule + "; the training log records no count"
+    share = totals["dropped"] / totals["loss_tokens"] if totals["loss_tokens"] else 0.0
+    return (rule + f"; {totals['dropped']:,} of {totals['loss_tokens']:,} loss tokens left out ({100 * share:.2f}%) "
+            f"in {totals['steps']:,} steps (train/log.jsonl)")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from occi.train import moe_logs
 
-TRAIN_METRICS = ("loss", "lr", "grad_norm", "tokens_per_s", "tflops_per_device", "mfu", "memory_gib", "loss_tokens")
+TRAIN_METRICS = ("loss", "lr", "grad_norm", "tokens_per_s", "tflops_per_device", "mfu", "memory_gib", "loss_tokens",
+                 "goldfish_dropped")
 
 
 class TrainLog:
@@ -43,6 +44,7 @@ class TrainLog:
         self.trackers.metrics(metrics, record["step"])
         mfu = f" mfu {100 * record['mfu']:.1f}%" if record.get("mfu") else ""
         mfu += f" loss tokens {record['loss_tokens']:,}" if record.get("loss_tokens") is not None else ""
+        mfu += f" goldfish dropped {record['goldfish_dropped']:,}" if record.get("goldfish_dropped") is not None else ""
         grad = f" grad {record['grad_norm']:.3f}" if record.get("grad_norm") is not None else ""
         grad += f" mem {record['memory_gib']:.2f} GiB" if record.get("memory_gib") is not None else ""
         print(f"train: step {record['step']:>6}/{total_steps} ({100 * record['step'] / total_steps:3.0f}%) "

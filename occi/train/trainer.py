@@ -222,8 +222,22 @@ class Trainer:
         if t.goldfish is not None:
             from occi.train import goldfish
 
-            batches = [goldfish.apply(batch, t.goldfish.k, t.goldfish.h) for batch in batches]
+            masked = [goldfish.apply(batch, t.goldfish.k, t.goldfish.h) for batch in batches]
+            before = sum(int(b["loss_mask"].sum()) for b in batches)
+            after = sum(int(b["loss_mask"].sum()) for b in masked)
+            self._goldfish_counts = (before - after, before)
+            batches = masked
         return batches
+
+    def _goldfish_record(self) -> dict:
+        """The step's Goldfish counts over the whole global batch: the loss tokens it dropped and the
+        loss tokens there were before (every rank of a data-parallel group holds other samples; the
+        tensor, pipeline and context-parallel ranks of one data-parallel rank hold the same ones)."""
+        from megatron.core import parallel_state
+
+        counts = torch.tensor(self._goldfish_counts, dtype=torch.int64, device=_device())
+        dist.all_reduce(counts, group=parallel_state.get_data_parallel_group())
+        return {"goldfish_dropped": int(counts[0]), "goldfish_loss_tokens": int(counts[1])}
 
     # -------------------------------------------------------------------- steps
 
@@ -263,6 +277,7 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats()
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
+        self._goldfish_counts = None  # set by _micro_batches when the Goldfish loss is on
         batches = self._micro_batches(self.step)
         batch = self._batch_of(self.step)
         fault = self.guard.faults.get(batch) if self.guard is not None else None
@@ -286,6 +301,8 @@ class Trainer:
                   "tokens_per_s": tokens / seconds, "tflops_per_device": tflops,
                   "mfu": tflops / self.peak_tflops if self.peak_tflops else None, "seconds": seconds,
                   "memory_gib": _peak_memory_gib()}
+        if self._goldfish_counts is not None:
+            record.update(self._goldfish_record())
         if self.language_samples is not None:
             skipped = [b for b in self.guard.order.skipped if b < batch] if self.guard is not None else []
             record["language_samples"] = self.language_samples.trained(batch + 1, self.train.global_batch_size, skipped)
