@@ -26,21 +26,22 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from occi import pipeline
+    from occi import execution
 
-    pipeline.run_all(*_load(args))
+    execution.run_all(*_load(args))
     return 0
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """Any stage's own command (`occi corpora build`, `occi train`, ...): made from the stage list."""
+    from occi.execution import run_stage
     from occi.pipeline import stage_named
     from occi.sharding import Share
 
     stage = stage_named(args.stage)
     cfg, run = _load(args)
     share = Share(args.rank, args.world_size) if stage.sharded else Share()
-    result = stage.run(cfg, run, share, **{option.dest: getattr(args, option.dest) for option in stage.options})
+    result = run_stage(stage, cfg, run, share, **{option.dest: getattr(args, option.dest) for option in stage.options})
     if os.environ.get("RANK", "0") == "0":  # one summary per launch, not one per training rank
         print(result.summary)
     return 0

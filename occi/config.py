@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from occi import languages, ranges
+from occi import languages, ranges, runlock
 from occi.assets import find_recipe
 from occi.configtools import build, load_yaml, to_plain
 from occi.chat.config import DistillConfig
@@ -29,6 +29,7 @@ from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import BaseModelConfig, ModelConfig, TrainConfig
 from occi.train.parallel import check_layout
 from occi.errors import OcciError
+from occi.pipeline import invalidate
 from occi.rundir import RunDir
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -234,8 +235,6 @@ def load_for_run(config: str, run_dir: str | Path | None = None, reconfigure: bo
                 f"{cfg.source_file} differs from the config run {run.root} started with ({shown}); to go on as "
                 f"started, pass {run.config_file}; to run the changed config, use a new run name or --run-dir; "
                 "to apply the changes to this run on purpose, add --reconfigure")
-        from occi import runlock
-
         with runlock.hold(run, f"--reconfigure {cfg.source_file}"):  # not under a running training's feet
             _record_changes(run, cfg.source_file, differences)
             _rerun_affected_stages(run, [key for key, _, _ in settings])
@@ -288,8 +287,6 @@ def _rerun_affected_stages(run: RunDir, keys: list[str]) -> None:
     """Removes the completion markers of the stages the changed keys affect (the stage list says
     which stage reads what) and says which stages will run again."""
     import sys
-
-    from occi.pipeline import invalidate
 
     again = invalidate(run, keys)
     if again:

@@ -1,4 +1,5 @@
 """The stages of a run, declared once: the CLI, `occi run` and the SLURM plan are made from this list.
+Running them (the lock, provenance and energy around a stage; `occi run`) is occi/execution.py.
 
 A stage is a module with `run(cfg, run, share, **options) -> StageResult` (and, when its work is
 shared over SLURM array tasks, `shard_count(cfg, run) -> int`). Adding a stage is one new module and
@@ -7,14 +8,11 @@ one entry in STAGES.
 from __future__ import annotations
 
 import importlib
-import resource
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from occi import ranges
 from occi.errors import OcciError
-from occi.sharding import Share
 
 
 @dataclass
@@ -102,26 +100,6 @@ class Stage:
         module, function = self.when.split(":")
         return getattr(importlib.import_module(module), function)(cfg)
 
-    def run(self, cfg, run, share: Share = Share(), **options) -> StageResult:
-        if self.exclusive:
-            from occi import runlock
-
-            with runlock.hold(run, " ".join(("occi", *self.command))):
-                return self._run(cfg, run, share, **options)
-        return self._run(cfg, run, share, **options)
-
-    def _run(self, cfg, run, share: Share, **options) -> StageResult:
-        from occi import energy, provenance
-        from occi.rundir import RunDir
-
-        module = importlib.import_module(self.module)
-        if self.name != "report":  # the card describes the model; writing it is not part of making it
-            provenance.record(RunDir.of(run).provenance, self.name)
-        if self.slurm == "cpu":
-            return module.run(cfg, run, share, **options)
-        with energy.meter(RunDir.of(run).energy, self.name):  # device jobs record their hours and energy
-            return module.run(cfg, run, share, **options)
-
     def shard_count(self, cfg, run, step: ArrayStep | None = None) -> int:
         """How many tasks can share an array step's work (before the cluster's array limit)."""
         count = getattr(importlib.import_module(self.module), (step or self.array_steps[0]).tasks)
@@ -193,13 +171,6 @@ def stage_named(name: str) -> Stage:
     raise OcciError(f"unknown stage {name!r}; the stages are {', '.join(s.name for s in STAGES)}")
 
 
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process and of its finished children (torchrun ranks), MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
-
-
 def _touches(read: str, key: str) -> bool:
     """True when config key `key` (dotted) is, contains or lies inside the setting `read`."""
     return read == "*" or key == read or key.startswith(read + ".") or read.startswith(key + ".")
@@ -217,11 +188,8 @@ def affected_stages(keys: list[str]) -> list[Stage]:
 
 
 def invalidate(run, keys: list[str]) -> list[str]:
-    """Removes the completion markers of the stages that `keys` affect; returns the names of
-    those that had any (the stages that will now run again)."""
-    from occi.rundir import RunDir
-
-    run = RunDir.of(run)
+    """Removes the completion markers of the stages that `keys` affect in the run directory `run`
+    (a RunDir); returns the names of those that had any (the stages that will now run again)."""
     again = []
     for stage in affected_stages(keys):
         folder = getattr(run, stage.folder)
@@ -236,54 +204,3 @@ def invalidate(run, keys: list[str]) -> list[str]:
 def stages_of(cfg) -> list[Stage]:
     """The stages this run has (the import stage only when it starts from a base model)."""
     return [stage for stage in STAGES if stage.applies(cfg)]
-
-
-def run_all(cfg, run) -> None:
-    """Runs the stages in order, holding the run's lock; a completed stage is reported and skipped."""
-    from occi import runlock
-
-    with runlock.hold(run, f"occi run {cfg.name}"):
-        _run_stages(cfg, run)
-
-
-def _run_stages(cfg, run) -> None:
-    from occi.preflight.manifest import check_fetched, is_offline
-
-    started_run = time.monotonic()
-    if is_offline():  # what was not fetched stops the run before any work, not in its third stage
-        check_fetched(cfg, run)
-    stages = stages_of(cfg)
-    print(f"occi run {cfg.name}: {len(stages)} stages, run directory {run.root}", flush=True)
-    for number, stage in enumerate(stages, 1):
-        prefix = f"[{number}/{len(stages)}] {stage.name}"
-        folder = getattr(run, stage.folder)
-        if run.is_done(stage.name):
-            print(f"{prefix}: already done ({folder})", flush=True)
-            continue
-        print(f"{prefix}: running", flush=True)
-        started = time.monotonic()
-        result = stage.run(cfg, run)
-        print(result.summary)
-        if not result.complete:
-            raise OcciError(f"the {stage.name} stage stopped before completing; run the same command again to continue")
-        print(f"{prefix}: done in {time.monotonic() - started:.1f} s -> {folder}", flush=True)
-    print(f"\nocci run {cfg.name}: all stages done in {time.monotonic() - started_run:.1f} s, "
-          f"peak memory {peak_memory_mb():,.0f} MB")
-    for label, path in _results(run):
-        print(f"  {label:<18} {path}")
-
-
-def _results(run) -> list[tuple[str, Any]]:
-    """Where a run's results are, for the final summary (those that exist)."""
-    candidates = [
-        ("corpora", run.corpora_stats),
-        ("tokenizer report", run.tokenizer / "report.md"),
-        ("training log", run.train / "log.jsonl"),
-        ("chat data", run.sft_stats),
-        ("SFT log", run.sft / "log.jsonl"),
-        ("model", run.hf),
-        ("evaluation", run.eval),
-        ("leaderboard", run.report / "leaderboard.md"),
-        ("model card", run.card),
-    ]
-    return [(label, path) for label, path in candidates if path.exists()]

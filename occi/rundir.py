@@ -13,6 +13,7 @@ from pathlib import Path
 
 from occi.errors import OcciError
 from occi.fsutil import is_done
+from occi.pipeline import stage_named
 
 
 @dataclass(frozen=True)
@@ -321,14 +322,10 @@ class RunDir:
 
     def require(self, stage: str) -> None:
         """Raises the one "run `occi X` first" error when `stage` has not completed."""
-        from occi.pipeline import stage_named
-
         if not self.is_done(stage):
             entry = stage_named(stage)
             raise OcciError(f"{self._stage_folder(stage)}: the {stage} stage has not completed; "
                             f"run `occi {' '.join(entry.command)}` first")
 
     def _stage_folder(self, stage: str) -> Path:
-        from occi.pipeline import stage_named
-
         return getattr(self, stage_named(stage).folder)

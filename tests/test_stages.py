@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO, occi
-from occi import cli, config, pipeline
+from occi import cli, config, execution, pipeline
 from occi.errors import OcciError
 from occi.pipeline import STAGES, Stage
 from occi.rundir import RunDir
@@ -49,7 +49,7 @@ def test_cli_occi_run_and_the_slurm_plan_list_the_same_stages(tmp_path):
         (folder / "_DONE").write_text("{}")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        pipeline.run_all(cfg, RunDir(tmp_path / "run"))
+        execution.run_all(cfg, RunDir(tmp_path / "run"))
     printed = [line.split("]")[1].split(":")[0].strip() for line in out.getvalue().splitlines() if "already done" in line]
     assert printed == names
 

@@ -27,7 +27,7 @@ def doctor(cfg, run: RunDir, cluster: str | None = None, quick: bool = False, lo
 
     profile = None
     if cluster:
-        from occi.slurm.submit import load_profile
+        from occi.slurm.config import load_profile
 
         profile, _ = load_profile(cluster)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -110,7 +110,8 @@ def free_disk(cfg, run: RunDir) -> Check:
 
 def hub(cfg, run: RunDir) -> list[Check]:
     """Offline: the fetch manifest covers every item. Online: the hub and each dataset answer."""
-    from occi.preflight.manifest import Manifest, is_offline, needed_items
+    from occi.hub import Manifest, is_offline
+    from occi.preflight.manifest import needed_items
 
     items = needed_items(cfg)
     checks = [_token()]
@@ -138,7 +139,7 @@ def hub(cfg, run: RunDir) -> list[Check]:
         return checks
     from huggingface_hub import HfApi
 
-    from occi.preflight.manifest import is_local
+    from occi.hub import is_local
 
     for item in items:
         if item.kind == "langid" or is_local(item):

@@ -13,6 +13,7 @@ from occi import languages
 from occi.config import RunConfig
 from occi.fsutil import atomic_write_text, mark_done
 from occi.pipeline import StageResult
+from occi.report.markdown_text import markdown_table
 from occi.rundir import RunDir
 from occi.sharding import Share
 
@@ -51,7 +52,7 @@ def _details(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
         rows.append(("Vocabulary", f"{vocab:,} (embedding padded to {padded:,})" if padded else f"{vocab:,}"))
         rows.append(("Parameters", f"{m.parameters(padded or vocab):,}"))
     rows.append(("Languages", ", ".join(f"{languages.get(c).name} ({c})" for c in cfg.languages)))
-    return _table(["", ""], rows)
+    return markdown_table(["", ""], rows)
 
 
 def _padded_vocab(run: RunDir, blend: dict | None) -> int | None:
@@ -76,7 +77,7 @@ def _training_data(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
         rows.append((code, f"{entry.get('documents_in', 0):,}", f"{entry.get('documents_kept', 0):,}",
                      f"{entry.get('words_kept', 0):,}", f"{tokens:,}" if tokens is not None else "n/a",
                      f"{weight:.3f}" if weight is not None else "n/a"))
-    lines.append(_table(["language", "documents in", "documents kept", "words kept", "training tokens", "blend weight"], rows))
+    lines.append(markdown_table(["language", "documents in", "documents kept", "words kept", "training tokens", "blend weight"], rows))
     drops = stats["totals"]["drops"]
     if drops:
         top = sorted(drops.items(), key=lambda kv: -kv[1])[:8]
@@ -120,7 +121,7 @@ def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
     if valid:
         last = valid[-1]["loss"]
         rows.append(("Final validation loss (mean over languages)", f"{sum(last.values()) / len(last):.4f}"))
-    text = [_table(["", ""], rows), "", "![training and validation loss](loss_curve.png)"]
+    text = [markdown_table(["", ""], rows), "", "![training and validation loss](loss_curve.png)"]
     _plot_loss(train, valid, out_dir / "loss_curve.png")
     return "\n".join(text)
 
@@ -139,7 +140,7 @@ def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
     tokens = len(steps) * cfg.train.global_batch_size * model.seq_length
     flops = flops_per_token(model, model.vocab_size or blend["vocab_size"]) * tokens
     hardware = cfg.card.hardware or summary.get("hardware", "not recorded (train/summary.json)")
-    return _table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
+    return markdown_table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
                              ("Training compute (6N + attention per token" + (", N active" if model.is_moe else "") + ")",
                               f"{flops:.3e} FLOPs")])
 
@@ -212,12 +213,6 @@ def _citation(cfg: RunConfig) -> str:
     key = cfg.model_name.replace("-", "_")
     return "\n".join(["```bibtex", f"@misc{{{key},", f"  title  = {{{cfg.model_name}: a language model for the languages of the EU, trained with occi}},",
                       "  note   = {Trained with the occi pipeline (corpora, tokenizer, megatron-core, lm-eval)},", "}", "```"])
-
-
-def _table(header: list[str], rows: list[tuple]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _plot_loss(train: dict, valid: list, path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from occi import languages
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text
+from occi.report.content_summary_markdown import NOT_APPLIED, render
 from occi.rundir import RunDir
 
 TEMPLATE = ("Explanatory Notice and Template for the Public Summary of Training Content for general-purpose AI "
@@ -25,7 +26,6 @@ TEMPLATE = ("Explanatory Notice and Template for the Public Summary of Training 
 SIZE_RANGES = ((1e9, "less than 1 billion tokens"), (10e12, "1 billion to 10 trillion tokens"),
                (float("inf"), "more than 10 trillion tokens"))
 """The template's ranges for the overall training data size of the text modality."""
-NOT_APPLIED = "not applied"
 SPECIAL_STEPS = {"langid", "dedup", "url_filter", "decontaminate", "read"}
 """Drop steps shown on their own; the other steps are the quality filters."""
 
@@ -33,8 +33,6 @@ SPECIAL_STEPS = {"langid", "dedup", "url_filter", "decontaminate", "read"}
 def write(cfg, run: RunDir, out_dir: Path) -> tuple[Path, dict]:
     """Writes training-content-summary.{md,json} into out_dir; returns the Markdown path and the summary."""
     summary = build(cfg, RunDir.of(run))
-    from occi.report.content_summary_markdown import render
-
     atomic_write_json(out_dir / "training-content-summary.json", summary)
     return atomic_write_text(out_dir / "training-content-summary.md", render(summary)), summary
 

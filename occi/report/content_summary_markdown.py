@@ -2,13 +2,14 @@
 in the template's numbering; every figure is the summary's JSON, formatted."""
 from __future__ import annotations
 
-from occi.report.content_summary import NOT_APPLIED
+from occi.report.markdown_text import markdown_table
+
+NOT_APPLIED = "not applied"
+"""What the summary says of a processing step the run did not record."""
 
 
 def _table(header: list[str], rows: list[tuple]) -> str:
-    from occi.report.card import _table as table
-
-    return table(header, rows) if rows else "None."
+    return markdown_table(header, rows) if rows else "None."
 
 
 def _number(value) -> str:

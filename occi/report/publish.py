@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from occi.errors import OcciError
+from occi.hub import is_offline
 from occi.rundir import RunDir
 
 _SKIPPED = {"_DONE"}
@@ -81,8 +82,6 @@ def unchanged_files(repo_id: str, files: list[tuple[str, Path]], token: str | No
 
 def dry_run(repo_id: str, files: list[tuple[str, Path]]) -> str:
     """The plan, with what the repository already holds left out when it can be read."""
-    from occi.preflight.manifest import is_offline
-
     if is_offline():
         return format_plan(repo_id, files) + "\n(HF_HUB_OFFLINE is set: the repository was not compared, every file listed)"
     try:

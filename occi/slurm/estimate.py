@@ -21,7 +21,7 @@ from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json
 from occi.rundir import RunDir
-from occi.slurm.config import ClusterProfile, time_seconds
+from occi.slurm.config import ClusterProfile, load_profile, time_seconds
 
 DEFAULT_MFU = 0.35
 """Model FLOPs utilisation assumed without a measurement: below the 38-43% BF16 MFU Meta reports for
@@ -207,8 +207,6 @@ def format_plan(plan: dict) -> str:
 
 def plan(cfg: RunConfig, run: RunDir, cluster: str, mfu: float | None = None) -> dict:
     """The estimate, written to <run>/plan.json."""
-    from occi.slurm.submit import load_profile
-
     profile, _ = load_profile(cluster)
     result = estimate(cfg, run, profile, cluster, mfu)
     run.root.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from occi.rundir import RunDir
 
 def keep(cfg: RunConfig, run_dir: Path) -> dict:
     """Copies the base's tokenizer into <run>/tokenizer/ with its report; returns the report."""
-    from occi.tokenizer.train import _lines
+    from occi.tokenizer.sampling import corpus_lines
     from occi.train.hf_import import TOKENIZER_FILES, resolve
 
     folder = resolve(cfg.model)
@@ -32,7 +32,7 @@ def keep(cfg: RunConfig, run_dir: Path) -> dict:
                 shutil.copy2(folder / name, tmp / name)
         atomic_write_json(tmp / "source.json", {"policy": "base", "base": cfg.model.base,
                                                 "revision": cfg.model.revision, "folder": str(folder)})
-        heldout = {code: "\n".join(lines) for code, lines in _lines(cfg, run_dir, "heldout").items() if lines}
+        heldout = {code: "\n".join(lines) for code, lines in corpus_lines(cfg, run_dir, "heldout").items() if lines}
         base = models.load(str(tmp))
         base.name = f"base ({Path(cfg.model.base).name})"
         result = tokenizer_report.evaluate([base], heldout, parallel=False)
