@@ -1,6 +1,8 @@
 """The `occi` command line: each subcommand is a plain function of its parsed arguments.
 
-A user error (OcciError) prints one line, `occi: error: ...`, and exits with code 2.
+A user error (OcciError) prints one line, `occi: error: ...`, and exits with code 2. Each subcommand
+imports its modules when it runs (function-local imports), so `occi --help` and every command load
+only what they use.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from occi import energy, provenance, runlock
 from occi.errors import OcciError
 from occi.hub import is_offline
+from occi import pipeline
 from occi.pipeline import Stage, StageResult, stages_of
 from occi.preflight.manifest import check_fetched
 from occi.rundir import RunDir
@@ -56,7 +57,7 @@ def _run_stages(cfg, run: RunDir) -> None:
     print(f"occi run {cfg.name}: {len(stages)} stages, run directory {run.root}", flush=True)
     for number, stage in enumerate(stages, 1):
         prefix = f"[{number}/{len(stages)}] {stage.name}"
-        folder = getattr(run, stage.folder)
+        folder = run.stage_folder(stage.name)
         if run.is_done(stage.name):
             print(f"{prefix}: already done ({folder})", flush=True)
             continue
@@ -74,16 +75,6 @@ def _run_stages(cfg, run: RunDir) -> None:
 
 
 def results(run: RunDir) -> list[tuple[str, Path]]:
-    """Where a run's results are, for the final summary (those that exist)."""
-    candidates = [
-        ("corpora", run.corpora_stats),
-        ("tokenizer report", run.tokenizer / "report.md"),
-        ("training log", run.train / "log.jsonl"),
-        ("chat data", run.sft_stats),
-        ("SFT log", run.sft / "log.jsonl"),
-        ("model", run.hf),
-        ("evaluation", run.eval),
-        ("leaderboard", run.report / "leaderboard.md"),
-        ("model card", run.card),
-    ]
+    """Where a run's results are, as the stages declare them, for the final summary (those that exist)."""
+    candidates = [(label, run.named(name)) for stage in pipeline.STAGES for label, name in stage.results]
     return [(label, path) for label, path in candidates if path.exists()]

@@ -15,14 +15,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from occi import languages
+from occi.corpora.sources import expand_sources
 from occi.errors import OcciError
 from occi.hub import Item, Manifest, source_item
+from occi.pipeline import stages_of
 from occi.rundir import RunDir
+
 
 def corpus_items(cfg) -> list[Item]:
     """One item per hub source and run language."""
-    from occi.corpora.sources import expand_sources
-
     items = []
     for source in expand_sources(cfg.corpora, cfg.languages):
         if source.kind != "hub" or (source.language and source.language not in cfg.languages):
@@ -37,17 +39,6 @@ def base_model_item(cfg) -> Item | None:
     return Item("model", str(base)) if base else None
 
 
-def teacher_item(cfg) -> Item | None:
-    """The distillation teacher (`distill: {teacher: HF_ID_OR_PATH}`), when the config has one."""
-    distill = getattr(cfg, "distill", None)
-    if distill is None:
-        return None
-    from occi.chat.distill import local_teacher
-
-    local = local_teacher(distill)
-    return Item("model", str(local) if local is not None else distill.teacher)
-
-
 def langid_item(cfg) -> Item | None:
     model = cfg.corpora.langid.model
     if model and model.startswith(("http://", "https://")):
@@ -59,8 +50,6 @@ def eval_items(cfg) -> list[Item]:
     """What every lm-eval task of the configured suites reads from the hub, read from the task
     configs as lm-eval resolves them (groups, tags and `include`s followed): hub datasets
     (dataset_path, dataset_name) and the remote data files of json/csv/parquet tasks."""
-    from occi import languages
-
     suites = [s for s in cfg.eval.suites if s == "eu-leaderboard"]  # offline and fidelity read local files only
     if not suites:
         return []
@@ -109,7 +98,7 @@ def reads_by_name(names: list[str], include_path: str | list[str] | None = None,
                   include_defaults: bool = True) -> dict[str, dict[str, TaskRead]]:
     """Per task, group or tag name, its leaf tasks and what each reads. occi's shipped task
     folders are always indexed (EU20 and SIB-200 are not lm-eval's)."""
-    from occi.eval.tasks import shipped_folders
+    from occi.eval.tasks import shipped_folders  # loads pyarrow: only when used
 
     extra = [include_path] if isinstance(include_path, str) else list(include_path or [])
     folders = tuple(extra + [str(f) for f in shipped_folders()])
@@ -193,7 +182,9 @@ def needed_items(cfg, with_eval: bool = True) -> list[Item]:
     """Everything the run reads from the hub (local folders and files stand in for hub ids and go
     through the same path)."""
     items = corpus_items(cfg)
-    items += [i for i in (base_model_item(cfg), teacher_item(cfg), langid_item(cfg)) if i]
+    items += [i for i in (base_model_item(cfg),) if i]
+    items += [item for stage in stages_of(cfg) for item in stage.items(cfg)]  # the stages' own (the teacher)
+    items += [i for i in (langid_item(cfg),) if i]
     if with_eval:
         items += eval_items(cfg)
     return items

@@ -44,7 +44,7 @@ def cost_section(cfg, run: RunDir) -> str:
                 ("wall hours", _hours(plan["wall_hours"]), _hours(actual["hours"]) if actual else "n/a"),
                 ("energy (kWh)", f"{plan['energy_kwh']:.3g}" if plan.get("energy_kwh") is not None else "not estimated",
                  f"{actual['energy_kwh']:.3g}" if actual and actual["energy_kwh"] is not None else "not measured")]
-        from occi.slurm.estimate import measured_mfu
+        from occi.slurm.estimate import measured_mfu  # loads pyarrow: only when used
 
         mfu, _ = measured_mfu(run)
         rows.append(("MFU", f"{plan['mfu']:.3f}", f"{mfu:.3f}" if mfu is not None else

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from occi import languages
+from occi import languages, provenance
+from occi.corpora.sources import expand_sources, local_files
 from occi.errors import OcciError
 from occi.report.markdown_text import markdown_table
 from occi.rundir import RunDir
@@ -71,8 +72,6 @@ def trained_languages(cfg) -> str:
 
 
 def _sources(cfg, run: RunDir) -> list[tuple]:
-    from occi.corpora.sources import expand_sources, local_files
-
     manifest = run.read_json(run.fetch_manifest) or {}
     rows = []
     for source in cfg.corpora.sources:
@@ -101,8 +100,6 @@ def _sources(cfg, run: RunDir) -> list[tuple]:
 
 def lineage_section(cfg, run: RunDir) -> str:
     run = RunDir.of(run)
-    from occi import provenance
-
     made = {}
     for line in provenance.read(run.provenance):
         made.setdefault((line["occi"], line["commit"]), []).append(line["stage"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from occi.errors import OcciError
 from occi.hub import is_offline
+from occi.preflight.integrity import git_blob_id, sha256_of
 from occi.rundir import RunDir
 
 _SKIPPED = {"_DONE"}
@@ -61,7 +62,6 @@ def unchanged_files(repo_id: str, files: list[tuple[str, Path]], token: str | No
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
-    from occi.preflight.integrity import git_blob_id, sha256_of
 
     try:
         remote = {entry.path: entry for entry in HfApi(token=token).list_repo_tree(repo_id, recursive=True, revision="main")

@@ -19,6 +19,8 @@ from pathlib import Path
 from occi.config import RunConfig
 from occi.errors import OcciError, warn
 from occi.fsutil import atomic_write_json, atomic_write_text
+from occi.pipeline import stages_of
+from occi.preflight.manifest import check_fetched
 from occi.rundir import RunDir
 from occi.slurm.config import ClusterProfile, load_profile, time_seconds
 from occi.slurm.estimate import memory_refusal
@@ -30,8 +32,6 @@ def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1,
     """The steps of every stage not completed yet, in order, with their dependencies: made from the
     stage list (occi/pipeline.py), so each stage's own command runs in its job. With `doctor` (the
     profile's path) `occi doctor` runs first on one whole node and every other step waits for it."""
-    from occi.pipeline import stages_of
-
     run = RunDir.of(run)
     steps: list[Step] = []
     previous: list[str] = []
@@ -75,8 +75,6 @@ def submit(cfg: RunConfig, run: RunDir, cluster: str, dry_run: bool = False, cha
     """Writes the scripts into <run>/slurm/ and (unless dry_run) submits them in order; the jobs
     read the run's frozen config (<run>/config.yaml). On a cluster whose jobs run offline, what
     the run reads from the hub must be in the run's fetch manifest (`occi fetch`)."""
-    from occi.preflight.manifest import check_fetched
-
     profile, profile_path = load_profile(cluster)
     run = RunDir(RunDir.of(run).root.resolve())
     missing = None
