@@ -2,7 +2,7 @@
 VENV ?= .venv
 export OCCI_VENV := $(VENV)
 
-.PHONY: setup demo test system bench-corpora clean
+.PHONY: setup demo test system site bench-corpora clean
 
 setup: $(VENV)/.installed
 
@@ -22,5 +22,9 @@ test: system setup
 system:
 	bash scripts/install-system.sh
 
+# the documentation site (docs/ + the references generated from the code) -> site/
+site: setup
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

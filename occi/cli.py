@@ -1,6 +1,8 @@
 """The `occi` command line: each subcommand is a plain function of its parsed arguments.
 
-A user error (OcciError) prints one line, `occi: error: ...`, and exits with code 2.
+A user error (OcciError) prints one line, `occi: error: ...`, and exits with code 2. Each subcommand
+imports its modules when it runs (function-local imports), so `occi --help` and every command load
+only what they use.
 """
 from __future__ import annotations
 
@@ -26,21 +28,22 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from occi import pipeline
+    from occi import execution
 
-    pipeline.run_all(*_load(args))
+    execution.run_all(*_load(args))
     return 0
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """Any stage's own command (`occi corpora build`, `occi train`, ...): made from the stage list."""
+    from occi.execution import run_stage
     from occi.pipeline import stage_named
     from occi.sharding import Share
 
     stage = stage_named(args.stage)
     cfg, run = _load(args)
     share = Share(args.rank, args.world_size) if stage.sharded else Share()
-    result = stage.run(cfg, run, share, **{option.dest: getattr(args, option.dest) for option in stage.options})
+    result = run_stage(stage, cfg, run, share, **{option.dest: getattr(args, option.dest) for option in stage.options})
     if os.environ.get("RANK", "0") == "0":  # one summary per launch, not one per training rank
         print(result.summary)
     return 0

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import yaml
 
-from occi import languages, ranges
+from occi import languages, ranges, runlock
 from occi.assets import find_recipe
 from occi.configtools import build, load_yaml, to_plain
 from occi.chat.config import DistillConfig
@@ -29,6 +29,8 @@ from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import BaseModelConfig, ModelConfig, TrainConfig
 from occi.train.parallel import check_layout
 from occi.errors import OcciError
+from occi.fsutil import atomic_write_text
+from occi.pipeline import invalidate
 from occi.rundir import RunDir
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -133,6 +135,20 @@ _SECTIONS = {"corpora": ("corpora", CorporaConfig), "tokenizer": ("tokenizer", T
              "model": ("models", ModelConfig)}
 
 
+def _with_base_dir() -> tuple[str, ...]:
+    """The inline sections whose settings hold paths relative to the config file (a `base_dir` field)."""
+    hints = get_type_hints(RunConfig)
+
+    def has_base_dir(kind: Any) -> bool:
+        return is_dataclass(kind) and "base_dir" in {f.name for f in fields(kind)}
+
+    return tuple(f.name for f in fields(RunConfig) if f.name not in _SECTIONS
+                 and any(has_base_dir(kind) for kind in (hints[f.name], *get_args(hints[f.name]))))
+
+
+_SECTIONS_WITH_BASE_DIR = _with_base_dir()
+
+
 def load(config: str) -> RunConfig:
     """The run config from a path or a shipped recipe name (configs/<name>.yaml)."""
     path = find_recipe("configs", config)
@@ -143,16 +159,15 @@ def load(config: str) -> RunConfig:
     data["tokenizer"] = _tokenizer_policy(data.get("tokenizer", {}), path)
     if isinstance(data.get("model"), dict) and "base" in data["model"]:
         data["model"] = build(BaseModelConfig, _local_base(dict(data["model"]), path), f"{path}: model")
-    if isinstance(data.get("distill"), dict):  # its prompt files and teacher folder are relative to this file
-        data["distill"] = {"base_dir": str(path.parent), **data["distill"]}
     for key, (kind, cls) in _SECTIONS.items():
         if data.get(key) is not None and not isinstance(data[key], BaseModelConfig):
             section, where = _resolve_section(kind, data[key], path, f"{path}: {key}")
             if "base_dir" not in {f.name for f in fields(cls)}:
                 section.pop("base_dir", None)
             data[key] = build(cls, section, where)
-    if isinstance(data.get("sft"), dict):
-        data["sft"] = {**data["sft"], "base_dir": data["sft"].get("base_dir") or str(path.parent)}
+    for key in _SECTIONS_WITH_BASE_DIR:  # their relative paths are relative to this file
+        if isinstance(data.get(key), dict):
+            data[key] = {**data[key], "base_dir": data[key].get("base_dir") or str(path.parent)}
     data["source_file"] = str(path)
     return build(RunConfig, data, f"{path}: ")
 
@@ -203,8 +218,6 @@ def _resolve_section(kind: str, value: Any, config_path: Path, where: str) -> tu
 
 def write_resolved(cfg: RunConfig, run: RunDir) -> Path:
     """Writes the config as run to <run>/config.yaml (atomically) and returns its path."""
-    from occi.fsutil import atomic_write_text
-
     text = "# the resolved config of this run, as run by occi; later stages, ranks and SLURM jobs read it\n"
     return atomic_write_text(RunDir.of(run).config_file, text + yaml.safe_dump(to_plain(cfg), sort_keys=False, allow_unicode=True))
 
@@ -234,8 +247,6 @@ def load_for_run(config: str, run_dir: str | Path | None = None, reconfigure: bo
                 f"{cfg.source_file} differs from the config run {run.root} started with ({shown}); to go on as "
                 f"started, pass {run.config_file}; to run the changed config, use a new run name or --run-dir; "
                 "to apply the changes to this run on purpose, add --reconfigure")
-        from occi import runlock
-
         with runlock.hold(run, f"--reconfigure {cfg.source_file}"):  # not under a running training's feet
             _record_changes(run, cfg.source_file, differences)
             _rerun_affected_stages(run, [key for key, _, _ in settings])
@@ -288,8 +299,6 @@ def _rerun_affected_stages(run: RunDir, keys: list[str]) -> None:
     """Removes the completion markers of the stages the changed keys affect (the stage list says
     which stage reads what) and says which stages will run again."""
     import sys
-
-    from occi.pipeline import invalidate
 
     again = invalidate(run, keys)
     if again:

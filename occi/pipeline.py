@@ -1,4 +1,5 @@
 """The stages of a run, declared once: the CLI, `occi run` and the SLURM plan are made from this list.
+Running them (the lock, provenance and energy around a stage; `occi run`) is occi/execution.py.
 
 A stage is a module with `run(cfg, run, share, **options) -> StageResult` (and, when its work is
 shared over SLURM array tasks, `shard_count(cfg, run) -> int`). Adding a stage is one new module and
@@ -7,14 +8,11 @@ one entry in STAGES.
 from __future__ import annotations
 
 import importlib
-import resource
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from occi import ranges
 from occi.errors import OcciError
-from occi.sharding import Share
 
 
 @dataclass
@@ -64,7 +62,8 @@ class Stage:
     help: str
     """One line for --help."""
     folder: str
-    """The RunDir property of its output folder; the folder's _DONE marker means complete."""
+    """Its output folder under the run directory (`RunDir.stage_folder`); the folder's _DONE marker
+    means complete."""
     module: str
     """The module holding `run` (and `shard_count` when sharded); imported only when used."""
     shards_over: Literal["nothing", "shards", "languages", "cells", "batches"] = "nothing"
@@ -91,41 +90,41 @@ class Stage:
     exclusive: bool = False
     """It writes what one process at a time may write (checkpoints, the exported model): it holds
     the run's lock (occi/runlock.py) while it runs."""
+    card_section: str | None = None
+    """"module:function" `(cfg, run, out_dir) -> str`: its section of the model card (Markdown with
+    its own `## ` heading, "" when there is nothing to show); None: it adds none."""
+    fetch_items: str | None = None
+    """"module:function" `(cfg) -> list[occi.hub.Item]`: what it reads from the Hugging Face hub, for
+    `occi fetch` and the offline checks; None: nothing."""
+    results: tuple[tuple[str, str], ...] = ()
+    """(label, path) of the results `occi run` names when it ends: a RunDir property, or a path
+    under the run directory."""
 
     @property
     def sharded(self) -> bool:
         return self.shards_over != "nothing"
 
     def applies(self, cfg) -> bool:
-        if self.when is None:
-            return True
-        module, function = self.when.split(":")
-        return getattr(importlib.import_module(module), function)(cfg)
+        return self.when is None or _function(self.when)(cfg)
 
-    def run(self, cfg, run, share: Share = Share(), **options) -> StageResult:
-        if self.exclusive:
-            from occi import runlock
+    def section(self, cfg, run, out_dir) -> str:
+        """Its model card section ("" without one)."""
+        return _function(self.card_section)(cfg, run, out_dir) if self.card_section else ""
 
-            with runlock.hold(run, " ".join(("occi", *self.command))):
-                return self._run(cfg, run, share, **options)
-        return self._run(cfg, run, share, **options)
-
-    def _run(self, cfg, run, share: Share, **options) -> StageResult:
-        from occi import energy, provenance
-        from occi.rundir import RunDir
-
-        module = importlib.import_module(self.module)
-        if self.name != "report":  # the card describes the model; writing it is not part of making it
-            provenance.record(RunDir.of(run).provenance, self.name)
-        if self.slurm == "cpu":
-            return module.run(cfg, run, share, **options)
-        with energy.meter(RunDir.of(run).energy, self.name):  # device jobs record their hours and energy
-            return module.run(cfg, run, share, **options)
+    def items(self, cfg) -> list:
+        """What it reads from the hub (occi/hub.py items)."""
+        return list(_function(self.fetch_items)(cfg)) if self.fetch_items else []
 
     def shard_count(self, cfg, run, step: ArrayStep | None = None) -> int:
         """How many tasks can share an array step's work (before the cluster's array limit)."""
         count = getattr(importlib.import_module(self.module), (step or self.array_steps[0]).tasks)
         return max(1, count(cfg, run))
+
+
+def _function(spec: str):
+    """The function a "module:function" declaration names, its module imported now."""
+    module, function = spec.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 _CORPUS_KEYS = ("languages", "corpora", "seed", "heldout_fraction", "heldout_max_docs")
@@ -134,6 +133,7 @@ _CORPUS_KEYS = ("languages", "corpora", "seed", "heldout_fraction", "heldout_max
 STAGES = [
     Stage("corpora", ("corpora", "build"), "read, filter and deduplicate the run's sources", "corpora",
           "occi.corpora.build", shards_over="shards", join_step="finish", reads=_CORPUS_KEYS,
+          results=(("corpora", "corpora_stats"),),
           array_steps=(ArrayStep("filter", ("--phase", "filter")),
                        ArrayStep("buckets", ("--phase", "buckets"), "bucket_count"),
                        ArrayStep("clusters", ("--phase", "clusters"), "language_count"),
@@ -146,6 +146,7 @@ STAGES = [
                           type=ranges.argument(ranges.at_least(0))))),
     Stage("tokenizer", ("tokenizer", "train"), "sample the corpora, train SentencePiece, write HF files + report",
           "tokenizer", "occi.tokenizer.train", reads=(*_CORPUS_KEYS, "tokenizer", "model.base", "model.revision"),
+          results=(("tokenizer report", "tokenizer/report.md"),),
           inputs=("corpora",)),
     Stage("import", ("import",), "an open Hugging Face base -> checkpoints/iter_0000000 at the run's TP/PP "
           "(runs with `model: {base: ...}` only)", "base", "occi.train.hf_import", when="occi.basemodel:is_base_run", exclusive=True,
@@ -156,28 +157,33 @@ STAGES = [
           inputs=("corpora", "tokenizer"), done_markers=("_DONE", "*.json")),  # <lang>.json: a language is done
     Stage("train", ("train",), "megatron-core pretraining (launches torchrun, or runs as one rank)", "train",
           "occi.train.launch", slurm="train", exclusive=True, reads=("model", "train", "seed"),
+          results=(("training log", "train/log.jsonl"),),
           inputs=("data", "import")),
     Stage("distill", ("distill",), "a teacher's answers to the prompts of each language -> SFT rows in "
           "<run>/distill (runs with a `distill:` section only)", "distill", "occi.chat.distill",
           shards_over="batches", slurm="gpu", array_steps=(ArrayStep("generate"),), join_step="join",
           when="occi.chat.distill:has_distill", reads=("distill", "languages", "seed"),
+          fetch_items="occi.chat.distill:fetch_items",
           done_markers=("_DONE", "parts/*/*.jsonl")),
     Stage("sft", ("sft",), "supervised fine-tuning on chat data (megatron-core; runs with an `sft:` section only)",
           "sft", "occi.sft.stage", slurm="train", when="occi.sft.stage:has_sft", exclusive=True,
-          reads=("sft", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "distill")),
+          reads=("sft", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "distill"),
+          results=(("chat data", "sft_stats"), ("SFT log", "sft/log.jsonl"))),
     Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf (or GGUF files in <run>/gguf)",
           "hf", "occi.train.export", exclusive=True, reads=("model", "sft", "seed"), inputs=("train", "sft"),
+          results=(("model", "hf"),),
           options=(Option("--format", "hf: <run>/hf from the checkpoint; gguf: <run>/gguf from <run>/hf, for llama.cpp "
                           "and Ollama", default="hf", choices=("hf", "gguf")),
                    Option("--quant", "GGUF type(s), comma-separated: f16 (default), bf16, q8_0, q4_0, q4_k_m, ..."))),
     Stage("eval", ("eval",), "per-language lm-eval benchmarks of the run's model (or any)", "eval",
           "occi.eval.runner", shards_over="cells", slurm="gpu", reads=("eval", "languages", "card.model_name", "seed"),
-          inputs=("export",),
+          inputs=("export",), results=(("evaluation", "eval"),),
           array_steps=(ArrayStep("languages"),), join_step="table",
           options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard", "fidelity")),
                    Option("--model", "evaluate this model (PATH_OR_HF_ID) instead of <run>/hf"))),
     Stage("report", ("card",), "the leaderboard and model card in <run>/report (and publish with --push)", "report",
           "occi.report.card", inputs=("eval",),
+          results=(("leaderboard", "report/leaderboard.md"), ("model card", "card")),
           options=(Option("--out", "write only the card, to this FILE (the run's report folder is left as it is)"),
                    Option("--push", "upload hf/, the card, GGUF files and the leaderboard (what changed) to this Hugging Face model REPO"),
                    Option("--dry-run", "with --push: list what would be uploaded, upload nothing", is_flag=True),
@@ -191,13 +197,6 @@ def stage_named(name: str) -> Stage:
         if stage.name == name:
             return stage
     raise OcciError(f"unknown stage {name!r}; the stages are {', '.join(s.name for s in STAGES)}")
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process and of its finished children (torchrun ranks), MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
 
 
 def _touches(read: str, key: str) -> bool:
@@ -217,14 +216,11 @@ def affected_stages(keys: list[str]) -> list[Stage]:
 
 
 def invalidate(run, keys: list[str]) -> list[str]:
-    """Removes the completion markers of the stages that `keys` affect; returns the names of
-    those that had any (the stages that will now run again)."""
-    from occi.rundir import RunDir
-
-    run = RunDir.of(run)
+    """Removes the completion markers of the stages that `keys` affect in the run directory `run`
+    (a RunDir); returns the names of those that had any (the stages that will now run again)."""
     again = []
     for stage in affected_stages(keys):
-        folder = getattr(run, stage.folder)
+        folder = run.stage_folder(stage.name)
         markers = [path for pattern in stage.done_markers for path in folder.glob(pattern) if path.is_file()]
         for marker in sorted(markers, key=lambda path: path != folder / "_DONE"):  # the stage's own marker first
             marker.unlink(missing_ok=True)
@@ -236,54 +232,3 @@ def invalidate(run, keys: list[str]) -> list[str]:
 def stages_of(cfg) -> list[Stage]:
     """The stages this run has (the import stage only when it starts from a base model)."""
     return [stage for stage in STAGES if stage.applies(cfg)]
-
-
-def run_all(cfg, run) -> None:
-    """Runs the stages in order, holding the run's lock; a completed stage is reported and skipped."""
-    from occi import runlock
-
-    with runlock.hold(run, f"occi run {cfg.name}"):
-        _run_stages(cfg, run)
-
-
-def _run_stages(cfg, run) -> None:
-    from occi.preflight.manifest import check_fetched, is_offline
-
-    started_run = time.monotonic()
-    if is_offline():  # what was not fetched stops the run before any work, not in its third stage
-        check_fetched(cfg, run)
-    stages = stages_of(cfg)
-    print(f"occi run {cfg.name}: {len(stages)} stages, run directory {run.root}", flush=True)
-    for number, stage in enumerate(stages, 1):
-        prefix = f"[{number}/{len(stages)}] {stage.name}"
-        folder = getattr(run, stage.folder)
-        if run.is_done(stage.name):
-            print(f"{prefix}: already done ({folder})", flush=True)
-            continue
-        print(f"{prefix}: running", flush=True)
-        started = time.monotonic()
-        result = stage.run(cfg, run)
-        print(result.summary)
-        if not result.complete:
-            raise OcciError(f"the {stage.name} stage stopped before completing; run the same command again to continue")
-        print(f"{prefix}: done in {time.monotonic() - started:.1f} s -> {folder}", flush=True)
-    print(f"\nocci run {cfg.name}: all stages done in {time.monotonic() - started_run:.1f} s, "
-          f"peak memory {peak_memory_mb():,.0f} MB")
-    for label, path in _results(run):
-        print(f"  {label:<18} {path}")
-
-
-def _results(run) -> list[tuple[str, Any]]:
-    """Where a run's results are, for the final summary (those that exist)."""
-    candidates = [
-        ("corpora", run.corpora_stats),
-        ("tokenizer report", run.tokenizer / "report.md"),
-        ("training log", run.train / "log.jsonl"),
-        ("chat data", run.sft_stats),
-        ("SFT log", run.sft / "log.jsonl"),
-        ("model", run.hf),
-        ("evaluation", run.eval),
-        ("leaderboard", run.report / "leaderboard.md"),
-        ("model card", run.card),
-    ]
-    return [(label, path) for label, path in candidates if path.exists()]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from occi.errors import OcciError
 from occi.fsutil import is_done
+from occi.pipeline import stage_named
 
 
 @dataclass(frozen=True)
@@ -315,20 +316,21 @@ class RunDir:
         return self.report / "loss_curve.png"
 
     # ------------------------------------------------------------ completion
+    def stage_folder(self, stage: str) -> Path:
+        """The output folder of a stage of the stage list (occi/pipeline.py)."""
+        return self.named(stage_named(stage).folder)
+
+    def named(self, name: str) -> Path:
+        """The artifact a stage declaration names: a property of this class, or a path under the run."""
+        return getattr(self, name) if isinstance(getattr(type(self), name, None), property) else self.root / name
+
     def is_done(self, stage: str) -> bool:
         """True when the stage's folder holds its completion marker."""
-        return is_done(self._stage_folder(stage))
+        return is_done(self.stage_folder(stage))
 
     def require(self, stage: str) -> None:
         """Raises the one "run `occi X` first" error when `stage` has not completed."""
-        from occi.pipeline import stage_named
-
         if not self.is_done(stage):
             entry = stage_named(stage)
-            raise OcciError(f"{self._stage_folder(stage)}: the {stage} stage has not completed; "
+            raise OcciError(f"{self.stage_folder(stage)}: the {stage} stage has not completed; "
                             f"run `occi {' '.join(entry.command)}` first")
-
-    def _stage_folder(self, stage: str) -> Path:
-        from occi.pipeline import stage_named
-
-        return getattr(self, stage_named(stage).folder)

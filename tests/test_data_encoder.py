@@ -18,7 +18,7 @@ import yaml
 from occi import config as run_config
 from occi.data import encoder as encoder_module
 from occi.data.encoder import DocumentEncoder, words_are_independent
-from occi.tokenizer.train import _train_sentencepiece
+from occi.tokenizer.spm_train import train_sentencepiece
 
 # Training text written for this test: prose in a few languages, and indented code and tables,
 # so that the vocabulary learns whitespace-only pieces ("▁▁", "▁▁▁▁") beside words.
@@ -48,7 +48,7 @@ def train_model(folder: Path, **tokenizer) -> spm.SentencePieceProcessor:
                                                     **tokenizer}}))
     text = folder / "train.txt"
     text.write_text("\n".join(TRAINING_LINES * 20) + "\n", encoding="utf-8")
-    _train_sentencepiece(run_config.load(str(config)), text, folder / "tokenizer", len(TRAINING_LINES) * 20)
+    train_sentencepiece(run_config.load(str(config)), text, folder / "tokenizer", len(TRAINING_LINES) * 20)
     return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
 
 

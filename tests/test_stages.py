@@ -13,9 +13,12 @@ import pytest
 import yaml
 
 from conftest import REPO, occi
-from occi import cli, config, pipeline
+from occi import cli, config, execution, pipeline
 from occi.errors import OcciError
+from occi.hub import Item
 from occi.pipeline import STAGES, Stage
+from occi.preflight.manifest import needed_items
+from occi.report.card import card_text
 from occi.rundir import RunDir
 from occi.slurm.submit import load_profile, plan
 
@@ -49,7 +52,7 @@ def test_cli_occi_run_and_the_slurm_plan_list_the_same_stages(tmp_path):
         (folder / "_DONE").write_text("{}")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        pipeline.run_all(cfg, RunDir(tmp_path / "run"))
+        execution.run_all(cfg, RunDir(tmp_path / "run"))
     printed = [line.split("]")[1].split(":")[0].strip() for line in out.getvalue().splitlines() if "already done" in line]
     assert printed == names
 
@@ -62,15 +65,17 @@ def test_a_run_with_a_distill_section_has_the_distill_stage_as_a_slurm_array(tmp
 
 
 def test_a_new_stage_is_one_module_and_one_entry(tmp_path, monkeypatch):
-    """A stage module outside occi, added to the list: the CLI runs it, `occi run` runs it in order,
-    the SLURM plan schedules it as an array with a joining step."""
+    """A stage module outside occi, added to the list: the CLI runs it, `occi run` runs it in order
+    and names its result, the SLURM plan schedules it as an array with a joining step, the model
+    card shows its section and `occi fetch` would fetch what it reads; nothing inside occi changes."""
     module = tmp_path / "occi_extra_stage.py"
     module.write_text(textwrap.dedent('''
         from occi.fsutil import mark_done
+        from occi.hub import Item
         from occi.pipeline import StageResult
 
         def run(cfg, run, share, note="hello"):
-            folder = run.root / "extra"
+            folder = run.stage_folder("extra")
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"share-{share.rank}-of-{share.world_size}.txt").write_text(note)
             if share.whole:
@@ -79,11 +84,19 @@ def test_a_new_stage_is_one_module_and_one_entry(tmp_path, monkeypatch):
 
         def shard_count(cfg, run):
             return 3
+
+        def card_section(cfg, run, out_dir):
+            notes = sorted(path.name for path in run.stage_folder("extra").glob("share-*.txt"))
+            return "## Extra notes\\n\\n" + ", ".join(notes)
+
+        def fetch_items(cfg):
+            return [Item("model", "occi-test/extra-reference")]
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(RunDir, "extra", property(lambda self: self.root / "extra"), raising=False)
     extra = Stage("extra", ("extra",), "a stage written for this test", "extra", "occi_extra_stage",
-                  shards_over="languages", options=(pipeline.Option("--note", "what to write", default="hello"),))
+                  shards_over="languages", options=(pipeline.Option("--note", "what to write", default="hello"),),
+                  card_section="occi_extra_stage:card_section", fetch_items="occi_extra_stage:fetch_items",
+                  results=(("extra notes", "extra/share-0-of-1.txt"),))
     monkeypatch.setattr(pipeline, "STAGES", [extra])
     run_dir = tmp_path / "run"
     args = cli.make_parser().parse_args(["extra", "demo", "--run-dir", str(run_dir), "--rank", "1", "--world-size", "3",
@@ -92,8 +105,15 @@ def test_a_new_stage_is_one_module_and_one_entry(tmp_path, monkeypatch):
     assert args.stage == "extra" and (run_dir / "extra" / "share-1-of-3.txt").read_text() == "hi"
     steps = plan(config.load("demo"), RunDir(run_dir), load_profile("local")[0])
     assert [(s.name, s.array) for s in steps] == [("extra-shards", 3), ("extra-join", None)]
-    assert cli.main(["run", "demo", "--run-dir", str(run_dir)]) == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["run", "demo", "--run-dir", str(run_dir)]) == 0
+    assert ["extra", "notes", str(run_dir / "extra" / "share-0-of-1.txt")] in [line.split() for line in out.getvalue().splitlines()]
     assert RunDir(run_dir).is_done("extra") and plan(config.load("demo"), RunDir(run_dir), load_profile("local")[0]) == []
+    cfg = config.load("demo")
+    card = card_text(cfg, RunDir(run_dir), tmp_path / "card")
+    assert "## Extra notes\n\nshare-0-of-1.txt, share-1-of-3.txt" in card
+    assert Item("model", "occi-test/extra-reference") in needed_items(cfg)
 
 
 def _small_config(folder: Path, **changes) -> Path:

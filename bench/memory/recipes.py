@@ -1,5 +1,5 @@
 """The predicted peak memory per GPU of every shipped cluster recipe on every GPU cluster profile,
-as `occi plan` computes it, printed as the README's Markdown table.
+as `occi plan` computes it, printed as the Markdown table of docs/memory-and-stability.md.
 
 The 7-8B recipes continue from hub bases whose config.json a plan reads from the run or the
 Hugging Face cache; this script writes the published architecture numbers of those two bases

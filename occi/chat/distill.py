@@ -22,13 +22,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from occi.basemodel import resolve
 from occi.chat.config import DistillConfig
+from occi.chat.models import load, prompt_text
 from occi.chat.prompts import read_prompts
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text, mark_done, remove_stale_temporaries
+from occi.hub import Item
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
+from occi.train.config import BaseModelConfig
 
 
 def has_distill(cfg) -> bool:
@@ -80,11 +84,16 @@ def local_teacher(d: DistillConfig) -> Path | None:
     return None
 
 
+def fetch_items(cfg) -> list[Item]:
+    """The teacher, for `occi fetch` and the offline checks (a local folder is recorded as fetched)."""
+    local = local_teacher(cfg.distill)
+    if local is not None:
+        return [Item("model", str(local))]
+    return [Item("model", cfg.distill.teacher, revision=cfg.distill.revision)]
+
+
 def teacher_folder(d: DistillConfig) -> Path:
     """The teacher's local folder: the configured folder, or the hub snapshot (as `occi import` does)."""
-    from occi.train.config import BaseModelConfig
-    from occi.basemodel import resolve
-
     local = local_teacher(d)
     return local if local is not None else resolve(BaseModelConfig(base=d.teacher, revision=d.revision))
 
@@ -93,15 +102,12 @@ class _Transformers:
     """Batched generation with transformers' `generate` (left padding, the chat template)."""
 
     def __init__(self, folder: Path, d: DistillConfig):
-        from occi.chat.models import load
-
         self.d = d
         self.model, self.tokenizer = load(folder, d.device, d.dtype)
 
     def answers(self, chats: list[list[dict]], seed: int) -> list[str]:
         import torch
 
-        from occi.chat.models import prompt_text
 
         texts = [prompt_text(self.tokenizer, chat) for chat in chats]
         inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)

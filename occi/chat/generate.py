@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from occi import languages
+from occi.basemodel import resolve
 from occi.chat import budget as budgeting
 from occi.chat.models import encode_prompt, load, prompt_text
 from occi.errors import OcciError
 from occi.rundir import RunDir
+from occi.train.config import BaseModelConfig
 
 
 def prompt_language(text: str) -> str | None:
     """The language occi's language ID reads in the prompt (fastText lid.176), or None."""
-    from occi import languages
-    from occi.corpora.langid import LanguageIdentifier, default_model_path
+    from occi.corpora.langid import LanguageIdentifier, default_model_path  # loads numba: only when used
 
     code, _, _ = LanguageIdentifier(default_model_path(), list(languages.LANGUAGES)).predict(text)
     return code
@@ -28,8 +30,6 @@ def model_folder(run: RunDir, model: str | None) -> Path:
     folder = Path(model).expanduser()
     if folder.is_dir():
         return folder
-    from occi.train.config import BaseModelConfig
-    from occi.basemodel import resolve
 
     return resolve(BaseModelConfig(base=model))
 
@@ -39,8 +39,6 @@ def generate(cfg, run: RunDir, prompt: str, language: str | None = None, model: 
              max_thinking_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
              device: str = "auto") -> tuple[budgeting.Generation, dict]:
     """The model's answer and what was used (model, language, continuation word)."""
-    from occi import languages
-
     if not prompt.strip():
         raise OcciError("--prompt: give a non-empty prompt")
     if language is not None:

@@ -11,6 +11,7 @@ import io
 import json
 from pathlib import Path
 
+from occi.corpora.compressed import open_binary
 from occi.errors import OcciError
 
 ROLES = ("system", "user", "assistant")
@@ -33,8 +34,6 @@ def read_prompts(path: Path, system: str | None = None) -> list[list[dict]]:
 
 
 def _jsonl_rows(path: Path):
-    from occi.corpora.compressed import open_binary
-
     with open_binary(str(path)) as raw:
         for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), 1):
             if not line.strip():

@@ -44,6 +44,7 @@ from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, Goph
 from occi.corpora.sources import Shard, plan_shards, read_shard, sources_outside_run
 from occi.errors import OcciError, warn
 from occi.fsutil import atomic_dir, atomic_path, atomic_write_json, is_done, mark_done, remove_stale_temporaries
+from occi.hub import Manifest
 from occi.machine import cores
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
@@ -88,8 +89,6 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
     for source in sources_outside_run(corpora, languages):
         warn(f"source {source.name!r} is declared in {source.language!r}, which is not a language of this run "
              f"({', '.join(languages)}): it is not read")
-    from occi.preflight.manifest import Manifest
-
     shards = plan_shards(corpora, languages, Manifest.read(run))
     work = run.corpora_work
     url_lists = compile_lists(corpora.url_filter.lists, corpora.base_dir, work / "url_lists")
@@ -160,8 +159,6 @@ def run(cfg, run: RunDir, share: Share = Share(), phase: str = "all", workers: i
 def shard_count(cfg, run: RunDir) -> int:
     """SLURM array tasks of the filter and write phases: one per shard at most (planned from the
     run's fetch manifest if any)."""
-    from occi.preflight.manifest import Manifest
-
     return len(plan_shards(cfg.corpora, cfg.languages, Manifest.read(run)))
 
 

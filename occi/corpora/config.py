@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from occi import languages, ranges
+from occi.configtools import build, to_plain
+from occi.corpora.pii import KINDS
 
 PLACEHOLDERS = ("{code}", "{iso639_3}", "{script}", "{glotlid}", "{name}")
 
@@ -223,8 +225,6 @@ class QualityConfig:
         overrides = self.per_language.get(code)
         if not overrides:
             return self
-        from occi.configtools import build, to_plain
-
         merged = to_plain(self)
         merged["per_language"] = {}
         for section, values in overrides.items():
@@ -297,8 +297,6 @@ class PiiConfig:
     """Which kinds of personal data are replaced."""
 
     def __post_init__(self) -> None:
-        from occi.corpora.pii import KINDS
-
         for kind in self.kinds:
             if kind not in KINDS:
                 raise ValueError(f"kinds: unknown kind {kind!r}; expected some of {', '.join(KINDS)}")

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from occi.fsutil import atomic_path, atomic_write_json
+from occi.plots import pyplot, save_png
 
 TOP = 100
 """Domains listed per source and language."""
@@ -130,8 +131,6 @@ def write(files: list[Path], json_path: Path, png_path: Path) -> dict:
 
 def plot(summary: dict, path: Path, bars: int = 20) -> None:
     """The largest (domain, language) entries by MB, one horizontal bar each."""
-    from occi.plots import pyplot, save_png
-
     plt = pyplot()
     items = [(entry["bytes"], f"{entry['domain']} ({language}, {source})")
              for source, by_language in summary["sources"].items()

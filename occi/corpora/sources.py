@@ -24,6 +24,7 @@ from occi.corpora.config import CorporaConfig, SourceConfig
 from occi.corpora.document import Document, Unreadable
 from occi.errors import OcciError, warn
 from occi.globbing import glob_files
+from occi.hub import dataset_files, is_local, is_offline, source_item
 
 Record = Document | Unreadable
 
@@ -93,7 +94,7 @@ def sources_outside_run(cfg: CorporaConfig, run_languages: list[str]) -> list[So
 
 def plan_shards(cfg: CorporaConfig, run_languages: list[str], manifest=None) -> list[Shard]:
     """Every shard of every source, in a fixed order. A hub source listed in the run's fetch
-    manifest (occi/preflight/manifest.py) is planned from its fetched files, without the network,
+    manifest (occi/hub.py) is planned from its fetched files, without the network,
     its limit taken from the files in order; offline, a hub source must be listed there."""
     shards: list[Shard] = []
     for source in expand_sources(cfg, run_languages):
@@ -118,7 +119,7 @@ def plan_shards(cfg: CorporaConfig, run_languages: list[str], manifest=None) -> 
             count = 1 if source.limit is not None else _hub_shard_count(source, cfg.base_dir)
             locations = [str(i) for i in range(count)]
         else:
-            locations = _local_files(source, cfg.base_dir)
+            locations = local_files(source, cfg.base_dir)
             count = 0
         for i, location in enumerate(locations):
             limit = None
@@ -131,8 +132,6 @@ def plan_shards(cfg: CorporaConfig, run_languages: list[str], manifest=None) -> 
 
 
 def _fetched_files(source: SourceConfig, base_dir: str, manifest) -> list[dict] | None:
-    from occi.preflight.manifest import dataset_files, is_local, is_offline, source_item
-
     item = source_item(source, base_dir)
     files = dataset_files(manifest, item)
     if files is None and is_offline() and not is_local(item):
@@ -163,7 +162,7 @@ def _resolve(base_dir: str, pattern: str) -> str:
     return str(path if path.is_absolute() else Path(base_dir) / path)
 
 
-def _local_files(source: SourceConfig, base_dir: str) -> list[str]:
+def local_files(source: SourceConfig, base_dir: str) -> list[str]:
     """Every file the glob matches, readable or not: a file no reader handles (or a dangling
     link) becomes a shard that is counted as unsupported_file (unreadable_file), not skipped."""
     pattern = _resolve(base_dir, source.path or "")
@@ -197,7 +196,7 @@ def _file_problem(source: SourceConfig, path: str) -> tuple[str, str] | None:
 def _load_hub(source: SourceConfig, base_dir: str):
     import datasets
 
-    data_files = [_local_if_exists(base_dir, f) for f in source.data_files] if source.data_files else None
+    data_files = [local_if_exists(base_dir, f) for f in source.data_files] if source.data_files else None
     try:
         return datasets.load_dataset(
             source.dataset, source.subset, split=source.split, data_files=data_files, streaming=True
@@ -211,7 +210,8 @@ def _load_hub(source: SourceConfig, base_dir: str):
         ) from None
 
 
-def _local_if_exists(base_dir: str, pattern: str) -> str:
+def local_if_exists(base_dir: str, pattern: str) -> str:
+    """A data file pattern resolved against the recipe's folder when it matches files there; else as written."""
     if "://" in pattern:
         return pattern
     resolved = _resolve(base_dir, pattern)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from occi.plots import pyplot, save_png
+
 _NUMBERS = ("documents_in", "documents_kept", "bytes_in", "bytes_kept", "words_kept")
 
 
@@ -115,8 +117,6 @@ def _row(label: str, entry: dict) -> str:
 
 def plot(stats: dict, path: Path) -> None:
     """A bar chart of kept and dropped text (MB) per language, written atomically."""
-    from occi.plots import pyplot, save_png
-
     plt = pyplot()
     codes = list(stats["languages"])
     kept = [stats["languages"][c]["bytes_kept"] / 1e6 for c in codes]

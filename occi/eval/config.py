@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from occi import ranges
+from occi.eval.suites import SUITES
+from occi.languages import BENCHMARKS
 
 
 @dataclass
@@ -32,8 +34,6 @@ class EvalConfig:
     checks, fewer datasets to fetch); None evaluates every family each language has."""
 
     def __post_init__(self) -> None:
-        from occi.eval.suites import SUITES
-
         for suite in self.suites:
             if suite not in SUITES:
                 raise ValueError(f"suites: unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
@@ -44,8 +44,6 @@ class EvalConfig:
         ranges.check(self, {"batch_size": ranges.at_least(1), "limit": ranges.at_least(1),
                             "heldout_max_docs": ranges.at_least(1),
                             "fidelity_max_new_tokens": ranges.at_least(1), "num_fewshot": ranges.at_least(0)})
-        from occi.languages import BENCHMARKS
-
         for family in self.families or []:
             if family not in BENCHMARKS:
                 raise ValueError(f"families: unknown benchmark family {family!r}; expected one of {', '.join(BENCHMARKS)}")

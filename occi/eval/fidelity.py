@@ -18,6 +18,7 @@ import math
 import time
 from pathlib import Path
 
+from occi import languages
 from occi.assets import asset_dir
 from occi.chat.budget import THINK_END, generate
 from occi.chat.models import encode_prompt, prompt_text
@@ -35,8 +36,7 @@ def prompts(code: str) -> list[str]:
 
 def identifier(cfg):
     """The run's language identifier, over every language of the table."""
-    from occi import languages
-    from occi.corpora.langid import LanguageIdentifier
+    from occi.corpora.langid import LanguageIdentifier  # loads numba: only when used
 
     return LanguageIdentifier.from_config(cfg.corpora.langid, list(languages.LANGUAGES), cfg.corpora.base_dir)
 

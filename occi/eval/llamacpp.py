@@ -27,6 +27,8 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
+from occi.machine import cores
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     logits = logits.astype(np.float64)
@@ -41,7 +43,6 @@ def load_llama(path: str, n_ctx: int = 0, threads: int | None = None, gpu_layers
     file gives transformers' fp32 logits to about 1e-6: used to check the conversion itself)."""
     from llama_cpp import Llama
 
-    from occi.machine import cores
 
     probe_ctx = n_ctx
     if not n_ctx:  # llama.cpp pads a context it is given; ask for the trained one explicitly

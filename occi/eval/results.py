@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+from occi import languages, ranges
 from occi.fsutil import is_done
 from occi.rundir import RunDir
 from occi.eval.suites import Cell, cells, missing_benchmarks
@@ -84,8 +85,6 @@ UNMAPPED = "unmapped"
 
 def metric_range(metric: str):
     """The values a metric can take; outside them (1e308, -5, NaN) a value is a broken file, not a score."""
-    from occi import ranges
-
     if metric in ("acc", "acc_norm", "mc1", "mc2", "exact_match", "f1", "em", "mcc_abs", "fidelity"):
         return ranges.SHARE
     if metric in ("bleu", "chrf"):
@@ -116,8 +115,6 @@ def _known(word: str) -> str | None:
     """The occi language code a word names: an ISO 639-1 or 639-3 code, a 639-3 code with its
     script (any case), or the English name in lower case. Extra language-ID labels do not count
     (hr's `sr` is Serbian in a task name)."""
-    from occi import languages
-
     if word in languages.LANGUAGES:
         return word
     lowered = word.lower()

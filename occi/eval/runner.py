@@ -13,9 +13,11 @@ import shutil
 import time
 from pathlib import Path
 
+from occi.basemodel import is_base_run, resolve
 from occi.config import RunConfig
 from occi.errors import OcciError
-from occi.eval import tasks
+from occi.eval import fidelity, tasks
+from occi.eval.crashguard import run_in_child
 from occi.eval.results import cell_folder, collect, format_table
 from occi.eval.suites import SUITES, Cell, cells
 from occi.fsutil import atomic_write_json, atomic_write_text, is_done, mark_done
@@ -102,7 +104,7 @@ class Evaluator:
         import torch
         from lm_eval.tasks import TaskManager
 
-        from occi.eval.model import load
+        from occi.eval.model import load  # loads lm-eval: only when used
 
         device = cfg.eval.device if cfg.eval.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = cfg.eval.dtype if cfg.eval.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
@@ -144,8 +146,6 @@ class Evaluator:
 
     def fidelity(self, cell: Cell, folder: Path) -> dict:
         """Answer-language fidelity (occi/eval/fidelity.py): generation, not an lm-eval task."""
-        from occi.eval import fidelity
-
         if not hasattr(self.lm, "tokenizer") or not hasattr(self.lm, "model"):
             raise OcciError("the fidelity suite needs a transformers model (a GGUF file cannot run it)")
         started = time.monotonic()
@@ -172,8 +172,6 @@ def evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None = None, model
     A GGUF file is evaluated in a child process, so a crash of llama.cpp becomes one line
     naming the file (occi/eval/crashguard.py)."""
     if model is not None and model.endswith(".gguf"):
-        from occi.eval.crashguard import run_in_child
-
         return run_in_child(model, _evaluate, cfg, RunDir.of(run), suites, model, share, progress)
     return _evaluate(cfg, run, suites, model, share, progress)
 
@@ -244,7 +242,6 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), suite: str | None =
         model: str | None = None) -> StageResult:
     """The eval stage of the stage list (occi/pipeline.py); a run continued from a base model also
     evaluates the base on the same cells, for the card's side-by-side table."""
-    from occi.basemodel import is_base_run, resolve
 
     suites = [suite] if suite else None
     summary = ""

@@ -16,10 +16,12 @@ import platform
 import socket
 import time
 
+from occi.errors import OcciError
 from occi.fsutil import atomic_write_json
 from occi.preflight import node, smoke, storage
 from occi.preflight.report import Check, as_json, guarded, table
 from occi.rundir import RunDir
+from occi.slurm.config import load_profile
 
 
 def doctor(cfg, run: RunDir, cluster: str | None = None, quick: bool = False, log=print) -> dict:
@@ -27,8 +29,6 @@ def doctor(cfg, run: RunDir, cluster: str | None = None, quick: bool = False, lo
 
     profile = None
     if cluster:
-        from occi.slurm.submit import load_profile
-
         profile, _ = load_profile(cluster)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     ranks = gpus or cfg.train.world_size
@@ -73,8 +73,7 @@ def doctor(cfg, run: RunDir, cluster: str | None = None, quick: bool = False, lo
 
 def memory_fit(cfg, run: RunDir, profile, cluster: str) -> Check:
     """The training layout's predicted peak memory per GPU against the profile's GPU memory."""
-    from occi.errors import OcciError
-    from occi.slurm.estimate import memory_refusal
+    from occi.slurm.estimate import memory_refusal  # loads pyarrow: only when used
 
     if not profile.gpu_memory_gib:
         return Check("memory", "skip", "-", "the profile states no gpu_memory_gib")

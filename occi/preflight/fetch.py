@@ -135,9 +135,9 @@ def _plan_dataset(item: Item) -> Planned:
     limit, only the leading files that hold that many rows (estimated from the first file)."""
     import datasets
 
-    from occi.corpora.sources import _local_if_exists
+    from occi.corpora.sources import local_if_exists
 
-    data_files = [_local_if_exists(item.base_dir, f) for f in item.data_files] or None
+    data_files = [local_if_exists(item.base_dir, f) for f in item.data_files] or None
     try:
         builder = datasets.load_dataset_builder(item.id, item.subset, data_files=data_files)
         resolved = [str(f) for f in builder.config.data_files[item.split]]
@@ -348,10 +348,10 @@ def count_rows(path: str | Path) -> int | None:
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
-    from occi.corpora.sources import _open_binary
+    from occi.corpora.compressed import open_binary
 
     try:
-        with _open_binary(path) as handle:
+        with open_binary(path) as handle:
             return sum(1 for line in handle if line.strip())
     except OSError:
         return None

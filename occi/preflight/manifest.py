@@ -10,59 +10,21 @@ checked against them before a run trusts the cache. The list of items is compute
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from occi import languages
+from occi.corpora.sources import expand_sources
 from occi.errors import OcciError
+from occi.hub import Item, Manifest, source_item
+from occi.pipeline import stages_of
 from occi.rundir import RunDir
-
-MANIFEST_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Item:
-    kind: Literal["dataset", "model", "eval", "files", "langid"]
-    """A corpus source for one language, the base model, an evaluation dataset, the remote data
-    files of one evaluation task, an LID model."""
-    id: str
-    """Hub id, local folder, datasets builder name, URL, or (files) the lm-eval task name."""
-    subset: str | None = None
-    """Dataset configuration (FineWeb-2: deu_Latn; lm-eval: dataset_name)."""
-    split: str | None = None
-    """The corpus split read."""
-    data_files: tuple[str, ...] = ()
-    """Files for a datasets builder ("parquet", "json"), as the recipe or the task names them
-    (`hf://datasets/ORG/REPO[@REV]/PATH`, glob patterns allowed, or http(s) URLs)."""
-    limit: int | None = None
-    """Documents the run reads at most (only the files needed for them are fetched)."""
-    base_dir: str = ""
-    """Folder that relative data_files are relative to (the recipe's); for an LID model, the
-    folder it is cached in (corpora.langid.cache_dir; empty: the default)."""
-    revision: str | None = None
-    """A model's hub branch, tag or commit (model.base.revision, distill.revision); None: the default branch."""
-
-    @property
-    def key(self) -> str:
-        """The item's name in the manifest."""
-        parts = [self.kind, self.id + (f"@{self.revision}" if self.revision else ""), self.subset or "", self.split or ""]
-        if self.data_files:
-            parts.append(",".join(self.data_files))
-        return ":".join(parts)
-
-
-def is_offline() -> bool:
-    """True when the hub must not be contacted (HF_HUB_OFFLINE, as huggingface_hub reads it)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def corpus_items(cfg) -> list[Item]:
     """One item per hub source and run language."""
-    from occi.corpora.sources import expand_sources
-
     items = []
     for source in expand_sources(cfg.corpora, cfg.languages):
         if source.kind != "hub" or (source.language and source.language not in cfg.languages):
@@ -71,27 +33,10 @@ def corpus_items(cfg) -> list[Item]:
     return items
 
 
-def source_item(source, base_dir: str) -> Item:
-    """The item of one (language-expanded) hub source of a corpus recipe."""
-    return Item("dataset", source.dataset, source.subset, source.split, tuple(source.data_files or ()),
-                source.limit, base_dir)
-
-
 def base_model_item(cfg) -> Item | None:
     """The base model (`model: {base: HF_ID_OR_PATH}`), when the config has one."""
     base = getattr(cfg.model, "base", None) if cfg.model is not None else None
     return Item("model", str(base), revision=cfg.model.revision) if base else None
-
-
-def teacher_item(cfg) -> Item | None:
-    """The distillation teacher (`distill: {teacher: HF_ID_OR_PATH}`), when the config has one."""
-    distill = getattr(cfg, "distill", None)
-    if distill is None:
-        return None
-    from occi.chat.distill import local_teacher
-
-    local = local_teacher(distill)
-    return Item("model", str(local)) if local is not None else Item("model", distill.teacher, revision=distill.revision)
 
 
 def langid_item(cfg) -> Item | None:
@@ -105,8 +50,6 @@ def eval_items(cfg) -> list[Item]:
     """What every lm-eval task of the configured suites reads from the hub, read from the task
     configs as lm-eval resolves them (groups, tags and `include`s followed): hub datasets
     (dataset_path, dataset_name) and the remote data files of json/csv/parquet tasks."""
-    from occi import languages
-
     suites = [s for s in cfg.eval.suites if s == "eu-leaderboard"]  # offline and fidelity read local files only
     if not suites:
         return []
@@ -155,7 +98,7 @@ def reads_by_name(names: list[str], include_path: str | list[str] | None = None,
                   include_defaults: bool = True) -> dict[str, dict[str, TaskRead]]:
     """Per task, group or tag name, its leaf tasks and what each reads. occi's shipped task
     folders are always indexed (EU20 and SIB-200 are not lm-eval's)."""
-    from occi.eval.tasks import shipped_folders
+    from occi.eval.tasks import shipped_folders  # loads pyarrow: only when used
 
     extra = [include_path] if isinstance(include_path, str) else list(include_path or [])
     folders = tuple(extra + [str(f) for f in shipped_folders()])
@@ -239,65 +182,12 @@ def needed_items(cfg, with_eval: bool = True) -> list[Item]:
     """Everything the run reads from the hub (local folders and files stand in for hub ids and go
     through the same path)."""
     items = corpus_items(cfg)
-    items += [i for i in (base_model_item(cfg), teacher_item(cfg), langid_item(cfg)) if i]
+    items += [i for i in (base_model_item(cfg),) if i]
+    items += [item for stage in stages_of(cfg) for item in stage.items(cfg)]  # the stages' own (the teacher)
+    items += [i for i in (langid_item(cfg),) if i]
     if with_eval:
         items += eval_items(cfg)
     return items
-
-
-@dataclass
-class Manifest:
-    """<run>/fetch.json: per item what was fetched, which revision, how big, and the local files."""
-    items: dict[str, dict] = field(default_factory=dict)
-    """Item key -> {kind, id, subset, split, revision, bytes, files: [{path, bytes, rows}], complete}."""
-    cache: str = ""
-    """The cache the files were put in (HF_HOME)."""
-
-    @classmethod
-    def read(cls, run: RunDir | Path | str) -> Manifest | None:
-        path = RunDir.of(run).fetch_manifest
-        if not path.exists():
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(items=dict(data["items"]), cache=data.get("cache", ""))
-        except (ValueError, KeyError, TypeError) as err:
-            raise OcciError(f"{path}: not a fetch manifest ({err}); run `occi fetch` again") from None
-
-    def write(self, run: RunDir | Path | str) -> Path:
-        from occi.fsutil import atomic_write_json
-
-        total = sum(entry.get("bytes", 0) for entry in self.items.values())
-        return atomic_write_json(RunDir.of(run).fetch_manifest, {
-            "version": MANIFEST_VERSION, "cache": self.cache, "bytes": total, "items": self.items})
-
-    def entry(self, item: Item) -> dict | None:
-        return self.items.get(item.key)
-
-    def problems(self, items: list[Item]) -> list[str]:
-        """What is missing: items not fetched, fetched partly, or whose files are gone."""
-        found = []
-        for item in items:
-            entry = self.entry(item)
-            if entry is None:
-                found.append(f"{item.key} was not fetched")
-            elif not entry.get("complete"):
-                found.append(f"{item.key} was fetched only partly")
-            else:
-                from occi.preflight.integrity import problem
-
-                bad = [p for p in map(problem, entry.get("files", [])) if p]
-                if bad:
-                    found.append(f"{item.key}: {bad[0]}" + (f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""))
-        return found
-
-
-def dataset_files(manifest: Manifest | None, item: Item) -> list[dict] | None:
-    """The fetched files of a corpus item ([{path, bytes, rows}]), or None when not in the manifest."""
-    entry = manifest.entry(item) if manifest else None
-    if entry is None or not entry.get("complete"):
-        return None
-    return list(entry["files"])
 
 
 def check_fetched(cfg, run: RunDir, cluster: str | None = None) -> None:
@@ -316,12 +206,3 @@ def check_fetched(cfg, run: RunDir, cluster: str | None = None) -> None:
         fetch = f"occi fetch {run.config_file if cluster else cfg.source_file or 'CONFIG'} --run-dir {run.root}"
         raise OcciError(f"{where} (HF_HUB_OFFLINE=1) and this run reads from the hub: {shown}; run "
                         f"`{fetch}{f' --cluster {cluster}' if cluster else ''}` where there is internet first")
-
-
-def is_local(item: Item) -> bool:
-    """A local folder or a builder over local files: readable offline without fetching."""
-    if item.kind == "langid":
-        return False
-    if Path(item.id).expanduser().is_dir():
-        return True
-    return bool(item.data_files) and all("://" not in f for f in item.data_files)

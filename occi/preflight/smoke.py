@@ -23,6 +23,8 @@ from pathlib import Path
 import yaml
 
 from occi.configtools import to_plain
+from occi.data.indexed import IndexedDatasetWriter
+from occi.fsutil import atomic_write_json, mark_done
 from occi.preflight.report import Check
 from occi.rundir import RunDir
 
@@ -54,10 +56,10 @@ def tiny_training(cfg, run: RunDir, gpus: int) -> list[Check]:
 
 
 def _tiny_training(cfg, folder: Path, tp: int) -> list[Check]:
-    from occi import config as config_module
-    from occi.corpora.build import build as build_corpora
-    from occi.data.prepare import prepare
-    from occi.tokenizer.train import train as train_tokenizer
+    from occi import config as config_module  # loads pyarrow: only when used
+    from occi.corpora.build import build as build_corpora  # loads numba, pyarrow: only when used
+    from occi.data.prepare import prepare  # loads pyarrow: only when used
+    from occi.tokenizer.train import train as train_tokenizer  # loads pyarrow: only when used
 
     languages = list(cfg.languages[:2])
     config_path = folder / "smoke.yaml"
@@ -106,7 +108,7 @@ def _export_exactness(smoke, run: RunDir) -> Check:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from occi.train.export import export, megatron_logits
+    from occi.train.export import export, megatron_logits  # loads torch: only when used
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         export(smoke, run)
@@ -148,7 +150,7 @@ def throughput(cfg, run: RunDir, gpus: int, steps: int | None = None) -> Check:
 
 
 def _throughput(cfg, folder: Path, gpus: int, params: int, steps: int | None) -> Check:
-    from occi import config as config_module
+    from occi import config as config_module  # loads pyarrow: only when used
 
     steps, skipped = (steps or 12, 3) if gpus else (steps or 6, 2)
     model_parallel = cfg.train.tensor_parallel * cfg.train.pipeline_parallel
@@ -196,9 +198,7 @@ def _random_data(cfg, run: RunDir, code: str, tokens: int = 400_000) -> None:
     """data/ with random token ids of the config's vocabulary, as `occi data prepare` lays it out."""
     import numpy as np
 
-    from occi.data.indexed import IndexedDatasetWriter
-    from occi.data.prepare import token_dtype
-    from occi.fsutil import atomic_write_json, mark_done
+    from occi.data.prepare import token_dtype  # loads pyarrow: only when used
 
     vocab = cfg.tokenizer.vocab_size
     rng = np.random.default_rng(cfg.seed)

@@ -8,6 +8,9 @@ import shutil
 import time
 import urllib.request
 
+from occi.corpora.sources import expand_sources
+from occi.hub import is_local, is_offline, Manifest
+from occi.preflight.manifest import needed_items
 from occi.preflight.report import Check
 from occi.rundir import RunDir
 
@@ -88,8 +91,6 @@ def expected_output_bytes(cfg) -> dict[str, int]:
     """A rough budget of what the run will write."""
     params = model_parameters(cfg) or 0
     budget = {"checkpoints": (cfg.train.keep_last + 1) * checkpoint_bytes(cfg), "hf export": params * 4}
-    from occi.corpora.sources import expand_sources
-
     documents = sum(s.limit or 0 for s in expand_sources(cfg.corpora, cfg.languages) if s.kind == "hub")
     budget["corpora + data"] = 2 * documents * BYTES_PER_DOCUMENT
     return budget
@@ -110,8 +111,6 @@ def free_disk(cfg, run: RunDir) -> Check:
 
 def hub(cfg, run: RunDir) -> list[Check]:
     """Offline: the fetch manifest covers every item. Online: the hub and each dataset answer."""
-    from occi.preflight.manifest import Manifest, is_offline, needed_items
-
     items = needed_items(cfg)
     checks = [_token()]
     if is_offline():
@@ -138,7 +137,6 @@ def hub(cfg, run: RunDir) -> list[Check]:
         return checks
     from huggingface_hub import HfApi
 
-    from occi.preflight.manifest import is_local
 
     for item in items:
         if item.kind == "langid" or is_local(item):

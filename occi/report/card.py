@@ -10,11 +10,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from occi import languages
+from occi.basemodel import is_base_run, run_model_config, vocab_size
 from occi.config import RunConfig
+from occi.errors import OcciError
 from occi.fsutil import atomic_write_text, mark_done
-from occi.pipeline import StageResult
+from occi.pipeline import StageResult, stages_of
+from occi.plots import pyplot, save_png
+from occi.report import content_summary, leaderboard, publish
+from occi.report.cost_section import cost_section
+from occi.report.eval_section import evaluation_section
+from occi.report.fidelity_section import fidelity_section
+from occi.report.governance_section import governance_section
+from occi.report.lineage_section import lineage_section, trained_languages
+from occi.report.markdown_text import markdown_table
+from occi.report.moe_section import moe_section
+from occi.report.sft_section import adjust_front_matter, is_chat, sft_section
+from occi.report.tokenizer_section import tokenizer_section
 from occi.rundir import RunDir
 from occi.sharding import Share
+from occi.train.config import flops_per_token
 
 MISSING = "_Not available: {what} is missing from this run ({path})._"
 
@@ -23,9 +37,6 @@ MISSING = "_Not available: {what} is missing from this run ({path})._"
 
 def _model(cfg: RunConfig, run: RunDir):
     """The run's model shape (an imported base's from base/config.json), or None."""
-    from occi.errors import OcciError
-    from occi.basemodel import run_model_config
-
     try:
         return run_model_config(cfg, run) if cfg.model is not None else None
     except OcciError:
@@ -51,7 +62,7 @@ def _details(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
         rows.append(("Vocabulary", f"{vocab:,} (embedding padded to {padded:,})" if padded else f"{vocab:,}"))
         rows.append(("Parameters", f"{m.parameters(padded or vocab):,}"))
     rows.append(("Languages", ", ".join(f"{languages.get(c).name} ({c})" for c in cfg.languages)))
-    return _table(["", ""], rows)
+    return markdown_table(["", ""], rows)
 
 
 def _padded_vocab(run: RunDir, blend: dict | None) -> int | None:
@@ -76,7 +87,7 @@ def _training_data(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
         rows.append((code, f"{entry.get('documents_in', 0):,}", f"{entry.get('documents_kept', 0):,}",
                      f"{entry.get('words_kept', 0):,}", f"{tokens:,}" if tokens is not None else "n/a",
                      f"{weight:.3f}" if weight is not None else "n/a"))
-    lines.append(_table(["language", "documents in", "documents kept", "words kept", "training tokens", "blend weight"], rows))
+    lines.append(markdown_table(["language", "documents in", "documents kept", "words kept", "training tokens", "blend weight"], rows))
     drops = stats["totals"]["drops"]
     if drops:
         top = sorted(drops.items(), key=lambda kv: -kv[1])[:8]
@@ -90,13 +101,11 @@ def _tokenizer(cfg: RunConfig, run: RunDir) -> str:
     report = run.read_json(run.tokenizer_report)
     if not report:
         return MISSING.format(what="the tokenizer report", path="tokenizer/report.json")
-    from occi.report.tokenizer_section import tokenizer_section
-
     return tokenizer_section(report, cfg.languages)
 
 
 def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
-    from occi.train.logs import read_log
+    from occi.train.logs import read_log  # loads torch: only when used
 
     records = read_log(run.train)
     train = {r["step"]: r for r in records if r.get("kind") == "train"}
@@ -121,15 +130,13 @@ def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
     if valid:
         last = valid[-1]["loss"]
         rows.append(("Final validation loss (mean over languages)", f"{sum(last.values()) / len(last):.4f}"))
-    text = [_table(["", ""], rows), "", "![training and validation loss](loss_curve.png)"]
+    text = [markdown_table(["", ""], rows), "", "![training and validation loss](loss_curve.png)"]
     _plot_loss(train, valid, out_dir / "loss_curve.png")
     return "\n".join(text)
 
 
 def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
-    from occi.basemodel import vocab_size
-    from occi.train.config import flops_per_token
-    from occi.train.logs import read_log
+    from occi.train.logs import read_log  # loads torch: only when used
 
     train = [r for r in read_log(run.train) if r.get("kind") == "train"]
     summary = run.read_json(run.train_summary) or {}
@@ -141,15 +148,13 @@ def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
     tokens = len(steps) * cfg.train.global_batch_size * model.seq_length
     flops = flops_per_token(model, vocab_size(model, run)) * tokens
     hardware = cfg.card.hardware or summary.get("hardware", "not recorded (train/summary.json)")
-    return _table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
+    return markdown_table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
                              ("Training compute (6N + attention per token" + (", N active" if model.is_moe else "") + ")",
                               f"{flops:.3e} FLOPs")])
 
 
 def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
-    from occi.report.base_section import comparison
-    from occi.report.eval_section import evaluation_section
-    from occi.basemodel import is_base_run
+    from occi.report.base_section import comparison  # loads pyarrow: only when used
 
     text, results = evaluation_section(run)
     side_by_side = comparison(run, base_eval_label(run)) if is_base_run(cfg) else ""
@@ -159,7 +164,7 @@ def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
 def base_eval_label(run: RunDir) -> str | None:
     """The label the base model's evaluation has in this run (eval/models.json), if it was evaluated."""
     source = run.read_json(run.base / "source.json")
-    from occi.eval.runner import registered_models
+    from occi.eval.runner import registered_models  # loads pyarrow: only when used
 
     models = registered_models(run)
     if not source:
@@ -168,22 +173,18 @@ def base_eval_label(run: RunDir) -> str | None:
 
 
 def _fidelity(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
-    from occi.report.fidelity_section import fidelity_section
-
     text = fidelity_section(run, cfg.languages, out_dir)
     return ["## Answer-language fidelity", text] if text else []
 
 
 def _gguf(cfg: RunConfig, run: RunDir) -> list[str]:
-    from occi.report.gguf_section import gguf_section
+    from occi.report.gguf_section import gguf_section  # loads pyarrow: only when used
 
     text = gguf_section(cfg, run, cfg.languages)
     return ["## Run it locally (GGUF: llama.cpp, Ollama)", text] if text else []
 
 
 def _content_summary(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
-    from occi.report import content_summary
-
     path, summary = content_summary.write(cfg, run, out_dir)
     status = ("complete" if summary["status"] == "complete" else
               f"incomplete ({len(summary['todo'])} to-do line(s): fill the config's `provider:` block)")
@@ -216,15 +217,7 @@ def _citation(cfg: RunConfig) -> str:
                       "  note   = {Trained with the occi pipeline (corpora, tokenizer, megatron-core, lm-eval)},", "}", "```"])
 
 
-def _table(header: list[str], rows: list[tuple]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _plot_loss(train: dict, valid: list, path: Path) -> None:
-    from occi.plots import pyplot, save_png
-
     fig, ax = pyplot().subplots(figsize=(7, 4))
     steps = sorted(train)
     ax.plot(steps, [train[s]["loss"] for s in steps], label="training loss", color="#2b7bba")
@@ -246,13 +239,8 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
     evaluation, eval_results = _evaluation(cfg, run)
     blend = run.read_json(run.blend_file)  # the counts and vocabulary several sections show
     hub_sources = [s.dataset for s in cfg.corpora.sources if s.kind == "hub" and s.dataset and "/" in s.dataset]
-    from occi.report.base_section import base_section, front_matter
-    from occi.report.cost_section import cost_section
-    from occi.report.lineage_section import lineage_section, trained_languages
-    from occi.basemodel import is_base_run
-    from occi.report.moe_section import moe_section
-    from occi.report.stability_section import stability_section
-    from occi.report.governance_section import governance_section
+    from occi.report.base_section import base_section, front_matter  # loads pyarrow: only when used
+    from occi.report.stability_section import stability_section  # loads torch: only when used
 
     continued = is_base_run(cfg)
     data = ModelCardData(
@@ -262,8 +250,6 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         datasets=cfg.card.datasets or hub_sources or None,
         model_name=cfg.model_name if eval_results else None, eval_results=eval_results or None,
     )
-    from occi.report.sft_section import adjust_front_matter, is_chat, sft_section
-
     adjust_front_matter(data, cfg, run)
     sections = [
         f"# {cfg.model_name}",
@@ -286,6 +272,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Evaluation", evaluation,
         *_fidelity(cfg, run, out_dir),
         *_gguf(cfg, run),
+        *_stage_sections(cfg, run, out_dir),
         "## Compute", _compute(cfg, run, blend),
         "## Cost and energy", cost_section(cfg, run),
         "## EU AI Act: summary of training content", _content_summary(cfg, run, out_dir),
@@ -294,6 +281,11 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Citation", _citation(cfg),
     ]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
+
+
+def _stage_sections(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
+    """The sections the run's stages declare (occi/pipeline.py: Stage.card_section), in stage order."""
+    return [text for text in (stage.section(cfg, run, out_dir) for stage in stages_of(cfg)) if text]
 
 
 def write_card(cfg: RunConfig, run: RunDir, out: Path | None = None, repo_id: str | None = None) -> Path:
@@ -305,8 +297,6 @@ def write_card(cfg: RunConfig, run: RunDir, out: Path | None = None, repo_id: st
 def write_leaderboard(run: RunDir) -> bool:
     """The leaderboard of every model evaluated in this run, as report/leaderboard.{md,csv,json,html,png};
     False when the run has no evaluation results yet."""
-    from occi.report import leaderboard
-
     if not run.eval.is_dir():
         return False
     board = leaderboard.read([str(run.eval)])
@@ -322,8 +312,6 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), out: str | None = N
     (or only the card and its loss curve at `out`, leaving the run's report as it is), and the model
     published to `push` if given (not with a training-content summary that has to-do lines, unless
     `allow_incomplete`)."""
-    from occi.report import content_summary, publish
-
     lines = []
     if out:
         card = write_card(cfg, run, Path(out), repo_id=push)
@@ -331,16 +319,12 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), out: str | None = N
         if write_leaderboard(run):
             lines.append(f"leaderboard: {run.report}/leaderboard.{{md,csv,json,html,png}}")
         card = write_card(cfg, run, repo_id=push)
-        from occi.report.cost_section import cost_section
-
         atomic_write_text(run.report / "cost.md", "# Cost and energy\n\n" + cost_section(cfg, run) + "\n")
         mark_done(run.report)
     lines.append(f"card: {card}")
     summary = content_summary.read_status(card.parent) or {}
     lines.append(f"training-content summary: {card.parent / 'training-content-summary.md'} ({summary.get('status')})")
     if push and summary.get("todo") and not allow_incomplete:
-        from occi.errors import OcciError
-
         raise OcciError(f"{card.parent / 'training-content-summary.md'}: {len(summary['todo'])} to-do line(s), the first "
                         f"{summary['todo'][0]}; fill the config's `provider:` block (then `occi card` again with "
                         "--reconfigure) or publish it as it is with --allow-incomplete")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from occi import ranges
+
 
 @dataclass
 class CardConfig:
@@ -28,8 +30,6 @@ class CardConfig:
     """The currency of price_per_gpu_hour."""
 
     def __post_init__(self) -> None:
-        from occi import ranges
-
         ranges.check(self, {"price_per_gpu_hour": ranges.at_least(0)})
 
 

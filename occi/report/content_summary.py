@@ -18,35 +18,14 @@ from pathlib import Path
 from occi import languages
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text
+from occi.report.content_summary_markdown import NOT_APPLIED, TEMPLATE_SECTIONS, render
 from occi.rundir import RunDir
 
 TEMPLATE = ("Explanatory Notice and Template for the Public Summary of Training Content for general-purpose AI "
             "models (AI Office, published 24 July 2025; Commission Communication C(2025) 8311 of 5 December 2025)")
-TEMPLATE_SECTIONS = {
-    "1": "General information",
-    "1.1": "Provider identification",
-    "1.2": "Model identification",
-    "1.3": "Modalities, overall training data size and other characteristics",
-    "2": "List of data sources",
-    "2.1": "Publicly available datasets",
-    "2.2": "Private non-publicly available datasets obtained from third parties",
-    "2.2.1": "Datasets commercially licensed by rightsholders or their representatives",
-    "2.2.2": "Private datasets obtained from other third parties",
-    "2.3": "Data crawled and scraped from online sources",
-    "2.4": "User data",
-    "2.5": "Synthetic data",
-    "2.6": "Other sources of data",
-    "3": "Data processing aspects",
-    "3.1": "Respect of reservation of rights from text and data mining exception or limitation",
-    "3.2": "Removal of illegal content",
-    "3.3": "Other information (optional)",
-}
-"""The template's section numbers and titles, as published (checked against the template's fields in
-the July 2025 version; the December 2025 Communication adopted the same template)."""
 SIZE_RANGES = ((1e9, "less than 1 billion tokens"), (10e12, "1 billion to 10 trillion tokens"),
                (float("inf"), "more than 10 trillion tokens"))
 """The template's ranges for the overall training data size of the text modality."""
-NOT_APPLIED = "not applied"
 SPECIAL_STEPS = {"langid", "dedup", "url_filter", "decontaminate", "read"}
 """Drop steps shown on their own; the other steps are the quality filters."""
 
@@ -54,8 +33,6 @@ SPECIAL_STEPS = {"langid", "dedup", "url_filter", "decontaminate", "read"}
 def write(cfg, run: RunDir, out_dir: Path) -> tuple[Path, dict]:
     """Writes training-content-summary.{md,json} into out_dir; returns the Markdown path and the summary."""
     summary = build(cfg, RunDir.of(run))
-    from occi.report.content_summary_markdown import render
-
     atomic_write_json(out_dir / "training-content-summary.json", summary)
     return atomic_write_text(out_dir / "training-content-summary.md", render(summary)), summary
 
@@ -96,7 +73,6 @@ def _provider(provider, todo) -> dict:
 
 
 def _model(cfg, run: RunDir, todo) -> dict:
-    from occi.basemodel import is_base_run
 
     section = {"title": TEMPLATE_SECTIONS["1.2"], "name": cfg.model_name,
                "placed_on_market": _need(provider_date(cfg.provider.placed_on_market), "placed_on_market",
@@ -119,8 +95,7 @@ def provider_date(value) -> str:
 def trained_tokens(cfg, run: RunDir) -> tuple[dict[str, int] | None, int, int]:
     """({language: tokens trained}, tokens trained in all, steps) from the training log's last step;
     the per-language counts are None for a log that does not record them."""
-    from occi.basemodel import run_model_config
-    from occi.train.logs import read_log
+    from occi.train.logs import read_log  # loads torch: only when used
 
     train = {r["step"]: r for r in read_log(run.train) if r.get("kind") == "train"}
     if not train:

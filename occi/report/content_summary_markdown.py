@@ -2,14 +2,36 @@
 in the template's numbering; every figure is the summary's JSON, formatted."""
 from __future__ import annotations
 
-from occi.report.content_summary import NOT_APPLIED, TEMPLATE_SECTIONS
+from occi.report.markdown_text import markdown_table
 from occi.train.goldfish import describe as describe_goldfish
+
+NOT_APPLIED = "not applied"
+"""What the summary says of a processing step the run did not record."""
+TEMPLATE_SECTIONS = {
+    "1": "General information",
+    "1.1": "Provider identification",
+    "1.2": "Model identification",
+    "1.3": "Modalities, overall training data size and other characteristics",
+    "2": "List of data sources",
+    "2.1": "Publicly available datasets",
+    "2.2": "Private non-publicly available datasets obtained from third parties",
+    "2.2.1": "Datasets commercially licensed by rightsholders or their representatives",
+    "2.2.2": "Private datasets obtained from other third parties",
+    "2.3": "Data crawled and scraped from online sources",
+    "2.4": "User data",
+    "2.5": "Synthetic data",
+    "2.6": "Other sources of data",
+    "3": "Data processing aspects",
+    "3.1": "Respect of reservation of rights from text and data mining exception or limitation",
+    "3.2": "Removal of illegal content",
+    "3.3": "Other information (optional)",
+}
+"""The template's section numbers and titles, as published (checked against the template's fields in
+the July 2025 version; the December 2025 Communication adopted the same template)."""
 
 
 def _table(header: list[str], rows: list[tuple]) -> str:
-    from occi.report.card import _table as table
-
-    return table(header, rows) if rows else "None."
+    return markdown_table(header, rows) if rows else "None."
 
 
 def _number(value) -> str:

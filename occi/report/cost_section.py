@@ -7,6 +7,7 @@ card's price per GPU-hour (card.price_per_gpu_hour), when one is set.
 from __future__ import annotations
 
 from occi import energy
+from occi.report.markdown_text import markdown_table
 from occi.rundir import RunDir
 
 
@@ -15,8 +16,6 @@ def _hours(value: float) -> str:
 
 
 def cost_section(cfg, run: RunDir) -> str:
-    from occi.report.card import _table
-
     run = RunDir.of(run)
     totals = energy.totals(energy.read(run.energy))
     price, currency = cfg.card.price_per_gpu_hour, cfg.card.currency
@@ -32,7 +31,7 @@ def cost_section(cfg, run: RunDir) -> str:
             cost = f"{entry['gpu_hours'] * price:,.2f} {currency}" if price is not None else "no price set"
             rows.append((job, entry["jobs"], _hours(entry["hours"]), _hours(entry["gpu_hours"]),
                          _hours(entry["cpu_hours"]), measured, cost))
-        lines.append(_table(["job", "jobs", "wall hours", "GPU-hours", "CPU-hours (process time)", "energy",
+        lines.append(markdown_table(["job", "jobs", "wall hours", "GPU-hours", "CPU-hours (process time)", "energy",
                              "cost"], rows))
         if price is None:
             lines += ["", "Set `card: {price_per_gpu_hour: ...}` in the config to show the cost."]
@@ -45,7 +44,7 @@ def cost_section(cfg, run: RunDir) -> str:
                 ("wall hours", _hours(plan["wall_hours"]), _hours(actual["hours"]) if actual else "n/a"),
                 ("energy (kWh)", f"{plan['energy_kwh']:.3g}" if plan.get("energy_kwh") is not None else "not estimated",
                  f"{actual['energy_kwh']:.3g}" if actual and actual["energy_kwh"] is not None else "not measured")]
-        from occi.slurm.estimate import measured_mfu
+        from occi.slurm.estimate import measured_mfu  # loads pyarrow: only when used
 
         mfu, _ = measured_mfu(run)
         rows.append(("MFU", f"{plan['mfu']:.3f}", f"{mfu:.3f}" if mfu is not None else
@@ -55,7 +54,7 @@ def cost_section(cfg, run: RunDir) -> str:
                          f"{actual['gpu_hours'] * plan['price_per_gpu_hour']:,.2f}" if actual else "n/a"))
         lines += ["", f"Training, planned (`occi plan` for {plan['cluster']}: {plan['gpus']} x "
                   f"{plan.get('gpu_model') or 'GPU'}, MFU {plan['mfu']:.2f}, {plan['mfu_source']}) and as run:", "",
-                  _table(["", "planned", "actual"], rows)]
+                  markdown_table(["", "planned", "actual"], rows)]
         if actual and actual["gpu_hours"] == 0:
             lines += ["", "The run trained without GPUs here, so its GPU-hours are 0 and the plan is not comparable."]
     return "\n".join(lines)

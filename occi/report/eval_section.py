@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from occi import languages
+from occi.eval.results import format_table
+from occi.report.lineage_section import eval_tasks, hub_dataset, LM_EVAL_URL
 from occi.rundir import RunDir
 
 FAMILY_NAMES = {"bpb": "bits per byte on held-out text", "mc": "occi multiple choice",
@@ -14,14 +16,11 @@ def evaluation_section(run: RunDir) -> tuple[str, list]:
     the model-index."""
     from huggingface_hub import EvalResult
 
-    from occi.eval.results import format_table
-    from occi.eval.runner import own_table
+    from occi.eval.runner import own_table  # loads pyarrow: only when used
 
     table = own_table(run)
     if table is None:
         return "_Not available: the evaluation results are missing from this run (eval/table-<model>.json)._", []
-    from occi.report.lineage_section import LM_EVAL_URL, eval_tasks, hub_dataset
-
     tasks = eval_tasks(run)
     results = []
     for cell in table["cells"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from occi import languages
+from occi.plots import pyplot, save_png
 from occi.rundir import RunDir
 
 PLOT = "answer_language_fidelity.png"
@@ -13,7 +14,7 @@ PLOT = "answer_language_fidelity.png"
 def fidelity_section(run: RunDir, codes: list[str], out_dir: Path | None = None) -> str | None:
     """The section's text (and, with `out_dir`, its bar chart there), or None when the run's model
     was not evaluated with the fidelity suite."""
-    from occi.eval.runner import own_table
+    from occi.eval.runner import own_table  # loads pyarrow: only when used
 
     table = own_table(RunDir.of(run)) or {}
     cells = {c["language"]: c for c in table.get("cells", []) if c["family"] == "fidelity"}
@@ -42,8 +43,6 @@ def fidelity_section(run: RunDir, codes: list[str], out_dir: Path | None = None)
 
 def plot(values: dict[str, float], path: Path) -> None:
     """Fidelity per language as bars (0 to 1)."""
-    from occi.plots import pyplot, save_png
-
     fig, ax = pyplot().subplots(figsize=(max(4.0, 0.4 * len(values) + 2), 3.2))
     ax.bar(list(values), list(values.values()), color="#2b7bba")
     ax.set_ylim(0, 1)

@@ -22,6 +22,7 @@ from string import Template
 from occi import languages, ranges
 from occi.eval import results
 from occi.fsutil import atomic_write_text
+from occi.plots import pyplot, save_png
 from occi.report.markdown_text import table_cell as _md
 
 MIN_SHARED = 3
@@ -396,7 +397,6 @@ def heatmap(summary: dict, path: Path) -> None:
     import matplotlib
     import numpy as np
 
-    from occi.plots import pyplot, save_png
 
     plt = pyplot()
     models, codes = [_label(r) for r in summary["models"]], summary["languages"]

@@ -13,8 +13,10 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from occi import languages
+from occi import languages, provenance
+from occi.corpora.sources import expand_sources, local_files
 from occi.errors import OcciError
+from occi.report.markdown_text import markdown_table
 from occi.rundir import RunDir
 
 LM_EVAL_URL = "https://github.com/EleutherAI/lm-evaluation-harness"
@@ -70,8 +72,6 @@ def trained_languages(cfg) -> str:
 
 
 def _sources(cfg, run: RunDir) -> list[tuple]:
-    from occi.corpora.sources import _local_files, expand_sources
-
     manifest = run.read_json(run.fetch_manifest) or {}
     rows = []
     for source in cfg.corpora.sources:
@@ -86,7 +86,7 @@ def _sources(cfg, run: RunDir) -> list[tuple]:
         files: list[Path] = []
         for expanded in expand_sources(SimpleNamespace(sources=[source]), list(cfg.languages)):
             try:
-                files += [Path(f) for f in _local_files(expanded, cfg.corpora.base_dir)]
+                files += [Path(f) for f in local_files(expanded, cfg.corpora.base_dir)]
             except OcciError:  # a glob without files (a language the source lacks): nothing to hash
                 continue
         files = sorted(set(files))
@@ -99,21 +99,17 @@ def _sources(cfg, run: RunDir) -> list[tuple]:
 
 
 def lineage_section(cfg, run: RunDir) -> str:
-    from occi.report.card import _table
-
     run = RunDir.of(run)
-    from occi import provenance
-
     made = {}
     for line in provenance.read(run.provenance):
         made.setdefault((line["occi"], line["commit"]), []).append(line["stage"])
     made_by = "; ".join(f"{number}, commit `{commit}` ({', '.join(dict.fromkeys(stages))})"
                         for (number, commit), stages in made.items()) or \
         f"not recorded (the run's stages predate {run.provenance.name})"
-    lines = [_table(["", ""], [("occi", made_by),
+    lines = [markdown_table(["", ""], [("occi", made_by),
                                ("Resolved config", f"`config.yaml`, sha256 `{sha256(run.config_file)[:16]}` (below)"
                                 if run.config_file.is_file() else "not frozen in this run")])]
-    lines += ["", "Data sources:", "", _table(["source", "kind", "what", "revision or content hash"], _sources(cfg, run))]
+    lines += ["", "Data sources:", "", markdown_table(["source", "kind", "what", "revision or content hash"], _sources(cfg, run))]
     stats = run.read_json(run.corpora_stats)
     blend = run.read_json(run.blend_file)
     if stats:
@@ -126,7 +122,7 @@ def lineage_section(cfg, run: RunDir) -> str:
                          f"{tokens:,}" if tokens is not None else "n/a",
                          ", ".join(f"{reason} {count:,}" for reason, count in drops) or "none"))
         lines += ["", "Documents and tokens per language, with why documents were dropped:", "",
-                  _table(["language", "documents in", "kept", "training tokens", "dropped (reason count)"], rows)]
+                  markdown_table(["language", "documents in", "kept", "training tokens", "dropped (reason count)"], rows)]
     else:
         lines += ["", f"_Corpus counts not available ({run.corpora_stats} is missing)._"]
     tokenizer = next((p for p in (run.tokenizer_model, run.tokenizer / "tokenizer.json") if p.is_file()), None)
@@ -151,7 +147,7 @@ def lineage_section(cfg, run: RunDir) -> str:
                          info["num_fewshot"] if info["num_fewshot"] is not None else "n/a",
                          info["lm_eval_version"] or "n/a"))
         lines += ["", "Evaluation tasks (from lm-eval's results files):", "",
-                  _table(["task", "version", "dataset", "few-shot", "lm-eval"], rows)]
+                  markdown_table(["task", "version", "dataset", "few-shot", "lm-eval"], rows)]
     if run.config_file.is_file():
         lines += ["", "<details><summary>The resolved config (config.yaml)</summary>", "", "```yaml",
                   run.config_file.read_text(encoding="utf-8").rstrip(), "```", "", "</details>"]

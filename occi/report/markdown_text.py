@@ -12,6 +12,13 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]~|])")
 _EMPHASIS_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")  # an underscore inside a word is literal
 
 
+def markdown_table(header: list[str], rows: list[tuple]) -> str:
+    """A Markdown table; the cells as they are (escape user text with `table_cell` first)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def table_cell(text: object) -> str:
     """`text` as one Markdown table cell that renders as the text itself: on one line, HTML escaped,
     and no pipe, emphasis, code span, link or strikethrough (`belebele_deu_Latn` stays as it is)."""

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 
 from occi.errors import OcciError
+from occi.hub import is_offline
+from occi.preflight.integrity import git_blob_id, sha256_of
 from occi.rundir import RunDir
 
 _SKIPPED = {"_DONE"}
@@ -60,7 +62,6 @@ def unchanged_files(repo_id: str, files: list[tuple[str, Path]], token: str | No
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
-    from occi.preflight.integrity import git_blob_id, sha256_of
 
     try:
         remote = {entry.path: entry for entry in HfApi(token=token).list_repo_tree(repo_id, recursive=True, revision="main")
@@ -81,8 +82,6 @@ def unchanged_files(repo_id: str, files: list[tuple[str, Path]], token: str | No
 
 def dry_run(repo_id: str, files: list[tuple[str, Path]]) -> str:
     """The plan, with what the repository already holds left out when it can be read."""
-    from occi.preflight.manifest import is_offline
-
     if is_offline():
         return format_plan(repo_id, files) + "\n(HF_HUB_OFFLINE is set: the repository was not compared, every file listed)"
     try:

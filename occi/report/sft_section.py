@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from occi.plots import pyplot, save_png
 from occi.report.markdown_text import table_cell as _md
 from occi.rundir import RunDir
 
@@ -82,13 +83,11 @@ def sft_section(cfg, run: RunDir, out_dir: Path) -> list[str]:
 
 
 def _loss_curve(run: RunDir, path: Path) -> Path | None:
-    from occi.train.logs import read_log
+    from occi.train.logs import read_log  # loads torch: only when used
 
     records = {r["step"]: r for r in read_log(run.sft) if r.get("kind") == "train"}
     if not records:
         return None
-    from occi.plots import pyplot, save_png
-
     fig, ax = pyplot().subplots(figsize=(7, 4))
     steps = sorted(records)
     ax.plot(steps, [records[s]["loss"] for s in steps], color="#2b7bba", label="SFT loss (assistant tokens)")

@@ -26,9 +26,9 @@ def has_sft(cfg: RunConfig) -> bool:
 
 def tokenizer_source(cfg: RunConfig, run: RunDir) -> Path:
     """The run's tokenizer folder (for a base run not past its tokenizer stage: the base's)."""
-    from occi.train.export import _tokenizer_dir
+    from occi.train.export import run_tokenizer_dir
 
-    return _tokenizer_dir(cfg, run)
+    return run_tokenizer_dir(cfg, run)
 
 
 def prepare_data(cfg: RunConfig, run: RunDir) -> dict:

@@ -25,7 +25,7 @@ from occi.rundir import RunDir
 from occi.sft import packing
 from occi.train import checkpoints
 from occi.train.config import TrainConfig
-from occi.train.trainer import Trainer, _device, main
+from occi.train.trainer import Trainer, current_device, main
 
 
 def sft_train_config(cfg, steps: int) -> TrainConfig:
@@ -112,7 +112,7 @@ class SFTTrainer(Trainer):
     def _reduce(self, results: list[dict]) -> float:
         from megatron.core import parallel_state
 
-        local = torch.zeros(2, dtype=torch.float64, device=_device())
+        local = torch.zeros(2, dtype=torch.float64, device=current_device())
         if self.is_last_stage:
             for r in results:
                 local[0] += r["sum"].double()

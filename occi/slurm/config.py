@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from occi import ranges
+from occi.assets import asset_dir
+from occi.configtools import build, load_yaml
+from occi.errors import OcciError
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SBATCH_FLAG = re.compile(r"^--[a-z][a-z0-9-]*(=[^\s\n]+)?$")
@@ -140,3 +144,20 @@ def parse_cpu_list(text: str) -> set[int]:
         first, _, last = part.partition("-")
         cpus.update(range(int(first), int(last or first) + 1))
     return cpus
+
+
+def load_profile(name: str) -> tuple[ClusterProfile, Path]:
+    """A shipped profile by name (slurm/clusters/<name>.yaml) or a profile YAML by path, and its file."""
+    path = _find_profile(name)
+    return build(ClusterProfile, load_yaml(path), f"{path}: "), path
+
+
+def _find_profile(name: str) -> Path:
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return candidate.resolve()
+    shipped = asset_dir("slurm") / "clusters" / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped
+    known = sorted(p.stem for p in (asset_dir("slurm") / "clusters").glob("*.yaml"))
+    raise OcciError(f"unknown cluster {name!r}: expected one of {', '.join(known)} or a profile YAML path")

@@ -21,7 +21,12 @@ from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json
 from occi.rundir import RunDir
-from occi.slurm.config import ClusterProfile, time_seconds
+from occi.families import model_config
+from occi.slurm.config import ClusterProfile, load_profile, time_seconds
+from occi.slurm.memory_plot import memory_png
+from occi.train import memory
+from occi.train.config import BaseModelConfig, flops_per_token, padded_vocab_size
+from occi.train.memory import describe_fix, GIB
 
 DEFAULT_MFU = 0.35
 """Model FLOPs utilisation assumed without a measurement: below the 38-43% BF16 MFU Meta reports for
@@ -32,8 +37,6 @@ cluster rarely reaches a tuned flagship run's efficiency."""
 def model_shape(cfg: RunConfig, run: RunDir):
     """The run's model shape: the recipe's, or the base's config.json (imported into the run, a local
     folder, or already in the Hugging Face cache: a plan downloads nothing)."""
-    from occi.train.config import BaseModelConfig
-    from occi.families import model_config
 
     if not isinstance(cfg.model, BaseModelConfig):
         if cfg.model is None:
@@ -57,7 +60,7 @@ def model_shape(cfg: RunConfig, run: RunDir):
 
 def measured_mfu(run: RunDir) -> tuple[float | None, str]:
     """The mean MFU of the run's logged training steps, and where it comes from."""
-    from occi.train.logs import read_log
+    from occi.train.logs import read_log  # loads torch: only when used
 
     values = [r["mfu"] for r in read_log(run.train) if r.get("kind") == "train" and isinstance(r.get("mfu"), (int, float))
               and 0 < r["mfu"] <= 1]
@@ -67,7 +70,6 @@ def measured_mfu(run: RunDir) -> tuple[float | None, str]:
 
 
 def estimate(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: str, mfu: float | None = None) -> dict:
-    from occi.train.config import flops_per_token, padded_vocab_size
 
     t = cfg.train
     model = model_shape(cfg, run)
@@ -111,8 +113,6 @@ def estimate(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: str,
 
 def memory_plan(cfg: RunConfig, model, vocab: int, profile: ClusterProfile) -> dict:
     """The predicted peak memory of one GPU, its breakdown, and whether (and with what change) it fits."""
-    from occi.train import memory
-
     layout = memory.Layout.of(cfg.train, model)
     top = memory.peak(memory.estimate(model, vocab, layout))
     result = {"peak_bytes": top.total, "stage": top.stage, "breakdown": memory.breakdown(top, layout),
@@ -136,8 +136,6 @@ def memory_refusal(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster
         return None
     import dataclasses
 
-    from occi.train import memory
-    from occi.train.config import padded_vocab_size
 
     model = model_shape(cfg, run)
     vocab = padded_vocab_size(cfg.tokenizer.vocab_size, model, cfg.train.tensor_parallel)
@@ -159,8 +157,6 @@ def memory_refusal(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster
 
 def memory_line(plan: dict) -> str:
     """One line: the predicted peak per GPU, the headroom, and the fix when it does not fit."""
-    from occi.train.memory import GIB, describe_fix
-
     memory = plan["memory"]
     peak = f"{memory['peak_bytes'] / GIB:.1f} GiB predicted peak per GPU"
     if memory["gpu_memory_gib"] is None:
@@ -207,14 +203,10 @@ def format_plan(plan: dict) -> str:
 
 def plan(cfg: RunConfig, run: RunDir, cluster: str, mfu: float | None = None) -> dict:
     """The estimate, written to <run>/plan.json."""
-    from occi.slurm.submit import load_profile
-
     profile, _ = load_profile(cluster)
     result = estimate(cfg, run, profile, cluster, mfu)
     run.root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run.plan, result)
-    from occi.slurm.memory_plot import memory_png
-
     memory = result["memory"]
     gpus = {f"{profile.gpu_model or cluster} ({memory['gpu_memory_gib']:g} GiB)": memory["gpu_memory_gib"]} \
         if memory["gpu_memory_gib"] else {}

@@ -17,8 +17,10 @@ from pathlib import Path
 from occi.assets import asset_dir
 from occi.config import RunConfig
 from occi.errors import OcciError
+from occi.pipeline import stage_named
 from occi.rundir import RunDir
 from occi.slurm.config import ClusterProfile
+from occi.train import knobs
 
 _DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.:/%@+=,~-]+$")
 
@@ -113,8 +115,6 @@ def knob_lines(cfg: RunConfig) -> str:
     """The memory and communication knobs as a comment (the ranks read them from the config), and
     the one-connection CUDA setting megatron's overlapped communication relies on to start a
     collective before the computation it should hide behind."""
-    from occi.train import knobs
-
     t = cfg.train
     lines = [f"# train knobs (from the config): {knobs.describe(t)}"]
     overlapped = (t.sequence_parallel and t.tensor_parallel > 1) or t.overlap_grad_reduce or t.context_parallel > 1
@@ -164,15 +164,13 @@ def render(step: Step, cfg: RunConfig, profile: ClusterProfile, run_dir: Path, c
     template_name = "train.sbatch" if step.kind == "train" else "job.sbatch"
     template = string.Template((asset_dir("slurm") / "templates" / template_name).read_text(encoding="utf-8"))
     if step.kind == "train":  # a stage that trains on every rank: train or sft
-        from occi.pipeline import stage_named
-
         stage = stage_named(step.stage)
         procs = cfg.train.world_size if nodes == 1 else profile.gpus_per_node
         values.update({
             "signal_seconds": profile.signal_seconds,
             "stage": stage.name,
             "command": " ".join(shlex.quote(word) for word in stage.command),
-            "train_done": shlex.quote(str(getattr(RunDir(run_dir), stage.folder) / "_DONE")),
+            "train_done": shlex.quote(str(RunDir(run_dir).stage_folder(stage.name) / "_DONE")),
             "python": " ".join(shlex.quote(w) for w in python),
             "procs_per_node": procs,
             "rdzv_host_suffix": shlex.quote(profile.rdzv_host_suffix) if profile.rdzv_host_suffix else "",

@@ -17,29 +17,14 @@ import time
 from pathlib import Path
 
 from occi.config import RunConfig
-from occi.configtools import build, load_yaml
 from occi.errors import OcciError, warn
 from occi.fsutil import atomic_write_json, atomic_write_text
+from occi.pipeline import stages_of
+from occi.preflight.manifest import check_fetched
 from occi.rundir import RunDir
-from occi.slurm.config import ClusterProfile
-from occi.slurm.render import TASK, Step, job_name, render
-
-def load_profile(name: str) -> tuple[ClusterProfile, Path]:
-    path = _find_profile(name)
-    return build(ClusterProfile, load_yaml(path), f"{path}: "), path
-
-
-def _find_profile(name: str) -> Path:
-    from occi.assets import asset_dir
-
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
-        return candidate.resolve()
-    shipped = asset_dir("slurm") / "clusters" / f"{name}.yaml"
-    if shipped.is_file():
-        return shipped
-    known = sorted(p.stem for p in (asset_dir("slurm") / "clusters").glob("*.yaml"))
-    raise OcciError(f"unknown cluster {name!r}: expected one of {', '.join(known)} or a profile YAML path")
+from occi.slurm.config import ClusterProfile, load_profile, time_seconds
+from occi.slurm.estimate import memory_refusal
+from occi.slurm.render import TASK, Step, job_name, partition_of, render
 
 
 def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1,
@@ -47,8 +32,6 @@ def plan(cfg: RunConfig, run: RunDir, profile: ClusterProfile, chain: int = 1,
     """The steps of every stage not completed yet, in order, with their dependencies: made from the
     stage list (occi/pipeline.py), so each stage's own command runs in its job. With `doctor` (the
     profile's path) `occi doctor` runs first on one whole node and every other step waits for it."""
-    from occi.pipeline import stages_of
-
     run = RunDir.of(run)
     steps: list[Step] = []
     previous: list[str] = []
@@ -92,8 +75,6 @@ def submit(cfg: RunConfig, run: RunDir, cluster: str, dry_run: bool = False, cha
     """Writes the scripts into <run>/slurm/ and (unless dry_run) submits them in order; the jobs
     read the run's frozen config (<run>/config.yaml). On a cluster whose jobs run offline, what
     the run reads from the hub must be in the run's fetch manifest (`occi fetch`)."""
-    from occi.preflight.manifest import check_fetched
-
     profile, profile_path = load_profile(cluster)
     run = RunDir(RunDir.of(run).root.resolve())
     missing = None
@@ -149,8 +130,6 @@ def check_memory(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: 
     """Refuses a training layout predicted not to fit the profile's GPUs (occi/train/memory.py)."""
     if run.is_done("train") or profile.gpu_request == "none":
         return
-    from occi.slurm.estimate import memory_refusal
-
     try:
         refusal = memory_refusal(cfg, run, profile, cluster)
     except OcciError as error:  # the base's shape is not here yet: the import step brings it
@@ -162,8 +141,6 @@ def check_memory(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: 
 
 def check_time_limits(profile: ClusterProfile, profile_path: Path, qos: str | None) -> None:
     """The jobs' time limits must fit the QoS in use, where the profile lists its maximum."""
-    from occi.slurm.config import time_seconds
-
     limit = profile.qos_time_limits.get(qos or "")
     if not limit:
         return
@@ -197,8 +174,6 @@ def format_plan(result: dict) -> str:
     """The plan as a table a user reads at a glance."""
     profile: ClusterProfile = result["profile"]
     header = f"{'step':<16} {'job':>9} {'partition':<16} {'resources':<22} {'array':<9} after"
-    from occi.slurm.render import partition_of
-
     lines = [f"cluster {result['cluster']}: {profile.description}"]
     if profile.experimental:
         lines.append(f"EXPERIMENTAL: {profile.experimental}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from occi.basemodel import TOKENIZER_FILES, resolve
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, mark_done
@@ -19,8 +20,7 @@ from occi.rundir import RunDir
 
 def keep(cfg: RunConfig, run_dir: Path) -> dict:
     """Copies the base's tokenizer into <run>/tokenizer/ with its report; returns the report."""
-    from occi.tokenizer.train import _lines
-    from occi.basemodel import TOKENIZER_FILES, resolve
+    from occi.tokenizer.sampling import corpus_lines
 
     folder = resolve(cfg.model)
     if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file()):
@@ -32,7 +32,7 @@ def keep(cfg: RunConfig, run_dir: Path) -> dict:
                 shutil.copy2(folder / name, tmp / name)
         atomic_write_json(tmp / "source.json", {"policy": "base", "base": cfg.model.base,
                                                 "revision": cfg.model.revision, "folder": str(folder)})
-        heldout = {code: "\n".join(lines) for code, lines in _lines(cfg, run_dir, "heldout").items() if lines}
+        heldout = {code: "\n".join(lines) for code, lines in corpus_lines(cfg, run_dir, "heldout").items() if lines}
         base = models.load(str(tmp))
         base.name = f"base ({Path(cfg.model.base).name})"
         result = tokenizer_report.evaluate([base], heldout, parallel=False)

@@ -21,6 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
+from occi.basemodel import TOKENIZER_FILES, resolve
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, mark_done
@@ -31,9 +32,8 @@ from occi.rundir import RunDir
 
 def extend(cfg: RunConfig, run_dir: Path) -> dict:
     """Writes the extended tokenizer into <run>/tokenizer/ with its report; returns the report."""
-    from occi.tokenizer.sampling import sample_lines, write_training_text
-    from occi.tokenizer.train import _lines, _train_sentencepiece
-    from occi.basemodel import TOKENIZER_FILES, resolve
+    from occi.tokenizer.sampling import corpus_lines, sample_lines, write_training_text
+    from occi.tokenizer.spm_train import train_sentencepiece
 
     folder = resolve(cfg.model)
     if not (folder / "tokenizer.json").is_file():
@@ -45,12 +45,12 @@ def extend(cfg: RunConfig, run_dir: Path) -> dict:
     out = RunDir.of(run_dir).tokenizer
     recipe = cfg.tokenizer
     with atomic_dir(out) as tmp:
-        chosen, shares = sample_lines(_lines(cfg, run_dir, "train"), recipe.alpha, recipe.char_budget, cfg.seed)
+        chosen, shares = sample_lines(corpus_lines(cfg, run_dir, "train"), recipe.alpha, recipe.char_budget, cfg.seed)
         text_file = tmp / ".training-text.txt"
         line_count = write_training_text(chosen, text_file, cfg.seed)
         learned = tmp / ".learned"
         learned.mkdir()
-        _train_sentencepiece(cfg, text_file, learned / "tokenizer", line_count)
+        train_sentencepiece(cfg, text_file, learned / "tokenizer", line_count)
         text_file.unlink()
         for name in TOKENIZER_FILES:
             if (folder / name).is_file() and name not in ("tokenizer.model",):
@@ -61,7 +61,7 @@ def extend(cfg: RunConfig, run_dir: Path) -> dict:
                                                    "added": len(added), "pieces": added})
         atomic_write_json(tmp / "sampling.json", {"alpha": recipe.alpha, "char_budget": recipe.char_budget,
                                                    "languages": shares})
-        heldout = {code: "\n".join(lines) for code, lines in _lines(cfg, run_dir, "heldout").items() if lines}
+        heldout = {code: "\n".join(lines) for code, lines in corpus_lines(cfg, run_dir, "heldout").items() if lines}
         base = models.HFTokenizer(folder / "tokenizer.json", "base")
         extended = models.HFTokenizer(tmp / "tokenizer.json", f"extended (+{len(added)})")
         result = tokenizer_report.compare(tokenizer_report.evaluate([extended, base], heldout, parallel=False),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from occi.corpora.reader import read_texts
 from occi.errors import OcciError
 
 
@@ -58,3 +59,12 @@ def write_training_text(chosen: dict[str, list[str]], path: Path, seed: int) -> 
         for line in everything:
             handle.write(line + "\n")
     return len(everything)
+
+
+def corpus_lines(cfg, run, split: str) -> dict[str, list[str]]:
+    """The non-empty lines of each run language's corpus, its training or held-out part (`split`)."""
+    lines = {}
+    for code in cfg.languages:
+        texts = read_texts(run, code, split, cfg.heldout)
+        lines[code] = [line.strip() for _, text in texts for line in text.splitlines() if line.strip()]
+    return lines

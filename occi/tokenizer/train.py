@@ -11,29 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from occi.config import RunConfig
-from occi.corpora.reader import read_texts
-from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, mark_done
-from occi.machine import cores
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
 from occi.tokenizer import report as tokenizer_report
 from occi.tokenizer.models import SentencePieceTokenizer
-from occi.tokenizer.sampling import sample_lines, write_training_text
+from occi.tokenizer.base import keep
+from occi.tokenizer.extend import extend
+from occi.tokenizer.sampling import corpus_lines, sample_lines, write_training_text
+from occi.tokenizer.spm_train import SPECIALS, train_sentencepiece
 
-SPECIALS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask")
 """What the tokenizer returns: occi's models take no token_type_ids (transformers 4's generic fast
 tokenizer returns them unless told so, and `model.generate(**inputs)` then fails)."""
-
-
-def _lines(cfg: RunConfig, run: RunDir, split: str) -> dict[str, list[str]]:
-    lines = {}
-    for code in cfg.languages:
-        texts = read_texts(run, code, split, cfg.heldout)
-        lines[code] = [line.strip() for _, text in texts for line in text.splitlines() if line.strip()]
-    return lines
 
 
 def train(cfg: RunConfig, run: RunDir) -> dict:
@@ -44,57 +35,26 @@ def train(cfg: RunConfig, run: RunDir) -> dict:
     if run.is_done("tokenizer"):
         return json.loads(run.tokenizer_report.read_text(encoding="utf-8"))
     if cfg.tokenizer.source == "base":
-        from occi.tokenizer.base import keep
-
         return keep(cfg, run)
     if cfg.tokenizer.source == "extend":
-        from occi.tokenizer.extend import extend
-
         return extend(cfg, run)
     recipe = cfg.tokenizer
-    training_lines = _lines(cfg, run, "train")
+    training_lines = corpus_lines(cfg, run, "train")
     chosen, shares = sample_lines(training_lines, recipe.alpha, recipe.char_budget, cfg.seed)
     with atomic_dir(out) as tmp:
         text_file = tmp / ".training-text.txt"
         line_count = write_training_text(chosen, text_file, cfg.seed)
-        _train_sentencepiece(cfg, text_file, tmp / "tokenizer", line_count)
+        train_sentencepiece(cfg, text_file, tmp / "tokenizer", line_count)
         text_file.unlink()
         _write_hf_files(tmp)
         atomic_write_json(tmp / "sampling.json", {"alpha": recipe.alpha, "char_budget": recipe.char_budget,
                                                    "languages": shares})
-        heldout = {code: "\n".join(lines) for code, lines in _lines(cfg, run, "heldout").items() if lines}
+        heldout = {code: "\n".join(lines) for code, lines in corpus_lines(cfg, run, "heldout").items() if lines}
         result = tokenizer_report.evaluate([SentencePieceTokenizer(tmp / "tokenizer.model", f"occi-{cfg.name}")],
                                            heldout, parallel=False)
         tokenizer_report.write(result, tmp)
         mark_done(tmp)
     return result
-
-
-def _train_sentencepiece(cfg: RunConfig, text_file: Path, prefix: Path, line_count: int) -> None:
-    import sentencepiece as spm
-
-    recipe = cfg.tokenizer
-    user_symbols = list(recipe.special_tokens) + [f"<reserved_{i}>" for i in range(recipe.reserved_tokens)]
-    try:
-        spm.SentencePieceTrainer.train(
-            input=str(text_file), model_prefix=str(prefix), vocab_size=recipe.vocab_size,
-            model_type=recipe.model_type, character_coverage=recipe.character_coverage,
-            byte_fallback=recipe.byte_fallback, split_digits=recipe.split_digits,
-            unk_id=0, bos_id=1, eos_id=2, pad_id=3, unk_piece=SPECIALS["unk"], bos_piece=SPECIALS["bos"],
-            eos_piece=SPECIALS["eos"], pad_piece=SPECIALS["pad"], user_defined_symbols=user_symbols,
-            input_sentence_size=recipe.input_sentence_size if line_count > recipe.input_sentence_size else 0,
-            shuffle_input_sentence=True,
-            max_sentence_length=recipe.max_sentence_length, hard_vocab_limit=recipe.hard_vocab_limit,
-            # keep text exactly: decode(encode(x)) == x for NFC text, whitespace runs included
-            normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
-            num_threads=recipe.threads or cores(), minloglevel=2,
-        )
-    except RuntimeError as err:
-        message = str(err).strip().splitlines()[-1] if str(err).strip() else "training failed"
-        if "Vocabulary size is smaller than required_chars" in message or "vocab_size" in message:
-            raise OcciError(f"tokenizer: vocab_size {recipe.vocab_size} is too small for this text ({message}); "
-                            "raise vocab_size or lower character_coverage") from None
-        raise OcciError(f"tokenizer: SentencePiece failed: {message}") from None
 
 
 def _write_hf_files(folder: Path) -> None:

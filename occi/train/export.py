@@ -99,7 +99,7 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
     run_dir = run.root
     chat = checkpoints.latest_iteration(run_dir, run.sft_checkpoints) is not None
     root = run.sft_checkpoints if chat else run.checkpoints
-    tokenizer_dir = run.sft_tokenizer if chat else _tokenizer_dir(cfg, run)
+    tokenizer_dir = run.sft_tokenizer if chat else run_tokenizer_dir(cfg, run)
     model_cfg = run_model_config(cfg, run_dir)
     base = json.loads((run.base / "config.json").read_text(encoding="utf-8")) if is_base_run(cfg) else None
     with single_process_model(cfg, run_dir, root=root) as (model, iteration):
@@ -184,7 +184,7 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), format: str = "hf",
     return StageResult(f"export: transformers model written to {export(cfg, run)}")
 
 
-def _tokenizer_dir(cfg: RunConfig, run: RunDir) -> Path:
+def run_tokenizer_dir(cfg: RunConfig, run: RunDir) -> Path:
     """The run's tokenizer; for a base run not yet past the tokenizer stage, the base's own."""
     for folder in (run.tokenizer, run.base) if is_base_run(cfg) else (run.tokenizer,):
         if (folder / "tokenizer.model").is_file() or (folder / "tokenizer.json").is_file():

@@ -34,7 +34,7 @@ KNOWN_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "MI250X": 191.
 """Dense bf16 TFLOP/s per device (MI250X: per GCD), for the MFU estimate."""
 
 
-def _device() -> torch.device:
+def current_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
@@ -121,7 +121,7 @@ class Trainer:
             from occi.train.moe_logs import ExpertLoad
 
             self.expert_load = ExpertLoad(model, self.model_cfg.num_layers, self.model_cfg.num_experts,
-                                          sum(self.model_cfg.moe_layers), _device())
+                                          sum(self.model_cfg.moe_layers), current_device())
         ddp = DistributedDataParallelConfig(grad_reduce_in_fp32=True, **knobs.ddp_settings(self.train))
         self.model = DistributedDataParallel(model.config, ddp, model)
         model.config.finalize_model_grads_func = finalize_model_grads
@@ -168,7 +168,7 @@ class Trainer:
 
     def _stability_guard(self) -> StabilityGuard | None:
         """hook: the stability guard over this trainer's steps (occi/train/stability.py)."""
-        return StabilityGuard(self.train.stability, RunDir(self.run_dir).stability_events, _device())
+        return StabilityGuard(self.train.stability, RunDir(self.run_dir).stability_events, current_device())
 
     def _resume(self) -> int:
         """hook: loads the starting weights (and state); returns the step reached."""
@@ -247,7 +247,7 @@ class Trainer:
         from megatron.core import parallel_state
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
-        device = _device()
+        device = current_device()
         last_dp_rank = self.dp_rank == parallel_state.get_data_parallel_world_size() - 1
 
         def forward_step(data_iterator, model):
@@ -367,7 +367,7 @@ class Trainer:
         except Exception as err:  # tracker clients raise their own kinds
             problem = str(err).splitlines()[0][:300] if str(err) else ""
             problem = f"train.trackers {self.train.trackers}: cannot start ({type(err).__name__}: {problem})"
-        failed = torch.tensor([1.0 if problem else 0.0], device=_device())
+        failed = torch.tensor([1.0 if problem else 0.0], device=current_device())
         dist.all_reduce(failed, op=dist.ReduceOp.MAX)
         if failed.item():
             raise OcciError(problem or "train.trackers: rank 0 cannot start the experiment trackers")
@@ -391,7 +391,7 @@ class Trainer:
             if self.step % self.train.eval_interval == 0 or self.step == self.train.steps:
                 self.log.validation(self.step, self.validate())
             final = self.step == self.train.steps
-            stopping = stop.agreed(_device())
+            stopping = stop.agreed(current_device())
             limit = self.train.stop_after_steps is not None and launch_steps >= self.train.stop_after_steps
             if final or stopping or limit or self.step % self.train.save_interval == 0:
                 if self.train.overlap_param_gather:  # the updated weights are gathered before the next forward
@@ -427,7 +427,7 @@ def _average_over_last_stage(local: float) -> float:
     from megatron.core import parallel_state
 
     is_last = parallel_state.is_pipeline_last_stage()
-    both = torch.tensor([local if is_last else 0.0, 1.0 if is_last else 0.0], dtype=torch.float64, device=_device())
+    both = torch.tensor([local if is_last else 0.0, 1.0 if is_last else 0.0], dtype=torch.float64, device=current_device())
     dist.all_reduce(both)
     return (both[0] / both[1]).item()
 
