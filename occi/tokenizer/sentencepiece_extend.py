@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from occi.errors import OcciError
 
 NORMAL = 1  # ModelProto.SentencePiece.Type in sentencepiece_model.proto
@@ -60,13 +62,20 @@ def extend_model(model_file: Path, tokenizer_file: Path, added: list[dict], base
         raise OcciError(f"{model_file}: new pieces must follow its {len(proto.pieces)} pieces")
     score = min(p.score for p in proto.pieces)
     for entry in added:
-        score -= 1.0
+        score = _below(score)
         piece = proto.pieces.add()
         piece.piece, piece.score, piece.type = entry["piece"], score, NORMAL
     data = json.loads(tokenizer_file.read_text(encoding="utf-8"))
     data["model"]["merges"] = ranked_merges(proto, base_merges, len(proto.pieces) - len(added))
     model_file.write_bytes(proto.SerializeToString())
     tokenizer_file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def _below(score: float) -> float:
+    """A score lower than `score` as the model file stores it (float32): 1 lower, or the next
+    float32 down where 1 is lost in rounding (Mistral gives its runs of spaces -1e9)."""
+    lower = np.float32(score - 1.0)
+    return float(lower if lower < np.float32(score) else np.nextafter(np.float32(score), np.float32(-np.inf)))
 
 
 def ranked_merges(proto, base_merges: list, first_new: int) -> list:
