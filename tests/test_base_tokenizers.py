@@ -132,6 +132,7 @@ def test_kept_real_tokenizer_prepared_ids_equal_autotokenizer_in_every_language(
 def test_extended_tokenizer_model_and_tokenizer_json_are_one_tokenizer(extended):
     import sentencepiece as spm
     from tokenizers import Tokenizer
+    from transformers import LlamaTokenizer
 
     from occi.tokenizer.sentencepiece_extend import NORMAL, read_model
 
@@ -163,6 +164,13 @@ def test_extended_tokenizer_model_and_tokenizer_json_are_one_tokenizer(extended)
     assert len(position) == len(merges) > len(base_merges)
     # the base's merges keep their order (new ones go between or after them)
     assert sorted(position[pair(m)] for m in base_merges) == [position[pair(m)] for m in base_merges]
+    # what transformers' own converter makes of the extended tokenizer.model: the same pieces and merges
+    model_only = run_dir / "converted"
+    model_only.mkdir()
+    shutil.copy2(folder / "tokenizer.model", model_only / "tokenizer.model")
+    converted = json.loads(LlamaTokenizer.from_pretrained(str(model_only)).backend_tokenizer.to_str())["model"]
+    assert converted["vocab"] == json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
+    assert set(map(pair, converted["merges"])) == set(position)
     # SentencePiece itself segments with the new pieces, exactly as the tokenizer.json does
     processor = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
     used = set()
@@ -219,6 +227,19 @@ def test_extended_report_compares_base_and_extended_on_the_same_text(extended):
 
 
 # ---------------------------------------------------------------- GGUF: llama.cpp's vocabularies
+
+def test_gguf_adds_bos_to_a_sentencepiece_vocabulary_as_its_tokenizer_json_does(sentencepiece_base, tmp_path):
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    from occi.gguf.vocab import read_vocab
+
+    assert read_vocab(sentencepiece_base, BASE_PIECES).add_bos is True
+    shutil.copy2(sentencepiece_base / "tokenizer.model", tmp_path / "tokenizer.model")
+    LlamaTokenizer.from_pretrained(str(tmp_path)).save_pretrained(str(tmp_path))  # transformers 5: no BOS
+    assert AutoTokenizer.from_pretrained(tmp_path)("Hallo")["input_ids"][0] != 1
+    assert "add_bos_token" not in json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert read_vocab(tmp_path, BASE_PIECES).add_bos is False
+
 
 @needs_llama_cpp
 def test_gguf_of_the_extended_sentencepiece_base_is_llamas_model_and_tokenizes_as_transformers(extended):
