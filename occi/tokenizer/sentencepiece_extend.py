@@ -4,7 +4,9 @@ ship both) stay one tokenizer.
 
 SentencePiece's BPE joins, again and again, the adjacent pair of symbols whose concatenation is a
 piece with the highest score; transformers' converter turns this into tokenizer.json merges: every
-split (left, right) of a normal piece into two normal pieces, ranked by the piece's score. So:
+split (left, right) of a normal piece into two normal pieces, ranked by the piece (by its id: the
+same order as the scores, except for pieces a model scores apart, such as Mistral's runs of
+spaces, docs/tokenizers.md). So:
 - each new piece is appended to the ModelProto as a NORMAL piece with a score below every other,
   lower for each later id (the order in which extend's merges join it);
 - tokenizer.json gets the merges the converter would rank for the extended model that its base
@@ -101,9 +103,8 @@ def ranked_merges(proto, base_merges: list, first_new: int) -> list:
     last_of = {left + right: position for position, (left, right) in enumerate(base)}
     inserts: dict[int, list[tuple[str, str]]] = {}
     for piece, merges in after.items():
-        # a piece the base could not make by any merge: its place by score among its neighbours
-        position = last_of.get(piece, _position_by_score(proto, base, normal, piece))
-        inserts.setdefault(position, []).extend(merges)
+        # beside the piece's own merges; one the base could not make at all goes after the base's
+        inserts.setdefault(last_of.get(piece, len(base) - 1), []).extend(merges)
     merged.extend(inserts.get(-1, []))
     for position, merge in enumerate(base):
         merged.append(merge)
@@ -111,13 +112,3 @@ def ranked_merges(proto, base_merges: list, first_new: int) -> list:
     merged.extend(tail)
     return [f"{left} {right}" for left, right in merged] if as_strings else [list(m) for m in merged]
 
-
-def _position_by_score(proto, base: list[tuple[str, str]], normal: dict[str, int], piece: str) -> int:
-    """The index of the last base merge whose piece ranks before `piece` (-1: none does)."""
-    rank = (-proto.pieces[normal[piece]].score, normal[piece])
-    position = -1
-    for index, (left, right) in enumerate(base):
-        made = normal.get(left + right)
-        if made is not None and (-proto.pieces[made].score, made) < rank:
-            position = index
-    return position
