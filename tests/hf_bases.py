@@ -3,6 +3,11 @@
 Each is saved with safetensors in 2+ shards, with a byte-level BPE tokenizer (tokenizer.json, as
 Llama 3 and Qwen have) trained here on the demo corpus. Every weight is drawn at random, norms
 and biases included, so that a misplaced tensor changes the logits.
+
+`make_real_tokenizer_base` gives a tiny random Mistral the real tokenizers mistral-common ships, as
+the hub repositories carry them: Mistral-7B-v0.1's SentencePiece model (tokenizer.model plus the
+tokenizer.json transformers converts from it) or Tekken (the tokenizer.json transformers converts
+from tekken.json, as Mistral-Nemo's and Apertus' repositories have).
 """
 from __future__ import annotations
 
@@ -107,10 +112,51 @@ def config_for(kind: str, **overrides):
 
 def make_base(folder: Path, kind: str, seed: int = 0, **overrides) -> Path:
     """A random model of `kind` saved in 2+ safetensors shards with the test tokenizer."""
+    save_random_model(folder, config_for(kind, **overrides), seed)
+    save_tokenizer(folder)
+    return folder
+
+
+REAL_TOKENIZERS = {"sentencepiece": "tokenizer.model.v1", "tekken": "tekken_240911.json"}
+"""mistral-common's files: Mistral-7B-v0.1's SentencePiece model (32,000 pieces), Tekken (131,072 ids)."""
+
+
+def save_real_tokenizer(folder: Path, kind: str) -> int:
+    """Writes the tokenizer files of a hub repository carrying the real tokenizer `kind` (one of
+    REAL_TOKENIZERS), converted by transformers itself; returns the number of ids it uses."""
+    import shutil
+
+    import mistral_common
+
+    source = Path(mistral_common.__file__).parent / "data" / REAL_TOKENIZERS[kind]
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "sentencepiece":
+        from transformers import LlamaTokenizer
+
+        shutil.copy2(source, folder / "tokenizer.model")
+        tokenizer = LlamaTokenizer.from_pretrained(str(folder), add_bos_token=True)  # converts tokenizer.model
+    else:
+        from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+        tokenizer = convert_tekken_tokenizer(str(source), chat_template=None)
+    tokenizer.save_pretrained(str(folder))
+    return len(tokenizer)
+
+
+def make_real_tokenizer_base(folder: Path, kind: str, seed: int = 0) -> Path:
+    """A tiny random Mistral (2 layers, hidden 64) whose vocabulary is the real tokenizer's."""
+    size = save_real_tokenizer(folder, kind)
+    save_random_model(folder, config_for("mistral", vocab_size=size, num_hidden_layers=2, bos_token_id=1,
+                                         eos_token_id=2), seed)
+    return folder
+
+
+def save_random_model(folder: Path, config, seed: int) -> None:
+    """A model of `config` with every weight drawn at random, saved in 2+ safetensors shards."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config_for(kind, **overrides), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if param.ndim == 1:
@@ -118,8 +164,6 @@ def make_base(folder: Path, kind: str, seed: int = 0, **overrides) -> Path:
             else:
                 param.normal_(0.0, 0.05)
     model.save_pretrained(str(folder), safe_serialization=True, max_shard_size="100KB")
-    save_tokenizer(folder)
-    return folder
 
 
 def logits(folder: Path, tokens: torch.Tensor) -> torch.Tensor:

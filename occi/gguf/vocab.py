@@ -1,12 +1,14 @@
 """The tokenizer of an HF model folder -> GGUF's tokenizer keys (tokenizer.ggml.*).
 
 Two kinds, the ones occi's exports carry:
-- SentencePiece (`tokenizer.model`, occi's own and Llama-2/Mistral-style bases): pieces, scores
-  and piece types straight from the model file (SentencePiece's type numbers are GGUF's), GGUF
-  model `llama`; the leading-space rule from its normalizer.
-- byte-level BPE in `tokenizer.json` (Llama-3/Qwen-style bases): tokens, merges, GGUF model
+- SentencePiece (`tokenizer.model`, occi's own and Llama-2/Mistral-style bases, extended ones
+  included: `tokenizer: {extend: ...}` writes the new pieces into it): pieces, scores and piece
+  types straight from the model file (SentencePiece's type numbers are GGUF's), GGUF model
+  `llama`; the leading-space rule from its normalizer; BOS as tokenizer_config.json or else the
+  tokenizer.json beside it says.
+- byte-level BPE in `tokenizer.json` (Llama-3/Qwen/Tekken-style bases): tokens, merges, GGUF model
   `gpt2`. llama.cpp knows pre-tokenizers by name, so the split pattern is recognised here and
-  named (llama-bpe, qwen2, gpt-2); another pattern is refused rather than tokenized differently.
+  named (llama-bpe, qwen2, gpt-2, tekken); another pattern is refused rather than tokenized differently.
 Rows beyond the tokenizer (the embedding is padded) get `[PAD<id>]` pieces of type UNUSED.
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ PRE_TOKENIZERS = {
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+": "gpt-2",
+    # Mistral's Tekken (Mistral-Nemo, Apertus), as transformers converts tekken.json
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+": "tekken",
 }
 
 
@@ -153,8 +157,9 @@ def _sentencepiece(hf_dir: Path, vocab_size: int, tokenizer_config: dict, config
                                                  ("eos", trainer.eos_id), ("pad", trainer.pad_id)) if index >= 0}
     special.update(_specials(hf_dir, tokenizer_config, ids, config))
     add_bos = tokenizer_config.get("add_bos_token")
-    return Vocab(model="llama", tokens=tokens, types=types, scores=scores, special=special,
-                 add_bos=add_bos if isinstance(add_bos, bool) else True,  # LlamaTokenizer's default
+    if not isinstance(add_bos, bool):  # transformers 5 leaves it to tokenizer.json's post-processor
+        add_bos = _adds_bos(_json(hf_dir / "tokenizer.json")) if (hf_dir / "tokenizer.json").exists() else True
+    return Vocab(model="llama", tokens=tokens, types=types, scores=scores, special=special, add_bos=add_bos,
                  add_space_prefix=proto.normalizer_spec.add_dummy_prefix,
                  remove_extra_whitespaces=proto.normalizer_spec.remove_extra_whitespaces)
 

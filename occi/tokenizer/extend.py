@@ -11,9 +11,12 @@ the run's corpora; every existing id keeps its piece.
    candidate), as long as the total stays within N. New ids follow the base's highest id.
 3. extension.json records each new piece, its id and the base ids of its parts: `occi import`
    initialises the piece's embedding (and output) row as the mean of those parts' rows.
+4. A SentencePiece base (tokenizer.model beside its tokenizer.json: Mistral, Llama 2) gets the
+   same pieces in its tokenizer.model too, with scores and merges that keep both files one
+   tokenizer (occi/tokenizer/sentencepiece_extend.py).
 
-Only BPE tokenizer.json bases (Llama 3, Qwen, and the tokenizer.json of SentencePiece bases such
-as Mistral's) are extended; the report compares base and extended tokenizer per language.
+Only BPE tokenizer.json bases (Llama 3, Qwen, Tekken, and the tokenizer.json of SentencePiece BPE
+bases) are extended; the report compares base and extended tokenizer per language.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, mark_done
 from occi.tokenizer import models
 from occi.tokenizer import report as tokenizer_report
+from occi.tokenizer.sentencepiece_extend import check_extendable, extend_model
 from occi.rundir import RunDir
 
 
@@ -42,6 +46,9 @@ def extend(cfg: RunConfig, run_dir: Path) -> dict:
     if (base_json.get("model") or {}).get("type") != "BPE":
         raise OcciError(f"{folder / 'tokenizer.json'}: a {base_json.get('model', {}).get('type')} model; "
                         "tokenizer extend supports BPE tokenizers")
+    sentencepiece = (folder / "tokenizer.model").is_file()
+    if sentencepiece:
+        check_extendable(folder / "tokenizer.model", folder / "tokenizer.json")
     out = RunDir.of(run_dir).tokenizer
     recipe = cfg.tokenizer
     with atomic_dir(out) as tmp:
@@ -53,10 +60,12 @@ def extend(cfg: RunConfig, run_dir: Path) -> dict:
         train_sentencepiece(cfg, text_file, learned / "tokenizer", line_count)
         text_file.unlink()
         for name in TOKENIZER_FILES:
-            if (folder / name).is_file() and name not in ("tokenizer.model",):
+            if (folder / name).is_file():
                 shutil.copy2(folder / name, tmp / name)
         added = add_pieces(tmp / "tokenizer.json", candidates(learned / "tokenizer.model"), recipe.add)
         shutil.rmtree(learned)
+        if sentencepiece:
+            extend_model(tmp / "tokenizer.model", tmp / "tokenizer.json", added, base_json["model"]["merges"])
         atomic_write_json(tmp / "extension.json", {"base": cfg.model.base, "requested": recipe.add,
                                                    "added": len(added), "pieces": added})
         atomic_write_json(tmp / "sampling.json", {"alpha": recipe.alpha, "char_budget": recipe.char_budget,
@@ -92,6 +101,7 @@ def add_pieces(tokenizer_file: Path, texts: list[str], limit: int) -> list[dict]
     vocab: dict[str, int] = data["model"]["vocab"]
     merges = data["model"]["merges"]
     pairs_as_strings = bool(merges) and isinstance(merges[0], str)
+    known = {tuple(m.split(" ", 1)) if pairs_as_strings else tuple(m) for m in merges}
     next_id = max([*vocab.values(), *(t["id"] for t in data.get("added_tokens", []))]) + 1
     added: list[dict] = []
     for text in texts:
@@ -115,7 +125,9 @@ def add_pieces(tokenizer_file: Path, texts: list[str], limit: int) -> list[dict]
                 added.append({"piece": joined, "id": next_id, "text": text if joined == piece else None,
                               "parts": [base.token_to_id(p) for p in parts[:end]]})
                 next_id += 1
-            merges.append(f"{current} {part}" if pairs_as_strings else [current, part])
+            if (current, part) not in known:  # a second copy would move the merge to the end
+                known.add((current, part))
+                merges.append(f"{current} {part}" if pairs_as_strings else [current, part])
             current = joined
     tokenizer_file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     return added

@@ -209,12 +209,18 @@ def _portable_tokenizer_config(path: Path) -> None:
     """"TokenizersBackend" (what transformers 5 writes) is unknown to transformers 4;
     PreTrainedTokenizerFast loads the same tokenizer.json in both with the same ids. Its
     transformers 4 version also returns token_type_ids unless told the model's input names, and
-    `model.generate(**tokenizer(text))` then fails: no exported model takes them."""
+    `model.generate(**tokenizer(text))` then fails: no exported model takes them. transformers 5
+    lists extra special tokens (a SentencePiece base's, say) as `extra_special_tokens: [...]`,
+    which transformers 4 reads as a mapping and fails on; both read `additional_special_tokens`."""
     if not path.is_file():
         return
     config = json.loads(path.read_text(encoding="utf-8"))
     if config.get("tokenizer_class") in (None, "TokenizersBackend"):
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if isinstance(config.get("extra_special_tokens"), list):
+        extra = config.pop("extra_special_tokens")
+        listed = config.get("additional_special_tokens") or []
+        config["additional_special_tokens"] = listed + [token for token in extra if token not in listed]
     config.setdefault("model_input_names", list(MODEL_INPUT_NAMES))
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
