@@ -9,14 +9,9 @@ from conftest import REPO
 
 PACKAGE = REPO / "occi"
 
-# The one circle another branch (`reg`) removes: the lead deletes this entry when that branch lands.
-ALLOWED_CIRCLES = {frozenset({"occi.train.hf_import", "occi.train.trainer"})}
+ALLOWED_CIRCLES: set[frozenset] = set()
 
-# Private names taken in files that other branches of this round rewrite (occi/train/hf_arch.py moves
-# into occi/families on branch `reg`; occi/gguf/vocab.py is reworked on branch `tok`): the lead
-# removes these entries at merge, after those branches name the helpers publicly.
-ALLOWED_PRIVATE = {"occi.train.hf_import uses occi.train.hf_arch._local_name",
-                   "occi.gguf.modelfile imports occi.gguf.vocab._json"}
+ALLOWED_PRIVATE: set[str] = set()
 
 
 def module_name(path: Path) -> str:

@@ -275,7 +275,7 @@ def test_fetch_and_the_imports_snapshot_honour_the_base_models_revision(hub, tmp
     (config_file,) = [f for f in items[key]["files"] if Path(f["path"]).name == "config.json"]
     assert ("occi_note" in Path(config_file["path"]).read_text()) == (revision is None)
 
-    resolve = ("from occi.train.config import BaseModelConfig; from occi.train.hf_import import resolve; "
+    resolve = ("from occi.train.config import BaseModelConfig; from occi.basemodel import resolve; "
                f"print(resolve(BaseModelConfig('occi-test/two-revisions', revision={revision!r})))")
     offline = subprocess.run([sys.executable, "-c", resolve], capture_output=True, text=True,
                              env={**os.environ, **hub_env(hub, cache, HF_HUB_OFFLINE="1")})

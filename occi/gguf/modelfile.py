@@ -31,11 +31,11 @@ def template_and_stops(chat_template: str | None) -> tuple[str, list[str], str]:
 
 
 def modelfile_text(gguf_name: str, hf_dir: Path, eos_text: str | None, context: int) -> str:
-    from occi.gguf.vocab import _json, chat_template
+    from occi.gguf.vocab import chat_template, json_or_empty
 
     hf_dir = Path(hf_dir)
-    template, stops, what = template_and_stops(chat_template(hf_dir, _json(hf_dir / "tokenizer_config.json")))
-    generation = _json(hf_dir / "generation_config.json")
+    template, stops, what = template_and_stops(chat_template(hf_dir, json_or_empty(hf_dir / "tokenizer_config.json")))
+    generation = json_or_empty(hf_dir / "generation_config.json")
     lines = [f"# Ollama Modelfile for {gguf_name}, written by `occi export --format gguf` ({what}).",
              f"# ollama create {Path(gguf_name).stem} -f {Path(gguf_name).stem}.Modelfile",
              f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']

@@ -59,7 +59,8 @@ class Vocab:
     """The Jinja chat template, when the tokenizer has one."""
 
 
-def _json(path: Path) -> dict:
+def json_or_empty(path: Path) -> dict:
+    """A JSON file of a model folder, or {} when the folder has no such file."""
     try:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     except ValueError as err:
@@ -85,7 +86,7 @@ def chat_template(hf_dir: Path, tokenizer_config: dict) -> str | None:
 
 
 def _specials(hf_dir: Path, tokenizer_config: dict, ids: dict[str, int], config: dict) -> dict[str, int]:
-    special_map = _json(hf_dir / "special_tokens_map.json")
+    special_map = json_or_empty(hf_dir / "special_tokens_map.json")
     found = {}
     for role in ("bos", "eos", "unk", "pad"):
         text = _token_text(tokenizer_config.get(f"{role}_token")) or _token_text(special_map.get(f"{role}_token"))
@@ -113,8 +114,8 @@ def _pad(tokens: list[str | None], types: list[int], scores: list[float] | None,
 def read_vocab(hf_dir: Path, vocab_size: int) -> Vocab:
     """The tokenizer of `hf_dir`, padded to `vocab_size` rows."""
     hf_dir = Path(hf_dir)
-    tokenizer_config = _json(hf_dir / "tokenizer_config.json")
-    config = _json(hf_dir / "config.json")
+    tokenizer_config = json_or_empty(hf_dir / "tokenizer_config.json")
+    config = json_or_empty(hf_dir / "config.json")
     if (hf_dir / "tokenizer.model").exists():
         vocab = _sentencepiece(hf_dir, vocab_size, tokenizer_config, config)
     elif (hf_dir / "tokenizer.json").exists():
@@ -158,7 +159,7 @@ def _sentencepiece(hf_dir: Path, vocab_size: int, tokenizer_config: dict, config
     special.update(_specials(hf_dir, tokenizer_config, ids, config))
     add_bos = tokenizer_config.get("add_bos_token")
     if not isinstance(add_bos, bool):  # transformers 5 leaves it to tokenizer.json's post-processor
-        add_bos = _adds_bos(_json(hf_dir / "tokenizer.json")) if (hf_dir / "tokenizer.json").exists() else True
+        add_bos = _adds_bos(json_or_empty(hf_dir / "tokenizer.json")) if (hf_dir / "tokenizer.json").exists() else True
     return Vocab(model="llama", tokens=tokens, types=types, scores=scores, special=special, add_bos=add_bos,
                  add_space_prefix=proto.normalizer_spec.add_dummy_prefix,
                  remove_extra_whitespaces=proto.normalizer_spec.remove_extra_whitespaces)
@@ -201,7 +202,7 @@ def _adds_bos(tokenizer: dict) -> bool:
 
 def _bpe(hf_dir: Path, vocab_size: int, tokenizer_config: dict, config: dict) -> Vocab:
     path = hf_dir / "tokenizer.json"
-    tokenizer = _json(path)
+    tokenizer = json_or_empty(path)
     model = tokenizer.get("model") or {}
     if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
         raise OcciError(f"{path}: model type {model.get('type')!r} without tokenizer.model; occi writes "
