@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from occi import languages
+from occi.basemodel import is_base_run, run_model_config
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text
 from occi.report.content_summary_markdown import NOT_APPLIED, TEMPLATE_SECTIONS, render

@@ -235,7 +235,7 @@ class Trainer:
         tensor, pipeline and context-parallel ranks of one data-parallel rank hold the same ones)."""
         from megatron.core import parallel_state
 
-        counts = torch.tensor(self._goldfish_counts, dtype=torch.int64, device=_device())
+        counts = torch.tensor(self._goldfish_counts, dtype=torch.int64, device=current_device())
         dist.all_reduce(counts, group=parallel_state.get_data_parallel_group())
         return {"goldfish_dropped": int(counts[0]), "goldfish_loss_tokens": int(counts[1])}
 
