@@ -43,8 +43,8 @@ def save_tokenizer(folder: Path, vocab: int = TOKENIZER_VOCAB) -> None:
 
 
 def config_for(kind: str, **overrides):
-    from transformers import (LlamaConfig, MistralConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig, Qwen3Config,
-                              Qwen3MoeConfig)
+    from transformers import (Gemma3TextConfig, LlamaConfig, MistralConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig,
+                              Qwen3Config, Qwen3MoeConfig)
 
     common = dict(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=0,
@@ -68,6 +68,12 @@ def config_for(kind: str, **overrides):
     elif kind == "qwen2_moe":  # a gated shared expert, qkv biases, top-k renormalised
         config = Qwen2MoeConfig(**common, moe_intermediate_size=32, shared_expert_intermediate_size=64, num_experts=4,
                                 num_experts_per_tok=2, norm_topk_prob=True, tie_word_embeddings=False)
+    elif kind == "gemma3_text":  # sliding (RoPE base 10k) and full (100k, linearly scaled) layers alternating,
+        # a window shorter than the test sequences, attention scaled by a scalar other than the head width
+        config = Gemma3TextConfig(**{**common, "num_key_value_heads": 2}, head_dim=32, sliding_window=8,
+                                  sliding_window_pattern=2, query_pre_attn_scalar=24, rope_theta=100000.0,
+                                  rope_local_base_freq=10000.0, rope_scaling={"rope_type": "linear", "factor": 4.0},
+                                  tie_word_embeddings=True, pad_token_id=None)
     else:
         raise ValueError(kind)
     for key, value in overrides.items():
