@@ -50,7 +50,7 @@ def imported(base, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     return runs
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", ["tp2", "pp2"])  # tp1: tests/test_import.py, for every family
 def test_import_then_export_gives_back_transformers_logits(base, imported, layout):
     config, run_dir = imported[layout]
     result = occi("export", str(config), "--run-dir", str(run_dir))
