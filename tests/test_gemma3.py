@@ -60,6 +60,9 @@ def test_import_then_export_gives_back_transformers_logits(base, imported, layou
     assert exported["architectures"] == ["Gemma3ForCausalLM"] and exported["model_type"] == "gemma3_text"
     for key in ("layer_types", "rope_parameters", "query_pre_attn_scalar", "sliding_window", "hidden_activation"):
         assert exported[key] == original[key], key
+    # what transformers 4 reads instead of the per-layer-type rope_parameters
+    assert (exported["rope_theta"], exported["rope_local_base_freq"]) == (100000.0, 10000.0)
+    assert exported["rope_scaling"] == {"rope_type": "linear", "factor": 4.0}
     expected, actual = logits(base, TOKENS), logits(run_dir / "hf", TOKENS)
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
 
