@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import have_module, in_ci, occi
 from hf_bases import logits, make_base
