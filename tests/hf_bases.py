@@ -93,8 +93,19 @@ def _qwen2_moe(common: dict):  # a gated shared expert, qkv biases, top-k renorm
                           num_experts_per_tok=2, norm_topk_prob=True, tie_word_embeddings=False)
 
 
+def _gemma3_text(common: dict):
+    """Sliding (RoPE base 10k) and full (100k, linearly scaled) layers alternating, a window shorter
+    than the test sequences, attention scaled by a scalar other than the head width."""
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(**common, head_dim=32, sliding_window=8, sliding_window_pattern=2,
+                            query_pre_attn_scalar=24, rope_theta=100000.0, rope_local_base_freq=10000.0,
+                            rope_scaling={"rope_type": "linear", "factor": 4.0}, tie_word_embeddings=True,
+                            pad_token_id=None)
+
+
 BUILDERS = {"llama": _llama, "mistral": _mistral, "qwen2": _qwen2, "qwen3": _qwen3, "mixtral": _mixtral,
-            "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe}
+            "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe, "gemma3_text": _gemma3_text}
 """model_type of every family in occi/families/ -> a tiny transformers config of it (from the
 shared widths below), each meeting the family's particular features. The import/export tests
 parametrize over the registry and read this: a new family needs one builder here."""

@@ -103,7 +103,8 @@ def test_replay_share_is_fixed_and_the_rest_keeps_its_proportions():
 
 
 @pytest.mark.parametrize("name, cluster, nodes", [("cpt-llama-3.1-8b-eu", "juwels-booster", 8),
-                                                  ("cpt-mistral-7b-eu", "leonardo-booster", 8)])
+                                                  ("cpt-mistral-7b-eu", "leonardo-booster", 8),
+                                                  ("cpt-gemma-3-4b", "leonardo-booster", 8)])
 def test_cluster_cpt_recipes_render(name, cluster, nodes, tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "corpora").mkdir(parents=True)  # planning corpora needs the hub: mark that stage done

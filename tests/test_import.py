@@ -92,7 +92,8 @@ def test_import_then_export_gives_back_the_base(bases, kind, layout, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     exported = json.loads((run_dir / "hf" / "config.json").read_text())
     assert exported["architectures"] == [families()[kind].hf_class]
-    assert exported["rope_theta"] == json.loads((bases[kind] / "config.json").read_text())["rope_parameters"]["rope_theta"]
+    rope = json.loads((bases[kind] / "config.json").read_text())["rope_parameters"]
+    assert exported["rope_theta"] == rope.get("full_attention", rope)["rope_theta"]  # Gemma 3: per layer type
     actual = logits(run_dir / "hf", TOKENS)
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
 

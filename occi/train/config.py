@@ -78,6 +78,29 @@ class ModelConfig:
     moe_capacity_factor: float | None = None
     """Tokens an expert takes per step, as a multiple of an even share; the rest are dropped.
     None: no capacity, no token dropping."""
+    activation: Literal["silu", "gelu_tanh"] = "silu"
+    """Activation of the gated MLP's gate: silu (SwiGLU) or GELU with the tanh approximation
+    (GeGLU, Gemma's gelu_pytorch_tanh)."""
+    zero_centered_norms: bool = False
+    """Every RMSNorm scales by (1 + weight), computed in float32 (Gemma); its weights start at 0."""
+    sandwich_norms: bool = False
+    """An RMSNorm also after attention and after the MLP, before each residual add (Gemma 2/3's
+    post_attention_layernorm and post_feedforward_layernorm)."""
+    scale_embeddings: bool = False
+    """The input embeddings are multiplied by sqrt(hidden_size), rounded to the weights' dtype (Gemma)."""
+    softmax_scale: float | None = None
+    """Attention scores are multiplied by this before the softmax (Gemma 3: query_pre_attn_scalar
+    ** -0.5); None: 1 / sqrt(head width)."""
+    full_attention_every: int | None = None
+    """With sliding_window: every this-many-th layer (counting from 1) attends to all tokens and
+    the others to the window (Gemma 3: 6); None: every layer keeps to the window."""
+    local_rotary_base: int | None = None
+    """RoPE base of the sliding-window layers (Gemma 3's rope_local_base_freq); None: rotary_base
+    in every layer."""
+    rope_linear_factor: float | None = None
+    """Linear RoPE scaling: positions are divided by this (megatron's seq_len_interpolation_factor),
+    in the layers that use rotary_base (with local_rotary_base: the full-attention layers only);
+    None: no scaling."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)
@@ -95,7 +118,16 @@ class ModelConfig:
                             "num_query_groups": one, "seq_length": ranges.SEQ_LENGTH, "rotary_base": one,
                             "norm_epsilon": ranges.POSITIVE, "init_method_std": ranges.POSITIVE,
                             "make_vocab_size_divisible_by": one, "kv_channels": one, "sliding_window": one,
-                            "rope_scaling_factor": ranges.POSITIVE, "vocab_size": one})
+                            "rope_scaling_factor": ranges.POSITIVE, "vocab_size": one,
+                            "softmax_scale": ranges.POSITIVE, "full_attention_every": ranges.at_least(2),
+                            "local_rotary_base": one, "rope_linear_factor": ranges.at_least(1)})
+        if (self.full_attention_every or self.local_rotary_base) and not self.sliding_window:
+            raise ValueError("full_attention_every and local_rotary_base describe sliding-window layers; "
+                             "set sliding_window too")
+        if self.rope_linear_factor and self.rope_scaling_factor:
+            raise ValueError("rope_linear_factor and rope_scaling_factor are two RoPE scalings; choose one")
+        if self.sandwich_norms and self.is_moe:
+            raise ValueError("sandwich_norms are supported for dense models; unset num_experts or sandwich_norms")
         if self.kv_channels is None and self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
         if self.num_attention_heads % self.num_query_groups:
@@ -128,6 +160,7 @@ class ModelConfig:
         q, kv = self.num_attention_heads * d, self.num_query_groups * d
         attention = h * (q + 2 * kv) + q * h + 2 * h
         attention += (q + 2 * kv if self.qkv_bias else 0) + (2 * d if self.qk_norm else 0)
+        attention += 2 * h if self.sandwich_norms else 0
         total = 0
         for moe in self.moe_layers:
             total += attention

@@ -195,9 +195,13 @@ def run_tokenizer_dir(cfg: RunConfig, run: RunDir) -> Path:
 
 def _top_level_rope(path: Path) -> None:
     """transformers 5 keeps the RoPE base in rope_parameters; transformers 4 reads rope_theta (and
-    rope_scaling) at the top level: write both."""
+    rope_scaling, and Gemma 3's rope_local_base_freq) at the top level: write both."""
     config = json.loads(path.read_text(encoding="utf-8"))
     params = config.get("rope_parameters") or {}
+    if "full_attention" in params:  # per layer type (Gemma 3): transformers 4 names the local base apart
+        if "rope_theta" in (params.get("sliding_attention") or {}):
+            config["rope_local_base_freq"] = params["sliding_attention"]["rope_theta"]
+        params = params["full_attention"] or {}
     if "rope_theta" in params:
         config["rope_theta"] = params["rope_theta"]
     if params.get("rope_type", "default") != "default":

@@ -1,7 +1,9 @@
 """The Llama architecture as a megatron-core GPTModel: RMSNorm, SwiGLU, rotary embeddings,
 grouped-query attention, no biases, untied input and output embeddings; and the variations an
 imported base may need (occi/families/): qkv biases (Qwen2), q/k norm (Qwen3), tied
-embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral).
+embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral); and Gemma 3's GeGLU, (1 + w)
+norms, sandwich norms, scaled embeddings, softmax scale and local/global attention with a RoPE
+each (modules of their own in occi/train/layers/, on the local spec).
 
 The model is built here; how it is parallelised (TP/PP sizes, DDP) is decided by the trainer.
 On GPU with Transformer Engine installed the fused TE layer spec is used, else megatron's
@@ -14,9 +16,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from occi.train.config import ModelConfig, TrainConfig, padded_vocab_size
+from occi.train.layers.activations import ACTIVATIONS
+from occi.train.layers.embedding_scale import scale_embeddings
+from occi.train.layers.spec import custom_block_spec, rewrite, uses_custom_layers
 
 
 def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtype):
@@ -35,12 +39,14 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         normalization="RMSNorm",
         layernorm_epsilon=model.norm_epsilon,
         gated_linear_unit=True,
-        activation_func=F.silu,
+        activation_func=ACTIVATIONS[model.activation],
+        softmax_scale=model.softmax_scale,
         add_bias_linear=False,
         add_qkv_bias=model.qkv_bias,
         qk_layernorm=model.qk_norm,
         # megatron keeps keys j >= i - window[0]: a window of W tokens, the token itself included
         window_size=(model.sliding_window - 1, 0) if model.sliding_window else None,
+        window_attn_skip_freq=model.full_attention_every,
         hidden_dropout=0.0,
         attention_dropout=0.0,
         init_method_std=model.init_method_std,
@@ -119,14 +125,18 @@ def has_transformer_engine() -> bool:
     return True
 
 
-def layer_spec(config):
-    """One spec for every layer, or, with experts, a block spec saying which layers are MoE."""
+def layer_spec(config, model: ModelConfig | None = None):
+    """One spec for every layer, or, with experts, a block spec saying which layers are MoE; a
+    model using occi/train/layers' features gets megatron's local block spec with them."""
     from megatron.core.models.gpt.gpt_layer_specs import (
         get_gpt_decoder_block_spec,
         get_gpt_layer_local_spec,
         get_gpt_layer_with_transformer_engine_spec,
     )
 
+    if model is not None and uses_custom_layers(model):
+        spec = custom_block_spec(config, model)
+        return _with_sequence_parallel_norms(spec) if config.sequence_parallel else spec
     te = has_transformer_engine()
     if config.num_moe_experts or (config.sequence_parallel and not te):
         # a dense config gets dense layers here too; the block spec also names the final norm
@@ -151,21 +161,9 @@ class SequenceParallelRMSNorm:
 
 def _with_sequence_parallel_norms(spec):
     """The spec with every WrappedTorchNorm (layer, q/k and final norms) a SequenceParallelRMSNorm."""
-    import dataclasses
-
     from megatron.core.transformer.torch_norm import WrappedTorchNorm
 
-    def swap(value):
-        if value is WrappedTorchNorm:
-            return SequenceParallelRMSNorm
-        if isinstance(value, list):
-            return [swap(item) for item in value]
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            changes = {f.name: swap(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
-            return dataclasses.replace(value, **changes)
-        return value
-
-    return swap(spec)
+    return rewrite(spec, lambda value: SequenceParallelRMSNorm if value is WrappedTorchNorm else None)
 
 
 def _router_without_transformer_engine() -> None:
@@ -186,9 +184,9 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     if model.is_moe:
         _router_without_transformer_engine()
     config = transformer_config(model, train, dtype)
-    return GPTModel(
+    gpt = GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(config),
+        transformer_layer_spec=layer_spec(config, model),
         vocab_size=padded_vocab_size(vocab_size, model, train.tensor_parallel),
         max_sequence_length=model.seq_length,
         pre_process=parallel_state.is_pipeline_first_stage(),
@@ -198,7 +196,11 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
         rotary_base=model.rotary_base,
         rope_scaling=model.rope_scaling_factor is not None,
         rope_scaling_factor=model.rope_scaling_factor or 8.0,
+        seq_len_interpolation_factor=model.rope_linear_factor,
     )
+    if model.scale_embeddings and gpt.pre_process:
+        scale_embeddings(gpt, model.hidden_size)
+    return gpt
 
 
 def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> None:
@@ -221,7 +223,7 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
     with torch.no_grad():
         for name, param in _global_names(model, ep_rank):
             if name.endswith("layernorm.weight") or name.endswith("layer_norm_weight"):
-                param.fill_(1.0)
+                param.fill_(0.0 if config.zero_centered_norms else 1.0)  # (1 + w) norms start at w = 0
                 continue
             if name.endswith(".bias") or name.endswith("expert_bias"):
                 param.zero_()
