@@ -351,54 +351,86 @@ def _bpe_tokenizer(folder: Path, split: str, specials: list[str], bos: str | Non
     fast.save_pretrained(folder)
 
 
-def _tiny_model(kind: str, folder: Path, vocab_size: int, bos: int | None, eos: int) -> None:
+ORIGINAL_CONTEXT = 32
+"""The pre-scaling context of the RoPE-scaled tiny models: the logits are compared on 120 tokens, past it."""
+SCALED_ROPE = {"llama-llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                "original_max_position_embeddings": ORIGINAL_CONTEXT, "rope_theta": 10000.0},
+               "llama-linear": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0},
+               "qwen2-yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": ORIGINAL_CONTEXT,
+                              "rope_theta": 10000.0}}
+"""RoPE scalings of the tiny models: with rope_theta 10000 and heads of 16 dimensions the `llama3`
+wavelengths (6 to 20k positions) fall on both sides of its band (8 to 32) and inside it."""
+TINY_MOE = {"mixtral": dict(num_local_experts=4, num_experts_per_tok=2),
+            "qwen3_moe": dict(moe_intermediate_size=48, num_experts=4, num_experts_per_tok=2, norm_topk_prob=True),
+            "qwen2_moe": dict(moe_intermediate_size=48, shared_expert_intermediate_size=64, num_experts=4,
+                              num_experts_per_tok=2, norm_topk_prob=False)}
+"""Mixtures of experts as llama.cpp's graphs run them (Qwen3-MoE renormalises the top-k weights,
+Qwen2-MoE does not), every layer a mixture."""
+TINY_CLASSES = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+                "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"), "mistral": ("MistralConfig", "MistralForCausalLM"),
+                "mixtral": ("MixtralConfig", "MixtralForCausalLM"), "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM"),
+                "qwen2_moe": ("Qwen2MoeConfig", "Qwen2MoeForCausalLM")}
+
+
+def _tiny_model(kind: str, folder: Path, vocab_size: int, bos: int | None, eos: int, **overrides) -> None:
+    """A random model of `kind` (a family, or family-variant: llama-tied, llama-llama3, ...)."""
     import torch
     import transformers
 
     shapes = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=256, vocab_size=vocab_size,
                   bos_token_id=bos, eos_token_id=eos)
-    extra = {"qwen3": {"head_dim": 32}, "llama-tied": {"tie_word_embeddings": True}}.get(kind, {})
-    config_class, model_class = {"llama-tied": ("LlamaConfig", "LlamaForCausalLM"),
-                                 "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
-                                 "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
-                                 "mistral": ("MistralConfig", "MistralForCausalLM")}[kind]
+    extra = {"qwen3": {"head_dim": 32}, "llama-tied": {"tie_word_embeddings": True}, **TINY_MOE}.get(kind, {})
+    if kind in SCALED_ROPE:
+        extra = {"rope_parameters": dict(SCALED_ROPE[kind])}
+    config_class, model_class = TINY_CLASSES[kind.split("-")[0]]
     torch.manual_seed(1)
-    model = getattr(transformers, model_class)(getattr(transformers, config_class)(**shapes, **extra))
+    model = getattr(transformers, model_class)(getattr(transformers, config_class)(**shapes, **extra, **overrides))
     with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() == 2:
+        for name, param in model.named_parameters():
+            if param.dim() >= 2:
                 param.normal_(0.0, 0.08)
-            elif "norm" in "".join(n for n, p in model.named_parameters() if p is param):
+            elif "norm" in name:
                 param.uniform_(0.8, 1.2)
             else:
                 param.normal_(0.0, 0.05)  # qkv biases
     model.save_pretrained(folder)
 
 
-@pytest.mark.parametrize("kind,tokenizer_kind", [("qwen2", "qwen2-chatml"), ("qwen3", "qwen2-chatml"),
-                                                 ("mistral", "llama3"), ("llama-tied", "llama3")])
-def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_path):
-    import gguf
+def _export_tiny(kind: str, tokenizer_kind: str, tmp_path: Path, **overrides):
+    """A tiny model of `kind` with a BPE tokenizer as <run>/hf/, exported with `occi export --format
+    gguf --quant f16,f32`: (the hf folder, its tokenizer, the run dir, the command's result)."""
+    from transformers import AutoTokenizer
 
     hf = tmp_path / kind
     if tokenizer_kind == "llama3":
         _bpe_tokenizer(hf, LLAMA3_SPLIT, ["<|begin_of_text|>", "<|end_of_text|>"], "<|begin_of_text|>", "<|end_of_text|>")
     else:
         _bpe_tokenizer(hf, QWEN2_SPLIT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>", CHATML)
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(hf)
     vocab_size = (len(tokenizer) + 63) // 64 * 64
-    _tiny_model(kind, hf, vocab_size, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    _tiny_model(kind, hf, vocab_size, tokenizer.bos_token_id, tokenizer.eos_token_id, **overrides)
     config = write_config(tmp_path, ["de", "fr"])
     run_dir = tmp_path / "run"
     shutil.copytree(hf, run_dir / "hf")
     result = occi("export", str(config), "--run-dir", str(run_dir), "--format", "gguf", "--quant", "f16,f32")
+    return hf, tokenizer, run_dir, result
+
+
+@pytest.mark.parametrize("kind,tokenizer_kind", [("qwen2", "qwen2-chatml"), ("qwen3", "qwen2-chatml"),
+                                                 ("mistral", "llama3"), ("llama-tied", "llama3"),
+                                                 ("llama-llama3", "llama3"), ("llama-linear", "llama3"),
+                                                 ("qwen2-yarn", "qwen2-chatml")])
+def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_path):
+    """Also RoPE scaling (Llama 3.1's `llama3` as llama.cpp's rope_freqs tensor, linear, YaRN):
+    llama.cpp's logits equal transformers' on 120 tokens, well past the original context of 32."""
+    import gguf
+
+    hf, tokenizer, run_dir, result = _export_tiny(kind, tokenizer_kind, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     path = run_dir / "gguf" / "occi-gguftest-f16.gguf"
     reader = gguf.GGUFReader(str(path))
-    arch = {"qwen2": "qwen2", "qwen3": "qwen3"}.get(kind, "llama")
+    arch = "llama" if kind.startswith(("llama", "mistral")) else kind.split("-")[0]
     assert reader_value(reader, "general.architecture") == arch
     assert reader_value(reader, "tokenizer.ggml.model") == "gpt2"
     assert reader_value(reader, "tokenizer.ggml.pre") == ("llama-bpe" if tokenizer_kind == "llama3" else "qwen2")
@@ -408,9 +440,14 @@ def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_
     assert reader_value(reader, "tokenizer.ggml.merges") == [m if isinstance(m, str) else " ".join(m) for m in merges]
     assert reader_value(reader, "tokenizer.ggml.eos_token_id") == tokenizer.eos_token_id
     names = {t.name for t in reader.tensors}
-    assert ("blk.0.attn_q.bias" in names) == (kind == "qwen2")
+    assert ("blk.0.attn_q.bias" in names) == kind.startswith("qwen2")
     assert ("blk.0.attn_q_norm.weight" in names) == (kind == "qwen3")
     assert ("output.weight" in names) == (kind != "llama-tied")
+    assert ("rope_freqs.weight" in names) == (kind == "llama-llama3")
+    scaling = {"llama-linear": "linear", "qwen2-yarn": "yarn"}.get(kind)
+    assert (reader_value(reader, f"{arch}.rope.scaling.type") if scaling else None) == scaling
+    if kind in SCALED_ROPE and kind != "llama-llama3":
+        assert reader_value(reader, f"{arch}.rope.scaling.factor") == SCALED_ROPE[kind]["factor"]
     modelfile = (run_dir / "gguf" / "occi-gguftest-f16.Modelfile").read_text()
     if tokenizer_kind == "qwen2-chatml":
         assert reader_value(reader, "tokenizer.chat_template") == CHATML
@@ -422,10 +459,15 @@ def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_
     from occi.eval.llamacpp import LlamaCppLM
 
     lm = LlamaCppLM(str(path))
-    for code in ALL_LANGS:
-        text = demo_texts(code)[0]
-        assert lm.tok_encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"], code
-    prompt = tokenizer(demo_texts("pl")[0], add_special_tokens=False)["input_ids"][:48]
+    if kind in SCALED_ROPE:  # the tokenizer is the same as the unscaled kinds'
+        text = " ".join(demo_texts("pl"))
+        prompt = tokenizer(text, add_special_tokens=False)["input_ids"][:120]
+        assert len(prompt) == 120 > 3 * ORIGINAL_CONTEXT
+    else:
+        for code in ALL_LANGS:
+            text = demo_texts(code)[0]
+            assert lm.tok_encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"], code
+        prompt = tokenizer(demo_texts("pl")[0], add_special_tokens=False)["input_ids"][:48]
     expected = hf_logits(hf, prompt)
     # every tensor in llama.cpp's layout for this architecture: the f32 file gives transformers' logits
     exact = LlamaCppLM(str(run_dir / "gguf" / "occi-gguftest-f32.gguf"), f32_cache=True).logits(prompt)

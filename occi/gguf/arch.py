@@ -6,11 +6,19 @@ Dense decoder-only families that llama.cpp runs with the same graph as Llama or 
   (the first half's and second half's dimensions interleaved) for the same result.
 - Qwen2 -> `qwen2` (biases on q, k, v), Qwen3 -> `qwen3` (RMSNorm on each head's query and key):
   llama.cpp rotates halves for these, so their weights are kept as they are.
+Mixtures of experts (experts stacked per layer: occi/gguf/experts.py):
+- Mixtral -> `llama` with experts (top-k weights renormalised, as Mixtral does);
+- Qwen3-MoE -> `qwen3moe`: llama.cpp renormalises the top-k weights and makes every layer a
+  mixture, so norm_topk_prob false and dense layers (mlp_only_layers, decoder_sparse_step) are refused;
+- Qwen2-MoE -> `qwen2moe` (a shared expert with its sigmoid gate): llama.cpp keeps the top-k
+  weights as softmaxed, so norm_topk_prob true and dense layers are refused; it needs an output
+  layer of its own, so tied embeddings are refused.
 Tensor names come from gguf-py's own map of HF names (gguf.get_tensor_name_map).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import gguf
 import numpy as np
@@ -26,6 +34,50 @@ class Arch:
     """llama.cpp's architecture."""
     interleave_rope: bool
     """Reorder q/k rows from transformers' half-split rotary layout to llama.cpp's pairwise one."""
+    hparams: Callable[[gguf.GGUFWriter, dict, str], None] | None = None
+    """`hparams(writer, config, where)`: the architecture's own hyperparameters (one-line OcciError
+    for what llama.cpp's graph cannot run exactly)."""
+
+
+def _experts(writer: gguf.GGUFWriter, config: dict) -> None:
+    writer.add_expert_count(int(config.get("num_local_experts") or config["num_experts"]))
+    writer.add_expert_used_count(int(config["num_experts_per_tok"]))
+
+
+def _every_layer_a_mixture(config: dict, where: str) -> None:
+    if config.get("mlp_only_layers") or int(config.get("decoder_sparse_step") or 1) != 1:
+        raise OcciError(f"{where}: dense layers among the experts (mlp_only_layers {config.get('mlp_only_layers')}, "
+                        f"decoder_sparse_step {config.get('decoder_sparse_step')}) cannot be written as GGUF: "
+                        "llama.cpp's graph for this architecture makes every layer a mixture of experts")
+
+
+def _routing(config: dict, where: str, renormalised: bool) -> None:
+    if bool(config.get("norm_topk_prob", False)) != renormalised:
+        raise OcciError(f"{where}: norm_topk_prob {config.get('norm_topk_prob')} cannot be written as GGUF: "
+                        f"llama.cpp's graph for this architecture {'renormalises' if renormalised else 'keeps'} "
+                        f"the top-k routing weights (norm_topk_prob {str(renormalised).lower()})")
+
+
+def mixtral_hparams(writer: gguf.GGUFWriter, config: dict, where: str) -> None:
+    _experts(writer, config)
+
+
+def qwen3_moe_hparams(writer: gguf.GGUFWriter, config: dict, where: str) -> None:
+    _every_layer_a_mixture(config, where)
+    _routing(config, where, renormalised=True)
+    _experts(writer, config)
+    writer.add_expert_feed_forward_length(int(config["moe_intermediate_size"]))
+
+
+def qwen2_moe_hparams(writer: gguf.GGUFWriter, config: dict, where: str) -> None:
+    _every_layer_a_mixture(config, where)
+    _routing(config, where, renormalised=False)
+    if config.get("tie_word_embeddings"):
+        raise OcciError(f"{where}: tie_word_embeddings true cannot be written as GGUF for Qwen2-MoE: "
+                        "llama.cpp's qwen2moe graph needs an output layer of its own")
+    _experts(writer, config)
+    writer.add_expert_feed_forward_length(int(config["moe_intermediate_size"]))
+    writer.add_expert_shared_feed_forward_length(int(config["shared_expert_intermediate_size"]))
 
 
 ARCHS = {a.hf_name: a for a in [
@@ -33,6 +85,9 @@ ARCHS = {a.hf_name: a for a in [
     Arch("MistralForCausalLM", gguf.MODEL_ARCH.LLAMA, True),
     Arch("Qwen2ForCausalLM", gguf.MODEL_ARCH.QWEN2, False),
     Arch("Qwen3ForCausalLM", gguf.MODEL_ARCH.QWEN3, False),
+    Arch("MixtralForCausalLM", gguf.MODEL_ARCH.LLAMA, True, mixtral_hparams),
+    Arch("Qwen3MoeForCausalLM", gguf.MODEL_ARCH.QWEN3MOE, False, qwen3_moe_hparams),
+    Arch("Qwen2MoeForCausalLM", gguf.MODEL_ARCH.QWEN2MOE, False, qwen2_moe_hparams),
 ]}
 
 
@@ -64,10 +119,6 @@ def shape_of(config: dict, where: str) -> Shape:
     try:
         heads = config["num_attention_heads"]
         rope = config.get("rope_parameters") or {}  # transformers 5 keeps rope_theta in here
-        scaling = config.get("rope_scaling") or {}
-        kind = (scaling.get("rope_type") or scaling.get("type") or rope.get("rope_type") or "default")
-        if kind != "default":
-            raise OcciError(f"{where}: rope scaling {kind!r} is not written to GGUF by occi yet (only unscaled RoPE)")
         return Shape(layers=config["num_hidden_layers"], hidden=config["hidden_size"],
                      ffn=config["intermediate_size"], heads=heads,
                      kv_heads=config.get("num_key_value_heads") or heads,
