@@ -397,16 +397,24 @@ def _tiny_model(kind: str, folder: Path, vocab_size: int, bos: int | None, eos: 
     model.save_pretrained(folder)
 
 
-def _export_tiny(kind: str, tokenizer_kind: str, tmp_path: Path, **overrides):
+@pytest.fixture(scope="module")
+def bpe_tokenizers(tmp_path_factory) -> dict[str, Path]:
+    """The two byte-level BPE tokenizers of the tiny models (Llama 3's and Qwen2's pre-tokenizer), trained once."""
+    folder = tmp_path_factory.mktemp("tokenizers")
+    _bpe_tokenizer(folder / "llama3", LLAMA3_SPLIT, ["<|begin_of_text|>", "<|end_of_text|>"], "<|begin_of_text|>",
+                   "<|end_of_text|>")
+    _bpe_tokenizer(folder / "qwen2-chatml", QWEN2_SPLIT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None,
+                   "<|im_end|>", CHATML)
+    return {"llama3": folder / "llama3", "qwen2-chatml": folder / "qwen2-chatml"}
+
+
+def _export_tiny(kind: str, tokenizer_folder: Path, tmp_path: Path, **overrides):
     """A tiny model of `kind` with a BPE tokenizer as <run>/hf/, exported with `occi export --format
     gguf --quant f16,f32`: (the hf folder, its tokenizer, the run dir, the command's result)."""
     from transformers import AutoTokenizer
 
     hf = tmp_path / kind
-    if tokenizer_kind == "llama3":
-        _bpe_tokenizer(hf, LLAMA3_SPLIT, ["<|begin_of_text|>", "<|end_of_text|>"], "<|begin_of_text|>", "<|end_of_text|>")
-    else:
-        _bpe_tokenizer(hf, QWEN2_SPLIT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>", CHATML)
+    shutil.copytree(tokenizer_folder, hf)
     tokenizer = AutoTokenizer.from_pretrained(hf)
     vocab_size = (len(tokenizer) + 63) // 64 * 64
     _tiny_model(kind, hf, vocab_size, tokenizer.bos_token_id, tokenizer.eos_token_id, **overrides)
@@ -421,12 +429,12 @@ def _export_tiny(kind: str, tokenizer_kind: str, tmp_path: Path, **overrides):
                                                  ("mistral", "llama3"), ("llama-tied", "llama3"),
                                                  ("llama-llama3", "llama3"), ("llama-linear", "llama3"),
                                                  ("qwen2-yarn", "qwen2-chatml")])
-def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_path):
+def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, bpe_tokenizers, tmp_path):
     """Also RoPE scaling (Llama 3.1's `llama3` as llama.cpp's rope_freqs tensor, linear, YaRN):
     llama.cpp's logits equal transformers' on 120 tokens, well past the original context of 32."""
     import gguf
 
-    hf, tokenizer, run_dir, result = _export_tiny(kind, tokenizer_kind, tmp_path)
+    hf, tokenizer, run_dir, result = _export_tiny(kind, bpe_tokenizers[tokenizer_kind], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     path = run_dir / "gguf" / "occi-gguftest-f16.gguf"
     reader = gguf.GGUFReader(str(path))
@@ -473,6 +481,85 @@ def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_
     exact = LlamaCppLM(str(run_dir / "gguf" / "occi-gguftest-f32.gguf"), f32_cache=True).logits(prompt)
     assert np.abs(exact - expected).max() < 1e-4, np.abs(exact - expected).max()
     assert (lm.logits(prompt).argmax(-1) == expected.argmax(-1)).mean() > 0.9
+
+
+@pytest.mark.parametrize("kind,tokenizer_kind", [("mixtral", "llama3"), ("qwen3_moe", "qwen2-chatml"),
+                                                 ("qwen2_moe", "qwen2-chatml")])
+def test_mixtures_of_experts_run_in_llama_cpp_as_in_transformers(kind, tokenizer_kind, bpe_tokenizers, tmp_path):
+    """Each layer's experts stacked into one tensor per role (ffn_gate_exps, ffn_up_exps,
+    ffn_down_exps), the router and (Qwen2-MoE) the gated shared expert: llama.cpp gives
+    transformers' logits and greedy tokens; routings llama.cpp's graph cannot run are refused."""
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    hf, tokenizer, run_dir, result = _export_tiny(kind, bpe_tokenizers[tokenizer_kind], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((hf / "config.json").read_text())
+    experts = config.get("num_local_experts") or config["num_experts"]
+    arch = {"mixtral": "llama", "qwen3_moe": "qwen3moe", "qwen2_moe": "qwen2moe"}[kind]
+    path = run_dir / "gguf" / "occi-gguftest-f32.gguf"
+    reader = gguf.GGUFReader(str(path))
+    assert reader_value(reader, "general.architecture") == arch
+    assert reader_value(reader, f"{arch}.expert_count") == experts
+    assert reader_value(reader, f"{arch}.expert_used_count") == config["num_experts_per_tok"]
+    tensors = {t.name: t for t in reader.tensors}
+    width = config.get("moe_intermediate_size") or config["intermediate_size"]
+    # gguf-py lists dimensions innermost first: [hidden, expert width, experts] is transformers' [experts, width, hidden]
+    assert [int(n) for n in tensors["blk.1.ffn_gate_exps.weight"].shape] == [config["hidden_size"], width, experts]
+    assert [int(n) for n in tensors["blk.1.ffn_down_exps.weight"].shape] == [width, config["hidden_size"], experts]
+    assert ("blk.1.ffn_gate_inp_shexp.weight" in tensors) == (kind == "qwen2_moe")
+    assert not any(".experts." in name or name.endswith(("ffn_gate.weight", "ffn_up.weight")) for name in tensors)
+    if not have_module("llama_cpp") and not in_ci():
+        return
+    from occi.eval.llamacpp import LlamaCppLM
+
+    prompt = tokenizer(demo_texts("it")[0], add_special_tokens=False)["input_ids"][:48]
+    lm = LlamaCppLM(str(path), f32_cache=True)
+    expected = hf_logits(hf, prompt)
+    assert np.abs(lm.logits(prompt) - expected).max() < 1e-4, np.abs(lm.logits(prompt) - expected).max()
+    model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
+    generated = model.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False, min_new_tokens=16,
+                               eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
+    assert lm.greedy(prompt, 16) == generated[: len(lm.greedy(prompt, 16))] and len(generated) == 16
+
+    # what llama.cpp's graph would run otherwise: one line naming the key and its value
+    from occi.errors import OcciError
+    from occi.gguf.quant import QUANT_TYPES
+    from occi.gguf.writer import write_gguf
+
+    refused = {"qwen3_moe": [("norm_topk_prob", False), ("mlp_only_layers", [0])],
+               "qwen2_moe": [("norm_topk_prob", True), ("tie_word_embeddings", True)], "mixtral": []}[kind]
+    for key, value in refused:
+        (run_dir / "hf" / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(OcciError) as refusal:
+            write_gguf(run_dir / "hf", tmp_path / "refused.gguf", QUANT_TYPES["f32"], "refused")
+        assert "\n" not in str(refusal.value) and str(refusal.value).startswith(str(run_dir / "hf" / "config.json"))
+        assert f"{key} {json.dumps(value)}" in str(refusal.value).lower(), refusal.value
+        assert not (tmp_path / "refused.gguf").exists()
+
+
+def test_rope_scalings_llama_cpp_cannot_run_exactly_are_refused_in_one_line(tmp_path):
+    from occi.errors import OcciError
+    from occi.gguf.quant import QUANT_TYPES
+    from occi.gguf.writer import write_gguf
+
+    hf = tmp_path / "hf"
+    _tiny_model("llama-llama3", hf, 320, 0, 1)
+    config = json.loads((hf / "config.json").read_text())
+    llama3 = config["rope_parameters"]
+    cases = [({"rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}}, "'dynamic'"),
+             ({"rope_parameters": {**SCALED_ROPE["qwen2-yarn"], "attention_factor": 1.5}}, "attention_factor 1.5"),
+             ({"rope_parameters": {**SCALED_ROPE["qwen2-yarn"], "truncate": False}}, "truncate false"),
+             ({"rope_parameters": {**llama3, "high_freq_factor": 1.0}}, "high_freq_factor"),
+             ({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}, "'llama3' is written to GGUF only")]
+    for change, named in cases:
+        (hf / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(OcciError) as refusal:
+            write_gguf(hf, tmp_path / "refused.gguf", QUANT_TYPES["f32"], "refused")
+        message = str(refusal.value)
+        assert "\n" not in message and message.startswith(str(hf / "config.json")) and named in message, message
+    assert not (tmp_path / "refused.gguf").exists()
 
 
 # ---------------------------------------------------------------- evaluation, leaderboard, card
