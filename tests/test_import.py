@@ -80,6 +80,25 @@ def test_import_then_export_gives_back_the_base(bases, kind, layout, tmp_path):
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
 
 
+def test_linear_rope_scaling_is_imported_exactly(tmp_path):
+    """Linear RoPE scaling is megatron-core's seq_len_interpolation_factor: megatron's own forward
+    pass (not only the round trip, which keeps the base's config.json) gives transformers' logits."""
+    linear = {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}
+    base = make_base(tmp_path / "base", "llama", seed=7, rope_parameters=linear)
+    config = import_config(tmp_path, base, tokenizer="base")
+    run_dir = tmp_path / "run"
+    result = occi("import", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = logits(base, TOKENS)
+    actual = megatron_forward(config, run_dir, 1, tmp_path)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+    result = occi("export", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "hf" / "config.json").read_text())["rope_parameters"] == linear
+    actual = logits(run_dir / "hf", TOKENS)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+
+
 def _broken(bases: dict, tmp_path: Path, kind: str = "qwen2") -> Path:
     copy = tmp_path / "broken"
     shutil.copytree(bases[kind], copy)
@@ -104,7 +123,11 @@ def test_unsupported_architecture_missing_shard_and_vocabulary_mismatch(bases, t
 
     (base / "config.json").write_text(json.dumps({**config, "rope_parameters": {
         "rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}}))
-    _fails_cleanly(import_config(tmp_path / "b", base), tmp_path / "b" / "run", "RoPE scaling 'yarn' is not supported")
+    _fails_cleanly(import_config(tmp_path / "b", base), tmp_path / "b" / "run",
+                   "RoPE scaling 'yarn' is not supported: megatron-core 0.16's YaRN embedding runs on CUDA only")
+    (base / "config.json").write_text(json.dumps({**config, "rope_parameters": {
+        "rope_type": "dynamic", "factor": 4.0, "rope_theta": 10000.0}}))
+    _fails_cleanly(import_config(tmp_path / "b2", base), tmp_path / "b2" / "run", "RoPE scaling 'dynamic' is not supported")
 
     (base / "config.json").write_text(json.dumps({**config, "vocab_size": 256}))
     _fails_cleanly(import_config(tmp_path / "c", base), tmp_path / "c" / "run",

@@ -42,6 +42,9 @@ class ModelConfig:
     rope_scaling_factor: float | None = None
     """Llama 3.1 RoPE frequency scaling factor (low/high frequency factors 1 and 4, original
     context 8192, as megatron-core implements it); None: no scaling."""
+    rope_linear_factor: float | None = None
+    """Linear RoPE scaling: positions are divided by this factor (transformers' rope_type
+    'linear', megatron-core's seq_len_interpolation_factor); None: no scaling."""
     sliding_window: int | None = None
     """Each token attends to at most this many tokens, itself included (Mistral); None: all."""
     vocab_size: int | None = None
@@ -93,7 +96,8 @@ class ModelConfig:
                             "num_query_groups": one, "seq_length": ranges.SEQ_LENGTH, "rotary_base": one,
                             "norm_epsilon": ranges.POSITIVE, "init_method_std": ranges.POSITIVE,
                             "make_vocab_size_divisible_by": one, "kv_channels": one, "sliding_window": one,
-                            "rope_scaling_factor": ranges.POSITIVE, "vocab_size": one})
+                            "rope_scaling_factor": ranges.POSITIVE, "rope_linear_factor": ranges.POSITIVE,
+                            "vocab_size": one})
         if self.kv_channels is None and self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
         if self.num_attention_heads % self.num_query_groups:

@@ -87,11 +87,17 @@ def model_config(config: dict, seq_length: int | None, where: str) -> ModelConfi
         raise OcciError(f"{where}: attention_bias also biases o_proj, which megatron-core's layer has no place "
                         "for; occi's converter supports it only as Qwen2 has it (q, k and v)")
     theta, scaling = rope(config)
-    factor = None
-    if scaling:
+    factor, linear = None, None
+    if scaling.get("rope_type") == "linear":
+        linear = float(scaling["factor"])
+    elif scaling.get("rope_type") == "yarn":
+        raise OcciError(f"{where}: RoPE scaling 'yarn' is not supported: megatron-core 0.16's YaRN embedding runs on "
+                        "CUDA only and its GPTModel drops the YaRN attention factor, so this base cannot be "
+                        "imported exactly (occi imports 'llama3' and 'linear' scaling)")
+    elif scaling:
         if scaling["rope_type"] != "llama3":
             raise OcciError(f"{where}: RoPE scaling {scaling['rope_type']!r} is not supported; megatron-core "
-                            "expresses Llama 3.1's ('llama3') only")
+                            "expresses Llama 3.1's ('llama3') and linear scaling only")
         for key, value in LLAMA3_SCALING.items():
             if float(scaling.get(key, value)) != value:
                 raise OcciError(f"{where}: RoPE scaling {key} {scaling[key]} differs from the {value} megatron-core "
@@ -116,6 +122,7 @@ def model_config(config: dict, seq_length: int | None, where: str) -> ModelConfi
             kv_channels=int(head_dim), qkv_bias=kind == "qwen2" or (kind == "qwen2_moe" and config.get("qkv_bias", True)),
             qk_norm=kind in ("qwen3", "qwen3_moe"),
             tied_embeddings=bool(config.get("tie_word_embeddings", False)), rope_scaling_factor=factor,
+            rope_linear_factor=linear,
             sliding_window=int(window) if window else None, vocab_size=int(config["vocab_size"]),
             make_vocab_size_divisible_by=1, **moe,
         )

@@ -214,6 +214,7 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
         rotary_base=model.rotary_base,
         rope_scaling=model.rope_scaling_factor is not None,
         rope_scaling_factor=model.rope_scaling_factor or 8.0,
+        seq_len_interpolation_factor=model.rope_linear_factor,
     )
 
 
