@@ -89,8 +89,8 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
     from safetensors import safe_open
 
     shape = arch_module.shape_of(config, str(hf_dir))
-    architecture = arch_module.arch_of(config, str(hf_dir))
-    names = gguf.get_tensor_name_map(architecture.gguf_arch, shape.layers)
+    spec = arch_module.spec_of(config, str(hf_dir / "config.json"))
+    names = gguf.get_tensor_name_map(arch_module.gguf_arch(spec), shape.layers)
     found: dict[str, tuple[Path, tuple[int, ...]]] = {}
     for file in weight_files(hf_dir):
         try:
@@ -106,12 +106,12 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
         file, dims = found[sources[0]]
         if len(sources) > 1 or hf_name != sources[0]:
             dims = (len(sources), *dims)
-        planned.append(Planned(hf_name, arch_module.tensor_name(names, hf_name, str(file)), dims,
+        planned.append(Planned(hf_name, arch_module.tensor_name(names, spec, hf_name, str(file)), dims,
                                _tensor_type(dims, quant.tensor_type), tuple((found[s][0], s) for s in sources)))
     embedding = next((p for p in planned if p.gguf_name == "token_embd.weight"), None)
     if embedding is None:
         raise OcciError(f"{hf_dir}: the weights have no token embedding")
-    scaling = rope_module.check(config, architecture.gguf_arch, str(hf_dir / "config.json"))
+    scaling = rope_module.check(config, arch_module.gguf_arch(spec), str(hf_dir / "config.json"))
     if scaling.get("rope_type") == "llama3":
         factors = rope_module.llama3_frequency_factors(scaling, shape.head_dim, shape.rope_theta)
         planned.append(Planned("rope_freqs.weight", gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
@@ -157,7 +157,7 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
 
     hf_dir, out = Path(hf_dir), Path(out)
     config = read_config(hf_dir)
-    architecture = arch_module.arch_of(config, str(hf_dir / "config.json"))
+    spec = arch_module.spec_of(config, str(hf_dir / "config.json"))
     shape = arch_module.shape_of(config, str(hf_dir / "config.json"))
     planned = plan(hf_dir, config, quant)
     embedding_rows = next(p.shape[0] for p in planned if p.gguf_name == "token_embd.weight")
@@ -165,7 +165,7 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
     metadata = metadata or {}
     needed = sum(_nbytes(item.shape, item.qtype) for item in planned)
     with atomic_path(out) as tmp, reporting_full_disk(out, tmp, needed):
-        writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[architecture.gguf_arch])
+        writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch_module.gguf_arch(spec)])
         writer.add_name(name)
         writer.add_quantized_by("occi")
         if metadata.get("languages"):
@@ -176,10 +176,8 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
             writer.add_description(metadata["description"])
         writer.add_file_type(quant.file_type)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        arch_module.add_hparams(writer, shape)
+        arch_module.add_hparams(writer, shape, spec, config, str(hf_dir / "config.json"))
         rope_module.add_scaling_hparams(writer, rope_module.scaling_of(config), config)
-        if architecture.hparams:
-            architecture.hparams(writer, config, str(hf_dir / "config.json"))
         add_vocab(writer, vocab)
         add_generation_defaults(writer, hf_dir)
         for item in planned:
@@ -203,7 +201,7 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
                     tensor = read(*item.sources[0])
                 else:
                     tensor = np.stack([read(file, name) for file, name in item.sources])
-                tensor = arch_module.prepare(architecture, shape, item.hf_name, tensor)
+                tensor = arch_module.prepare(spec, shape, config, item.hf_name, tensor)
                 writer.write_tensor_data(_convert(tensor, item.qtype))
         finally:
             writer.close()
