@@ -612,7 +612,8 @@ def test_missing_or_broken_exports_and_bad_types_get_one_line(demo, tmp_path):
     config_json = json.loads((run_dir / "hf" / "config.json").read_text())
     odd = tmp_path / "odd"
     shutil.copytree(run_dir / "hf", odd / "hf")
-    (odd / "hf" / "config.json").write_text(json.dumps({**config_json, "architectures": ["GPT2LMHeadModel"]}))
+    (odd / "hf" / "config.json").write_text(json.dumps({**config_json, "architectures": ["GPT2LMHeadModel"],
+                                                      "model_type": "gpt2"}))
     result = occi("export", str(config), "--run-dir", str(odd), "--format", "gguf")
     assert result.returncode == 2 and "GPT2LMHeadModel" in result.stderr and len(result.stderr.splitlines()) == 1
 
