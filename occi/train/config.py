@@ -100,6 +100,9 @@ class ModelConfig:
                             "make_vocab_size_divisible_by": one, "kv_channels": one, "sliding_window": one,
                             "rope_scaling_factor": ranges.POSITIVE, "rope_linear_factor": ranges.POSITIVE,
                             "vocab_size": one})
+        if self.rope_scaling_factor is not None and self.rope_linear_factor is not None:
+            raise ValueError("rope_scaling_factor (Llama 3.1's) and rope_linear_factor are two RoPE scalings, "
+                             "which no transformers architecture combines; set one")
         if self.kv_channels is None and self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
         if self.num_attention_heads % self.num_query_groups:
