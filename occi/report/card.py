@@ -126,8 +126,9 @@ def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
 
 
 def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
-    from occi.train.logs import read_log
+    from occi.basemodel import vocab_size
     from occi.train.config import flops_per_token
+    from occi.train.logs import read_log
 
     train = [r for r in read_log(run.train) if r.get("kind") == "train"]
     summary = run.read_json(run.train_summary) or {}
@@ -137,7 +138,7 @@ def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
     seconds = sum(r["seconds"] for r in steps.values())
     model = _model(cfg, run)
     tokens = len(steps) * cfg.train.global_batch_size * model.seq_length
-    flops = flops_per_token(model, model.vocab_size or blend["vocab_size"]) * tokens
+    flops = flops_per_token(model, vocab_size(model, run)) * tokens
     hardware = cfg.card.hardware or summary.get("hardware", "not recorded (train/summary.json)")
     return _table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
                              ("Training compute (6N + attention per token" + (", N active" if model.is_moe else "") + ")",
