@@ -2,7 +2,8 @@
 
 Models are built here: the demo run's own tokenizer (all 28 languages, through the command line)
 under a random Llama of the `tiny` shape laid out exactly as `occi export` writes <run>/hf/, and
-tiny random Qwen2, Qwen3 and Mistral models and byte-level BPE tokenizers saved by transformers.
+tiny random Qwen2, Qwen3, Mistral, RoPE-scaled Llama and Qwen2 (llama3, linear, YaRN), Mixtral,
+Qwen3-MoE and Qwen2-MoE models and byte-level BPE tokenizers saved by transformers.
 llama.cpp runs through llama-cpp-python; tests that need it are skipped without it, except under
 CI=true (CI installs it), where they fail.
 """
