@@ -2,7 +2,8 @@
 
 Models are built here: the demo run's own tokenizer (all 28 languages, through the command line)
 under a random Llama of the `tiny` shape laid out exactly as `occi export` writes <run>/hf/, and
-tiny random Qwen2, Qwen3 and Mistral models and byte-level BPE tokenizers saved by transformers.
+tiny random Qwen2, Qwen3, Mistral, RoPE-scaled Llama and Qwen2 (llama3, linear, YaRN), Mixtral,
+Qwen3-MoE and Qwen2-MoE models and byte-level BPE tokenizers saved by transformers.
 llama.cpp runs through llama-cpp-python; tests that need it are skipped without it, except under
 CI=true (CI installs it), where they fail.
 """
@@ -352,54 +353,94 @@ def _bpe_tokenizer(folder: Path, split: str, specials: list[str], bos: str | Non
     fast.save_pretrained(folder)
 
 
-def _tiny_model(kind: str, folder: Path, vocab_size: int, bos: int | None, eos: int) -> None:
+ORIGINAL_CONTEXT = 32
+"""The pre-scaling context of the RoPE-scaled tiny models: the logits are compared on 120 tokens, past it."""
+SCALED_ROPE = {"llama-llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                "original_max_position_embeddings": ORIGINAL_CONTEXT, "rope_theta": 10000.0},
+               "llama-linear": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0},
+               "qwen2-yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": ORIGINAL_CONTEXT,
+                              "rope_theta": 10000.0}}
+"""RoPE scalings of the tiny models: with rope_theta 10000 and heads of 16 dimensions the `llama3`
+wavelengths (6 to 20k positions) fall on both sides of its band (8 to 32) and inside it."""
+TINY_MOE = {"mixtral": dict(num_local_experts=4, num_experts_per_tok=2),
+            "qwen3_moe": dict(moe_intermediate_size=48, num_experts=4, num_experts_per_tok=2, norm_topk_prob=True),
+            "qwen2_moe": dict(moe_intermediate_size=48, shared_expert_intermediate_size=64, num_experts=4,
+                              num_experts_per_tok=2, norm_topk_prob=False)}
+"""Mixtures of experts as llama.cpp's graphs run them (Qwen3-MoE renormalises the top-k weights,
+Qwen2-MoE does not), every layer a mixture."""
+TINY_CLASSES = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+                "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"), "mistral": ("MistralConfig", "MistralForCausalLM"),
+                "mixtral": ("MixtralConfig", "MixtralForCausalLM"), "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM"),
+                "qwen2_moe": ("Qwen2MoeConfig", "Qwen2MoeForCausalLM")}
+
+
+def _tiny_model(kind: str, folder: Path, vocab_size: int, bos: int | None, eos: int, **overrides) -> None:
+    """A random model of `kind` (a family, or family-variant: llama-tied, llama-llama3, ...)."""
     import torch
     import transformers
 
     shapes = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=256, vocab_size=vocab_size,
                   bos_token_id=bos, eos_token_id=eos)
-    extra = {"qwen3": {"head_dim": 32}, "llama-tied": {"tie_word_embeddings": True}}.get(kind, {})
-    config_class, model_class = {"llama-tied": ("LlamaConfig", "LlamaForCausalLM"),
-                                 "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
-                                 "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
-                                 "mistral": ("MistralConfig", "MistralForCausalLM")}[kind]
+    extra = {"qwen3": {"head_dim": 32}, "llama-tied": {"tie_word_embeddings": True}, **TINY_MOE}.get(kind, {})
+    if kind in SCALED_ROPE:
+        extra = {"rope_parameters": dict(SCALED_ROPE[kind])}
+    config_class, model_class = TINY_CLASSES[kind.split("-")[0]]
     torch.manual_seed(1)
-    model = getattr(transformers, model_class)(getattr(transformers, config_class)(**shapes, **extra))
+    model = getattr(transformers, model_class)(getattr(transformers, config_class)(**shapes, **extra, **overrides))
     with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() == 2:
+        for name, param in model.named_parameters():
+            if param.dim() >= 2:
                 param.normal_(0.0, 0.08)
-            elif "norm" in "".join(n for n, p in model.named_parameters() if p is param):
+            elif "norm" in name:
                 param.uniform_(0.8, 1.2)
             else:
                 param.normal_(0.0, 0.05)  # qkv biases
     model.save_pretrained(folder)
 
 
-@pytest.mark.parametrize("kind,tokenizer_kind", [("qwen2", "qwen2-chatml"), ("qwen3", "qwen2-chatml"),
-                                                 ("mistral", "llama3"), ("llama-tied", "llama3")])
-def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_path):
-    import gguf
+@pytest.fixture(scope="module")
+def bpe_tokenizers(tmp_path_factory) -> dict[str, Path]:
+    """The two byte-level BPE tokenizers of the tiny models (Llama 3's and Qwen2's pre-tokenizer), trained once."""
+    folder = tmp_path_factory.mktemp("tokenizers")
+    _bpe_tokenizer(folder / "llama3", LLAMA3_SPLIT, ["<|begin_of_text|>", "<|end_of_text|>"], "<|begin_of_text|>",
+                   "<|end_of_text|>")
+    _bpe_tokenizer(folder / "qwen2-chatml", QWEN2_SPLIT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None,
+                   "<|im_end|>", CHATML)
+    return {"llama3": folder / "llama3", "qwen2-chatml": folder / "qwen2-chatml"}
 
-    hf = tmp_path / kind
-    if tokenizer_kind == "llama3":
-        _bpe_tokenizer(hf, LLAMA3_SPLIT, ["<|begin_of_text|>", "<|end_of_text|>"], "<|begin_of_text|>", "<|end_of_text|>")
-    else:
-        _bpe_tokenizer(hf, QWEN2_SPLIT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>", CHATML)
+
+def _export_tiny(kind: str, tokenizer_folder: Path, tmp_path: Path, **overrides):
+    """A tiny model of `kind` with a BPE tokenizer as <run>/hf/, exported with `occi export --format
+    gguf --quant f16,f32`: (the hf folder, its tokenizer, the run dir, the command's result)."""
     from transformers import AutoTokenizer
 
+    hf = tmp_path / kind
+    shutil.copytree(tokenizer_folder, hf)
     tokenizer = AutoTokenizer.from_pretrained(hf)
     vocab_size = (len(tokenizer) + 63) // 64 * 64
-    _tiny_model(kind, hf, vocab_size, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    _tiny_model(kind, hf, vocab_size, tokenizer.bos_token_id, tokenizer.eos_token_id, **overrides)
     config = write_config(tmp_path, ["de", "fr"])
     run_dir = tmp_path / "run"
     shutil.copytree(hf, run_dir / "hf")
     result = occi("export", str(config), "--run-dir", str(run_dir), "--format", "gguf", "--quant", "f16,f32")
+    return hf, tokenizer, run_dir, result
+
+
+@pytest.mark.parametrize("kind,tokenizer_kind", [("qwen2", "qwen2-chatml"), ("qwen3", "qwen2-chatml"),
+                                                 ("mistral", "llama3"), ("llama-tied", "llama3"),
+                                                 ("llama-llama3", "llama3"), ("llama-linear", "llama3"),
+                                                 ("qwen2-yarn", "qwen2-chatml")])
+def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, bpe_tokenizers, tmp_path):
+    """Also RoPE scaling (Llama 3.1's `llama3` as llama.cpp's rope_freqs tensor, linear, YaRN):
+    llama.cpp's logits equal transformers' on 120 tokens, well past the original context of 32."""
+    import gguf
+
+    hf, tokenizer, run_dir, result = _export_tiny(kind, bpe_tokenizers[tokenizer_kind], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     path = run_dir / "gguf" / "occi-gguftest-f16.gguf"
     reader = gguf.GGUFReader(str(path))
-    arch = {"qwen2": "qwen2", "qwen3": "qwen3"}.get(kind, "llama")
+    arch = "llama" if kind.startswith(("llama", "mistral")) else kind.split("-")[0]
     assert reader_value(reader, "general.architecture") == arch
     assert reader_value(reader, "tokenizer.ggml.model") == "gpt2"
     assert reader_value(reader, "tokenizer.ggml.pre") == ("llama-bpe" if tokenizer_kind == "llama3" else "qwen2")
@@ -409,9 +450,14 @@ def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_
     assert reader_value(reader, "tokenizer.ggml.merges") == [m if isinstance(m, str) else " ".join(m) for m in merges]
     assert reader_value(reader, "tokenizer.ggml.eos_token_id") == tokenizer.eos_token_id
     names = {t.name for t in reader.tensors}
-    assert ("blk.0.attn_q.bias" in names) == (kind == "qwen2")
+    assert ("blk.0.attn_q.bias" in names) == kind.startswith("qwen2")
     assert ("blk.0.attn_q_norm.weight" in names) == (kind == "qwen3")
     assert ("output.weight" in names) == (kind != "llama-tied")
+    assert ("rope_freqs.weight" in names) == (kind == "llama-llama3")
+    scaling = {"llama-linear": "linear", "qwen2-yarn": "yarn"}.get(kind)
+    assert (reader_value(reader, f"{arch}.rope.scaling.type") if scaling else None) == scaling
+    if kind in SCALED_ROPE and kind != "llama-llama3":
+        assert reader_value(reader, f"{arch}.rope.scaling.factor") == SCALED_ROPE[kind]["factor"]
     modelfile = (run_dir / "gguf" / "occi-gguftest-f16.Modelfile").read_text()
     if tokenizer_kind == "qwen2-chatml":
         assert reader_value(reader, "tokenizer.chat_template") == CHATML
@@ -423,15 +469,99 @@ def test_other_dense_architectures_and_bpe_tokenizers(kind, tokenizer_kind, tmp_
     from occi.eval.llamacpp import LlamaCppLM
 
     lm = LlamaCppLM(str(path))
-    for code in ALL_LANGS:
-        text = demo_texts(code)[0]
-        assert lm.tok_encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"], code
-    prompt = tokenizer(demo_texts("pl")[0], add_special_tokens=False)["input_ids"][:48]
+    if kind in SCALED_ROPE:  # the tokenizer is the same as the unscaled kinds'
+        text = " ".join(demo_texts("pl"))
+        prompt = tokenizer(text, add_special_tokens=False)["input_ids"][:120]
+        assert len(prompt) == 120 > 3 * ORIGINAL_CONTEXT
+    else:
+        for code in ALL_LANGS:
+            text = demo_texts(code)[0]
+            assert lm.tok_encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"], code
+        prompt = tokenizer(demo_texts("pl")[0], add_special_tokens=False)["input_ids"][:48]
     expected = hf_logits(hf, prompt)
     # every tensor in llama.cpp's layout for this architecture: the f32 file gives transformers' logits
     exact = LlamaCppLM(str(run_dir / "gguf" / "occi-gguftest-f32.gguf"), f32_cache=True).logits(prompt)
     assert np.abs(exact - expected).max() < 1e-4, np.abs(exact - expected).max()
     assert (lm.logits(prompt).argmax(-1) == expected.argmax(-1)).mean() > 0.9
+
+
+@pytest.mark.parametrize("kind,tokenizer_kind", [("mixtral", "llama3"), ("qwen3_moe", "qwen2-chatml"),
+                                                 ("qwen2_moe", "qwen2-chatml")])
+def test_mixtures_of_experts_run_in_llama_cpp_as_in_transformers(kind, tokenizer_kind, bpe_tokenizers, tmp_path):
+    """Each layer's experts stacked into one tensor per role (ffn_gate_exps, ffn_up_exps,
+    ffn_down_exps), the router and (Qwen2-MoE) the gated shared expert: llama.cpp gives
+    transformers' logits and greedy tokens; routings llama.cpp's graph cannot run are refused."""
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    hf, tokenizer, run_dir, result = _export_tiny(kind, bpe_tokenizers[tokenizer_kind], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((hf / "config.json").read_text())
+    experts = config.get("num_local_experts") or config["num_experts"]
+    arch = {"mixtral": "llama", "qwen3_moe": "qwen3moe", "qwen2_moe": "qwen2moe"}[kind]
+    path = run_dir / "gguf" / "occi-gguftest-f32.gguf"
+    reader = gguf.GGUFReader(str(path))
+    assert reader_value(reader, "general.architecture") == arch
+    assert reader_value(reader, f"{arch}.expert_count") == experts
+    assert reader_value(reader, f"{arch}.expert_used_count") == config["num_experts_per_tok"]
+    tensors = {t.name: t for t in reader.tensors}
+    width = config.get("moe_intermediate_size") or config["intermediate_size"]
+    # gguf-py lists dimensions innermost first: [hidden, expert width, experts] is transformers' [experts, width, hidden]
+    assert [int(n) for n in tensors["blk.1.ffn_gate_exps.weight"].shape] == [config["hidden_size"], width, experts]
+    assert [int(n) for n in tensors["blk.1.ffn_down_exps.weight"].shape] == [width, config["hidden_size"], experts]
+    assert ("blk.1.ffn_gate_inp_shexp.weight" in tensors) == (kind == "qwen2_moe")
+    assert not any(".experts." in name or name.endswith(("ffn_gate.weight", "ffn_up.weight")) for name in tensors)
+    if not have_module("llama_cpp") and not in_ci():
+        return
+    from occi.eval.llamacpp import LlamaCppLM
+
+    prompt = tokenizer(demo_texts("it")[0], add_special_tokens=False)["input_ids"][:48]
+    lm = LlamaCppLM(str(path), f32_cache=True)
+    expected = hf_logits(hf, prompt)
+    assert np.abs(lm.logits(prompt) - expected).max() < 1e-4, np.abs(lm.logits(prompt) - expected).max()
+    model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
+    generated = model.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False, min_new_tokens=16,
+                               eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
+    assert lm.greedy(prompt, 16) == generated[: len(lm.greedy(prompt, 16))] and len(generated) == 16
+
+    # what llama.cpp's graph would run otherwise: one line naming the key and its value
+    from occi.errors import OcciError
+    from occi.gguf.quant import QUANT_TYPES
+    from occi.gguf.writer import write_gguf
+
+    refused = {"qwen3_moe": [("norm_topk_prob", False), ("mlp_only_layers", [0])],
+               "qwen2_moe": [("norm_topk_prob", True), ("tie_word_embeddings", True)], "mixtral": []}[kind]
+    for key, value in refused:
+        (run_dir / "hf" / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(OcciError) as refusal:
+            write_gguf(run_dir / "hf", tmp_path / "refused.gguf", QUANT_TYPES["f32"], "refused")
+        assert "\n" not in str(refusal.value) and str(refusal.value).startswith(str(run_dir / "hf" / "config.json"))
+        assert f"{key} {json.dumps(value)}" in str(refusal.value).lower(), refusal.value
+        assert not (tmp_path / "refused.gguf").exists()
+
+
+def test_rope_scalings_llama_cpp_cannot_run_exactly_are_refused_in_one_line(tmp_path):
+    from occi.errors import OcciError
+    from occi.gguf.quant import QUANT_TYPES
+    from occi.gguf.writer import write_gguf
+
+    hf = tmp_path / "hf"
+    _tiny_model("llama-llama3", hf, 320, 0, 1)
+    config = json.loads((hf / "config.json").read_text())
+    llama3 = config["rope_parameters"]
+    cases = [({"rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}}, "'dynamic'"),
+             ({"rope_parameters": {**SCALED_ROPE["qwen2-yarn"], "attention_factor": 1.5}}, "attention_factor 1.5"),
+             ({"rope_parameters": {**SCALED_ROPE["qwen2-yarn"], "truncate": False}}, "truncate false"),
+             ({"rope_parameters": {**llama3, "high_freq_factor": 1.0}}, "high_freq_factor"),
+             ({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}, "'llama3' is written to GGUF only")]
+    for change, named in cases:
+        (hf / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(OcciError) as refusal:
+            write_gguf(hf, tmp_path / "refused.gguf", QUANT_TYPES["f32"], "refused")
+        message = str(refusal.value)
+        assert "\n" not in message and message.startswith(str(hf / "config.json")) and named in message, message
+    assert not (tmp_path / "refused.gguf").exists()
 
 
 # ---------------------------------------------------------------- evaluation, leaderboard, card
@@ -483,7 +613,8 @@ def test_missing_or_broken_exports_and_bad_types_get_one_line(demo, tmp_path):
     config_json = json.loads((run_dir / "hf" / "config.json").read_text())
     odd = tmp_path / "odd"
     shutil.copytree(run_dir / "hf", odd / "hf")
-    (odd / "hf" / "config.json").write_text(json.dumps({**config_json, "architectures": ["GPT2LMHeadModel"]}))
+    (odd / "hf" / "config.json").write_text(json.dumps({**config_json, "architectures": ["GPT2LMHeadModel"],
+                                                      "model_type": "gpt2"}))
     result = occi("export", str(config), "--run-dir", str(odd), "--format", "gguf")
     assert result.returncode == 2 and "GPT2LMHeadModel" in result.stderr and len(result.stderr.splitlines()) == 1
 

@@ -98,6 +98,52 @@ def test_import_then_export_gives_back_the_base(bases, kind, layout, tmp_path):
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
 
 
+def test_linear_rope_scaling_is_imported_exactly(tmp_path):
+    """Linear RoPE scaling is megatron-core's seq_len_interpolation_factor: megatron's own forward
+    pass (not only the round trip, which keeps the base's config.json) gives transformers' logits."""
+    linear = {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}
+    base = make_base(tmp_path / "base", "llama", seed=7, rope_parameters=linear)
+    config = import_config(tmp_path, base, tokenizer="base")
+    run_dir = tmp_path / "run"
+    result = occi("import", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = logits(base, TOKENS)
+    actual = megatron_forward(config, run_dir, 1, tmp_path)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+    result = occi("export", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "hf" / "config.json").read_text())["rope_parameters"] == linear
+    actual = logits(run_dir / "hf", TOKENS)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+
+
+@pytest.mark.parametrize("scaling", [{}, {"rope_scaling_factor": 8.0}, {"rope_linear_factor": 4.0}])
+def test_a_recipes_export_rotates_as_megatron_does(scaling):
+    """Without a base, the export's config.json carries the recipe's RoPE scaling: transformers'
+    rotary angles (cos and sin at 20k positions, past Llama 3.1's original 8192) equal megatron-core's."""
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from occi.families import family
+    from occi.train.config import ModelConfig
+    from occi.train.export import hf_config
+
+    model = ModelConfig(num_layers=1, hidden_size=64, ffn_hidden_size=96, num_attention_heads=2, num_query_groups=2,
+                        seq_length=32, rotary_base=10000, **scaling)
+    config = hf_config(family("llama", "test"), model, None, 320, {"bos": 0, "eos": 1}, torch.float32)
+    positions = torch.arange(20_000)
+    cos, sin = LlamaRotaryEmbedding(config)(torch.zeros(1, 1, dtype=torch.float32), positions[None])
+    megatron = RotaryEmbedding(kv_channels=32, rotary_percent=1.0, rotary_base=model.rotary_base,
+                               rope_scaling=model.rope_scaling_factor is not None,
+                               rope_scaling_factor=model.rope_scaling_factor or 8.0,
+                               seq_len_interpolation_factor=model.rope_linear_factor, use_cpu_initialization=True)
+    angles = megatron.get_freqs_non_repeated(len(positions)).repeat(1, 2)  # get_emb's layout, without its move to CUDA
+    assert torch.allclose(cos[0], angles.cos(), atol=1e-3) and torch.allclose(sin[0], angles.sin(), atol=1e-3)
+    with pytest.raises(ValueError, match="two RoPE scalings"):
+        ModelConfig(num_layers=1, hidden_size=64, ffn_hidden_size=96, num_attention_heads=2, num_query_groups=2,
+                    seq_length=32, rope_scaling_factor=8.0, rope_linear_factor=4.0)
+
+
 def _broken(bases: dict, tmp_path: Path, kind: str = "qwen2") -> Path:
     copy = tmp_path / "broken"
     shutil.copytree(bases[kind], copy)
@@ -122,7 +168,12 @@ def test_unsupported_architecture_missing_shard_and_vocabulary_mismatch(bases, t
 
     (base / "config.json").write_text(json.dumps({**config, "rope_parameters": {
         "rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}}))
-    _fails_cleanly(import_config(tmp_path / "b", base), tmp_path / "b" / "run", "RoPE scaling 'yarn' is not supported")
+    _fails_cleanly(import_config(tmp_path / "b", base), tmp_path / "b" / "run",
+                   "RoPE scaling 'yarn' is not supported: megatron-core 0.16's GPTModel drops the YaRN attention "
+                   "factor (1.139 here)")
+    (base / "config.json").write_text(json.dumps({**config, "rope_parameters": {
+        "rope_type": "dynamic", "factor": 4.0, "rope_theta": 10000.0}}))
+    _fails_cleanly(import_config(tmp_path / "b2", base), tmp_path / "b2" / "run", "RoPE scaling 'dynamic' is not supported")
 
     (base / "config.json").write_text(json.dumps({**config, "vocab_size": 256}))
     _fails_cleanly(import_config(tmp_path / "c", base), tmp_path / "c" / "run",

@@ -32,8 +32,9 @@ class GgufSpec:
     """Reorder each head's q/k rows from transformers' half-split rotary layout to the adjacent pairs
     llama.cpp rotates (its `llama` graph); False where llama.cpp rotates halves too (Qwen)."""
     hparams: Callable | None = None
-    """`hparams(writer, config)`: adds the architecture's hyper-parameters beyond the Llama-like
-    ones occi/gguf writes for every family (None: none)."""
+    """`hparams(writer, config, where)`: adds the architecture's hyper-parameters beyond the
+    Llama-like ones occi/gguf writes for every family (None: none); a one-line OcciError naming
+    the config.json key for what llama.cpp's graph would compute otherwise."""
     tensor_name: Callable | None = None
     """`tensor_name(hf_name) -> gguf name or None`: names gguf-py's get_tensor_name_map lacks."""
     prepare: Callable | None = None

@@ -29,14 +29,38 @@ def rope(config: dict) -> tuple[float, dict]:
     return float(theta), ({} if kind == "default" else {**scaling, "rope_type": kind})
 
 
+def yarn_attention_factor(scaling: dict) -> float:
+    """The factor transformers multiplies YaRN's cos and sin by: attention_factor, else from
+    mscale / mscale_all_dim, else 0.1 ln(factor) + 1."""
+    import math
+
+    def mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    factor = float(scaling.get("factor") or 1.0)
+    if scaling.get("attention_factor") is not None:
+        return float(scaling["attention_factor"])
+    if scaling.get("mscale") and scaling.get("mscale_all_dim"):
+        return mscale(factor, float(scaling["mscale"])) / mscale(factor, float(scaling["mscale_all_dim"]))
+    return mscale(factor)
+
+
 def rope_fields(config: dict, where: str) -> dict:
-    """rotary_base and rope_scaling_factor (Llama 3.1's scaling, the one megatron-core expresses)."""
+    """rotary_base, and the RoPE scaling megatron-core expresses exactly: Llama 3.1's
+    (rope_scaling_factor) and linear (rope_linear_factor, its seq_len_interpolation_factor)."""
     theta, scaling = rope(config)
-    factor = None
-    if scaling:
+    factor, linear = None, None
+    if scaling.get("rope_type") == "linear":
+        linear = float(scaling["factor"])
+    elif scaling.get("rope_type") == "yarn":
+        raise OcciError(f"{where}: RoPE scaling 'yarn' is not supported: megatron-core 0.16's GPTModel drops the "
+                        f"YaRN attention factor ({yarn_attention_factor(scaling):.4g} here) that transformers applies "
+                        "to cos and sin, and occi does not wire its YarnRotaryEmbedding, so this base cannot be "
+                        "imported exactly (occi imports 'llama3' and 'linear' scaling)")
+    elif scaling:
         if scaling["rope_type"] != "llama3":
             raise OcciError(f"{where}: RoPE scaling {scaling['rope_type']!r} is not supported; megatron-core "
-                            "expresses Llama 3.1's ('llama3') only")
+                            "expresses Llama 3.1's ('llama3') and linear scaling only")
         for key, value in LLAMA3_SCALING.items():
             if float(scaling.get(key, value)) != value:
                 raise OcciError(f"{where}: RoPE scaling {key} {scaling[key]} differs from the {value} megatron-core "
@@ -44,7 +68,7 @@ def rope_fields(config: dict, where: str) -> dict:
         factor = float(scaling["factor"])
     if theta != int(theta):
         raise OcciError(f"{where}: rope_theta {theta} is not a whole number, which megatron-core's rotary_base needs")
-    return {"rotary_base": int(theta), "rope_scaling_factor": factor}
+    return {"rotary_base": int(theta), "rope_scaling_factor": factor, "rope_linear_factor": linear}
 
 
 def llama_fields(config: dict, where: str, *, qkv_bias: bool = False, qk_norm: bool = False,
@@ -118,6 +142,18 @@ def dense_export_values(model: "ModelConfig") -> dict:
             "num_hidden_layers": model.num_layers, "num_attention_heads": model.num_attention_heads,
             "num_key_value_heads": model.num_query_groups, "head_dim": model.head_dim, "hidden_act": "silu",
             "max_position_embeddings": model.seq_length, "rms_norm_eps": model.norm_epsilon,
-            "rope_theta": float(model.rotary_base), "attention_bias": False, "mlp_bias": False,
-            "tie_word_embeddings": model.tied_embeddings}
+            "attention_bias": False, "mlp_bias": False, "tie_word_embeddings": model.tied_embeddings,
+            **rope_export_values(model)}
+
+
+def rope_export_values(model: "ModelConfig") -> dict:
+    """rope_theta, or with a RoPE scaling transformers 5's rope_parameters holding it (the scaling
+    megatron-core applies: Llama 3.1's with its hard-coded constants, or linear)."""
+    if model.rope_scaling_factor is None and model.rope_linear_factor is None:
+        return {"rope_theta": float(model.rotary_base)}
+    if model.rope_linear_factor is not None:
+        scaling = {"rope_type": "linear", "factor": model.rope_linear_factor}
+    else:
+        scaling = {"rope_type": "llama3", "factor": model.rope_scaling_factor, **LLAMA3_SCALING}
+    return {"rope_parameters": {"rope_theta": float(model.rotary_base), **scaling}}
 

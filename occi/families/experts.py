@@ -111,4 +111,26 @@ def qwen_moe_layer(model: "ModelConfig", layer: int) -> list[Mapping]:
         model, layer, "mlp.", "gate", QWEN_PROJECTIONS, shared=bool(model.moe_shared_expert_ffn_hidden_size))
 
 
-GGUF_REFUSAL = "occi does not write mixture-of-experts models as GGUF yet"
+# ------------------------------------------------------------------------- GGUF (llama.cpp)
+# The experts are stacked per layer by occi/gguf/experts.py for every family; here: the hyper-
+# parameters llama.cpp reads, and one-line refusals where its graph would compute something else.
+
+def gguf_experts(writer, config: dict) -> None:
+    """expert_count and expert_used_count (llama.cpp's names for the routed experts and top-k)."""
+    writer.add_expert_count(int(config.get("num_local_experts") or config["num_experts"]))
+    writer.add_expert_used_count(int(config["num_experts_per_tok"]))
+
+
+def gguf_every_layer_a_mixture(config: dict, where: str) -> None:
+    if config.get("mlp_only_layers") or int(config.get("decoder_sparse_step") or 1) != 1:
+        raise OcciError(f"{where}: dense layers among the experts (mlp_only_layers {config.get('mlp_only_layers')}, "
+                        f"decoder_sparse_step {config.get('decoder_sparse_step')}) cannot be written as GGUF: "
+                        "llama.cpp's graph for this architecture makes every layer a mixture of experts")
+
+
+def gguf_routing(config: dict, where: str, renormalised: bool) -> None:
+    """llama.cpp's Qwen-MoE graphs fix whether the top-k routing weights are renormalised."""
+    if bool(config.get("norm_topk_prob", False)) != renormalised:
+        raise OcciError(f"{where}: norm_topk_prob {config.get('norm_topk_prob')} cannot be written as GGUF: "
+                        f"llama.cpp's graph for this architecture {'renormalises' if renormalised else 'keeps'} "
+                        f"the top-k routing weights (norm_topk_prob {str(renormalised).lower()})")

@@ -145,9 +145,8 @@ def layer_mappings(model: "ModelConfig", layer: int) -> list[Mapping]:
 
 # ------------------------------------------------------------------------------------------- GGUF
 
-def _gguf_hparams(writer, config: dict) -> None:
+def _gguf_hparams(writer, config: dict, where: str) -> None:
     """llama.cpp's GEMMA3 keys, after refusing what its graph fixes otherwise."""
-    where = "config.json"
     fields = model_fields(config, where)
     if fields["full_attention_every"] not in (None, LLAMA_CPP_PATTERN) or (
             fields["local_rotary_base"] not in (None, LLAMA_CPP_LOCAL_BASE)):
@@ -159,7 +158,9 @@ def _gguf_hparams(writer, config: dict) -> None:
                         f"{fields['kv_channels']}; llama.cpp's GEMMA3 graph scales attention by head_dim ** -0.5")
     writer.add_rope_freq_base(float(fields["rotary_base"]))  # transformers 5 keeps it per layer type
     writer.add_sliding_window(fields["sliding_window"] or 0)
-    if fields["rope_linear_factor"]:
+    # a top-level rope_scaling (transformers 4's form, which occi's export writes) is written by
+    # occi/gguf/rope.py for every family; only the per-layer-type form is Gemma's to write
+    if fields["rope_linear_factor"] and not config.get("rope_scaling"):
         import gguf
 
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)

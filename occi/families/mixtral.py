@@ -1,8 +1,9 @@
-"""Mixtral: routed experts in every layer, no shared expert, no q/k norm."""
+"""Mixtral: routed experts in every layer, no shared expert, no q/k norm. GGUF: llama.cpp's `llama`
+graph with experts (top-k weights renormalised, as Mixtral's), feed_forward_length the expert width."""
 from __future__ import annotations
 
 from occi.errors import OcciError
-from occi.families import Family, common, experts
+from occi.families import Family, GgufSpec, common, experts
 
 
 def _fields(config: dict, where: str) -> dict:
@@ -37,8 +38,12 @@ def _values(model) -> dict:
             "sliding_window": model.sliding_window}
 
 
+def _gguf_hparams(writer, config: dict, where: str) -> None:
+    experts.gguf_experts(writer, config)
+
+
 FAMILY = Family(
     model_type="mixtral", hf_class="MixtralForCausalLM", model_fields=_fields, layer_mappings=_layer,
     global_mappings=common.global_mappings, export_values=_values, exports_recipe=_exports_recipe,
-    experts=True, gguf=experts.GGUF_REFUSAL,
+    experts=True, gguf=GgufSpec(arch="LLAMA", interleave_rope=True, hparams=_gguf_hparams),
 )

@@ -3,6 +3,8 @@
 arch.py reads the model family's GGUF spec (occi/families/): GGUF's architecture, hyperparameters
 and tensor names; vocab.py turns the tokenizer (SentencePiece, or byte-level BPE in tokenizer.json)
 into GGUF's tokenizer keys;
+rope.py turns RoPE scaling into llama.cpp's keys (and Llama 3.1's rope_freqs tensor); experts.py
+stacks the experts of a mixture layer into llama.cpp's one tensor per role;
 quant.py names the quantization types and who can write each; writer.py writes one file;
 modelfile.py writes Ollama's Modelfile; export.py is what `occi export --format gguf` runs.
 """

@@ -49,11 +49,7 @@ class Shape:
 def shape_of(config: dict, where: str) -> Shape:
     try:
         heads = config["num_attention_heads"]
-        rope = config.get("rope_parameters") or {}  # transformers 5 keeps rope_theta in here
-        scaling = config.get("rope_scaling") or {}
-        kind = (scaling.get("rope_type") or scaling.get("type") or rope.get("rope_type") or "default")
-        if kind != "default":
-            raise OcciError(f"{where}: rope scaling {kind!r} is not written to GGUF by occi yet (only unscaled RoPE)")
+        rope = config.get("rope_parameters") or {}  # transformers 5 keeps rope_theta in here (scaling: occi/gguf/rope.py)
         return Shape(layers=config["num_hidden_layers"], hidden=config["hidden_size"],
                      ffn=config["intermediate_size"], heads=heads,
                      kv_heads=config.get("num_key_value_heads") or heads,
@@ -66,7 +62,7 @@ def shape_of(config: dict, where: str) -> Shape:
         raise OcciError(f"{where}: config.json lacks {err.args[0]!r}") from None
 
 
-def add_hparams(writer: gguf.GGUFWriter, shape: Shape, spec: GgufSpec, config: dict) -> None:
+def add_hparams(writer: gguf.GGUFWriter, shape: Shape, spec: GgufSpec, config: dict, where: str) -> None:
     """The Llama-like hyperparameters llama.cpp reads for every family, then the family's own."""
     writer.add_vocab_size(shape.vocab)
     writer.add_context_length(shape.context)
@@ -82,7 +78,7 @@ def add_hparams(writer: gguf.GGUFWriter, shape: Shape, spec: GgufSpec, config: d
         writer.add_key_length(shape.head_dim)
         writer.add_value_length(shape.head_dim)
     if spec.hparams:
-        spec.hparams(writer, config)
+        spec.hparams(writer, config, where)
 
 
 def interleave_rows(weight: np.ndarray, heads: int) -> np.ndarray:

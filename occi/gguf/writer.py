@@ -3,7 +3,9 @@
 Tensors are read from safetensors one at a time and written in two passes (the header with every
 tensor's name, shape and type, then the data), so memory holds one tensor, not the model.
 1-D tensors (norms, biases) stay f32, as llama.cpp expects; a 2-D weight whose rows are not a
-whole number of the type's blocks (32 values for q8_0) is written f16 instead.
+whole number of the type's blocks (32 values for q8_0) is written f16 instead. The experts of a
+mixture layer are stacked into one tensor per role (occi/gguf/experts.py), and tensors llama.cpp
+needs that transformers computes (the `llama3` RoPE factors, occi/gguf/rope.py) are added.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from occi.diskspace import reporting_full_disk
 from occi.errors import OcciError
 from occi.fsutil import atomic_path
 from occi.gguf import arch as arch_module
+from occi.gguf import rope as rope_module
+from occi.gguf.experts import stack_experts
 from occi.gguf.quant import QuantType
 from occi.gguf.vocab import add_vocab, read_vocab
 
@@ -26,13 +30,17 @@ Q = gguf.GGMLQuantizationType
 SKIPPED = ("rotary_emb.inv_freq",)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Planned:
     hf_name: str
+    """The transformers name gguf-py maps (for stacked experts: the name without the expert number)."""
     gguf_name: str
     shape: tuple[int, ...]
     qtype: Q
-    file: Path
+    sources: tuple[tuple[Path, str], ...]
+    """(file, transformers name) of each tensor read: one, or every expert's in expert order."""
+    computed: np.ndarray | None = None
+    """The value of a tensor made here rather than read (sources empty)."""
 
 
 def read_config(hf_dir: Path) -> dict:
@@ -83,23 +91,31 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
     shape = arch_module.shape_of(config, str(hf_dir))
     spec = arch_module.spec_of(config, str(hf_dir / "config.json"))
     names = gguf.get_tensor_name_map(arch_module.gguf_arch(spec), shape.layers)
-    planned = []
+    found: dict[str, tuple[Path, tuple[int, ...]]] = {}
     for file in weight_files(hf_dir):
         try:
             with safe_open(str(file), framework="pt") as handle:
                 for hf_name in handle.keys():
                     if hf_name.endswith(SKIPPED) or (shape.tied and hf_name == "lm_head.weight"):
                         continue
-                    dims = tuple(handle.get_slice(hf_name).get_shape())
-                    planned.append(Planned(hf_name, arch_module.tensor_name(names, spec, hf_name, str(file)), dims,
-                                           _tensor_type(dims, quant.tensor_type), file))
-        except OcciError:
-            raise
+                    found[hf_name] = (file, tuple(handle.get_slice(hf_name).get_shape()))
         except Exception as err:  # safetensors raises its own error types for a broken file
             raise OcciError(f"{file}: cannot read the weights ({type(err).__name__}: {str(err)[:200]})") from None
+    planned = []
+    for hf_name, sources in stack_experts(list(found), str(hf_dir)):
+        file, dims = found[sources[0]]
+        if len(sources) > 1 or hf_name != sources[0]:
+            dims = (len(sources), *dims)
+        planned.append(Planned(hf_name, arch_module.tensor_name(names, spec, hf_name, str(file)), dims,
+                               _tensor_type(dims, quant.tensor_type), tuple((found[s][0], s) for s in sources)))
     embedding = next((p for p in planned if p.gguf_name == "token_embd.weight"), None)
     if embedding is None:
         raise OcciError(f"{hf_dir}: the weights have no token embedding")
+    scaling = rope_module.check(config, arch_module.gguf_arch(spec), str(hf_dir / "config.json"))
+    if scaling.get("rope_type") == "llama3":
+        factors = rope_module.llama3_frequency_factors(scaling, shape.head_dim, shape.rope_theta)
+        planned.append(Planned("rope_freqs.weight", gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
+                               factors.shape, Q.F32, (), factors))
     return planned
 
 
@@ -160,7 +176,8 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
             writer.add_description(metadata["description"])
         writer.add_file_type(quant.file_type)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        arch_module.add_hparams(writer, shape, spec, config)
+        arch_module.add_hparams(writer, shape, spec, config, str(hf_dir / "config.json"))
+        rope_module.add_scaling_hparams(writer, rope_module.scaling_of(config), config)
         add_vocab(writer, vocab)
         add_generation_defaults(writer, hf_dir)
         for item in planned:
@@ -170,11 +187,20 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         handles: dict[Path, object] = {}
+
+        def read(file: Path, name: str) -> np.ndarray:
+            if file not in handles:
+                handles[file] = safe_open(str(file), framework="pt")
+            return handles[file].get_tensor(name).float().numpy()
+
         try:
             for item in planned:
-                if item.file not in handles:
-                    handles[item.file] = safe_open(str(item.file), framework="pt")
-                tensor = handles[item.file].get_tensor(item.hf_name).float().numpy()
+                if item.computed is not None:
+                    tensor = item.computed
+                elif len(item.sources) == 1 and item.sources[0][1] == item.hf_name:
+                    tensor = read(*item.sources[0])
+                else:
+                    tensor = np.stack([read(file, name) for file, name in item.sources])
                 tensor = arch_module.prepare(spec, shape, config, item.hf_name, tensor)
                 writer.write_tensor_data(_convert(tensor, item.qtype))
         finally:
