@@ -24,6 +24,7 @@ from occi.corpora.reader import HeldoutRule
 from occi.data.config import DataConfig
 from occi.eval.config import EvalConfig
 from occi.report.config import CardConfig, ProviderConfig
+from occi.dpo.config import DPOConfig
 from occi.sft.config import SFTConfig
 from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import BaseModelConfig, ModelConfig, TrainConfig
@@ -58,6 +59,8 @@ class RunConfig:
     sft: SFTConfig | None = None
     """Supervised fine-tuning after pretraining (`occi sft`): chat data sources, checks, epochs,
     schedule; None: no SFT stage."""
+    dpo: DPOConfig | None = None
+    """Preference tuning after SFT (`occi dpo`): preference pairs, checks, loss, schedule; None: no DPO stage."""
     card: CardConfig = field(default_factory=CardConfig)
     """What the model card says beyond the run's numbers (license, intended use)."""
     distill: DistillConfig | None = None
@@ -151,8 +154,9 @@ def load(config: str) -> RunConfig:
             if "base_dir" not in {f.name for f in fields(cls)}:
                 section.pop("base_dir", None)
             data[key] = build(cls, section, where)
-    if isinstance(data.get("sft"), dict):
-        data["sft"] = {**data["sft"], "base_dir": data["sft"].get("base_dir") or str(path.parent)}
+    for key in ("sft", "dpo"):  # their source paths are relative to this file
+        if isinstance(data.get(key), dict):
+            data[key] = {**data[key], "base_dir": data[key].get("base_dir") or str(path.parent)}
     data["source_file"] = str(path)
     return build(RunConfig, data, f"{path}: ")
 

@@ -165,8 +165,11 @@ STAGES = [
     Stage("sft", ("sft",), "supervised fine-tuning on chat data (megatron-core; runs with an `sft:` section only)",
           "sft", "occi.sft.stage", slurm="train", when="occi.sft.stage:has_sft", exclusive=True,
           reads=("sft", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "distill")),
+    Stage("dpo", ("dpo",), "preference tuning on chosen/rejected pairs (DPO or SimPO, megatron-core; runs with a "
+          "`dpo:` section only)", "dpo", "occi.dpo.stage", slurm="train", when="occi.dpo.stage:has_dpo", exclusive=True,
+          reads=("dpo", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "sft")),
     Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf (or GGUF files in <run>/gguf)",
-          "hf", "occi.train.export", exclusive=True, reads=("model", "sft", "seed"), inputs=("train", "sft"),
+          "hf", "occi.train.export", exclusive=True, reads=("model", "sft", "dpo", "seed"), inputs=("train", "sft", "dpo"),
           options=(Option("--format", "hf: <run>/hf from the checkpoint; gguf: <run>/gguf from <run>/hf, for llama.cpp "
                           "and Ollama", default="hf", choices=("hf", "gguf")),
                    Option("--quant", "GGUF type(s), comma-separated: f16 (default), bf16, q8_0, q4_0, q4_k_m, ..."))),

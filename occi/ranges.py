@@ -65,6 +65,8 @@ POSITIVE = above(0)
 """Strictly above zero (learning rates, epsilons, standard deviations)."""
 SEQ_LENGTH = between(1, 1 << 20)
 """A sequence length in tokens: up to 1,048,576 (2^20), above any context trained today; more is a typo."""
+DPO_BETA = Range(0.0, 100.0, low_open=True)
+"""Preference strength of DPO/SimPO: above 0; papers use 0.01-10, beyond 100 the sigmoid saturates on one token."""
 
 
 def check(obj: Any, rules: dict[str, Range], keys: dict[str, Range] | None = None) -> None:
