@@ -86,6 +86,7 @@ def broken_rows(good: list[dict]) -> list:
         en(chosen="Das Meer ist groß, tief und voller Salzwasser."),
         en(rejected="La mer est une petite mare dans mon jardin."),
         good[0],  # an exact duplicate of the first pair's prompt
+        {**good[1], "prompt": [user(good[1]["prompt"][0]["content"] + "?")]},  # a near duplicate of the second's
         en(prompt="Tell me about the weather today, in every detail.", chosen=long_answer),
     ]
 
@@ -101,7 +102,7 @@ def write_config(folder: Path, name: str = "run.yaml", parallel: dict | None = N
               "train": {"micro_batch_size": 2, "global_batch_size": 4, "steps": 2, **(parallel or {})},
               "dpo": {"sources": [{"name": "pairs", "kind": "jsonl", "path": "pairs.jsonl"},
                                   {"name": "broken", "kind": "jsonl", "path": "broken.jsonl"},
-                                  {"name": "never", "kind": "jsonl", "path": "never.jsonl", "weight": 0}],
+                                  {"name": "never", "kind": "parquet", "path": "never.parquet", "weight": 0}],
                       **DPO, **dpo}}
     path = folder / name
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
@@ -112,9 +113,13 @@ def write_inputs(folder: Path) -> None:
     good = pair_rows()
     write_jsonl(folder / "pairs.jsonl", good)
     write_jsonl(folder / "broken.jsonl", broken_rows(good))
-    write_jsonl(folder / "never.jsonl", [{"language": "en", "prompt": "Is this pair ever trained on at all?",
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"language": "en", "prompt": "Is this pair ever trained on at all?",
                                           "chosen": "No, its source has the weight zero.",
-                                          "rejected": "Yes, every single epoch of the run."}])
+                                          "rejected": "Yes, every single epoch of the run."}]),
+                   folder / "never.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +152,7 @@ def copy_run(run_dir: Path, config: Path, folder: Path) -> Path:
                                                                  "reference_logps.npz", "summary.json", "_DONE"))
     shutil.copytree(run_dir / "checkpoints", copy / "checkpoints")
     (copy / "dpo" / "data" / "_DONE").write_text("{}")
-    for name in ("pairs.jsonl", "broken.jsonl", "never.jsonl"):
+    for name in ("pairs.jsonl", "broken.jsonl", "never.parquet"):
         shutil.copy(config.parent / name, folder / name)
     shutil.copytree(config.parent / "base", folder / "base")
     return copy
@@ -161,8 +166,8 @@ def test_broken_pairs_are_counted_under_their_own_reasons_never_fatal(dpo_run):
     broken = stats["sources"]["broken"]
     assert broken["kept"] == 0 and broken["rows_in"] == len(broken_rows(pair_rows()))
     assert broken["drops"] == {reason: 1 for reason in DROP_REASONS
-                               if reason not in ("read/unreadable_file", "duplicate/near", "weight/sampled_out")}
-    assert stats["sources"]["never"]["drops"] == {"weight/sampled_out": 1}
+                               if reason not in ("read/unreadable_file", "weight/sampled_out")}
+    assert stats["sources"]["never"]["drops"] == {"weight/sampled_out": 1}  # read from Parquet
     assert stats["sources"]["pairs"]["kept"] == 12 and stats["sources"]["pairs"]["drops"] == {}
     assert {code: stats["languages"][code]["kept"] for code in LANGS} == {"en": 4, "de": 4, "fr": 4}
     assert (run_dir / "dpo" / "data" / "kept_dropped.png").stat().st_size > 1000
@@ -286,3 +291,14 @@ def test_dpo_needs_its_section_a_checkpoint_and_sane_values(tmp_path):
     (tmp_path / "none.yaml").write_text(yaml.safe_dump(config))
     result = occi("dpo", str(tmp_path / "none.yaml"), "--run-dir", str(tmp_path / "other"))
     assert result.returncode == 2 and "no `dpo:` section" in result.stderr, result.stderr
+
+
+def test_the_card_has_the_preference_tuning_section(dpo_run, tmp_path):
+    config, run_dir = dpo_run
+    result = occi("card", str(config), "--run-dir", str(run_dir), "--out", str(tmp_path / "MODEL_CARD.md"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "## Preference tuning" in card and "## Supervised fine-tuning" not in card
+    assert "| Loss | DPO (sigmoid), beta 0.1, reference: the starting model" in card
+    assert "| en | 4 | 4 |" in card and "| broken | jsonl | 1 | 0 |" in card and "- dpo" in card
+    assert (tmp_path / "dpo_curves.png").stat().st_size > 1000

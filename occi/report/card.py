@@ -260,6 +260,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         datasets=cfg.card.datasets or hub_sources or None,
         model_name=cfg.model_name if eval_results else None, eval_results=eval_results or None,
     )
+    from occi.report.dpo_section import dpo_section
     from occi.report.sft_section import adjust_front_matter, is_chat, sft_section
 
     adjust_front_matter(data, cfg, run)
@@ -281,6 +282,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Training", _training(cfg, run, out_dir),
         *stability_section(cfg, run),
         *sft_section(cfg, run, out_dir),
+        *dpo_section(cfg, run, out_dir),
         "## Evaluation", evaluation,
         *_fidelity(cfg, run, out_dir),
         *_gguf(cfg, run),

@@ -126,15 +126,25 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
             shutil.copy2(run.base / "generation_config.json", tmp / "generation_config.json")
         else:
             GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special.get("pad"),
-                             max_new_tokens=cfg.sft.max_new_tokens if chat and cfg.sft else 256 if chat else 64).save_pretrained(tmp)
+                             max_new_tokens=_max_new_tokens(cfg, chat)).save_pretrained(tmp)
         for name in TOKENIZER_FILES:
             if (tokenizer_dir / name).is_file():
                 shutil.copy2(tokenizer_dir / name, tmp / name)
         _portable_tokenizer_config(tmp / "tokenizer_config.json")
-        (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(root), "sft": chat, "dpo": tuned},
+        (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(root), "sft": chat,
+                                                          "dpo": tuned},
                                                          indent=2))
         mark_done(tmp)
     return out
+
+
+def _max_new_tokens(cfg: RunConfig, chat: bool) -> int:
+    """generation_config.json's default answer length: SFT's setting for a chat model."""
+    if not chat:
+        return 64
+    from occi.sft.config import SFTConfig
+
+    return cfg.sft.max_new_tokens if cfg.sft else SFTConfig.max_new_tokens
 
 
 def run(cfg: RunConfig, run: RunDir, share: Share = Share(), format: str = "hf", quant: str | None = None) -> StageResult:
