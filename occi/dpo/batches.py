@@ -6,7 +6,8 @@ filled up with empty pairs (-1: no loss). The plan depends only on the data and 
 rank builds it alone and a resumed run continues it exactly.
 
 A micro batch of m pairs is 2m sequences, the m chosen ones first, then the m rejected ones in
-the same order (TRL's layout), each padded on the right to the sequence length. Sequence i's
+the same order (TRL's layout), each padded on the right to the step's longest sequence (see
+`step_length`). Sequence i's
 inputs are ids[:-1] and labels ids[1:]; a label counts in the log-probability when it is an
 answer token. Right padding needs no mask of its own: causal attention keeps every real token
 from seeing the padding after it.
@@ -39,6 +40,15 @@ def rank_share(step_pairs: list[int], micro_batch_size: int, data_parallel: int,
     the slice (m x DP + r) of the step, as pretraining and SFT cut their batches)."""
     count = len(step_pairs) // (micro_batch_size * data_parallel)
     return [step_pairs[(m * data_parallel + dp_rank) * micro_batch_size:][:micro_batch_size] for m in range(count)]
+
+
+def step_length(pairs: Pairs, step_pairs: list[int], seq_length: int, multiple: int) -> int:
+    """Positions per sequence for a step: its longest sequence's, rounded up to `multiple`, at most
+    `seq_length`. Every micro batch of the step (on every rank) is padded to it, so the pipeline
+    stages agree on the shape; short pairs do not pay for the longest the data could hold."""
+    longest = max((len(pairs.sequence(2 * p + side)) - 1 for p in step_pairs if p != EMPTY for side in (0, 1)),
+                  default=1)
+    return min(seq_length, -(-longest // multiple) * multiple)
 
 
 def batch(pairs: Pairs, pair_indexes: list[int], seq_length: int, reference: np.ndarray | None,

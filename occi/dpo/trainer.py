@@ -2,8 +2,9 @@
 preference loss.
 
 What changes against pretraining (and SFT):
-- data: the plan of occi/dpo/batches.py; a micro batch of m pairs is 2m padded sequences
-  (chosen, then rejected), so the trainer's micro and global batch sizes count sequences;
+- data: the plan of occi/dpo/batches.py; a micro batch of m pairs is 2m sequences (chosen,
+  then rejected) padded to the step's longest, so the trainer's micro and global batch sizes
+  count sequences;
 - log-probabilities: megatron's per-token cross-entropy (vocabulary-parallel at TP > 1) summed,
   negated, over each sequence's answer tokens;
 - loss: sigmoid (DPO) against the reference model's log-probabilities, or simpo (no reference);
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -183,8 +185,8 @@ class DPOTrainer(Trainer):
                               disable=dist.get_rank() != 0 or len(chunks) < 2):
                 shares = batches.rank_share(list(range(start, start + per_step)), dpo.micro_batch_size,
                                             t.data_parallel, self.dp_rank)
-                micro = [batches.batch(self.pairs, [padded[i] for i in share], self.seq_length, None)
-                         for share in shares]
+                length = self._length([padded[i] for i in range(start, start + per_step)])
+                micro = [batches.batch(self.pairs, [padded[i] for i in share], length, None) for share in shares]
                 with torch.no_grad():
                     self._forward_backward(micro, forward_only=True)
                 if keeps:
@@ -218,10 +220,25 @@ class DPOTrainer(Trainer):
 
     # -------------------------------------------------------------------- steps
 
+    def _length(self, step_pairs: list[int]) -> int:
+        multiple = math.lcm(8, self.train.tensor_parallel)  # sequence parallelism splits positions over TP
+        return batches.step_length(self.pairs, step_pairs, self.seq_length, multiple)
+
     def _micro_batches(self, step: int) -> list[dict]:
         t, dpo = self.train, self.cfg.dpo
         shares = batches.rank_share(self.plan[step], dpo.micro_batch_size, t.data_parallel, self.dp_rank)
-        return [batches.batch(self.pairs, share, self.seq_length, self._step_reference) for share in shares]
+        length = self._length(self.plan[step])
+        return [batches.batch(self.pairs, share, length, self._step_reference) for share in shares]
+
+    def _forward_backward(self, micro: list[dict], forward_only: bool, fault: str | None = None) -> float:
+        # the pipeline schedule sizes its messages by the sequence length: this step's, not the longest
+        full = self.model_cfg
+        if micro:
+            self.model_cfg = dataclasses.replace(full, seq_length=micro[0]["tokens"].shape[1])
+        try:
+            return super()._forward_backward(micro, forward_only, fault)
+        finally:
+            self.model_cfg = full
 
     def _loss_func(self, batch: dict):
         dpo = self.cfg.dpo
