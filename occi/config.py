@@ -25,6 +25,7 @@ from occi.data.config import DataConfig
 from occi.eval.config import EvalConfig
 from occi.report.config import CardConfig, ProviderConfig
 from occi.dpo.config import DPOConfig
+from occi.merge.config import MergeConfig
 from occi.sft.config import SFTConfig
 from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import BaseModelConfig, ModelConfig, TrainConfig
@@ -61,6 +62,8 @@ class RunConfig:
     schedule; None: no SFT stage."""
     dpo: DPOConfig | None = None
     """Preference tuning after SFT (`occi dpo`): preference pairs, checks, loss, schedule; None: no DPO stage."""
+    merge: MergeConfig | None = None
+    """`occi merge`: the weighted average of exported models (<run>/merged); None: no merge stage."""
     card: CardConfig = field(default_factory=CardConfig)
     """What the model card says beyond the run's numbers (license, intended use)."""
     distill: DistillConfig | None = None
@@ -154,7 +157,7 @@ def load(config: str) -> RunConfig:
             if "base_dir" not in {f.name for f in fields(cls)}:
                 section.pop("base_dir", None)
             data[key] = build(cls, section, where)
-    for key in ("sft", "dpo"):  # their source paths are relative to this file
+    for key in ("sft", "dpo", "merge"):  # their paths are relative to this file
         if isinstance(data.get(key), dict):
             data[key] = {**data[key], "base_dir": data[key].get("base_dir") or str(path.parent)}
     data["source_file"] = str(path)

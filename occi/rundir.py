@@ -331,6 +331,12 @@ class RunDir:
         """Written by rank 0 when a DPO rank stops on a user error; the launcher reports it."""
         return self.dpo / "error.txt"
 
+    # ------------------------------------------------------------ merge
+    @property
+    def merged(self) -> Path:
+        """`occi merge`'s model: transformers files and occi_merge.json (its parents and weights)."""
+        return self.root / "merged"
+
     # ------------------------------------------------------------ eval
     @property
     def eval_models(self) -> Path:
