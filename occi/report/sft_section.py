@@ -29,7 +29,7 @@ def adjust_front_matter(data, cfg, run: RunDir) -> None:
 
 def sft_section(cfg, run: RunDir, out_dir: Path) -> list[str]:
     """["## Supervised fine-tuning", text] for a chat model; [] otherwise (and for a base tuned by DPO alone)."""
-    if not is_chat(run) or not (run.sft / "_DONE").exists() and not (run.sft_checkpoints / "latest").exists():
+    if not is_chat(run) or (cfg.sft is None and not run.sft_stats.is_file()):
         return []
     stats = run.read_json(run.sft_stats) or {}
     summary = run.read_json(run.sft_summary) or {}
