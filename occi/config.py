@@ -24,6 +24,8 @@ from occi.corpora.reader import HeldoutRule
 from occi.data.config import DataConfig
 from occi.eval.config import EvalConfig
 from occi.report.config import CardConfig, ProviderConfig
+from occi.dpo.config import DPOConfig
+from occi.merge.config import MergeConfig
 from occi.sft.config import SFTConfig
 from occi.tokenizer.config import TokenizerConfig
 from occi.train.config import BaseModelConfig, ModelConfig, TrainConfig
@@ -60,6 +62,10 @@ class RunConfig:
     sft: SFTConfig | None = None
     """Supervised fine-tuning after pretraining (`occi sft`): chat data sources, checks, epochs,
     schedule; None: no SFT stage."""
+    dpo: DPOConfig | None = None
+    """Preference tuning after SFT (`occi dpo`): preference pairs, checks, loss, schedule; None: no DPO stage."""
+    merge: MergeConfig | None = None
+    """`occi merge`: the weighted average of exported models (<run>/merged); None: no merge stage."""
     card: CardConfig = field(default_factory=CardConfig)
     """What the model card says beyond the run's numbers (license, intended use)."""
     distill: DistillConfig | None = None

@@ -169,12 +169,18 @@ STAGES = [
           "sft", "occi.sft.stage", slurm="train", when="occi.sft.stage:has_sft", exclusive=True,
           reads=("sft", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "distill"),
           results=(("chat data", "sft_stats"), ("SFT log", "sft/log.jsonl"))),
+    Stage("dpo", ("dpo",), "preference tuning on chosen/rejected pairs (DPO or SimPO, megatron-core; runs with a "
+          "`dpo:` section only)", "dpo", "occi.dpo.stage", slurm="train", when="occi.dpo.stage:has_dpo", exclusive=True,
+          reads=("dpo", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "sft")),
     Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf (or GGUF files in <run>/gguf)",
-          "hf", "occi.train.export", exclusive=True, reads=("model", "sft", "seed"), inputs=("train", "sft"),
+          "hf", "occi.train.export", exclusive=True, reads=("model", "sft", "dpo", "seed"), inputs=("train", "sft", "dpo"),
           results=(("model", "hf"),),
           options=(Option("--format", "hf: <run>/hf from the checkpoint; gguf: <run>/gguf from <run>/hf, for llama.cpp "
                           "and Ollama", default="hf", choices=("hf", "gguf")),
                    Option("--quant", "GGUF type(s), comma-separated: f16 (default), bf16, q8_0, q4_0, q4_k_m, ..."))),
+    Stage("merge", ("merge",), "the weighted average of exported models -> <run>/merged (runs with a `merge:` "
+          "section only)", "merged", "occi.merge.stage", when="occi.merge.stage:has_merge", exclusive=True,
+          reads=("merge",), inputs=("export",)),
     Stage("eval", ("eval",), "per-language lm-eval benchmarks of the run's model (or any)", "eval",
           "occi.eval.runner", shards_over="cells", slurm="gpu", reads=("eval", "languages", "card.model_name", "seed"),
           inputs=("export",), results=(("evaluation", "eval"),),

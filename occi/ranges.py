@@ -65,6 +65,10 @@ POSITIVE = above(0)
 """Strictly above zero (learning rates, epsilons, standard deviations)."""
 SEQ_LENGTH = between(1, 1 << 20)
 """A sequence length in tokens: up to 1,048,576 (2^20), above any context trained today; more is a typo."""
+DPO_BETA = Range(0.0, 100.0, low_open=True)
+"""Preference strength of DPO/SimPO: above 0; papers use 0.01-10, beyond 100 the sigmoid saturates on one token."""
+MERGE_WEIGHT = Range(0.0, 1e6)
+"""A model's relative weight in `occi merge`: 0 or more (the weights are divided by their sum)."""
 
 
 def check(obj: Any, rules: dict[str, Range], keys: dict[str, Range] | None = None) -> None:

@@ -292,6 +292,52 @@ class RunDir:
         """Written by rank 0 when an SFT rank stops on a user error; the launcher reports it."""
         return self.sft / "error.txt"
 
+    # ------------------------------------------------------------ dpo
+    @property
+    def dpo(self) -> Path:
+        """Preference tuning (`occi dpo`): its pairs, tokenizer, reference log-probabilities, checkpoints and logs."""
+        return self.root / "dpo"
+
+    @property
+    def dpo_data(self) -> Path:
+        """The checked and tokenized preference pairs: pairs.npz, stats.json, kept_dropped.png."""
+        return self.dpo / "data"
+
+    @property
+    def dpo_stats(self) -> Path:
+        return self.dpo_data / "stats.json"
+
+    @property
+    def dpo_tokenizer(self) -> Path:
+        """The tokenizer with the chat template DPO trained with (exported with the model)."""
+        return self.dpo / "tokenizer"
+
+    @property
+    def dpo_reference(self) -> Path:
+        """The reference model's log-probabilities of every pair's chosen and rejected answer, with
+        the digest of the pairs and the starting checkpoint they were computed for."""
+        return self.dpo / "reference_logps.npz"
+
+    @property
+    def dpo_checkpoints(self) -> Path:
+        """DPO checkpoints, laid out like checkpoints/ (iter_*/, latest)."""
+        return self.dpo / "checkpoints"
+
+    @property
+    def dpo_summary(self) -> Path:
+        return self.dpo / "summary.json"
+
+    @property
+    def dpo_error(self) -> Path:
+        """Written by rank 0 when a DPO rank stops on a user error; the launcher reports it."""
+        return self.dpo / "error.txt"
+
+    # ------------------------------------------------------------ merge
+    @property
+    def merged(self) -> Path:
+        """`occi merge`'s model: transformers files and occi_merge.json (its parents and weights)."""
+        return self.root / "merged"
+
     # ------------------------------------------------------------ eval
     @property
     def eval_models(self) -> Path:

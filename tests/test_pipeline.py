@@ -121,7 +121,7 @@ def test_reconfigure_reruns_the_stages_that_read_a_changed_key(full_run, tmp_pat
 
 def test_a_changed_key_invalidates_exactly_the_stages_that_read_it(tmp_path):
     """The stage list declares what each stage reads; adding an `sft:` section reruns sft's
-    consumers (export, eval, report) and nothing before them, eval's cell markers included."""
+    consumers (dpo, export, merge, eval, report) and nothing before them, eval's cell markers included."""
     from occi import pipeline
     from occi.config import RunConfig
     from occi.fsutil import mark_done
@@ -137,7 +137,7 @@ def test_a_changed_key_invalidates_exactly_the_stages_that_read_it(tmp_path):
             mark_done(getattr(run, stage.folder))
     cell = run.eval_cell("offline", "hf", "de", "mc")
     mark_done(cell)
-    assert pipeline.invalidate(run, ["sft"]) == ["export", "eval", "report"]
+    assert pipeline.invalidate(run, ["sft"]) == ["dpo", "export", "merge", "eval", "report"]
     assert [s for s in ("corpora", "tokenizer", "import", "data", "train", "distill") if not run.is_done(s)] == []
     assert not (cell / "_DONE").exists()
     assert pipeline.invalidate(run, ["card.license"]) == []  # report is already to be redone

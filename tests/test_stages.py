@@ -42,8 +42,8 @@ def _cli_stage_commands(parser) -> dict[tuple[str, ...], str]:
 def test_cli_occi_run_and_the_slurm_plan_list_the_same_stages(tmp_path):
     assert _cli_stage_commands(cli.make_parser()) == {stage.command: stage.name for stage in STAGES}
     cfg = config.load("demo")
-    names = [stage.name for stage in pipeline.stages_of(cfg)]  # the demo starts from scratch, no chat: no import, no sft, no distill
-    assert names == [stage.name for stage in STAGES if stage.name not in ("import", "sft", "distill")]
+    names = [stage.name for stage in pipeline.stages_of(cfg)]  # the demo starts from scratch, no chat: no import, no sft, no distill, no dpo, no merge
+    assert names == [stage.name for stage in STAGES if stage.name not in ("import", "sft", "distill", "dpo", "merge")]
     steps = plan(cfg, RunDir(tmp_path / "run"), load_profile("local")[0])
     assert list(dict.fromkeys(step.stage for step in steps)) == names
     for stage in STAGES:  # what `occi run` does for each stage of a finished run

@@ -18,6 +18,7 @@ from occi.pipeline import StageResult, stages_of
 from occi.plots import pyplot, save_png
 from occi.report import content_summary, leaderboard, publish
 from occi.report.cost_section import cost_section
+from occi.report.dpo_section import dpo_section
 from occi.report.eval_section import evaluation_section
 from occi.report.fidelity_section import fidelity_section
 from occi.report.governance_section import governance_section
@@ -269,6 +270,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         "## Training", _training(cfg, run, out_dir),
         *stability_section(cfg, run),
         *sft_section(cfg, run, out_dir),
+        *dpo_section(cfg, run, out_dir),
         "## Evaluation", evaluation,
         *_fidelity(cfg, run, out_dir),
         *_gguf(cfg, run),

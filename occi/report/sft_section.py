@@ -22,13 +22,15 @@ def adjust_front_matter(data, cfg, run: RunDir) -> None:
     if not is_chat(run):
         return
     data.tags = [*(data.tags or []), "sft", "chat", "conversational"]
+    if (run.read_json(run.hf / "occi_export.json") or {}).get("dpo"):
+        data.tags.append("dpo")
     if getattr(data, "base_model", None):
         data.base_model_relation = "finetune"
 
 
 def sft_section(cfg, run: RunDir, out_dir: Path) -> list[str]:
-    """["## Supervised fine-tuning", text] for a chat model; [] otherwise."""
-    if not is_chat(run):
+    """["## Supervised fine-tuning", text] for a chat model; [] otherwise (and for a base tuned by DPO alone)."""
+    if not is_chat(run) or (cfg.sft is None and not run.sft_stats.is_file()):
         return []
     stats = run.read_json(run.sft_stats) or {}
     summary = run.read_json(run.sft_summary) or {}

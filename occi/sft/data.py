@@ -56,28 +56,29 @@ class Unreadable:
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
-def read_rows(source: ChatSourceConfig, base_dir: str) -> Iterator[tuple[str, object]]:
-    """(where, row) for every row of a source; row is an Unreadable when it cannot be read."""
+def read_rows(source: ChatSourceConfig, base_dir: str, section: str = "sft") -> Iterator[tuple[str, object]]:
+    """(where, row) for every row of a source; row is an Unreadable when it cannot be read.
+    `section`: the config section the source is listed in (its messages name it)."""
     count = 0
-    for where, row in _rows(source, base_dir):
+    for where, row in _rows(source, base_dir, section):
         if source.limit is not None and count >= source.limit:
             return
         count += 1
         yield where, row
 
 
-def _rows(source: ChatSourceConfig, base_dir: str) -> Iterator[tuple[str, object]]:
+def _rows(source: ChatSourceConfig, base_dir: str, section: str) -> Iterator[tuple[str, object]]:
     if source.kind == "hub":
-        yield from _hub_rows(source, base_dir)
+        yield from _hub_rows(source, base_dir, section)
         return
     pattern = source.path if Path(source.path).expanduser().is_absolute() else str(Path(base_dir) / source.path)
     matched = glob_files(pattern)
     for link, target in matched.loops:
-        warn(f"sft source {source.name!r}: {link} is a symlink loop (it leads back to {target}); not followed")
+        warn(f"{section} source {source.name!r}: {link} is a symlink loop (it leads back to {target}); not followed")
     files = [p for p in matched.files if Path(p).is_file()]
     if not files:
-        raise OcciError(f"sft source {source.name!r}: no files match {source.path!r} (looked for {pattern}); "
-                        "fix `path` in the sft section")
+        raise OcciError(f"{section} source {source.name!r}: no files match {source.path!r} (looked for {pattern}); "
+                        f"fix `path` in the {section} section")
     for path in files:
         yield from (_parquet_rows(path) if source.kind == "parquet" else _jsonl_rows(path))
 
@@ -111,7 +112,7 @@ def _parquet_rows(path: str) -> Iterator[tuple[str, object]]:
         yield f"{path} row {number}", row
 
 
-def _hub_rows(source: ChatSourceConfig, base_dir: str) -> Iterator[tuple[str, object]]:
+def _hub_rows(source: ChatSourceConfig, base_dir: str, section: str) -> Iterator[tuple[str, object]]:
     import datasets
 
     files = None
@@ -122,7 +123,7 @@ def _hub_rows(source: ChatSourceConfig, base_dir: str) -> Iterator[tuple[str, ob
                                         streaming=True)
     except Exception as err:  # datasets raises many types for "cannot open"
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise OcciError(f"sft source {source.name!r}: cannot open dataset {source.dataset!r}: {message}") from None
+        raise OcciError(f"{section} source {source.name!r}: cannot open dataset {source.dataset!r}: {message}") from None
     for number, row in enumerate(dataset):
         yield f"{source.dataset} row {number}", row
 
@@ -186,7 +187,7 @@ def truncated(tokenizer, messages: list[dict], limit: int):
     return None
 
 
-def _repeats(weight: float, seed: int, source: str, number: int) -> int:
+def repeats(weight: float, seed: int, source: str, number: int) -> int:
     """Copies per epoch of a row of a source with this weight (the fraction by a seeded hash)."""
     import xxhash
 
@@ -262,7 +263,7 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
                 drop(source.name, code, "too_long", where)
                 continue
             totals[(source.name, code)]["truncated"] += 1
-        copies = _repeats(source.weight, seed, source.name, number)
+        copies = repeats(source.weight, seed, source.name, number)
         if copies == 0:
             drop(source.name, code, "weight/sampled_out", where)
             continue

@@ -91,15 +91,16 @@ def megatron_logits(cfg: RunConfig, run_dir: Path, tokens: torch.Tensor, root: P
 
 def export(cfg: RunConfig, run_dir: Path) -> Path:
     """Writes <run>/hf/: config, safetensors weights, tokenizer files, generation config. A run
-    with SFT checkpoints exports the newest of them, with the tokenizer SFT trained with (its
-    chat template included)."""
+    with DPO (else SFT) checkpoints exports the newest of them, with the tokenizer DPO (SFT)
+    trained with (its chat template included)."""
     from transformers import GenerationConfig
 
     run = RunDir.of(run_dir)
     run_dir = run.root
-    chat = checkpoints.latest_iteration(run_dir, run.sft_checkpoints) is not None
-    root = run.sft_checkpoints if chat else run.checkpoints
-    tokenizer_dir = run.sft_tokenizer if chat else run_tokenizer_dir(cfg, run)
+    tuned = checkpoints.latest_iteration(run_dir, run.dpo_checkpoints) is not None
+    chat = tuned or checkpoints.latest_iteration(run_dir, run.sft_checkpoints) is not None
+    root = run.dpo_checkpoints if tuned else run.sft_checkpoints if chat else run.checkpoints
+    tokenizer_dir = run.dpo_tokenizer if tuned else run.sft_tokenizer if chat else run_tokenizer_dir(cfg, run)
     model_cfg = run_model_config(cfg, run_dir)
     base = json.loads((run.base / "config.json").read_text(encoding="utf-8")) if is_base_run(cfg) else None
     with single_process_model(cfg, run_dir, root=root) as (model, iteration):
@@ -125,12 +126,13 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
             shutil.copy2(run.base / "generation_config.json", tmp / "generation_config.json")
         else:
             GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special.get("pad"),
-                             max_new_tokens=cfg.sft.max_new_tokens if chat else 64).save_pretrained(tmp)
+                             max_new_tokens=_max_new_tokens(cfg, chat)).save_pretrained(tmp)
         for name in TOKENIZER_FILES:
             if (tokenizer_dir / name).is_file():
                 shutil.copy2(tokenizer_dir / name, tmp / name)
         _portable_tokenizer_config(tmp / "tokenizer_config.json")
-        (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(root), "sft": chat},
+        (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(root), "sft": chat,
+                                                          "dpo": tuned},
                                                          indent=2))
         mark_done(tmp)
     return out
@@ -168,6 +170,13 @@ def model_class(family: families.Family):
     import transformers
 
     return getattr(transformers, family.hf_class)
+def _max_new_tokens(cfg: RunConfig, chat: bool) -> int:
+    """generation_config.json's default answer length: SFT's setting for a chat model."""
+    if not chat:
+        return 64
+    from occi.sft.config import SFTConfig
+
+    return cfg.sft.max_new_tokens if cfg.sft else SFTConfig.max_new_tokens
 
 
 def run(cfg: RunConfig, run: RunDir, share: Share = Share(), format: str = "hf", quant: str | None = None) -> StageResult:

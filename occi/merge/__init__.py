@@ -1,0 +1,1 @@
+"""`occi merge`: the weighted average of exported models of one architecture."""
