@@ -14,7 +14,7 @@ class ModelConfig:
     hidden_size: int
     """Width of the residual stream."""
     ffn_hidden_size: int
-    """Inner width of the SwiGLU MLP."""
+    """Inner width of the MLP."""
     num_attention_heads: int
     """Query heads."""
     num_query_groups: int
@@ -36,7 +36,10 @@ class ModelConfig:
     qkv_bias: bool = False
     """Biases on the query, key and value projections (Qwen2)."""
     qk_norm: bool = False
-    """RMSNorm over each query and key head before RoPE (Qwen3)."""
+    """RMSNorm over each query and key head before RoPE (Qwen3, Apertus)."""
+    mlp_activation: Literal["swiglu", "xielu"] = "swiglu"
+    """The MLP: swiglu, silu(gate) * up (Llama); xielu, xIELU(up) with no gate and two learnable
+    scalars per layer (Apertus; occi/train/layers/xielu.py)."""
     tied_embeddings: bool = False
     """The output layer shares the input embedding's weights."""
     rope_scaling_factor: float | None = None
@@ -84,6 +87,9 @@ class ModelConfig:
                             "moe_first_dense_layers": ranges.at_least(0), "moe_aux_loss_coeff": ranges.at_least(0),
                             "moe_bias_update_rate": ranges.POSITIVE, "moe_capacity_factor": ranges.POSITIVE})
         if self.num_experts is not None:
+            if self.mlp_activation != "swiglu":
+                raise ValueError(f"mlp_activation {self.mlp_activation!r}: experts are SwiGLU MLPs; use swiglu "
+                                 "with num_experts")
             if self.moe_top_k > self.num_experts:
                 raise ValueError(f"moe_top_k {self.moe_top_k} is above num_experts {self.num_experts}")
             if not any(self.moe_layers):
@@ -119,6 +125,12 @@ class ModelConfig:
     def expert_ffn_hidden_size(self) -> int:
         return self.moe_ffn_hidden_size or self.ffn_hidden_size
 
+    def mlp_parameters(self) -> int:
+        """Parameters of one dense MLP: SwiGLU's gate, up and down projections; xIELU's up and down
+        projections and its two learnable scalars."""
+        weights = 3 if self.mlp_activation == "swiglu" else 2
+        return weights * self.hidden_size * self.ffn_hidden_size + (2 if self.mlp_activation == "xielu" else 0)
+
     def parameters(self, vocab_size: int, active: bool = False) -> int:
         """Parameter count (input and output embeddings counted once each unless tied); active:
         those one token uses (top-k of the routed experts, not all of them)."""
@@ -130,7 +142,7 @@ class ModelConfig:
         for moe in self.moe_layers:
             total += attention
             if not moe:
-                total += 3 * h * f
+                total += self.mlp_parameters()
                 continue
             experts = self.moe_top_k if active else self.num_experts
             total += experts * 3 * h * self.expert_ffn_hidden_size + self.num_experts * h  # experts + router

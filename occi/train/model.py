@@ -1,7 +1,8 @@
 """The Llama architecture as a megatron-core GPTModel: RMSNorm, SwiGLU, rotary embeddings,
 grouped-query attention, no biases, untied input and output embeddings; and the variations an
 imported base may need (occi/train/hf_arch.py): qkv biases (Qwen2), q/k norm (Qwen3), tied
-embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral).
+embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral), an ungated xIELU MLP (Apertus;
+occi/train/layers/).
 
 The model is built here; how it is parallelised (TP/PP sizes, DDP) is decided by the trainer.
 On GPU with Transformer Engine installed the fused TE layer spec is used, else megatron's
@@ -50,7 +51,7 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         kv_channels=model.head_dim,
         normalization="RMSNorm",
         layernorm_epsilon=model.norm_epsilon,
-        gated_linear_unit=True,
+        gated_linear_unit=model.mlp_activation == "swiglu",
         activation_func=F.silu,
         add_bias_linear=False,
         add_qkv_bias=model.qkv_bias,
@@ -135,8 +136,20 @@ def has_transformer_engine() -> bool:
     return True
 
 
-def layer_spec(config):
-    """One spec for every layer, or, with experts, a block spec saying which layers are MoE."""
+def layer_spec(config, model: ModelConfig):
+    """One spec for every layer, or, with experts, a block spec saying which layers are MoE; the
+    MLPs with their own xIELU where the model has one."""
+    spec = _megatron_layer_spec(config)
+    if model.mlp_activation == "xielu":
+        from megatron.core.transformer.mlp import MLP
+
+        from occi.train.layers.xielu import XieluMLP
+
+        spec = _swap_in_spec(spec, MLP, XieluMLP)
+    return spec
+
+
+def _megatron_layer_spec(config):
     from megatron.core.models.gpt.gpt_layer_specs import (
         get_gpt_decoder_block_spec,
         get_gpt_layer_local_spec,
@@ -147,7 +160,11 @@ def layer_spec(config):
     if config.num_moe_experts or (config.sequence_parallel and not te):
         # a dense config gets dense layers here too; the block spec also names the final norm
         spec = get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
-        return spec if te or not config.sequence_parallel else _with_sequence_parallel_norms(spec)
+        if te or not config.sequence_parallel:
+            return spec
+        from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+        return _swap_in_spec(spec, WrappedTorchNorm, SequenceParallelRMSNorm)
     if te:
         return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm)
     return get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=config.qk_layernorm)
@@ -165,15 +182,14 @@ class SequenceParallelRMSNorm:
         return norm
 
 
-def _with_sequence_parallel_norms(spec):
-    """The spec with every WrappedTorchNorm (layer, q/k and final norms) a SequenceParallelRMSNorm."""
+def _swap_in_spec(spec, old: type, new: type):
+    """The spec with every use of class `old` (e.g. WrappedTorchNorm for the layer, q/k and final
+    norms) replaced by `new`."""
     import dataclasses
 
-    from megatron.core.transformer.torch_norm import WrappedTorchNorm
-
     def swap(value):
-        if value is WrappedTorchNorm:
-            return SequenceParallelRMSNorm
+        if value is old:
+            return new
         if isinstance(value, list):
             return [swap(item) for item in value]
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -204,7 +220,7 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     config = transformer_config(model, train, dtype)
     return GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(config),
+        transformer_layer_spec=layer_spec(config, model),
         vocab_size=padded_vocab_size(vocab_size, model, train.tensor_parallel),
         max_sequence_length=model.seq_length,
         pre_process=parallel_state.is_pipeline_first_stage(),
@@ -245,6 +261,8 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
     std, scaled = config.init_method_std, config.init_method_std / math.sqrt(2 * config.num_layers)
     with torch.no_grad():
         for name, param in _global_names(model, ep_rank):
+            if ".activation_func." in name:  # xIELU's scalars keep their published starting values
+                continue
             if name.endswith("layernorm.weight") or name.endswith("layer_norm_weight"):
                 param.fill_(1.0)
                 continue
@@ -261,7 +279,7 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
             full = torch.empty(shape, dtype=torch.float32).normal_(0.0, scaled if out_projection else std,
                                                                      generator=generator)
             if split:
-                full = _tensor_parallel_part(name, param, full, tp, tp_rank)
+                full = _tensor_parallel_part(name, param, full, tp, tp_rank, gated=config.mlp_activation == "swiglu")
             param.copy_(full.to(param.dtype))
 
 
@@ -285,10 +303,11 @@ def _global_names(model, ep_rank: int):
         yield name, param
 
 
-def _tensor_parallel_part(name: str, param: torch.Tensor, full: torch.Tensor, tp: int, rank: int) -> torch.Tensor:
+def _tensor_parallel_part(name: str, param: torch.Tensor, full: torch.Tensor, tp: int, rank: int,
+                          gated: bool) -> torch.Tensor:
     """The slice of a full tensor that tensor-parallel rank `rank` holds (a gated fc1 holds its part
     of the gate, then its part of the up projection)."""
-    if name.endswith("linear_fc1.weight"):
+    if gated and name.endswith("linear_fc1.weight"):
         gate, up = torch.chunk(full, 2, dim=0)
         return torch.cat([torch.chunk(gate, tp, dim=0)[rank], torch.chunk(up, tp, dim=0)[rank]])
     return torch.chunk(full, tp, dim=param.partition_dim)[rank]
