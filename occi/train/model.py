@@ -136,20 +136,8 @@ def has_transformer_engine() -> bool:
     return True
 
 
-def layer_spec(config, model: ModelConfig):
-    """One spec for every layer, or, with experts, a block spec saying which layers are MoE; the
-    MLPs with their own xIELU where the model has one."""
-    spec = _megatron_layer_spec(config)
-    if model.mlp_activation == "xielu":
-        from megatron.core.transformer.mlp import MLP
-
-        from occi.train.layers.xielu import XieluMLP
-
-        spec = _swap_in_spec(spec, MLP, XieluMLP)
-    return spec
-
-
-def _megatron_layer_spec(config):
+def layer_spec(config):
+    """One spec for every layer, or, with experts, a block spec saying which layers are MoE."""
     from megatron.core.models.gpt.gpt_layer_specs import (
         get_gpt_decoder_block_spec,
         get_gpt_layer_local_spec,
@@ -160,11 +148,7 @@ def _megatron_layer_spec(config):
     if config.num_moe_experts or (config.sequence_parallel and not te):
         # a dense config gets dense layers here too; the block spec also names the final norm
         spec = get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
-        if te or not config.sequence_parallel:
-            return spec
-        from megatron.core.transformer.torch_norm import WrappedTorchNorm
-
-        return _swap_in_spec(spec, WrappedTorchNorm, SequenceParallelRMSNorm)
+        return spec if te or not config.sequence_parallel else _with_sequence_parallel_norms(spec)
     if te:
         return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm)
     return get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=config.qk_layernorm)
@@ -182,14 +166,15 @@ class SequenceParallelRMSNorm:
         return norm
 
 
-def _swap_in_spec(spec, old: type, new: type):
-    """The spec with every use of class `old` (e.g. WrappedTorchNorm for the layer, q/k and final
-    norms) replaced by `new`."""
+def _with_sequence_parallel_norms(spec):
+    """The spec with every WrappedTorchNorm (layer, q/k and final norms) a SequenceParallelRMSNorm."""
     import dataclasses
 
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
     def swap(value):
-        if value is old:
-            return new
+        if value is WrappedTorchNorm:
+            return SequenceParallelRMSNorm
         if isinstance(value, list):
             return [swap(item) for item in value]
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -218,9 +203,9 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     if model.is_moe:
         _router_without_transformer_engine()
     config = transformer_config(model, train, dtype)
-    return GPTModel(
+    gpt = GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(config, model),
+        transformer_layer_spec=layer_spec(config),
         vocab_size=padded_vocab_size(vocab_size, model, train.tensor_parallel),
         max_sequence_length=model.seq_length,
         pre_process=parallel_state.is_pipeline_first_stage(),
@@ -231,6 +216,11 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
         rope_scaling=model.rope_scaling_factor is not None,
         rope_scaling_factor=model.rope_scaling_factor or 8.0,
     )
+    if model.mlp_activation == "xielu":
+        from occi.train.layers.xielu import give_each_mlp_its_xielu
+
+        give_each_mlp_its_xielu(gpt, dtype)
+    return gpt
 
 
 def flops_per_token(model: ModelConfig, vocab_size: int) -> float:

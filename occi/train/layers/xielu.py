@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from megatron.core.tensor_parallel import copy_to_tensor_model_parallel_region
 from megatron.core.transformer.mlp import MLP
-from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group, make_sharded_tensors_for_checkpoint
+from megatron.core.transformer.utils import make_sharded_tensors_for_checkpoint
 
 ALPHA_P_INIT, ALPHA_N_INIT, BETA, EPS = 0.8, 0.8, 0.5, -1e-6
 """transformers' (and the paper's) starting values, used for models trained from scratch."""
@@ -52,16 +52,16 @@ class TensorParallelXIELU(XIELU):
         return copy_to_tensor_model_parallel_region(parameter)
 
     def sharded_state_dict(self, prefix: str = "", sharded_offsets: tuple = (), metadata: dict | None = None):
-        """The four scalars, replicated on every tensor-parallel rank."""
-        metadata = ensure_metadata_has_dp_cp_group(metadata)
+        """The four scalars, replicated on every tensor-parallel rank (replica ids from megatron's
+        tensor- and data-parallel groups)."""
         return make_sharded_tensors_for_checkpoint(self.state_dict(prefix="", keep_vars=True), prefix, {},
-                                                   sharded_offsets, dp_cp_group=metadata["dp_cp_group"])
+                                                   sharded_offsets)
 
 
-class XieluMLP(MLP):
-    """megatron's MLP with a TensorParallelXIELU of its own in place of config.activation_func
-    (one function shared by all layers); used with gated_linear_unit False."""
-
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(config, *args, **kwargs)
-        self.activation_func = TensorParallelXIELU(dtype=config.params_dtype)
+def give_each_mlp_its_xielu(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Every dense MLP of a built megatron model gets a TensorParallelXIELU of its own in place of
+    config.activation_func (one function shared by all layers); megatron's MLP calls it on fc1's
+    output when gated_linear_unit is False, and checkpoints it with its other submodules."""
+    for module in model.modules():
+        if type(module) is MLP:
+            module.activation_func = TensorParallelXIELU(dtype=dtype)
