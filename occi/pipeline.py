@@ -148,7 +148,7 @@ STAGES = [
           "tokenizer", "occi.tokenizer.train", reads=(*_CORPUS_KEYS, "tokenizer", "model.base", "model.revision"),
           inputs=("corpora",)),
     Stage("import", ("import",), "an open Hugging Face base -> checkpoints/iter_0000000 at the run's TP/PP "
-          "(runs with `model: {base: ...}` only)", "base", "occi.train.hf_import", when="occi.train.hf_import:is_base_run", exclusive=True,
+          "(runs with `model: {base: ...}` only)", "base", "occi.train.hf_import", when="occi.basemodel:is_base_run", exclusive=True,
           reads=("model", "tokenizer", "train.tensor_parallel", "train.pipeline_parallel"), inputs=("tokenizer",)),
     Stage("data", ("data", "prepare"), "corpora -> data/<lang>_text_document.{bin,idx} + blend.json", "data",
           "occi.data.prepare", shards_over="languages",

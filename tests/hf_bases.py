@@ -42,34 +42,64 @@ def save_tokenizer(folder: Path, vocab: int = TOKENIZER_VOCAB) -> None:
                             clean_up_tokenization_spaces=False).save_pretrained(str(folder))
 
 
-def config_for(kind: str, **overrides):
-    from transformers import (LlamaConfig, MistralConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig, Qwen3Config,
-                              Qwen3MoeConfig)
+def _llama(common: dict):  # Llama 3.1: RoPE scaling, tied embeddings
+    from transformers import LlamaConfig
 
+    return LlamaConfig(**{**common, "max_position_embeddings": 16384}, rope_parameters=dict(LLAMA31_SCALING),
+                       tie_word_embeddings=True)
+
+
+def _mistral(common: dict):  # a sliding window shorter than the test sequences
+    from transformers import MistralConfig
+
+    return MistralConfig(**common, sliding_window=8, tie_word_embeddings=False)
+
+
+def _qwen2(common: dict):  # qkv biases
+    from transformers import Qwen2Config
+
+    return Qwen2Config(**common, tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
+
+
+def _qwen3(common: dict):  # q/k norm, a head width other than hidden / heads, plain multi-head attention
+    from transformers import Qwen3Config
+
+    return Qwen3Config(**{**common, "num_key_value_heads": 4}, head_dim=32, tie_word_embeddings=True)
+
+
+def _mixtral(common: dict):  # routed experts only, every layer
+    from transformers import MixtralConfig
+
+    return MixtralConfig(**{**common, "intermediate_size": 48}, num_local_experts=4, num_experts_per_tok=2,
+                         tie_word_embeddings=False)
+
+
+def _qwen3_moe(common: dict):  # q/k norm, dense layers 0 and 2 (decoder_sparse_step 2), top-k not renormalised
+    from transformers import Qwen3MoeConfig
+
+    return Qwen3MoeConfig(**common, moe_intermediate_size=32, num_experts=6, num_experts_per_tok=2,
+                          decoder_sparse_step=2, norm_topk_prob=False, tie_word_embeddings=False)
+
+
+def _qwen2_moe(common: dict):  # a gated shared expert, qkv biases, top-k renormalised
+    from transformers import Qwen2MoeConfig
+
+    return Qwen2MoeConfig(**common, moe_intermediate_size=32, shared_expert_intermediate_size=64, num_experts=4,
+                          num_experts_per_tok=2, norm_topk_prob=True, tie_word_embeddings=False)
+
+
+BUILDERS = {"llama": _llama, "mistral": _mistral, "qwen2": _qwen2, "qwen3": _qwen3, "mixtral": _mixtral,
+            "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe}
+"""model_type of every family in occi/families/ -> a tiny transformers config of it (from the
+shared widths below), each meeting the family's particular features. The import/export tests
+parametrize over the registry and read this: a new family needs one builder here."""
+
+
+def config_for(kind: str, **overrides):
     common = dict(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=0,
                   eos_token_id=1, attn_implementation="eager")
-    if kind == "llama":  # Llama 3.1: RoPE scaling, tied embeddings
-        config = LlamaConfig(**{**common, "max_position_embeddings": 16384}, rope_parameters=dict(LLAMA31_SCALING),
-                             tie_word_embeddings=True)
-    elif kind == "mistral":  # a sliding window shorter than the test sequences
-        config = MistralConfig(**common, sliding_window=8, tie_word_embeddings=False)
-    elif kind == "qwen2":  # qkv biases
-        config = Qwen2Config(**common, tie_word_embeddings=False,
-                             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
-    elif kind == "qwen3":  # q/k norm, a head width other than hidden / heads, plain multi-head attention
-        config = Qwen3Config(**{**common, "num_key_value_heads": 4}, head_dim=32, tie_word_embeddings=True)
-    elif kind == "mixtral":  # routed experts only, every layer
-        config = MixtralConfig(**{**common, "intermediate_size": 48}, num_local_experts=4, num_experts_per_tok=2,
-                               tie_word_embeddings=False)
-    elif kind == "qwen3_moe":  # q/k norm, dense layers 0 and 2 (decoder_sparse_step 2), top-k not renormalised
-        config = Qwen3MoeConfig(**common, moe_intermediate_size=32, num_experts=6, num_experts_per_tok=2,
-                                decoder_sparse_step=2, norm_topk_prob=False, tie_word_embeddings=False)
-    elif kind == "qwen2_moe":  # a gated shared expert, qkv biases, top-k renormalised
-        config = Qwen2MoeConfig(**common, moe_intermediate_size=32, shared_expert_intermediate_size=64, num_experts=4,
-                                num_experts_per_tok=2, norm_topk_prob=True, tie_word_embeddings=False)
-    else:
-        raise ValueError(kind)
+    config = BUILDERS[kind](common)
     for key, value in overrides.items():
         setattr(config, key, value)
     return config

@@ -20,7 +20,7 @@ def main(config_path: str, run_dir: str, tokens_file: str, out_file: str) -> Non
 
     from occi import config as config_module
     from occi.train import checkpoints
-    from occi.train.hf_import import run_model_config
+    from occi.basemodel import run_model_config
     from occi.train.model import build_model
     from occi.train.trainer import setup_distributed
 

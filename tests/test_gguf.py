@@ -56,14 +56,15 @@ def export_like_occi(run_dir: Path, config: Path) -> Path:
     from occi import config as config_module
     from occi.fsutil import mark_done
     from occi.train.export import _special_ids
-    from occi.train.hf_arch import hf_config
+    from occi.families import family
+    from occi.train.export import hf_config
 
     cfg = config_module.load(str(config))
     tokenizer_dir = run_dir / "tokenizer"
     special = _special_ids(tokenizer_dir)
     torch.manual_seed(0)
     vocab = (json.loads((tokenizer_dir / "report.json").read_text())["tokenizers"].popitem()[1]["vocab_size"] + 127) // 128 * 128
-    model = LlamaForCausalLM(hf_config(cfg.model, None, vocab, special, torch.float32))  # weights ~ N(0, 0.02)
+    model = LlamaForCausalLM(hf_config(family("llama", "test"), cfg.model, None, vocab, special, torch.float32))  # weights ~ N(0, 0.02)
     hf = run_dir / "hf"
     model.save_pretrained(hf, safe_serialization=True)
     GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special.get("pad"),

@@ -1,8 +1,10 @@
-"""`occi import` of tiny random Hugging Face bases (Llama 3.1, Mistral, Qwen2, Qwen3) and their export.
+"""`occi import` of a tiny random Hugging Face base of every registered family (occi/families/;
+the bases: tests/hf_bases.py BUILDERS) and its export.
 
 Exactness is checked against transformers itself: the export of an untrained import gives the
 base's logits (fp32, 1e-4) from imports at TP=1, TP=2 and PP=2, and megatron's own forward pass
-at the import's TP=2 / PP=2 layout gives them too (tests/megatron_forward.py under torchrun).
+gives them too (in this process at TP=1, tests/megatron_forward.py under torchrun at TP=2 / PP=2):
+a round trip alone would not catch a mapping wrong the same way both ways (gate and up swapped).
 """
 from __future__ import annotations
 
@@ -19,18 +21,28 @@ import yaml
 
 from conftest import REPO, occi, transformers4_view
 from hf_bases import logits, make_base, save_tokenizer
+from occi.families import families
 
-KINDS = ["llama", "mistral", "qwen2", "qwen3"]
-CLASSES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-           "qwen3": "Qwen3ForCausalLM"}
+KINDS = list(families())
 LAYOUTS = {"tp1": {}, "tp2": {"tensor_parallel": 2}, "pp2": {"pipeline_parallel": 2}}
 TOKENS = torch.randint(0, 300, (2, 24), generator=torch.Generator().manual_seed(0))
 
 
+class _Bases(dict):
+    """Tiny random bases by family, each made when a test first needs it."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = folder
+
+    def __missing__(self, kind: str) -> Path:
+        self[kind] = make_base(self.folder / kind, kind, seed=KINDS.index(kind))
+        return self[kind]
+
+
 @pytest.fixture(scope="session")
 def bases(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("bases")
-    return {kind: make_base(folder / kind, kind, seed=index) for index, kind in enumerate(KINDS)}
+    return _Bases(tmp_path_factory.mktemp("bases"))
 
 
 def import_config(folder: Path, base: Path, name: str = "run.yaml", tokenizer="demo", **train) -> Path:
@@ -52,8 +64,9 @@ def megatron_forward(config: Path, run_dir: Path, processes: int, tmp_path: Path
     return torch.load(tmp_path / "logits.pt")
 
 
-# every architecture at TP=1; each of TP=2 and PP=2 on two of them, so that between them the layouts
-# meet RoPE scaling (llama), biases (qwen2), the sliding window (mistral) and q/k norm (qwen3)
+# every family at TP=1; each of TP=2 and PP=2 on two of them, so that between them the layouts
+# meet RoPE scaling (llama), biases (qwen2), the sliding window (mistral) and q/k norm (qwen3); experts
+# at TP=2: tests/test_moe.py
 CASES = [(kind, "tp1") for kind in KINDS] + [("llama", "tp2"), ("qwen2", "tp2"), ("mistral", "pp2"), ("qwen3", "pp2")]
 
 
@@ -63,18 +76,22 @@ def test_import_then_export_gives_back_the_base(bases, kind, layout, tmp_path):
     run_dir = tmp_path / "run"
     result = occi("import", str(config), "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"imported {CLASSES[kind]}" in result.stdout
+    assert f"imported {families()[kind].hf_class}" in result.stdout
     assert (run_dir / "checkpoints" / "latest").read_text() == "0\n"
     assert (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").read_text() == "0\n"
     expected = logits(bases[kind], TOKENS)
-    if layout != "tp1":  # megatron itself, at the import's layout, against transformers
-        processes = 2
-        actual = megatron_forward(config, run_dir, processes, tmp_path)
-        assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+    if layout == "tp1":  # megatron itself, in this process (one rank), against transformers
+        from occi import config as config_module
+        from occi.train.export import megatron_logits
+
+        actual = megatron_logits(config_module.load(str(config)), run_dir, TOKENS)
+    else:  # megatron itself, at the import's layout, against transformers
+        actual = megatron_forward(config, run_dir, 2, tmp_path)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
     result = occi("export", str(config), "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     exported = json.loads((run_dir / "hf" / "config.json").read_text())
-    assert exported["architectures"] == [CLASSES[kind]]
+    assert exported["architectures"] == [families()[kind].hf_class]
     assert exported["rope_theta"] == json.loads((bases[kind] / "config.json").read_text())["rope_parameters"]["rope_theta"]
     actual = logits(run_dir / "hf", TOKENS)
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
@@ -99,8 +116,8 @@ def test_unsupported_architecture_missing_shard_and_vocabulary_mismatch(bases, t
     config = json.loads((base / "config.json").read_text())
     (base / "config.json").write_text(json.dumps({**config, "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
     _fails_cleanly(import_config(tmp_path / "a", base), tmp_path / "a" / "run",
-                   "architecture 'GPT2LMHeadModel' (model_type 'gpt2') is not supported; supported: LlamaForCausalLM, "
-                   "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM")
+                   "architecture 'GPT2LMHeadModel' (model_type 'gpt2') is not supported; supported: "
+                   + ", ".join(f.hf_class for f in families().values()))
 
     (base / "config.json").write_text(json.dumps({**config, "rope_parameters": {
         "rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}}))

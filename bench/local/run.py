@@ -36,13 +36,14 @@ def build(out: Path) -> Path:
     from occi.gguf.quant import QUANT_TYPES, llama_quantize, writes_directly
     from occi.gguf.writer import write_gguf
     from occi.train.config import ModelConfig
-    from occi.train.hf_arch import hf_config
+    from occi.families import family
+    from occi.train.export import hf_config
 
     hf = out / "hf"
     if not (hf / "model.safetensors").exists():
         shape = ModelConfig(**yaml.safe_load((REPO / "models" / "125m.yaml").read_text()))
         torch.manual_seed(0)
-        model = LlamaForCausalLM(hf_config(shape, None, 32000, {"bos": 1, "eos": 2}, torch.float32))
+        model = LlamaForCausalLM(hf_config(family("llama", "bench"), shape, None, 32000, {"bos": 1, "eos": 2}, torch.float32))
         model.save_pretrained(hf, safe_serialization=True)
         GenerationConfig(bos_token_id=1, eos_token_id=2, max_new_tokens=64).save_pretrained(hf)
         source = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"

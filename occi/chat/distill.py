@@ -83,7 +83,7 @@ def local_teacher(d: DistillConfig) -> Path | None:
 def teacher_folder(d: DistillConfig) -> Path:
     """The teacher's local folder: the configured folder, or the hub snapshot (as `occi import` does)."""
     from occi.train.config import BaseModelConfig
-    from occi.train.hf_import import resolve
+    from occi.basemodel import resolve
 
     local = local_teacher(d)
     return local if local is not None else resolve(BaseModelConfig(base=d.teacher, revision=d.revision))

@@ -29,7 +29,7 @@ def model_folder(run: RunDir, model: str | None) -> Path:
     if folder.is_dir():
         return folder
     from occi.train.config import BaseModelConfig
-    from occi.train.hf_import import resolve
+    from occi.basemodel import resolve
 
     return resolve(BaseModelConfig(base=model))
 

@@ -244,7 +244,7 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), suite: str | None =
         model: str | None = None) -> StageResult:
     """The eval stage of the stage list (occi/pipeline.py); a run continued from a base model also
     evaluates the base on the same cells, for the card's side-by-side table."""
-    from occi.train.hf_import import is_base_run, resolve
+    from occi.basemodel import is_base_run, resolve
 
     suites = [suite] if suite else None
     summary = ""

@@ -1,12 +1,11 @@
-"""The HF config's architecture -> GGUF's architecture, hyperparameter keys and tensor layout.
+"""What occi/gguf needs of a model family (occi/families/, each family's `gguf` GgufSpec): llama.cpp's
+architecture, the hyper-parameters, tensor names and the tensor layout.
 
-Dense decoder-only families that llama.cpp runs with the same graph as Llama or Qwen:
-- Llama and Mistral -> `llama`. llama.cpp rotates pairs of adjacent dimensions, transformers
-  rotates the two halves of each head, so the query and key rows of every head are reordered
-  (the first half's and second half's dimensions interleaved) for the same result.
-- Qwen2 -> `qwen2` (biases on q, k, v), Qwen3 -> `qwen3` (RMSNorm on each head's query and key):
-  llama.cpp rotates halves for these, so their weights are kept as they are.
-Tensor names come from gguf-py's own map of HF names (gguf.get_tensor_name_map).
+llama.cpp's `llama` graph rotates pairs of adjacent dimensions where transformers rotates the two
+halves of each head, so for families whose spec says interleave_rope the query and key rows of
+every head are reordered (the first half's and second half's dimensions interleaved) for the same
+result. Tensor names come from gguf-py's own map of HF names (gguf.get_tensor_name_map), then the
+family's own names for what that map lacks.
 """
 from __future__ import annotations
 
@@ -15,34 +14,21 @@ from dataclasses import dataclass
 import gguf
 import numpy as np
 
+from occi import families
 from occi.errors import OcciError
+from occi.families import GgufSpec
 
 
-@dataclass(frozen=True)
-class Arch:
-    hf_name: str
-    """The class named in config.json's `architectures`."""
-    gguf_arch: gguf.MODEL_ARCH
-    """llama.cpp's architecture."""
-    interleave_rope: bool
-    """Reorder q/k rows from transformers' half-split rotary layout to llama.cpp's pairwise one."""
+def spec_of(config: dict, where: str) -> GgufSpec:
+    """The family's GGUF spec, or a one-line OcciError: an unknown family, or the family's refusal."""
+    family = families.family_of(config, where)
+    if isinstance(family.gguf, str):
+        raise OcciError(f"{where}: {family.hf_class} cannot be written as GGUF: {family.gguf}")
+    return family.gguf
 
 
-ARCHS = {a.hf_name: a for a in [
-    Arch("LlamaForCausalLM", gguf.MODEL_ARCH.LLAMA, True),
-    Arch("MistralForCausalLM", gguf.MODEL_ARCH.LLAMA, True),
-    Arch("Qwen2ForCausalLM", gguf.MODEL_ARCH.QWEN2, False),
-    Arch("Qwen3ForCausalLM", gguf.MODEL_ARCH.QWEN3, False),
-]}
-
-
-def arch_of(config: dict, where: str) -> Arch:
-    names = config.get("architectures") or []
-    for name in names:
-        if name in ARCHS:
-            return ARCHS[name]
-    raise OcciError(f"{where}: architectures {names or '(none)'} cannot be written as GGUF by occi; "
-                    f"expected one of {', '.join(ARCHS)}")
+def gguf_arch(spec: GgufSpec) -> gguf.MODEL_ARCH:
+    return gguf.MODEL_ARCH[spec.arch]
 
 
 @dataclass(frozen=True)
@@ -80,8 +66,8 @@ def shape_of(config: dict, where: str) -> Shape:
         raise OcciError(f"{where}: config.json lacks {err.args[0]!r}") from None
 
 
-def add_hparams(writer: gguf.GGUFWriter, shape: Shape) -> None:
-    """The hyperparameters llama.cpp reads for these architectures."""
+def add_hparams(writer: gguf.GGUFWriter, shape: Shape, spec: GgufSpec, config: dict) -> None:
+    """The Llama-like hyperparameters llama.cpp reads for every family, then the family's own."""
     writer.add_vocab_size(shape.vocab)
     writer.add_context_length(shape.context)
     writer.add_embedding_length(shape.hidden)
@@ -95,6 +81,8 @@ def add_hparams(writer: gguf.GGUFWriter, shape: Shape) -> None:
     if shape.head_dim != shape.hidden // shape.heads:
         writer.add_key_length(shape.head_dim)
         writer.add_value_length(shape.head_dim)
+    if spec.hparams:
+        spec.hparams(writer, config)
 
 
 def interleave_rows(weight: np.ndarray, heads: int) -> np.ndarray:
@@ -104,17 +92,20 @@ def interleave_rows(weight: np.ndarray, heads: int) -> np.ndarray:
     return weight.reshape(heads, 2, per_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def tensor_name(names: gguf.TensorNameMap, hf_name: str, where: str) -> str:
-    mapped = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+def tensor_name(names: gguf.TensorNameMap, spec: GgufSpec, hf_name: str, where: str) -> str:
+    mapped = (spec.tensor_name(hf_name) if spec.tensor_name else None) or \
+        names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
     if mapped is None:
         raise OcciError(f"{where}: tensor {hf_name!r} has no GGUF name for this architecture")
     return mapped
 
 
-def prepare(arch: Arch, shape: Shape, hf_name: str, data: np.ndarray) -> np.ndarray:
-    """The tensor as llama.cpp expects it (q/k reordered for `llama`)."""
-    if arch.interleave_rope and hf_name.endswith(("self_attn.q_proj.weight", "self_attn.q_proj.bias")):
+def prepare(spec: GgufSpec, shape: Shape, config: dict, hf_name: str, data: np.ndarray) -> np.ndarray:
+    """The tensor as llama.cpp expects it (the family's own change, q/k reordered for `llama`)."""
+    if spec.prepare:
+        data = spec.prepare(hf_name, data, config)
+    if spec.interleave_rope and hf_name.endswith(("self_attn.q_proj.weight", "self_attn.q_proj.bias")):
         return interleave_rows(data, shape.heads)
-    if arch.interleave_rope and hf_name.endswith(("self_attn.k_proj.weight", "self_attn.k_proj.bias")):
+    if spec.interleave_rope and hf_name.endswith(("self_attn.k_proj.weight", "self_attn.k_proj.bias")):
         return interleave_rows(data, shape.kv_heads)
     return data

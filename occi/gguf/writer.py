@@ -81,7 +81,8 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
     from safetensors import safe_open
 
     shape = arch_module.shape_of(config, str(hf_dir))
-    names = gguf.get_tensor_name_map(arch_module.arch_of(config, str(hf_dir)).gguf_arch, shape.layers)
+    spec = arch_module.spec_of(config, str(hf_dir / "config.json"))
+    names = gguf.get_tensor_name_map(arch_module.gguf_arch(spec), shape.layers)
     planned = []
     for file in weight_files(hf_dir):
         try:
@@ -90,7 +91,7 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
                     if hf_name.endswith(SKIPPED) or (shape.tied and hf_name == "lm_head.weight"):
                         continue
                     dims = tuple(handle.get_slice(hf_name).get_shape())
-                    planned.append(Planned(hf_name, arch_module.tensor_name(names, hf_name, str(file)), dims,
+                    planned.append(Planned(hf_name, arch_module.tensor_name(names, spec, hf_name, str(file)), dims,
                                            _tensor_type(dims, quant.tensor_type), file))
         except OcciError:
             raise
@@ -140,7 +141,7 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
 
     hf_dir, out = Path(hf_dir), Path(out)
     config = read_config(hf_dir)
-    architecture = arch_module.arch_of(config, str(hf_dir / "config.json"))
+    spec = arch_module.spec_of(config, str(hf_dir / "config.json"))
     shape = arch_module.shape_of(config, str(hf_dir / "config.json"))
     planned = plan(hf_dir, config, quant)
     embedding_rows = next(p.shape[0] for p in planned if p.gguf_name == "token_embd.weight")
@@ -148,7 +149,7 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
     metadata = metadata or {}
     needed = sum(_nbytes(item.shape, item.qtype) for item in planned)
     with atomic_path(out) as tmp, reporting_full_disk(out, tmp, needed):
-        writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[architecture.gguf_arch])
+        writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch_module.gguf_arch(spec)])
         writer.add_name(name)
         writer.add_quantized_by("occi")
         if metadata.get("languages"):
@@ -159,7 +160,7 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
             writer.add_description(metadata["description"])
         writer.add_file_type(quant.file_type)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        arch_module.add_hparams(writer, shape)
+        arch_module.add_hparams(writer, shape, spec, config)
         add_vocab(writer, vocab)
         add_generation_defaults(writer, hf_dir)
         for item in planned:
@@ -174,7 +175,7 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
                 if item.file not in handles:
                     handles[item.file] = safe_open(str(item.file), framework="pt")
                 tensor = handles[item.file].get_tensor(item.hf_name).float().numpy()
-                tensor = arch_module.prepare(architecture, shape, item.hf_name, tensor)
+                tensor = arch_module.prepare(spec, shape, config, item.hf_name, tensor)
                 writer.write_tensor_data(_convert(tensor, item.qtype))
         finally:
             writer.close()

@@ -24,7 +24,7 @@ MISSING = "_Not available: {what} is missing from this run ({path})._"
 def _model(cfg: RunConfig, run: RunDir):
     """The run's model shape (an imported base's from base/config.json), or None."""
     from occi.errors import OcciError
-    from occi.train.hf_import import run_model_config
+    from occi.basemodel import run_model_config
 
     try:
         return run_model_config(cfg, run) if cfg.model is not None else None
@@ -126,8 +126,9 @@ def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
 
 
 def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
+    from occi.basemodel import vocab_size
+    from occi.train.config import flops_per_token
     from occi.train.logs import read_log
-    from occi.train.model import flops_per_token
 
     train = [r for r in read_log(run.train) if r.get("kind") == "train"]
     summary = run.read_json(run.train_summary) or {}
@@ -137,7 +138,7 @@ def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
     seconds = sum(r["seconds"] for r in steps.values())
     model = _model(cfg, run)
     tokens = len(steps) * cfg.train.global_batch_size * model.seq_length
-    flops = flops_per_token(model, model.vocab_size or blend["vocab_size"]) * tokens
+    flops = flops_per_token(model, vocab_size(model, run)) * tokens
     hardware = cfg.card.hardware or summary.get("hardware", "not recorded (train/summary.json)")
     return _table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
                              ("Training compute (6N + attention per token" + (", N active" if model.is_moe else "") + ")",
@@ -147,7 +148,7 @@ def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
 def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
     from occi.report.base_section import comparison
     from occi.report.eval_section import evaluation_section
-    from occi.train.hf_import import is_base_run
+    from occi.basemodel import is_base_run
 
     text, results = evaluation_section(run)
     side_by_side = comparison(run, base_eval_label(run)) if is_base_run(cfg) else ""
@@ -247,7 +248,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
     from occi.report.base_section import base_section, front_matter
     from occi.report.cost_section import cost_section
     from occi.report.lineage_section import lineage_section, trained_languages
-    from occi.train.hf_import import is_base_run
+    from occi.basemodel import is_base_run
     from occi.report.moe_section import moe_section
     from occi.report.stability_section import stability_section
     from occi.report.governance_section import governance_section

@@ -75,7 +75,7 @@ def _provider(provider, todo) -> dict:
 
 
 def _model(cfg, run: RunDir, todo) -> dict:
-    from occi.train.hf_import import is_base_run
+    from occi.basemodel import is_base_run
 
     section = {"title": "Model identification", "name": cfg.model_name,
                "placed_on_market": _need(provider_date(cfg.provider.placed_on_market), "placed_on_market",
@@ -98,7 +98,7 @@ def provider_date(value) -> str:
 def trained_tokens(cfg, run: RunDir) -> tuple[dict[str, int] | None, int, int]:
     """({language: tokens trained}, tokens trained in all, steps) from the training log's last step;
     the per-language counts are None for a log that does not record them."""
-    from occi.train.hf_import import run_model_config
+    from occi.basemodel import run_model_config
     from occi.train.logs import read_log
 
     train = {r["step"]: r for r in read_log(run.train) if r.get("kind") == "train"}

@@ -34,7 +34,7 @@ def tokenizer_source(cfg: RunConfig, run: RunDir) -> Path:
 def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     """sft/tokenizer (with the chat template) and sft/data (checked, tokenized conversations)."""
     from occi.sft import data, template
-    from occi.train.hf_import import run_model_config
+    from occi.basemodel import run_model_config
     from occi.sft.trainer import sft_seq_length
 
     if is_done(run.sft_data):
@@ -71,7 +71,7 @@ def _wait_for_data(run: RunDir, seconds: float = 7200) -> None:
 
 def _check_ready(cfg: RunConfig, run: RunDir) -> None:
     from occi.train import checkpoints
-    from occi.train.hf_import import is_base_run
+    from occi.basemodel import is_base_run
 
     if cfg.sft is None:
         raise OcciError(f"{cfg.source_file}: no `sft:` section; add one with the chat data sources")
@@ -84,7 +84,7 @@ def _check_ready(cfg: RunConfig, run: RunDir) -> None:
     if cfg.sft.packing and has_transformer_engine():
         raise OcciError(f"{cfg.source_file}: sft.packing: Transformer Engine's fused attention here does not take "
                         "occi's per-conversation mask; set sft.packing: false (padding) on this machine")
-    from occi.train.hf_import import run_model_config
+    from occi.basemodel import run_model_config
 
     if cfg.sft.packing and run_model_config(cfg, run.root).sliding_window:
         raise OcciError(f"{cfg.source_file}: sft.packing: a sliding-window model builds its own attention mask "
@@ -133,7 +133,7 @@ def sft(cfg: RunConfig, run: RunDir) -> dict:
 def _planned_steps(cfg: RunConfig, run: RunDir) -> int:
     from occi.sft import packing
     from occi.sft.trainer import sft_seq_length
-    from occi.train.hf_import import run_model_config
+    from occi.basemodel import run_model_config
 
     conversations = packing.Conversations.load(run.sft_data / "conversations.npz")
     seq_length = sft_seq_length(cfg, run_model_config(cfg, run.root))

@@ -51,7 +51,7 @@ class Encoded:
 def write_chat_tokenizer(source: Path, out: Path, policy: str = "auto") -> str:
     """Copies the tokenizer files of `source` to `out`, adding occi's template unless the tokenizer
     has its own (and `policy` is auto). Returns "base" or "occi", the template's origin."""
-    from occi.train.hf_import import TOKENIZER_FILES
+    from occi.basemodel import TOKENIZER_FILES
 
     out.mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:

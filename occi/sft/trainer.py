@@ -57,9 +57,9 @@ class SFTTrainer(Trainer):
         return sft_train_config(self.cfg, len(self.plan))
 
     def _vocab_size(self) -> int:
-        if self.model_cfg.vocab_size is not None:
-            return self.model_cfg.vocab_size
-        return RunDir(self.run_dir).read_blend()["vocab_size"]
+        from occi.basemodel import vocab_size
+
+        return vocab_size(self.model_cfg, self.run_dir)
 
     def _build_data(self) -> None:
         self.checkpoint_folder = RunDir(self.run_dir).sft_checkpoints

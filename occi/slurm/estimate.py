@@ -33,7 +33,7 @@ def model_shape(cfg: RunConfig, run: RunDir):
     """The run's model shape: the recipe's, or the base's config.json (imported into the run, a local
     folder, or already in the Hugging Face cache: a plan downloads nothing)."""
     from occi.train.config import BaseModelConfig
-    from occi.train.hf_arch import model_config
+    from occi.families import model_config
 
     if not isinstance(cfg.model, BaseModelConfig):
         if cfg.model is None:
@@ -67,7 +67,7 @@ def measured_mfu(run: RunDir) -> tuple[float | None, str]:
 
 
 def estimate(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster: str, mfu: float | None = None) -> dict:
-    from occi.train.model import flops_per_token, padded_vocab_size
+    from occi.train.config import flops_per_token, padded_vocab_size
 
     t = cfg.train
     model = model_shape(cfg, run)
@@ -137,7 +137,7 @@ def memory_refusal(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster
     import dataclasses
 
     from occi.train import memory
-    from occi.train.model import padded_vocab_size
+    from occi.train.config import padded_vocab_size
 
     model = model_shape(cfg, run)
     vocab = padded_vocab_size(cfg.tokenizer.vocab_size, model, cfg.train.tensor_parallel)

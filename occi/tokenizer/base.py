@@ -20,7 +20,7 @@ from occi.rundir import RunDir
 def keep(cfg: RunConfig, run_dir: Path) -> dict:
     """Copies the base's tokenizer into <run>/tokenizer/ with its report; returns the report."""
     from occi.tokenizer.train import _lines
-    from occi.train.hf_import import TOKENIZER_FILES, resolve
+    from occi.basemodel import TOKENIZER_FILES, resolve
 
     folder = resolve(cfg.model)
     if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file()):

@@ -33,7 +33,7 @@ def extend(cfg: RunConfig, run_dir: Path) -> dict:
     """Writes the extended tokenizer into <run>/tokenizer/ with its report; returns the report."""
     from occi.tokenizer.sampling import sample_lines, write_training_text
     from occi.tokenizer.train import _lines, _train_sentencepiece
-    from occi.train.hf_import import TOKENIZER_FILES, resolve
+    from occi.basemodel import TOKENIZER_FILES, resolve
 
     folder = resolve(cfg.model)
     if not (folder / "tokenizer.json").is_file():

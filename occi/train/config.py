@@ -1,10 +1,12 @@
 """The model shape (a recipe under models/) and the training settings of a run."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from occi import ranges
+from occi.errors import OcciError
 
 
 @dataclass
@@ -152,10 +154,35 @@ class ModelConfig:
         return total + embeddings + h
 
 
+def flops_per_token(model: ModelConfig, vocab_size: int) -> float:
+    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention; for a
+    mixture of experts the active parameters (the top-k experts a token goes through)."""
+    lookup = 0 if model.tied_embeddings else vocab_size * model.hidden_size  # the input embedding is a lookup
+    matmul_params = model.parameters(vocab_size, active=True) - lookup
+    attention = 12 * model.num_layers * model.hidden_size * model.seq_length
+    return 6 * matmul_params + attention
+
+
+
+
+def padded_vocab_size(vocab: int, model: ModelConfig, tensor_parallel: int) -> int:
+    """The embedding size: the vocabulary padded to a multiple of make_vocab_size_divisible_by
+    (and of the tensor-parallel size). Unlike Megatron-LM's multiple x TP, the size does not
+    change with TP (for TP sizes dividing the multiple), so checkpoints move between TP sizes.
+    An imported base keeps its own embedding size."""
+    if model.vocab_size is not None:
+        if model.vocab_size % tensor_parallel:
+            raise OcciError(f"the base model's vocabulary ({model.vocab_size} rows) does not split over "
+                            f"tensor_parallel {tensor_parallel}; choose a tensor-parallel size dividing it")
+        return model.vocab_size
+    multiple = math.lcm(model.make_vocab_size_divisible_by, tensor_parallel)
+    return -(-vocab // multiple) * multiple
+
+
 @dataclass
 class BaseModelConfig:
     """`model: {base: ...}`: continue from an open Hugging Face model; its config.json decides the
-    architecture (occi/train/hf_arch.py), so nothing here repeats it."""
+    family (occi/families/), so nothing here repeats it."""
 
     base: str
     """A Hugging Face hub id (downloaded with huggingface_hub) or a local folder holding

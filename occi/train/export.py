@@ -1,12 +1,10 @@
 """`occi export`: the latest megatron checkpoint -> a transformers model (safetensors): LlamaForCausalLM,
-or the architecture of the imported base (Mistral, Qwen2, Qwen3; occi/train/hf_arch.py).
+or the family of the imported base, or for a recipe with experts the family that holds its shape
+(occi/families/).
 
 The checkpoint is loaded into a one-process GPTModel at TP=1, PP=1 (dist_checkpointing
-reassembles any TP/PP layout), and its weights are renamed and split into Llama's:
-- linear_qkv holds, per key/value group, that group's query heads, then its key, then its value;
-- linear_fc1 holds the SwiGLU gate projection, then the up projection;
-- the local spec keeps its norms in input_layernorm / pre_mlp_layernorm, the Transformer Engine
-  spec fuses them into linear_qkv.layer_norm_weight / linear_fc1.layer_norm_weight: both are read.
+reassembles any TP/PP layout), and its weights are renamed and split as the family's tensor
+mappings say (occi/families/mapping.py; the Transformer Engine spec's fused norm names are read too).
 The embedding rows added to pad the vocabulary are kept, so token ids need no remapping.
 config.json also carries a top-level rope_theta (and rope_scaling), which transformers 4 reads;
 only the files a model repository needs are copied from the tokenizer folder, and a tokenizer
@@ -22,6 +20,8 @@ from typing import Iterator
 
 import torch
 
+from occi import families
+from occi.basemodel import TOKENIZER_FILES, is_base_run, run_model_config, vocab_size as run_vocab_size
 from occi.config import RunConfig
 from occi.diskspace import reporting_full_disk
 from occi.errors import OcciError
@@ -29,9 +29,10 @@ from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
 from occi.fsutil import atomic_dir, mark_done
-from occi.train import checkpoints, hf_arch
+from occi.families.mapping import local_name
 from occi.tokenizer.train import MODEL_INPUT_NAMES
-from occi.train.hf_import import TOKENIZER_FILES, is_base_run, run_model_config
+from occi.train import checkpoints
+from occi.train.config import ModelConfig
 
 
 @contextmanager
@@ -55,7 +56,7 @@ def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = 
     if not (path / "metadata.json").exists():
         raise OcciError(f"{path}: checkpoint is missing or incomplete (no metadata.json)")
     model_cfg = run_model_config(cfg, run_dir)
-    vocab_size = RunDir.of(run_dir).read_blend()["vocab_size"] if model_cfg.vocab_size is None else model_cfg.vocab_size
+    vocab_size = run_vocab_size(model_cfg, run_dir)
     single = TrainConfig(global_batch_size=cfg.train.micro_batch_size, micro_batch_size=cfg.train.micro_batch_size,
                          steps=2, warmup_steps=0, precision="fp32")
     created_group = not dist.is_initialized()
@@ -105,14 +106,13 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
         state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
     special = _special_ids(tokenizer_dir)
     vocab_size = state["embedding.word_embeddings.weight"].shape[0]
-    hf_config = hf_arch.hf_config(model_cfg, base, vocab_size, special, torch.float32)
-    kind = base["model_type"] if base else hf_arch.export_kind(model_cfg)
-    hf_model = hf_arch.model_class(kind)(hf_config)
-    weights = hf_arch.megatron_to_hf(state, model_cfg)
-    if kind == "qwen2_moe" and not model_cfg.qkv_bias:  # Qwen2-MoE always has q/k/v biases: zero ones
-        for name, param in hf_model.state_dict().items():
-            if name.endswith("_proj.bias") and name not in weights:
-                weights[name] = torch.zeros_like(param)
+    family = families.family(base["model_type"], str(run.base / "config.json")) if base else \
+        families.recipe_family(model_cfg)
+    hf_model = model_class(family)(hf_config(family, model_cfg, base, vocab_size, special, torch.float32))
+    weights = megatron_to_hf(family, state, model_cfg)
+    for name, param in hf_model.state_dict().items():
+        if name.endswith(family.export_zeros) and name not in weights:
+            weights[name] = torch.zeros_like(param)
     if model_cfg.tied_embeddings:
         weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
     hf_model.load_state_dict(weights, strict=True)
@@ -134,6 +134,40 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
                                                          indent=2))
         mark_done(tmp)
     return out
+
+
+def megatron_to_hf(family: families.Family, state: dict[str, torch.Tensor], model: ModelConfig) -> dict[str, torch.Tensor]:
+    """A full (TP=1, PP=1) GPTModel state dict -> transformers tensors, as the family's mappings say."""
+    state = {local_name(name): tensor for name, tensor in state.items()}
+    out = {}
+    for mapping in family.mappings(model):
+        out.update(mapping.to_hf(state))
+    return {name: tensor.detach().clone().contiguous() for name, tensor in out.items()}
+
+
+def hf_config(family: families.Family, model: ModelConfig, base: dict | None, vocab_size: int,
+              special: dict[str, int | None], dtype: torch.dtype):
+    """The transformers config of an export: the base's (its config.json with the run's vocabulary
+    size) or, without a base, the family's export values with the tokenizer's special ids."""
+    import transformers
+
+    if base is None:
+        values = {**family.export_values(model), "bos_token_id": special.get("bos"),
+                  "eos_token_id": special.get("eos"), "pad_token_id": special.get("pad")}
+    else:
+        values = {k: v for k, v in base.items() if not k.startswith("_") and k not in
+                  ("architectures", "model_type", "transformers_version", "torch_dtype", "dtype")}
+    values["vocab_size"] = vocab_size
+    config = transformers.CONFIG_MAPPING[family.model_type](**values)
+    config.architectures = [family.hf_class]
+    config.dtype = dtype
+    return config
+
+
+def model_class(family: families.Family):
+    import transformers
+
+    return getattr(transformers, family.hf_class)
 
 
 def run(cfg: RunConfig, run: RunDir, share: Share = Share(), format: str = "hf", quant: str | None = None) -> StageResult:

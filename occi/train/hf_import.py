@@ -1,7 +1,7 @@
 """`occi import`: an open Hugging Face base model -> checkpoints/iter_0000000 at the run's TP/PP.
 
 The base (a hub id fetched with huggingface_hub's snapshot_download, or a local folder) is
-checked before anything is written: a supported architecture (occi/train/hf_arch.py), every
+checked before anything is written: a registered family (occi/families/), every
 shard of the safetensors index present, every tensor the architecture needs present in its shard
 with the shape config.json gives it and only finite values (occi/train/hf_weights.py; the values
 once, here, before any rank starts), and a vocabulary that holds the tokenizer's ids. Then each of the TP x PP ranks (torchrun; one rank runs
@@ -30,42 +30,20 @@ from pathlib import Path
 
 import torch
 
-from occi import lifeline
+from occi import families, lifeline
+from occi.basemodel import BASE_FILES, is_base_run, read_config, resolve, tokenizer_ids
 from occi.config import RunConfig
 from occi.errors import OcciError
+from occi.families.mapping import Mapping, local_name
 from occi.fsutil import atomic_dir, atomic_write_json, atomic_write_text, mark_done
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
-from occi.train import checkpoints, hf_arch, hf_weights, streaming_save
-from occi.train.config import BaseModelConfig, ModelConfig
+from occi.train import checkpoints, hf_weights, streaming_save
+from occi.train.config import ModelConfig
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja")
-"""The files of a model repository that make up its tokenizer."""
-BASE_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
 IMPORT_MARKER = "occi_import.json"
 """In a checkpoint folder: written by `occi import` (model only, no optimizer state)."""
-
-
-def is_base_run(cfg: RunConfig) -> bool:
-    return isinstance(cfg.model, BaseModelConfig)
-
-
-def resolve(base: BaseModelConfig) -> Path:
-    """The local folder of the base: the folder itself, or huggingface_hub's snapshot of a hub id."""
-    folder = Path(base.base)
-    if folder.is_dir():
-        return folder.resolve()
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id=base.base, revision=base.revision,
-                                      allow_patterns=["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]))
-    except Exception as err:  # huggingface_hub raises many kinds (network, auth, unknown repo)
-        message = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise OcciError(f"model.base {base.base!r}: not a folder, and the hub snapshot failed "
-                        f"({type(err).__name__}: {message})") from None
 
 
 class Shards:
@@ -112,27 +90,13 @@ class Shards:
             return list(handle.get_slice(name).get_shape())
 
 
-def base_vocab_needed(folder: Path) -> int:
-    """The number of ids the base's own tokenizer uses (its highest id + 1)."""
-    if (folder / "tokenizer.json").is_file():
-        from tokenizers import Tokenizer
-
-        raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        return max(raw.get_vocab(with_added_tokens=True).values()) + 1
-    if (folder / "tokenizer.model").is_file():
-        import sentencepiece as spm
-
-        return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).get_piece_size()
-    raise OcciError(f"{folder}: the base has no tokenizer.json or tokenizer.model")
-
-
 def check(cfg: RunConfig, folder: Path, run_dir: Path) -> tuple[dict, ModelConfig, Shards]:
     """Everything checkable before writing: architecture, shards, tensors, vocabulary, parallel sizes;
     the model shape has the extended vocabulary of `tokenizer: {extend: ...}`."""
-    config = hf_arch.read_config(folder)
-    model = hf_arch.model_config(config, cfg.model.seq_length, f"{folder / 'config.json'}")
+    config = read_config(folder)
+    model = families.model_config(config, cfg.model.seq_length, f"{folder / 'config.json'}")
     shards = Shards(folder)
-    expected = hf_arch.hf_tensor_shapes(model, config["model_type"])
+    expected = families.family_of(config, str(folder)).hf_shapes(model)
     absent = [name for name in expected if name not in shards.weight_map]
     if absent:
         raise OcciError(f"{folder}: tensor {absent[0]} (shape {list(expected[absent[0]])}) is not in the "
@@ -142,7 +106,7 @@ def check(cfg: RunConfig, folder: Path, run_dir: Path) -> tuple[dict, ModelConfi
         raise OcciError(f"{folder}: model.embed_tokens.weight has shape {rows}, config.json says "
                         f"[{model.vocab_size}, {model.hidden_size}] (vocab_size, hidden_size)")
     hf_weights.check_layout(folder, shards.weight_map, expected)
-    needed = base_vocab_needed(folder)
+    needed = tokenizer_ids(folder)
     model = dataclasses.replace(model, vocab_size=extended_rows(model, extension(cfg, run_dir), cfg.train.tensor_parallel))
     if needed > model.vocab_size:
         raise OcciError(f"{folder}: the tokenizer uses ids up to {needed - 1} but config.json's vocab_size is "
@@ -201,16 +165,6 @@ def extend_rows(base: torch.Tensor, added: dict | None, rows: int) -> torch.Tens
     return out
 
 
-def run_model_config(cfg: RunConfig, run_dir: Path) -> ModelConfig:
-    """The run's model shape: the recipe's, or the imported base's (from <run>/base/config.json)."""
-    if not is_base_run(cfg):
-        return cfg.model
-    path = RunDir.of(run_dir).base / "config.json"
-    if not path.is_file():
-        raise OcciError(f"{path}: the base model is not imported; run `occi import` first")
-    return hf_arch.model_config(json.loads(path.read_text(encoding="utf-8")), cfg.model.seq_length, str(path))
-
-
 def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
     """The import stage of the stage list (occi/pipeline.py)."""
     return StageResult(import_base(cfg, RunDir.of(run)))
@@ -226,7 +180,8 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
         raise OcciError(f"{cfg.source_file}: model: names no base; write model: {{base: HF_ID_OR_FOLDER}}")
     folder = resolve(cfg.model)
     config, model, shards = check(cfg, folder, run_dir)
-    hf_weights.check_values(folder, shards.weight_map, hf_arch.hf_tensor_names(model, config["model_type"]))
+    family = families.family_of(config, str(folder))
+    hf_weights.check_values(folder, shards.weight_map, list(family.hf_shapes(model)))
     final = checkpoints.checkpoint_dir(run_dir, 0)
     if checkpoints.latest_iteration(run_dir):
         raise OcciError(f"{checkpoints.folder(run_dir)}: training checkpoints exist; import into a fresh run directory")
@@ -246,7 +201,7 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
         else:
             _torchrun(cfg, run, folder, tmp, world)
         info = {"base": cfg.model.base, "revision": cfg.model.revision, "folder": str(folder),
-                "architecture": hf_arch.ARCHITECTURES[config["model_type"]],
+                "architecture": family.hf_class,
                 "tensor_parallel": cfg.train.tensor_parallel, "pipeline_parallel": cfg.train.pipeline_parallel}
         atomic_write_json(tmp / IMPORT_MARKER, info)
         if final.exists():
@@ -317,25 +272,26 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
     setup_distributed(train, cfg.seed)
     with torch.device("meta"):
         model = build_model(model_cfg, train, model_cfg.vocab_size, dtype)
-    made = _TensorMaker(model_cfg, config["model_type"], shards, added)
+    made = _TensorMaker(families.family_of(config, str(folder)).mappings(model_cfg), model_cfg, shards, added)
     streaming_save.save({"model": model.sharded_state_dict()}, out, made.part)
 
 
 class _TensorMaker:
-    """Makes the megatron tensors of the base (full, TP=1 layout) by name, keeping the last one:
-    the writer asks for the parts of a tensor (its tensor-parallel slices, SwiGLU's gate and up
-    halves) one after another.
+    """Makes the megatron tensors of the base (full, TP=1 layout) by name from the family's mappings,
+    keeping the last one: the writer asks for the parts of a tensor (its tensor-parallel slices,
+    SwiGLU's gate and up halves) one after another.
 
     A sharded key names a tensor of every layer (dense models: the global layer is a leading axis
     of the key's tensor) or of one layer (`decoder.layers.3.…`, models with experts); an expert's
     key names every expert of its layer, the expert being a leading axis."""
 
-    def __init__(self, model: ModelConfig, kind: str, shards: Shards, added: dict | None):
-        self.model, self.kind, self.shards, self.added = model, kind, shards, added
+    def __init__(self, mappings: list[Mapping], model: ModelConfig, shards: Shards, added: dict | None):
+        self.by_name = {name: mapping for mapping in mappings for name in mapping.megatron_names()}
+        self.model, self.shards, self.added = model, shards, added
         self.last: tuple[str, torch.Tensor] | None = None
 
     def part(self, key: str, offsets: tuple[int, ...], sizes: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        name, axis = hf_arch._local_name(key), 0
+        name, axis = local_name(key), 0
         if name.startswith("decoder.layers."):
             rest = name[len("decoder.layers."):]
             if not rest.split(".", 1)[0].isdigit():
@@ -352,16 +308,12 @@ class _TensorMaker:
         return self.last[1]
 
     def _make(self, name: str) -> torch.Tensor:
-        read, model = self.shards.read, self.model
-        if name == "embedding.word_embeddings.weight":
-            return extend_rows(read("model.embed_tokens.weight"), self.added, model.vocab_size)
-        if name == "output_layer.weight":
-            output = read("model.embed_tokens.weight" if model.tied_embeddings else "lm_head.weight")
-            return extend_rows(output, self.added, model.vocab_size)
-        if name == "decoder.final_layernorm.weight":
-            return read("model.norm.weight")
-        _, _, layer, rest = name.split(".", 3)
-        return hf_arch.megatron_layer_tensor(model, int(layer), rest, read, self.kind)
+        if name not in self.by_name:
+            raise KeyError(f"no transformers tensor makes megatron's {name}")
+        tensor = self.by_name[name].to_megatron(name, self.shards.read)
+        if name in ("embedding.word_embeddings.weight", "output_layer.weight"):
+            return extend_rows(tensor, self.added, self.model.vocab_size)
+        return tensor
 
 
 def main(config_path: str, folder: str, out: str, run_dir: str) -> int:

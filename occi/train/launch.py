@@ -57,7 +57,7 @@ def rank_environment() -> None:
 def _check_ready(cfg: RunConfig, run: RunDir) -> None:
     if cfg.model is None:
         raise OcciError(f"{cfg.source_file}: no `model:`; name a model recipe (tiny, 125m, 1b, 7b) or a mapping")
-    from occi.train.hf_import import is_base_run
+    from occi.basemodel import is_base_run
 
     if is_base_run(cfg):
         run.require("import")
@@ -112,14 +112,12 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
 def _parameters(cfg: RunConfig, run: RunDir) -> dict:
     """Total and active parameters (they differ for a mixture of experts: a token uses top-k of
     the experts); for a mixture, also the PNG of expert load per layer from the training log."""
-    from occi.train.hf_import import run_model_config
+    from occi.basemodel import run_model_config, vocab_size
+    from occi.train.config import padded_vocab_size
     from occi.train.logs import read_log
 
     model = run_model_config(cfg, run.root)
-    vocab = model.vocab_size or run.read_blend()["vocab_size"]
-    from occi.train.model import padded_vocab_size
-
-    rows = padded_vocab_size(vocab, model, cfg.train.tensor_parallel)
+    rows = padded_vocab_size(vocab_size(model, run), model, cfg.train.tensor_parallel)
     out = {"parameters": model.parameters(rows), "active_parameters": model.parameters(rows, active=True)}
     if model.is_moe:
         from occi.train.moe_logs import plot_expert_load

@@ -1,6 +1,6 @@
 """The Llama architecture as a megatron-core GPTModel: RMSNorm, SwiGLU, rotary embeddings,
 grouped-query attention, no biases, untied input and output embeddings; and the variations an
-imported base may need (occi/train/hf_arch.py): qkv biases (Qwen2), q/k norm (Qwen3), tied
+imported base may need (occi/families/): qkv biases (Qwen2), q/k norm (Qwen3), tied
 embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral), an ungated xIELU MLP (Apertus;
 occi/train/layers/).
 
@@ -17,23 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from occi.train.config import ModelConfig, TrainConfig
-
-
-def padded_vocab_size(vocab_size: int, model: ModelConfig, tensor_parallel: int) -> int:
-    """The embedding size: the vocabulary padded to a multiple of make_vocab_size_divisible_by
-    (and of the tensor-parallel size). Unlike Megatron-LM's multiple x TP, the size does not
-    change with TP (for TP sizes dividing the multiple), so checkpoints move between TP sizes.
-    An imported base keeps its own embedding size."""
-    if model.vocab_size is not None:
-        if model.vocab_size % tensor_parallel:
-            from occi.errors import OcciError
-
-            raise OcciError(f"the base model's vocabulary ({model.vocab_size} rows) does not split over "
-                            f"tensor_parallel {tensor_parallel}; choose a tensor-parallel size dividing it")
-        return model.vocab_size
-    multiple = math.lcm(model.make_vocab_size_divisible_by, tensor_parallel)
-    return -(-vocab_size // multiple) * multiple
+from occi.train.config import ModelConfig, TrainConfig, padded_vocab_size
 
 
 def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtype):
@@ -221,15 +205,6 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
 
         give_each_mlp_its_xielu(gpt, dtype)
     return gpt
-
-
-def flops_per_token(model: ModelConfig, vocab_size: int) -> float:
-    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention; for a
-    mixture of experts the active parameters (the top-k experts a token goes through)."""
-    lookup = 0 if model.tied_embeddings else vocab_size * model.hidden_size  # the input embedding is a lookup
-    matmul_params = model.parameters(vocab_size, active=True) - lookup
-    attention = 12 * model.num_layers * model.hidden_size * model.seq_length
-    return 6 * matmul_params + attention
 
 
 def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> None:

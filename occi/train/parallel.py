@@ -28,7 +28,7 @@ def layout_problems(model: ModelConfig, train: TrainConfig, vocab_size: int | No
          "global batch = micro batch x data parallel x gradient-accumulation steps"),
     ]
     if vocab_size is not None:
-        from occi.train.model import padded_vocab_size
+        from occi.train.config import padded_vocab_size
 
         rules.append((padded_vocab_size(vocab_size, model, tp), tp, "the padded vocabulary",
                       "train.tensor_parallel", "the embedding is split evenly over tensor-parallel ranks"))

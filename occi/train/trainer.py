@@ -24,9 +24,9 @@ from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.rundir import RunDir
 from occi.train import checkpoints, knobs, stability
-from occi.train.config import TrainConfig
+from occi.train.config import TrainConfig, flops_per_token
 from occi.train.logs import TrainLog
-from occi.train.model import build_model, flops_per_token, initialize_independent_of_layout
+from occi.train.model import build_model, initialize_independent_of_layout
 from occi.train.stability import StabilityGuard
 from occi.train.stop import StopRequest
 
@@ -97,7 +97,7 @@ class Trainer:
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        from occi.train.hf_import import run_model_config
+        from occi.basemodel import run_model_config
 
         self.model_cfg = run_model_config(cfg, self.run_dir)  # a recipe's shape, or the imported base's
         self.train = self._train_config()

@@ -1,0 +1,16 @@
+"""Llama (1, 2, 3, 3.1 with its `llama3` RoPE scaling): the family every dense recipe exports to."""
+from __future__ import annotations
+
+from occi.families import Family, GgufSpec, common
+
+
+def _exports_recipe(model) -> str | None:
+    return "a recipe with experts" if model.is_moe else None
+
+
+FAMILY = Family(
+    model_type="llama", hf_class="LlamaForCausalLM", model_fields=common.llama_fields,
+    layer_mappings=common.llama_layer, global_mappings=common.global_mappings,
+    export_values=common.dense_export_values, exports_recipe=_exports_recipe,
+    gguf=GgufSpec(arch="LLAMA", interleave_rope=True),
+)
