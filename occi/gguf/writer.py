@@ -91,6 +91,8 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
                     if hf_name.endswith(SKIPPED) or (shape.tied and hf_name == "lm_head.weight"):
                         continue
                     dims = tuple(handle.get_slice(hf_name).get_shape())
+                    if spec.scalar_hparams and math.prod(dims) == 1:  # a hyper-parameter (scalar_tensors)
+                        continue
                     planned.append(Planned(hf_name, arch_module.tensor_name(names, spec, hf_name, str(file)), dims,
                                            _tensor_type(dims, quant.tensor_type), file))
         except OcciError:
@@ -101,6 +103,19 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
     if embedding is None:
         raise OcciError(f"{hf_dir}: the weights have no token embedding")
     return planned
+
+
+def scalar_tensors(hf_dir: Path) -> dict[str, float]:
+    """Every tensor of one value in the weights, by name (a family's GgufSpec.scalar_hparams)."""
+    from safetensors import safe_open
+
+    found = {}
+    for file in weight_files(hf_dir):
+        with safe_open(str(file), framework="pt") as handle:
+            for name in handle.keys():
+                if math.prod(handle.get_slice(name).get_shape()) == 1:
+                    found[name] = handle.get_tensor(name).float().item()
+    return found
 
 
 def _convert(data: np.ndarray, qtype: Q) -> np.ndarray:
@@ -161,6 +176,8 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
         writer.add_file_type(quant.file_type)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         arch_module.add_hparams(writer, shape, spec, config)
+        if spec.scalar_hparams:
+            spec.scalar_hparams(writer, scalar_tensors(hf_dir))
         add_vocab(writer, vocab)
         add_generation_defaults(writer, hf_dir)
         for item in planned:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from megatron.core import parallel_state
 from megatron.core.tensor_parallel import copy_to_tensor_model_parallel_region
 from megatron.core.transformer.mlp import MLP
 from megatron.core.transformer.utils import make_sharded_tensors_for_checkpoint
@@ -49,7 +50,7 @@ class TensorParallelXIELU(XIELU):
     parallelism, and then for norms)."""
 
     def scalar(self, parameter: torch.Tensor) -> torch.Tensor:
-        return copy_to_tensor_model_parallel_region(parameter)
+        return copy_to_tensor_model_parallel_region(parameter, group=parallel_state.get_tensor_model_parallel_group())
 
     def sharded_state_dict(self, prefix: str = "", sharded_offsets: tuple = (), metadata: dict | None = None):
         """The four scalars, replicated on every tensor-parallel rank (replica ids from megatron's
