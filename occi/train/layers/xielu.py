@@ -1,5 +1,5 @@
-"""xIELU (Huang and Schlag, 2024, arXiv:2411.13010), the activation of Apertus' MLP, and the megatron
-MLP that holds one per layer.
+"""xIELU (Huang and Schlag, 2024, arXiv:2411.13010), the activation of Apertus' ungated MLP, one
+module per megatron MLP (give_each_mlp_its_xielu).
 
     xielu(x) = alpha_p * x^2 + beta * x                          for x > 0
                alpha_n * (expm1(min(x, eps)) - x) + beta * x     otherwise
