@@ -103,6 +103,7 @@ def families() -> dict[str, Family]:
 
 
 def supported() -> str:
+    """The transformers classes of the registered families, for a refusal."""
     return ", ".join(f.hf_class for f in families().values())
 
 
