@@ -74,6 +74,14 @@ def test_a_base_whose_activation_is_not_xielu_is_refused_in_one_line():
     fields = model_config(RECIPES["cpt-apertus-8b"], None, "base/config.json")
     assert (fields.mlp_activation, fields.qk_norm, fields.rope_scaling_factor, fields.rotary_base) == \
         ("xielu", True, 8.0, 12_000_000)
+    # a recipe (no base) with an xIELU MLP is not exported as a Llama, which has a gated SiLU MLP
+    from occi.families import recipe_family
+    from occi.train.config import ModelConfig
+
+    recipe = ModelConfig(num_layers=2, hidden_size=64, ffn_hidden_size=96, num_attention_heads=4, num_query_groups=2,
+                         seq_length=32, mlp_activation="xielu")
+    with pytest.raises(OcciError, match=r"LlamaForCausalLM: an xIELU MLP"):
+        recipe_family(recipe)
 
 
 # ---------------------------------------------------------------- training

@@ -5,7 +5,9 @@ from occi.families import Family, GgufSpec, common
 
 
 def _exports_recipe(model) -> str | None:
-    return "a recipe with experts" if model.is_moe else None
+    if model.is_moe:
+        return "a recipe with experts"
+    return "an xIELU MLP" if model.mlp_activation != "swiglu" else None
 
 
 FAMILY = Family(
