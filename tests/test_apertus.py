@@ -210,15 +210,15 @@ def test_eu_base_recipes_render_and_plan_with_their_bases_shapes(name, tmp_path)
 
 def _llama_like(real: dict, vocab_size: int, folder: Path) -> Path:
     """A tiny random Llama with the real base's flags (untied, RoPE base and scaling, norm epsilon,
-    activation, 4 query heads per key/value head) and a smaller vocabulary than the real 128k/256k,
+    activation, its query heads per key/value head) and a smaller vocabulary than the real 128k/256k,
     which would make the test slow."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     flags = {k: real[k] for k in ("rope_theta", "rms_norm_eps", "hidden_act", "attention_bias", "mlp_bias",
                                   "tie_word_embeddings")}
-    heads = real["num_attention_heads"] // real["num_key_value_heads"]
+    per_group = real["num_attention_heads"] // real["num_key_value_heads"]
     config = LlamaConfig(**flags, vocab_size=vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=heads, num_key_value_heads=1, head_dim=16,
+                         num_attention_heads=2 * per_group, num_key_value_heads=2, head_dim=8,
                          max_position_embeddings=real["max_position_embeddings"], bos_token_id=0, eos_token_id=1)
     torch.manual_seed(vocab_size)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
