@@ -102,3 +102,19 @@ def test_the_docs_table_is_the_registrys():
         row = {"family": f"`{name}`", "class": family.hf_class, **families.capabilities(family)}
         assert table[name] == row, (f"docs/families.md: the row of {name} differs from the registry; "
                                     f"paste occi.families.capability_table():\n{families.capability_table()}")
+
+
+def test_a_recipe_exports_to_the_family_that_holds_its_shape():
+    from occi.train.config import ModelConfig
+
+    shape = dict(num_layers=2, hidden_size=64, ffn_hidden_size=96, num_attention_heads=4, num_query_groups=2,
+                 seq_length=32)
+    experts = dict(shape, num_experts=4, moe_top_k=2)
+    chosen = {name: families.recipe_family(ModelConfig(**fields)).model_type for name, fields in {
+        "dense": shape, "routed": experts, "qk_norm": dict(experts, qk_norm=True),
+        "shared": dict(experts, moe_shared_expert_ffn_hidden_size=64, moe_shared_expert_gate=True)}.items()}
+    assert chosen == {"dense": "llama", "routed": "mixtral", "qk_norm": "qwen3_moe", "shared": "qwen2_moe"}
+    with pytest.raises(OcciError) as caught:
+        families.recipe_family(ModelConfig(**experts, moe_balancing="expert_bias"))
+    assert str(caught.value).startswith("model: no transformers architecture holds this shape exactly (")
+    assert "MixtralForCausalLM: moe_balancing expert_bias routes with sigmoid scores and a bias" in str(caught.value)
