@@ -104,8 +104,15 @@ def _gemma3_text(common: dict):
                             pad_token_id=None)
 
 
+def _apertus(common: dict):  # xIELU in an ungated MLP, q/k norm, Apertus' norm names, Llama 3.1 RoPE scaling
+    from transformers import ApertusConfig
+
+    return ApertusConfig(**{**common, "max_position_embeddings": 16384}, pad_token_id=None, tie_word_embeddings=False,
+                         rope_parameters={**LLAMA31_SCALING, "rope_theta": 12000000.0})
+
+
 BUILDERS = {"llama": _llama, "mistral": _mistral, "qwen2": _qwen2, "qwen3": _qwen3, "mixtral": _mixtral,
-            "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe, "gemma3_text": _gemma3_text}
+            "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe, "gemma3_text": _gemma3_text, "apertus": _apertus}
 """model_type of every family in occi/families/ -> a tiny transformers config of it (from the
 shared widths below), each meeting the family's particular features. The import/export tests
 parametrize over the registry and read this: a new family needs one builder here."""

@@ -39,6 +39,10 @@ class GgufSpec:
     """`tensor_name(hf_name) -> gguf name or None`: names gguf-py's get_tensor_name_map lacks."""
     prepare: Callable | None = None
     """`prepare(hf_name, array, config) -> array`: a value change llama.cpp needs beyond the q/k interleave."""
+    scalar_hparams: Callable | None = None
+    """`scalar_hparams(writer, scalars)`: hyper-parameters llama.cpp reads that the checkpoint holds as
+    tensors of one value (Apertus' per-layer xIELU scalars); `scalars` maps each such tensor's
+    transformers name to its value, and they are not written as tensors. None: every tensor is a tensor."""
 
 
 @dataclass(frozen=True)

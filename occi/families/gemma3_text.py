@@ -113,7 +113,7 @@ def model_fields(config: dict, where: str) -> dict:
         ffn_hidden_size=int(config["intermediate_size"]), num_attention_heads=heads,
         num_query_groups=int(config.get("num_key_value_heads") or heads), kv_channels=int(config["head_dim"]),
         norm_epsilon=float(config["rms_norm_eps"]), qk_norm=True, tied_embeddings=bool(config["tie_word_embeddings"]),
-        vocab_size=int(config["vocab_size"]), activation="gelu_tanh", zero_centered_norms=True, sandwich_norms=True,
+        vocab_size=int(config["vocab_size"]), mlp_activation="geglu", zero_centered_norms=True, sandwich_norms=True,
         scale_embeddings=True, softmax_scale=float(config["query_pre_attn_scalar"]) ** -0.5,
         sliding_window=int(config["sliding_window"]) if any_sliding else None, full_attention_every=every,
         rotary_base=_whole(full["rope_theta"], "rope_theta", where),

@@ -5,7 +5,9 @@ from occi.families import Family, GgufSpec, common
 
 
 def _exports_recipe(model) -> str | None:
-    return "a recipe with experts" if model.is_moe else None
+    if model.is_moe:
+        return "a recipe with experts"
+    return {"xielu": "an xIELU MLP", "geglu": "a GeGLU MLP"}.get(model.mlp_activation)
 
 
 FAMILY = Family(

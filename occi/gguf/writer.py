@@ -98,7 +98,10 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
                 for hf_name in handle.keys():
                     if hf_name.endswith(SKIPPED) or (shape.tied and hf_name == "lm_head.weight"):
                         continue
-                    found[hf_name] = (file, tuple(handle.get_slice(hf_name).get_shape()))
+                    dims = tuple(handle.get_slice(hf_name).get_shape())
+                    if spec.scalar_hparams and math.prod(dims) == 1:  # a hyper-parameter (scalar_tensors)
+                        continue
+                    found[hf_name] = (file, dims)
         except Exception as err:  # safetensors raises its own error types for a broken file
             raise OcciError(f"{file}: cannot read the weights ({type(err).__name__}: {str(err)[:200]})") from None
     planned = []
@@ -117,6 +120,19 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
         planned.append(Planned("rope_freqs.weight", gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
                                factors.shape, Q.F32, (), factors))
     return planned
+
+
+def scalar_tensors(hf_dir: Path) -> dict[str, float]:
+    """Every tensor of one value in the weights, by name (a family's GgufSpec.scalar_hparams)."""
+    from safetensors import safe_open
+
+    found = {}
+    for file in weight_files(hf_dir):
+        with safe_open(str(file), framework="pt") as handle:
+            for name in handle.keys():
+                if math.prod(handle.get_slice(name).get_shape()) == 1:
+                    found[name] = handle.get_tensor(name).float().item()
+    return found
 
 
 def _convert(data: np.ndarray, qtype: Q) -> np.ndarray:
@@ -178,6 +194,8 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         arch_module.add_hparams(writer, shape, spec, config, str(hf_dir / "config.json"))
         rope_module.add_scaling_hparams(writer, rope_module.scaling_of(config), config)
+        if spec.scalar_hparams:
+            spec.scalar_hparams(writer, scalar_tensors(hf_dir))
         add_vocab(writer, vocab)
         add_generation_defaults(writer, hf_dir)
         for item in planned:

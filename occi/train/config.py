@@ -16,7 +16,7 @@ class ModelConfig:
     hidden_size: int
     """Width of the residual stream."""
     ffn_hidden_size: int
-    """Inner width of the SwiGLU MLP."""
+    """Inner width of the MLP."""
     num_attention_heads: int
     """Query heads."""
     num_query_groups: int
@@ -38,7 +38,11 @@ class ModelConfig:
     qkv_bias: bool = False
     """Biases on the query, key and value projections (Qwen2)."""
     qk_norm: bool = False
-    """RMSNorm over each query and key head before RoPE (Qwen3)."""
+    """RMSNorm over each query and key head before RoPE (Qwen3, Apertus)."""
+    mlp_activation: Literal["swiglu", "geglu", "xielu"] = "swiglu"
+    """The MLP: swiglu, silu(gate) * up (Llama); geglu, GELU with the tanh approximation of the
+    gate * up (Gemma's gelu_pytorch_tanh); xielu, xIELU(up) with no gate and two learnable scalars
+    per layer (Apertus; occi/train/layers/xielu.py)."""
     tied_embeddings: bool = False
     """The output layer shares the input embedding's weights."""
     rope_scaling_factor: float | None = None
@@ -78,9 +82,6 @@ class ModelConfig:
     moe_capacity_factor: float | None = None
     """Tokens an expert takes per step, as a multiple of an even share; the rest are dropped.
     None: no capacity, no token dropping."""
-    activation: Literal["silu", "gelu_tanh"] = "silu"
-    """Activation of the gated MLP's gate: silu (SwiGLU) or GELU with the tanh approximation
-    (GeGLU, Gemma's gelu_pytorch_tanh)."""
     zero_centered_norms: bool = False
     """Every RMSNorm scales by (1 + weight), computed in float32 (Gemma); its weights start at 0."""
     sandwich_norms: bool = False
@@ -109,6 +110,9 @@ class ModelConfig:
                             "moe_first_dense_layers": ranges.at_least(0), "moe_aux_loss_coeff": ranges.at_least(0),
                             "moe_bias_update_rate": ranges.POSITIVE, "moe_capacity_factor": ranges.POSITIVE})
         if self.num_experts is not None:
+            if self.mlp_activation != "swiglu":
+                raise ValueError(f"mlp_activation {self.mlp_activation!r}: experts are SwiGLU MLPs; use swiglu "
+                                 "with num_experts")
             if self.moe_top_k > self.num_experts:
                 raise ValueError(f"moe_top_k {self.moe_top_k} is above num_experts {self.num_experts}")
             if not any(self.moe_layers):
@@ -153,6 +157,12 @@ class ModelConfig:
     def expert_ffn_hidden_size(self) -> int:
         return self.moe_ffn_hidden_size or self.ffn_hidden_size
 
+    def mlp_parameters(self) -> int:
+        """Parameters of one dense MLP: SwiGLU's gate, up and down projections; xIELU's up and down
+        projections and its two learnable scalars."""
+        weights = 2 if self.mlp_activation == "xielu" else 3
+        return weights * self.hidden_size * self.ffn_hidden_size + (2 if self.mlp_activation == "xielu" else 0)
+
     def parameters(self, vocab_size: int, active: bool = False) -> int:
         """Parameter count (input and output embeddings counted once each unless tied); active:
         those one token uses (top-k of the routed experts, not all of them)."""
@@ -165,7 +175,7 @@ class ModelConfig:
         for moe in self.moe_layers:
             total += attention
             if not moe:
-                total += 3 * h * f
+                total += self.mlp_parameters()
                 continue
             experts = self.moe_top_k if active else self.num_experts
             total += experts * 3 * h * self.expert_ffn_hidden_size + self.num_experts * h  # experts + router

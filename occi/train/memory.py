@@ -156,7 +156,8 @@ def layer_parameters(model: ModelConfig, moe: bool) -> tuple[int, int, int]:
     split = h * (q + 2 * kv) + q * h + (q + 2 * kv if model.qkv_bias else 0)
     replicated = 2 * h + (2 * d if model.qk_norm else 0)
     if not moe:
-        return split + 3 * h * model.ffn_hidden_size, replicated, 0
+        scalars = 2 if model.mlp_activation == "xielu" else 0  # xIELU's, on every rank
+        return split + model.mlp_parameters() - scalars, replicated + scalars, 0
     shared = model.moe_shared_expert_ffn_hidden_size or 0
     split += 3 * h * shared
     replicated += model.num_experts * h + (h if shared and model.moe_shared_expert_gate else 0)
@@ -191,6 +192,11 @@ def layer_activation_terms(model: ModelConfig, layout: Layout, moe: bool, seq_le
         else:  # the unfused path builds every score of the sequence, a sliding window only masks them
             terms["attention probabilities"] = tokens * heads * seq_length / layout.context_parallel * a / t
     terms["mlp input"] = tokens * h * a / full  # the second norm's output: the MLP's or router's input
+    if not moe and model.mlp_activation == "xielu":
+        # fc1's output, the products autograd keeps (alpha_p * x, expm1's output), fc2's input,
+        # and the two one-byte masks (x > 0, x < eps)
+        terms["xielu"] = tokens * (4 * a + 2) * model.ffn_hidden_size / t
+        return terms
     if not moe:
         # fc1's output (gate and up), SiLU's output, the up half plus megatron's glu offset (a copy),
         # and their product, fc2's input

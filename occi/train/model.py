@@ -1,9 +1,9 @@
 """The Llama architecture as a megatron-core GPTModel: RMSNorm, SwiGLU, rotary embeddings,
 grouped-query attention, no biases, untied input and output embeddings; and the variations an
 imported base may need (occi/families/): qkv biases (Qwen2), q/k norm (Qwen3), tied
-embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral); and Gemma 3's GeGLU, (1 + w)
-norms, sandwich norms, scaled embeddings, softmax scale and local/global attention with a RoPE
-each (modules of their own in occi/train/layers/, on the local spec).
+embeddings, Llama 3.1 RoPE scaling, a sliding window (Mistral); Gemma 3's GeGLU, (1 + w) norms,
+sandwich norms, scaled embeddings, softmax scale and local/global attention with a RoPE each, and
+Apertus' ungated xIELU MLP (modules of their own in occi/train/layers/, on the local spec).
 
 The model is built here; how it is parallelised (TP/PP sizes, DDP) is decided by the trainer.
 On GPU with Transformer Engine installed the fused TE layer spec is used, else megatron's
@@ -38,8 +38,8 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         kv_channels=model.head_dim,
         normalization="RMSNorm",
         layernorm_epsilon=model.norm_epsilon,
-        gated_linear_unit=True,
-        activation_func=ACTIVATIONS[model.activation],
+        gated_linear_unit=model.mlp_activation != "xielu",
+        activation_func=ACTIVATIONS[model.mlp_activation],
         softmax_scale=model.softmax_scale,
         add_bias_linear=False,
         add_qkv_bias=model.qkv_bias,
@@ -200,6 +200,10 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     )
     if model.scale_embeddings and gpt.pre_process:
         scale_embeddings(gpt, model.hidden_size)
+    if model.mlp_activation == "xielu":
+        from occi.train.layers.xielu import give_each_mlp_its_xielu
+
+        give_each_mlp_its_xielu(gpt, dtype)
     return gpt
 
 
@@ -222,6 +226,8 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
     std, scaled = config.init_method_std, config.init_method_std / math.sqrt(2 * config.num_layers)
     with torch.no_grad():
         for name, param in _global_names(model, ep_rank):
+            if ".activation_func." in name:  # xIELU's scalars keep their published starting values
+                continue
             if name.endswith("layernorm.weight") or name.endswith("layer_norm_weight"):
                 param.fill_(0.0 if config.zero_centered_norms else 1.0)  # (1 + w) norms start at w = 0
                 continue
@@ -238,7 +244,7 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
             full = torch.empty(shape, dtype=torch.float32).normal_(0.0, scaled if out_projection else std,
                                                                      generator=generator)
             if split:
-                full = _tensor_parallel_part(name, param, full, tp, tp_rank)
+                full = _tensor_parallel_part(name, param, full, tp, tp_rank, gated=config.mlp_activation != "xielu")
             param.copy_(full.to(param.dtype))
 
 
@@ -262,10 +268,11 @@ def _global_names(model, ep_rank: int):
         yield name, param
 
 
-def _tensor_parallel_part(name: str, param: torch.Tensor, full: torch.Tensor, tp: int, rank: int) -> torch.Tensor:
+def _tensor_parallel_part(name: str, param: torch.Tensor, full: torch.Tensor, tp: int, rank: int,
+                          gated: bool) -> torch.Tensor:
     """The slice of a full tensor that tensor-parallel rank `rank` holds (a gated fc1 holds its part
     of the gate, then its part of the up projection)."""
-    if name.endswith("linear_fc1.weight"):
+    if gated and name.endswith("linear_fc1.weight"):
         gate, up = torch.chunk(full, 2, dim=0)
         return torch.cat([torch.chunk(gate, tp, dim=0)[rank], torch.chunk(up, tp, dim=0)[rank]])
     return torch.chunk(full, tp, dim=param.partition_dim)[rank]

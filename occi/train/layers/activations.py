@@ -1,4 +1,4 @@
-"""Gate activations of the gated MLP by ModelConfig.activation name (named functions, not lambdas,
+"""The MLP's activation function by ModelConfig.mlp_activation (named functions, not lambdas,
 so a TransformerConfig holding one can be copied and pickled)."""
 from __future__ import annotations
 
@@ -11,4 +11,5 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
-ACTIVATIONS = {"silu": F.silu, "gelu_tanh": gelu_tanh}
+ACTIVATIONS = {"swiglu": F.silu, "geglu": gelu_tanh, "xielu": F.silu}
+"""xielu's entry is a placeholder: occi/train/layers/xielu.py puts the learnable xIELU in after the build."""
