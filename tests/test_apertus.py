@@ -123,10 +123,19 @@ def test_training_from_an_imported_apertus_at_tp2_moves_the_xielu_scalars(tmp_pa
 # ---------------------------------------------------------------- GGUF
 
 
-def test_gguf_of_an_apertus_gives_transformers_logits_in_llama_cpp(tmp_path):
+APERTUS_ROPES = {
+    "unscaled": {"rope_type": "default", "rope_theta": 12000000.0},
+    # Apertus' own Llama 3.1 scaling, with an original context so short (and a base so small) that
+    # most of the rotary frequencies of the test prompt are divided by the rope_freqs factors
+    "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 16, "rope_theta": 10000.0},
+}
+
+
+@pytest.mark.parametrize("rope", list(APERTUS_ROPES))
+def test_gguf_of_an_apertus_gives_transformers_logits_in_llama_cpp(rope, tmp_path):
     """llama.cpp's `apertus` graph on occi's GGUF: the xIELU scalars as per-layer hyper-parameters,
-    q/k norms, the ungated MLP. (Unscaled RoPE: Llama 3.1 scaling is written to GGUF by the
-    rope_freqs work of issue #27's GGUF part; until then occi refuses it in one line.)"""
+    q/k norms, the ungated MLP, and Apertus' Llama 3.1 RoPE scaling as the rope_freqs tensor."""
     if not have_module("llama_cpp"):
         if in_ci():
             pytest.fail("llama-cpp-python is not installed (CI installs it)")
@@ -141,7 +150,7 @@ def test_gguf_of_an_apertus_gives_transformers_logits_in_llama_cpp(tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(hf)
     make_apertus_base(tmp_path / "base", vocab_size=(len(tokenizer) + 63) // 64 * 64,
-                      rope_parameters={"rope_type": "default", "rope_theta": 12000000.0},
+                      rope_parameters=dict(APERTUS_ROPES[rope]),
                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     for file in (tmp_path / "base").glob("*"):
         if file.name.endswith((".safetensors", ".json")) and not file.name.startswith("tokenizer"):
@@ -165,6 +174,7 @@ def test_gguf_of_an_apertus_gives_transformers_logits_in_llama_cpp(tmp_path):
     names = {t.name for t in reader.tensors}
     assert "blk.0.attn_q_norm.weight" in names and "blk.0.ffn_up.weight" in names
     assert "blk.0.ffn_gate.weight" not in names and not any("act_fn" in n or "xielu" in n for n in names)
+    assert ("rope_freqs.weight" in names) == (rope == "llama3")
     from occi.eval.llamacpp import LlamaCppLM
 
     prompt = tokenizer("Der Markt öffnet um neun Uhr, und die Händler rufen ihre Preise.",

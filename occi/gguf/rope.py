@@ -21,7 +21,7 @@ import numpy as np
 
 from occi.errors import OcciError
 
-READS_ROPE_FREQS = (gguf.MODEL_ARCH.LLAMA,)
+READS_ROPE_FREQS = (gguf.MODEL_ARCH.LLAMA, gguf.MODEL_ARCH.APERTUS)
 """llama.cpp architectures whose graph divides the rotary frequencies by a `rope_freqs` tensor."""
 
 YARN_DEFAULTS = {"beta_fast": 32.0, "beta_slow": 1.0}
