@@ -41,7 +41,10 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         gated_linear_unit=True,
         activation_func=ACTIVATIONS[model.activation],
         softmax_scale=model.softmax_scale,
-        add_bias_linear=False,
+        add_bias_linear=model.linear_biases,
+        softmax_type="learnable" if model.attention_sinks else "vanilla",
+        activation_func_clamp_value=model.glu_clamp,
+        glu_linear_offset=model.glu_linear_offset,
         add_qkv_bias=model.qkv_bias,
         qk_layernorm=model.qk_norm,
         # megatron keeps keys j >= i - window[0]: a window of W tokens, the token itself included
@@ -184,6 +187,8 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     if model.is_moe:
         _router_without_transformer_engine()
     config = transformer_config(model, train, dtype)
+    if model.yarn_factor:
+        _set_yarn(config, model)
     gpt = GPTModel(
         config=config,
         transformer_layer_spec=layer_spec(config, model),
@@ -192,7 +197,7 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
         pre_process=parallel_state.is_pipeline_first_stage(),
         post_process=parallel_state.is_pipeline_last_stage(),
         share_embeddings_and_output_weights=model.tied_embeddings,
-        position_embedding_type="rope",
+        position_embedding_type="yarn" if model.yarn_factor else "rope",
         rotary_base=model.rotary_base,
         rope_scaling=model.rope_scaling_factor is not None,
         rope_scaling_factor=model.rope_scaling_factor or 8.0,
@@ -201,6 +206,17 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     if model.scale_embeddings and gpt.pre_process:
         scale_embeddings(gpt, model.hidden_size)
     return gpt
+
+
+def _set_yarn(config, model: ModelConfig) -> None:
+    """The YaRN settings GPTModel and the attention read from the config by name (megatron-core 0.16
+    declares them on MLATransformerConfig only); mscale None: YaRN's 0.1 ln(factor) + 1, as
+    transformers; fractional correction bounds (transformers' truncate false, gpt-oss)."""
+    config.yarn_rotary_scaling_factor = model.yarn_factor
+    config.yarn_original_max_position_embeddings = model.yarn_original_context
+    config.yarn_beta_fast, config.yarn_beta_slow = model.yarn_beta_fast, model.yarn_beta_slow
+    config.yarn_mscale = config.yarn_mscale_all_dim = None
+    config.yarn_correction_range_round_to_int = False
 
 
 def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> None:
@@ -225,7 +241,7 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
             if name.endswith("layernorm.weight") or name.endswith("layer_norm_weight"):
                 param.fill_(0.0 if config.zero_centered_norms else 1.0)  # (1 + w) norms start at w = 0
                 continue
-            if name.endswith(".bias") or name.endswith("expert_bias"):
+            if name.endswith(".bias") or name.endswith("expert_bias") or name.endswith("softmax_offset"):
                 param.zero_()
                 continue
             split = getattr(param, "tensor_model_parallel", False) and tp > 1

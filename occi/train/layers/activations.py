@@ -11,4 +11,9 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
-ACTIVATIONS = {"silu": F.silu, "gelu_tanh": gelu_tanh}
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """x * sigmoid(1.702 x): gpt-oss' gate (swiglu_alpha 1.702), as transformers computes it."""
+    return x * torch.sigmoid(x * 1.702)
+
+
+ACTIVATIONS = {"silu": F.silu, "gelu_tanh": gelu_tanh, "quick_gelu": quick_gelu}
