@@ -232,8 +232,10 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
         atomic_write_json(base_tmp / "source.json", {**info, "shards": [p.name for p in shards.files()],
                                                     "parameters": model.parameters(model.vocab_size)})
         mark_done(base_tmp)
+    packed = sum(mxfp4.is_packed(name, shards.weight_map) for name in family.hf_shapes(model))
     return (f"imported {info['architecture']} {cfg.model.base} ({model.parameters(model.vocab_size):,} parameters, "
-            f"{model.num_layers} layers) at TP={cfg.train.tensor_parallel} PP={cfg.train.pipeline_parallel} -> {final}")
+            f"{model.num_layers} layers) at TP={cfg.train.tensor_parallel} PP={cfg.train.pipeline_parallel} -> {final}"
+            + (f"; {packed} MXFP4 tensors dequantized to bf16, one expert at a time" if packed else ""))
 
 
 def _teardown() -> None:
@@ -281,7 +283,7 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
     # experts are written whole (EP=1); dist_checkpointing splits them for any expert-parallel size
     train = dataclasses.replace(cfg.train, data_parallel=1, expert_parallel=1, global_batch_size=cfg.train.micro_batch_size,
                                 precision="bf16" if dtype == torch.bfloat16 else "fp32")
-    setup_distributed(train, cfg.seed)
+    setup_distributed(train, cfg.seed, model_cfg)
     with torch.device("meta"):
         model = build_model(model_cfg, train, model_cfg.vocab_size, dtype)
     made = _TensorMaker(families.family_of(config, str(folder)).mappings(model_cfg), model_cfg, shards, added)

@@ -106,7 +106,15 @@ def moe_settings(model: ModelConfig, train: TrainConfig) -> dict:
         moe_grouped_gemm=False,
         moe_router_dtype="fp32",
         expert_model_parallel_size=train.expert_parallel,
+        expert_tensor_parallel_size=expert_tensor_parallel(model, train),
     )
+
+
+def expert_tensor_parallel(model: ModelConfig, train: TrainConfig) -> int:
+    """Tensor-parallel ranks an expert is split over: all of them, except for experts with biases
+    (gpt-oss), which megatron-core 0.16 keeps whole on each rank ("Bias in Moe is only supported
+    when ETP==1"); attention is still split."""
+    return 1 if model.is_moe and model.linear_biases else train.tensor_parallel
 
 
 def token_dispatcher(train: TrainConfig) -> str:
@@ -232,8 +240,12 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
 
     from megatron.core import parallel_state
 
-    tp, tp_rank = (parallel_state.get_tensor_model_parallel_world_size(),
-                   parallel_state.get_tensor_model_parallel_rank())
+    def tensor_parallel_of(name: str) -> tuple[int, int]:
+        if "local_experts." in name:  # experts split over the expert tensor-parallel ranks
+            return (parallel_state.get_expert_tensor_parallel_world_size(),
+                    parallel_state.get_expert_tensor_parallel_rank())
+        return parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_tensor_model_parallel_rank()
+
     ep_rank = parallel_state.get_expert_model_parallel_rank()
     std, scaled = config.init_method_std, config.init_method_std / math.sqrt(2 * config.num_layers)
     with torch.no_grad():
@@ -244,6 +256,7 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
             if name.endswith(".bias") or name.endswith("expert_bias") or name.endswith("softmax_offset"):
                 param.zero_()
                 continue
+            tp, tp_rank = tensor_parallel_of(name)
             split = getattr(param, "tensor_model_parallel", False) and tp > 1
             shape = list(param.shape)
             if split:

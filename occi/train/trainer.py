@@ -26,7 +26,7 @@ from occi.rundir import RunDir
 from occi.train import checkpoints, knobs, stability
 from occi.train.config import TrainConfig, flops_per_token
 from occi.train.logs import TrainLog
-from occi.train.model import build_model, initialize_independent_of_layout
+from occi.train.model import build_model, expert_tensor_parallel, initialize_independent_of_layout
 from occi.train.stability import StabilityGuard
 from occi.train.stop import StopRequest
 
@@ -44,8 +44,10 @@ def dtype_for(train: TrainConfig) -> torch.dtype:
     return torch.float32
 
 
-def setup_distributed(train: TrainConfig, seed: int) -> None:
-    """Process group, megatron parallel state and seeds (after the CPU shim where needed)."""
+def setup_distributed(train: TrainConfig, seed: int, model=None) -> None:
+    """Process group, megatron parallel state and seeds (after the CPU shim where needed); model
+    (a ModelConfig): the run's shape, where its experts are not split over tensor-parallel ranks
+    (occi/train/model.py expert_tensor_parallel)."""
     from megatron.core import parallel_state, tensor_parallel
 
     from occi.train import cpu_shim
@@ -60,7 +62,8 @@ def setup_distributed(train: TrainConfig, seed: int) -> None:
                            f"{train.world_size} (tensor x context x pipeline x data parallel)")
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=train.tensor_parallel, pipeline_model_parallel_size=train.pipeline_parallel,
-        context_parallel_size=train.context_parallel, expert_model_parallel_size=train.expert_parallel)
+        context_parallel_size=train.context_parallel, expert_model_parallel_size=train.expert_parallel,
+        expert_tensor_parallel_size=expert_tensor_parallel(model, train) if model is not None else None)
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
     torch.manual_seed(seed)
 
@@ -478,7 +481,9 @@ def main(config_path: str, run_dir: str, trainer_class: type = Trainer, error_fi
     pinned = pin_this_rank()  # before any thread pool starts
     if pinned:
         print(f"rank {os.environ.get('RANK', '0')}: {pinned}", flush=True)
-    setup_distributed(cfg.train, cfg.seed)
+    from occi.basemodel import run_model_config
+
+    setup_distributed(cfg.train, cfg.seed, run_model_config(cfg, Path(run_dir)))
     try:
         trainer = trainer_class(cfg, Path(run_dir))
         try:
