@@ -13,13 +13,25 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import occi
+from conftest import REPO, occi
 from hf_bases import logits, make_base
 from test_import import TOKENS, import_config
 
 TRAIN = {"micro_batch_size": 2, "global_batch_size": 4, "steps": 3, "warmup_steps": 1, "lr": 0.001, "min_lr": 0.0001,
          "expert_parallel": 2, "data_parallel": 2}
 PACKED = ("gate_up_proj", "down_proj")
+
+GPT_OSS_20B = {"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "attention_bias": True,
+               "head_dim": 64, "hidden_act": "silu", "hidden_size": 2880, "intermediate_size": 2880,
+               "layer_types": ["sliding_attention", "full_attention"] * 12, "max_position_embeddings": 131072,
+               "num_attention_heads": 64, "num_experts_per_tok": 4, "num_hidden_layers": 24, "num_key_value_heads": 8,
+               "num_local_experts": 32, "rms_norm_eps": 1e-05, "quantization_config": {"quant_method": "mxfp4"},
+               "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0,
+                                "original_max_position_embeddings": 4096, "rope_type": "yarn", "truncate": False},
+               "rope_theta": 150000, "router_aux_loss_coef": 0.9, "sliding_window": 128, "swiglu_limit": 7.0,
+               "tie_word_embeddings": False, "vocab_size": 201088}
+"""openai/gpt-oss-20b's published config.json (architecture numbers; its modules_to_not_convert,
+token ids and versions left out), https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json."""
 
 
 def test_mxfp4_dequantizes_as_transformers_does():
@@ -55,7 +67,7 @@ def mxfp4_base(tmp_path_factory) -> tuple[Path, Path]:
             tensors |= {f"{name}_blocks": blocks, f"{name}_scales": scales}
             index["weight_map"] |= {f"{name}_blocks": shard, f"{name}_scales": shard}
             del index["weight_map"][name]
-            dequantized[name] = mxfp4.dequantize(blocks, scales, torch.float32)
+            dequantized[name] = mxfp4.dequantize(blocks, scales, torch.float32).contiguous()
         save_file(tensors, packed / shard, metadata={"format": "pt"})
         save_file(dequantized, plain / shard, metadata={"format": "pt"})
     (packed / "model.safetensors.index.json").write_text(json.dumps(index))
@@ -125,3 +137,24 @@ def test_what_occi_cannot_express_is_one_line(tmp_path):
         with pytest.raises(OcciError, match=message) as err:
             gpt_oss.model_fields({**config, **change}, "base/config.json")
         assert "\n" not in str(err.value) and str(err.value).startswith("base/config.json: ")
+
+
+def test_the_gpt_oss_20b_recipe_renders_for_slurm_and_plans_with_the_published_shape(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "base").mkdir(parents=True)  # as `occi import` leaves it; no download here
+    (run_dir / "base" / "config.json").write_text(json.dumps(GPT_OSS_20B))
+    (run_dir / "corpora").mkdir()  # planning corpora needs the hub: mark that stage done
+    (run_dir / "corpora" / "_DONE").write_text("{}")
+    recipe = str(REPO / "configs" / "cpt-gpt-oss-20b.yaml")
+    result = occi("slurm", "submit", recipe, "--run-dir", str(run_dir), "--cluster", "leonardo-booster", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    steps = {s["step"]: s for s in json.loads((run_dir / "slurm" / "plan.json").read_text())["steps"]}
+    assert steps["import"]["after"] == ["tokenizer"] and steps["train"]["nodes"] == 4
+    result = occi("plan", recipe, "--cluster", "leonardo-booster", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["parameters"] == 20_914_757_184  # gpt-oss-20b's checkpoint: sinks and biases included
+    # 6 x the active matmul parameters (top-4 experts; the input embedding is a lookup) + attention
+    active = (plan["flops_per_token"] - 12 * 24 * 2880 * 4096) / 6
+    assert round(active / 1e8) == 36  # the 3.6B active parameters OpenAI publishes for gpt-oss-20b
+    assert plan["gpus"] == 16 and plan["memory"]["fits"], plan["memory"]
