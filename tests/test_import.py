@@ -68,7 +68,7 @@ def megatron_forward(config: Path, run_dir: Path, processes: int, tmp_path: Path
 # meet RoPE scaling (llama), biases (qwen2), the sliding window (mistral) and q/k norm (qwen3); experts
 # at TP=2: tests/test_moe.py, and gpt-oss' (sinks, sliding/full layers, YaRN, biased experts) here
 CASES = [(kind, "tp1") for kind in KINDS] + [("llama", "tp2"), ("qwen2", "tp2"), ("mistral", "pp2"), ("qwen3", "pp2"),
-                                              ("gpt_oss", "tp2")]
+                                              ("gpt_oss", "tp2"), ("gpt_oss", "pp2")]
 
 
 @pytest.mark.parametrize("kind,layout", CASES)
