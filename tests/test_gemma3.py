@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import have_module, in_ci, occi
 from hf_bases import logits, make_base
 from test_gguf import LLAMA3_SPLIT, _bpe_tokenizer, demo_texts, hf_logits, write_config
 from test_import import TOKENS, import_config, megatron_forward
 
-LAYOUTS = {"tp1": {}, "tp2": {"tensor_parallel": 2}, "pp2": {"pipeline_parallel": 2}}
+LAYOUTS = {"tp1": {}, "tp2": {"tensor_parallel": 2, "sequence_parallel": True}, "pp2": {"pipeline_parallel": 2}}
+"""TP=2 with sequence parallelism, as configs/cpt-gemma-3-4b.yaml trains: the norms then see a slice of the sequence."""
 TRAIN = {"micro_batch_size": 2, "global_batch_size": 4, "steps": 3, "warmup_steps": 1, "lr": 0.001, "min_lr": 0.0001}
 
 
@@ -68,7 +68,8 @@ def test_import_then_export_gives_back_transformers_logits(base, imported, layou
 
 
 def test_megatron_tp2_forward_equals_transformers(base, imported, tmp_path):
-    """megatron's own forward at TP=2 (a mapping wrong the same way both ways passes a round trip, not this)."""
+    """megatron's own forward at TP=2 with sequence parallelism (a mapping wrong the same way both
+    ways passes a round trip, not this)."""
     config, run_dir = imported["tp2"]
     actual = megatron_forward(config, run_dir, 2, tmp_path)
     expected = logits(base, TOKENS)
