@@ -466,6 +466,17 @@ def _build_datasets(cfg: RunConfig, blend: dict, seq_length: int):
     return train_data, valid
 
 
+def _model_shape(cfg: RunConfig, run_dir: Path):
+    """The run's ModelConfig for the parallel state; None where the base is not imported yet (the
+    trainer then says so in one line)."""
+    from occi.basemodel import run_model_config
+
+    try:
+        return run_model_config(cfg, run_dir)
+    except OcciError:
+        return None
+
+
 def main(config_path: str, run_dir: str, trainer_class: type = Trainer, error_file: Path | None = None) -> int:
     """Entry point of one rank (of pretraining, or with another trainer class: of SFT)."""
     from occi import config as config_module
@@ -481,9 +492,7 @@ def main(config_path: str, run_dir: str, trainer_class: type = Trainer, error_fi
     pinned = pin_this_rank()  # before any thread pool starts
     if pinned:
         print(f"rank {os.environ.get('RANK', '0')}: {pinned}", flush=True)
-    from occi.basemodel import run_model_config
-
-    setup_distributed(cfg.train, cfg.seed, run_model_config(cfg, Path(run_dir)))
+    setup_distributed(cfg.train, cfg.seed, _model_shape(cfg, Path(run_dir)))
     try:
         trainer = trainer_class(cfg, Path(run_dir))
         try:
