@@ -111,8 +111,23 @@ def _apertus(common: dict):  # xIELU in an ungated MLP, q/k norm, Apertus' norm 
                          rope_parameters={**LLAMA31_SCALING, "rope_theta": 12000000.0})
 
 
+GPT_OSS_YARN = {"rope_type": "yarn", "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
+                "original_max_position_embeddings": 64, "rope_theta": 150000.0}
+
+
+def _gpt_oss(common: dict):
+    """Sliding and full layers alternating (a window shorter than the test sequences), attention
+    sinks, biases everywhere, YaRN, 4 experts top-2 with a clamp the random weights reach."""
+    from transformers import GptOssConfig
+
+    return GptOssConfig(**{**common, "intermediate_size": 32}, head_dim=16, num_local_experts=4,
+                        num_experts_per_tok=2, sliding_window=8, swiglu_limit=0.3,
+                        rope_parameters=dict(GPT_OSS_YARN), tie_word_embeddings=False)
+
+
 BUILDERS = {"llama": _llama, "mistral": _mistral, "qwen2": _qwen2, "qwen3": _qwen3, "mixtral": _mixtral,
-            "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe, "gemma3_text": _gemma3_text, "apertus": _apertus}
+            "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe, "gemma3_text": _gemma3_text, "apertus": _apertus,
+            "gpt_oss": _gpt_oss}
 """model_type of every family in occi/families/ -> a tiny transformers config of it (from the
 shared widths below), each meeting the family's particular features. The import/export tests
 parametrize over the registry and read this: a new family needs one builder here."""

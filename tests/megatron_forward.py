@@ -28,8 +28,8 @@ def main(config_path: str, run_dir: str, tokens_file: str, out_file: str) -> Non
     tokens = torch.load(tokens_file)
     train = dataclasses.replace(cfg.train, data_parallel=1, micro_batch_size=tokens.shape[0],
                                 global_batch_size=tokens.shape[0], precision="fp32")
-    setup_distributed(train, cfg.seed)
     model_cfg = dataclasses.replace(run_model_config(cfg, Path(run_dir)), seq_length=tokens.shape[1])
+    setup_distributed(train, cfg.seed, model_cfg)
     model = build_model(model_cfg, train, model_cfg.vocab_size, torch.float32)
     path = checkpoints.checkpoint_dir(Path(run_dir), checkpoints.latest_iteration(Path(run_dir)))
     model.load_state_dict(dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))["model"])

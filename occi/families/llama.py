@@ -7,7 +7,8 @@ from occi.families import Family, GgufSpec, common
 def _exports_recipe(model) -> str | None:
     if model.is_moe:
         return "a recipe with experts"
-    return {"xielu": "an xIELU MLP", "geglu": "a GeGLU MLP"}.get(model.mlp_activation)
+    return {"xielu": "an xIELU MLP", "geglu": "a GeGLU MLP", "quick_geglu": "gpt-oss' clamped GLU"}.get(
+        model.mlp_activation)
 
 
 FAMILY = Family(

@@ -39,9 +39,10 @@ class ModelConfig:
     """Biases on the query, key and value projections (Qwen2)."""
     qk_norm: bool = False
     """RMSNorm over each query and key head before RoPE (Qwen3, Apertus)."""
-    mlp_activation: Literal["swiglu", "geglu", "xielu"] = "swiglu"
+    mlp_activation: Literal["swiglu", "geglu", "quick_geglu", "xielu"] = "swiglu"
     """The MLP: swiglu, silu(gate) * up (Llama); geglu, GELU with the tanh approximation of the
-    gate * up (Gemma's gelu_pytorch_tanh); xielu, xIELU(up) with no gate and two learnable scalars
+    gate * up (Gemma's gelu_pytorch_tanh); quick_geglu, gate * sigmoid(1.702 gate) * up (gpt-oss,
+    with glu_clamp and glu_linear_offset); xielu, xIELU(up) with no gate and two learnable scalars
     per layer (Apertus; occi/train/layers/xielu.py)."""
     tied_embeddings: bool = False
     """The output layer shares the input embedding's weights."""
@@ -82,6 +83,26 @@ class ModelConfig:
     moe_capacity_factor: float | None = None
     """Tokens an expert takes per step, as a multiple of an even share; the rest are dropped.
     None: no capacity, no token dropping."""
+    glu_clamp: float | None = None
+    """The gated MLP clamps its gate to at most this and its linear half to [-this, this] before
+    the activation (gpt-oss' swiglu_limit); None: no clamp."""
+    glu_linear_offset: float = 0.0
+    """Added to the gated MLP's linear half before the product (gpt-oss: 1)."""
+    linear_biases: bool = False
+    """Biases on every linear layer but the embeddings: q/k/v, attention output, router, experts and
+    MLPs (gpt-oss' attention_bias and expert biases); needs qkv_bias."""
+    attention_sinks: bool = False
+    """One learnable logit per attention head joins every softmax and takes its share of the
+    probability without a value (gpt-oss' sinks; megatron's softmax_type learnable)."""
+    yarn_factor: float | None = None
+    """YaRN RoPE scaling factor (gpt-oss: 32); None: no YaRN. The attention is scaled by
+    0.1 ln(factor) + 1 as YaRN says."""
+    yarn_original_context: int = 4096
+    """YaRN: the context the RoPE frequencies were trained for."""
+    yarn_beta_fast: float = 32.0
+    """YaRN: rotations per context above which a frequency is kept as trained."""
+    yarn_beta_slow: float = 1.0
+    """YaRN: rotations per context below which a frequency is fully interpolated."""
     zero_centered_norms: bool = False
     """Every RMSNorm scales by (1 + weight), computed in float32 (Gemma); its weights start at 0."""
     sandwich_norms: bool = False
@@ -110,9 +131,9 @@ class ModelConfig:
                             "moe_first_dense_layers": ranges.at_least(0), "moe_aux_loss_coeff": ranges.at_least(0),
                             "moe_bias_update_rate": ranges.POSITIVE, "moe_capacity_factor": ranges.POSITIVE})
         if self.num_experts is not None:
-            if self.mlp_activation != "swiglu":
-                raise ValueError(f"mlp_activation {self.mlp_activation!r}: experts are SwiGLU MLPs; use swiglu "
-                                 "with num_experts")
+            if self.mlp_activation == "xielu":
+                raise ValueError(f"mlp_activation {self.mlp_activation!r}: experts are gated MLPs; use swiglu "
+                                 "(or another gated activation) with num_experts")
             if self.moe_top_k > self.num_experts:
                 raise ValueError(f"moe_top_k {self.moe_top_k} is above num_experts {self.num_experts}")
             if not any(self.moe_layers):
@@ -124,7 +145,15 @@ class ModelConfig:
                             "make_vocab_size_divisible_by": one, "kv_channels": one, "sliding_window": one,
                             "rope_scaling_factor": ranges.POSITIVE, "vocab_size": one,
                             "softmax_scale": ranges.POSITIVE, "full_attention_every": ranges.at_least(2),
-                            "local_rotary_base": one, "rope_linear_factor": ranges.at_least(1)})
+                            "local_rotary_base": one, "rope_linear_factor": ranges.at_least(1),
+                            "glu_clamp": ranges.POSITIVE, "glu_linear_offset": ranges.between(-16, 16),
+                            "yarn_factor": ranges.at_least(1), "yarn_original_context": one,
+                            "yarn_beta_fast": ranges.POSITIVE, "yarn_beta_slow": ranges.POSITIVE})
+        if self.linear_biases and not self.qkv_bias:
+            raise ValueError("linear_biases biases q, k and v too; set qkv_bias as well")
+        if self.yarn_factor and (self.rope_scaling_factor or self.rope_linear_factor):
+            raise ValueError("yarn_factor and rope_scaling_factor / rope_linear_factor are two RoPE scalings; "
+                             "choose one")
         if (self.full_attention_every or self.local_rotary_base) and not self.sliding_window:
             raise ValueError("full_attention_every and local_rotary_base describe sliding-window layers; "
                              "set sliding_window too")
@@ -171,14 +200,16 @@ class ModelConfig:
         attention = h * (q + 2 * kv) + q * h + 2 * h
         attention += (q + 2 * kv if self.qkv_bias else 0) + (2 * d if self.qk_norm else 0)
         attention += 2 * h if self.sandwich_norms else 0
+        attention += (h if self.linear_biases else 0) + (self.num_attention_heads if self.attention_sinks else 0)
+        bias = 1 if self.linear_biases else 0  # an MLP's biases: fc1's 2 x inner, fc2's hidden
         total = 0
         for moe in self.moe_layers:
             total += attention
             if not moe:
-                total += self.mlp_parameters()
+                total += self.mlp_parameters() + bias * (2 * f + h)
                 continue
-            experts = self.moe_top_k if active else self.num_experts
-            total += experts * 3 * h * self.expert_ffn_hidden_size + self.num_experts * h  # experts + router
+            experts, e = self.moe_top_k if active else self.num_experts, self.expert_ffn_hidden_size
+            total += experts * (3 * h * e + bias * (2 * e + h)) + self.num_experts * (h + bias)  # experts + router
             if self.moe_shared_expert_ffn_hidden_size:
                 total += 3 * h * self.moe_shared_expert_ffn_hidden_size + (h if self.moe_shared_expert_gate else 0)
         embeddings = (1 if self.tied_embeddings else 2) * vocab_size * h

@@ -63,7 +63,7 @@ def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = 
     if created_group:  # an in-memory store: a one-process group needs no port
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
-        setup_distributed(single, cfg.seed)
+        setup_distributed(single, cfg.seed, model_cfg)
         model = build_model(model_cfg, single, vocab_size, torch.float32)
         try:
             loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(path))
@@ -158,7 +158,8 @@ def hf_config(family: families.Family, model: ModelConfig, base: dict | None, vo
                   "eos_token_id": special.get("eos"), "pad_token_id": special.get("pad")}
     else:
         values = {k: v for k, v in base.items() if not k.startswith("_") and k not in
-                  ("architectures", "model_type", "transformers_version", "torch_dtype", "dtype")}
+                  ("architectures", "model_type", "transformers_version", "torch_dtype", "dtype",
+                   "quantization_config")}  # an MXFP4 base (gpt-oss) is imported dequantized, exported unquantized
     values["vocab_size"] = vocab_size
     config = transformers.CONFIG_MAPPING[family.model_type](**values)
     config.architectures = [family.hf_class]

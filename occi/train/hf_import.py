@@ -39,7 +39,7 @@ from occi.fsutil import atomic_dir, atomic_write_json, atomic_write_text, mark_d
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
-from occi.train import checkpoints, hf_weights, streaming_save
+from occi.train import checkpoints, hf_weights, mxfp4, streaming_save
 from occi.train.config import ModelConfig
 
 IMPORT_MARKER = "occi_import.json"
@@ -81,9 +81,21 @@ class Shards:
         with hf_weights.opened(self.folder / self.weight_map[name]) as handle:
             yield handle
 
-    def read(self, name: str) -> torch.Tensor:
+    def read(self, name: str, index: int | None = None) -> torch.Tensor:
+        """The tensor `name`, or with index its [index] slice (one expert of a fused experts
+        tensor) read alone; a tensor stored as MXFP4 blocks and scales comes dequantized to bf16."""
+        if mxfp4.is_packed(name, self.weight_map):
+            blocks, scales = (self.read(part, index) for part in mxfp4.packed_names(name))
+            return mxfp4.dequantize(blocks, scales)
         with self._open_file(name) as handle:
-            return handle.get_tensor(name)
+            return handle.get_tensor(name) if index is None else handle.get_slice(name)[index]
+
+    def stored_shapes(self, expected: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """The expected tensors as this checkpoint stores them: MXFP4 ones as blocks and scales."""
+        out: dict[str, tuple[int, ...]] = {}
+        for name, shape in expected.items():
+            out.update(mxfp4.packed_shapes(name, shape) if mxfp4.is_packed(name, self.weight_map) else {name: shape})
+        return out
 
     def shape(self, name: str) -> list[int]:
         with self._open_file(name) as handle:
@@ -96,7 +108,7 @@ def check(cfg: RunConfig, folder: Path, run_dir: Path) -> tuple[dict, ModelConfi
     config = read_config(folder)
     model = families.model_config(config, cfg.model.seq_length, f"{folder / 'config.json'}")
     shards = Shards(folder)
-    expected = families.family_of(config, str(folder)).hf_shapes(model)
+    expected = shards.stored_shapes(families.family_of(config, str(folder)).hf_shapes(model))
     absent = [name for name in expected if name not in shards.weight_map]
     if absent:
         raise OcciError(f"{folder}: tensor {absent[0]} (shape {list(expected[absent[0]])}) is not in the "
@@ -181,7 +193,7 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
     folder = resolve(cfg.model)
     config, model, shards = check(cfg, folder, run_dir)
     family = families.family_of(config, str(folder))
-    hf_weights.check_values(folder, shards.weight_map, list(family.hf_shapes(model)))
+    hf_weights.check_values(folder, shards.weight_map, list(shards.stored_shapes(family.hf_shapes(model))))
     final = checkpoints.checkpoint_dir(run_dir, 0)
     if checkpoints.latest_iteration(run_dir):
         raise OcciError(f"{checkpoints.folder(run_dir)}: training checkpoints exist; import into a fresh run directory")
@@ -220,8 +232,10 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
         atomic_write_json(base_tmp / "source.json", {**info, "shards": [p.name for p in shards.files()],
                                                     "parameters": model.parameters(model.vocab_size)})
         mark_done(base_tmp)
+    packed = sum(mxfp4.is_packed(name, shards.weight_map) for name in family.hf_shapes(model))
     return (f"imported {info['architecture']} {cfg.model.base} ({model.parameters(model.vocab_size):,} parameters, "
-            f"{model.num_layers} layers) at TP={cfg.train.tensor_parallel} PP={cfg.train.pipeline_parallel} -> {final}")
+            f"{model.num_layers} layers) at TP={cfg.train.tensor_parallel} PP={cfg.train.pipeline_parallel} -> {final}"
+            + (f"; {packed} MXFP4 tensors dequantized to bf16, one expert at a time" if packed else ""))
 
 
 def _teardown() -> None:
@@ -269,7 +283,7 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
     # experts are written whole (EP=1); dist_checkpointing splits them for any expert-parallel size
     train = dataclasses.replace(cfg.train, data_parallel=1, expert_parallel=1, global_batch_size=cfg.train.micro_batch_size,
                                 precision="bf16" if dtype == torch.bfloat16 else "fp32")
-    setup_distributed(train, cfg.seed)
+    setup_distributed(train, cfg.seed, model_cfg)
     with torch.device("meta"):
         model = build_model(model_cfg, train, model_cfg.vocab_size, dtype)
     made = _TensorMaker(families.family_of(config, str(folder)).mappings(model_cfg), model_cfg, shards, added)

@@ -41,7 +41,10 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         gated_linear_unit=model.mlp_activation != "xielu",
         activation_func=ACTIVATIONS[model.mlp_activation],
         softmax_scale=model.softmax_scale,
-        add_bias_linear=False,
+        add_bias_linear=model.linear_biases,
+        softmax_type="learnable" if model.attention_sinks else "vanilla",
+        activation_func_clamp_value=model.glu_clamp,
+        glu_linear_offset=model.glu_linear_offset,
         add_qkv_bias=model.qkv_bias,
         qk_layernorm=model.qk_norm,
         # megatron keeps keys j >= i - window[0]: a window of W tokens, the token itself included
@@ -103,7 +106,15 @@ def moe_settings(model: ModelConfig, train: TrainConfig) -> dict:
         moe_grouped_gemm=False,
         moe_router_dtype="fp32",
         expert_model_parallel_size=train.expert_parallel,
+        expert_tensor_parallel_size=expert_tensor_parallel(model, train),
     )
+
+
+def expert_tensor_parallel(model: ModelConfig, train: TrainConfig) -> int:
+    """Tensor-parallel ranks an expert is split over: all of them, except for experts with biases
+    (gpt-oss), which megatron-core 0.16 keeps whole on each rank ("Bias in Moe is only supported
+    when ETP==1"); attention is still split."""
+    return 1 if model.is_moe and model.linear_biases else train.tensor_parallel
 
 
 def token_dispatcher(train: TrainConfig) -> str:
@@ -184,6 +195,8 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     if model.is_moe:
         _router_without_transformer_engine()
     config = transformer_config(model, train, dtype)
+    if model.yarn_factor:
+        _set_yarn(config, model)
     gpt = GPTModel(
         config=config,
         transformer_layer_spec=layer_spec(config, model),
@@ -192,7 +205,7 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
         pre_process=parallel_state.is_pipeline_first_stage(),
         post_process=parallel_state.is_pipeline_last_stage(),
         share_embeddings_and_output_weights=model.tied_embeddings,
-        position_embedding_type="rope",
+        position_embedding_type="yarn" if model.yarn_factor else "rope",
         rotary_base=model.rotary_base,
         rope_scaling=model.rope_scaling_factor is not None,
         rope_scaling_factor=model.rope_scaling_factor or 8.0,
@@ -205,6 +218,17 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
 
         give_each_mlp_its_xielu(gpt, dtype)
     return gpt
+
+
+def _set_yarn(config, model: ModelConfig) -> None:
+    """The YaRN settings GPTModel and the attention read from the config by name (megatron-core 0.16
+    declares them on MLATransformerConfig only); mscale None: YaRN's 0.1 ln(factor) + 1, as
+    transformers; fractional correction bounds (transformers' truncate false, gpt-oss)."""
+    config.yarn_rotary_scaling_factor = model.yarn_factor
+    config.yarn_original_max_position_embeddings = model.yarn_original_context
+    config.yarn_beta_fast, config.yarn_beta_slow = model.yarn_beta_fast, model.yarn_beta_slow
+    config.yarn_mscale = config.yarn_mscale_all_dim = None
+    config.yarn_correction_range_round_to_int = False
 
 
 def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> None:
@@ -220,8 +244,12 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
 
     from megatron.core import parallel_state
 
-    tp, tp_rank = (parallel_state.get_tensor_model_parallel_world_size(),
-                   parallel_state.get_tensor_model_parallel_rank())
+    def tensor_parallel_of(name: str) -> tuple[int, int]:
+        if "local_experts." in name:  # experts split over the expert tensor-parallel ranks
+            return (parallel_state.get_expert_tensor_parallel_world_size(),
+                    parallel_state.get_expert_tensor_parallel_rank())
+        return parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_tensor_model_parallel_rank()
+
     ep_rank = parallel_state.get_expert_model_parallel_rank()
     std, scaled = config.init_method_std, config.init_method_std / math.sqrt(2 * config.num_layers)
     with torch.no_grad():
@@ -231,9 +259,10 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
             if name.endswith("layernorm.weight") or name.endswith("layer_norm_weight"):
                 param.fill_(0.0 if config.zero_centered_norms else 1.0)  # (1 + w) norms start at w = 0
                 continue
-            if name.endswith(".bias") or name.endswith("expert_bias"):
+            if name.endswith(".bias") or name.endswith("expert_bias") or name.endswith("softmax_offset"):
                 param.zero_()
                 continue
+            tp, tp_rank = tensor_parallel_of(name)
             split = getattr(param, "tensor_model_parallel", False) and tp > 1
             shape = list(param.shape)
             if split:

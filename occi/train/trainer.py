@@ -26,7 +26,7 @@ from occi.rundir import RunDir
 from occi.train import checkpoints, knobs, stability
 from occi.train.config import TrainConfig, flops_per_token
 from occi.train.logs import TrainLog
-from occi.train.model import build_model, initialize_independent_of_layout
+from occi.train.model import build_model, expert_tensor_parallel, initialize_independent_of_layout
 from occi.train.stability import StabilityGuard
 from occi.train.stop import StopRequest
 
@@ -44,8 +44,10 @@ def dtype_for(train: TrainConfig) -> torch.dtype:
     return torch.float32
 
 
-def setup_distributed(train: TrainConfig, seed: int) -> None:
-    """Process group, megatron parallel state and seeds (after the CPU shim where needed)."""
+def setup_distributed(train: TrainConfig, seed: int, model=None) -> None:
+    """Process group, megatron parallel state and seeds (after the CPU shim where needed); model
+    (a ModelConfig): the run's shape, where its experts are not split over tensor-parallel ranks
+    (occi/train/model.py expert_tensor_parallel)."""
     from megatron.core import parallel_state, tensor_parallel
 
     from occi.train import cpu_shim
@@ -60,7 +62,8 @@ def setup_distributed(train: TrainConfig, seed: int) -> None:
                            f"{train.world_size} (tensor x context x pipeline x data parallel)")
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=train.tensor_parallel, pipeline_model_parallel_size=train.pipeline_parallel,
-        context_parallel_size=train.context_parallel, expert_model_parallel_size=train.expert_parallel)
+        context_parallel_size=train.context_parallel, expert_model_parallel_size=train.expert_parallel,
+        expert_tensor_parallel_size=expert_tensor_parallel(model, train) if model is not None else None)
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
     torch.manual_seed(seed)
 
@@ -480,6 +483,17 @@ def _build_datasets(cfg: RunConfig, blend: dict, seq_length: int):
     return train_data, valid
 
 
+def _model_shape(cfg: RunConfig, run_dir: Path):
+    """The run's ModelConfig for the parallel state; None where the base is not imported yet (the
+    trainer then says so in one line)."""
+    from occi.basemodel import run_model_config
+
+    try:
+        return run_model_config(cfg, run_dir)
+    except OcciError:
+        return None
+
+
 def main(config_path: str, run_dir: str, trainer_class: type = Trainer, error_file: Path | None = None) -> int:
     """Entry point of one rank (of pretraining, or with another trainer class: of SFT)."""
     from occi import config as config_module
@@ -495,7 +509,7 @@ def main(config_path: str, run_dir: str, trainer_class: type = Trainer, error_fi
     pinned = pin_this_rank()  # before any thread pool starts
     if pinned:
         print(f"rank {os.environ.get('RANK', '0')}: {pinned}", flush=True)
-    setup_distributed(cfg.train, cfg.seed)
+    setup_distributed(cfg.train, cfg.seed, _model_shape(cfg, Path(run_dir)))
     try:
         trainer = trainer_class(cfg, Path(run_dir))
         try:

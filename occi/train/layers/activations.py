@@ -11,5 +11,10 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
-ACTIVATIONS = {"swiglu": F.silu, "geglu": gelu_tanh, "xielu": F.silu}
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """x * sigmoid(1.702 x): gpt-oss' gate (swiglu_alpha 1.702), as transformers computes it."""
+    return x * torch.sigmoid(x * 1.702)
+
+
+ACTIVATIONS = {"swiglu": F.silu, "geglu": gelu_tanh, "quick_geglu": quick_gelu, "xielu": F.silu}
 """xielu's entry is a placeholder: occi/train/layers/xielu.py puts the learnable xIELU in after the build."""

@@ -1,0 +1,160 @@
+"""gpt-oss as a family: MXFP4 experts dequantized at import (as transformers dequantizes them), an
+MXFP4 base imported, exported unquantized with the dequantized values, trained a few steps at
+expert-parallel size 2; and the one-line refusals of what occi cannot express. Import -> export
+at TP=1 and TP=2 with megatron's own forward against transformers: tests/test_import.py.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, occi
+from hf_bases import logits, make_base
+from test_import import TOKENS, import_config
+
+TRAIN = {"micro_batch_size": 2, "global_batch_size": 4, "steps": 3, "warmup_steps": 1, "lr": 0.001, "min_lr": 0.0001,
+         "expert_parallel": 2, "data_parallel": 2}
+PACKED = ("gate_up_proj", "down_proj")
+
+GPT_OSS_20B = {"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "attention_bias": True,
+               "head_dim": 64, "hidden_act": "silu", "hidden_size": 2880, "intermediate_size": 2880,
+               "layer_types": ["sliding_attention", "full_attention"] * 12, "max_position_embeddings": 131072,
+               "num_attention_heads": 64, "num_experts_per_tok": 4, "num_hidden_layers": 24, "num_key_value_heads": 8,
+               "num_local_experts": 32, "rms_norm_eps": 1e-05, "quantization_config": {"quant_method": "mxfp4"},
+               "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0,
+                                "original_max_position_embeddings": 4096, "rope_type": "yarn", "truncate": False},
+               "rope_theta": 150000, "router_aux_loss_coef": 0.9, "sliding_window": 128, "swiglu_limit": 7.0,
+               "tie_word_embeddings": False, "vocab_size": 201088}
+"""openai/gpt-oss-20b's published config.json (architecture numbers; its modules_to_not_convert,
+token ids and versions left out), https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json."""
+
+
+def test_mxfp4_dequantizes_as_transformers_does():
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    from occi.train import mxfp4
+
+    generator = torch.Generator().manual_seed(0)
+    blocks = torch.randint(0, 256, (3, 48, 2, 16), dtype=torch.uint8, generator=generator)
+    scales = torch.randint(120, 134, (3, 48, 2), dtype=torch.uint8, generator=generator)
+    expected = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)
+    assert torch.equal(mxfp4.dequantize(blocks, scales, torch.float32), expected)
+    assert torch.equal(mxfp4.dequantize(blocks[1], scales[1], torch.float32), expected[1])  # one expert alone
+    assert torch.equal(mxfp4.dequantize(*mxfp4.quantize(expected), torch.float32), expected)
+
+
+@pytest.fixture(scope="module")
+def mxfp4_base(tmp_path_factory) -> tuple[Path, Path]:
+    """(MXFP4 base, the same model with its experts dequantized, stored unquantized)."""
+    from safetensors.torch import load_file, save_file
+
+    from occi.train import mxfp4
+
+    folder = tmp_path_factory.mktemp("gpt-oss")
+    plain = make_base(folder / "plain", "gpt_oss")
+    packed = folder / "mxfp4"
+    shutil.copytree(plain, packed)
+    index = json.loads((plain / "model.safetensors.index.json").read_text())
+    for shard in sorted(set(index["weight_map"].values())):
+        tensors, dequantized = load_file(plain / shard), load_file(plain / shard)
+        for name in [n for n in tensors if n.endswith(PACKED)]:
+            blocks, scales = mxfp4.quantize(tensors.pop(name))
+            tensors |= {f"{name}_blocks": blocks, f"{name}_scales": scales}
+            index["weight_map"] |= {f"{name}_blocks": shard, f"{name}_scales": shard}
+            del index["weight_map"][name]
+            dequantized[name] = mxfp4.dequantize(blocks, scales, torch.float32).contiguous()
+        save_file(tensors, packed / shard, metadata={"format": "pt"})
+        save_file(dequantized, plain / shard, metadata={"format": "pt"})
+    (packed / "model.safetensors.index.json").write_text(json.dumps(index))
+    config = json.loads((packed / "config.json").read_text())
+    (packed / "config.json").write_text(json.dumps({**config, "quantization_config": {"quant_method": "mxfp4"}}))
+    return packed, plain
+
+
+@pytest.fixture(scope="module")
+def imported(mxfp4_base, tmp_path_factory) -> tuple[Path, Path, str]:
+    folder = tmp_path_factory.mktemp("gpt-oss-run")
+    config = import_config(folder, mxfp4_base[0], tokenizer="base", **TRAIN)
+    run_dir = folder / "run"
+    for stage in (["corpora", "build"], ["tokenizer", "train"], ["import"]):
+        result = occi(*stage, str(config), "--run-dir", str(run_dir))
+        assert result.returncode == 0, result.stderr[-3000:]
+    return config, run_dir, result.stdout
+
+
+def test_an_mxfp4_base_imports_the_dequantized_values_and_exports_them_unquantized(mxfp4_base, imported):
+    from safetensors import safe_open
+
+    packed, plain = mxfp4_base
+    config, run_dir, said = imported
+    assert "imported GptOssForCausalLM" in said and "8 MXFP4 tensors dequantized to bf16, one expert at a time" in said
+    result = occi("export", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = json.loads((run_dir / "hf" / "config.json").read_text())
+    assert "quantization_config" not in exported and exported["architectures"] == ["GptOssForCausalLM"]
+    index = json.loads((plain / "model.safetensors.index.json").read_text())["weight_map"]
+    out = {}
+    for path in (run_dir / "hf").glob("*.safetensors"):
+        with safe_open(path, framework="pt") as handle:
+            out |= {name: handle.get_tensor(name) for name in handle.keys()}
+    for name in [n for n in index if n.endswith(PACKED)]:
+        with safe_open(plain / index[name], framework="pt") as handle:
+            assert torch.equal(out[name], handle.get_tensor(name)), name
+    expected, actual = logits(plain, TOKENS), logits(run_dir / "hf", TOKENS)
+    assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
+
+
+def test_a_few_training_steps_at_expert_parallel_2(imported, tmp_path):
+    config, run_dir, _ = imported
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)  # the export test reads the untrained import
+    for stage in (["data", "prepare"], ["train"]):
+        result = occi(*stage, str(config), "--run-dir", str(copy))
+        assert result.returncode == 0, result.stderr[-3000:]
+    steps = [json.loads(line) for line in (copy / "train" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in steps if r["kind"] == "train"]
+    assert len(losses) == TRAIN["steps"] and all(np.isfinite(losses)), losses
+
+
+def test_what_occi_cannot_express_is_one_line(tmp_path):
+    from occi.errors import OcciError
+    from occi.families import family
+
+    gpt_oss = family("gpt_oss", "test")
+    config = json.loads(make_base(tmp_path / "base", "gpt_oss").joinpath("config.json").read_text())
+    yarn = config["rope_parameters"]
+    for change, message in [({"swiglu_alpha": 1.5}, "swiglu_alpha 1.5"),
+                            ({"attention_bias": False}, "attention_bias false"),
+                            ({"rope_parameters": {**yarn, "truncate": True}}, "YaRN with truncate true"),
+                            ({"rope_parameters": {**yarn, "rope_type": "linear"}}, "RoPE scaling 'linear'"),
+                            ({"layer_types": ["sliding_attention", "full_attention", "full_attention",
+                                              "sliding_attention"]}, "full attention every n-th layer")]:
+        with pytest.raises(OcciError, match=message) as err:
+            gpt_oss.model_fields({**config, **change}, "base/config.json")
+        assert "\n" not in str(err.value) and str(err.value).startswith("base/config.json: ")
+
+
+def test_the_gpt_oss_20b_recipe_renders_for_slurm_and_plans_with_the_published_shape(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "base").mkdir(parents=True)  # as `occi import` leaves it; no download here
+    (run_dir / "base" / "config.json").write_text(json.dumps(GPT_OSS_20B))
+    (run_dir / "corpora").mkdir()  # planning corpora needs the hub: mark that stage done
+    (run_dir / "corpora" / "_DONE").write_text("{}")
+    recipe = str(REPO / "configs" / "cpt-gpt-oss-20b.yaml")
+    result = occi("slurm", "submit", recipe, "--run-dir", str(run_dir), "--cluster", "leonardo-booster", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    steps = {s["step"]: s for s in json.loads((run_dir / "slurm" / "plan.json").read_text())["steps"]}
+    assert steps["import"]["after"] == ["tokenizer"] and steps["train"]["nodes"] == 4
+    result = occi("plan", recipe, "--cluster", "leonardo-booster", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["parameters"] == 20_914_757_184  # gpt-oss-20b's checkpoint: sinks and biases included
+    # 6 x the active matmul parameters (top-4 experts; the input embedding is a lookup) + attention
+    active = (plan["flops_per_token"] - 12 * 24 * 2880 * 4096) / 6
+    assert round(active / 1e8) == 36  # the 3.6B active parameters OpenAI publishes for gpt-oss-20b
+    assert plan["gpus"] == 16 and plan["memory"]["fits"], plan["memory"]
