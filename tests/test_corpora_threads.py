@@ -27,7 +27,7 @@ def test_worker_threads_give_the_worker_processes_output(tmp_path, monkeypatch):
         patched.setattr(corpora_build, "ProcessPoolExecutor", no_processes)
         _build(config_path, tmp_path / "threads", workers=2)
     with monkeypatch.context() as patched:
-        patched.setattr(corpora_build, "_threads_suffice", lambda job: False)  # the worker processes of before
+        patched.setattr(corpora_build, "_shared_identifier", lambda job: None)  # the worker processes of before
         _build(config_path, tmp_path / "processes", workers=2)
     threads, processes = _output(tmp_path / "threads"), _output(tmp_path / "processes")
     assert threads == processes

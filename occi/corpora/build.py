@@ -301,20 +301,22 @@ def _compile_kernels(job: Job) -> None:
     MinHasher(cfg.dedup).band_hashes(text)
 
 
-def _threads_suffice(job: Job) -> bool:
-    """Whether the shards can be filtered by threads of this process: the compiled language ID and
-    the filters' kernels release the GIL (numba nogil), so threads share one copy of numba, LLVM,
-    Arrow and the model instead of one per worker process (about 150 MB each). The fastText
-    binding and heliport keep their own worker processes."""
+def _shared_identifier(job: Job) -> LanguageIdentifier | None:
+    """The language identifier of worker threads, or None where each worker needs a process of its
+    own. The compiled language ID and the filters' kernels release the GIL (numba nogil), so
+    threads of this process share one copy of numba, LLVM, Arrow and the model instead of one per
+    worker process (about 150 MB each); the compiled predictor keeps no state between calls. The
+    fastText binding and heliport hold the GIL: they keep their worker processes."""
     langid = job.corpora.langid
-    return langid.backend == "fasttext" and langid.native and not langid.second_opinion
+    if langid.backend != "fasttext" or not langid.native or langid.second_opinion:
+        return None
+    identifier = LanguageIdentifier.from_config(langid, job.languages, job.corpora.base_dir)
+    return identifier if identifier.backend.compiled is not None else None
 
 
-def _in_threads(job: Job, shards: list[Shard], threads: int) -> Iterator[tuple[str, int]]:
-    """Processes the shards in `threads` threads, each with its own filter chain (their state is
-    per document) and one language identifier for all (its predictions keep no state)."""
-    cfg = job.corpora
-    identifier = LanguageIdentifier.from_config(cfg.langid, job.languages, cfg.base_dir)
+def _in_threads(job: Job, shards: list[Shard], threads: int,
+                identifier: LanguageIdentifier) -> Iterator[tuple[str, int]]:
+    """Processes the shards in `threads` threads, each with its own filter chain."""
     local = threading.local()
 
     def process(shard: Shard) -> tuple[str, int]:
@@ -346,8 +348,8 @@ def _filter_shards(job: Job, shards: list[Shard], workers: int, progress: bool) 
         if workers <= 1 or len(pending) == 1:
             processor = ShardProcessor(job)
             advance(processor.process(shard) for shard in pending)
-        elif _threads_suffice(job):
-            advance(_in_threads(job, pending, min(workers, len(pending))))
+        elif (identifier := _shared_identifier(job)) is not None:
+            advance(_in_threads(job, pending, min(workers, len(pending)), identifier))
         else:
             _compile_kernels(job)
             context = get_context("spawn")  # fork is unsafe with Arrow's and fastText's threads
