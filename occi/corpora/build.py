@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -195,9 +196,9 @@ _PROCESSOR: ShardProcessor | None = None
 class ShardProcessor:
     """The filter chain of one worker process (the LID model is loaded once per process)."""
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, identifier: LanguageIdentifier | None = None):
         cfg = job.corpora
-        identifier = LanguageIdentifier.from_config(cfg.langid, job.languages, cfg.base_dir)
+        identifier = identifier or LanguageIdentifier.from_config(cfg.langid, job.languages, cfg.base_dir)
         self.job = job
         self.filters: list[Filter] = [
             Normalizer(cfg.normalize),
@@ -300,6 +301,33 @@ def _compile_kernels(job: Job) -> None:
     MinHasher(cfg.dedup).band_hashes(text)
 
 
+def _shared_identifier(job: Job) -> LanguageIdentifier | None:
+    """The language identifier of worker threads, or None where each worker needs a process of its
+    own. The compiled language ID and the filters' kernels release the GIL (numba nogil), so
+    threads of this process share one copy of numba, LLVM, Arrow and the model instead of one per
+    worker process (about 150 MB each); the compiled predictor keeps no state between calls. The
+    fastText binding and heliport hold the GIL: they keep their worker processes."""
+    langid = job.corpora.langid
+    if langid.backend != "fasttext" or not langid.native or langid.second_opinion:
+        return None
+    identifier = LanguageIdentifier.from_config(langid, job.languages, job.corpora.base_dir)
+    return identifier if identifier.backend.compiled is not None else None
+
+
+def _in_threads(job: Job, shards: list[Shard], threads: int,
+                identifier: LanguageIdentifier) -> Iterator[tuple[str, int]]:
+    """Processes the shards in `threads` threads, each with its own filter chain."""
+    local = threading.local()
+
+    def process(shard: Shard) -> tuple[str, int]:
+        if not hasattr(local, "processor"):
+            local.processor = ShardProcessor(job, identifier)
+        return local.processor.process(shard)
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="corpora-filter") as pool:
+        yield from pool.map(process, shards)
+
+
 def _filter_shards(job: Job, shards: list[Shard], workers: int, progress: bool) -> None:
     pending = [s for s in shards if not is_done(job.work_dir / s.name)]
     if not pending:
@@ -320,6 +348,8 @@ def _filter_shards(job: Job, shards: list[Shard], workers: int, progress: bool) 
         if workers <= 1 or len(pending) == 1:
             processor = ShardProcessor(job)
             advance(processor.process(shard) for shard in pending)
+        elif (identifier := _shared_identifier(job)) is not None:
+            advance(_in_threads(job, pending, min(workers, len(pending)), identifier))
         else:
             _compile_kernels(job)
             context = get_context("spawn")  # fork is unsafe with Arrow's and fastText's threads

@@ -349,7 +349,9 @@ class CorporaConfig:
     keep_dropped: bool = False
     """Also write dropped documents with their reason to corpora/dropped/."""
     workers: int = 0
-    """Worker processes; 0 means one per core."""
+    """Parallel shard workers of the filter phase; 0 means one per core. Threads of one process
+    with the compiled language ID (the default), worker processes with the fastText binding or
+    heliport."""
     base_dir: str = ""
     """Folder that relative paths are resolved against (set by the loader)."""
 

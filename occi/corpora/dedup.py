@@ -66,24 +66,24 @@ _PRIME32_5 = np.uint64(0x165667B1)
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rotl32(value, bits):
     return ((value << np.uint64(bits)) | (value >> np.uint64(32 - bits))) & _LOW32
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _read32(data, at):
     """Four bytes, little-endian."""
     return (np.uint64(data[at]) | np.uint64(data[at + 1]) << np.uint64(8) | np.uint64(data[at + 2]) << np.uint64(16)
             | np.uint64(data[at + 3]) << np.uint64(24))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _xxh32_round(lane, data, at):
     return _rotl32((lane + _read32(data, at) * _PRIME32_2) & _LOW32, 13) * _PRIME32_1 & _LOW32
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _xxh32(data, start, end):
     """xxHash32 with seed 0 of data[start:end] (32-bit arithmetic kept in uint64, masked)."""
     at = start
@@ -115,7 +115,7 @@ def _xxh32(data, start, end):
     return h ^ (h >> np.uint64(16))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _utf8(point, out, at):
     """Writes the UTF-8 bytes of one code point at out[at:]; returns where they end."""
     if point < 0x80:
@@ -137,7 +137,7 @@ def _utf8(point, out, at):
     return at + 4
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _collapsed_utf8(points):
     """The UTF-8 bytes of the words of str.split() joined by single spaces, and whether a lone
     surrogate (which UTF-8 cannot encode) was met."""
@@ -159,7 +159,7 @@ def _collapsed_utf8(points):
     return out[:end], surrogate
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shingles(points, is_word, n):
     """The shingles of the words (runs of code points marked in `is_word`) in `points`: per run of n words (one
     run of all words for shorter texts, a single 0 for none) the polynomial combination of their
@@ -191,7 +191,7 @@ def _shingles(points, is_word, n):
     return shingles
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _signature(shingles, a, b):
     """Per permutation k, the minimum over the shingles s of (a[k] * s + b[k]) mod 2^61 - 1
     (every term below 2^64: a, b and s are below 2^32)."""

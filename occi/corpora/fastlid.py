@@ -328,14 +328,14 @@ _LOW32 = 0xFFFFFFFF
 EOS_BYTES = np.frombuffer(EOS, dtype=np.uint8).copy()
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _fnv_step(h, byte):
     """One byte of fastText's FNV-1a (bytes as signed char, widened to 32 bits); h in [0, 2^32)."""
     widened = byte if byte < 128 else byte | 0xFFFFFF00
     return ((h ^ widened) * _FNV_PRIME) & _LOW32
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _entry_table(entry_bytes, entry_starts):
     """Open-addressing table of the dictionary's entries keyed by their FNV hash (-1: empty)."""
     count = len(entry_starts) - 1
@@ -354,7 +354,7 @@ def _entry_table(entry_bytes, entry_starts):
     return table
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _popcount(x):
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
     x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
@@ -362,7 +362,7 @@ def _popcount(x):
     return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _bucket_row(bucket_id, prune_size, bits, before, kept_rows):
     """fastText's pushHash: the row (counted after the vocabulary's) of an n-gram bucket, through
     the pruning table; -1 where pruned."""
@@ -377,7 +377,7 @@ def _bucket_row(bucket_id, prune_size, bits, before, kept_rows):
     return np.int64(kept_rows[before[bucket_id >> 6] + _popcount(word & ((np.uint64(1) << bit) - np.uint64(1)))])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _mod32(value, magic, divisor):
     """value % divisor for value < 2^32, divisor < 2^32, magic = (2^64 - 1) // divisor + 1, without
     a division: Lemire's exact 32-bit "fastmod" (a 64-bit division is most of an n-gram's cost)."""
@@ -386,12 +386,12 @@ def _mod32(value, magic, divisor):
     return np.int64(high >> np.uint64(32))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _is_separator(byte):
     return byte == 32 or byte == 10 or byte == 13 or byte == 9 or byte == 11 or byte == 12 or byte == 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim):
     """computeHidden's sum: the input rows of ids[:count] added to hidden one after the other
     (a quantized row as fastText's addcode adds it: norm x centroid, element by element)."""
@@ -414,7 +414,7 @@ def _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids
                 hidden[m * sub_dim + n] += norm * centroids[m, code, n]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, settings, bits, before, kept_rows,
             rows, codes, norm_codes, norm_table, centroids):
     """fastText's getLine + computeHidden over data (the line's UTF-8 bytes, ending with "\n"):
@@ -547,7 +547,7 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
     return hidden, added
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _dot(rows, row, hidden):
     """DenseMatrix::dotRow: a float32 sum, term by term."""
     d = np.float32(0.0)
@@ -556,19 +556,19 @@ def _dot(rows, row, hidden):
     return d
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _std_log(x):
     """fastText's std_log: log(x + 1e-5) in double, returned as float."""
     return np.float32(math.log(np.float64(x) + 1e-5))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _comes_before(score_a, score_b):
     """fastText's comparePairs: the heap's order (a greater score first)."""
     return score_a > score_b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sift_up(scores, ids, hole, top, score, node):
     """libstdc++'s __push_heap."""
     parent = (hole - 1) // 2
@@ -581,7 +581,7 @@ def _sift_up(scores, ids, hole, top, score, node):
     ids[hole] = node
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _adjust(scores, ids, hole, length, score, node):
     """libstdc++'s __adjust_heap."""
     top = hole
@@ -601,7 +601,7 @@ def _adjust(scores, ids, hole, length, score, node):
     _sift_up(scores, ids, hole, top, score, node)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pop_to_back(scores, ids, length):
     """libstdc++'s pop_heap over the first `length` entries: the front moves to length - 1."""
     if length > 1:
@@ -611,7 +611,7 @@ def _pop_to_back(scores, ids, length):
         _adjust(scores, ids, 0, last, score, node)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _offer(scores, ids, size, k, score, node):
     """push_heap, then pop_heap + pop_back when over k; returns the new size."""
     scores[size] = score
@@ -624,7 +624,7 @@ def _offer(scores, ids, size, k, score, node):
     return size
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _predict(hidden, output_rows, loss, left, right, k):
     """The k best labels and their probabilities (expf of the summed log-scores), best first."""
     labels = len(left) // 2 + 1 if loss == HIERARCHICAL_SOFTMAX else output_rows.shape[0]

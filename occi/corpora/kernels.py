@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 from functools import cache
 
 import numpy as np
@@ -15,15 +16,16 @@ _WORD = re.compile(r"\w+")
 def code_points(text: str) -> np.ndarray:
     """The text as one uint32 per character (lone surrogates included, as str counts them).
 
-    The last text's array is kept: the filters of one document ask for the same str object in
-    turn (held here, so `is` cannot meet a new string at a freed address)."""
-    global _last
-    if _last[0] is not text:
-        _last = (text, np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32))
-    return _last[1]
+    The last text's array is kept, per thread (the corpora workers are threads): the filters of
+    one document ask for the same str object in turn (held here, so `is` cannot meet a new string
+    at a freed address)."""
+    last = getattr(_last, "pair", None)
+    if last is None or last[0] is not text:
+        last = _last.pair = (text, np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32))
+    return last[1]
 
 
-_last: tuple[str, np.ndarray] = ("", np.zeros(0, dtype=np.uint32))
+_last = threading.local()
 
 
 @cache
@@ -54,7 +56,7 @@ def character_set(characters: str) -> np.ndarray:
     return table
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def is_space(c):
     """str.isspace(), which is what str.split() splits on (tests/test_filters.py checks every code
     point)."""

@@ -62,7 +62,7 @@ class Normalizer:
 _CONTINUATION_SET = character_set(_CONTINUATIONS)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scan(points, continuations):
     """Which of the normaliser's searches match, in one pass over the code points: (a lone
     surrogate (_SURROGATE), a mojibake hint (_MOJIBAKE_HINT: a lead in U+00C2..U+00EF followed by

@@ -92,7 +92,7 @@ _STRIPPED = character_set(_PUNCTUATION_STRIP)
 _BULLET_STARTS = character_set("".join(BULLETS))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gopher_quality_figures(points, stripped, bullet_starts, letters):
     """The counts GopherQualityFilter's rules divide: (words (str.split()), words left non-empty
     by stripping the characters in `stripped` from both ends, their characters, words with a
@@ -206,13 +206,13 @@ class GopherRepetitionFilter(_PerLanguage):
 # tests/test_filters.py checks them against plain Python (re.split, str.split,
 # Counter.most_common) on random and adversarial texts.
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _is_line_break(c):
     """Where str.splitlines() splits (the test checks every code point)."""
     return 0x0A <= c <= 0x0D or 0x1C <= c <= 0x1E or c == 0x85 or c == 0x2028 or c == 0x2029
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mix(value):
     """A 64-bit finaliser (splitmix64's) spreading keys over the hash table's slots."""
     value = (value ^ (value >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -220,7 +220,7 @@ def _mix(value):
     return value ^ (value >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _table_size(count):
     """A power of two at least twice `count`: open addressing stays short."""
     size = 16
@@ -229,7 +229,7 @@ def _table_size(count):
     return size
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _span_ids(points, starts, ends):
     """Per span [starts[i], ends[i]) of `points`, an id equal for spans of equal contents (0, 1,
     ... in order of first occurrence), and how many distinct contents there are."""
@@ -268,7 +268,7 @@ def _span_ids(points, starts, ends):
     return ids, distinct
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _duplicated_spans(points, starts, ends):
     """(spans, spans equal to an earlier one, the characters of those)."""
     ids, _ = _span_ids(points, starts, ends)
@@ -283,7 +283,7 @@ def _duplicated_spans(points, starts, ends):
     return len(ids), count, chars
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _paragraph_figures(points):
     """_duplicated_spans of the paragraphs, re.split(r"\\n{2,}", text.strip())."""
     low, high = 0, len(points)
@@ -311,7 +311,7 @@ def _paragraph_figures(points):
     return _duplicated_spans(points, starts[:count + 1], ends[:count + 1])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _line_figures(points):
     """_duplicated_spans of the lines, re.split(r"\\n+", text)."""
     starts = np.empty(len(points) + 1, dtype=np.int64)
@@ -331,7 +331,7 @@ def _line_figures(points):
     return _duplicated_spans(points, starts[:count + 1], ends[:count + 1])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _words(points):
     """The words of str.split() as ids (equal words, equal ids) and their lengths."""
     starts = np.empty(len(points) // 2 + 1, dtype=np.int64)
@@ -351,7 +351,7 @@ def _words(points):
     return ids, ends[:count] - starts[:count]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _repetition_figures(points, largest):
     """Everything GopherRepetitionFilter divides, in one call: the paragraphs' and the lines'
     (number, repeats, their characters), the number of words, and ngram_figures' three rows."""
@@ -364,7 +364,7 @@ def _repetition_figures(points, largest):
             figures)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _repeated_longer(positions, ids, counts, word_ids, n):
     """The n-grams that may repeat, from the (n-1)-grams at `positions` (their ids `ids`, counted
     in `counts`): those starting where an (n-1)-gram occurs more than once and with room for n
@@ -402,7 +402,7 @@ def _repeated_longer(positions, ids, counts, word_ids, n):
     return longer_positions, longer_ids, distinct
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ngram_figures(word_ids, lengths, largest):
     """Per n in 1..largest (index n; zeros where the text has fewer than n words): the characters
     of the most frequent word n-gram, joined by single spaces (the first to occur among equally
@@ -471,7 +471,7 @@ class FineWebQualityFilter(_PerLanguage):
 _TERMINAL_PUNCTUATION = character_set("".join(TERMINAL_PUNCTUATION))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fineweb_figures(points, terminal, short_line_length):
     """The counts FineWebQualityFilter's rules divide, over the lines of text.split("\\n") that
     are not blank: (lines, lines ending with a character of `terminal` before trailing whitespace,

@@ -30,7 +30,7 @@ from occi.errors import OcciError
 from occi.fsutil import atomic_path, atomic_write_json
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _hash_strings(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """FNV-1a over each string's UTF-8 bytes, then murmur3's finaliser (spreads the bits)."""
     out = np.empty(len(offsets) - 1, dtype=np.uint64)
