@@ -64,10 +64,11 @@ def megatron_forward(config: Path, run_dir: Path, processes: int, tmp_path: Path
     return torch.load(tmp_path / "logits.pt")
 
 
-# every family at TP=1; each of TP=2 and PP=2 on two of them, so that between them the layouts
-# meet RoPE scaling (llama), biases (qwen2), the sliding window (mistral) and q/k norm (qwen3); experts
-# at TP=2: tests/test_moe.py
-CASES = [(kind, "tp1") for kind in KINDS] + [("llama", "tp2"), ("qwen2", "tp2"), ("mistral", "pp2"), ("qwen3", "pp2")]
+# every family at TP=1; TP=2 and PP=2 on a few of them, so that between them the layouts meet RoPE
+# scaling (llama), biases (qwen2), latent attention and grouped sigmoid routing split over ranks
+# (deepseek_v3), the sliding window (mistral) and q/k norm (qwen3); experts at TP=2: tests/test_moe.py
+CASES = [(kind, "tp1") for kind in KINDS] + [("llama", "tp2"), ("qwen2", "tp2"), ("deepseek_v3", "tp2"),
+                                             ("mistral", "pp2"), ("qwen3", "pp2")]
 
 
 @pytest.mark.parametrize("kind,layout", CASES)

@@ -93,7 +93,41 @@ def _layer(model, layer: int) -> list[Mapping]:
     return out
 
 
+def _exports_recipe(model) -> str | None:
+    if not model.is_moe or not model.is_mla:
+        return "no multi-head latent attention with experts"
+    if model.moe_balancing != "expert_bias" or model.moe_capacity_factor is not None:
+        return "routing other than sigmoid scores with the expert bias, without token dropping"
+    if model.moe_layer_interval != 1:
+        return "dense layers after the first mixture"
+    shared, width = model.moe_shared_expert_ffn_hidden_size, model.expert_ffn_hidden_size
+    if not shared or shared % width or model.moe_shared_expert_gate:
+        return "no ungated shared expert of a whole number of expert widths"
+    if model.moe_router_groups and model.moe_top_k // model.moe_router_group_top_k != 2:
+        return "router groups scored by other than their best 2 experts"
+    if model.norm_epsilon != LATENT_NORM_EPSILON or model.tied_embeddings:
+        return f"norm_epsilon other than {LATENT_NORM_EPSILON} or tied embeddings"
+    return None
+
+
+def _values(model) -> dict:
+    groups = model.moe_router_groups or 1
+    values = {**experts.routing_values(model), "n_routed_experts": model.num_experts,
+              "moe_intermediate_size": model.expert_ffn_hidden_size,
+              "n_shared_experts": model.moe_shared_expert_ffn_hidden_size // model.expert_ffn_hidden_size,
+              "first_k_dense_replace": model.moe_first_dense_layers, "n_group": groups,
+              "topk_group": model.moe_router_group_top_k or 1, "norm_topk_prob": True,
+              "routed_scaling_factor": model.moe_routed_scaling_factor, "q_lora_rank": model.mla_q_lora_rank,
+              "kv_lora_rank": model.mla_kv_lora_rank, "qk_nope_head_dim": model.mla_qk_nope_head_dim,
+              "qk_rope_head_dim": model.mla_qk_rope_head_dim, "v_head_dim": model.mla_v_head_dim,
+              "rope_interleave": True, "rope_parameters": {"rope_type": "default", "rope_theta": float(model.rotary_base)}}
+    values.pop("head_dim", None)
+    values.pop("rope_theta", None)
+    return values
+
+
 FAMILY = Family(
     model_type="deepseek_v3", hf_class="DeepseekV3ForCausalLM", model_fields=_fields, layer_mappings=_layer,
-    global_mappings=common.global_mappings, experts=True, gguf=experts.GGUF_REFUSAL,
+    global_mappings=common.global_mappings, export_values=_values, exports_recipe=_exports_recipe,
+    experts=True, gguf=experts.GGUF_REFUSAL,
 )

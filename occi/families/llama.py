@@ -5,6 +5,8 @@ from occi.families import Family, GgufSpec, common
 
 
 def _exports_recipe(model) -> str | None:
+    if model.is_mla:
+        return "multi-head latent attention"
     return "a recipe with experts" if model.is_moe else None
 
 
