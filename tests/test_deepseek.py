@@ -100,3 +100,27 @@ def test_what_megatron_core_cannot_express_is_one_line(change, message):
         model_config(config, None, "base/config.json")
     assert str(caught.value).startswith("base/config.json: ") and message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_cluster_recipe_renders_its_slurm_resources_and_fits_its_gpus(tmp_path):
+    """moe-mla-16b-a2b-eu: 32 GPUs on 8 nodes of leonardo-booster, ~15.5B total / ~2.5B active
+    parameters, and `occi plan`'s peak memory per GPU (latent attention counted: tests/test_memory.py)
+    fits the 64 GiB A100s."""
+    from conftest import REPO
+    from occi.slurm.render import render
+    from occi.slurm.submit import load_profile, nodes_for, plan
+    from occi.train import memory
+
+    raw = yaml.safe_load((REPO / "configs" / "moe-mla-16b-a2b-eu.yaml").read_text())
+    raw["corpora"] = "demo"  # the real recipe's shard count asks the hub; the training resources do not
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    cfg = config_module.load(str(tmp_path / "run.yaml"))
+    profile, _ = load_profile("leonardo-booster")
+    step = next(s for s in plan(cfg, tmp_path / "run", profile) if s.name == "train")
+    script = render(step, cfg, profile, tmp_path / "run", Path(cfg.source_file), nodes_for(cfg, profile), tmp_path)
+    assert "#SBATCH --nodes=8" in script and "#SBATCH --gres=gpu:4" in script
+    model = cfg.model
+    assert (model.parameters(64000), model.parameters(64000, active=True)) == pytest.approx((15.55e9, 2.50e9), rel=0.01)
+    peak = memory.peak(memory.estimate(model, 64000, memory.Layout.of(cfg.train, model)))
+    assert peak.total / 2**30 == pytest.approx(40.6, abs=0.1)
+    assert memory.fits(peak.total, 64)
