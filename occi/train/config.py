@@ -197,11 +197,15 @@ class ModelConfig:
 
 
 def flops_per_token(model: ModelConfig, vocab_size: int) -> float:
-    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention; for a
+    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention (latent
+    attention with its own head widths); for a
     mixture of experts the active parameters (the top-k experts a token goes through)."""
     lookup = 0 if model.tied_embeddings else vocab_size * model.hidden_size  # the input embedding is a lookup
     matmul_params = model.parameters(vocab_size, active=True) - lookup
     attention = 12 * model.num_layers * model.hidden_size * model.seq_length
+    if model.is_mla:  # scores over query/key heads wider than the values they weigh, forward and backward
+        widths = model.mla_qk_nope_head_dim + model.mla_qk_rope_head_dim + model.mla_v_head_dim
+        attention = 6 * model.num_layers * model.num_attention_heads * widths * model.seq_length
     return 6 * matmul_params + attention
 
 
