@@ -124,3 +124,21 @@ def test_the_cluster_recipe_renders_its_slurm_resources_and_fits_its_gpus(tmp_pa
     peak = memory.peak(memory.estimate(model, 64000, memory.Layout.of(cfg.train, model)))
     assert peak.total / 2**30 == pytest.approx(40.6, abs=0.1)
     assert memory.fits(peak.total, 64)
+
+
+def test_queries_without_a_latent_map_to_megatrons_direct_query_projection(tmp_path):
+    """q_lora_rank null (DeepSeek-V2-Lite, Moonlight): q_proj is megatron's linear_q_proj; the
+    mapping names exactly what transformers writes (the latent case: tests/test_families.py)."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    from hf_bases import config_for
+    from occi.families import family, model_config
+
+    AutoModelForCausalLM.from_config(config_for("deepseek_v3", q_lora_rank=None)).save_pretrained(str(tmp_path))
+    with safe_open(str(next(tmp_path.glob("*.safetensors"))), framework="pt") as handle:
+        on_disk = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    model = model_config(json.loads((tmp_path / "config.json").read_text()), None, "test")
+    assert model.mla_q_lora_rank is None
+    assert family("deepseek_v3", "test").hf_shapes(model) == on_disk
+    assert on_disk["model.layers.0.self_attn.q_proj.weight"] == (4 * 16, 64)
