@@ -125,9 +125,19 @@ def _gpt_oss(common: dict):
                         rope_parameters=dict(GPT_OSS_YARN), tie_word_embeddings=False)
 
 
+def _deepseek_v3(common: dict):  # latent attention, layer 0 dense, sigmoid group-limited routing, a shared expert
+    from transformers import DeepseekV3Config
+
+    return DeepseekV3Config(**{**common, "num_key_value_heads": 4, "rms_norm_eps": 1e-6}, moe_intermediate_size=32,
+                            n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, n_group=2, topk_group=1,
+                            first_k_dense_replace=1, routed_scaling_factor=2.5, norm_topk_prob=True, q_lora_rank=24,
+                            kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=12,
+                            rope_interleave=True, tie_word_embeddings=False)
+
+
 BUILDERS = {"llama": _llama, "mistral": _mistral, "qwen2": _qwen2, "qwen3": _qwen3, "mixtral": _mixtral,
             "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe, "gemma3_text": _gemma3_text, "apertus": _apertus,
-            "gpt_oss": _gpt_oss}
+            "gpt_oss": _gpt_oss, "deepseek_v3": _deepseek_v3}
 """model_type of every family in occi/families/ -> a tiny transformers config of it (from the
 shared widths below), each meeting the family's particular features. The import/export tests
 parametrize over the registry and read this: a new family needs one builder here."""
@@ -196,6 +206,9 @@ def save_random_model(folder: Path, config, seed: int) -> None:
                 param.copy_((1.0 if "norm" in name else 0.0) + 0.1 * torch.randn_like(param))
             else:
                 param.normal_(0.0, 0.05)
+        for name, buffer in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):  # DeepSeek-V3's routing bias: not zero, so that it counts
+                buffer.normal_(0.0, 0.1)
     model.save_pretrained(str(folder), safe_serialization=True, max_shard_size="100KB")
 
 

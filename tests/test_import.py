@@ -64,12 +64,14 @@ def megatron_forward(config: Path, run_dir: Path, processes: int, tmp_path: Path
     return torch.load(tmp_path / "logits.pt")
 
 
-# every family at TP=1; each of TP=2 and PP=2 on two of them, so that between them the layouts
-# meet RoPE scaling (llama), biases (qwen2), the sliding window (mistral) and q/k norm (qwen3); experts
-# at TP=2: tests/test_moe.py; Apertus' xIELU (its scalars act on each rank's slice of the MLP) and
-# gpt-oss' (sinks, sliding/full layers, YaRN, biased experts) at both
-CASES = [(kind, "tp1") for kind in KINDS] + [("llama", "tp2"), ("qwen2", "tp2"), ("mistral", "pp2"), ("qwen3", "pp2"),
-                                            ("apertus", "tp2"), ("apertus", "pp2"), ("gpt_oss", "tp2"), ("gpt_oss", "pp2")]
+# every family at TP=1; TP=2 and PP=2 on a few of them, so that between them the layouts meet RoPE
+# scaling (llama), biases (qwen2), latent attention and grouped sigmoid routing split over ranks
+# (deepseek_v3), the sliding window (mistral), q/k norm (qwen3), Apertus' xIELU (its scalars act on
+# each rank's slice of the MLP) and gpt-oss' sinks, sliding/full layers, YaRN and biased experts;
+# experts at TP=2: tests/test_moe.py
+CASES = [(kind, "tp1") for kind in KINDS] + [("llama", "tp2"), ("qwen2", "tp2"), ("deepseek_v3", "tp2"),
+                                            ("mistral", "pp2"), ("qwen3", "pp2"), ("apertus", "tp2"), ("apertus", "pp2"),
+                                            ("gpt_oss", "tp2"), ("gpt_oss", "pp2")]
 
 
 @pytest.mark.parametrize("kind,layout", CASES)

@@ -143,6 +143,10 @@ def test_megatron_does_not_model_full_recompute_and_occi_does():
 SMALL_DENSE = {"num_layers": 2, "hidden_size": 256, "ffn_hidden_size": 704, "num_attention_heads": 8,
                "num_query_groups": 4, "seq_length": 256}
 SMALL_MOE = {**SMALL_DENSE, "ffn_hidden_size": 512, "num_experts": 4, "moe_top_k": 2}
+SMALL_MLA = {**SMALL_MOE, "num_query_groups": 8, "norm_epsilon": 1e-6, "moe_ffn_hidden_size": 256,
+             "moe_shared_expert_ffn_hidden_size": 256, "moe_first_dense_layers": 1, "moe_balancing": "expert_bias",
+             "moe_router_groups": 2, "moe_router_group_top_k": 1, "mla_q_lora_rank": 96, "mla_kv_lora_rank": 64,
+             "mla_qk_nope_head_dim": 32, "mla_qk_rope_head_dim": 16, "mla_v_head_dim": 32}
 MEASURED_LAYOUTS = [
     {"name": "dense tp2", "vocab": 1024, "model": SMALL_DENSE,
      "train": {"tensor_parallel": 2, "micro_batch_size": 2, "global_batch_size": 2, "precision": "fp32"}},
@@ -153,6 +157,8 @@ MEASURED_LAYOUTS = [
      "train": {"data_parallel": 2, "expert_parallel": 2, "micro_batch_size": 2, "global_batch_size": 4, "precision": "fp32"}},
     {"name": "moe tp2 (sequence parallel)", "vocab": 1024, "model": SMALL_MOE,
      "train": {"tensor_parallel": 2, "micro_batch_size": 2, "global_batch_size": 2, "precision": "fp32"}},
+    {"name": "deepseek-style ep2 (latent attention, first layer dense)", "vocab": 1024, "model": SMALL_MLA,
+     "train": {"data_parallel": 2, "expert_parallel": 2, "micro_batch_size": 2, "global_batch_size": 4, "precision": "fp32"}},
 ]
 
 

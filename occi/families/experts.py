@@ -8,7 +8,7 @@ transformers 5 keeps experts fused in memory and writes them one per expert on d
 softmaxed over the k equals the softmax over all experts renormalised over the top k (Mixtral,
 Qwen norm_topk_prob), and moe_router_pre_softmax is the softmax kept without renormalising.
 DeepSeek-V3's shared experts have no gate and its router is sigmoid-scored with a bias and grouped
-top-k: not expressed here.
+top-k: occi/families/deepseek_v3.py.
 """
 from __future__ import annotations
 
@@ -58,6 +58,10 @@ def recipe_refusal(model: "ModelConfig") -> str | None:
     """Why no transformers mixture-of-experts class holds a recipe, whatever the family."""
     if not model.is_moe:
         return "a dense recipe"
+    if model.is_mla:
+        return "multi-head latent attention"
+    if model.moe_router_groups or model.moe_routed_scaling_factor != 1:
+        return "group-limited routing or a routed scaling factor"
     if model.moe_balancing == "expert_bias":
         return "moe_balancing expert_bias routes with sigmoid scores and a bias"
     if model.moe_capacity_factor is not None:

@@ -5,6 +5,8 @@ from occi.families import Family, GgufSpec, common
 
 
 def _exports_recipe(model) -> str | None:
+    if model.is_mla:
+        return "multi-head latent attention"
     if model.is_moe:
         return "a recipe with experts"
     return {"xielu": "an xIELU MLP", "geglu": "a GeGLU MLP", "quick_geglu": "gpt-oss' clamped GLU"}.get(

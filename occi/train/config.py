@@ -123,13 +123,52 @@ class ModelConfig:
     """Linear RoPE scaling: positions are divided by this (megatron's seq_len_interpolation_factor),
     in the layers that use rotary_base (with local_rotary_base: the full-attention layers only);
     None: no scaling."""
+    moe_router_groups: int | None = None
+    """Group-limited routing (DeepSeek-V3's node-limited routing, n_group): the routed experts fall
+    in this many equal groups and a token picks its experts inside its best groups; None: no groups."""
+    moe_router_group_top_k: int | None = None
+    """Groups a token's experts come from (topk_group); a group scores the sum of its best
+    moe_top_k / moe_router_group_top_k experts. Set with moe_router_groups."""
+    moe_routed_scaling_factor: float = 1.0
+    """The routed experts' weights are multiplied by this (DeepSeek-V3's routed_scaling_factor)."""
+    mla_kv_lora_rank: int | None = None
+    """Multi-head latent attention (DeepSeek-V2/V3): width of the compressed key/value latent the
+    keys and values are projected up from; None: grouped-query attention."""
+    mla_q_lora_rank: int | None = None
+    """Multi-head latent attention: width of the compressed query latent; None: queries are
+    projected from the hidden state directly."""
+    mla_qk_nope_head_dim: int = 128
+    """Multi-head latent attention: the part of each query/key head without rotary embedding."""
+    mla_qk_rope_head_dim: int = 64
+    """Multi-head latent attention: the rotary part of each query/key head (the key's is shared by all heads)."""
+    mla_v_head_dim: int = 128
+    """Multi-head latent attention: width of each value head."""
 
     def __post_init__(self) -> None:
         one = ranges.at_least(1)
         ranges.check(self, {"num_experts": one, "moe_top_k": one, "moe_ffn_hidden_size": one,
                             "moe_shared_expert_ffn_hidden_size": one, "moe_layer_interval": one,
                             "moe_first_dense_layers": ranges.at_least(0), "moe_aux_loss_coeff": ranges.at_least(0),
-                            "moe_bias_update_rate": ranges.POSITIVE, "moe_capacity_factor": ranges.POSITIVE})
+                            "moe_bias_update_rate": ranges.POSITIVE, "moe_capacity_factor": ranges.POSITIVE,
+                            "moe_router_groups": one, "moe_router_group_top_k": one,
+                            "moe_routed_scaling_factor": ranges.POSITIVE, "mla_kv_lora_rank": one,
+                            "mla_q_lora_rank": one, "mla_qk_nope_head_dim": one, "mla_qk_rope_head_dim": one,
+                            "mla_v_head_dim": one})
+        if (self.moe_router_groups is None) != (self.moe_router_group_top_k is None):
+            raise ValueError("moe_router_groups and moe_router_group_top_k are set together or not at all")
+        if self.moe_router_groups is not None:
+            if not self.num_experts or self.num_experts % self.moe_router_groups:
+                raise ValueError(f"num_experts {self.num_experts} is not a multiple of moe_router_groups "
+                                 f"{self.moe_router_groups}")
+            if self.moe_router_group_top_k > self.moe_router_groups or self.moe_top_k % self.moe_router_group_top_k:
+                raise ValueError(f"moe_router_group_top_k {self.moe_router_group_top_k} must divide moe_top_k "
+                                 f"{self.moe_top_k} and be at most moe_router_groups {self.moe_router_groups}")
+        if self.is_mla:
+            if self.mla_qk_rope_head_dim % 2:
+                raise ValueError(f"mla_qk_rope_head_dim {self.mla_qk_rope_head_dim} is odd; rotary dimensions come in pairs")
+            if self.rope_scaling_factor is not None or self.sliding_window or self.qkv_bias or self.qk_norm:
+                raise ValueError("multi-head latent attention (mla_kv_lora_rank) goes without rope_scaling_factor, "
+                                 "sliding_window, qkv_bias and qk_norm")
         if self.num_experts is not None:
             if self.mlp_activation == "xielu":
                 raise ValueError(f"mlp_activation {self.mlp_activation!r}: experts are gated MLPs; use swiglu "
@@ -171,6 +210,10 @@ class ModelConfig:
         return self.kv_channels or self.hidden_size // self.num_attention_heads
 
     @property
+    def is_mla(self) -> bool:
+        return self.mla_kv_lora_rank is not None
+
+    @property
     def is_moe(self) -> bool:
         return self.num_experts is not None
 
@@ -192,6 +235,15 @@ class ModelConfig:
         weights = 2 if self.mlp_activation == "xielu" else 3
         return weights * self.hidden_size * self.ffn_hidden_size + (2 if self.mlp_activation == "xielu" else 0)
 
+    def mla_attention_parameters(self) -> int:
+        """Weights of one multi-head latent attention block with its two layer norms."""
+        h, heads, rope = self.hidden_size, self.num_attention_heads, self.mla_qk_rope_head_dim
+        qk, kv = self.mla_qk_nope_head_dim + rope, self.mla_kv_lora_rank
+        ql = self.mla_q_lora_rank
+        query = h * ql + ql + ql * heads * qk if ql else h * heads * qk
+        key_value = h * (kv + rope) + kv + kv * heads * (self.mla_qk_nope_head_dim + self.mla_v_head_dim)
+        return query + key_value + heads * self.mla_v_head_dim * h + 2 * h
+
     def parameters(self, vocab_size: int, active: bool = False) -> int:
         """Parameter count (input and output embeddings counted once each unless tied); active:
         those one token uses (top-k of the routed experts, not all of them)."""
@@ -199,6 +251,8 @@ class ModelConfig:
         q, kv = self.num_attention_heads * d, self.num_query_groups * d
         attention = h * (q + 2 * kv) + q * h + 2 * h
         attention += (q + 2 * kv if self.qkv_bias else 0) + (2 * d if self.qk_norm else 0)
+        if self.is_mla:
+            attention = self.mla_attention_parameters()
         attention += 2 * h if self.sandwich_norms else 0
         attention += (h if self.linear_biases else 0) + (self.num_attention_heads if self.attention_sinks else 0)
         bias = 1 if self.linear_biases else 0  # an MLP's biases: fc1's 2 x inner, fc2's hidden
@@ -217,11 +271,15 @@ class ModelConfig:
 
 
 def flops_per_token(model: ModelConfig, vocab_size: int) -> float:
-    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention; for a
+    """Training FLOPs per token: 6 x parameters (forward + backward matmuls) + attention (latent
+    attention with its own head widths); for a
     mixture of experts the active parameters (the top-k experts a token goes through)."""
     lookup = 0 if model.tied_embeddings else vocab_size * model.hidden_size  # the input embedding is a lookup
     matmul_params = model.parameters(vocab_size, active=True) - lookup
     attention = 12 * model.num_layers * model.hidden_size * model.seq_length
+    if model.is_mla:  # scores over query/key heads wider than the values they weigh, forward and backward
+        widths = model.mla_qk_nope_head_dim + model.mla_qk_rope_head_dim + model.mla_v_head_dim
+        attention = 6 * model.num_layers * model.num_attention_heads * widths * model.seq_length
     return 6 * matmul_params + attention
 
 

@@ -155,6 +155,8 @@ def layer_parameters(model: ModelConfig, moe: bool) -> tuple[int, int, int]:
     q, kv = model.num_attention_heads * d, model.num_query_groups * d
     split = h * (q + 2 * kv) + q * h + (q + 2 * kv if model.qkv_bias else 0)
     replicated = 2 * h + (2 * d if model.qk_norm else 0)
+    if model.is_mla:
+        split, replicated = mla_parameters(model)
     if not moe:
         scalars = 2 if model.mlp_activation == "xielu" else 0  # xIELU's, on every rank
         return split + model.mlp_parameters() - scalars, replicated + scalars, 0
@@ -162,6 +164,33 @@ def layer_parameters(model: ModelConfig, moe: bool) -> tuple[int, int, int]:
     split += 3 * h * shared
     replicated += model.num_experts * h + (h if shared and model.moe_shared_expert_gate else 0)
     return split, replicated, model.num_experts * 3 * h * model.expert_ffn_hidden_size
+
+
+def mla_parameters(model: ModelConfig) -> tuple[int, int]:
+    """(split, replicated) parameters of a multi-head latent attention block with the layer's two
+    norms: the up projections and the output projection are split by heads; the down projections
+    and the latent norms are whole on every tensor-parallel rank (Transformer Engine's duplicated
+    linears). Their sum is ModelConfig.mla_attention_parameters (Megatron-LM's count too)."""
+    h, heads, rope = model.hidden_size, model.num_attention_heads, model.mla_qk_rope_head_dim
+    qk, kv, ql = model.mla_qk_nope_head_dim + rope, model.mla_kv_lora_rank, model.mla_q_lora_rank
+    split = (ql if ql else h) * heads * qk + kv * heads * (model.mla_qk_nope_head_dim + model.mla_v_head_dim)
+    split += heads * model.mla_v_head_dim * h
+    replicated = (h * ql + ql if ql else 0) + h * (kv + rope) + kv + 2 * h
+    return split, replicated
+
+
+def mla_activation_terms(model: ModelConfig, tokens: float, positions: float, a: int, t: int) -> dict[str, float]:
+    """Bytes multi-head latent attention keeps per layer (in place of q, k, v and the rotary tables):
+    the latents before and after their norms (whole on every tensor-parallel rank), the up-projected
+    heads, the rotated copies of their rotary parts, and the attention output."""
+    heads, rope, ql, kv = (model.num_attention_heads, model.mla_qk_rope_head_dim, model.mla_q_lora_rank or 0,
+                           model.mla_kv_lora_rank)
+    qk = model.mla_qk_nope_head_dim + rope
+    return {"latents (q, kv; before and after their norms)": tokens * (2 * ql + 2 * kv + rope) * a,
+            "rotary tables": 2 * positions * rope * a,
+            "q, k, v heads": tokens * heads * (2 * qk + model.mla_v_head_dim) * a / t,
+            "rotated q and k parts": tokens * heads * 2 * rope * a / t,
+            "attention output": tokens * heads * model.mla_v_head_dim * a / t}
 
 
 def layer_activation_terms(model: ModelConfig, layout: Layout, moe: bool, seq_length: int) -> dict[str, float]:
@@ -186,6 +215,10 @@ def layer_activation_terms(model: ModelConfig, layout: Layout, moe: bool, seq_le
     else:  # megatron's local attention repeats k and v for every query head before its matmuls
         terms["q, k, v (k and v repeated per head)"] = tokens * 3 * q * a / t
     terms["attention output"] = tokens * q * a / t
+    if model.is_mla:
+        for name in [n for n in terms if n.startswith(("q, k, v", "rotary tables", "attention output"))]:
+            del terms[name]
+        terms.update(mla_activation_terms(model, tokens, positions, a, t))
     if layout.recompute != "selective":
         if layout.transformer_engine:
             terms["attention softmax statistics"] = tokens * heads * 4 / t

@@ -24,18 +24,19 @@ from occi.train.layers.spec import custom_block_spec, rewrite, uses_custom_layer
 
 
 def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtype):
-    from megatron.core.transformer.transformer_config import TransformerConfig
+    from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig
 
     from occi.train.knobs import recompute_settings
 
     on_gpu = torch.cuda.is_available()
-    return TransformerConfig(**moe_settings(model, train), **recompute_settings(train),
+    config_class = MLATransformerConfig if model.is_mla else TransformerConfig
+    return config_class(**moe_settings(model, train), **recompute_settings(train), **mla_settings(model),
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
         ffn_hidden_size=model.ffn_hidden_size,
         num_attention_heads=model.num_attention_heads,
         num_query_groups=model.num_query_groups,
-        kv_channels=model.head_dim,
+        kv_channels=model.mla_v_head_dim if model.is_mla else model.head_dim,
         normalization="RMSNorm",
         layernorm_epsilon=model.norm_epsilon,
         gated_linear_unit=model.mlp_activation != "xielu",
@@ -46,7 +47,7 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         activation_func_clamp_value=model.glu_clamp,
         glu_linear_offset=model.glu_linear_offset,
         add_qkv_bias=model.qkv_bias,
-        qk_layernorm=model.qk_norm,
+        qk_layernorm=model.qk_norm or model.is_mla,  # MLA: the norms of the q and kv latents
         # megatron keeps keys j >= i - window[0]: a window of W tokens, the token itself included
         window_size=(model.sliding_window - 1, 0) if model.sliding_window else None,
         window_attn_skip_freq=model.full_attention_every,
@@ -70,6 +71,17 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
         gradient_accumulation_fusion=False,
         persist_layer_norm=False,
     )
+
+
+def mla_settings(model: ModelConfig) -> dict:
+    """MLATransformerConfig's multi-head latent attention fields (none without MLA): plain RoPE on
+    the rotary part of each head (no YaRN: mscale 1, softmax scale 1/sqrt(nope + rope dims))."""
+    if not model.is_mla:
+        return {}
+    return dict(q_lora_rank=model.mla_q_lora_rank, kv_lora_rank=model.mla_kv_lora_rank,
+                qk_head_dim=model.mla_qk_nope_head_dim, qk_pos_emb_head_dim=model.mla_qk_rope_head_dim,
+                v_head_dim=model.mla_v_head_dim, rope_type="rope", rotary_base=model.rotary_base,
+                rotary_scaling_factor=1.0, mscale=1.0, mscale_all_dim=0.0)
 
 
 def uses_sequence_parallel(model: ModelConfig, train: TrainConfig) -> bool:
@@ -101,6 +113,9 @@ def moe_settings(model: ModelConfig, train: TrainConfig) -> dict:
         moe_router_enable_expert_bias=balancing == "expert_bias",
         moe_router_score_function="sigmoid" if balancing == "expert_bias" else "softmax",
         moe_router_bias_update_rate=model.moe_bias_update_rate,
+        moe_router_num_groups=model.moe_router_groups,
+        moe_router_group_topk=model.moe_router_group_top_k,
+        moe_router_topk_scaling_factor=model.moe_routed_scaling_factor if model.moe_routed_scaling_factor != 1 else None,
         moe_expert_capacity_factor=model.moe_capacity_factor,
         moe_token_dispatcher_type=token_dispatcher(train),
         moe_grouped_gemm=False,
@@ -152,10 +167,23 @@ def layer_spec(config, model: ModelConfig | None = None):
     if config.num_moe_experts or (config.sequence_parallel and not te):
         # a dense config gets dense layers here too; the block spec also names the final norm
         spec = get_gpt_decoder_block_spec(config, use_transformer_engine=te, normalization="RMSNorm")
-        return spec if te or not config.sequence_parallel else _with_sequence_parallel_norms(spec)
-    if te:
-        return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm)
-    return get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=config.qk_layernorm)
+        if not te and config.sequence_parallel:
+            spec = _with_sequence_parallel_norms(spec)
+    elif te:
+        return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm,
+                                                          multi_latent_attention=config.multi_latent_attention)
+    else:
+        spec = get_gpt_layer_local_spec(normalization="RMSNorm", qk_layernorm=config.qk_layernorm,
+                                        multi_latent_attention=config.multi_latent_attention)
+    return rewrite(spec, _latent_attention) if config.multi_latent_attention and not te else spec
+
+
+def _latent_attention(value):
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+    from occi.train.layers.latent_attention import LatentDotProductAttention
+
+    return LatentDotProductAttention if value is DotProductAttention else None
 
 
 class SequenceParallelRMSNorm:
@@ -194,6 +222,10 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
 
     if model.is_moe:
         _router_without_transformer_engine()
+    if model.is_mla and not has_transformer_engine():
+        from occi.train.layers.latent_attention import without_transformer_engine
+
+        without_transformer_engine()
     config = transformer_config(model, train, dtype)
     if model.yarn_factor:
         _set_yarn(config, model)

@@ -25,9 +25,11 @@ class ExpertLoad:
         self.moe_layers = moe_layers
         self.counts = torch.zeros(num_layers, num_experts, dtype=torch.float64, device=device)
         self.sequence_parallel = model.config.sequence_parallel
+        self.routers = []
         for module in model.modules():
             if isinstance(module, TopKRouter):
                 module.register_forward_hook(self._hook)
+                self.routers.append(module)
 
     def _hook(self, router, inputs, output) -> None:
         if router.training:  # validation batches are not part of the training load
@@ -57,8 +59,24 @@ class ExpertLoad:
             clear_aux_losses_tracker()
         moe_rows = [row for row in counts.tolist() if sum(row) > 0]
         shares = [[value / sum(row) for value in row] for row in moe_rows]
-        return {"aux_loss": aux, "share_min": [min(s) for s in shares], "share_max": [max(s) for s in shares],
-                "expert_tokens": [[int(v) for v in row] for row in counts.tolist()]}
+        record = {"aux_loss": aux, "share_min": [min(s) for s in shares], "share_max": [max(s) for s in shares],
+                  "expert_tokens": [[int(v) for v in row] for row in counts.tolist()]}
+        if any(router.expert_bias is not None for router in self.routers):
+            record["expert_bias"] = self._expert_bias()
+        return record
+
+    def _expert_bias(self) -> list[list[float]]:
+        """Per mixture layer, the routing bias of each expert after this step's update (megatron's
+        finalize_model_grads moves it against the load; aux-loss-free balancing). Each router is
+        whole on every rank of its pipeline stage: the sum over ranks is divided by its holders."""
+        bias = torch.zeros_like(self.counts)
+        holders = torch.zeros(self.counts.shape[0], dtype=torch.float64, device=self.counts.device)
+        for router in self.routers:
+            bias[router.layer_number - 1] = router.expert_bias.double()
+            holders[router.layer_number - 1] = 1
+        dist.all_reduce(bias)
+        dist.all_reduce(holders)
+        return [[round(v / held, 6) for v in row] for row, held in zip(bias.tolist(), holders.tolist()) if held]
 
 
 def console(record: dict) -> str:
@@ -66,6 +84,8 @@ def console(record: dict) -> str:
     text = f" aux {record['aux_loss']:.4f}" if record.get("aux_loss") is not None else ""
     if record.get("share_min"):
         text += f" expert share {min(record['share_min']):.2f}-{max(record['share_max']):.2f}"
+    if record.get("expert_bias"):
+        text += f" expert bias ±{max(abs(v) for row in record['expert_bias'] for v in row):.4f}"
     return text
 
 

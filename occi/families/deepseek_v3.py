@@ -1,0 +1,139 @@
+"""DeepSeek-V3 (and the V3-shaped Kimi/Moonlight-style bases): multi-head latent attention, the
+first layers dense, then mixtures with sigmoid-scored, bias-corrected, group-limited routing
+(megatron's expert_bias balancing and router groups) plus ungated shared experts.
+
+megatron-core's MLASelfAttention (local spec) holds transformers' q_a_proj / q_a_layernorm /
+q_b_proj as linear_q_down_proj / q_layernorm / linear_q_up_proj, kv_a_proj_with_mqa /
+kv_a_layernorm / kv_b_proj as linear_kv_down_proj / kv_layernorm / linear_kv_up_proj, in the same
+row order. Both rotate adjacent pairs of each head's rotary rows (transformers' rope_interleave,
+megatron's MLA rotary path), so every tensor is renamed as it is.
+"""
+from __future__ import annotations
+
+from occi.errors import OcciError
+from occi.families import Family, common, experts
+from occi.families.mapping import GatedMLP, Mapping, Rename
+
+LATENT_NORM_EPSILON = 1e-6
+"""transformers' q_a_layernorm and kv_a_layernorm always use this; megatron one epsilon for every norm."""
+
+
+def _fields(config: dict, where: str) -> dict:
+    _, scaling = common.rope(config)
+    if scaling:
+        raise OcciError(f"{where}: RoPE scaling {scaling['rope_type']!r} is not imported for DeepSeek-V3 yet: occi "
+                        "has not checked megatron-core's YaRN (rotary and softmax mscale) against transformers'")
+    fields = common.llama_fields({**config, "rope_parameters": {"rope_theta": common.rope(config)[0]}}, where)
+    if fields["norm_epsilon"] != LATENT_NORM_EPSILON:
+        raise OcciError(f"{where}: rms_norm_eps {fields['norm_epsilon']} differs from the {LATENT_NORM_EPSILON} "
+                        "of transformers' latent norms; megatron-core has one epsilon for every norm")
+    if not config.get("rope_interleave", True):
+        raise OcciError(f"{where}: rope_interleave false; megatron-core's latent attention rotates DeepSeek's "
+                        "interleaved pairs only")
+    heads = int(config["num_attention_heads"])
+    if int(config.get("num_key_value_heads") or heads) != heads:
+        raise OcciError(f"{where}: num_key_value_heads {config['num_key_value_heads']} differs from "
+                        f"num_attention_heads {heads}; latent attention expands every head")
+    if not config.get("norm_topk_prob", True):
+        raise OcciError(f"{where}: norm_topk_prob false; megatron-core always renormalises sigmoid-scored top-k weights")
+    top_k, groups, group_top_k = (int(config[k]) for k in ("num_experts_per_tok", "n_group", "topk_group"))
+    if groups > 1 and top_k // group_top_k != 2:
+        raise OcciError(f"{where}: num_experts_per_tok {top_k} / topk_group {group_top_k} is not 2: transformers "
+                        "scores a group by its best 2 experts, megatron-core by its best top-k / topk_group")
+    layers, dense = int(config["num_hidden_layers"]), int(config.get("first_k_dense_replace", 0))
+    if dense >= layers:
+        raise OcciError(f"{where}: first_k_dense_replace {dense} leaves no mixture-of-experts layer")
+    shared = int(config.get("n_shared_experts") or 0)
+    expert_width = int(config["moe_intermediate_size"])
+    return {**fields, "num_query_groups": heads, "kv_channels": None,
+            "num_experts": int(config["n_routed_experts"]), "moe_top_k": top_k, "moe_ffn_hidden_size": expert_width,
+            "moe_shared_expert_ffn_hidden_size": shared * expert_width or None, "moe_first_dense_layers": dense,
+            "moe_balancing": "expert_bias", "moe_router_groups": groups if groups > 1 else None,
+            "moe_router_group_top_k": group_top_k if groups > 1 else None,
+            "moe_routed_scaling_factor": float(config.get("routed_scaling_factor", 1.0)),
+            "mla_q_lora_rank": int(config["q_lora_rank"]) if config.get("q_lora_rank") else None,
+            "mla_kv_lora_rank": int(config["kv_lora_rank"]), "mla_qk_nope_head_dim": int(config["qk_nope_head_dim"]),
+            "mla_qk_rope_head_dim": int(config["qk_rope_head_dim"]), "mla_v_head_dim": int(config["v_head_dim"])}
+
+
+def attention(model, layer: int) -> list[Mapping]:
+    """Multi-head latent attention and the two pre-norms."""
+    hf, mg = f"model.layers.{layer}.", f"decoder.layers.{layer}."
+    a, m = f"{hf}self_attn.", f"{mg}self_attention."
+    h, heads, rope, kv = model.hidden_size, model.num_attention_heads, model.mla_qk_rope_head_dim, model.mla_kv_lora_rank
+    qk = model.mla_qk_nope_head_dim + rope
+    out: list[Mapping] = [Rename(f"{hf}input_layernorm.weight", f"{mg}input_layernorm.weight", (h,)),
+                          Rename(f"{hf}post_attention_layernorm.weight", f"{mg}pre_mlp_layernorm.weight", (h,))]
+    if model.mla_q_lora_rank:
+        q = model.mla_q_lora_rank
+        out += [Rename(f"{a}q_a_proj.weight", f"{m}linear_q_down_proj.weight", (q, h)),
+                Rename(f"{a}q_a_layernorm.weight", f"{m}q_layernorm.weight", (q,)),
+                Rename(f"{a}q_b_proj.weight", f"{m}linear_q_up_proj.weight", (heads * qk, q))]
+    else:
+        out.append(Rename(f"{a}q_proj.weight", f"{m}linear_q_proj.weight", (heads * qk, h)))
+    out += [Rename(f"{a}kv_a_proj_with_mqa.weight", f"{m}linear_kv_down_proj.weight", (kv + rope, h)),
+            Rename(f"{a}kv_a_layernorm.weight", f"{m}kv_layernorm.weight", (kv,)),
+            Rename(f"{a}kv_b_proj.weight", f"{m}linear_kv_up_proj.weight",
+                   (heads * (model.mla_qk_nope_head_dim + model.mla_v_head_dim), kv)),
+            Rename(f"{a}o_proj.weight", f"{m}linear_proj.weight", (h, heads * model.mla_v_head_dim))]
+    return out
+
+
+def _layer(model, layer: int) -> list[Mapping]:
+    if not model.moe_layers[layer]:
+        return attention(model, layer) + common.dense_mlp_mappings(model, layer)
+    hf, mg = f"model.layers.{layer}.mlp.", f"decoder.layers.{layer}.mlp."
+    out = attention(model, layer) + experts.mixture_mappings(model, layer, "mlp.", "gate", experts.QWEN_PROJECTIONS)
+    out.append(Rename(f"{hf}gate.e_score_correction_bias", f"{mg}router.expert_bias", (model.num_experts,)))
+    if s := model.moe_shared_expert_ffn_hidden_size:
+        h = model.hidden_size
+        out += [GatedMLP(f"{hf}shared_experts.gate_proj.weight", f"{hf}shared_experts.up_proj.weight",
+                         f"{mg}shared_experts.linear_fc1.weight", (s, h)),
+                Rename(f"{hf}shared_experts.down_proj.weight", f"{mg}shared_experts.linear_fc2.weight", (h, s))]
+    return out
+
+
+def _exports_recipe(model) -> str | None:
+    if not model.is_moe or not model.is_mla:
+        return "no multi-head latent attention with experts"
+    if model.moe_balancing != "expert_bias" or model.moe_capacity_factor is not None:
+        return "routing other than sigmoid scores with the expert bias, without token dropping"
+    if model.moe_layer_interval != 1:
+        return "dense layers after the first mixture"
+    shared, width = model.moe_shared_expert_ffn_hidden_size, model.expert_ffn_hidden_size
+    if not shared or shared % width or model.moe_shared_expert_gate:
+        return "no ungated shared expert of a whole number of expert widths"
+    if model.moe_router_groups and model.moe_top_k // model.moe_router_group_top_k != 2:
+        return "router groups scored by other than their best 2 experts"
+    if model.norm_epsilon != LATENT_NORM_EPSILON or model.tied_embeddings:
+        return f"norm_epsilon other than {LATENT_NORM_EPSILON} or tied embeddings"
+    return None
+
+
+def _values(model) -> dict:
+    groups = model.moe_router_groups or 1
+    values = {**experts.routing_values(model), "n_routed_experts": model.num_experts,
+              "moe_intermediate_size": model.expert_ffn_hidden_size,
+              "n_shared_experts": model.moe_shared_expert_ffn_hidden_size // model.expert_ffn_hidden_size,
+              "first_k_dense_replace": model.moe_first_dense_layers, "n_group": groups,
+              "topk_group": model.moe_router_group_top_k or 1, "norm_topk_prob": True,
+              "routed_scaling_factor": model.moe_routed_scaling_factor, "q_lora_rank": model.mla_q_lora_rank,
+              "kv_lora_rank": model.mla_kv_lora_rank, "qk_nope_head_dim": model.mla_qk_nope_head_dim,
+              "qk_rope_head_dim": model.mla_qk_rope_head_dim, "v_head_dim": model.mla_v_head_dim,
+              "rope_interleave": True, "rope_parameters": {"rope_type": "default", "rope_theta": float(model.rotary_base)}}
+    values.pop("head_dim", None)
+    values.pop("rope_theta", None)
+    return values
+
+
+GGUF_REFUSAL = ("occi does not write DeepSeek-V3 as GGUF yet: llama.cpp's deepseek2 graph wants the latent "
+                "attention's kv_b_proj split into per-head key and value parts and the routing bias as its own "
+                "tensor, which occi's writer does not map")
+"""The GGUF cell of the family table (gguf-py and llama.cpp know DEEPSEEK2; occi's mapping is not written)."""
+
+
+FAMILY = Family(
+    model_type="deepseek_v3", hf_class="DeepseekV3ForCausalLM", model_fields=_fields, layer_mappings=_layer,
+    global_mappings=common.global_mappings, export_values=_values, exports_recipe=_exports_recipe,
+    experts=True, gguf=GGUF_REFUSAL,
+)
