@@ -64,18 +64,24 @@ def megatron_forward(config: Path, run_dir: Path, processes: int, tmp_path: Path
     return torch.load(tmp_path / "logits.pt")
 
 
-# every family at TP=1; TP=2 and PP=2 on a few of them, so that between them the layouts meet RoPE
-# scaling (llama), biases (qwen2), latent attention and grouped sigmoid routing split over ranks
-# (deepseek_v3), the sliding window (mistral), q/k norm (qwen3), Apertus' xIELU (its scalars act on
-# each rank's slice of the MLP) and gpt-oss' sinks, sliding/full layers, YaRN and biased experts;
-# experts at TP=2: tests/test_moe.py
-CASES = [(kind, "tp1") for kind in KINDS] + [("llama", "tp2"), ("qwen2", "tp2"), ("deepseek_v3", "tp2"),
-                                            ("mistral", "pp2"), ("qwen3", "pp2"), ("apertus", "tp2"), ("apertus", "pp2"),
-                                            ("gpt_oss", "tp2"), ("gpt_oss", "pp2")]
+# every family at TP=1 here; TP=2 and PP=2 on a few of them in tests/test_import_layouts.py (a file
+# of its own, so that pytest-xdist's --dist loadfile runs the two halves on both workers), so that
+# between them the layouts meet RoPE scaling (llama), biases (qwen2), latent attention and grouped
+# sigmoid routing split over ranks (deepseek_v3), the sliding window (mistral), q/k norm (qwen3),
+# Apertus' xIELU (its scalars act on each rank's slice of the MLP) and gpt-oss' sinks, sliding/full
+# layers, YaRN and biased experts; experts at TP=2: tests/test_moe.py
+CASES = [(kind, "tp1") for kind in KINDS]
+LAYOUT_CASES = [("llama", "tp2"), ("qwen2", "tp2"), ("deepseek_v3", "tp2"), ("mistral", "pp2"), ("qwen3", "pp2"),
+                ("apertus", "tp2"), ("apertus", "pp2"), ("gpt_oss", "tp2"), ("gpt_oss", "pp2")]
 
 
 @pytest.mark.parametrize("kind,layout", CASES)
 def test_import_then_export_gives_back_the_base(bases, kind, layout, tmp_path):
+    check_import_then_export(bases, kind, layout, tmp_path)
+
+
+def check_import_then_export(bases, kind: str, layout: str, tmp_path: Path) -> None:
+    """Import at the layout, megatron's forward and the export's logits against transformers'."""
     config = import_config(tmp_path, bases[kind], **LAYOUTS[layout])
     run_dir = tmp_path / "run"
     result = occi("import", str(config), "--run-dir", str(run_dir))
