@@ -84,5 +84,13 @@ def run_model_config(cfg, run_dir):
 
 
 def vocab_size(model, run_dir) -> int:
-    """The vocabulary the model is built for: an imported base's rows, else the prepared data's tokenizer."""
-    return model.vocab_size if model.vocab_size is not None else RunDir.of(run_dir).read_blend()["vocab_size"]
+    """The vocabulary the model is built for: an imported base's rows, else the prepared data's tokenizer
+    (blend.json's vocab_size, read as it is: a copied run's report folder holds blend.json alone)."""
+    if model.vocab_size is not None:
+        return model.vocab_size
+    run = RunDir.of(run_dir)
+    blend = run.read_json(run.blend_file)
+    if blend is None:
+        run.require("data")  # the one "run `occi data prepare` first" line
+        raise OcciError(f"{run.blend_file}: missing or not JSON; run `occi data prepare` again")
+    return blend["vocab_size"]
