@@ -481,6 +481,12 @@ def test_a_training_locks_its_run_and_its_ranks_die_with_the_launcher(prepared, 
     workers: set[int] = set()
     try:
         _wait_for_step(run_dir, 2, proc)
+        # the step's log line comes before its checkpoint is published: wait for that too, so that
+        # the kill below always leaves a checkpoint to resume from, however loaded the machine
+        deadline = time.monotonic() + 180
+        while not (run_dir / "checkpoints" / "latest").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was published"
+            time.sleep(0.05)
         second = occi("train", str(config), "--run-dir", str(run_dir))
         assert second.returncode == 2, second.stderr[-3000:]
         assert f"is in use by pid {proc.pid} on " in second.stderr and "(occi train, since" in second.stderr

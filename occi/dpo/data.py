@@ -177,7 +177,7 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
     from tqdm import tqdm
 
     from occi.corpora.dedup import MinHasher, exact_key, find_duplicates
-    from occi.sft.data import repeats
+    from occi.sft.data import copies_per_epoch
 
     drops: dict[tuple[str, str], Counter] = defaultdict(Counter)
     rows_in: Counter = Counter()
@@ -242,7 +242,7 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
                 continue
             chosen, rejected = chosen[:seq_length], rejected[:seq_length]
             totals[(source.name, pair.language)]["truncated"] += 1
-        copies = repeats(source.weight, seed, source.name, number)
+        copies = copies_per_epoch(source.weight, seed, source.name, number)
         if copies == 0:
             drop(source.name, pair.language, "weight/sampled_out", where)
             continue

@@ -187,7 +187,7 @@ def truncated(tokenizer, messages: list[dict], limit: int):
     return None
 
 
-def repeats(weight: float, seed: int, source: str, number: int) -> int:
+def copies_per_epoch(weight: float, seed: int, source: str, number: int) -> int:
     """Copies per epoch of a row of a source with this weight (the fraction by a seeded hash)."""
     import xxhash
 
@@ -263,7 +263,7 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
                 drop(source.name, code, "too_long", where)
                 continue
             totals[(source.name, code)]["truncated"] += 1
-        copies = repeats(source.weight, seed, source.name, number)
+        copies = copies_per_epoch(source.weight, seed, source.name, number)
         if copies == 0:
             drop(source.name, code, "weight/sampled_out", where)
             continue
