@@ -9,15 +9,15 @@ checkpoint and stop, a re-run resumes).
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from occi.basemodel import run_model_config
 from occi.config import RunConfig
 from occi.errors import OcciError
-from occi.fsutil import atomic_dir, atomic_write_json, is_done, mark_done
+from occi.fsutil import atomic_write_json, is_done, mark_done
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
+from occi.sft.stage import prepare_chat_data, wait_for_data
 from occi.sharding import Share
 
 
@@ -37,39 +37,13 @@ def tokenizer_source(cfg: RunConfig, run: RunDir) -> Path:
 def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     """dpo/tokenizer (with the chat template) and dpo/data (checked, tokenized pairs)."""
     from occi.dpo import data
-    from occi.dpo.trainer import dpo_seq_length
-    from occi.sft import template
+    from occi.dpo.trainer import dpo_seq_length  # loads torch: only when used
 
     if is_done(run.dpo_data):
         return run.read_json(run.dpo_stats) or {}
     seq_length = dpo_seq_length(cfg, run_model_config(cfg, run.root))
-    with atomic_dir(run.dpo_tokenizer) as tmp:
-        origin = template.write_chat_tokenizer(tokenizer_source(cfg, run), tmp, cfg.dpo.template)
-    tokenizer = template.load_tokenizer(run.dpo_tokenizer)
-    langid = None
-    if cfg.dpo.checks.language_id:
-        from occi.corpora.langid import LanguageIdentifier
-
-        langid = LanguageIdentifier.from_config(cfg.corpora.langid, cfg.languages, cfg.corpora.base_dir)
-    with atomic_dir(run.dpo_data) as tmp:
-        stats = data.prepare(cfg.dpo, cfg.languages, tokenizer, seq_length, cfg.seed, langid, tmp)
-        stats["template"] = origin
-        atomic_write_json(tmp / "stats.json", stats)
-        data.plot(stats, tmp / "kept_dropped.png")
-        if stats["totals"]["kept"]:
-            mark_done(tmp)
-    if not stats["totals"]["kept"]:
-        raise OcciError(f"dpo: no preference pair survived the checks ({stats['totals']['rows_in']} rows read); "
-                        f"{run.dpo_stats} says why each was dropped")
-    return stats
-
-
-def _wait_for_data(run: RunDir, seconds: float = 7200) -> None:
-    deadline = time.monotonic() + seconds
-    while not is_done(run.dpo_data):
-        if time.monotonic() > deadline:
-            raise OcciError(f"{run.dpo_data}: rank 0 did not finish preparing the DPO data in {seconds:.0f} s")
-        time.sleep(2)
+    return prepare_chat_data(cfg, cfg.dpo, data, tokenizer_source(cfg, run), run.dpo_tokenizer, run.dpo_data,
+                             run.dpo_stats, seq_length, "dpo", "preference pair")
 
 
 def _check_ready(cfg: RunConfig, run: RunDir) -> None:
@@ -95,7 +69,7 @@ def dpo(cfg: RunConfig, run: RunDir) -> dict:
     if not launch.inside_launch() or rank == 0:
         stats = prepare_data(cfg, run)
     else:
-        _wait_for_data(run)
+        wait_for_data(run.dpo_data, "DPO data")
         stats = run.read_json(run.dpo_stats) or {}
     if rank == 0:
         run.dpo_error.unlink(missing_ok=True)

@@ -33,39 +33,51 @@ def tokenizer_source(cfg: RunConfig, run: RunDir) -> Path:
 
 def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     """sft/tokenizer (with the chat template) and sft/data (checked, tokenized conversations)."""
-    from occi.sft import data, template
+    from occi.sft import data
     from occi.basemodel import run_model_config
     from occi.sft.trainer import sft_seq_length
 
     if is_done(run.sft_data):
         return run.read_json(run.sft_stats) or {}
     seq_length = sft_seq_length(cfg, run_model_config(cfg, run.root))
-    with atomic_dir(run.sft_tokenizer) as tmp:
-        origin = template.write_chat_tokenizer(tokenizer_source(cfg, run), tmp, cfg.sft.template)
-    tokenizer = template.load_tokenizer(run.sft_tokenizer)
+    return prepare_chat_data(cfg, cfg.sft, data, tokenizer_source(cfg, run), run.sft_tokenizer, run.sft_data,
+                             run.sft_stats, seq_length, "sft", "conversation")
+
+
+def prepare_chat_data(cfg: RunConfig, section, data, source: Path, tokenizer_dir: Path, data_dir: Path,
+                      stats_file: Path, seq_length: int, name: str, row: str) -> dict:
+    """The chat stages' preparation (sft, dpo): `tokenizer_dir` (the tokenizer at `source` with the
+    section's chat template) and `data_dir` (the rows `data.prepare` checked and tokenized, with
+    stats.json and kept_dropped.png); an error naming `row`s when none survived."""
+    from occi.sft import template
+
+    with atomic_dir(tokenizer_dir) as tmp:
+        origin = template.write_chat_tokenizer(source, tmp, section.template)
+    tokenizer = template.load_tokenizer(tokenizer_dir)
     langid = None
-    if cfg.sft.checks.language_id:
-        from occi.corpora.langid import LanguageIdentifier
+    if section.checks.language_id:
+        from occi.corpora.langid import LanguageIdentifier  # loads numba: only when used
 
         langid = LanguageIdentifier.from_config(cfg.corpora.langid, cfg.languages, cfg.corpora.base_dir)
-    with atomic_dir(run.sft_data) as tmp:
-        stats = data.prepare(cfg.sft, cfg.languages, tokenizer, seq_length, cfg.seed, langid, tmp)
+    with atomic_dir(data_dir) as tmp:
+        stats = data.prepare(section, cfg.languages, tokenizer, seq_length, cfg.seed, langid, tmp)
         stats["template"] = origin
         atomic_write_json(tmp / "stats.json", stats)
         data.plot(stats, tmp / "kept_dropped.png")
         if stats["totals"]["kept"]:
             mark_done(tmp)
     if not stats["totals"]["kept"]:
-        raise OcciError(f"sft: no conversation survived the checks ({stats['totals']['rows_in']} rows read); "
-                        f"{run.sft_stats} says why each was dropped")
+        raise OcciError(f"{name}: no {row} survived the checks ({stats['totals']['rows_in']} rows read); "
+                        f"{stats_file} says why each was dropped")
     return stats
 
 
-def _wait_for_data(run: RunDir, seconds: float = 7200) -> None:
+def wait_for_data(data_dir: Path, what: str, seconds: float = 7200) -> None:
+    """Waits (a rank other than 0) until rank 0 has prepared `data_dir`."""
     deadline = time.monotonic() + seconds
-    while not is_done(run.sft_data):
+    while not is_done(data_dir):
         if time.monotonic() > deadline:
-            raise OcciError(f"{run.sft_data}: rank 0 did not finish preparing the SFT data in {seconds:.0f} s")
+            raise OcciError(f"{data_dir}: rank 0 did not finish preparing the {what} in {seconds:.0f} s")
         time.sleep(2)
 
 
@@ -101,7 +113,7 @@ def sft(cfg: RunConfig, run: RunDir) -> dict:
     if not launch.inside_launch() or rank == 0:
         stats = prepare_data(cfg, run)
     else:
-        _wait_for_data(run)
+        wait_for_data(run.sft_data, "SFT data")
         stats = run.read_json(run.sft_stats) or {}
     if rank == 0:
         run.sft_error.unlink(missing_ok=True)
