@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import REPO, occi
 from hf_bases import logits, make_base
@@ -139,18 +140,34 @@ def test_what_occi_cannot_express_is_one_line(tmp_path):
         assert "\n" not in str(err.value) and str(err.value).startswith("base/config.json: ")
 
 
-def test_the_gpt_oss_20b_recipe_renders_for_slurm_and_plans_with_the_published_shape(tmp_path):
+def readme_gpt_oss_config() -> str:
+    """The gpt-oss-20b config the README shows (its first YAML block after "Continuing gpt-oss-20b")."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    after = text[text.index("Continuing gpt-oss-20b"):]
+    return after[after.index("```yaml\n") + len("```yaml\n"):after.index("```\n", after.index("```yaml"))]
+
+
+def test_the_readmes_gpt_oss_20b_config_renders_for_slurm_and_plans_as_the_readme_says(tmp_path):
+    from occi.config import load
+
+    config = tmp_path / "gpt-oss.yaml"
+    config.write_text(readme_gpt_oss_config())
+    recipe, shown = load(str(REPO / "configs" / "cpt-gpt-oss-20b.yaml")), load(str(config))
+    for section in ("languages", "corpora", "tokenizer", "model"):  # the recipe is the README's run ...
+        assert getattr(shown, section) == getattr(recipe, section), section
+    for key in yaml.safe_load(config.read_text())["train"]:  # ... plus warm-up, schedule and intervals
+        assert getattr(shown.train, key) == getattr(recipe.train, key), key
     run_dir = tmp_path / "run"
     (run_dir / "base").mkdir(parents=True)  # as `occi import` leaves it; no download here
     (run_dir / "base" / "config.json").write_text(json.dumps(GPT_OSS_20B))
     (run_dir / "corpora").mkdir()  # planning corpora needs the hub: mark that stage done
     (run_dir / "corpora" / "_DONE").write_text("{}")
-    recipe = str(REPO / "configs" / "cpt-gpt-oss-20b.yaml")
-    result = occi("slurm", "submit", recipe, "--run-dir", str(run_dir), "--cluster", "leonardo-booster", "--dry-run")
+    result = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", "leonardo-booster",
+                  "--dry-run")
     assert result.returncode == 0, result.stderr
     steps = {s["step"]: s for s in json.loads((run_dir / "slurm" / "plan.json").read_text())["steps"]}
     assert steps["import"]["after"] == ["tokenizer"] and steps["train"]["nodes"] == 4
-    result = occi("plan", recipe, "--cluster", "leonardo-booster", "--run-dir", str(run_dir))
+    result = occi("plan", str(config), "--cluster", "leonardo-booster", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
     plan = json.loads((run_dir / "plan.json").read_text())
     assert plan["parameters"] == 20_914_757_184  # gpt-oss-20b's checkpoint: sinks and biases included
@@ -158,3 +175,11 @@ def test_the_gpt_oss_20b_recipe_renders_for_slurm_and_plans_with_the_published_s
     active = (plan["flops_per_token"] - 12 * 24 * 2880 * 4096) / 6
     assert round(active / 1e8) == 36  # the 3.6B active parameters OpenAI publishes for gpt-oss-20b
     assert plan["gpus"] == 16 and plan["memory"]["fits"], plan["memory"]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    said = (f"{plan['gpus']} A100 64 GB on {plan['nodes']} nodes, {plan['parameters']:,} parameters, "
+            f"{plan['tokens'] / 1e9:.1f} B tokens, {plan['gpu_hours']:,.0f} GPU-hours at MFU {plan['mfu']}")
+    assert said in " ".join(readme.split()), said
+    memory = plan["memory"]
+    said = (f"{plan['wall_hours']:.0f} h in {plan['jobs']} chained 24 h jobs), {plan['energy_kwh']:,.0f} kWh, and "
+            f"{memory['peak_bytes'] / 2**30:.1f} GiB predicted per GPU: fits, {memory['headroom_bytes'] / 2**30:.1f} GiB")
+    assert said in " ".join(readme.split()), said
