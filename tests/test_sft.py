@@ -403,6 +403,27 @@ def test_string_rows_have_their_own_reason_and_only_kept_rows_reach_the_card(tmp
     assert "| ? | 3 | 0 | 0 | 0 | malformed/not_an_object 3 |" in card  # no language: not even an object
 
 
+def test_with_both_duplicate_checks_off_every_conversation_is_kept(tmp_path):
+    from hf_bases import save_tokenizer
+    from occi import config as config_module
+    from occi.sft import data, template
+
+    save_tokenizer(tmp_path / "base")
+    template.write_chat_tokenizer(tmp_path / "base", tmp_path / "chat", "occi")
+    good = chat_rows()[0]
+    write_jsonl(tmp_path / "chat.jsonl", [good, good, chat_rows()[1]])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"name": "t", "languages": ["en", "de", "fr"], "corpora": {"recipe": "demo"},
+                                      "sft": {"sources": [{"name": "chat", "kind": "jsonl", "path": "chat.jsonl"}],
+                                              "checks": {"language_id": False,
+                                                         "dedup": {"exact": False, "near": False}}}}),
+                      encoding="utf-8")
+    cfg = config_module.load(str(config))
+    stats = data.prepare(cfg.sft, cfg.languages, template.load_tokenizer(tmp_path / "chat"), SEQ, 0, None,
+                         tmp_path / "data")
+    assert stats["sources"]["chat"]["kept"] == 3 and not stats["sources"]["chat"]["drops"], stats["sources"]
+
+
 def test_too_long_conversations_are_cut_at_a_turn_boundary(chat_run):
     from occi.sft import data, template
 

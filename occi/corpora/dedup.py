@@ -208,16 +208,17 @@ def _signature(shingles, a, b):
 
 
 def find_duplicates(
-    exact: list[bytes] | None, bands: np.ndarray | None
+    exact: list[bytes] | None, bands: np.ndarray | None, count: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which documents (in plan order) are exact and which near duplicates of an earlier one.
 
     `exact`: the exact keys (None: exact dedup off); `bands`: an (n_docs, n_bands) array of
     band hashes (None: near dedup off). Returns two boolean masks (a document counts once, as
     an exact duplicate if it is one) and, per document, the index of the document it
-    duplicates (itself when kept).
+    duplicates (itself when kept). `count`: the number of documents, needed when both are None
+    (with both off, no document is a duplicate).
     """
-    n = len(exact) if exact is not None else (len(bands) if bands is not None else 0)
+    n = len(exact) if exact is not None else (len(bands) if bands is not None else count or 0)
     is_exact = np.zeros(n, dtype=bool)
     original = np.arange(n)
     if exact is not None:

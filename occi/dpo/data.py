@@ -220,9 +220,7 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
         prompts = [prompt_text(c[2]) for c in group]
         exact = [exact_key(p) for p in prompts] if dedup.exact else None
         bands = np.stack([hasher.band_hashes(p) for p in prompts]) if hasher else None
-        is_exact, is_near, _ = find_duplicates(exact, bands)
-        if not (dedup.exact or dedup.near):  # find_duplicates sees no documents then
-            is_exact = is_near = [False] * len(group)
+        is_exact, is_near, _ = find_duplicates(exact, bands, count=len(group))
         for candidate, dup_exact, dup_near in zip(group, is_exact, is_near):
             if dup_exact or dup_near:
                 drop(dpo.sources[candidate[0]].name, code, "duplicate/exact" if dup_exact else "duplicate/near",

@@ -243,7 +243,7 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
         prompts = [prompt_text(c[3]) for c in group]
         exact = [exact_key(p) for p in prompts] if dedup.exact else None
         bands = np.stack([hasher.band_hashes(p) for p in prompts]) if hasher else None
-        is_exact, is_near, _ = find_duplicates(exact, bands)
+        is_exact, is_near, _ = find_duplicates(exact, bands, count=len(group))
         for candidate, dup_exact, dup_near in zip(group, is_exact, is_near):
             name = sft.sources[candidate[0]].name
             if dup_exact or dup_near:
