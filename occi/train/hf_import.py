@@ -337,15 +337,17 @@ def main(config_path: str, folder: str, out: str, run_dir: str) -> int:
     from occi import config as config_module
 
     lifeline.die_with_parent()  # a torchrun rank ends with torchrun
+    # A failed rank leaves without the final barrier: its peers may be waiting in another
+    # collective, and torchrun stops them once one rank exits non-zero.
     try:
         write_rank(config_module.load(config_path), Path(folder), Path(out), Path(run_dir))
+        if dist.is_initialized():
+            dist.barrier()
     except OcciError as err:
-        if int(os.environ.get("RANK", "0")) == 0:
-            atomic_write_text(Path(out) / "error.txt", str(err) + "\n")
+        atomic_write_text(Path(out) / "error.txt", str(err) + "\n")  # whichever rank found it
         return 2
     finally:
         if dist.is_initialized():
-            dist.barrier()
             dist.destroy_process_group()
     return 0
 
