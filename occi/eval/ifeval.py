@@ -66,8 +66,8 @@ def prompts(code: str, root: Path) -> list[dict]:
     table = phrases(code, root)
     cased = languages.get(code).script in CASED_SCRIPTS
     out = []
-    for combo_index, combo in enumerate(COMBOS):
-        for request_index, (request, include, forbid) in enumerate(table["requests"]):
+    for request_index, (request, include, forbid) in enumerate(table["requests"]):
+        for combo_index, combo in enumerate(COMBOS):  # so that a capped run (eval.limit) meets every kind
             values = {"include": include, "forbid": forbid, "language": code, "ending": table["end_phrase"]}
             parts, ids, kwargs = [request], [], []
             for key, limit in combo:
@@ -79,7 +79,7 @@ def prompts(code: str, root: Path) -> list[dict]:
                 ids.append(instruction)
                 kwargs.append({"n": None, "word": None, "language": None, "phrase": None,
                                **({argument: value} if argument else {})})
-            out.append({"key": f"{code}-{combo_index}{request_index}", "language": code, "prompt": " ".join(parts),
+            out.append({"key": f"{code}-{request_index}{combo_index}", "language": code, "prompt": " ".join(parts),
                         "instruction_id_list": ids, "kwargs": kwargs})
     return out
 
