@@ -18,6 +18,7 @@ from typing import Literal
 from occi import languages
 from occi.corpora.sources import expand_sources
 from occi.errors import OcciError
+from occi.eval import ifeval
 from occi.hub import Item, Manifest, source_item
 from occi.pipeline import stages_of
 from occi.rundir import RunDir
@@ -50,8 +51,6 @@ def eval_items(cfg) -> list[Item]:
     """What every lm-eval task of the configured suites reads from the hub, read from the task
     configs as lm-eval resolves them (groups, tags and `include`s followed): hub datasets
     (dataset_path, dataset_name) and the remote data files of json/csv/parquet tasks."""
-    from occi.eval import ifeval
-
     # offline and fidelity read local files only; ifeval too, except lm-eval's own IFEval tasks
     names = []
     for code in cfg.eval_languages:
