@@ -228,3 +228,12 @@ def test_occi_eval_runs_the_suite_and_the_card_and_leaderboard_show_it(german_mo
     assert "| occi-ifeval-test | 0.200 [0.00, 0.46] |" in board  # 0.2 ± 1.96 x lm-eval's standard error 0.133
     summary = json.loads((run.report / "leaderboard.json").read_text(encoding="utf-8"))
     assert summary["models"][0]["own_average"] is None  # shown in its own table, not averaged
+
+
+def test_corpus_decontamination_looks_for_occis_prompts():
+    from occi.corpora.config import DecontaminationConfig
+    from occi.corpora.decontaminate import local_benchmarks
+
+    (found,) = local_benchmarks(["ifeval"], ["de", "en"], DecontaminationConfig(), "")
+    assert found.name == "occi_ifeval" and len(found.items) == 100  # English's prompts are lm-eval's, on the hub
+    assert found.items[0].startswith("Schreib einen kurzen Text")
