@@ -185,7 +185,7 @@ STAGES = [
           "occi.eval.runner", shards_over="cells", slurm="gpu", reads=("eval", "languages", "card.model_name", "seed"),
           inputs=("export",), results=(("evaluation", "eval"),),
           array_steps=(ArrayStep("languages"),), join_step="table",
-          options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard", "fidelity")),
+          options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard", "fidelity", "ifeval")),
                    Option("--model", "evaluate this model (PATH_OR_HF_ID) instead of <run>/hf"))),
     Stage("report", ("card",), "the leaderboard and model card in <run>/report (and publish with --push)", "report",
           "occi.report.card", inputs=("eval",),

@@ -67,7 +67,7 @@ def _ngram_hashes(tokens: list[str], lengths: tuple[int, ...]) -> np.ndarray:
 @dataclass
 class Benchmark:
     name: str
-    """Label in stats and the card (occi_mc, occi_fidelity, or a name from the recipe)."""
+    """Label in stats and the card (occi_mc, occi_fidelity, occi_ifeval, or a name from the recipe)."""
     items: list[str] = field(default_factory=list)
     """The texts looked for."""
 
@@ -84,6 +84,9 @@ def local_benchmarks(suites: list[str], languages: list[str], cfg: Decontaminati
     if "fidelity" in suites:
         found.append(Benchmark("occi_fidelity", [
             row["prompt"] for code in languages for row in _jsonl(eval_data / "fidelity" / f"{code}.jsonl")]))
+    if "ifeval" in suites:  # occi's own prompts (lm-eval's IFEval sets are hub data, not local)
+        found.append(Benchmark("occi_ifeval", [
+            row["prompt"] for code in languages for row in _jsonl(eval_data / "ifeval" / f"{code}.jsonl")]))
     for name, pattern in cfg.files.items():
         paths = sorted({p for code in languages
                         for p in glob.glob(str(Path(base_dir, pattern.replace("{code}", code))))})

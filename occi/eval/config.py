@@ -11,8 +11,9 @@ from occi.languages import BENCHMARKS
 @dataclass
 class EvalConfig:
     suites: list[str] = field(default_factory=lambda: ["offline"])
-    """Suites run by `occi eval` and `occi run`: offline (no internet), eu-leaderboard and/or
-    fidelity (answer-language fidelity, no internet)."""
+    """Suites run by `occi eval` and `occi run`: offline (no internet), eu-leaderboard, fidelity
+    (answer-language fidelity, no internet) and/or ifeval (instruction following with verifiable
+    constraints: occi's prompts offline, lm-eval's English and Spanish IFEval from the hub)."""
     batch_size: int = 8
     """lm-eval batch size."""
     device: str = "auto"
@@ -27,6 +28,9 @@ class EvalConfig:
     """Held-out documents per language scored for bits per byte."""
     fidelity_max_new_tokens: int = 64
     """Tokens of each answer generated for the fidelity suite."""
+    ifeval_max_new_tokens: int = 1024
+    """Tokens of each answer generated for the ifeval suite (lm-eval's max_gen_toks; IFEval's own
+    tasks use 1280)."""
     languages: list[str] | None = None
     """Languages evaluated, a subset of the run's (quicker checks); None evaluates all of them."""
     families: list[str] | None = None
@@ -43,7 +47,8 @@ class EvalConfig:
             raise ValueError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         ranges.check(self, {"batch_size": ranges.at_least(1), "limit": ranges.at_least(1),
                             "heldout_max_docs": ranges.at_least(1),
-                            "fidelity_max_new_tokens": ranges.at_least(1), "num_fewshot": ranges.at_least(0)})
+                            "fidelity_max_new_tokens": ranges.at_least(1),
+                            "ifeval_max_new_tokens": ranges.between(1, 32768), "num_fewshot": ranges.at_least(0)})
         for family in self.families or []:
             if family not in BENCHMARKS:
                 raise ValueError(f"families: unknown benchmark family {family!r}; expected one of {', '.join(BENCHMARKS)}")

@@ -74,7 +74,7 @@ def format_table(table: dict) -> str:
 
 # ------------------------------------------------------------------ any lm-eval results file
 
-PREFERRED_METRICS = ("acc_norm", "acc", "mc2", "exact_match", "f1", "em", "bleu", "chrf", "bits_per_byte",
+PREFERRED_METRICS = ("acc_norm", "acc", "mc2", "exact_match", "prompt_level_strict_acc", "f1", "em", "bleu", "chrf", "bits_per_byte",
                      "word_perplexity", "byte_perplexity", "perplexity")
 """The headline metric of a task occi does not know: the first of these it reports, else the first it reports."""
 LOWER_IS_BETTER = frozenset({"bits_per_byte", "word_perplexity", "byte_perplexity", "perplexity", "ter"})
@@ -85,7 +85,8 @@ UNMAPPED = "unmapped"
 
 def metric_range(metric: str):
     """The values a metric can take; outside them (1e308, -5, NaN) a value is a broken file, not a score."""
-    if metric in ("acc", "acc_norm", "mc1", "mc2", "exact_match", "f1", "em", "mcc_abs", "fidelity"):
+    if metric in ("acc", "acc_norm", "mc1", "mc2", "exact_match", "f1", "em", "mcc_abs", "fidelity",
+                  "prompt_level_strict_acc", "prompt_level_loose_acc", "inst_level_strict_acc", "inst_level_loose_acc"):
         return ranges.SHARE
     if metric in ("bleu", "chrf"):
         return ranges.between(0, 100)

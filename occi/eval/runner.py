@@ -124,8 +124,12 @@ class Evaluator:
 
         started = time.monotonic()
         tracker = EvaluationTracker(output_path=str(folder))
+        generation = {}
+        if cell.family == "ifeval":  # a chat model answers through its template; a base model continues the prompt
+            generation = {"gen_kwargs": {"max_gen_toks": self.cfg.eval.ifeval_max_new_tokens},
+                          "apply_chat_template": bool(getattr(getattr(self.lm, "tokenizer", None), "chat_template", None))}
         results = simple_evaluate(model=self.lm, tasks=[cell.task], num_fewshot=cell.num_fewshot,
-                                  limit=self.cfg.eval.limit, task_manager=self.tasks, log_samples=True,
+                                  limit=self.cfg.eval.limit, task_manager=self.tasks, log_samples=True, **generation,
                                   evaluation_tracker=tracker, random_seed=self.cfg.seed,
                                   numpy_random_seed=self.cfg.seed, torch_random_seed=self.cfg.seed,
                                   fewshot_random_seed=self.cfg.seed)
@@ -138,10 +142,14 @@ class Evaluator:
             tracker.save_results_samples(task_name=task_name, samples=task_samples)
         scores = results["results"][cell.task]
         stderr = scores.get(f"{cell.metric}_stderr,{cell.filter}")
+        extra = {}
+        if cell.family == "ifeval":  # the card's interval needs the count; instruction level is shown beside
+            extra = {"answers": results["n-samples"][cell.task]["effective"],
+                     "instruction_level": scores.get("inst_level_strict_acc,none")}
         return {"suite": cell.suite, "language": cell.language, "family": cell.family, "task": cell.task,
                 "metric": cell.metric, "value": scores[f"{cell.metric},{cell.filter}"],
                 "stderr": stderr if isinstance(stderr, (int, float)) else None,
-                "num_fewshot": cell.num_fewshot, "seconds": round(time.monotonic() - started, 2)}
+                "num_fewshot": cell.num_fewshot, **extra, "seconds": round(time.monotonic() - started, 2)}
 
 
     def fidelity(self, cell: Cell, folder: Path) -> dict:

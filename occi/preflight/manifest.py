@@ -18,6 +18,7 @@ from typing import Literal
 from occi import languages
 from occi.corpora.sources import expand_sources
 from occi.errors import OcciError
+from occi.eval import ifeval
 from occi.hub import Item, Manifest, source_item
 from occi.pipeline import stages_of
 from occi.rundir import RunDir
@@ -50,15 +51,16 @@ def eval_items(cfg) -> list[Item]:
     """What every lm-eval task of the configured suites reads from the hub, read from the task
     configs as lm-eval resolves them (groups, tags and `include`s followed): hub datasets
     (dataset_path, dataset_name) and the remote data files of json/csv/parquet tasks."""
-    suites = [s for s in cfg.eval.suites if s == "eu-leaderboard"]  # offline and fidelity read local files only
-    if not suites:
-        return []
+    # offline and fidelity read local files only; ifeval too, except lm-eval's own IFEval tasks
     names = []
     for code in cfg.eval_languages:
-        for family, task in languages.lm_eval_tasks(code).items():
-            if cfg.eval.families is None or family in cfg.eval.families:
-                names.extend(task if isinstance(task, list) else [task])
-    return items_of_reads(task_reads(names))
+        if "eu-leaderboard" in cfg.eval.suites:
+            for family, task in languages.lm_eval_tasks(code).items():
+                if cfg.eval.families is None or family in cfg.eval.families:
+                    names.extend(task if isinstance(task, list) else [task])
+        if "ifeval" in cfg.eval.suites and code in ifeval.UPSTREAM:
+            names.append(ifeval.UPSTREAM[code])
+    return items_of_reads(task_reads(names)) if names else []
 
 
 def items_of_reads(reads: dict[str, TaskRead]) -> list[Item]:

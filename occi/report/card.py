@@ -21,6 +21,7 @@ from occi.report.cost_section import cost_section
 from occi.report.dpo_section import dpo_section
 from occi.report.eval_section import evaluation_section
 from occi.report.fidelity_section import fidelity_section
+from occi.report.ifeval_section import ifeval_section
 from occi.report.governance_section import governance_section
 from occi.report.lineage_section import lineage_section, trained_languages
 from occi.report.markdown_text import markdown_table
@@ -178,6 +179,11 @@ def _fidelity(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
     return ["## Answer-language fidelity", text] if text else []
 
 
+def _instruction_following(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
+    text = ifeval_section(run, cfg.languages, out_dir)
+    return ["## Instruction following", text] if text else []
+
+
 def _gguf(cfg: RunConfig, run: RunDir) -> list[str]:
     from occi.report.gguf_section import gguf_section  # loads pyarrow: only when used
 
@@ -273,6 +279,7 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         *dpo_section(cfg, run, out_dir),
         "## Evaluation", evaluation,
         *_fidelity(cfg, run, out_dir),
+        *_instruction_following(cfg, run, out_dir),
         *_gguf(cfg, run),
         *_stage_sections(cfg, run, out_dir),
         "## Compute", _compute(cfg, run, blend),

@@ -7,7 +7,7 @@ from occi.report.lineage_section import eval_tasks, hub_dataset, LM_EVAL_URL
 from occi.rundir import RunDir
 
 FAMILY_NAMES = {"bpb": "bits per byte on held-out text", "mc": "occi multiple choice",
-                "fidelity": "answer-language fidelity",
+                "fidelity": "answer-language fidelity", "ifeval": "instruction following (verifiable constraints)",
                 **{family: name for family, (name, _, _) in languages.BENCHMARKS.items()}}
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from string import Template
 
 from occi import languages, ranges
-from occi.eval import results
+from occi.eval import ifeval, results
 from occi.fsutil import atomic_write_text
 from occi.plots import pyplot, save_png
 from occi.report.markdown_text import table_cell as _md
@@ -30,15 +30,16 @@ MIN_SHARED = 3
 STAND_IN_METRICS = ("acc_norm", "acc", "mc1", "mc2", "exact_match")
 """Accuracy metrics a task of the language table is shown under (in a column of its own) when its
 family's metric is missing from a results file."""
-NOT_AVERAGED = {"fidelity"}
+NOT_AVERAGED = {"fidelity", "ifeval"}
 """Columns shown in a table of their own, never averaged: answer-language fidelity measures which
-language a model answers in, not how well."""
+language a model answers in, not how well; instruction following scores generated answers, which a
+base model is not trained to give (averaging it would rank a base model down for being one)."""
 
 AGGREGATION = ("Models are ranked on the cells (benchmark x language) that every compared model has: the "
                "`shared` column is the unweighted mean over those cells, so no model gains from reporting fewer "
                "languages. Only accuracy-type scores between 0 and 1 where higher is better are averaged (bits per "
                "byte, perplexities, BLEU and groups are shown, not averaged; a group's tasks are averaged "
-               "themselves; answer-language fidelity has its own table). `own average` is each model's mean over all of its own such cells and is not "
+               "themselves; answer-language fidelity and instruction following have their own tables). `own average` is each model's mean over all of its own such cells and is not "
                "comparable between models with different coverage; `cells` and `languages` are its coverage. A "
                "language column is the model's mean over its benchmarks in that language. Standard errors assume "
                "independent cells: sqrt(sum of squared errors) / count, given only when every part has one.")
@@ -53,6 +54,8 @@ def task_index() -> dict[str, tuple[str, str, str]]:
         index[f"occi_bpb_{code}"] = (code, "bpb", "bits_per_byte")
         index[f"occi_mc_{code}"] = (code, "mc", "acc_norm")
         index[f"occi_fidelity_{code}"] = (code, "fidelity", "fidelity")
+        if ifeval.task(code):
+            index[ifeval.task(code)] = (code, "ifeval", ifeval.METRIC)
     return index
 
 
@@ -235,7 +238,7 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
     models = sorted({m for m, _, _ in board.cells})
     present = {code for _, code, _ in board.cells}
     codes = [c for c in languages.LANGUAGES if c in present] + ([results.UNMAPPED] if results.UNMAPPED in present else [])
-    known = ["bpb", "mc", "fidelity", *languages.BENCHMARKS]
+    known = ["bpb", "mc", "fidelity", "ifeval", *languages.BENCHMARKS]
     columns = sorted({f for _, _, f in board.cells}, key=lambda f: (f not in known, known.index(f) if f in known else 0, f))
     own: dict[str, dict[tuple[str, str], dict]] = {m: {} for m in models}
     for (model, code, column), cell in board.cells.items():
@@ -257,7 +260,10 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
         mean, mean_error = _mean_with_error(list(own[model].values()))
         fidelity = {code: board.cells[(model, code, "fidelity")]["value"] for code in codes
                     if (model, code, "fidelity") in board.cells}
+        following = {code: board.cells[(model, code, "ifeval")] for code in codes if (model, code, "ifeval") in board.cells}
         rows.append({"model": model, "published": model in published, "fidelity": fidelity,
+                     "ifeval": {code: {"value": c["value"], "interval": normal_interval(c["value"], c["stderr"])}
+                                for code, c in following.items()},
                      "shared": score if enough else None, "shared_stderr": score_error if enough else None,
                      "own_average": mean, "own_stderr": mean_error, "cells": len(own[model]),
                      "languages_covered": len({c for c, _ in own[model]} - {results.UNMAPPED}),
@@ -286,6 +292,20 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
             "published_left_out": board.published_left_out, "published_unplaced": board.published_unplaced}
 
 
+def normal_interval(value: float, stderr: float | None) -> list[float] | None:
+    """value ± 1.96 standard errors, within [0, 1] (None without a standard error)."""
+    if stderr is None:
+        return None
+    return [round(max(0.0, value - 1.96 * stderr), 4), round(min(1.0, value + 1.96 * stderr), 4)]
+
+
+def _with_interval(entry: dict | None) -> str:
+    if entry is None:
+        return "–"
+    interval = entry["interval"]
+    return f"{entry['value']:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -309,6 +329,14 @@ def markdown(summary: dict) -> str:
                   "", "| model | " + " | ".join(fidelity_codes) + " |", "|" + "---|" * (1 + len(fidelity_codes))]
         for row in summary["models"]:
             lines.append(f"| {_md(_label(row))} | " + " | ".join(_fmt(row["fidelity"].get(c)) for c in fidelity_codes) + " |")
+    following_codes = [c for c in codes if any(c in row.get("ifeval", {}) for row in summary["models"])]
+    if following_codes:
+        lines += ["", "Instruction following (prompt-level strict accuracy: the share of prompts whose every verifiable "
+                  "instruction is followed; [95% interval], value ± 1.96 standard errors):", "",
+                  "| model | " + " | ".join(following_codes) + " |", "|" + "---|" * (1 + len(following_codes))]
+        for row in summary["models"]:
+            lines.append(f"| {_md(_label(row))} | " + " | ".join(_with_interval(row.get("ifeval", {}).get(c))
+                                                                  for c in following_codes) + " |")
     lines += ["", "Per benchmark (value ± standard error; shots: few-shot examples and version: task version, "
               "when the file says; group: an lm-eval group, shown but not averaged):", "",
               "| model | language | benchmark | task | metric | shots | version | value |", "|---|---|---|---|---|---|---|---|"]
