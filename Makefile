@@ -17,7 +17,7 @@ demo: setup
 # two workers, a test file each (--dist loadfile keeps a file's module fixtures in one process):
 # most tests wait on subprocesses (torchrun ranks, SLURM jobs), so the two cores stay busy
 test: system setup
-	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=40
 
 system:
 	bash scripts/install-system.sh
