@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import ftfy
 from numba import njit
 
 from occi.corpora.config import NormalizeConfig
@@ -36,8 +37,6 @@ class Normalizer:
         if surrogate:
             return "invalid_unicode"
         if self.cfg.fix_encoding and hint:
-            import ftfy
-
             fixed = ftfy.fix_encoding(text)
             if fixed != text:
                 doc.metadata["encoding_fixed"] = True

@@ -16,12 +16,14 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import sentencepiece as spm
 from tqdm import tqdm
 
 from occi.config import RunConfig
 from occi.corpora.reader import read_batches
 from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights, with_replay
 from occi.data.encoder import DocumentEncoder
+from occi.data.hf_encoder import HFDocumentEncoder
 from occi.data.indexed import IndexedDatasetWriter
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, mark_done
@@ -36,8 +38,6 @@ BATCH_DOCUMENTS = 4096  # per batch, each distinct word is looked up once; large
 
 def load_sentencepiece(run: RunDir):
     """The run's SentencePiece model (the tokenizer stage must have run)."""
-    import sentencepiece as spm
-
     if not run.tokenizer_model.is_file():
         run.require("tokenizer")
         raise OcciError(f"{run.tokenizer_model}: no tokenizer model; run `occi tokenizer train` again")
@@ -60,8 +60,6 @@ def tokenizer_info(run: RunDir) -> tuple[Path, int, int]:
 
 @cache
 def _hf_encoder(folder: Path, modified_ns: int):
-    from occi.data.hf_encoder import HFDocumentEncoder
-
     return HFDocumentEncoder(folder)
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from occi.configtools import to_plain
@@ -105,10 +106,10 @@ def _tiny_training(cfg, folder: Path, tp: int) -> list[Check]:
 
 
 def _export_exactness(smoke, run: RunDir) -> Check:
-    import torch
-    from transformers import AutoModelForCausalLM
+    import torch  # loads torch: only when used
+    from transformers import AutoModelForCausalLM  # loads transformers: only when used
 
-    from occi.train.export import export, megatron_logits  # loads torch: only when used
+    from occi.train.export import export, megatron_logits  # loads pyarrow, torch: only when used
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         export(smoke, run)
@@ -196,8 +197,6 @@ def _throughput(cfg, folder: Path, gpus: int, params: int, steps: int | None) ->
 
 def _random_data(cfg, run: RunDir, code: str, tokens: int = 400_000) -> None:
     """data/ with random token ids of the config's vocabulary, as `occi data prepare` lays it out."""
-    import numpy as np
-
     from occi.data.prepare import token_dtype  # loads pyarrow: only when used
 
     vocab = cfg.tokenizer.vocab_size

@@ -13,14 +13,17 @@ from occi import languages
 from occi.basemodel import is_base_run, run_model_config, vocab_size
 from occi.config import RunConfig
 from occi.errors import OcciError
+from occi.eval.runner import registered_models
 from occi.fsutil import atomic_write_text, mark_done
 from occi.pipeline import StageResult, stages_of
 from occi.plots import pyplot, save_png
 from occi.report import content_summary, leaderboard, publish
+from occi.report.base_section import base_section, comparison, front_matter
 from occi.report.cost_section import cost_section
 from occi.report.dpo_section import dpo_section
 from occi.report.eval_section import evaluation_section
 from occi.report.fidelity_section import fidelity_section
+from occi.report.gguf_section import gguf_section
 from occi.report.governance_section import governance_section
 from occi.report.lineage_section import lineage_section, trained_languages
 from occi.report.markdown_text import markdown_table
@@ -29,6 +32,7 @@ from occi.report.sft_section import adjust_front_matter, is_chat, sft_section
 from occi.report.tokenizer_section import tokenizer_section
 from occi.rundir import RunDir
 from occi.sharding import Share
+from occi.train import goldfish
 from occi.train.config import flops_per_token
 
 MISSING = "_Not available: {what} is missing from this run ({path})._"
@@ -125,8 +129,6 @@ def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
             ("Precision", {"auto": "bf16 on GPU, fp32 on CPU"}.get(t.precision, t.precision)),
             ("Final training loss", f"{train[steps]['loss']:.4f}")]
     if t.goldfish is not None:
-        from occi.train import goldfish
-
         rows.append(("Memorisation control", goldfish.describe(t.goldfish.k, t.goldfish.h, goldfish.logged_totals(records))))
     if valid:
         last = valid[-1]["loss"]
@@ -155,8 +157,6 @@ def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
 
 
 def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
-    from occi.report.base_section import comparison  # loads pyarrow: only when used
-
     text, results = evaluation_section(run)
     side_by_side = comparison(run, base_eval_label(run)) if is_base_run(cfg) else ""
     return (text + "\n\n" + side_by_side if side_by_side else text), results
@@ -165,7 +165,6 @@ def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
 def base_eval_label(run: RunDir) -> str | None:
     """The label the base model's evaluation has in this run (eval/models.json), if it was evaluated."""
     source = run.read_json(run.base / "source.json")
-    from occi.eval.runner import registered_models  # loads pyarrow: only when used
 
     models = registered_models(run)
     if not source:
@@ -179,8 +178,6 @@ def _fidelity(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
 
 
 def _gguf(cfg: RunConfig, run: RunDir) -> list[str]:
-    from occi.report.gguf_section import gguf_section  # loads pyarrow: only when used
-
     text = gguf_section(cfg, run, cfg.languages)
     return ["## Run it locally (GGUF: llama.cpp, Ollama)", text] if text else []
 
@@ -235,12 +232,11 @@ def _plot_loss(train: dict, valid: list, path: Path) -> None:
 # ------------------------------------------------------------------ the card
 
 def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = None) -> str:
-    from huggingface_hub import ModelCardData
+    from huggingface_hub import ModelCardData  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
     evaluation, eval_results = _evaluation(cfg, run)
     blend = run.read_json(run.blend_file)  # the counts and vocabulary several sections show
     hub_sources = [s.dataset for s in cfg.corpora.sources if s.kind == "hub" and s.dataset and "/" in s.dataset]
-    from occi.report.base_section import base_section, front_matter  # loads pyarrow: only when used
     from occi.report.stability_section import stability_section  # loads torch: only when used
 
     continued = is_base_run(cfg)

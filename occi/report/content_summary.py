@@ -21,6 +21,7 @@ from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text
 from occi.report.content_summary_markdown import NOT_APPLIED, TEMPLATE_SECTIONS, render
 from occi.rundir import RunDir
+from occi.train import goldfish
 
 TEMPLATE = ("Explanatory Notice and Template for the Public Summary of Training Content for general-purpose AI "
             "models (AI Office, published 24 July 2025; Commission Communication C(2025) 8311 of 5 December 2025)")
@@ -302,7 +303,6 @@ def _processing(cfg, run: RunDir, stats: dict) -> dict:
 
 
 def _goldfish_totals(run: RunDir) -> dict | None:
-    from occi.train import goldfish
-    from occi.train.logs import read_log
+    from occi.train.logs import read_log  # loads torch: only when used
 
     return goldfish.logged_totals(read_log(run.train))

@@ -14,7 +14,7 @@ FAMILY_NAMES = {"bpb": "bits per byte on held-out text", "mc": "occi multiple ch
 def evaluation_section(run: RunDir) -> tuple[str, list]:
     """The per-language results table of the run's own model and huggingface_hub EvalResults for
     the model-index."""
-    from huggingface_hub import EvalResult
+    from huggingface_hub import EvalResult  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
     from occi.eval.runner import own_table  # loads pyarrow: only when used
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+import numpy as np
+
 from occi import languages, ranges
 from occi.eval import results
 from occi.fsutil import atomic_write_text
@@ -394,8 +396,7 @@ def html_page(summary: dict) -> str:
 
 
 def heatmap(summary: dict, path: Path) -> None:
-    import matplotlib
-    import numpy as np
+    import matplotlib  # loads matplotlib: only when used
 
 
     plt = pyplot()

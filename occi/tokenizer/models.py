@@ -10,6 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import mistral_common
+import sentencepiece as spm
+from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+from tokenizers import Tokenizer as Raw
+
 from occi.errors import OcciError
 
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
@@ -36,8 +41,6 @@ class Tokenizer:
 
 class SentencePieceTokenizer(Tokenizer):
     def __init__(self, path: Path, name: str):
-        import sentencepiece as spm
-
         self.name = name
         self.sp = spm.SentencePieceProcessor(model_file=str(path))
         self.vocab_size = self.sp.get_piece_size()
@@ -49,8 +52,6 @@ class SentencePieceTokenizer(Tokenizer):
 
 class HFTokenizer(Tokenizer):
     def __init__(self, path: Path, name: str):
-        from tokenizers import Tokenizer as Raw
-
         self.name = name
         self.raw = Raw.from_file(str(path))
         self.vocab_size = self.raw.get_vocab_size()
@@ -65,8 +66,6 @@ class TekkenTokenizer(Tokenizer):
     """Byte-level BPE: every byte is in the vocabulary, so there is no byte fallback to count."""
 
     def __init__(self, path: Path, name: str):
-        from mistral_common.tokens.tokenizers.tekken import Tekkenizer
-
         self.name = name
         self.tekken = Tekkenizer.from_file(path)
         self.vocab_size = self.tekken.n_words
@@ -78,8 +77,6 @@ class TekkenTokenizer(Tokenizer):
 def load(spec: str) -> Tokenizer:
     """A tokenizer from a reference name, a tokenizer folder, a .model or a tokenizer.json."""
     if spec in REFERENCES:
-        import mistral_common
-
         path = Path(mistral_common.__file__).parent / "data" / REFERENCES[spec]
         if not path.is_file():
             raise OcciError(f"reference tokenizer {spec}: {path} is missing; reinstall mistral-common")

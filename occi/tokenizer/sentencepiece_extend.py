@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from sentencepiece import sentencepiece_model_pb2
 
 from occi.errors import OcciError
 
@@ -29,8 +30,6 @@ BPE = 2  # TrainerSpec.ModelType
 
 def read_model(path: Path):
     """The ModelProto of a SentencePiece BPE model file (one-line OcciError otherwise)."""
-    from sentencepiece import sentencepiece_model_pb2
-
     proto = sentencepiece_model_pb2.ModelProto()
     try:
         proto.ParseFromString(path.read_bytes())

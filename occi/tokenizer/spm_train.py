@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sentencepiece as spm
+
 from occi.errors import OcciError
 from occi.machine import cores
 
@@ -13,8 +15,6 @@ SPECIALS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 
 def train_sentencepiece(cfg, text_file: Path, prefix: Path, line_count: int) -> None:
     """Trains `prefix`.model and `prefix`.vocab from `text_file` (`line_count` lines) with the run's recipe."""
-    import sentencepiece as spm
-
     recipe = cfg.tokenizer
     user_symbols = list(recipe.special_tokens) + [f"<reserved_{i}>" for i in range(recipe.reserved_tokens)]
     try:
