@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import sentencepiece as spm
 from tokenizers import Tokenizer
 
 from occi import families
@@ -67,6 +66,8 @@ def tokenizer_ids(folder: Path) -> int:
         raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
         return max(raw.get_vocab(with_added_tokens=True).values()) + 1
     if (folder / "tokenizer.model").is_file():
+        import sentencepiece as spm  # loads sentencepiece: only when used
+
         return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).get_piece_size()
     raise OcciError(f"{folder}: no tokenizer.json or tokenizer.model")
 

@@ -7,25 +7,13 @@ only what they use.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from occi import execution, languages, ranges
-from occi.chat.generate import generate
-from occi.corpora.config import LangIdConfig
+from occi import ranges
 from occi.errors import OcciError
-from occi.eval import coverage
-from occi.execution import run_stage
-from occi.pipeline import STAGES, stage_named
-from occi.preflight import doctor, fetch
-from occi.report import leaderboard, published
-from occi.rundir import RunDir
-from occi.sharding import Share
-from occi.slurm import status
-from occi.tokenizer import models, report
 
 
 _COUNT = ranges.argument(ranges.at_least(0))
@@ -34,18 +22,24 @@ _POSITIVE = ranges.argument(ranges.at_least(1))
 
 def _load(args: argparse.Namespace):
     """The run's frozen config and its run directory (occi/config.py: load_for_run)."""
-    from occi import config  # loads pyarrow: only when used
+    from occi import config
 
     return config.load_for_run(args.config, args.run_dir, reconfigure=args.reconfigure)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from occi import execution
+
     execution.run_all(*_load(args))
     return 0
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """Any stage's own command (`occi corpora build`, `occi train`, ...): made from the stage list."""
+    from occi.execution import run_stage
+    from occi.pipeline import stage_named
+    from occi.sharding import Share
+
     stage = stage_named(args.stage)
     cfg, run = _load(args)
     share = Share(args.rank, args.world_size) if stage.sharded else Share()
@@ -56,7 +50,9 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_corpora_langid(args: argparse.Namespace) -> int:
-    from occi.corpora.langid import LanguageIdentifier  # loads numba: only when used
+    from occi import languages
+    from occi.corpora.config import LangIdConfig
+    from occi.corpora.langid import LanguageIdentifier
 
     codes = list(languages.LANGUAGES)
     langid = LangIdConfig(model=args.model, backend=args.backend)
@@ -73,6 +69,10 @@ def cmd_corpora_langid(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenizer_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from occi.tokenizer import models, report
+
     tokenizers = [models.load(spec) for spec in [args.tokenizer, *args.reference]]
     result = report.evaluate(tokenizers, report.read_texts(args.text), parallel=args.parallel)
     if args.out:
@@ -82,12 +82,16 @@ def cmd_tokenizer_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from occi.report import leaderboard
+
     board = leaderboard.read(args.results)
     for problem in board.problems:
         print(f"occi: warning: {problem}", file=sys.stderr)
     if not board.cells:
         raise OcciError("no usable lm-eval results in " + ", ".join(args.results))
     if args.published is not None:
+        from occi.report import published
+
         for line in published.place(board, published.read_tables(Path(args.published) if args.published else None)):
             print(f"occi: published: {line}", file=sys.stderr)
     summary = leaderboard.summarize(board, min_shared=args.min_shared)
@@ -98,6 +102,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
+    from occi import languages
+    from occi.eval import coverage
+
     codes = [languages.get(code).code for code in args.languages.split(",")] if args.languages else None
     print(coverage.markdown(codes))
     if args.png:
@@ -106,8 +113,9 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from occi import config  # loads pyarrow: only when used
-    from occi.slurm import estimate  # loads pyarrow: only when used
+    from occi import config
+    from occi.rundir import RunDir
+    from occi.slurm import estimate
 
     cfg = config.load(args.config)  # a plan does not start the run (no frozen config)
     run = RunDir(Path(args.run_dir) if args.run_dir else config.default_run_dir(cfg))
@@ -118,12 +126,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    from occi.preflight import fetch
+
     cfg, run = _load(args)
     fetch.fetch(cfg, run, cluster=args.cluster, dry_run=args.dry_run)
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import json
+
+    from occi.chat.generate import generate
+
     cfg, run = _load(args)
     result, used = generate(cfg, run, args.prompt, language=args.language, model=args.model, system=args.system,
                             max_new_tokens=args.max_new_tokens, min_thinking_tokens=args.min_thinking_tokens,
@@ -139,13 +153,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from occi.preflight import doctor
+
     cfg, run = _load(args)
     report = doctor.doctor(cfg, run, cluster=args.cluster, quick=args.quick)
     return 1 if report["failed"] else 0
 
 
 def cmd_slurm_submit(args: argparse.Namespace) -> int:
-    from occi.slurm import submit  # loads pyarrow: only when used
+    from occi.slurm import submit
 
     cfg, run = _load(args)
     result = submit.submit(cfg, run, args.cluster, dry_run=args.dry_run, chain=args.chain, doctor=args.doctor)
@@ -154,12 +170,16 @@ def cmd_slurm_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_slurm_status(args: argparse.Namespace) -> int:
+    from occi.slurm import status
+
     steps = status.status(Path(args.run_dir))
     print(status.format_status(Path(args.run_dir), steps))
     return 1 if any(s["state"] == "FAILED" for s in steps) else 0
 
 
 def cmd_slurm_cancel(args: argparse.Namespace) -> int:
+    from occi.slurm import status
+
     ids = status.cancel(Path(args.run_dir))
     print(f"cancelled jobs: {' '.join(ids) or 'none'}")
     return 0
@@ -167,6 +187,8 @@ def cmd_slurm_cancel(args: argparse.Namespace) -> int:
 
 def _add_stage_commands(commands, group_commands: dict) -> None:
     """One subcommand per stage of the stage list, with --rank/--world-size where its work is sharded."""
+    from occi.pipeline import STAGES
+
     for stage in STAGES:
         *group, word = stage.command
         if group and group[0] not in group_commands:

@@ -22,8 +22,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from occi.basemodel import resolve
 from occi.chat.config import DistillConfig
 from occi.chat.models import load, prompt_text
@@ -154,6 +152,8 @@ def _rows(cfg, batch: Batch, answers: list[str], provenance: dict) -> list[dict]
 
 def run(cfg, run: RunDir, share: Share = Share()) -> StageResult:
     """Generates this share's batches that are not written yet; the whole share also joins them."""
+    from tqdm import tqdm  # loads tqdm: only when used
+
     d: DistillConfig = cfg.distill
     run = RunDir.of(run)
     batches = plan(cfg)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-import ftfy
 from numba import njit
 
 from occi.corpora.config import NormalizeConfig
@@ -37,6 +36,8 @@ class Normalizer:
         if surrogate:
             return "invalid_unicode"
         if self.cfg.fix_encoding and hint:
+            import ftfy  # loads ftfy: only when used
+
             fixed = ftfy.fix_encoding(text)
             if fixed != text:
                 doc.metadata["encoding_fixed"] = True

@@ -16,7 +16,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import sentencepiece as spm
 from tqdm import tqdm
 
 from occi.config import RunConfig
@@ -38,6 +37,8 @@ BATCH_DOCUMENTS = 4096  # per batch, each distinct word is looked up once; large
 
 def load_sentencepiece(run: RunDir):
     """The run's SentencePiece model (the tokenizer stage must have run)."""
+    import sentencepiece as spm  # loads sentencepiece: only when used
+
     if not run.tokenizer_model.is_file():
         run.require("tokenizer")
         raise OcciError(f"{run.tokenizer_model}: no tokenizer model; run `occi tokenizer train` again")

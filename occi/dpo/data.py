@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from occi.dpo.config import DPOConfig, PreferenceSourceConfig
 from occi.fsutil import atomic_path
@@ -177,6 +176,8 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
             out: Path) -> dict:
     """Reads, checks and tokenizes every source into `out`/pairs.npz (nothing when no pair is
     kept); returns the statistics."""
+    from tqdm import tqdm  # loads tqdm: only when used
+
     from occi.corpora.dedup import MinHasher, exact_key, find_duplicates  # loads numba: only when used
 
     drops: dict[tuple[str, str], Counter] = defaultdict(Counter)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from lm_eval.models.huggingface import HFLM
 
-from occi.eval.llamacpp import LlamaCppLM
-
 
 class OcciLM(HFLM):
     """HFLM whose rolling log-likelihoods score only the text's own tokens."""
@@ -29,5 +27,7 @@ def load(model: str, device: str, dtype: str, batch_size: int):
     """A transformers causal LM from a folder or a hub id, or a GGUF file (run by llama.cpp,
     occi/eval/llamacpp.py), ready for lm-eval."""
     if model.endswith(".gguf"):
+        from occi.eval.llamacpp import LlamaCppLM  # loads numpy, tqdm: only when used
+
         return LlamaCppLM(model, gpu_layers=-1 if device.startswith("cuda") else 0)
     return OcciLM(pretrained=model, device=device, dtype=dtype, batch_size=batch_size)

@@ -13,8 +13,6 @@ import shutil
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from occi.basemodel import is_base_run, resolve
 from occi.config import RunConfig
 from occi.errors import OcciError
@@ -180,6 +178,8 @@ def evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None = None, model
 
 def _evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None, model: str | None, share: Share,
               progress: bool) -> dict:
+    from tqdm import tqdm  # loads tqdm: only when used
+
     run = RunDir.of(run)
     own_model = model is None
     if own_model:

@@ -17,8 +17,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sentencepiece import sentencepiece_model_pb2
-
 from occi.errors import OcciError
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -131,6 +129,8 @@ def read_vocab(hf_dir: Path, vocab_size: int) -> Vocab:
 
 
 def _sentencepiece(hf_dir: Path, vocab_size: int, tokenizer_config: dict, config: dict) -> Vocab:
+    from sentencepiece import sentencepiece_model_pb2  # loads sentencepiece: only when used
+
     path = hf_dir / "tokenizer.model"
     proto = sentencepiece_model_pb2.ModelProto()
     try:

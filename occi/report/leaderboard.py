@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-import numpy as np
-
 from occi import languages, ranges
 from occi.eval import results
 from occi.fsutil import atomic_write_text
@@ -397,6 +395,7 @@ def html_page(summary: dict) -> str:
 
 def heatmap(summary: dict, path: Path) -> None:
     import matplotlib  # loads matplotlib: only when used
+    import numpy as np  # loads numpy: only when used
 
 
     plt = pyplot()

@@ -24,7 +24,6 @@ import json
 import shutil
 from pathlib import Path
 
-import sentencepiece as spm
 from tokenizers import Tokenizer
 
 from occi.basemodel import TOKENIZER_FILES, resolve
@@ -84,6 +83,8 @@ def extend(cfg: RunConfig, run_dir: Path) -> dict:
 
 def candidates(model_file: Path) -> list[str]:
     """The learned pieces as text, most useful first (specials, bytes and single characters left out)."""
+    import sentencepiece as spm  # loads sentencepiece: only when used
+
     sp = spm.SentencePieceProcessor(model_file=str(model_file))
     pieces = [(sp.get_score(i), i, sp.id_to_piece(i)) for i in range(sp.get_piece_size())
               if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i) or sp.is_unused(i))]

@@ -10,9 +10,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import mistral_common
-import sentencepiece as spm
-from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 from tokenizers import Tokenizer as Raw
 
 from occi.errors import OcciError
@@ -41,6 +38,8 @@ class Tokenizer:
 
 class SentencePieceTokenizer(Tokenizer):
     def __init__(self, path: Path, name: str):
+        import sentencepiece as spm  # loads sentencepiece: only when used
+
         self.name = name
         self.sp = spm.SentencePieceProcessor(model_file=str(path))
         self.vocab_size = self.sp.get_piece_size()
@@ -66,6 +65,8 @@ class TekkenTokenizer(Tokenizer):
     """Byte-level BPE: every byte is in the vocabulary, so there is no byte fallback to count."""
 
     def __init__(self, path: Path, name: str):
+        from mistral_common.tokens.tokenizers.tekken import Tekkenizer  # loads mistral_common: only when used
+
         self.name = name
         self.tekken = Tekkenizer.from_file(path)
         self.vocab_size = self.tekken.n_words
@@ -77,6 +78,8 @@ class TekkenTokenizer(Tokenizer):
 def load(spec: str) -> Tokenizer:
     """A tokenizer from a reference name, a tokenizer folder, a .model or a tokenizer.json."""
     if spec in REFERENCES:
+        import mistral_common  # loads mistral_common: only when used
+
         path = Path(mistral_common.__file__).parent / "data" / REFERENCES[spec]
         if not path.is_file():
             raise OcciError(f"reference tokenizer {spec}: {path} is missing; reinstall mistral-common")

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from occi import languages
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text
@@ -134,6 +132,8 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
+    import numpy as np  # loads numpy: only when used
+
     plt = pyplot()
     names, codes = list(report["tokenizers"]), report["languages"]
     width = 0.8 / len(names)

@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sentencepiece import sentencepiece_model_pb2
 
 from occi.errors import OcciError
 
@@ -30,6 +29,8 @@ BPE = 2  # TrainerSpec.ModelType
 
 def read_model(path: Path):
     """The ModelProto of a SentencePiece BPE model file (one-line OcciError otherwise)."""
+    from sentencepiece import sentencepiece_model_pb2  # loads sentencepiece: only when used
+
     proto = sentencepiece_model_pb2.ModelProto()
     try:
         proto.ParseFromString(path.read_bytes())

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import sentencepiece as spm
 import torch
 import torch.distributed as dist
 
@@ -245,6 +244,7 @@ def _special_ids(tokenizer_dir: Path) -> dict[str, int | None]:
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         return {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id,
                 "unk": tokenizer.unk_token_id}
+    import sentencepiece as spm  # loads sentencepiece: only when used
 
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer_dir / "tokenizer.model"))
     ids = {"bos": sp.bos_id(), "eos": sp.eos_id(), "unk": sp.unk_id()}
