@@ -86,3 +86,8 @@ def plot_curves(run: RunDir, path: Path) -> Path | None:
     fig.tight_layout()
     save_png(fig, path)
     return path
+
+
+def card_section(cfg, run: RunDir, out_dir: Path) -> str:
+    """The dpo stage's section of the model card ("" for a run without preference tuning)."""
+    return "\n\n".join(dpo_section(cfg, run, out_dir))
