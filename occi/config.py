@@ -104,11 +104,11 @@ class RunConfig:
                                  f"({', '.join(self.languages)}); list only those, or leave it unset for all")
         ranges.check(self, {"seed": ranges.at_least(0), "heldout_fraction": ranges.Range(0.0, 1.0, high_open=True),
                             "heldout_max_docs": ranges.at_least(0)})
-        sources = [s.name for s in self.corpora.sources] + [s.name for s in (self.sft.sources if self.sft else [])]
+        sources = [s.name for section in (self.corpora, self.sft, self.dpo) if section for s in section.sources]
         for source in self.provider.source_categories:
             if source not in sources:
                 raise ValueError(f"provider.source_categories: {source!r} is not a source of this run "
-                                 f"({', '.join(sources)}); name corpora or SFT sources only")
+                                 f"({', '.join(sources)}); name corpora, SFT or DPO sources only")
         if self.tokenizer.source != "train" and not isinstance(self.model, BaseModelConfig):
             raise ValueError(f"tokenizer: {self.tokenizer.source!r} keeps a base model's tokenizer; "
                              "name the base with model: {base: HF_ID_OR_FOLDER}")
