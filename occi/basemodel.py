@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from occi import families
 from occi.errors import OcciError
 from occi.rundir import RunDir
+from occi.train.config import BaseModelConfig
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja")
@@ -22,8 +25,6 @@ BASE_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
 
 def is_base_run(cfg) -> bool:
     """Whether the run continues from a base model (`model: {base: ...}`)."""
-    from occi.train.config import BaseModelConfig
-
     return isinstance(cfg.model, BaseModelConfig)
 
 
@@ -34,7 +35,7 @@ def resolve(base) -> Path:
     if folder.is_dir():
         return folder.resolve()
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
         return Path(snapshot_download(repo_id=base.base, revision=base.revision,
                                       allow_patterns=["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]))
@@ -62,12 +63,10 @@ def tokenizer_ids(folder: Path) -> int:
     tokenizer.model's pieces."""
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file():
-        from tokenizers import Tokenizer
-
         raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
         return max(raw.get_vocab(with_added_tokens=True).values()) + 1
     if (folder / "tokenizer.model").is_file():
-        import sentencepiece as spm
+        import sentencepiece as spm  # loads sentencepiece: only when used
 
         return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).get_piece_size()
     raise OcciError(f"{folder}: no tokenizer.json or tokenizer.model")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
@@ -102,11 +104,11 @@ class RunConfig:
                                  f"({', '.join(self.languages)}); list only those, or leave it unset for all")
         ranges.check(self, {"seed": ranges.at_least(0), "heldout_fraction": ranges.Range(0.0, 1.0, high_open=True),
                             "heldout_max_docs": ranges.at_least(0)})
-        sources = [s.name for s in self.corpora.sources] + [s.name for s in (self.sft.sources if self.sft else [])]
+        sources = [s.name for section in (self.corpora, self.sft, self.dpo) if section for s in section.sources]
         for source in self.provider.source_categories:
             if source not in sources:
                 raise ValueError(f"provider.source_categories: {source!r} is not a source of this run "
-                                 f"({', '.join(sources)}); name corpora or SFT sources only")
+                                 f"({', '.join(sources)}); name corpora, SFT or DPO sources only")
         if self.tokenizer.source != "train" and not isinstance(self.model, BaseModelConfig):
             raise ValueError(f"tokenizer: {self.tokenizer.source!r} keeps a base model's tokenizer; "
                              "name the base with model: {base: HF_ID_OR_FOLDER}")
@@ -267,9 +269,6 @@ def load_for_run(config: str, run_dir: str | Path | None = None, reconfigure: bo
 
 
 def _record_changes(run: RunDir, source: str, differences: list[str]) -> None:
-    import sys
-    import time
-
     print(f"occi: --reconfigure: run {run.root} now follows {source}: " + "; ".join(differences), file=sys.stderr)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     with open(run.config_changes, "a", encoding="utf-8") as log:
@@ -304,8 +303,6 @@ def _formatted(settings: list[tuple[str, Any, Any]]) -> list[str]:
 def _rerun_affected_stages(run: RunDir, keys: list[str]) -> None:
     """Removes the completion markers of the stages the changed keys affect (the stage list says
     which stage reads what) and says which stages will run again."""
-    import sys
-
     again = invalidate(run, keys)
     if again:
         print(f"occi: --reconfigure: stages to run again: {', '.join(again)} (checkpoints are kept: training "

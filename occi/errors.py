@@ -3,6 +3,7 @@
 The command line prints its message on one line and exits with code 2; anything else is a bug
 and keeps its traceback.
 """
+import sys
 
 
 class OcciError(Exception):
@@ -12,6 +13,4 @@ class OcciError(Exception):
 def warn(message: str) -> None:
     """One line on stderr, `occi: warning: ...`, for something a user should know but that does
     not stop the run (a stage that kept nothing, a source that contributed nothing)."""
-    import sys
-
     print(f"occi: warning: {message}", file=sys.stderr, flush=True)

@@ -92,7 +92,10 @@ class Stage:
     the run's lock (occi/runlock.py) while it runs."""
     card_section: str | None = None
     """"module:function" `(cfg, run, out_dir) -> str`: its section of the model card (Markdown with
-    its own `## ` heading, "" when there is nothing to show); None: it adds none."""
+    its own `## ` heading(s), "" when there is nothing to show); None: it adds none."""
+    card_part: Literal["model", "data", "training", "results", "use"] = "results"
+    """Where on the card its section goes (occi/report/card.py: CARD_PARTS), after the sections of the
+    stages before it in STAGES that go to the same part."""
     fetch_items: str | None = None
     """"module:function" `(cfg) -> list[occi.hub.Item]`: what it reads from the Hugging Face hub, for
     `occi fetch` and the offline checks; None: nothing."""
@@ -134,6 +137,7 @@ STAGES = [
     Stage("corpora", ("corpora", "build"), "read, filter and deduplicate the run's sources", "corpora",
           "occi.corpora.build", shards_over="shards", join_step="finish", reads=_CORPUS_KEYS,
           results=(("corpora", "corpora_stats"),),
+          card_section="occi.report.data_section:card_section", card_part="data",
           array_steps=(ArrayStep("filter", ("--phase", "filter")),
                        ArrayStep("buckets", ("--phase", "buckets"), "bucket_count"),
                        ArrayStep("clusters", ("--phase", "clusters"), "language_count"),
@@ -147,10 +151,12 @@ STAGES = [
     Stage("tokenizer", ("tokenizer", "train"), "sample the corpora, train SentencePiece, write HF files + report",
           "tokenizer", "occi.tokenizer.train", reads=(*_CORPUS_KEYS, "tokenizer", "model.base", "model.revision"),
           results=(("tokenizer report", "tokenizer/report.md"),),
+          card_section="occi.report.tokenizer_section:card_section", card_part="data",
           inputs=("corpora",)),
     Stage("import", ("import",), "an open Hugging Face base -> checkpoints/iter_0000000 at the run's TP/PP "
           "(runs with `model: {base: ...}` only)", "base", "occi.train.hf_import", when="occi.basemodel:is_base_run", exclusive=True,
-          reads=("model", "tokenizer", "train.tensor_parallel", "train.pipeline_parallel"), inputs=("tokenizer",)),
+          reads=("model", "tokenizer", "train.tensor_parallel", "train.pipeline_parallel"), inputs=("tokenizer",),
+          card_section="occi.report.base_section:card_section", card_part="model"),
     Stage("data", ("data", "prepare"), "corpora -> data/<lang>_text_document.{bin,idx} + blend.json", "data",
           "occi.data.prepare", shards_over="languages",
           array_steps=(ArrayStep("tokenize"),), join_step="blend", reads=(*_CORPUS_KEYS, "data"),
@@ -158,6 +164,7 @@ STAGES = [
     Stage("train", ("train",), "megatron-core pretraining (launches torchrun, or runs as one rank)", "train",
           "occi.train.launch", slurm="train", exclusive=True, reads=("model", "train", "seed"),
           results=(("training log", "train/log.jsonl"),),
+          card_section="occi.report.training_section:card_section", card_part="training",
           inputs=("data", "import")),
     Stage("distill", ("distill",), "a teacher's answers to the prompts of each language -> SFT rows in "
           "<run>/distill (runs with a `distill:` section only)", "distill", "occi.chat.distill",
@@ -168,13 +175,15 @@ STAGES = [
     Stage("sft", ("sft",), "supervised fine-tuning on chat data (megatron-core; runs with an `sft:` section only)",
           "sft", "occi.sft.stage", slurm="train", when="occi.sft.stage:has_sft", exclusive=True,
           reads=("sft", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "distill"),
-          results=(("chat data", "sft_stats"), ("SFT log", "sft/log.jsonl"))),
+          results=(("chat data", "sft_stats"), ("SFT log", "sft/log.jsonl")),
+          card_section="occi.report.sft_section:card_section", card_part="training"),
     Stage("dpo", ("dpo",), "preference tuning on chosen/rejected pairs (DPO or SimPO, megatron-core; runs with a "
           "`dpo:` section only)", "dpo", "occi.dpo.stage", slurm="train", when="occi.dpo.stage:has_dpo", exclusive=True,
-          reads=("dpo", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "sft")),
+          reads=("dpo", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "sft"),
+          card_section="occi.report.dpo_section:card_section", card_part="training"),
     Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf (or GGUF files in <run>/gguf)",
           "hf", "occi.train.export", exclusive=True, reads=("model", "sft", "dpo", "seed"), inputs=("train", "sft", "dpo"),
-          results=(("model", "hf"),),
+          results=(("model", "hf"),), card_section="occi.report.gguf_section:card_section", card_part="use",
           options=(Option("--format", "hf: <run>/hf from the checkpoint; gguf: <run>/gguf from <run>/hf, for llama.cpp "
                           "and Ollama", default="hf", choices=("hf", "gguf")),
                    Option("--quant", "GGUF type(s), comma-separated: f16 (default), bf16, q8_0, q4_0, q4_k_m, ..."))),
@@ -183,7 +192,7 @@ STAGES = [
           reads=("merge",), inputs=("export",)),
     Stage("eval", ("eval",), "per-language lm-eval benchmarks of the run's model (or any)", "eval",
           "occi.eval.runner", shards_over="cells", slurm="gpu", reads=("eval", "languages", "card.model_name", "seed"),
-          inputs=("export",), results=(("evaluation", "eval"),),
+          inputs=("export",), results=(("evaluation", "eval"),), card_section="occi.report.eval_section:card_section",
           array_steps=(ArrayStep("languages"),), join_step="table",
           options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard", "fidelity", "ifeval")),
                    Option("--model", "evaluate this model (PATH_OR_HF_ID) instead of <run>/hf"))),

@@ -8,10 +8,10 @@ from occi.fsutil import atomic_path
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
+    import matplotlib  # loads matplotlib: only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loads matplotlib: only when used
 
     return plt
 

@@ -11,14 +11,13 @@ import json
 import os
 import subprocess
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 
 @functools.cache
 def occi_version() -> tuple[str, str]:
     """(occi's version, its git commit, "+ uncommitted changes" when the checkout differs, or why unknown)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         number = version("occi")
     except PackageNotFoundError:

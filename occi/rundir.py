@@ -8,6 +8,7 @@ another machine and go on there.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +83,6 @@ class RunDir:
     def scratch(self, prefix: str) -> Path:
         """A new private folder inside the run directory (on its file system), for a command's
         throw-away work; the caller removes it."""
-        import tempfile
-
         self.root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=self.root))
 

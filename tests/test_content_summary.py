@@ -249,24 +249,37 @@ def test_continued_pretraining_sft_and_distillation_are_in_the_summary(tmp_path)
     (tmp_path / "chat" / "a.jsonl").write_text('{"messages": []}\n')
     config = {"name": "cpt", "languages": ["de"], "model": {"base": "example-org/tiny-base", "revision": "r1"},
               "tokenizer": "base", "corpora": {"sources": [{"name": "web", "kind": "hub", "dataset": "example-org/web"}]},
-              "sft": {"sources": [{"name": "chat", "kind": "jsonl", "path": "chat/*.jsonl"},
+              "sft": {"sources": [{"name": "chat", "kind": "hub", "dataset": "example-org/chat", "license": "CC-BY-4.0"},
                                   {"name": "distilled", "kind": "jsonl", "path": "run/distill/de.jsonl"}]},
+              "dpo": {"sources": [{"name": "prefs", "kind": "jsonl", "path": "chat/*.jsonl", "license": "MIT"}]},
               "distill": {"teacher": "example-org/teacher", "revision": "abc123", "prompts": {"de": "prompts/de.jsonl"}},
               "provider": {**{k: PROVIDER[k] for k in ("name", "contact", "placed_on_market")},
-                           "source_categories": {"chat": "private", "distilled": "synthetic"}}}
+                           "source_categories": {"chat": "private", "distilled": "synthetic", "prefs": "other"}}}
     path = tmp_path / "cpt.yaml"
     path.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
-    for folder in ("base", "sft/data", "distill", "corpora"):
+    for folder in ("base", "sft/data", "dpo/data", "distill", "corpora"):
         (run / folder).mkdir(parents=True)
     (run / "base" / "source.json").write_text(json.dumps({
         "base": "example-org/tiny-base", "revision": "r1", "folder": str(tmp_path / "nowhere"), "architecture": "llama",
         "parameters": 1000, "tensor_parallel": 1, "pipeline_parallel": 1}))
-    (run / "fetch.json").write_text(json.dumps({"items": {"web": {"id": "example-org/web", "revision": "f00d",
-                                                                   "fetched_at": "2026-09-14T10:00:00"}}}))
-    (run / "sft" / "data" / "stats.json").write_text(json.dumps({
-        "totals": {"kept": 9, "tokens": 500, "drops": {"language/answer_language": 1}},
-        "sources": {"chat": {"kept": 5, "tokens": 300}, "distilled": {"kept": 4, "tokens": 200}}}))
+    (run / "fetch.json").write_text(json.dumps({"items": {
+        "web": {"id": "example-org/web", "revision": "f00d", "fetched_at": "2026-09-14T10:00:00"},
+        "chat": {"id": "example-org/chat", "revision": "c4a7", "fetched_at": "2026-09-01T10:00:00"}}}))
+    source = lambda rows_in, kept, tokens, drops: {  # noqa: E731  the entries of <stage>/data/stats.json
+        "rows_in": rows_in, "kept": kept, "truncated": 0, "tokens": tokens, "assistant_tokens": tokens // 2,
+        "tokens_per_epoch": 2 * tokens, "drops": drops}
+    sft_stats = {"epochs": 3, "totals": source(12, 9, 500, {"language/answer_language": 1, "duplicate/exact": 2}),
+                 "sources": {"chat": source(8, 5, 300, {"duplicate/exact": 2, "language/answer_language": 1}),
+                             "distilled": source(4, 4, 200, {})}}
+    dpo_stats = {"epochs": 2, "totals": source(7, 6, 900, {"identical/chosen_is_rejected": 1}),
+                 "sources": {"prefs": source(7, 6, 900, {"identical/chosen_is_rejected": 1})}}
+    (run / "sft" / "data" / "stats.json").write_text(json.dumps(sft_stats))
+    (run / "dpo" / "data" / "stats.json").write_text(json.dumps(dpo_stats))
+    logs = {"sft": [(1, 40), (2, 44), (2, 46), (3, 38)], "dpo": [(1, 120), (2, 130)]}  # step 2 of sft logged twice (resumed)
+    for stage, records in logs.items():
+        (run / stage / "log.jsonl").write_text("".join(json.dumps({"kind": "train", "step": step, "tokens": tokens}) + "\n"
+                                                       for step, tokens in records))
     (run / "distill" / "stats.json").write_text(json.dumps({"teacher": "example-org/teacher", "revision": "abc123",
                                                              "languages": {"de": {"rows": 4, "prompts": 5}}}))
     result = occi("card", str(path), "--run-dir", str(run))
@@ -279,14 +292,30 @@ def test_continued_pretraining_sft_and_distillation_are_in_the_summary(tmp_path)
     assert s["1.2"]["dependencies"][0] | {"summary": None} == {"base_model": "example-org/tiny-base", "revision": "r1",
                                                                 "summary": None}
     assert s["1.3"]["latest_collection"] == {"date": "2026-09-14", "from": "fetch.json"}
-    assert s["1.3"]["training_data_size"]["text"]["sft_tokens"] == 500
+    assert s["1.3"]["training_data_size"]["text"] | {"range": None} == {
+        "tokens": 500 + 900, "pretraining_tokens": 0, "sft_tokens": 500, "dpo_tokens": 900, "range": None}
+    assert s["1.3"]["tuning_trained"] == {"sft": {"tokens": 40 + 46 + 38, "steps": 3}, "dpo": {"tokens": 250, "steps": 2}}
+    assert any("preference pairs" in kind for kind in s["1.3"]["content_types"])
     (public,) = s["2.1"]["sources"]
     assert public["name"] == "web" and public["link"] == "https://huggingface.co/datasets/example-org/web"
     assert public["revision"] == "f00d"
-    assert [(r["name"], r["conversations"], r["tokens"]) for r in s["2.2.2"]["sources"]] == [("chat", 5, 300)]
-    assert [(r["name"], r["conversations"]) for r in s["2.5"]["sources"]] == [("distilled", 4)]
+    (chat,) = s["2.2.2"]["sources"]
+    assert chat == {"name": "chat", "used_for": "supervised fine-tuning", "kind": "hub", "link": "example-org/chat",
+                    "revision": "c4a7", "license": "CC-BY-4.0", "rows_in": 8, "conversations": 5,
+                    "dropped": {"duplicate/exact": 2, "language/answer_language": 1}, "tokens": 300,
+                    "tokens_planned": 600 * 3}
+    assert [(r["name"], r["conversations"], r["rows_in"], r["license"]) for r in s["2.5"]["sources"]] == [
+        ("distilled", 4, 4, "not stated")]
+    (prefs,) = s["2.6"]["sources"]
+    assert prefs == {"name": "prefs", "used_for": "preference tuning", "kind": "jsonl", "link": "chat/*.jsonl",
+                     "revision": None, "license": "MIT", "rows_in": 7, "pairs": 6,
+                     "dropped": {"identical/chosen_is_rejected": 1}, "tokens": 900, "tokens_planned": 1800 * 2}
     assert s["2.5"]["distillation"] == {"teacher": "example-org/teacher", "revision": "abc123",
-                                        "prompts": {"de": ["prompts/de.jsonl"]}, "rows": {"de": 4}}
-    assert s["3.3"]["sft_checks"] == {"conversations_kept": 9, "dropped": {"language/answer_language": 1}}
+                                        "prompts": {"de": ["prompts/de.jsonl"]}, "rows": {"de": 4}, "prompt_rows": {"de": 5}}
+    assert s["3.3"]["sft_checks"] == {"conversations_kept": 9, "dropped": {"duplicate/exact": 2, "language/answer_language": 1}}
+    assert s["3.3"]["dpo_checks"] == {"pairs_kept": 6, "dropped": {"identical/chosen_is_rejected": 1}}
     text = (run / "report" / "training-content-summary.md").read_text()
-    assert "teacher `example-org/teacher` (abc123)" in text and "de 4" in text
+    assert "teacher `example-org/teacher` (abc123)" in text and "prompts read: de 5; answers kept: de 4" in text
+    assert "| prefs | preference tuning | `chat/*.jsonl` | n/a | MIT | 7 rows read, 6 pairs kept, 900 tokens (3,600 over its " \
+           "epochs); dropped: identical/chosen_is_rejected 1 |" in text
+    assert "Tokens trained (supervised fine-tuning) | 124 in 3 steps" in text and "Preference data checks" in text

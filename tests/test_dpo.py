@@ -304,3 +304,16 @@ def test_the_card_has_the_preference_tuning_section(dpo_run, tmp_path):
     assert re.search(r"\| en \| \d+ \| 4 \| \d+ \| \d+ \| .*duplicate/exact 1", card), card  # rows read, pairs kept
     assert "| broken | jsonl | 1 | 0 |" in card and "\n- dpo\n" in card
     assert (tmp_path / "dpo_curves.png").stat().st_size > 1000
+    # the training-content summary written beside the card lists the pairs' sources, every number from the run's records
+    summary = json.loads((tmp_path / "training-content-summary.json").read_text())["sections"]
+    stats = json.loads((run_dir / "dpo" / "data" / "stats.json").read_text())
+    listed = [row for section in summary.values() for row in section.get("sources", [])
+              if row["used_for"] == "preference tuning"]
+    assert {row["name"]: (row["rows_in"], row["pairs"], row["dropped"], row["tokens"], row["tokens_planned"])
+            for row in listed} == {name: (e["rows_in"], e["kept"], e["drops"], e["tokens"], e["tokens_per_epoch"] * stats["epochs"])
+                                   for name, e in stats["sources"].items()}
+    log = [json.loads(line) for line in (run_dir / "dpo" / "log.jsonl").read_text().splitlines() if line.strip()]
+    steps = {record["step"]: record["tokens"] for record in log if record.get("kind") == "train"}
+    assert summary["1.3"]["tuning_trained"] == {"dpo": {"tokens": sum(steps.values()), "steps": len(steps)}} and steps
+    assert summary["1.3"]["training_data_size"]["text"]["dpo_tokens"] == stats["totals"]["tokens"]
+    assert summary["3.3"]["dpo_checks"] == {"pairs_kept": stats["totals"]["kept"], "dropped": stats["totals"]["drops"]}

@@ -81,7 +81,7 @@ def _eos_ids(model, tokenizer) -> set[int]:
 
 
 def _pick(logits, temperature: float, top_p: float, generator) -> int:
-    import torch
+    import torch  # loads torch: only when used
 
     if temperature == 0:
         return int(torch.argmax(logits))
@@ -98,7 +98,7 @@ def generate(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, budge
              wait: str = "Wait", temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> Generation:
     """Generates after `prompt_ids`; with a `budget`, the output starts in thinking (`<think>` is
     appended to the prompt unless the chat template already ends with it)."""
-    import torch
+    import torch  # loads torch: only when used
 
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)

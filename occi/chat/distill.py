@@ -106,7 +106,7 @@ class _Transformers:
         self.model, self.tokenizer = load(folder, d.device, d.dtype)
 
     def answers(self, chats: list[list[dict]], seed: int) -> list[str]:
-        import torch
+        import torch  # loads torch: only when used
 
 
         texts = [prompt_text(self.tokenizer, chat) for chat in chats]
@@ -127,7 +127,7 @@ class _Vllm:
 
     def __init__(self, folder: Path, d: DistillConfig):
         try:
-            from vllm import LLM
+            from vllm import LLM  # optional: vllm may be missing (the except names the fix)
         except ImportError:
             raise OcciError("distill.backend is vllm, but vllm is not installed here (pip install vllm), "
                             "or use backend: transformers") from None
@@ -135,7 +135,7 @@ class _Vllm:
         self.llm = LLM(model=str(folder), dtype=d.dtype if d.dtype != "auto" else "auto")
 
     def answers(self, chats: list[list[dict]], seed: int) -> list[str]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # optional: vllm is no core dependency
 
         params = SamplingParams(temperature=self.d.temperature, top_p=self.d.top_p if self.d.temperature > 0 else 1.0,
                                 max_tokens=self.d.max_new_tokens, seed=seed)
@@ -152,7 +152,7 @@ def _rows(cfg, batch: Batch, answers: list[str], provenance: dict) -> list[dict]
 
 def run(cfg, run: RunDir, share: Share = Share()) -> StageResult:
     """Generates this share's batches that are not written yet; the whole share also joins them."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # loads tqdm: only when used
 
     d: DistillConfig = cfg.distill
     run = RunDir.of(run)

@@ -7,7 +7,7 @@ from occi.errors import OcciError
 
 
 def pick_device(device: str) -> str:
-    import torch
+    import torch  # loads torch: only when used
 
     return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -15,8 +15,8 @@ def pick_device(device: str) -> str:
 def load(folder: str | Path, device: str = "auto", dtype: str = "auto"):
     """(model, tokenizer) from a local folder, in eval mode on `device`; the tokenizer pads on the
     left, as batched generation needs."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # loads torch: only when used
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # loads transformers: only when used
 
     device = pick_device(device)
     dtype = dtype if dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")

@@ -45,7 +45,7 @@ def _jsonl_rows(path: Path):
 
 
 def _parquet_rows(path: Path):
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # loads pyarrow: only when used
 
     try:
         table = pq.read_table(path)

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from occi.corpora import stats as corpus_stats
+from occi.corpora import eval_benchmarks, stats as corpus_stats
 from occi.corpora.config import CorporaConfig
 from occi.corpora import dedup_stages, domains
 from occi.corpora.decontaminate import Benchmark, BenchmarkIndex, local_benchmarks
@@ -44,6 +44,7 @@ from occi.corpora.langid import LanguageFilter, LanguageIdentifier, resolve_mode
 from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 from occi.corpora.sources import Shard, plan_shards, read_shard, sources_outside_run
 from occi.errors import OcciError, warn
+from occi.eval.suites import cells
 from occi.fsutil import atomic_dir, atomic_path, atomic_write_json, is_done, mark_done, remove_stale_temporaries
 from occi.hub import Manifest
 from occi.machine import cores
@@ -139,7 +140,6 @@ def leaderboard_tasks(cfg) -> list[tuple[str, str]]:
     """(family, lm-eval task) of every eu-leaderboard cell the run evaluates."""
     if "eu-leaderboard" not in cfg.eval.suites:
         return []
-    from occi.eval.suites import cells
 
     return [(cell.family, cell.task) for cell in cells("eu-leaderboard", cfg.eval_languages, {}, cfg.eval.families)]
 
@@ -433,7 +433,6 @@ def _benchmarks(job: Job) -> tuple[list[Benchmark], list[str]]:
     found = local_benchmarks(job.eval_suites, job.languages, job.corpora.decontamination, job.corpora.base_dir)
     if not job.eval_tasks:
         return found, []
-    from occi.corpora import eval_benchmarks
 
     read, not_checked = eval_benchmarks.load(job.run_dir, job.work_dir, job.eval_tasks)
     return found + read, not_checked

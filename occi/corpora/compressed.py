@@ -12,6 +12,8 @@ import gzip
 import io
 from typing import BinaryIO
 
+import zstandard
+
 _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
 COMPRESSED_SUFFIXES = (".gz", ".zst", ".bz2")
 """Names under which compressed files are expected (a file is opened by its content)."""
@@ -49,8 +51,6 @@ class _ZstdReader(io.RawIOBase):
     ends inside a frame (`zstandard`'s stream reader returns what it has and reports nothing)."""
 
     def __init__(self, raw: BinaryIO):
-        import zstandard
-
         self._raw = raw
         self._new = zstandard.ZstdDecompressor().decompressobj
         self._frame = None  # the decompressor of the frame being read; None between frames

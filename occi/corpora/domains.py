@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from publicsuffixlist import PublicSuffixList
 
 from occi.fsutil import atomic_path, atomic_write_json
 from occi.plots import pyplot, save_png
@@ -33,8 +34,6 @@ SCHEMA = pa.schema([("source", pa.string()), ("language", pa.string()), ("domain
 
 @lru_cache(maxsize=1)
 def _suffix_list():
-    from publicsuffixlist import PublicSuffixList
-
     return PublicSuffixList()
 
 

@@ -12,10 +12,12 @@ every worker and phase reads afterwards.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from occi.corpora.decontaminate import Benchmark, row_text
 from occi.fsutil import atomic_write_json
+from occi.rundir import RunDir
 
 FILE = "eval-benchmarks.json"
 
@@ -23,8 +25,6 @@ FILE = "eval-benchmarks.json"
 def load(run_dir: Path, work_dir: Path, tasks: list[tuple[str, str]]) -> tuple[list[Benchmark], list[str]]:
     """Benchmarks named by family (mmlu, belebele, ...) holding the test and validation documents of
     the tasks (family, lm-eval task name) of every language, and the tasks not checked, with why."""
-    import json
-
     path = Path(work_dir) / FILE
     if not path.exists():
         atomic_write_json(path, _read(Path(run_dir), Path(work_dir), tasks))
@@ -33,10 +33,9 @@ def load(run_dir: Path, work_dir: Path, tasks: list[tuple[str, str]]) -> tuple[l
 
 
 def _read(run_dir: Path, work_dir: Path, tasks: list[tuple[str, str]]) -> dict:
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import TaskManager, get_task_dict  # loads lm-eval: only when used
 
-    from occi.eval import tasks as task_folders
-    from occi.rundir import RunDir
+    from occi.eval import tasks as task_folders  # loads pyarrow: only when used
 
     folders = task_folders.lm_eval_folders(RunDir(run_dir), work_dir / "eval-tasks")
     manager = TaskManager(include_path=[str(f) for f in folders], include_defaults=False)

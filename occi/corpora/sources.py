@@ -194,7 +194,7 @@ def _file_problem(source: SourceConfig, path: str) -> tuple[str, str] | None:
 
 
 def _load_hub(source: SourceConfig, base_dir: str):
-    import datasets
+    import datasets  # loads datasets: only when used
 
     data_files = [local_if_exists(base_dir, f) for f in source.data_files] if source.data_files else None
     try:
@@ -280,7 +280,7 @@ def _file_error(err: BaseException) -> str:
 
 def _zstd_errors() -> tuple[type[BaseException], ...]:
     try:
-        import zstandard
+        import zstandard  # optional: zstandard may be missing (the except names the fix)
 
         return (zstandard.ZstdError,)
     except ImportError:  # pragma: no cover - zstandard is a dependency
@@ -318,7 +318,7 @@ def _read_jsonl(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Rec
 
 
 def _read_parquet(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # loads pyarrow: only when used
 
     source, path = shard.source, shard.location
     try:

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
+from pyarrow import csv
 
 from occi.corpora.config import UrlListConfig
 from occi.corpora.document import Document
@@ -155,8 +156,6 @@ def compile_lists(lists: list[UrlListConfig], base_dir: str, folder: Path) -> li
 def _hash_file(source: Path) -> np.ndarray:
     """The sorted, distinct hashes of a list file's keys (read by Arrow's multi-threaded CSV reader
     as one column: 4.5 million UT1 domains in a few seconds)."""
-    from pyarrow import csv
-
     with open(source, "rb") as raw:
         compressed = raw.read(2) == b"\x1f\x8b"
     with (gzip.open(source, "rb") if compressed else open(source, "rb")) as handle:

@@ -19,7 +19,7 @@ class HFDocumentEncoder:
     """Encodes batches of documents: all their token ids one after the other, and each one's length."""
 
     def __init__(self, folder: Path):
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # loads transformers: only when used
 
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         self.backend = tokenizer.backend_tokenizer

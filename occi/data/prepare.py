@@ -22,6 +22,7 @@ from occi.config import RunConfig
 from occi.corpora.reader import read_batches
 from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights, with_replay
 from occi.data.encoder import DocumentEncoder
+from occi.data.hf_encoder import HFDocumentEncoder
 from occi.data.indexed import IndexedDatasetWriter
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, mark_done
@@ -36,7 +37,7 @@ BATCH_DOCUMENTS = 4096  # per batch, each distinct word is looked up once; large
 
 def load_sentencepiece(run: RunDir):
     """The run's SentencePiece model (the tokenizer stage must have run)."""
-    import sentencepiece as spm
+    import sentencepiece as spm  # loads sentencepiece: only when used
 
     if not run.tokenizer_model.is_file():
         run.require("tokenizer")
@@ -60,8 +61,6 @@ def tokenizer_info(run: RunDir) -> tuple[Path, int, int]:
 
 @cache
 def _hf_encoder(folder: Path, modified_ns: int):
-    from occi.data.hf_encoder import HFDocumentEncoder
-
     return HFDocumentEncoder(folder)
 
 

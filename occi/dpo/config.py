@@ -36,6 +36,8 @@ class PreferenceSourceConfig:
     """How often each pair is seen per epoch: 2 repeats it, 0.5 keeps every second one (seeded hash)."""
     limit: int | None = None
     """At most this many rows read from this source."""
+    license: str | None = None
+    """The pairs' licence (an SPDX identifier such as CC-BY-4.0), stated in the training-content summary."""
 
     def __post_init__(self) -> None:
         check_location(self.kind, self.dataset, self.path)

@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from occi.dpo.config import DPOConfig, PreferenceSourceConfig
-from occi.sft.data import ROLES, Unreadable, read_rows
+from occi.fsutil import atomic_path
+from occi.plots import pyplot, save_png
+from occi.sft.data import ROLES, Unreadable, copies_per_epoch, read_rows
 
 DROP_REASONS = (
     "read/malformed_json", "read/unreadable_file",
@@ -174,10 +176,9 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
             out: Path) -> dict:
     """Reads, checks and tokenizes every source into `out`/pairs.npz (nothing when no pair is
     kept); returns the statistics."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # loads tqdm: only when used
 
-    from occi.corpora.dedup import MinHasher, exact_key, find_duplicates
-    from occi.sft.data import copies_per_epoch
+    from occi.corpora.dedup import MinHasher, exact_key, find_duplicates  # loads numba: only when used
 
     drops: dict[tuple[str, str], Counter] = defaultdict(Counter)
     rows_in: Counter = Counter()
@@ -259,7 +260,6 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
     stats = _statistics(dpo, run_languages, rows_in, drops, totals, examples, seq_length)
     if not repeats:
         return stats
-    from occi.fsutil import atomic_path
 
     with atomic_path(out / "pairs.npz") as tmp:
         with open(tmp, "wb") as handle:
@@ -296,8 +296,6 @@ def _statistics(dpo, run_languages, rows_in, drops, totals, examples, seq_length
 
 def plot(stats: dict, path: Path) -> None:
     """Kept and dropped pairs per language, the drops split by reason group."""
-    from occi.plots import pyplot, save_png
-
     plt = pyplot()
     codes = list(stats["languages"])
     groups = sorted({reason.split("/")[0] for e in stats["languages"].values() for reason in e["drops"]})

@@ -13,10 +13,13 @@ from pathlib import Path
 
 from occi.basemodel import run_model_config
 from occi.config import RunConfig
+from occi.dpo import data
+from occi.dpo.data import Pairs
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, is_done, mark_done
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
+from occi.sft.data import format_table
 from occi.sft.stage import prepare_chat_data, wait_for_data
 from occi.sharding import Share
 
@@ -36,7 +39,6 @@ def tokenizer_source(cfg: RunConfig, run: RunDir) -> Path:
 
 def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     """dpo/tokenizer (with the chat template) and dpo/data (checked, tokenized pairs)."""
-    from occi.dpo import data
     from occi.dpo.trainer import dpo_seq_length  # loads torch: only when used
 
     if is_done(run.dpo_data):
@@ -47,7 +49,7 @@ def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
 
 
 def _check_ready(cfg: RunConfig, run: RunDir) -> None:
-    from occi.dpo.trainer import start_checkpoint
+    from occi.dpo.trainer import start_checkpoint  # loads torch: only when used
 
     if cfg.dpo is None:
         raise OcciError(f"{cfg.source_file}: no `dpo:` section; add one with the preference data sources")
@@ -61,7 +63,7 @@ def _check_ready(cfg: RunConfig, run: RunDir) -> None:
 
 def dpo(cfg: RunConfig, run: RunDir) -> dict:
     """Prepares the data (once) and tunes to the planned steps, or until a stop."""
-    from occi.train import checkpoints, launch, stop
+    from occi.train import checkpoints, launch, stop  # loads torch: only when used
 
     run = RunDir.of(run)
     _check_ready(cfg, run)
@@ -77,8 +79,8 @@ def dpo(cfg: RunConfig, run: RunDir) -> dict:
         launch.rank_environment()
         if os.environ["RANK"] == "0":
             stop.clear(run.root)
-        from occi.dpo.trainer import DPOTrainer
-        from occi.train.trainer import main
+        from occi.dpo.trainer import DPOTrainer  # loads torch: only when used
+        from occi.train.trainer import main  # loads torch: only when used
 
         code = main(str(run.config_file), str(run.root), DPOTrainer, run.dpo_error)
     else:
@@ -100,8 +102,7 @@ def dpo(cfg: RunConfig, run: RunDir) -> dict:
 
 
 def planned_steps(cfg: RunConfig, run: RunDir) -> int:
-    from occi.dpo import batches
-    from occi.dpo.data import Pairs
+    from occi.dpo import batches  # loads torch: only when used
 
     pairs = Pairs.load(run.dpo_data / "pairs.npz")
     return len(batches.plan(pairs, cfg.dpo.epochs, cfg.dpo.global_batch_size, cfg.seed))
@@ -109,8 +110,6 @@ def planned_steps(cfg: RunConfig, run: RunDir) -> int:
 
 def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
     """The dpo stage of the stage list (occi/pipeline.py)."""
-    from occi.sft.data import format_table
-
     summary = dpo(cfg, run)
     table = format_table(RunDir.of(run).read_json(RunDir.of(run).dpo_stats) or {"languages": {}, "totals": {}}) \
         if summary["complete"] else ""

@@ -29,10 +29,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+import xxhash
+from tqdm import tqdm
 
 from occi.dpo import batches
 from occi.dpo.data import Pairs
 from occi.errors import OcciError
+from occi.fsutil import atomic_path
 from occi.rundir import RunDir
 from occi.train import checkpoints
 from occi.train.config import TrainConfig
@@ -86,8 +89,6 @@ def preference_loss(logps: torch.Tensor, reference: torch.Tensor, answer_tokens:
 
 
 def _digest(path: Path) -> str:
-    import xxhash
-
     return xxhash.xxh64(path.read_bytes()).hexdigest()
 
 
@@ -152,8 +153,6 @@ class DPOTrainer(Trainer):
             # of the starting weights (loaded above, also when resuming: the reference never moves)
             self.reference = self._reference_logps(list(range(len(self.pairs))))
             if dist.get_rank() == 0:
-                from occi.fsutil import atomic_path
-
                 with atomic_path(run.dpo_reference) as tmp:
                     with open(tmp, "wb") as handle:
                         np.savez(handle, logps=self.reference, key=json.dumps(key, sort_keys=True))
@@ -169,8 +168,7 @@ class DPOTrainer(Trainer):
     def _reference_logps(self, pair_indexes: list[int]) -> np.ndarray:
         """[pairs, 2] log-probabilities of `pair_indexes` (in that order) under the weights now in the
         model, the same on every rank."""
-        from megatron.core import parallel_state
-        from tqdm import tqdm
+        from megatron.core import parallel_state  # loads megatron: only when used
 
         t, dpo = self.train, self.cfg.dpo
         per_step = dpo.global_batch_size
@@ -266,7 +264,7 @@ class DPOTrainer(Trainer):
         return loss_func
 
     def _reduce(self, results: list[dict]):
-        from megatron.core import parallel_state
+        from megatron.core import parallel_state  # loads megatron: only when used
 
         if self._reference_mode:
             self._reference_results = [r["logps"] for r in results]

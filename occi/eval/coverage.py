@@ -241,10 +241,10 @@ def document() -> str:
 
 def plot(path: Path, codes: list[str] | None = None) -> Path:
     """languages x families as a PNG: a filled square where the family exists."""
-    import matplotlib
+    import matplotlib  # loads matplotlib: only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loads matplotlib: only when used
 
     cover = table(codes)
     names = list(languages.BENCHMARKS)

@@ -124,7 +124,7 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
 def file_type(gguf_file: str) -> str:
     """The file's type as llama.cpp names it (q8_0, f16, q4_k_m...), or "" where it cannot be read."""
     try:
-        import gguf
+        import gguf  # loads gguf: only when used
 
         field = gguf.GGUFReader(gguf_file).fields.get("general.file_type")
         name = gguf.LlamaFileType(int(field.contents())).name

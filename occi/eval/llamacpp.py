@@ -41,12 +41,12 @@ def load_llama(path: str, n_ctx: int = 0, threads: int | None = None, gpu_layers
 
     `f32_cache`: keys and values cached in f32 instead of llama.cpp's default f16 (then an f32
     file gives transformers' fp32 logits to about 1e-6: used to check the conversion itself)."""
-    from llama_cpp import Llama
+    from llama_cpp import Llama  # optional: llama_cpp is no core dependency
 
 
     probe_ctx = n_ctx
     if not n_ctx:  # llama.cpp pads a context it is given; ask for the trained one explicitly
-        import gguf
+        import gguf  # loads gguf: only when used
 
         reader = gguf.GGUFReader(path)
         arch = reader.fields["general.architecture"].contents()
@@ -67,7 +67,7 @@ def _without_extra_buffer_types():
     """llama_cpp.Llama (0.3.36) has no argument for llama.cpp's `use_extra_bufts` (an unknown keyword
     is silently ignored): it builds its model parameters from `llama_model_default_params()`, so
     that function gives them with the flag off while a model loads."""
-    from llama_cpp import llama_cpp as bindings
+    from llama_cpp import llama_cpp as bindings  # optional: llama_cpp is no core dependency
 
     defaults = bindings.llama_model_default_params
 

@@ -27,7 +27,7 @@ def load(model: str, device: str, dtype: str, batch_size: int):
     """A transformers causal LM from a folder or a hub id, or a GGUF file (run by llama.cpp,
     occi/eval/llamacpp.py), ready for lm-eval."""
     if model.endswith(".gguf"):
-        from occi.eval.llamacpp import LlamaCppLM  # loads lm-eval: only when used
+        from occi.eval.llamacpp import LlamaCppLM  # loads numpy, tqdm: only when used
 
         return LlamaCppLM(model, gpu_layers=-1 if device.startswith("cuda") else 0)
     return OcciLM(pretrained=model, device=device, dtype=dtype, batch_size=batch_size)

@@ -70,7 +70,7 @@ def _describe_environment_once() -> None:
     """lm-eval describes the machine and the git commit in every results file, by running torch's
     collect_env and git (about 0.3 s of subprocesses per call); occi calls simple_evaluate once
     per cell, so both are found on the first call and copied into the later ones."""
-    import lm_eval.evaluator as evaluator
+    import lm_eval.evaluator as evaluator  # loads lm-eval: only when used
 
     if getattr(evaluator.add_env_info, "occi_cached", False):
         return
@@ -101,8 +101,8 @@ class Evaluator:
 
     def __init__(self, cfg: RunConfig, model: str, label: str, name: str, tasks_dir: Path, offline_only: bool,
                  folders: list[Path], tasks_wanted: list[str]):
-        import torch
-        from lm_eval.tasks import TaskManager
+        import torch  # loads torch: only when used
+        from lm_eval.tasks import TaskManager  # loads lm-eval: only when used
 
         from occi.eval.model import load  # loads lm-eval: only when used
 
@@ -119,8 +119,8 @@ class Evaluator:
     def run(self, cell: Cell, folder: Path) -> dict:
         if cell.family == "fidelity":
             return self.fidelity(cell, folder)
-        from lm_eval import simple_evaluate
-        from lm_eval.loggers import EvaluationTracker
+        from lm_eval import simple_evaluate  # loads lm-eval: only when used
+        from lm_eval.loggers import EvaluationTracker  # loads lm-eval: only when used
 
         started = time.monotonic()
         tracker = EvaluationTracker(output_path=str(folder))
@@ -186,7 +186,7 @@ def evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None = None, model
 
 def _evaluate(cfg: RunConfig, run: RunDir, suites: list[str] | None, model: str | None, share: Share,
               progress: bool) -> dict:
-    from tqdm import tqdm
+    from tqdm import tqdm  # loads tqdm: only when used
 
     run = RunDir.of(run)
     own_model = model is None

@@ -11,13 +11,11 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from occi.errors import OcciError
 from occi.families.mapping import Mapping
-
-if TYPE_CHECKING:
-    from occi.train.config import ModelConfig
+from occi.train.config import ModelConfig
 
 HELPERS = frozenset({"common", "experts", "mapping", "tensors"})
 """Modules of this package that are shared helpers, not families."""
@@ -128,8 +126,6 @@ def family_of(config: dict, where: str) -> Family:
 
 def model_config(config: dict, seq_length: int | None, where: str) -> "ModelConfig":
     """The megatron shape of a base's config.json; seq_length None: the base's context, at most 4096 tokens."""
-    from occi.train.config import ModelConfig
-
     family_ = family_of(config, where)
     try:
         fields = family_.model_fields(config, where)

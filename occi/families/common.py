@@ -7,6 +7,7 @@ mapping of a Llama decoder (megatron's local layer spec):
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from occi.errors import OcciError
@@ -32,8 +33,6 @@ def rope(config: dict) -> tuple[float, dict]:
 def yarn_attention_factor(scaling: dict) -> float:
     """The factor transformers multiplies YaRN's cos and sin by: attention_factor, else from
     mscale / mscale_all_dim, else 0.1 ln(factor) + 1."""
-    import math
-
     def mscale(scale: float, m: float = 1.0) -> float:
         return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
 

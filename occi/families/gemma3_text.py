@@ -161,7 +161,7 @@ def _gguf_hparams(writer, config: dict, where: str) -> None:
     # a top-level rope_scaling (transformers 4's form, which occi's export writes) is written by
     # occi/gguf/rope.py for every family; only the per-layer-type form is Gemma's to write
     if fields["rope_linear_factor"] and not config.get("rope_scaling"):
-        import gguf
+        import gguf  # loads gguf: only when used
 
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(fields["rope_linear_factor"])

@@ -98,7 +98,7 @@ class InterleavedExperts(Mapping):
                 f"{p}down_proj": (e, f, h), f"{p}down_proj_bias": (e, h)}
 
     def to_megatron(self, name, read):
-        import torch
+        import torch  # loads torch: only when used
 
         match = re.fullmatch(re.escape(self.megatron_prefix) + r"\.local_experts\.(\d+)\.linear_fc([12])\.(\w+)", name)
         if not match:
@@ -114,7 +114,7 @@ class InterleavedExperts(Mapping):
         return torch.cat([value[0::2], value[1::2]]).contiguous()
 
     def to_hf(self, state):
-        import torch
+        import torch  # loads torch: only when used
 
         def interleave(fc1: torch.Tensor) -> torch.Tensor:
             gate, up = torch.chunk(fc1, 2, dim=0)

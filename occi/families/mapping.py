@@ -121,12 +121,12 @@ class FusedQKV(Mapping):
         return {self.q: (self.heads * self.head_dim, *self.columns), self.k: kv, self.v: kv}
 
     def to_megatron(self, name, read):
-        from occi.families import tensors
+        from occi.families import tensors  # loads torch: only when used
 
         return tensors.fuse_qkv(read(self.q), read(self.k), read(self.v), self.groups, self.head_dim)
 
     def to_hf(self, state):
-        from occi.families import tensors
+        from occi.families import tensors  # loads torch: only when used
 
         q, k, v = tensors.split_qkv(state[self.megatron], self.heads, self.groups, self.head_dim)
         return {self.q: q, self.k: k, self.v: v}
@@ -148,12 +148,12 @@ class GatedMLP(Mapping):
         return {self.gate: self.shape, self.up: self.shape}
 
     def to_megatron(self, name, read):
-        from occi.families import tensors
+        from occi.families import tensors  # loads torch: only when used
 
         return tensors.cat_rows(read(self.gate), read(self.up))
 
     def to_hf(self, state):
-        from occi.families import tensors
+        from occi.families import tensors  # loads torch: only when used
 
         gate, up = tensors.halves(state[self.megatron])
         return {self.gate: gate, self.up: up}
@@ -188,7 +188,7 @@ class Experts(Mapping):
         return shapes
 
     def to_megatron(self, name, read):
-        from occi.families import tensors
+        from occi.families import tensors  # loads torch: only when used
 
         for e in range(len(self.gate)):
             if name == self._fc(e, 1):
@@ -198,7 +198,7 @@ class Experts(Mapping):
         raise KeyError(name)
 
     def to_hf(self, state):
-        from occi.families import tensors
+        from occi.families import tensors  # loads torch: only when used
 
         experts = range(len(self.gate))
         return {self.fused_gate_up: tensors.stack([state[self._fc(e, 1)] for e in experts]),

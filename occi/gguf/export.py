@@ -11,6 +11,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import gguf
+
 from occi.config import RunConfig
 from occi.diskspace import free_bytes, full_disk_error, reporting_full_disk
 from occi.errors import OcciError
@@ -19,6 +21,7 @@ from occi.gguf import quant as quant_module
 from occi.gguf.modelfile import write_modelfile
 from occi.gguf.quant import QUANT_TYPES, QuantType
 from occi.gguf.writer import read_config, weight_files, write_gguf
+from occi.machine import cores
 from occi.rundir import RunDir
 
 
@@ -32,8 +35,6 @@ def file_name(name: str, quant: str) -> str:
 
 def quantize_with_llama_cpp(source: Path, out: Path, quant: QuantType, tool: str) -> None:
     """llama.cpp's quantizer: the llama-quantize tool, or its C function through llama-cpp-python."""
-    from occi.machine import cores
-
     with atomic_path(out) as tmp, reporting_full_disk(out, tmp):
         if tool == "llama-quantize":
             done = subprocess.run(["llama-quantize", str(source), str(tmp), quant.name.upper(), str(cores())],
@@ -43,7 +44,7 @@ def quantize_with_llama_cpp(source: Path, out: Path, quant: QuantType, tool: str
                 _raise_if_full(out, tmp, source)
                 raise OcciError(f"llama-quantize {quant.name} failed: {last[0]}")
         else:
-            import llama_cpp
+            import llama_cpp  # optional: llama_cpp is no core dependency
 
             params = llama_cpp.llama_model_quantize_default_params()
             params.ftype = int(quant.file_type)
@@ -106,8 +107,6 @@ def _entry(path: Path, quant: str, source_stamp: float | None) -> dict:
 
 
 def _eos_text(path: Path) -> str | None:
-    import gguf
-
     reader = gguf.GGUFReader(str(path))
     eos = reader.fields.get("tokenizer.ggml.eos_token_id")
     tokens = reader.fields.get("tokenizer.ggml.tokens")

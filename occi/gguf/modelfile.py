@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from occi.fsutil import atomic_write_text
+from occi.gguf.vocab import chat_template, json_or_empty
 
 CHATML = ("{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
           "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n")
@@ -31,8 +32,6 @@ def template_and_stops(chat_template: str | None) -> tuple[str, list[str], str]:
 
 
 def modelfile_text(gguf_name: str, hf_dir: Path, eos_text: str | None, context: int) -> str:
-    from occi.gguf.vocab import chat_template, json_or_empty
-
     hf_dir = Path(hf_dir)
     template, stops, what = template_and_stops(chat_template(hf_dir, json_or_empty(hf_dir / "tokenizer_config.json")))
     generation = json_or_empty(hf_dir / "generation_config.json")

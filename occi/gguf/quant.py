@@ -79,7 +79,7 @@ def llama_quantize() -> str | None:
     if shutil.which("llama-quantize"):
         return "llama-quantize"
     try:
-        import llama_cpp  # noqa: F401
+        import llama_cpp  # noqa: F401  optional: llama_cpp may be missing (the except names the fix)
     except ImportError:
         return None
     return "llama-cpp-python"

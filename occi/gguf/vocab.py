@@ -129,7 +129,7 @@ def read_vocab(hf_dir: Path, vocab_size: int) -> Vocab:
 
 
 def _sentencepiece(hf_dir: Path, vocab_size: int, tokenizer_config: dict, config: dict) -> Vocab:
-    from sentencepiece import sentencepiece_model_pb2
+    from sentencepiece import sentencepiece_model_pb2  # loads sentencepiece: only when used
 
     path = hf_dir / "tokenizer.model"
     proto = sentencepiece_model_pb2.ModelProto()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+from safetensors import safe_open
 
 from occi.diskspace import reporting_full_disk
 from occi.errors import OcciError
@@ -86,8 +87,6 @@ def _nbytes(shape: tuple[int, ...], qtype: Q) -> int:
 
 
 def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
-    from safetensors import safe_open
-
     shape = arch_module.shape_of(config, str(hf_dir))
     spec = arch_module.spec_of(config, str(hf_dir / "config.json"))
     names = gguf.get_tensor_name_map(arch_module.gguf_arch(spec), shape.layers)
@@ -124,8 +123,6 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
 
 def scalar_tensors(hf_dir: Path) -> dict[str, float]:
     """Every tensor of one value in the weights, by name (a family's GgufSpec.scalar_hparams)."""
-    from safetensors import safe_open
-
     found = {}
     for file in weight_files(hf_dir):
         with safe_open(str(file), framework="pt") as handle:
@@ -169,8 +166,6 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
     """Writes `out` (atomically) from the model in `hf_dir`, its 2-D weights as `quant`.
 
     `metadata`: optional general.* values (languages, license, description)."""
-    from safetensors import safe_open
-
     hf_dir, out = Path(hf_dir), Path(out)
     config = read_config(hf_dir)
     spec = arch_module.spec_of(config, str(hf_dir / "config.json"))

@@ -14,6 +14,9 @@ import json
 import shutil
 from pathlib import Path
 
+from safetensors.torch import load_file, save_file
+
+from occi.basemodel import BASE_FILES
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, is_done, mark_done
@@ -57,10 +60,7 @@ def _sha256(files: list[Path]) -> str:
 
 def merge(folders: list[Path], weights: list[float], out: Path) -> dict:
     """Writes the weighted average of the models in `folders` to `out`; returns its lineage record."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from occi.basemodel import BASE_FILES
+    import torch  # loads torch: only when used
 
     first = _config(folders[0])
     for folder in folders[1:]:

@@ -11,8 +11,8 @@ import time
 
 
 def main(out: str, megabytes: int, repeats: int = 10) -> None:
-    import torch
-    import torch.distributed as dist
+    import torch  # loads torch: only when used
+    import torch.distributed as dist  # loads torch: only when used
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
     on_gpu = torch.cuda.is_available()

@@ -25,7 +25,7 @@ from occi.slurm.config import load_profile
 
 
 def doctor(cfg, run: RunDir, cluster: str | None = None, quick: bool = False, log=print) -> dict:
-    import torch
+    import torch  # loads torch: only when used
 
     profile = None
     if cluster:

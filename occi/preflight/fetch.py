@@ -15,15 +15,21 @@ recorded, nothing is copied.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
 import shutil
 import time
+import urllib.request
 from dataclasses import dataclass, field
+from fnmatch import fnmatch, fnmatchcase
 from functools import lru_cache
 from pathlib import Path
 
+from occi.corpora.compressed import open_binary
+from occi.corpora.config import LangIdConfig
+from occi.corpora.sources import local_if_exists
 from occi.errors import OcciError
 from occi.preflight import integrity
 from occi.preflight.manifest import Item, Manifest, needed_items
@@ -55,7 +61,7 @@ class Planned:
 def use_cluster_cache(cluster: str | None) -> str:
     """Points HF_HOME at the cluster profile's cache (before huggingface_hub is imported)."""
     if cluster:
-        from occi.slurm.submit import load_profile
+        from occi.slurm.submit import load_profile  # loads pyarrow: only when used
 
         profile, _ = load_profile(cluster)
         if profile.env.get("HF_HOME"):
@@ -133,9 +139,7 @@ def plan_item(item: Item) -> Planned:
 def _plan_dataset(item: Item) -> Planned:
     """A corpus source's files for its subset and split, as `datasets` resolves them; with a
     limit, only the leading files that hold that many rows (estimated from the first file)."""
-    import datasets
-
-    from occi.corpora.sources import local_if_exists
+    import datasets  # loads datasets: only when used
 
     data_files = [local_if_exists(item.base_dir, f) for f in item.data_files] or None
     try:
@@ -173,7 +177,7 @@ def _plan_dataset(item: Item) -> Planned:
 
 def _remote_sizes(files: list[dict], repo_type: str) -> None:
     """Adds each hub file's size and the hub's hash of it (sha256 for LFS files, else the git blob id)."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
     by_repo: dict[tuple[str, str], list[dict]] = {}
     for f in files:
@@ -200,8 +204,8 @@ def _hub_hashes(info) -> dict:
 def _hub_tree(repo: str, repo_type: str, revision: str) -> tuple[str, dict[str, dict]]:
     """The commit a revision names and {path: {bytes, sha256 | blob_id}} of every file in it
     (once per fetch: EU20's tasks of 20 languages share five repositories)."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.hf_api import RepoFile
+    from huggingface_hub import HfApi  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
+    from huggingface_hub.hf_api import RepoFile  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
     api = HfApi()
     commit = api.repo_info(repo, repo_type=repo_type, revision=revision).sha or revision
@@ -214,8 +218,8 @@ def _hub_tree(repo: str, repo_type: str, revision: str) -> tuple[str, dict[str, 
 def _remote_parquet_rows(f: dict) -> int | None:
     """Rows of a hub Parquet file from its footer (a few range requests), or None."""
     try:
-        import pyarrow.parquet as pq
-        from huggingface_hub import HfFileSystem
+        import pyarrow.parquet as pq  # loads pyarrow: only when used
+        from huggingface_hub import HfFileSystem  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
         with HfFileSystem().open(f"datasets/{f['repo']}@{f['revision']}/{f['name']}", "rb") as handle:
             return pq.ParquetFile(handle).metadata.num_rows
@@ -281,14 +285,10 @@ def parse_hf_url(url: str) -> tuple[str, str, str, str] | None:
 
 def _glob_match(name: str, pattern: str) -> bool:
     """fnmatch within one folder level, as HfFileSystem's glob matches `*`."""
-    from fnmatch import fnmatchcase
-
     return name.count("/") == pattern.count("/") and fnmatchcase(name, pattern)
 
 
 def _url_size(url: str) -> int:
-    import urllib.request
-
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30) as response:
             return int(response.headers.get("Content-Length") or 0)
@@ -302,8 +302,6 @@ def _plan_url(item: Item) -> Planned:
 
 
 def _matches(name: str, patterns: list[str]) -> bool:
-    from fnmatch import fnmatch
-
     return any(fnmatch(Path(name).name, p) or fnmatch(name, p) for p in patterns)
 
 
@@ -345,10 +343,9 @@ def count_rows(path: str | Path) -> int | None:
     """Documents in a Parquet or JSON-lines file."""
     path = str(path)
     if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # loads pyarrow: only when used
 
         return pq.ParquetFile(path).metadata.num_rows
-    from occi.corpora.compressed import open_binary
 
     try:
         with open_binary(path) as handle:
@@ -370,7 +367,7 @@ def _download_model(plan: Planned) -> list[dict]:
 def hub_file(f: dict, what: str) -> str:
     """Downloads one hub file (resumable) and checks it; a cached copy that fails the check
     (truncated, changed) is downloaded anew once."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
     def get(force: bool) -> str:
         return hf_hub_download(f["repo"], f["name"], repo_type=f.get("repo_type", "dataset"),
@@ -386,7 +383,7 @@ def hub_file(f: dict, what: str) -> str:
 def _download_eval(plan: Planned) -> list[dict]:
     """lm-eval reads its datasets with `datasets.load_dataset(path, name)`: preparing them once
     here puts them into the datasets cache it reads offline."""
-    import datasets
+    import datasets  # loads datasets: only when used
 
     try:
         loaded = datasets.load_dataset(plan.item.id, plan.item.subset)
@@ -397,8 +394,7 @@ def _download_eval(plan: Planned) -> list[dict]:
 
 
 def _download_url(plan: Planned) -> list[dict]:
-    from occi.corpora.config import LangIdConfig
-    from occi.corpora.langid import resolve_model
+    from occi.corpora.langid import resolve_model  # loads numba: only when used
 
     path = resolve_model(LangIdConfig(model=plan.item.id, cache_dir=plan.item.base_dir or None))
     if plan.files[0]["bytes"] and path.stat().st_size != plan.files[0]["bytes"]:
@@ -420,10 +416,7 @@ def _download_files(plan: Planned) -> list[dict]:
 
 def url_file(f: dict, what: str) -> Path:
     """Downloads a URL once (to a partial file, then renamed) into the cache."""
-    import hashlib
-    import urllib.request
-
-    from huggingface_hub.constants import HF_HOME
+    from huggingface_hub.constants import HF_HOME  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
     folder = Path(os.environ.get("HF_HOME") or HF_HOME) / "occi-urls" / hashlib.sha256(f["url"].encode()).hexdigest()[:16]
     target = folder / (Path(f["url"].split("?")[0]).name or "data")

@@ -144,7 +144,7 @@ def reads_by_name(names: list[str], include_path: str | list[str] | None = None,
 
 @lru_cache(maxsize=4)
 def _task_index(folders: tuple[str, ...], include_defaults: bool) -> dict:
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager  # loads lm-eval: only when used
 
     return TaskManager(include_path=list(folders), include_defaults=include_defaults).task_index
 

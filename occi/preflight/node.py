@@ -37,7 +37,7 @@ def gpu_hardware_present() -> bool:
 
 
 def software() -> list[Check]:
-    import torch
+    import torch  # loads torch: only when used
 
     checks = [Check("python", "ok", platform.python_version(), sys.executable)]
     cuda, hip = torch.version.cuda, getattr(torch.version, "hip", None)
@@ -78,7 +78,7 @@ def software() -> list[Check]:
                             if available else ""))
     else:
         try:
-            import transformer_engine.pytorch  # noqa: F401
+            import transformer_engine.pytorch  # noqa: F401  optional: transformer_engine is no core dependency
             checks.append(Check("transformer-engine", "ok", te))
         except Exception as err:  # a TE built for another torch/CUDA fails at import
             checks.append(Check("transformer-engine", "fail", te, f"import fails: {type(err).__name__}: {str(err)[:200]}",
@@ -91,7 +91,7 @@ def software() -> list[Check]:
 
 
 def gpus(precision: str) -> list[Check]:
-    import torch
+    import torch  # loads torch: only when used
 
     if not torch.cuda.is_available():
         return [Check("gpus", "skip", "none", "no GPU visible to torch: GPU checks (bandwidth, bf16, memory) skipped")]
@@ -131,7 +131,7 @@ def profile_assumptions(profile: ClusterProfile, ranks: int) -> list[Check]:
                             f"ranks without their cores: {missing}" if missing else "",
                             fix="request the whole node (the doctor and training do) or fix rank_cpus"))
     if profile.gpu_request != "none":
-        import torch
+        import torch  # loads torch: only when used
 
         devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
         env_list = os.environ.get("CUDA_VISIBLE_DEVICES") or os.environ.get("ROCR_VISIBLE_DEVICES") or ""
@@ -195,7 +195,7 @@ def interfaces(profile: ClusterProfile | None) -> Check:
 
 def allreduce_bandwidth(megabytes: int = 256) -> Check:
     """busbw of an all-reduce across the node's GPUs (torchrun, NCCL/RCCL), beside the nominal figure."""
-    import torch
+    import torch  # loads torch: only when used
 
     if not torch.cuda.is_available():
         return Check("all-reduce", "skip", "-", "no GPU: the NCCL bandwidth test needs the node's GPUs")

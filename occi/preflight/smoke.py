@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from occi.configtools import to_plain
@@ -57,8 +58,8 @@ def tiny_training(cfg, run: RunDir, gpus: int) -> list[Check]:
 
 def _tiny_training(cfg, folder: Path, tp: int) -> list[Check]:
     from occi import config as config_module  # loads pyarrow: only when used
-    from occi.corpora.build import build as build_corpora  # loads numba, pyarrow: only when used
-    from occi.data.prepare import prepare  # loads pyarrow: only when used
+    from occi.corpora.build import build as build_corpora  # loads numba, pyarrow, tqdm: only when used
+    from occi.data.prepare import prepare  # loads pyarrow, tqdm: only when used
     from occi.tokenizer.train import train as train_tokenizer  # loads pyarrow: only when used
 
     languages = list(cfg.languages[:2])
@@ -105,10 +106,10 @@ def _tiny_training(cfg, folder: Path, tp: int) -> list[Check]:
 
 
 def _export_exactness(smoke, run: RunDir) -> Check:
-    import torch
-    from transformers import AutoModelForCausalLM
+    import torch  # loads torch: only when used
+    from transformers import AutoModelForCausalLM  # loads transformers: only when used
 
-    from occi.train.export import export, megatron_logits  # loads torch: only when used
+    from occi.train.export import export, megatron_logits  # loads pyarrow, torch: only when used
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         export(smoke, run)
@@ -196,9 +197,7 @@ def _throughput(cfg, folder: Path, gpus: int, params: int, steps: int | None) ->
 
 def _random_data(cfg, run: RunDir, code: str, tokens: int = 400_000) -> None:
     """data/ with random token ids of the config's vocabulary, as `occi data prepare` lays it out."""
-    import numpy as np
-
-    from occi.data.prepare import token_dtype  # loads pyarrow: only when used
+    from occi.data.prepare import token_dtype  # loads pyarrow, tqdm: only when used
 
     vocab = cfg.tokenizer.vocab_size
     rng = np.random.default_rng(cfg.seed)

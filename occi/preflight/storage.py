@@ -21,7 +21,7 @@ BYTES_PER_DOCUMENT = 4_000
 
 
 def precision_of(cfg) -> str:
-    import torch
+    import torch  # loads torch: only when used
 
     if cfg.train.precision != "auto":
         return cfg.train.precision
@@ -135,7 +135,7 @@ def hub(cfg, run: RunDir) -> list[Check]:
         checks.append(Check("hub", "fail" if items else "warn", f"{endpoint} unreachable", str(err)[:200],
                             fix="fetch on a machine with internet (`occi fetch`) and run with HF_HUB_OFFLINE=1"))
         return checks
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
 
     for item in items:
@@ -156,7 +156,7 @@ def hub(cfg, run: RunDir) -> list[Check]:
 def _token() -> Check:
     """Whether a hub token is set (never shown)."""
     try:
-        from huggingface_hub import get_token
+        from huggingface_hub import get_token  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
         present = bool(get_token())
     except Exception:  # an old huggingface_hub: the environment only

@@ -58,3 +58,8 @@ def comparison(run_dir: Path, base_label: str | None) -> str:
     if len(rows) == 2:
         return ""
     return "Base model and continued model on the same cells:\n\n" + "\n".join(rows)
+
+
+def card_section(cfg, run: RunDir, out_dir: Path) -> str:
+    """The import stage's `## Base model` section."""
+    return "## Base model\n\n" + base_section(cfg, run)

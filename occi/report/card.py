@@ -10,43 +10,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from occi import languages
-from occi.basemodel import is_base_run, run_model_config, vocab_size
+from occi.basemodel import is_base_run, vocab_size
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_text, mark_done
 from occi.pipeline import StageResult, stages_of
-from occi.plots import pyplot, save_png
 from occi.report import content_summary, leaderboard, publish
+from occi.report.base_section import front_matter
+from occi.report.card_model import MISSING, model_of
 from occi.report.cost_section import cost_section
-from occi.report.dpo_section import dpo_section
 from occi.report.eval_section import evaluation_section
-from occi.report.fidelity_section import fidelity_section
-from occi.report.ifeval_section import ifeval_section
-from occi.report.governance_section import governance_section
 from occi.report.lineage_section import lineage_section, trained_languages
 from occi.report.markdown_text import markdown_table
 from occi.report.moe_section import moe_section
-from occi.report.sft_section import adjust_front_matter, is_chat, sft_section
-from occi.report.tokenizer_section import tokenizer_section
+from occi.report.sft_section import adjust_front_matter, is_chat
 from occi.rundir import RunDir
 from occi.sharding import Share
 from occi.train.config import flops_per_token
 
-MISSING = "_Not available: {what} is missing from this run ({path})._"
+CARD_PARTS = ("model", "data", "training", "results", "use")
+"""The parts of the card the stages' sections go to (Stage.card_part), in the card's order: `model` before the
+model details, `data`, `training` and `results` after the intended uses, `use` before the compute; the card's
+own sections (model details, intended uses, compute, cost, the training-content summary, lineage, usage,
+citation) belong to no one stage."""
 
 
 # ------------------------------------------------------------------ sections
 
-def _model(cfg: RunConfig, run: RunDir):
-    """The run's model shape (an imported base's from base/config.json), or None."""
-    try:
-        return run_model_config(cfg, run) if cfg.model is not None else None
-    except OcciError:
-        return None
-
-
 def _details(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
-    m = _model(cfg, run)
+    m = model_of(cfg, run)
     if m is None:
         return MISSING.format(what="the model shape", path="model: in the config, or base/config.json")
     vocab = blend["vocab_size"] if blend else None
@@ -71,72 +63,6 @@ def _padded_vocab(run: RunDir, blend: dict | None) -> int | None:
     return (run.read_json(run.hf / "config.json") or {}).get("vocab_size") or (blend or {}).get("vocab_size")
 
 
-def _training_data(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
-    stats = run.read_json(run.corpora_stats)
-    if not stats:
-        return MISSING.format(what="the corpora statistics", path="corpora/stats.json")
-    sources = ", ".join(f"`{s.name}` ({s.kind}{': ' + s.dataset if s.dataset else ''})" for s in cfg.corpora.sources)
-    lines = [f"Sources: {sources}. Documents were normalised (Unicode NFC, repaired encodings), language-identified "
-             f"with fastText ({cfg.corpora.langid.model or 'lid.176.ftz'}) against per-language thresholds, filtered with "
-             f"the Gopher quality and repetition rules and FineWeb's line rules, and deduplicated per language "
-             f"(exact, and MinHash LSH on word {cfg.corpora.dedup.ngram_size}-grams with {cfg.corpora.dedup.bands} bands "
-             f"x {cfg.corpora.dedup.rows} rows).", ""]
-    rows = []
-    for code in cfg.languages:
-        entry = stats["languages"].get(code, {})
-        tokens = blend["languages"][code]["train"]["tokens"] if blend else None
-        weight = blend["languages"][code]["weight"] if blend else None
-        rows.append((code, f"{entry.get('documents_in', 0):,}", f"{entry.get('documents_kept', 0):,}",
-                     f"{entry.get('words_kept', 0):,}", f"{tokens:,}" if tokens is not None else "n/a",
-                     f"{weight:.3f}" if weight is not None else "n/a"))
-    lines.append(markdown_table(["language", "documents in", "documents kept", "words kept", "training tokens", "blend weight"], rows))
-    drops = stats["totals"]["drops"]
-    if drops:
-        top = sorted(drops.items(), key=lambda kv: -kv[1])[:8]
-        lines += ["", "Most frequent reasons documents were dropped: " + ", ".join(f"`{k}` ({v:,})" for k, v in top) + "."]
-    if blend and blend.get("alpha") is not None:
-        lines += ["", f"Languages are blended by temperature sampling over token counts (alpha = {blend['alpha']})."]
-    return "\n".join(lines)
-
-
-def _tokenizer(cfg: RunConfig, run: RunDir) -> str:
-    report = run.read_json(run.tokenizer_report)
-    if not report:
-        return MISSING.format(what="the tokenizer report", path="tokenizer/report.json")
-    return tokenizer_section(report, cfg.languages)
-
-
-def _training(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
-    from occi.train.logs import read_log  # loads torch: only when used
-
-    records = read_log(run.train)
-    train = {r["step"]: r for r in records if r.get("kind") == "train"}
-    if not train:
-        return MISSING.format(what="the training log", path="train/log.jsonl")
-    t = cfg.train
-    steps = max(train)
-    seq_length = _model(cfg, run).seq_length
-    tokens = steps * t.global_batch_size * seq_length
-    valid = [r for r in records if r.get("kind") == "valid"]
-    rows = [("Steps", f"{steps:,}"), ("Tokens seen", f"{tokens:,}"),
-            ("Global batch", f"{t.global_batch_size} sequences x {seq_length} tokens"),
-            ("Parallelism", f"tensor {t.tensor_parallel}, pipeline {t.pipeline_parallel}, data {t.data_parallel}"),
-            ("Optimizer", f"AdamW (beta1 {t.adam_beta1}, beta2 {t.adam_beta2}, weight decay {t.weight_decay})"),
-            ("Learning rate", f"{t.lr:g} peak, {t.warmup_steps} warmup steps, {t.lr_schedule} decay to {t.min_lr:g}"),
-            ("Precision", {"auto": "bf16 on GPU, fp32 on CPU"}.get(t.precision, t.precision)),
-            ("Final training loss", f"{train[steps]['loss']:.4f}")]
-    if t.goldfish is not None:
-        from occi.train import goldfish
-
-        rows.append(("Memorisation control", goldfish.describe(t.goldfish.k, t.goldfish.h, goldfish.logged_totals(records))))
-    if valid:
-        last = valid[-1]["loss"]
-        rows.append(("Final validation loss (mean over languages)", f"{sum(last.values()) / len(last):.4f}"))
-    text = [markdown_table(["", ""], rows), "", "![training and validation loss](loss_curve.png)"]
-    _plot_loss(train, valid, out_dir / "loss_curve.png")
-    return "\n".join(text)
-
-
 def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
     from occi.train.logs import read_log  # loads torch: only when used
 
@@ -146,49 +72,13 @@ def _compute(cfg: RunConfig, run: RunDir, blend: dict | None) -> str:
         return MISSING.format(what="the training log", path="train/log.jsonl")
     steps = {r["step"]: r for r in train}
     seconds = sum(r["seconds"] for r in steps.values())
-    model = _model(cfg, run)
+    model = model_of(cfg, run)
     tokens = len(steps) * cfg.train.global_batch_size * model.seq_length
     flops = flops_per_token(model, vocab_size(model, run)) * tokens
     hardware = cfg.card.hardware or summary.get("hardware", "not recorded (train/summary.json)")
     return markdown_table(["", ""], [("Hardware", hardware), ("Training time (sum of step times)", f"{seconds / 3600:.4f} h"),
                              ("Training compute (6N + attention per token" + (", N active" if model.is_moe else "") + ")",
                               f"{flops:.3e} FLOPs")])
-
-
-def _evaluation(cfg: RunConfig, run: RunDir) -> tuple[str, list]:
-    from occi.report.base_section import comparison  # loads pyarrow: only when used
-
-    text, results = evaluation_section(run)
-    side_by_side = comparison(run, base_eval_label(run)) if is_base_run(cfg) else ""
-    return (text + "\n\n" + side_by_side if side_by_side else text), results
-
-
-def base_eval_label(run: RunDir) -> str | None:
-    """The label the base model's evaluation has in this run (eval/models.json), if it was evaluated."""
-    source = run.read_json(run.base / "source.json")
-    from occi.eval.runner import registered_models  # loads pyarrow: only when used
-
-    models = registered_models(run)
-    if not source:
-        return None
-    return next((label for label, path in models.items() if path in (source["folder"], source["base"])), None)
-
-
-def _fidelity(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
-    text = fidelity_section(run, cfg.languages, out_dir)
-    return ["## Answer-language fidelity", text] if text else []
-
-
-def _instruction_following(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
-    text = ifeval_section(run, cfg.languages, out_dir)
-    return ["## Instruction following", text] if text else []
-
-
-def _gguf(cfg: RunConfig, run: RunDir) -> list[str]:
-    from occi.report.gguf_section import gguf_section  # loads pyarrow: only when used
-
-    text = gguf_section(cfg, run, cfg.languages)
-    return ["## Run it locally (GGUF: llama.cpp, Ollama)", text] if text else []
 
 
 def _content_summary(cfg: RunConfig, run: RunDir, out_dir: Path) -> str:
@@ -224,30 +114,15 @@ def _citation(cfg: RunConfig) -> str:
                       "  note   = {Trained with the occi pipeline (corpora, tokenizer, megatron-core, lm-eval)},", "}", "```"])
 
 
-def _plot_loss(train: dict, valid: list, path: Path) -> None:
-    fig, ax = pyplot().subplots(figsize=(7, 4))
-    steps = sorted(train)
-    ax.plot(steps, [train[s]["loss"] for s in steps], label="training loss", color="#2b7bba")
-    if valid:
-        ax.plot([v["step"] for v in valid], [sum(v["loss"].values()) / len(v["loss"]) for v in valid],
-                marker="o", label="validation loss (mean over languages)", color="#e66101")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats per token)")
-    ax.legend()
-    fig.tight_layout()
-    save_png(fig, path)
-
-
 # ------------------------------------------------------------------ the card
 
 def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = None) -> str:
-    from huggingface_hub import ModelCardData
+    from huggingface_hub import ModelCardData  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
-    evaluation, eval_results = _evaluation(cfg, run)
-    blend = run.read_json(run.blend_file)  # the counts and vocabulary several sections show
+    _, eval_results = evaluation_section(run)
+    blend = run.read_json(run.blend_file)  # the counts and vocabulary the model details and compute show
     hub_sources = [s.dataset for s in cfg.corpora.sources if s.kind == "hub" and s.dataset and "/" in s.dataset]
-    from occi.report.base_section import base_section, front_matter  # loads pyarrow: only when used
-    from occi.report.stability_section import stability_section  # loads torch: only when used
+    parts = stage_sections(cfg, run, out_dir)
 
     continued = is_base_run(cfg)
     data = ModelCardData(
@@ -266,22 +141,11 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
         + (f"continued from `{cfg.model.base}`" if continued else "trained from scratch")
         + f" with occi (megatron-core) in the run `{cfg.name}`. This card is generated by `occi card` "
         "from the run's files; do not edit it by hand.",
-        *(["## Base model", base_section(cfg, run)] if continued else []),
+        *parts["model"],
         "## Model details", _details(cfg, run, blend),
-        *moe_section(_model(cfg, run), run, _padded_vocab(run, blend), out_dir),
+        *moe_section(model_of(cfg, run), run, _padded_vocab(run, blend), out_dir),
         "## Intended uses and limitations", f"{cfg.card.intended_use}\n\n{cfg.card.limitations}",
-        "## Training data", _training_data(cfg, run, blend),
-        *governance_section(run, cfg.languages),
-        "## Tokenizer", _tokenizer(cfg, run),
-        "## Training", _training(cfg, run, out_dir),
-        *stability_section(cfg, run),
-        *sft_section(cfg, run, out_dir),
-        *dpo_section(cfg, run, out_dir),
-        "## Evaluation", evaluation,
-        *_fidelity(cfg, run, out_dir),
-        *_instruction_following(cfg, run, out_dir),
-        *_gguf(cfg, run),
-        *_stage_sections(cfg, run, out_dir),
+        *parts["data"], *parts["training"], *parts["results"], *parts["use"],
         "## Compute", _compute(cfg, run, blend),
         "## Cost and energy", cost_section(cfg, run),
         "## EU AI Act: summary of training content", _content_summary(cfg, run, out_dir),
@@ -292,9 +156,14 @@ def card_text(cfg: RunConfig, run: RunDir, out_dir: Path, repo_id: str | None = 
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
 
 
-def _stage_sections(cfg: RunConfig, run: RunDir, out_dir: Path) -> list[str]:
-    """The sections the run's stages declare (occi/pipeline.py: Stage.card_section), in stage order."""
-    return [text for text in (stage.section(cfg, run, out_dir) for stage in stages_of(cfg)) if text]
+def stage_sections(cfg: RunConfig, run: RunDir, out_dir: Path) -> dict[str, list[str]]:
+    """The sections the run's stages declare (occi/pipeline.py: Stage.card_section), per card part, in stage order."""
+    parts: dict[str, list[str]] = {part: [] for part in CARD_PARTS}
+    for stage in stages_of(cfg):
+        text = stage.section(cfg, run, out_dir)
+        if text:
+            parts[stage.card_part].append(text)
+    return parts
 
 
 def write_card(cfg: RunConfig, run: RunDir, out: Path | None = None, repo_id: str | None = None) -> Path:

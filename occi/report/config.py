@@ -57,7 +57,7 @@ class ProviderConfig:
     base_model_summary: str = ""
     """Continued pretraining: where the base model's own training-content summary is (a URL)."""
     source_categories: dict[str, str] = field(default_factory=dict)
-    """Per source name (corpora and SFT sources): public, licensed, private, crawled, user,
+    """Per source name (corpora, SFT and DPO sources): public, licensed, private, crawled, user,
     synthetic or other. Default: hub sources public; local sources must be declared."""
     crawler: str = ""
     """Sources declared `crawled`: the crawler's name and how it behaved (robots.txt, opt-outs)."""

@@ -19,8 +19,9 @@ from occi import languages
 from occi.basemodel import is_base_run, run_model_config
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text
-from occi.report.content_summary_markdown import NOT_APPLIED, TEMPLATE_SECTIONS, render
+from occi.report.content_summary_markdown import NOT_APPLIED, TEMPLATE_SECTIONS, TUNING_NAMES, render
 from occi.rundir import RunDir
+from occi.train import goldfish
 
 TEMPLATE = ("Explanatory Notice and Template for the Public Summary of Training Content for general-purpose AI "
             "models (AI Office, published 24 July 2025; Commission Communication C(2025) 8311 of 5 December 2025)")
@@ -116,6 +117,8 @@ def _modalities(cfg, run: RunDir, stats: dict, todo) -> dict:
     data_tokens = sum(entry["train"]["tokens"] for entry in blend.get("languages", {}).values())
     sft = run.read_json(run.sft_stats)
     sft_tokens = sft["totals"]["tokens"] if sft else 0
+    dpo = run.read_json(run.dpo_stats)
+    dpo_tokens = dpo["totals"]["tokens"] if dpo else 0
     per_language, total, steps = trained_tokens(cfg, run)
     rows = []
     for code in cfg.languages:
@@ -127,18 +130,22 @@ def _modalities(cfg, run: RunDir, stats: dict, todo) -> dict:
             row.update(tokens_trained=trained, share=round(trained / total, 6) if total else 0.0,
                        epochs=round(trained / in_data, 3) if in_data else None)
         rows.append(row)
-    size = data_tokens + sft_tokens
+    size = data_tokens + sft_tokens + dpo_tokens
     size_range = next(label for limit, label in SIZE_RANGES if size < limit) if size else None
     content = ["text: natural-language documents (" + ", ".join(sorted({s.kind for s in cfg.corpora.sources})) + ")"]
     if sft:
         content.append("text: chat conversations for supervised fine-tuning")
+    if dpo:
+        content.append("text: preference pairs (a prompt with a chosen and a rejected answer) for preference tuning")
     if run.read_json(run.distill_stats):
         content.append("text: answers written by a teacher model (synthetic)")
+    tuning = {stage: dict(zip(("tokens", "steps"), tuning_tokens_trained(run, run.stage_folder(stage))))
+              for stage, stats in (("sft", sft), ("dpo", dpo)) if stats}
     return {"title": TEMPLATE_SECTIONS["1.3"],
             "modalities": ["text"],
             "training_data_size": {"text": {"tokens": size, "pretraining_tokens": data_tokens, "sft_tokens": sft_tokens,
-                                            "range": size_range}},
-            "tokens_trained": total, "steps": steps, "content_types": content,
+                                            "dpo_tokens": dpo_tokens, "range": size_range}},
+            "tokens_trained": total, "steps": steps, "tuning_trained": tuning, "content_types": content,
             "latest_collection": _latest_collection(cfg, run, todo), "languages": rows,
             "languages_recorded": per_language is not None}
 
@@ -182,12 +189,11 @@ def _sources(cfg, run: RunDir, stats: dict, todo) -> dict:
                "words": entry.get("words_kept", 0),
                "share_of_bytes": round(entry.get("bytes_kept", 0) / kept_bytes, 6) if kept_bytes else 0.0}
         listed[_category_or_todo(cfg, source, todo)].append(row)
-    for source in (cfg.sft.sources if cfg.sft else []):
-        entry = sft.get("sources", {}).get(source.name, {})
-        listed[_category_or_todo(cfg, source, todo)].append({
-            "name": source.name, "used_for": "supervised fine-tuning", "kind": source.kind,
-            "link": source.dataset or source.path, "conversations": entry.get("kept", 0),
-            "tokens": entry.get("tokens", 0)})
+    for stage, stats_of_stage in (("sft", sft), ("dpo", run.read_json(run.dpo_stats) or {})):
+        section = getattr(cfg, stage)
+        for source in (section.sources if section else []):
+            listed[_category_or_todo(cfg, source, todo)].append(
+                tuning_source(stage, source, stats_of_stage, manifest))
     crawled = {"title": TEMPLATE_SECTIONS["2.3"], "sources": listed["crawled"]}
     if listed["crawled"]:
         crawled["crawler"] = _need(cfg.provider.crawler, "crawler",
@@ -202,6 +208,32 @@ def _sources(cfg, run: RunDir, stats: dict, todo) -> dict:
         "2.5": {"title": TEMPLATE_SECTIONS["2.5"], "sources": listed["synthetic"], "distillation": _distillation(cfg, run)},
         "2.6": {"title": TEMPLATE_SECTIONS["2.6"], "sources": listed["other"] + listed["undeclared"]},
     }
+
+
+TUNING = {"sft": (TUNING_NAMES["sft"], "conversations"), "dpo": (TUNING_NAMES["dpo"], "pairs")}
+"""What the rows of a tuning stage's sources are used for and called."""
+
+
+def tuning_source(stage: str, source, stats: dict, manifest: dict) -> dict:
+    """A fine-tuning (sft) or preference (dpo) source as the summary lists it, from <stage>/data/stats.json:
+    rows read, kept and dropped by reason, their tokens, and the tokens its epochs planned to train."""
+    entry = stats.get("sources", {}).get(source.name, {})
+    used_for, unit = TUNING[stage]
+    revisions = sorted({str(item["revision"]) for item in manifest.get("items", {}).values()
+                        if source.dataset and item.get("id") == source.dataset and item.get("revision")})
+    return {"name": source.name, "used_for": used_for, "kind": source.kind, "link": source.dataset or source.path,
+            "revision": ", ".join(revisions) or None, "license": source.license or "not stated",
+            "rows_in": entry.get("rows_in", 0), unit: entry.get("kept", 0), "dropped": entry.get("drops", {}),
+            "tokens": entry.get("tokens", 0),
+            "tokens_planned": entry.get("tokens_per_epoch", 0) * stats.get("epochs", 0)}
+
+
+def tuning_tokens_trained(run: RunDir, folder: Path) -> tuple[int, int]:
+    """(tokens, steps) a tuning stage trained, from its log's training records (the `tokens` of each step)."""
+    from occi.train.logs import read_log  # loads torch: only when used
+
+    steps = {r["step"]: r for r in read_log(folder) if r.get("kind") == "train"}
+    return sum(r.get("tokens", 0) for r in steps.values()), len(steps)
 
 
 def _category_or_todo(cfg, source, todo) -> str:
@@ -240,7 +272,8 @@ def _distillation(cfg, run: RunDir) -> dict | None:
     return {"teacher": stats["teacher"], "revision": stats.get("revision") or "default branch",
             "prompts": {code: files if isinstance(files, list) else [files]
                         for code, files in cfg.distill.prompts.items()},
-            "rows": {code: entry["rows"] for code, entry in stats["languages"].items()}}
+            "rows": {code: entry["rows"] for code, entry in stats["languages"].items()},
+            "prompt_rows": {code: entry["prompts"] for code, entry in stats["languages"].items() if "prompts" in entry}}
 
 
 def _steps(drops: dict) -> dict[str, dict[str, int]]:
@@ -274,6 +307,7 @@ def _processing(cfg, run: RunDir, stats: dict) -> dict:
     decontamination = stats.get("decontamination")
     goldfish = cfg.train.goldfish
     sft = run.read_json(run.sft_stats)
+    dpo = run.read_json(run.dpo_stats)
     langid = cfg.corpora.langid
     return {
         "3.1": {"title": TEMPLATE_SECTIONS["3.1"],
@@ -296,13 +330,14 @@ def _processing(cfg, run: RunDir, stats: dict) -> dict:
                                          if goldfish else NOT_APPLIED),
                 "sft_checks": ({"conversations_kept": sft["totals"]["kept"], "dropped": sft["totals"]["drops"]}
                                if sft else None),
+                "dpo_checks": ({"pairs_kept": dpo["totals"]["kept"], "dropped": dpo["totals"]["drops"]}
+                               if dpo else None),
                 "documents_in": (stats.get("totals") or {}).get("documents_in"),
                 "documents_kept": (stats.get("totals") or {}).get("documents_kept")},
     }
 
 
 def _goldfish_totals(run: RunDir) -> dict | None:
-    from occi.train import goldfish
-    from occi.train.logs import read_log
+    from occi.train.logs import read_log  # loads torch: only when used
 
     return goldfish.logged_totals(read_log(run.train))

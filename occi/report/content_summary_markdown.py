@@ -6,6 +6,8 @@ from occi.report.markdown_text import markdown_table
 from occi.train.goldfish import describe as describe_goldfish
 
 NOT_APPLIED = "not applied"
+TUNING_NAMES = {"sft": "supervised fine-tuning", "dpo": "preference tuning"}
+"""The tuning stages whose data the summary lists beside the pretraining corpora."""
 """What the summary says of a processing step the run did not record."""
 TEMPLATE_SECTIONS = {
     "1": "General information",
@@ -42,8 +44,15 @@ def _sources_table(rows: list[dict]) -> str:
     return _table(["source", "used for", "link", "revision", "licence", "size", "share of pretraining text"],
                   [(r["name"], r["used_for"], f"`{r['link']}`", r.get("revision") or "n/a", r.get("license", "n/a"),
                     f"{r['documents']:,} documents, {r['bytes']:,} bytes, {r['words']:,} words" if "documents" in r
-                    else f"{r['conversations']:,} conversations, {r['tokens']:,} tokens",
+                    else _tuning_size(r),
                     f"{100 * r['share_of_bytes']:.2f}%" if "share_of_bytes" in r else "n/a") for r in rows])
+
+
+def _tuning_size(row: dict) -> str:
+    """A fine-tuning or preference source's size: rows read, kept (with their tokens), dropped by reason."""
+    unit = "conversations" if "conversations" in row else "pairs"
+    return (f"{row['rows_in']:,} rows read, {row[unit]:,} {unit} kept, {row['tokens']:,} tokens "
+            f"({row['tokens_planned']:,} over its epochs); dropped: {_drops(row['dropped'])}")
 
 
 def _drops(reasons: dict) -> str:
@@ -90,8 +99,11 @@ def _characteristics(d: dict) -> list[str]:
            _table(["", ""], [
                ("Modalities", ", ".join(d["modalities"])),
                ("Training data size (text)", f"{size['range'] or 'n/a'}: {size['tokens']:,} tokens "
-                f"({size['pretraining_tokens']:,} pretraining, {size['sft_tokens']:,} fine-tuning)"),
+                f"({size['pretraining_tokens']:,} pretraining, {size['sft_tokens']:,} fine-tuning, "
+                f"{size['dpo_tokens']:,} preference tuning)"),
                ("Tokens trained (pretraining)", f"{d['tokens_trained']:,} in {d['steps']:,} steps"),
+               *[(f"Tokens trained ({TUNING_NAMES[stage]})", f"{done['tokens']:,} in {done['steps']:,} steps")
+                 for stage, done in d["tuning_trained"].items()],
                ("Types of content", "; ".join(d["content_types"])),
                ("Latest date of data collection",
                 latest["date"] + (f" ({latest['from']})" if latest["from"] else ""))]),
@@ -131,7 +143,9 @@ def _distillation(distill: dict | None) -> str:
         return f"{NOT_APPLIED}."
     prompts = "; ".join(f"{code}: {', '.join(f'`{f}`' for f in files)}" for code, files in distill["prompts"].items())
     rows = ", ".join(f"{code} {n:,}" for code, n in distill["rows"].items())
-    return f"teacher `{distill['teacher']}` ({distill['revision']}); prompts: {prompts}; answers kept: {rows}."
+    read = ", ".join(f"{code} {n:,}" for code, n in distill.get("prompt_rows", {}).items())
+    return (f"teacher `{distill['teacher']}` ({distill['revision']}); prompts: {prompts}"
+            + (f"; prompts read: {read}" if read else "") + f"; answers kept: {rows}.")
 
 
 def _processing(rights: dict, illegal: dict, other: dict) -> list[str]:
@@ -152,6 +166,9 @@ def _processing(rights: dict, illegal: dict, other: dict) -> list[str]:
     if other["sft_checks"]:
         rows.append(("Fine-tuning data checks", f"{other['sft_checks']['conversations_kept']:,} conversations kept; "
                      "dropped: " + _drops(other["sft_checks"]["dropped"])))
+    if other.get("dpo_checks"):
+        rows.append(("Preference data checks", f"{other['dpo_checks']['pairs_kept']:,} pairs kept; "
+                     "dropped: " + _drops(other["dpo_checks"]["dropped"])))
     return ["", _heading("3.1"), "",
             _lists_text(rights["optout_lists"], "opt-out")
             + (f" Crawler behaviour: {rights['crawler']}." if rights["crawler"] else ""),

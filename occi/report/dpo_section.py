@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from occi.plots import pyplot, save_png
 from occi.report.markdown_text import table_cell as _md
 from occi.rundir import RunDir
 
@@ -66,12 +67,11 @@ def dpo_section(cfg, run: RunDir, out_dir: Path) -> list[str]:
 
 def plot_curves(run: RunDir, path: Path) -> Path | None:
     """The loss and the mean chosen and rejected rewards per step."""
-    from occi.train.logs import read_log
+    from occi.train.logs import read_log  # loads torch: only when used
 
     records = {r["step"]: r for r in read_log(run.dpo) if r.get("kind") == "train"}
     if not records:
         return None
-    from occi.plots import pyplot, save_png
 
     steps = sorted(records)
     fig, (left, right) = pyplot().subplots(1, 2, figsize=(10, 4))
@@ -86,3 +86,8 @@ def plot_curves(run: RunDir, path: Path) -> Path | None:
     fig.tight_layout()
     save_png(fig, path)
     return path
+
+
+def card_section(cfg, run: RunDir, out_dir: Path) -> str:
+    """The dpo stage's section of the model card ("" for a run without preference tuning)."""
+    return "\n\n".join(dpo_section(cfg, run, out_dir))

@@ -99,3 +99,9 @@ def _pct(value: float | None, base: float | None) -> str:
 
 def _folder_size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else 0
+
+
+def card_section(cfg, run: RunDir, out_dir: Path) -> str:
+    """The export stage's section: how to run the GGUF files locally ("" without GGUF files)."""
+    text = gguf_section(cfg, run, cfg.languages)
+    return "## Run it locally (GGUF: llama.cpp, Ollama)\n\n" + text if text else ""

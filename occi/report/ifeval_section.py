@@ -7,6 +7,7 @@ from pathlib import Path
 
 from occi import languages
 from occi.eval import ifeval
+from occi.eval.runner import own_table
 from occi.plots import pyplot, save_png
 from occi.rundir import RunDir
 
@@ -28,8 +29,6 @@ def wilson_interval(value: float, count: int) -> tuple[float, float]:
 def ifeval_section(run: RunDir, codes: list[str], out_dir: Path | None = None) -> str | None:
     """The section's text (and, with `out_dir`, its chart there), or None when the run's model was
     not evaluated with the ifeval suite."""
-    from occi.eval.runner import own_table  # loads pyarrow: only when used
-
     table = own_table(RunDir.of(run)) or {}
     cells = {c["language"]: c for c in table.get("cells", []) if c["family"] == "ifeval"}
     if not cells:

@@ -422,8 +422,8 @@ def html_page(summary: dict) -> str:
 
 
 def heatmap(summary: dict, path: Path) -> None:
-    import matplotlib
-    import numpy as np
+    import matplotlib  # loads matplotlib: only when used
+    import numpy as np  # loads numpy: only when used
 
 
     plt = pyplot()

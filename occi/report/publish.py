@@ -42,7 +42,7 @@ def upload_plan(run_dir: Path, card: Path) -> list[tuple[str, Path]]:
 
 
 def _endpoint() -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
     return constants.ENDPOINT.rstrip("/")
 
@@ -58,9 +58,9 @@ def format_plan(repo_id: str, files: list[tuple[str, Path]], unchanged: set[str]
 
 def unchanged_files(repo_id: str, files: list[tuple[str, Path]], token: str | None = None) -> set[str]:
     """The files the repository already holds with the same content (none when it does not exist)."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-    from huggingface_hub.hf_api import RepoFile
+    from huggingface_hub import HfApi  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
+    from huggingface_hub.hf_api import RepoFile  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
 
     try:
@@ -94,7 +94,7 @@ def dry_run(repo_id: str, files: list[tuple[str, Path]]) -> str:
 def push(repo_id: str, files: list[tuple[str, Path]], private: bool = False) -> str:
     """Creates the model repository if needed and uploads the changed files in one commit; returns
     its URL (or says that nothing changed)."""
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+    from huggingface_hub import CommitOperationAdd, HfApi, get_token  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
     token = os.environ.get("HF_TOKEN") or get_token()
     if not token:

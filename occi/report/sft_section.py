@@ -99,3 +99,8 @@ def _loss_curve(run: RunDir, path: Path) -> Path | None:
     fig.tight_layout()
     save_png(fig, path)
     return path
+
+
+def card_section(cfg, run: RunDir, out_dir: Path) -> str:
+    """The sft stage's section of the model card ("" for a run without chat tuning)."""
+    return "\n\n".join(sft_section(cfg, run, out_dir))

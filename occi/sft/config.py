@@ -33,6 +33,8 @@ class ChatSourceConfig:
     (chosen by a seeded hash, so the choice does not depend on reading order)."""
     limit: int | None = None
     """At most this many rows read from this source."""
+    license: str | None = None
+    """The conversations' licence (an SPDX identifier such as CC-BY-4.0), stated in the training-content summary."""
 
     def __post_init__(self) -> None:
         check_location(self.kind, self.dataset, self.path)

@@ -31,10 +31,15 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import xxhash
 
+from occi.corpora.compressed import open_binary
 from occi.errors import OcciError, warn
+from occi.fsutil import atomic_path
 from occi.globbing import glob_files
+from occi.plots import pyplot, save_png
 from occi.sft.config import ChatSourceConfig, SFTConfig
+from occi.sft.template import encode
 
 ROLES = ("system", "user", "assistant")
 DROP_REASONS = (
@@ -84,8 +89,6 @@ def _rows(source: ChatSourceConfig, base_dir: str, section: str) -> Iterator[tup
 
 
 def _jsonl_rows(path: str) -> Iterator[tuple[str, object]]:
-    from occi.corpora.compressed import open_binary
-
     line_number = 0
     try:
         with open_binary(path) as handle:
@@ -101,7 +104,7 @@ def _jsonl_rows(path: str) -> Iterator[tuple[str, object]]:
 
 
 def _parquet_rows(path: str) -> Iterator[tuple[str, object]]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # loads pyarrow: only when used
 
     try:
         table = pq.read_table(path)
@@ -113,7 +116,7 @@ def _parquet_rows(path: str) -> Iterator[tuple[str, object]]:
 
 
 def _hub_rows(source: ChatSourceConfig, base_dir: str, section: str) -> Iterator[tuple[str, object]]:
-    import datasets
+    import datasets  # loads datasets: only when used
 
     files = None
     if source.data_files:
@@ -177,8 +180,6 @@ def answer_text(messages: list[dict]) -> str:
 def truncated(tokenizer, messages: list[dict], limit: int):
     """The longest prefix of `messages` ending with an assistant turn whose encoding fits `limit`
     tokens, encoded; None when not even the first answer fits."""
-    from occi.sft.template import encode
-
     ends = [i + 1 for i, m in enumerate(messages) if m["role"] == "assistant"]
     for end in reversed(ends):
         encoded = encode(tokenizer, messages[:end])
@@ -189,8 +190,6 @@ def truncated(tokenizer, messages: list[dict], limit: int):
 
 def copies_per_epoch(weight: float, seed: int, source: str, number: int) -> int:
     """Copies per epoch of a row of a source with this weight (the fraction by a seeded hash)."""
-    import xxhash
-
     whole, fraction = int(weight), weight - int(weight)
     draw = xxhash.xxh64_intdigest(f"{seed}/{source}/{number}".encode()) / 2**64
     return whole + (1 if draw < fraction else 0)
@@ -200,8 +199,7 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
             out: Path) -> dict:
     """Reads, checks and tokenizes every source into `out` (nothing when no conversation is
     kept); returns the statistics."""
-    from occi.corpora.dedup import MinHasher, exact_key, find_duplicates
-    from occi.sft.template import encode
+    from occi.corpora.dedup import MinHasher, exact_key, find_duplicates  # loads numba: only when used
 
     drops: dict[tuple[str, str], Counter] = defaultdict(Counter)  # (source, language or "?") -> reason counts
     rows_in: Counter = Counter()
@@ -283,7 +281,6 @@ def prepare(sft: SFTConfig, run_languages: list[str], tokenizer, seq_length: int
     stats = _statistics(sft, run_languages, rows_in, drops, totals, examples, provenance, seq_length)
     if not repeats:
         return stats
-    from occi.fsutil import atomic_path
 
     with atomic_path(out / "conversations.npz") as tmp:
         with open(tmp, "wb") as handle:
@@ -347,8 +344,6 @@ def format_table(stats: dict) -> str:
 
 def plot(stats: dict, path: Path) -> None:
     """Kept and dropped conversations per language, the drops split by reason group."""
-    from occi.plots import pyplot, save_png
-
     plt = pyplot()
     codes = list(stats["languages"])
     groups = sorted({reason.split("/")[0] for e in stats["languages"].values() for reason in e["drops"]})

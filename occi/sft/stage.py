@@ -12,11 +12,13 @@ import os
 import time
 from pathlib import Path
 
+from occi.basemodel import is_base_run, run_model_config
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, is_done, mark_done
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
+from occi.sft import data, template
 from occi.sharding import Share
 
 
@@ -26,16 +28,14 @@ def has_sft(cfg: RunConfig) -> bool:
 
 def tokenizer_source(cfg: RunConfig, run: RunDir) -> Path:
     """The run's tokenizer folder (for a base run not past its tokenizer stage: the base's)."""
-    from occi.train.export import run_tokenizer_dir
+    from occi.train.export import run_tokenizer_dir  # loads torch: only when used
 
     return run_tokenizer_dir(cfg, run)
 
 
 def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     """sft/tokenizer (with the chat template) and sft/data (checked, tokenized conversations)."""
-    from occi.sft import data
-    from occi.basemodel import run_model_config
-    from occi.sft.trainer import sft_seq_length
+    from occi.sft.trainer import sft_seq_length  # loads torch: only when used
 
     if is_done(run.sft_data):
         return run.read_json(run.sft_stats) or {}
@@ -49,8 +49,6 @@ def prepare_chat_data(cfg: RunConfig, section, data, source: Path, tokenizer_dir
     """The chat stages' preparation (sft, dpo): `tokenizer_dir` (the tokenizer at `source` with the
     section's chat template) and `data_dir` (the rows `data.prepare` checked and tokenized, with
     stats.json and kept_dropped.png); an error naming `row`s when none survived."""
-    from occi.sft import template
-
     with atomic_dir(tokenizer_dir) as tmp:
         origin = template.write_chat_tokenizer(source, tmp, section.template)
     tokenizer = template.load_tokenizer(tokenizer_dir)
@@ -82,8 +80,7 @@ def wait_for_data(data_dir: Path, what: str, seconds: float = 7200) -> None:
 
 
 def _check_ready(cfg: RunConfig, run: RunDir) -> None:
-    from occi.train import checkpoints
-    from occi.basemodel import is_base_run
+    from occi.train import checkpoints  # loads torch: only when used
 
     if cfg.sft is None:
         raise OcciError(f"{cfg.source_file}: no `sft:` section; add one with the chat data sources")
@@ -91,12 +88,11 @@ def _check_ready(cfg: RunConfig, run: RunDir) -> None:
         run.require("train")
     if checkpoints.latest_iteration(run.root) is None:
         raise OcciError(f"{run.checkpoints}: no checkpoint to fine-tune; run `occi train` first")
-    from occi.train.model import has_transformer_engine
+    from occi.train.model import has_transformer_engine  # loads torch: only when used
 
     if cfg.sft.packing and has_transformer_engine():
         raise OcciError(f"{cfg.source_file}: sft.packing: Transformer Engine's fused attention here does not take "
                         "occi's per-conversation mask; set sft.packing: false (padding) on this machine")
-    from occi.basemodel import run_model_config
 
     if cfg.sft.packing and run_model_config(cfg, run.root).sliding_window:
         raise OcciError(f"{cfg.source_file}: sft.packing: a sliding-window model builds its own attention mask "
@@ -105,7 +101,7 @@ def _check_ready(cfg: RunConfig, run: RunDir) -> None:
 
 def sft(cfg: RunConfig, run: RunDir) -> dict:
     """Prepares the data (once) and fine-tunes to the planned steps, or until a stop."""
-    from occi.train import checkpoints, launch, stop
+    from occi.train import checkpoints, launch, stop  # loads torch: only when used
 
     run = RunDir.of(run)
     _check_ready(cfg, run)
@@ -121,8 +117,8 @@ def sft(cfg: RunConfig, run: RunDir) -> dict:
         launch.rank_environment()
         if os.environ["RANK"] == "0":
             stop.clear(run.root)
-        from occi.sft.trainer import SFTTrainer
-        from occi.train.trainer import main
+        from occi.sft.trainer import SFTTrainer  # loads torch: only when used
+        from occi.train.trainer import main  # loads torch: only when used
 
         code = main(str(run.config_file), str(run.root), SFTTrainer, run.sft_error)
     else:
@@ -143,9 +139,8 @@ def sft(cfg: RunConfig, run: RunDir) -> dict:
 
 
 def _planned_steps(cfg: RunConfig, run: RunDir) -> int:
-    from occi.sft import packing
-    from occi.sft.trainer import sft_seq_length
-    from occi.basemodel import run_model_config
+    from occi.sft import packing  # loads torch: only when used
+    from occi.sft.trainer import sft_seq_length  # loads torch: only when used
 
     conversations = packing.Conversations.load(run.sft_data / "conversations.npz")
     seq_length = sft_seq_length(cfg, run_model_config(cfg, run.root))
@@ -155,8 +150,6 @@ def _planned_steps(cfg: RunConfig, run: RunDir) -> int:
 
 def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
     """The sft stage of the stage list (occi/pipeline.py)."""
-    from occi.sft import data
-
     summary = sft(cfg, run)
     table = data.format_table(run.read_json(RunDir.of(run).sft_stats) or {"languages": {}, "totals": {}}) \
         if summary["complete"] else ""

@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from occi.basemodel import TOKENIZER_FILES
 from occi.errors import OcciError
 
 OCCI_TEMPLATE = (
@@ -51,8 +52,6 @@ class Encoded:
 def write_chat_tokenizer(source: Path, out: Path, policy: str = "auto") -> str:
     """Copies the tokenizer files of `source` to `out`, adding occi's template unless the tokenizer
     has its own (and `policy` is auto). Returns "base" or "occi", the template's origin."""
-    from occi.basemodel import TOKENIZER_FILES
-
     out.mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
@@ -73,7 +72,7 @@ def write_chat_tokenizer(source: Path, out: Path, policy: str = "auto") -> str:
 
 def load_tokenizer(folder: Path):
     """The chat tokenizer (a fast tokenizer: offsets are needed)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # loads transformers: only when used
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     if not getattr(tokenizer, "is_fast", False):

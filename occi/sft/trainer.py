@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from occi.basemodel import vocab_size
 from occi.errors import OcciError
 from occi.rundir import RunDir
 from occi.sft import packing
@@ -57,8 +58,6 @@ class SFTTrainer(Trainer):
         return sft_train_config(self.cfg, len(self.plan))
 
     def _vocab_size(self) -> int:
-        from occi.basemodel import vocab_size
-
         return vocab_size(self.model_cfg, self.run_dir)
 
     def _build_data(self) -> None:
@@ -110,7 +109,7 @@ class SFTTrainer(Trainer):
         return loss_func
 
     def _reduce(self, results: list[dict]) -> float:
-        from megatron.core import parallel_state
+        from megatron.core import parallel_state  # loads megatron: only when used
 
         local = torch.zeros(2, dtype=torch.float64, device=current_device())
         if self.is_last_stage:

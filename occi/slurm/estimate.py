@@ -13,6 +13,7 @@ and the memory breakdown is drawn in <run>/plan-memory.png.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -44,7 +45,7 @@ def model_shape(cfg: RunConfig, run: RunDir):
         return cfg.model
     candidates = [run.base / "config.json", Path(cfg.model.base) / "config.json"]
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # huggingface_hub reads HF_HOME at import: only after `occi fetch --cluster` set it
 
         cached = try_to_load_from_cache(cfg.model.base, "config.json", revision=cfg.model.revision)
         if isinstance(cached, str):
@@ -134,7 +135,6 @@ def memory_refusal(cfg: RunConfig, run: RunDir, profile: ClusterProfile, cluster
     when the model's shape cannot be read (a base not fetched)."""
     if not profile.gpu_memory_gib:
         return None
-    import dataclasses
 
 
     model = model_shape(cfg, run)

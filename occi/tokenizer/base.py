@@ -16,12 +16,11 @@ from occi.fsutil import atomic_dir, atomic_write_json, mark_done
 from occi.tokenizer import models
 from occi.tokenizer import report as tokenizer_report
 from occi.rundir import RunDir
+from occi.tokenizer.sampling import corpus_lines
 
 
 def keep(cfg: RunConfig, run_dir: Path) -> dict:
     """Copies the base's tokenizer into <run>/tokenizer/ with its report; returns the report."""
-    from occi.tokenizer.sampling import corpus_lines
-
     folder = resolve(cfg.model)
     if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file()):
         raise OcciError(f"{folder}: the base has no tokenizer.json or tokenizer.model to keep")

@@ -24,21 +24,22 @@ import json
 import shutil
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from occi.basemodel import TOKENIZER_FILES, resolve
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, atomic_write_json, mark_done
 from occi.tokenizer import models
 from occi.tokenizer import report as tokenizer_report
+from occi.tokenizer.sampling import corpus_lines, sample_lines, write_training_text
 from occi.tokenizer.sentencepiece_extend import check_extendable, extend_model
 from occi.rundir import RunDir
+from occi.tokenizer.spm_train import train_sentencepiece
 
 
 def extend(cfg: RunConfig, run_dir: Path) -> dict:
     """Writes the extended tokenizer into <run>/tokenizer/ with its report; returns the report."""
-    from occi.tokenizer.sampling import corpus_lines, sample_lines, write_training_text
-    from occi.tokenizer.spm_train import train_sentencepiece
-
     folder = resolve(cfg.model)
     if not (folder / "tokenizer.json").is_file():
         raise OcciError(f"{folder}: tokenizer extend needs the base's tokenizer.json (a BPE model)")
@@ -82,7 +83,7 @@ def extend(cfg: RunConfig, run_dir: Path) -> dict:
 
 def candidates(model_file: Path) -> list[str]:
     """The learned pieces as text, most useful first (specials, bytes and single characters left out)."""
-    import sentencepiece as spm
+    import sentencepiece as spm  # loads sentencepiece: only when used
 
     sp = spm.SentencePieceProcessor(model_file=str(model_file))
     pieces = [(sp.get_score(i), i, sp.id_to_piece(i)) for i in range(sp.get_piece_size())
@@ -94,8 +95,6 @@ def candidates(model_file: Path) -> list[str]:
 def add_pieces(tokenizer_file: Path, texts: list[str], limit: int) -> list[dict]:
     """Adds pieces for `texts` (in order) to a BPE tokenizer.json, at most `limit` new pieces in all;
     returns [{piece, id, text, parts: base ids}] for every new piece."""
-    from tokenizers import Tokenizer
-
     base = Tokenizer.from_file(str(tokenizer_file))
     data = json.loads(tokenizer_file.read_text(encoding="utf-8"))
     vocab: dict[str, int] = data["model"]["vocab"]

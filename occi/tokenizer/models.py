@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tokenizers import Tokenizer as Raw
+
 from occi.errors import OcciError
 
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
@@ -36,7 +38,7 @@ class Tokenizer:
 
 class SentencePieceTokenizer(Tokenizer):
     def __init__(self, path: Path, name: str):
-        import sentencepiece as spm
+        import sentencepiece as spm  # loads sentencepiece: only when used
 
         self.name = name
         self.sp = spm.SentencePieceProcessor(model_file=str(path))
@@ -49,8 +51,6 @@ class SentencePieceTokenizer(Tokenizer):
 
 class HFTokenizer(Tokenizer):
     def __init__(self, path: Path, name: str):
-        from tokenizers import Tokenizer as Raw
-
         self.name = name
         self.raw = Raw.from_file(str(path))
         self.vocab_size = self.raw.get_vocab_size()
@@ -65,7 +65,7 @@ class TekkenTokenizer(Tokenizer):
     """Byte-level BPE: every byte is in the vocabulary, so there is no byte fallback to count."""
 
     def __init__(self, path: Path, name: str):
-        from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+        from mistral_common.tokens.tokenizers.tekken import Tekkenizer  # loads mistral_common: only when used
 
         self.name = name
         self.tekken = Tekkenizer.from_file(path)
@@ -78,7 +78,7 @@ class TekkenTokenizer(Tokenizer):
 def load(spec: str) -> Tokenizer:
     """A tokenizer from a reference name, a tokenizer folder, a .model or a tokenizer.json."""
     if spec in REFERENCES:
-        import mistral_common
+        import mistral_common  # loads mistral_common: only when used
 
         path = Path(mistral_common.__file__).parent / "data" / REFERENCES[spec]
         if not path.is_file():

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from occi import languages
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text
+from occi.plots import pyplot, save_png
 from occi.tokenizer.models import Tokenizer
 
 
@@ -54,8 +56,6 @@ def measure(tokenizer: Tokenizer, text: str) -> Measurement:
 
 def read_texts(specs: list[str]) -> dict[str, str]:
     """LANG=FILE arguments -> text per language, with one clear error per bad argument."""
-    from occi import languages
-
     texts = {}
     for spec in specs:
         code, sep, file = spec.partition("=")
@@ -132,9 +132,7 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
-    import numpy as np
-
-    from occi.plots import pyplot, save_png
+    import numpy as np  # loads numpy: only when used
 
     plt = pyplot()
     names, codes = list(report["tokenizers"]), report["languages"]

@@ -29,7 +29,7 @@ BPE = 2  # TrainerSpec.ModelType
 
 def read_model(path: Path):
     """The ModelProto of a SentencePiece BPE model file (one-line OcciError otherwise)."""
-    from sentencepiece import sentencepiece_model_pb2
+    from sentencepiece import sentencepiece_model_pb2  # loads sentencepiece: only when used
 
     proto = sentencepiece_model_pb2.ModelProto()
     try:

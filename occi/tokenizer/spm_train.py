@@ -13,7 +13,7 @@ SPECIALS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 
 def train_sentencepiece(cfg, text_file: Path, prefix: Path, line_count: int) -> None:
     """Trains `prefix`.model and `prefix`.vocab from `text_file` (`line_count` lines) with the run's recipe."""
-    import sentencepiece as spm
+    import sentencepiece as spm  # loads sentencepiece: only when used
 
     recipe = cfg.tokenizer
     user_symbols = list(recipe.special_tokens) + [f"<reserved_{i}>" for i in range(recipe.reserved_tokens)]

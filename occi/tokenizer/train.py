@@ -8,7 +8,10 @@ built in a temporary folder that replaces tokenizer/ only when complete.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from tokenizers import normalizers
 
 from occi.config import RunConfig
 from occi.fsutil import atomic_dir, atomic_write_json, mark_done
@@ -29,8 +32,6 @@ tokenizer returns them unless told so, and `model.generate(**inputs)` then fails
 
 def train(cfg: RunConfig, run: RunDir) -> dict:
     """Trains the run's tokenizer (unless done) and returns its report."""
-    import json
-
     out = run.tokenizer
     if run.is_done("tokenizer"):
         return json.loads(run.tokenizer_report.read_text(encoding="utf-8"))
@@ -63,10 +64,7 @@ def _write_hf_files(folder: Path) -> None:
     transformers converts the SentencePiece model; its Llama tokenizer class then rebuilds the
     pre-tokenizer on load in a way that drops a leading space, so the files name the generic fast
     tokenizer and carry SentencePiece's own rule (prefix one "▁", every space becomes "▁")."""
-    import json
-
-    from tokenizers import normalizers
-    from transformers import LlamaTokenizerFast, PreTrainedTokenizerFast
+    from transformers import LlamaTokenizerFast, PreTrainedTokenizerFast  # loads transformers: only when used
 
     converted = LlamaTokenizerFast.from_pretrained(str(folder))._tokenizer
     converted.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])

@@ -66,7 +66,7 @@ def _state(trainer, loading: bool) -> dict:
 
 def save(trainer) -> None:
     """Saves the trainer's state at its current step (called on every rank)."""
-    from megatron.core import dist_checkpointing
+    from megatron.core import dist_checkpointing  # loads megatron: only when used
 
     global _ASYNC_QUEUE
     run_dir, step, root = trainer.run_dir, trainer.step, trainer.checkpoint_folder
@@ -88,7 +88,7 @@ def save(trainer) -> None:
             _prune(root, trainer.train.keep_last)
 
     if use_async:
-        from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+        from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue  # loads megatron: only when used
 
         if _ASYNC_QUEUE is None:
             _ASYNC_QUEUE = AsyncCallsQueue()
@@ -133,7 +133,7 @@ def _prune(root: Path, keep_last: int) -> None:
 def load_weights(trainer, path: Path) -> None:
     """Loads only the model weights of a checkpoint (any layout) into the trainer's model: the
     start of a fine-tuning, whose optimizer and schedule begin afresh."""
-    from megatron.core import dist_checkpointing
+    from megatron.core import dist_checkpointing  # loads megatron: only when used
 
     if not (Path(path) / "metadata.json").exists():
         raise OcciError(f"{path}: checkpoint is missing or incomplete (no metadata.json)")
@@ -155,7 +155,7 @@ def _refresh_main_params(trainer) -> None:
 
 def load_latest(trainer) -> int:
     """Loads the newest checkpoint into the trainer; returns its iteration (0: none)."""
-    from megatron.core import dist_checkpointing
+    from megatron.core import dist_checkpointing  # loads megatron: only when used
 
     root = trainer.checkpoint_folder
     iteration = latest_iteration(trainer.run_dir, root)

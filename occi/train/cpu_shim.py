@@ -63,7 +63,7 @@ class _CudaTypeNames(torch.overrides.TorchFunctionMode):
 
 
 def _patch_distributed_optimizer() -> None:
-    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer  # loads megatron: only when used
 
     build_groups = DistributedOptimizer._build_model_and_main_param_groups.__func__
 
@@ -73,7 +73,7 @@ def _patch_distributed_optimizer() -> None:
 
     DistributedOptimizer._build_model_and_main_param_groups = classmethod(build_with_cuda_type_names)
 
-    from megatron.core.optimizer import distrib_optimizer
+    from megatron.core.optimizer import distrib_optimizer  # loads megatron: only when used
 
     if distrib_optimizer.HAVE_APEX_OR_TE:
         return
@@ -100,7 +100,7 @@ def _patch_distributed_optimizer() -> None:
 
 
 def _patch_rng_tracker() -> None:
-    import megatron.core.tensor_parallel.random as rng
+    import megatron.core.tensor_parallel.random as rng  # loads megatron: only when used
 
     rng._get_cuda_rng_state = lambda *args, **kwargs: torch.get_rng_state()
     rng._set_cuda_rng_state = lambda state, *args, **kwargs: torch.set_rng_state(state)

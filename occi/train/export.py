@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+import torch.distributed as dist
 
 from occi import families
 from occi.basemodel import TOKENIZER_FILES, is_base_run, run_model_config, vocab_size as run_vocab_size
@@ -27,12 +28,15 @@ from occi.diskspace import reporting_full_disk
 from occi.errors import OcciError
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
+from occi.sft.config import SFTConfig
 from occi.sharding import Share
 from occi.fsutil import atomic_dir, mark_done
 from occi.families.mapping import local_name
 from occi.tokenizer.train import MODEL_INPUT_NAMES
 from occi.train import checkpoints
-from occi.train.config import ModelConfig
+from occi.train.config import ModelConfig, TrainConfig
+from occi.train.model import build_model
+from occi.train.trainer import setup_distributed
 
 
 @contextmanager
@@ -42,12 +46,7 @@ def single_process_model(cfg: RunConfig, run_dir: Path, iteration: int | None = 
     checkpoint is the latest (or `iteration`) in `root`, by default the run's checkpoints/.
 
     Sets up a one-rank gloo group when none exists (no launcher needed) and tears it down."""
-    import torch.distributed as dist
-    from megatron.core import dist_checkpointing, parallel_state
-
-    from occi.train.config import TrainConfig
-    from occi.train.model import build_model
-    from occi.train.trainer import setup_distributed
+    from megatron.core import dist_checkpointing, parallel_state  # loads megatron: only when used
 
     iteration = iteration if iteration is not None else checkpoints.latest_iteration(run_dir, root)
     if iteration is None:
@@ -93,7 +92,7 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
     """Writes <run>/hf/: config, safetensors weights, tokenizer files, generation config. A run
     with DPO (else SFT) checkpoints exports the newest of them, with the tokenizer DPO (SFT)
     trained with (its chat template included)."""
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # loads transformers: only when used
 
     run = RunDir.of(run_dir)
     run_dir = run.root
@@ -151,7 +150,7 @@ def hf_config(family: families.Family, model: ModelConfig, base: dict | None, vo
               special: dict[str, int | None], dtype: torch.dtype):
     """The transformers config of an export: the base's (its config.json with the run's vocabulary
     size) or, without a base, the family's export values with the tokenizer's special ids."""
-    import transformers
+    import transformers  # loads transformers: only when used
 
     if base is None:
         values = {**family.export_values(model), "bos_token_id": special.get("bos"),
@@ -168,14 +167,13 @@ def hf_config(family: families.Family, model: ModelConfig, base: dict | None, vo
 
 
 def model_class(family: families.Family):
-    import transformers
+    import transformers  # loads transformers: only when used
 
     return getattr(transformers, family.hf_class)
 def _max_new_tokens(cfg: RunConfig, chat: bool) -> int:
     """generation_config.json's default answer length: SFT's setting for a chat model."""
     if not chat:
         return 64
-    from occi.sft.config import SFTConfig
 
     return cfg.sft.max_new_tokens if cfg.sft else SFTConfig.max_new_tokens
 
@@ -184,7 +182,7 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), format: str = "hf",
     """The export stage of the stage list (occi/pipeline.py): the transformers model, or with
     format="gguf" llama.cpp/Ollama files made from it (occi/gguf/)."""
     if format == "gguf":
-        from occi.gguf.export import export_gguf
+        from occi.gguf.export import export_gguf  # loads gguf: only when used
 
         paths = export_gguf(cfg, run, [quant] if quant else None)
         return StageResult("\n".join(f"export: {path} ({path.stat().st_size / 1e6:,.1f} MB) + "
@@ -241,12 +239,12 @@ def _portable_tokenizer_config(path: Path) -> None:
 
 def _special_ids(tokenizer_dir: Path) -> dict[str, int | None]:
     if (tokenizer_dir / "tokenizer.json").is_file():
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # loads transformers: only when used
 
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         return {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id,
                 "unk": tokenizer.unk_token_id}
-    import sentencepiece as spm
+    import sentencepiece as spm  # loads sentencepiece: only when used
 
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer_dir / "tokenizer.model"))
     ids = {"bos": sp.bos_id(), "eos": sp.eos_id(), "unk": sp.unk_id()}

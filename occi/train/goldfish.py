@@ -51,7 +51,7 @@ def apply(batch: dict, k: int, h: int) -> dict:
 
     Position p of a batch predicts labels[p] (the sequence's token p + 1) from tokens[:p + 1], so
     the sequence is tokens followed by the last label, and loss position p is its position p + 1."""
-    import torch
+    import torch  # loads torch: only when used
 
     tokens, labels = batch["tokens"].cpu().numpy(), batch["labels"].cpu().numpy()
     sequence = np.concatenate([tokens, labels[:, -1:]], axis=1)

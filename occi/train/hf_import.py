@@ -29,18 +29,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from safetensors import safe_open
 
-from occi import families, lifeline
+from occi import config as config_module, families, lifeline
 from occi.basemodel import BASE_FILES, is_base_run, read_config, resolve, tokenizer_ids
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.families.mapping import Mapping, local_name
 from occi.fsutil import atomic_dir, atomic_write_json, atomic_write_text, mark_done
+from occi.machine import cores
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
 from occi.train import checkpoints, hf_weights, mxfp4, streaming_save
 from occi.train.config import ModelConfig
+from occi.train.model import build_model
+from occi.train.trainer import setup_distributed
 
 IMPORT_MARKER = "occi_import.json"
 """In a checkpoint folder: written by `occi import` (model only, no optimizer state)."""
@@ -58,8 +63,6 @@ class Shards:
             except (ValueError, KeyError) as err:
                 raise OcciError(f"{index}: not a safetensors index ({err})") from None
         elif (self.folder / "model.safetensors").is_file():
-            from safetensors import safe_open
-
             with safe_open(self.folder / "model.safetensors", framework="pt") as handle:
                 weight_map = {name: "model.safetensors" for name in handle.keys()}
         else:
@@ -203,8 +206,6 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
     try:
         world = cfg.train.tensor_parallel * cfg.train.pipeline_parallel
         if world == 1 and "RANK" not in os.environ:
-            import torch.distributed as dist
-
             dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
             try:
                 write_rank(cfg, folder, tmp, run_dir)
@@ -239,16 +240,13 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
 
 
 def _teardown() -> None:
-    import torch.distributed as dist
-    from megatron.core import parallel_state
+    from megatron.core import parallel_state  # loads megatron: only when used
 
     parallel_state.destroy_model_parallel()
     dist.destroy_process_group()
 
 
 def _torchrun(cfg: RunConfig, run: RunDir, folder: Path, tmp: Path, world: int) -> None:
-    from occi.machine import cores
-
     error_file = tmp / "error.txt"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
                "-m", "occi.train.hf_import", str(run.config_file), str(folder), str(tmp), str(run.root)]
@@ -274,9 +272,6 @@ def write_rank(cfg: RunConfig, folder: Path, out: Path, run_dir: Path) -> None:
     The model is built on the meta device (shapes and megatron's sharding, no memory), and each
     tensor of its sharded state dict is made from the base's tensors only when the checkpoint
     writer writes it (occi/train/streaming_save.py)."""
-    from occi.train.model import build_model
-    from occi.train.trainer import setup_distributed
-
     config, model_cfg, shards = check(cfg, folder, run_dir)
     added = extension(cfg, run_dir)
     dtype = import_dtype(cfg, config)
@@ -332,10 +327,6 @@ class _TensorMaker:
 
 def main(config_path: str, folder: str, out: str, run_dir: str) -> int:
     """Entry point of one torchrun rank."""
-    import torch.distributed as dist
-
-    from occi import config as config_module
-
     lifeline.die_with_parent()  # a torchrun rank ends with torchrun
     # A failed rank leaves without the final barrier: its peers may be waiting in another
     # collective, and torchrun stops them once one rank exits non-zero.

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from safetensors import safe_open
+from tqdm import tqdm
 
 from occi.errors import OcciError
 
@@ -45,8 +47,6 @@ def check_layout(folder: Path, weight_map: dict[str, str], expected: dict[str, t
 def check_values(folder: Path, weight_map: dict[str, str], names: list[str]) -> None:
     """Every value of the named tensors is finite; else one line naming the first tensor with NaN
     or infinity, its file and the counts."""
-    from tqdm import tqdm
-
     bad: list[tuple[Path, str, int, int, int]] = []
     groups = _by_file(folder, weight_map, names)
     with tqdm(total=sum(len(n) for _, n in groups), desc="import: checking the base's values", unit="tensor",
@@ -101,8 +101,6 @@ def _by_file(folder: Path, weight_map: dict[str, str], names) -> list[tuple[Path
 @contextmanager
 def opened(path: Path) -> Iterator:
     """A safetensors shard opened for reading; a damaged file is one line naming it."""
-    from safetensors import safe_open
-
     try:
         handle = safe_open(path, framework="pt")
     except Exception as err:  # safetensors raises its own error types for damaged files

@@ -9,12 +9,16 @@ torchrun); a second signal is passed on to torchrun.
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from occi import lifeline
+from occi.basemodel import is_base_run, run_model_config, vocab_size
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, mark_done
@@ -22,7 +26,11 @@ from occi.machine import cores
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
-from occi.train import checkpoints, stop
+from occi.train import checkpoints, knobs, stop, trackers, trainer
+from occi.train.config import padded_vocab_size
+from occi.train.logs import read_log
+from occi.train.model import has_transformer_engine
+from occi.train.moe_logs import plot_expert_load
 
 
 def _slurm_rank_environment() -> dict[str, str]:
@@ -57,13 +65,10 @@ def rank_environment() -> None:
 def _check_ready(cfg: RunConfig, run: RunDir) -> None:
     if cfg.model is None:
         raise OcciError(f"{cfg.source_file}: no `model:`; name a model recipe (tiny, 125m, 1b, 7b) or a mapping")
-    from occi.basemodel import is_base_run
 
     if is_base_run(cfg):
         run.require("import")
     run.require("data")
-    from occi.train import knobs, trackers
-    from occi.train.model import has_transformer_engine
 
     refused = knobs.refusal(cfg.train, has_transformer_engine())
     if refused:
@@ -82,7 +87,6 @@ def train(cfg: RunConfig, run: RunDir) -> dict:
         rank_environment()
         if os.environ["RANK"] == "0":
             stop.clear(run_dir)  # a request left by an earlier local launch is not for this one
-        from occi.train import trainer
 
         code = trainer.main(str(run.config_file), str(run_dir))
     else:
@@ -112,16 +116,10 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share()) -> StageResult:
 def _parameters(cfg: RunConfig, run: RunDir) -> dict:
     """Total and active parameters (they differ for a mixture of experts: a token uses top-k of
     the experts); for a mixture, also the PNG of expert load per layer from the training log."""
-    from occi.basemodel import run_model_config, vocab_size
-    from occi.train.config import padded_vocab_size
-    from occi.train.logs import read_log
-
     model = run_model_config(cfg, run.root)
     rows = padded_vocab_size(vocab_size(model, run), model, cfg.train.tensor_parallel)
     out = {"parameters": model.parameters(rows), "active_parameters": model.parameters(rows, active=True)}
     if model.is_moe:
-        from occi.train.moe_logs import plot_expert_load
-
         if plot_expert_load(read_log(run.train), run.expert_load_plot):
             out["expert_load_plot"] = run.relative(run.expert_load_plot)
     return out
@@ -129,10 +127,6 @@ def _parameters(cfg: RunConfig, run: RunDir) -> dict:
 
 def hardware(cfg: RunConfig) -> str:
     """What the ranks ran on, for the model card."""
-    import platform
-
-    import torch
-
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.machine()})"
     nodes = int(os.environ.get("SLURM_NNODES", "1"))
     return f"{cfg.train.world_size} x {device}" + (f" on {nodes} nodes" if nodes > 1 else "")

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from occi.train import moe_logs
+from occi.train.trackers import Trackers
 
 TRAIN_METRICS = ("loss", "lr", "grad_norm", "tokens_per_s", "tflops_per_device", "mfu", "memory_gib", "loss_tokens",
                  "goldfish_dropped")
@@ -22,7 +23,6 @@ class TrainLog:
         self.trackers = None
         if enabled:
             self.folder.mkdir(parents=True, exist_ok=True)
-            from occi.train.trackers import Trackers
 
             self.trackers = Trackers(list(trackers), self.folder, run_name, resumed_step)
 

@@ -13,20 +13,21 @@ torch's RMSNorm marked sequence-parallel on the local spec.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 
 import torch
 
 from occi.train.config import ModelConfig, TrainConfig, padded_vocab_size
+from occi.train.knobs import recompute_settings
 from occi.train.layers.activations import ACTIVATIONS
 from occi.train.layers.embedding_scale import scale_embeddings
 from occi.train.layers.spec import custom_block_spec, rewrite, uses_custom_layers
 
 
 def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtype):
-    from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig
-
-    from occi.train.knobs import recompute_settings
+    from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig  # loads megatron: only when used
 
     on_gpu = torch.cuda.is_available()
     config_class = MLATransformerConfig if model.is_mla else TransformerConfig
@@ -145,7 +146,7 @@ def has_transformer_engine() -> bool:
     if not torch.cuda.is_available():
         return False
     try:
-        import transformer_engine  # noqa: F401
+        import transformer_engine  # noqa: F401  optional: transformer_engine may be missing (the except names the fix)
     except ImportError:
         return False
     return True
@@ -158,7 +159,7 @@ def layer_spec(config, model: ModelConfig | None = None):
         get_gpt_decoder_block_spec,
         get_gpt_layer_local_spec,
         get_gpt_layer_with_transformer_engine_spec,
-    )
+    )  # loads megatron: only when used
 
     if model is not None and uses_custom_layers(model):
         spec = custom_block_spec(config, model)
@@ -179,9 +180,9 @@ def layer_spec(config, model: ModelConfig | None = None):
 
 
 def _latent_attention(value):
-    from megatron.core.transformer.dot_product_attention import DotProductAttention
+    from megatron.core.transformer.dot_product_attention import DotProductAttention  # loads megatron: only when used
 
-    from occi.train.layers.latent_attention import LatentDotProductAttention
+    from occi.train.layers.latent_attention import LatentDotProductAttention  # loads megatron: only when used
 
     return LatentDotProductAttention if value is DotProductAttention else None
 
@@ -200,7 +201,7 @@ class SequenceParallelRMSNorm:
 
 def _with_sequence_parallel_norms(spec):
     """The spec with every WrappedTorchNorm (layer, q/k and final norms) a SequenceParallelRMSNorm."""
-    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm  # loads megatron: only when used
 
     return rewrite(spec, lambda value: SequenceParallelRMSNorm if value is WrappedTorchNorm else None)
 
@@ -209,7 +210,7 @@ def _router_without_transformer_engine() -> None:
     """megatron-core 0.16.1's router reads moe_utils.te_general_gemm, a name bound only when
     Transformer Engine imports (else a NameError in the first forward); None selects its plain
     torch matmul."""
-    from megatron.core.transformer.moe import moe_utils
+    from megatron.core.transformer.moe import moe_utils  # loads megatron: only when used
 
     if not hasattr(moe_utils, "te_general_gemm"):
         moe_utils.te_general_gemm = None
@@ -217,13 +218,13 @@ def _router_without_transformer_engine() -> None:
 
 def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: torch.dtype):
     """The GPTModel part of this pipeline stage (megatron's parallel state must be set up)."""
-    from megatron.core import parallel_state
-    from megatron.core.models.gpt import GPTModel
+    from megatron.core import parallel_state  # loads megatron: only when used
+    from megatron.core.models.gpt import GPTModel  # loads megatron: only when used
 
     if model.is_moe:
         _router_without_transformer_engine()
     if model.is_mla and not has_transformer_engine():
-        from occi.train.layers.latent_attention import without_transformer_engine
+        from occi.train.layers.latent_attention import without_transformer_engine  # loads megatron: only when used
 
         without_transformer_engine()
     config = transformer_config(model, train, dtype)
@@ -246,7 +247,7 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
     if model.scale_embeddings and gpt.pre_process:
         scale_embeddings(gpt, model.hidden_size)
     if model.mlp_activation == "xielu":
-        from occi.train.layers.xielu import give_each_mlp_its_xielu
+        from occi.train.layers.xielu import give_each_mlp_its_xielu  # loads megatron: only when used
 
         give_each_mlp_its_xielu(gpt, dtype)
     return gpt
@@ -272,9 +273,7 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
     EP=2 (half the experts built per rank) every later tensor would differ from EP=1's. Same
     distributions as megatron's: normal(0, std) weights, std / sqrt(2 layers) for the output
     projections of attention and MLPs, norms at 1."""
-    import hashlib
-
-    from megatron.core import parallel_state
+    from megatron.core import parallel_state  # loads megatron: only when used
 
     def tensor_parallel_of(name: str) -> tuple[int, int]:
         if "local_experts." in name:  # experts split over the expert tensor-parallel ranks
@@ -311,9 +310,7 @@ def initialize_independent_of_layout(model, config: ModelConfig, seed: int) -> N
 
 def _global_names(model, ep_rank: int):
     """(name with global layer and expert numbers, parameter) of this rank's part of a GPTModel."""
-    import re
-
-    from megatron.core import parallel_state
+    from megatron.core import parallel_state  # loads megatron: only when used
 
     local_experts = (model.config.num_moe_experts or 0) // parallel_state.get_expert_model_parallel_world_size()
     layer_numbers = {f"decoder.layers.{i}.": f"decoder.layers.{layer.layer_number - 1}."

@@ -15,12 +15,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from occi.plots import pyplot, save_png
+
 
 class ExpertLoad:
     """Counts routed tokens per layer and expert on this rank; `collect` (every rank) sums them."""
 
     def __init__(self, model, num_layers: int, num_experts: int, moe_layers: int, device: torch.device):
-        from megatron.core.transformer.moe.router import TopKRouter
+        from megatron.core.transformer.moe.router import TopKRouter  # loads megatron: only when used
 
         self.moe_layers = moe_layers
         self.counts = torch.zeros(num_layers, num_experts, dtype=torch.float64, device=device)
@@ -39,12 +41,12 @@ class ExpertLoad:
     def collect(self, microbatches: int) -> dict:
         """The step's `aux_loss` (None without one), `share_min`/`share_max` per mixture layer and
         `expert_tokens` [layer][expert]; resets the counts and megatron's tracker."""
-        from megatron.core import parallel_state
+        from megatron.core import parallel_state  # loads megatron: only when used
         from megatron.core.transformer.moe.moe_utils import (
             clear_aux_losses_tracker,
             get_moe_layer_wise_logging_tracker,
             reduce_aux_losses_tracker_across_ranks,
-        )
+        )  # loads megatron: only when used
 
         counts = self.counts.clone()
         dist.all_reduce(counts)
@@ -92,8 +94,6 @@ def console(record: dict) -> str:
 def plot_expert_load(records: list[dict], path: Path) -> Path | None:
     """PNG: per layer, each expert's share of the tokens routed over the whole run (left) and the
     smallest and largest share per step (right). None when the log holds no expert counts."""
-    from occi.plots import pyplot, save_png
-
     steps = {}
     for record in records:
         if record.get("kind") == "train" and record.get("expert_tokens"):

@@ -8,7 +8,7 @@ rule holds by construction and is checked here only as a guard.
 """
 from __future__ import annotations
 
-from occi.train.config import ModelConfig, TrainConfig
+from occi.train.config import ModelConfig, TrainConfig, padded_vocab_size
 
 
 def layout_problems(model: ModelConfig, train: TrainConfig, vocab_size: int | None = None) -> list[str]:
@@ -28,8 +28,6 @@ def layout_problems(model: ModelConfig, train: TrainConfig, vocab_size: int | No
          "global batch = micro batch x data parallel x gradient-accumulation steps"),
     ]
     if vocab_size is not None:
-        from occi.train.config import padded_vocab_size
-
         rules.append((padded_vocab_size(vocab_size, model, tp), tp, "the padded vocabulary",
                       "train.tensor_parallel", "the embedding is split evenly over tensor-parallel ranks"))
     ep = train.expert_parallel

@@ -23,6 +23,7 @@ written by rank 0 before anything else happens, so a restart after a crash skips
 from __future__ import annotations
 
 import bisect
+import json
 import math
 from collections import deque
 from pathlib import Path
@@ -61,8 +62,6 @@ class DataOrder:
 
 def read_events(path: Path) -> dict:
     """train/stability.json: {"events": [...], "skipped_batches": [...]} (empty when missing)."""
-    import json
-
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.planner import WriteItemType
 
 MakeTensor = Callable[[str, tuple[int, ...], tuple[int, ...], torch.dtype], torch.Tensor]
 """(sharded key, offsets in the global tensor, sizes, dtype) -> that part of the tensor."""
@@ -23,17 +25,15 @@ MakeTensor = Callable[[str, tuple[int, ...], tuple[int, ...], torch.dtype], torc
 
 def save(sharded_state_dict: dict, checkpoint_dir: Path, make: MakeTensor) -> None:
     """dist_checkpointing.save of a meta-device sharded state dict, every tensor from `make`."""
-    from megatron.core import dist_checkpointing
+    from megatron.core import dist_checkpointing  # loads megatron: only when used
 
     dist_checkpointing.save(sharded_state_dict, str(checkpoint_dir), sharded_strategy=_strategy(make))
 
 
 def _strategy(make: MakeTensor):
-    import torch.distributed.checkpoint as dcp
     from megatron.core.dist_checkpointing.strategies.torch import (
         MCoreSavePlanner, TorchDistSaveShardedStrategy, _replace_state_dict_keys_with_sharded_keys,
-        mcore_to_pyt_state_dict)
-    from torch.distributed.checkpoint.planner import WriteItemType
+        mcore_to_pyt_state_dict)  # loads megatron: only when used
 
     class MakingPlanner(MCoreSavePlanner):
         def resolve_data(self, write_item):

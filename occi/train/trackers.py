@@ -15,6 +15,7 @@ MLFLOW_EXPERIMENT_NAME (default: the run name).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import uuid
@@ -28,8 +29,6 @@ PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 def check_installed(trackers: list[str]) -> None:
     """One line naming a configured tracker whose client is not installed."""
-    import importlib.util
-
     for name in trackers:
         if importlib.util.find_spec(PACKAGES[name]) is None:
             raise OcciError(f"train.trackers: {name} is configured but its client is not installed; "
@@ -50,7 +49,7 @@ def flat_config(config: dict, prefix: str = "") -> dict[str, str]:
 
 class TensorBoardTracker:
     def __init__(self, folder: Path, run_name: str, resumed_step: int, ids: dict):
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # loads torch: only when used
 
         # purge_step: events of steps after the checkpoint (logged before a crash) are dropped
         self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=resumed_step + 1 if resumed_step else None)
@@ -73,7 +72,7 @@ class TensorBoardTracker:
 
 class WandbTracker:
     def __init__(self, folder: Path, run_name: str, resumed_step: int, ids: dict):
-        import wandb
+        import wandb  # optional: wandb is no core dependency
 
         ids.setdefault("wandb", uuid.uuid4().hex[:12])
         (folder / "wandb").mkdir(parents=True, exist_ok=True)
@@ -99,7 +98,7 @@ class WandbTracker:
 
 class MlflowTracker:
     def __init__(self, folder: Path, run_name: str, resumed_step: int, ids: dict):
-        import mlflow
+        import mlflow  # optional: mlflow is no core dependency
 
         self.mlflow = mlflow
         if not os.environ.get("MLFLOW_TRACKING_URI"):

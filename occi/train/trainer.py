@@ -13,20 +13,26 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import yaml
 
-from occi import lifeline
+from occi import config as config_module, lifeline
+from occi.basemodel import run_model_config
 from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.rundir import RunDir
-from occi.train import checkpoints, knobs, stability
+from occi.train import checkpoints, cpu_shim, goldfish, knobs, stability
+from occi.train.affinity import pin_this_rank
 from occi.train.config import TrainConfig, flops_per_token
+from occi.train.data_order import LanguageSamples, trained_languages
 from occi.train.logs import TrainLog
 from occi.train.model import build_model, expert_tensor_parallel, initialize_independent_of_layout
+from occi.train.moe_logs import ExpertLoad
 from occi.train.stability import StabilityGuard
 from occi.train.stop import StopRequest
 
@@ -48,9 +54,7 @@ def setup_distributed(train: TrainConfig, seed: int, model=None) -> None:
     """Process group, megatron parallel state and seeds (after the CPU shim where needed); model
     (a ModelConfig): the run's shape, where its experts are not split over tensor-parallel ranks
     (occi/train/model.py expert_tensor_parallel)."""
-    from megatron.core import parallel_state, tensor_parallel
-
-    from occi.train import cpu_shim
+    from megatron.core import parallel_state, tensor_parallel  # loads megatron: only when used
 
     on_cpu = cpu_shim.apply()
     if not dist.is_initialized():
@@ -72,7 +76,7 @@ def lr_scheduler(optimizer, train: TrainConfig):
     """Megatron's scheduler of the learning rate: a linear warmup from 0 over `warmup_steps`, then
     `lr_schedule` down to `min_lr` at `steps` (constant stays at `lr`; wsd stays at `lr` until the
     last `wsd_decay_fraction` of the steps, then decays linearly). Weight decay stays constant."""
-    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler  # loads megatron: only when used
 
     schedule = {"cosine": "cosine", "wsd": "WSD", "constant": "constant", "linear": "linear"}[train.lr_schedule]
     return OptimizerParamScheduler(
@@ -95,12 +99,11 @@ class Trainer:
     checkpoint folder and starting point: the methods marked "hook" are what it replaces."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path):
-        from megatron.core import parallel_state
-        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
-        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+        from megatron.core import parallel_state  # loads megatron: only when used
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads  # loads megatron: only when used
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer  # loads megatron: only when used
 
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        from occi.basemodel import run_model_config
 
         self.model_cfg = run_model_config(cfg, self.run_dir)  # a recipe's shape, or the imported base's
         self.train = self._train_config()
@@ -121,8 +124,6 @@ class Trainer:
             model.cuda()
         self.expert_load = None
         if self.model_cfg.is_moe:
-            from occi.train.moe_logs import ExpertLoad
-
             self.expert_load = ExpertLoad(model, self.model_cfg.num_layers, self.model_cfg.num_experts,
                                           sum(self.model_cfg.moe_layers), current_device())
         ddp = DistributedDataParallelConfig(grad_reduce_in_fp32=True, **knobs.ddp_settings(self.train))
@@ -159,8 +160,6 @@ class Trainer:
 
     def _build_data(self) -> None:
         """hook: this rank's data."""
-        from occi.train.data_order import LanguageSamples, trained_languages
-
         self.train_data, self.valid_data = _build_datasets(self.cfg, self.blend, self.model_cfg.seq_length)
         self.train_languages = trained_languages(self.cfg, self.blend)
         self.language_samples = LanguageSamples(self.train_data, self.train_languages)
@@ -191,7 +190,7 @@ class Trainer:
             if self.train.context_parallel > 1:
                 # the whole sequence's sum and count; the gradient flows through this rank's part
                 # (megatron's schedule multiplies the loss by the CP size against the averaging)
-                from megatron.core import parallel_state
+                from megatron.core import parallel_state  # loads megatron: only when used
 
                 whole = total.detach().clone()
                 dist.all_reduce(whole, group=parallel_state.get_context_parallel_group())
@@ -223,8 +222,6 @@ class Trainer:
             start = batch * per_step + (micro * t.data_parallel + self.dp_rank) * t.micro_batch_size
             batches.append(_collate([self.train_data[i] for i in range(start, start + t.micro_batch_size)]))
         if t.goldfish is not None:
-            from occi.train import goldfish
-
             masked = [goldfish.apply(batch, t.goldfish.k, t.goldfish.h) for batch in batches]
             before = sum(int(b["loss_mask"].sum()) for b in batches)
             after = sum(int(b["loss_mask"].sum()) for b in masked)
@@ -236,7 +233,7 @@ class Trainer:
         """The step's Goldfish counts over the whole global batch: the loss tokens it dropped and the
         loss tokens there were before (every rank of a data-parallel group holds other samples; the
         tensor, pipeline and context-parallel ranks of one data-parallel rank hold the same ones)."""
-        from megatron.core import parallel_state
+        from megatron.core import parallel_state  # loads megatron: only when used
 
         counts = torch.tensor(self._goldfish_counts, dtype=torch.int64, device=current_device())
         dist.all_reduce(counts, group=parallel_state.get_data_parallel_group())
@@ -247,8 +244,8 @@ class Trainer:
     def _forward_backward(self, batches: list[dict], forward_only: bool, fault: str | None = None) -> float:
         """The mean loss of the micro batches (gradients accumulated unless forward_only); `fault`:
         a fault-injection drill for this batch (occi/train/stability.py)."""
-        from megatron.core import parallel_state
-        from megatron.core.pipeline_parallel import get_forward_backward_func
+        from megatron.core import parallel_state  # loads megatron: only when used
+        from megatron.core.pipeline_parallel import get_forward_backward_func  # loads megatron: only when used
 
         device = current_device()
         last_dp_rank = self.dp_rank == parallel_state.get_data_parallel_world_size() - 1
@@ -256,7 +253,7 @@ class Trainer:
         def forward_step(data_iterator, model):
             batch = {k: v.to(device) for k, v in next(data_iterator).items()}
             if self.train.context_parallel > 1:  # this rank's 2 of the sequence's 2 x CP chunks
-                from megatron.core.utils import get_batch_on_this_cp_rank
+                from megatron.core.utils import get_batch_on_this_cp_rank  # loads megatron: only when used
 
                 batch = get_batch_on_this_cp_rank(batch)
             output = model(batch["tokens"], batch["position_ids"], batch["attention_mask"], labels=batch["labels"])
@@ -357,8 +354,6 @@ class Trainer:
         """The log and its trackers (rank 0's), given the frozen config (the run's config.yaml). A
         tracker that cannot start (a server out of reach, a client error) stops every rank with
         one line, instead of rank 0 alone failing while the others wait for it."""
-        import yaml
-
         problem = None
         try:
             log = TrainLog(self._log_folder(), enabled=dist.get_rank() == 0, trackers=self.train.trackers,
@@ -420,14 +415,13 @@ def _peak_memory_gib() -> float:
     """Peak memory of this step (GPU: allocated by torch) or of this process (CPU: resident set)."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
-    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def _average_over_last_stage(local: float) -> float:
     """The value computed on the last pipeline stage, as seen by every rank."""
-    from megatron.core import parallel_state
+    from megatron.core import parallel_state  # loads megatron: only when used
 
     is_last = parallel_state.is_pipeline_last_stage()
     both = torch.tensor([local if is_last else 0.0, 1.0 if is_last else 0.0], dtype=torch.float64, device=current_device())
@@ -450,10 +444,8 @@ class _EodTokenizer:
 
 
 def _build_datasets(cfg: RunConfig, blend: dict, seq_length: int):
-    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
-
-    from occi.train.data_order import trained_languages
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder  # loads megatron: only when used
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig  # loads megatron: only when used
 
     languages = trained_languages(cfg, blend)
     valid_languages = [c for c in cfg.languages if blend["languages"][c]["valid"]["documents"] > 0]
@@ -486,8 +478,6 @@ def _build_datasets(cfg: RunConfig, blend: dict, seq_length: int):
 def _model_shape(cfg: RunConfig, run_dir: Path):
     """The run's ModelConfig for the parallel state; None where the base is not imported yet (the
     trainer then says so in one line)."""
-    from occi.basemodel import run_model_config
-
     try:
         return run_model_config(cfg, run_dir)
     except OcciError:
@@ -496,14 +486,9 @@ def _model_shape(cfg: RunConfig, run_dir: Path):
 
 def main(config_path: str, run_dir: str, trainer_class: type = Trainer, error_file: Path | None = None) -> int:
     """Entry point of one rank (of pretraining, or with another trainer class: of SFT)."""
-    from occi import config as config_module
-
-    from occi.errors import OcciError
-
     stop = StopRequest(Path(run_dir))  # first: a signal while starting up is kept, not fatal
     if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun rank ends with torchrun (occi/lifeline.py)
         lifeline.die_with_parent()
-    from occi.train.affinity import pin_this_rank
 
     cfg = config_module.load(config_path)
     pinned = pin_this_rank()  # before any thread pool starts

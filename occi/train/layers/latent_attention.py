@@ -7,6 +7,7 @@ tensors; only its output width comes from the config's kv_channels, which occi s
 head width for MLA (occi/train/model.py). So this class takes the two arguments and checks that."""
 from __future__ import annotations
 
+from megatron.core.transformer import multi_latent_attention
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 
 
@@ -25,7 +26,5 @@ def without_transformer_engine() -> None:
     """Without Transformer Engine, megatron-core 0.16's multi_latent_attention still finds its TE
     names bound (to stand-ins that are not classes) and calls isinstance with one, which fails while
     the layer is built; its HAVE_TE False takes the plain path."""
-    from megatron.core.transformer import multi_latent_attention
-
     if not isinstance(multi_latent_attention.TELinear, type):
         multi_latent_attention.HAVE_TE = False

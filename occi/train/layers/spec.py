@@ -27,15 +27,15 @@ def rewrite(spec: Any, change: Callable[[Any], Any]) -> Any:
 
 def custom_block_spec(config, model: ModelConfig):
     """megatron's local block spec (layers and final norm) with this model's custom layers."""
-    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
-    from megatron.core.tensor_parallel import RowParallelLinear
-    from megatron.core.transformer.attention import SelfAttention
-    from megatron.core.transformer.spec_utils import ModuleSpec
-    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec  # loads megatron: only when used
+    from megatron.core.tensor_parallel import RowParallelLinear  # loads megatron: only when used
+    from megatron.core.transformer.attention import SelfAttention  # loads megatron: only when used
+    from megatron.core.transformer.spec_utils import ModuleSpec  # loads megatron: only when used
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm  # loads megatron: only when used
 
-    from occi.train.layers.local_rope import LocalRopeSelfAttention
-    from occi.train.layers.post_norm import RowParallelLinearWithPostNorm
-    from occi.train.layers.zero_centered_norm import ZeroCenteredRMSNorm
+    from occi.train.layers.local_rope import LocalRopeSelfAttention  # loads megatron: only when used
+    from occi.train.layers.post_norm import RowParallelLinearWithPostNorm  # loads megatron: only when used
+    from occi.train.layers.zero_centered_norm import ZeroCenteredRMSNorm  # loads torch: only when used
 
     norm = ZeroCenteredRMSNorm if model.zero_centered_norms else WrappedTorchNorm
 
