@@ -14,7 +14,7 @@ class EvalConfig:
     """Suites run by `occi eval` and `occi run`: offline (no internet), eu-leaderboard and/or
     fidelity (answer-language fidelity, no internet)."""
     batch_size: int = 8
-    """lm-eval batch size."""
+    """lm-eval batch size, and how many fidelity prompts are answered at once."""
     device: str = "auto"
     """cpu, cuda, cuda:0, ... (auto: cuda when available)."""
     dtype: str = "auto"
@@ -27,6 +27,9 @@ class EvalConfig:
     """Held-out documents per language scored for bits per byte."""
     fidelity_max_new_tokens: int = 64
     """Tokens of each answer generated for the fidelity suite."""
+    fidelity_max_prompts: int | None = None
+    """At most this many fidelity prompts per language, taken in turn from each kind (quick checks
+    and demos; the interval widens); None answers all of them."""
     languages: list[str] | None = None
     """Languages evaluated, a subset of the run's (quicker checks); None evaluates all of them."""
     families: list[str] | None = None
@@ -43,7 +46,8 @@ class EvalConfig:
             raise ValueError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         ranges.check(self, {"batch_size": ranges.at_least(1), "limit": ranges.at_least(1),
                             "heldout_max_docs": ranges.at_least(1),
-                            "fidelity_max_new_tokens": ranges.at_least(1), "num_fewshot": ranges.at_least(0)})
+                            "fidelity_max_new_tokens": ranges.at_least(1), "fidelity_max_prompts": ranges.at_least(1),
+                            "num_fewshot": ranges.at_least(0)})
         for family in self.families or []:
             if family not in BENCHMARKS:
                 raise ValueError(f"families: unknown benchmark family {family!r}; expected one of {', '.join(BENCHMARKS)}")

@@ -159,8 +159,10 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
         stderr = scores.get(key.replace(",", "_stderr,", 1))
         higher = _mapping(better, task).get(metric) if task in better else None
         version = versions.get(task)
+        interval = [scores.get(k) for k in ("fidelity_ci95_low,none", "fidelity_ci95_high,none")]
         board.cells[cell_key] = {
             "value": float(value), "stderr": float(stderr) if stderr in ranges.at_least(0) else None,
+            "interval": interval if family == "fidelity" and all(v in ranges.SHARE for v in interval) else None,
             "metric": metric, "task": task, "shots": _shots(shots.get(task)),
             "version": version if isinstance(version, str) or version in ranges.Range() else None,
             "higher_is_better": higher if isinstance(higher, bool) else metric not in results.LOWER_IS_BETTER,
@@ -257,7 +259,9 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
         mean, mean_error = _mean_with_error(list(own[model].values()))
         fidelity = {code: board.cells[(model, code, "fidelity")]["value"] for code in codes
                     if (model, code, "fidelity") in board.cells}
+        fidelity_interval = {code: board.cells[(model, code, "fidelity")].get("interval") for code in fidelity}
         rows.append({"model": model, "published": model in published, "fidelity": fidelity,
+                     "fidelity_interval": fidelity_interval,
                      "shared": score if enough else None, "shared_stderr": score_error if enough else None,
                      "own_average": mean, "own_stderr": mean_error, "cells": len(own[model]),
                      "languages_covered": len({c for c, _ in own[model]} - {results.UNMAPPED}),
@@ -290,6 +294,11 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _fidelity_cell(row: dict, code: str) -> str:
+    interval = row["fidelity_interval"].get(code)
+    return _fmt(row["fidelity"].get(code)) + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
 def _label(row_or_cell: dict) -> str:
     return row_or_cell["model"] + (" (published)" if row_or_cell["published"] else "")
 
@@ -305,10 +314,11 @@ def markdown(summary: dict) -> str:
     lines += ["", f"Ranking: {_md(summary['ranking'])}."]
     fidelity_codes = [c for c in codes if any(c in row["fidelity"] for row in summary["models"])]
     if fidelity_codes:
-        lines += ["", "Answer-language fidelity (share of answers to prompts in a language that are in that language):",
+        lines += ["", "Answer-language fidelity (share of answers to prompts in a language that are in that language; "
+                  "[95% Wilson interval]):",
                   "", "| model | " + " | ".join(fidelity_codes) + " |", "|" + "---|" * (1 + len(fidelity_codes))]
         for row in summary["models"]:
-            lines.append(f"| {_md(_label(row))} | " + " | ".join(_fmt(row["fidelity"].get(c)) for c in fidelity_codes) + " |")
+            lines.append(f"| {_md(_label(row))} | " + " | ".join(_fidelity_cell(row, c) for c in fidelity_codes) + " |")
     lines += ["", "Per benchmark (value ± standard error; shots: few-shot examples and version: task version, "
               "when the file says; group: an lm-eval group, shown but not averaged):", "",
               "| model | language | benchmark | task | metric | shots | version | value |", "|---|---|---|---|---|---|---|---|"]
