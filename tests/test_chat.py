@@ -216,10 +216,12 @@ def test_fidelity_prompts_are_read_as_their_language():
 def test_fidelity_interval_is_wilsons_by_hand():
     """Wilson's interval, (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n) with z = 1.959964,
     worked by hand: 45 of 50 gives centre 0.87146 and half-width 0.08506; 0 of 4 gives
-    [0, z²/(4 + z²)] = [0, 3.841459/7.841459]; a capped run keeps the kinds' mix."""
+    [0, z²/(4 + z²)] = [0, 3.841459/7.841459]; a capped run keeps the kinds' mix; the shipped count
+    is the fewest paired prompts at which the exact McNemar test has 80% power for 10 points."""
     from occi.eval import fidelity
-    from occi.eval.intervals import wilson
+    from occi.eval.intervals import paired_prompts_needed, wilson
 
+    assert paired_prompts_needed(0.10, 0.0) == 3 * PROMPTS_PER_KIND  # the shipped count, from the statistics
     assert wilson(45, 50) == pytest.approx((0.87146 - 0.08506, 0.87146 + 0.08506), abs=2e-5)
     assert wilson(0, 4) == pytest.approx((0.0, 0.489891), abs=1e-6)
     assert wilson(4, 4) == pytest.approx((1 - 0.489891, 1.0), abs=1e-6)
