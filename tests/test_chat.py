@@ -3,6 +3,7 @@ transformers models with crafted weights (tests/chat_models.py): real forward pa
 fastText, deterministic behaviour."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -294,6 +295,9 @@ def test_fidelity_is_evaluated_and_shown_on_the_leaderboard_and_card(models, tmp
     assert (run.report / "answer_language_fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     board = (run.report / "leaderboard.md").read_text(encoding="utf-8")
     assert "Answer-language fidelity" in board and "| occi-fidelity-test | 1.000 [0.51, 1.00] | 0.000 [0.00, 0.49] |" in board
+    rows = list(csv.DictReader((run.report / "leaderboard.csv").open(encoding="utf-8")))
+    assert {(r["language"], round(float(r["ci95_low"]), 4), round(float(r["ci95_high"]), 4)) for r in rows} \
+        == {("de", 0.5101, 1.0), ("fr", 0.0, 0.4899)}
     summary = json.loads((run.report / "leaderboard.json").read_text(encoding="utf-8"))
     assert {(c["language"], c["benchmark"], c["value"]) for c in summary["cells"]} == {("de", "fidelity", 1.0),
                                                                                         ("fr", "fidelity", 0.0)}

@@ -21,6 +21,7 @@ from string import Template
 
 from occi import languages, ranges
 from occi.eval import results
+from occi.eval.fidelity import INTERVAL_KEYS
 from occi.fsutil import atomic_write_text
 from occi.plots import pyplot, save_png
 from occi.report.markdown_text import table_cell as _md
@@ -159,7 +160,7 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
         stderr = scores.get(key.replace(",", "_stderr,", 1))
         higher = _mapping(better, task).get(metric) if task in better else None
         version = versions.get(task)
-        interval = [scores.get(k) for k in ("fidelity_ci95_low,none", "fidelity_ci95_high,none")]
+        interval = [scores.get(k) for k in INTERVAL_KEYS]
         board.cells[cell_key] = {
             "value": float(value), "stderr": float(stderr) if stderr in ranges.at_least(0) else None,
             "interval": interval if family == "fidelity" and all(v in ranges.SHARE for v in interval) else None,
@@ -351,12 +352,13 @@ def csv_text(summary: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["model", "published", "language", "benchmark", "task", "group", "metric", "shots", "version",
-                     "value", "stderr", "source"])
+                     "value", "stderr", "source", "ci95_low", "ci95_high"])
     for cell in summary["cells"]:
+        interval = cell.get("interval") or ["", ""]
         writer.writerow([cell["model"], cell["published"], cell["language"], cell["benchmark"], cell["task"],
                          cell["group"], cell["metric"], "" if cell["shots"] is None else cell["shots"],
                          "" if cell["version"] is None else cell["version"], cell["value"],
-                         "" if cell["stderr"] is None else cell["stderr"], cell["source"] or cell["file"]])
+                         "" if cell["stderr"] is None else cell["stderr"], cell["source"] or cell["file"], *interval])
     return out.getvalue()
 
 
