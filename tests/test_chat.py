@@ -233,6 +233,18 @@ def test_fidelity_interval_is_wilsons_by_hand():
                                                                 "everyday", "technical"]
 
 
+def test_fidelity_prompt_file_mistakes_are_one_line(monkeypatch, tmp_path):
+    from occi.eval import fidelity
+
+    path = tmp_path / "de.jsonl"
+    monkeypatch.setattr(fidelity, "prompt_file", lambda code: path)
+    for text, expected in (('{"prompt": "Wie spät ist es?", "kind": "everyday"}\n{broken\n', ":2: not a JSON object"),
+                           ('{"prompt": "Wie spät ist es?", "kind": "smalltalk"}\n', ":1: expected a non-empty `prompt`")):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(OcciError, match=expected):
+            fidelity.load_prompts("de")
+
+
 def test_fidelity_batches_give_the_tokens_of_one_prompt_at_a_time(tmp_path):
     """Left-padded greedy batches (occi/eval/fidelity.py) against the one-sequence loop of
     occi/chat/budget.py, on a tiny random Llama whose answers depend on every prompt token."""

@@ -58,8 +58,12 @@ def load_prompts(code: str, limit: int | None = None) -> list[Prompt]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        row = json.loads(line)
-        if row.get("kind") not in KINDS or not str(row.get("prompt", "")).strip():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise OcciError(f"{path}:{number}: not a JSON object ({err.msg}); "
+                            "write one {\"prompt\": ..., \"kind\": ...} per line") from None
+        if not isinstance(row, dict) or row.get("kind") not in KINDS or not str(row.get("prompt", "")).strip():
             raise OcciError(f"{path}:{number}: expected a non-empty `prompt` and a `kind` of {', '.join(KINDS)}")
         rows.append(Prompt(row["prompt"], row["kind"]))
     if limit is None or limit >= len(rows):

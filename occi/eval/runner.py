@@ -159,7 +159,8 @@ class Evaluator:
                                 "max_prompts": settings.fidelity_max_prompts})
         return {"suite": cell.suite, "language": cell.language, "family": cell.family, "task": cell.task,
                 "metric": cell.metric, "value": result["value"], "stderr": result["stderr"],
-                "interval": result["interval"], "num_fewshot": 0, "answers": len(result["samples"]), "seconds": round(time.monotonic() - started, 2)}
+                "interval": result["interval"], "num_fewshot": 0, "answers": len(result["samples"]),
+                "seconds": round(time.monotonic() - started, 2)}
 
 
 def _error_line(err: BaseException) -> str:
