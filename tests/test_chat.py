@@ -3,6 +3,7 @@ transformers models with crafted weights (tests/chat_models.py): real forward pa
 fastText, deterministic behaviour."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -189,18 +190,84 @@ def test_distill_config_mistakes_are_one_line(models, tmp_path):
 
 # ------------------------------------------------------------------ answer-language fidelity
 
-def test_fidelity_prompts_are_read_as_their_language():
-    """occi's own prompts: four per language of the table, each identified as its language by the
-    default language ID (a prompt it misreads would make every model look unfaithful)."""
-    from occi import languages
-    from occi.corpora.langid import LanguageIdentifier, default_model_path
-    from occi.eval.fidelity import prompts
+PROMPTS_PER_KIND = 26
+"""78 prompts per language: the exact McNemar test's 80% power for a 10-point difference at best
+(docs/stages/evaluation.md)."""
 
-    identifier = LanguageIdentifier(default_model_path(), list(languages.LANGUAGES))
+
+def test_fidelity_prompts_are_read_as_their_language():
+    """occi's own prompts: 26 of each kind per language of the table, none repeated, each identified
+    as its language by the demo's language ID as the eval uses it (a prompt it misreads would make
+    every model look unfaithful)."""
+    from occi import config as run_config
+    from occi import languages
+    from occi.eval import fidelity
+
+    ident = fidelity.identifier(run_config.load("demo-sft"))
+    misread = []
     for code in languages.LANGUAGES:
-        texts = prompts(code)
-        assert len(texts) >= 4 and len(set(texts)) == len(texts)
-        assert [identifier.predict(text)[0] for text in texts] == [code] * len(texts), code
+        rows = fidelity.load_prompts(code)
+        assert len({p.text for p in rows}) == len(rows), code
+        assert {kind: sum(p.kind == kind for p in rows) for kind in fidelity.KINDS} \
+            == dict.fromkeys(fidelity.KINDS, PROMPTS_PER_KIND), code
+        misread += [(code, p.text, ident.predict(p.text)[0]) for p in rows if ident.predict(p.text)[0] != code]
+    assert misread == []
+
+
+def test_fidelity_interval_is_wilsons_by_hand():
+    """Wilson's interval, (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n) with z = 1.959964,
+    worked by hand: 45 of 50 gives centre 0.87146 and half-width 0.08506; 0 of 4 gives
+    [0, z²/(4 + z²)] = [0, 3.841459/7.841459]; a capped run keeps the kinds' mix; the shipped count
+    is the fewest paired prompts at which the exact McNemar test has 80% power for 10 points."""
+    from occi.eval import fidelity
+    from occi.eval.intervals import paired_prompts_needed, wilson
+
+    assert paired_prompts_needed(0.10, 0.0) == 3 * PROMPTS_PER_KIND  # the shipped count, from the statistics
+    assert wilson(45, 50) == pytest.approx((0.87146 - 0.08506, 0.87146 + 0.08506), abs=2e-5)
+    assert wilson(0, 4) == pytest.approx((0.0, 0.489891), abs=1e-6)
+    assert wilson(4, 4) == pytest.approx((1 - 0.489891, 1.0), abs=1e-6)
+    samples = [{"kind": fidelity.KINDS[i % 3], "fidelity": float(i % 10 != 0)} for i in range(50)]
+    result = fidelity.summarize(samples)
+    assert result["value"] == 0.9 and result["interval"] == pytest.approx(list(wilson(45, 50)))
+    assert [p.kind for p in fidelity.load_prompts("mt", 5)] == ["everyday", "technical", "reasoning",
+                                                                "everyday", "technical"]
+
+
+def test_fidelity_prompt_file_mistakes_are_one_line(monkeypatch, tmp_path):
+    from occi.eval import fidelity
+
+    path = tmp_path / "de.jsonl"
+    monkeypatch.setattr(fidelity, "prompt_file", lambda code: path)
+    for text, expected in (('{"prompt": "Wie spät ist es?", "kind": "everyday"}\n{broken\n', ":2: not a JSON object"),
+                           ('{"prompt": "Wie spät ist es?", "kind": "smalltalk"}\n', ":1: expected a non-empty `prompt`")):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(OcciError, match=expected):
+            fidelity.load_prompts("de")
+
+
+def test_fidelity_batches_give_the_tokens_of_one_prompt_at_a_time(tmp_path):
+    """Left-padded greedy batches (occi/eval/fidelity.py) against the one-sequence loop of
+    occi/chat/budget.py, on a tiny random Llama whose answers depend on every prompt token."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from occi.chat.budget import generate
+    from occi.chat.models import encode_prompt, prompt_text
+    from occi.eval import fidelity
+    from tests.chat_models import save_tokenizer
+
+    save_tokenizer(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
+    torch.manual_seed(3)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                         bos_token_id=None)).eval()
+    texts = [p.text for code in ("de", "fr", "pl") for p in fidelity.load_prompts(code, 2)]
+    ids = [encode_prompt(tokenizer, prompt_text(tokenizer, [{"role": "user", "content": t}])) for t in texts]
+    assert len({len(i) for i in ids}) > 1  # the batch really pads
+    batched = [tokenizer.decode(a, skip_special_tokens=True) for a in fidelity.generate_batch(model, tokenizer, ids, 12)]
+    assert batched == [generate(model, tokenizer, i, 12).answer for i in ids]
 
 
 def test_fidelity_is_evaluated_and_shown_on_the_leaderboard_and_card(models, tmp_path):
@@ -214,7 +281,9 @@ def test_fidelity_is_evaluated_and_shown_on_the_leaderboard_and_card(models, tmp
 
     path = tmp_path / "fidelity.yaml"
     path.write_text(yaml.safe_dump({"name": "fidelity-test", "languages": ["de", "fr"], "corpora": "demo",
-                                    "eval": {"suites": ["fidelity"], "fidelity_max_new_tokens": 4}}), encoding="utf-8")
+                                    "eval": {"suites": ["fidelity"], "fidelity_max_new_tokens": 4,
+                                                                        "fidelity_max_prompts": 4}}),
+                    encoding="utf-8")
     cfg, run = run_config.load_for_run(str(path), tmp_path / "run")
     shutil.copytree(models["german"], run.hf)
     result = runner.run(cfg, run)
@@ -225,15 +294,22 @@ def test_fidelity_is_evaluated_and_shown_on_the_leaderboard_and_card(models, tmp
     folder = run.eval_cell("fidelity", "hf", "fr", "fidelity")
     samples = [json.loads(line) for line in next(folder.rglob("samples_occi_fidelity_fr_*.jsonl")).read_text().splitlines()]
     assert {s["identified"] for s in samples} == {"de"} and samples[0]["answer"] == (GERMAN * 4).strip()
+    assert [s["kind"] for s in samples] == ["everyday", "technical", "reasoning", "everyday"]
+    scores = json.loads(next(folder.rglob("results_*.json")).read_text())["results"]["occi_fidelity_fr"]
+    assert [scores["fidelity_ci95_low,none"], scores["fidelity_ci95_high,none"]] == pytest.approx([0.0, 0.489891])
+    assert scores["by_kind"]["everyday"] == {"fidelity": 0.0, "answers": 2, "ci95": [0.0, pytest.approx(0.657620, abs=1e-6)]}
 
     card.run(cfg, run)
     text = run.card.read_text(encoding="utf-8")
     section = text.split("## Answer-language fidelity")[1].split("\n## ")[0]
-    assert "| German (de) | 1.00 ± 0.00 | 4 |" in section and "| French (fr) | 0.00 ± 0.00 | 4 |" in section
+    assert "| German (de) | 1.00 | 0.51–1.00 | 4 |" in section and "| French (fr) | 0.00 | 0.00–0.49 | 4 |" in section
     assert "(answer_language_fidelity.png)" in section
     assert (run.report / "answer_language_fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     board = (run.report / "leaderboard.md").read_text(encoding="utf-8")
-    assert "Answer-language fidelity" in board and "| occi-fidelity-test | 1.000 | 0.000 |" in board
+    assert "Answer-language fidelity" in board and "| occi-fidelity-test | 1.000 [0.51, 1.00] | 0.000 [0.00, 0.49] |" in board
+    rows = list(csv.DictReader((run.report / "leaderboard.csv").open(encoding="utf-8")))
+    assert {(r["language"], round(float(r["ci95_low"]), 4), round(float(r["ci95_high"]), 4)) for r in rows} \
+        == {("de", 0.5101, 1.0), ("fr", 0.0, 0.4899)}
     summary = json.loads((run.report / "leaderboard.json").read_text(encoding="utf-8"))
     assert {(c["language"], c["benchmark"], c["value"]) for c in summary["cells"]} == {("de", "fidelity", 1.0),
                                                                                         ("fr", "fidelity", 0.0)}

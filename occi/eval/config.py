@@ -15,7 +15,7 @@ class EvalConfig:
     (answer-language fidelity, no internet) and/or ifeval (instruction following with verifiable
     constraints: occi's prompts offline, lm-eval's English and Spanish IFEval from the hub)."""
     batch_size: int = 8
-    """lm-eval batch size."""
+    """lm-eval batch size, and how many fidelity prompts are answered at once."""
     device: str = "auto"
     """cpu, cuda, cuda:0, ... (auto: cuda when available)."""
     dtype: str = "auto"
@@ -31,6 +31,9 @@ class EvalConfig:
     ifeval_max_new_tokens: int = 1024
     """Tokens of each answer generated for the ifeval suite (lm-eval's max_gen_toks; IFEval's own
     tasks use 1280)."""
+    fidelity_max_prompts: int | None = None
+    """At most this many fidelity prompts per language, taken in turn from each kind (quick checks
+    and demos; the interval widens); None answers all of them."""
     languages: list[str] | None = None
     """Languages evaluated, a subset of the run's (quicker checks); None evaluates all of them."""
     families: list[str] | None = None
@@ -47,7 +50,7 @@ class EvalConfig:
             raise ValueError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         ranges.check(self, {"batch_size": ranges.at_least(1), "limit": ranges.at_least(1),
                             "heldout_max_docs": ranges.at_least(1),
-                            "fidelity_max_new_tokens": ranges.at_least(1),
+                            "fidelity_max_new_tokens": ranges.at_least(1), "fidelity_max_prompts": ranges.at_least(1),
                             "ifeval_max_new_tokens": ranges.between(1, 32768), "num_fewshot": ranges.at_least(0)})
         for family in self.families or []:
             if family not in BENCHMARKS:

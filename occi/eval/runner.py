@@ -159,13 +159,16 @@ class Evaluator:
         started = time.monotonic()
         if getattr(self, "identifier", None) is None:
             self.identifier = fidelity.identifier(self.cfg)
+        settings = self.cfg.eval
         result = fidelity.measure(self.lm.model, self.lm.tokenizer, cell.language, self.identifier,
-                                  self.cfg.eval.fidelity_max_new_tokens)
+                                  settings.fidelity_max_new_tokens, settings.batch_size, settings.fidelity_max_prompts)
         fidelity.write_results(folder, cell.task, self.name, self.label, result,
-                               {"max_new_tokens": self.cfg.eval.fidelity_max_new_tokens, "do_sample": False})
+                               {"max_new_tokens": settings.fidelity_max_new_tokens, "do_sample": False,
+                                "max_prompts": settings.fidelity_max_prompts})
         return {"suite": cell.suite, "language": cell.language, "family": cell.family, "task": cell.task,
                 "metric": cell.metric, "value": result["value"], "stderr": result["stderr"],
-                "num_fewshot": 0, "answers": len(result["samples"]), "seconds": round(time.monotonic() - started, 2)}
+                "interval": result["interval"], "num_fewshot": 0, "answers": len(result["samples"]),
+                "seconds": round(time.monotonic() - started, 2)}
 
 
 def _error_line(err: BaseException) -> str:

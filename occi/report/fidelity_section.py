@@ -21,30 +21,36 @@ def fidelity_section(run: RunDir, codes: list[str], out_dir: Path | None = None)
     if not cells:
         return None
     lines = ["Of the model's answers to occi's prompts in each language (eval/data/fidelity/), the share that "
-             "occi's language ID reads as the prompt's language (`occi eval --suite fidelity`; greedy answers, "
-             "± binomial standard error). A low value means the model answers in another language, often "
-             "English or a neighbour.", "", "| language | fidelity | answers |", "|---|---|---|"]
+             "occi's language ID reads as the prompt's language (`occi eval --suite fidelity`; greedy answers; "
+             "the 95% Wilson interval; two models whose intervals overlap may still differ: compare their "
+             "answers prompt by prompt). A low value means the model answers in another language, often "
+             "English or a neighbour.", "", "| language | fidelity | 95% interval | answers |", "|---|---|---|---|"]
     for code in codes:
         cell = cells.get(code)
         if cell is None:
             continue
         name = f"{languages.get(code).name} ({code})"
         if cell["state"] != "done":
-            lines.append(f"| {name} | {cell['state']} | – |")
+            lines.append(f"| {name} | {cell['state']} | – | – |")
             continue
-        err = f" ± {cell['stderr']:.2f}" if cell.get("stderr") is not None else ""
-        lines.append(f"| {name} | {cell['value']:.2f}{err} | {cell.get('answers', '–')} |")
-    done = {code: cells[code]["value"] for code in codes if code in cells and cells[code]["state"] == "done"}
+        interval = cell.get("interval")
+        shown = f"{interval[0]:.2f}–{interval[1]:.2f}" if interval else "–"
+        lines.append(f"| {name} | {cell['value']:.2f} | {shown} | {cell.get('answers', '–')} |")
+    done = {code: cells[code] for code in codes if code in cells and cells[code]["state"] == "done"}
     if out_dir is not None and done:
-        plot(done, Path(out_dir) / PLOT)
+        plot({code: cell["value"] for code, cell in done.items()}, Path(out_dir) / PLOT,
+             {code: cell["interval"] for code, cell in done.items() if cell.get("interval")})
         lines += ["", f"![answer-language fidelity per language]({PLOT})"]
     return "\n".join(lines)
 
 
-def plot(values: dict[str, float], path: Path) -> None:
-    """Fidelity per language as bars (0 to 1)."""
+def plot(values: dict[str, float], path: Path, intervals: dict[str, list[float]] | None = None) -> None:
+    """Fidelity per language as bars (0 to 1), with their 95% intervals as error bars."""
     fig, ax = pyplot().subplots(figsize=(max(4.0, 0.4 * len(values) + 2), 3.2))
-    ax.bar(list(values), list(values.values()), color="#2b7bba")
+    intervals = intervals or {}
+    below = [values[c] - intervals[c][0] if c in intervals else 0.0 for c in values]
+    above = [intervals[c][1] - values[c] if c in intervals else 0.0 for c in values]
+    ax.bar(list(values), list(values.values()), color="#2b7bba", yerr=[below, above], capsize=2, ecolor="#333333")
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of answers in the prompt's language")
     ax.set_title("answer-language fidelity")

@@ -21,6 +21,7 @@ from string import Template
 
 from occi import languages, ranges
 from occi.eval import ifeval, results
+from occi.eval.fidelity import INTERVAL_KEYS
 from occi.fsutil import atomic_write_text
 from occi.plots import pyplot, save_png
 from occi.report.markdown_text import table_cell as _md
@@ -162,8 +163,10 @@ def _add(board: Board, data: dict, path: Path, model: str, index: dict) -> None:
         stderr = scores.get(key.replace(",", "_stderr,", 1))
         higher = _mapping(better, task).get(metric) if task in better else None
         version = versions.get(task)
+        interval = [scores.get(k) for k in INTERVAL_KEYS]
         board.cells[cell_key] = {
             "value": float(value), "stderr": float(stderr) if stderr in ranges.at_least(0) else None,
+            "interval": interval if family == "fidelity" and all(v in ranges.SHARE for v in interval) else None,
             "metric": metric, "task": task, "shots": _shots(shots.get(task)),
             "version": version if isinstance(version, str) or version in ranges.Range() else None,
             "higher_is_better": higher if isinstance(higher, bool) else metric not in results.LOWER_IS_BETTER,
@@ -260,8 +263,10 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
         mean, mean_error = _mean_with_error(list(own[model].values()))
         fidelity = {code: board.cells[(model, code, "fidelity")]["value"] for code in codes
                     if (model, code, "fidelity") in board.cells}
+        fidelity_interval = {code: board.cells[(model, code, "fidelity")].get("interval") for code in fidelity}
         following = {code: board.cells[(model, code, "ifeval")] for code in codes if (model, code, "ifeval") in board.cells}
         rows.append({"model": model, "published": model in published, "fidelity": fidelity,
+                     "fidelity_interval": fidelity_interval,
                      "ifeval": {code: {"value": c["value"], "interval": normal_interval(c["value"], c["stderr"])}
                                 for code, c in following.items()},
                      "shared": score if enough else None, "shared_stderr": score_error if enough else None,
@@ -310,6 +315,11 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _fidelity_cell(row: dict, code: str) -> str:
+    interval = row["fidelity_interval"].get(code)
+    return _fmt(row["fidelity"].get(code)) + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
 def _label(row_or_cell: dict) -> str:
     return row_or_cell["model"] + (" (published)" if row_or_cell["published"] else "")
 
@@ -325,10 +335,11 @@ def markdown(summary: dict) -> str:
     lines += ["", f"Ranking: {_md(summary['ranking'])}."]
     fidelity_codes = [c for c in codes if any(c in row["fidelity"] for row in summary["models"])]
     if fidelity_codes:
-        lines += ["", "Answer-language fidelity (share of answers to prompts in a language that are in that language):",
+        lines += ["", "Answer-language fidelity (share of answers to prompts in a language that are in that language; "
+                  "[95% Wilson interval]):",
                   "", "| model | " + " | ".join(fidelity_codes) + " |", "|" + "---|" * (1 + len(fidelity_codes))]
         for row in summary["models"]:
-            lines.append(f"| {_md(_label(row))} | " + " | ".join(_fmt(row["fidelity"].get(c)) for c in fidelity_codes) + " |")
+            lines.append(f"| {_md(_label(row))} | " + " | ".join(_fidelity_cell(row, c) for c in fidelity_codes) + " |")
     following_codes = [c for c in codes if any(c in row.get("ifeval", {}) for row in summary["models"])]
     if following_codes:
         lines += ["", "Instruction following (prompt-level strict accuracy: the share of prompts whose every verifiable "
@@ -369,12 +380,13 @@ def csv_text(summary: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["model", "published", "language", "benchmark", "task", "group", "metric", "shots", "version",
-                     "value", "stderr", "source"])
+                     "value", "stderr", "source", "ci95_low", "ci95_high"])
     for cell in summary["cells"]:
+        interval = cell.get("interval") or ["", ""]
         writer.writerow([cell["model"], cell["published"], cell["language"], cell["benchmark"], cell["task"],
                          cell["group"], cell["metric"], "" if cell["shots"] is None else cell["shots"],
                          "" if cell["version"] is None else cell["version"], cell["value"],
-                         "" if cell["stderr"] is None else cell["stderr"], cell["source"] or cell["file"]])
+                         "" if cell["stderr"] is None else cell["stderr"], cell["source"] or cell["file"], *interval])
     return out.getvalue()
 
 
