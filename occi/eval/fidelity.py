@@ -46,13 +46,21 @@ def answer_text(text: str) -> str:
     return text.split(THINK_END)[-1].strip()
 
 
-def measure(model, tokenizer, code: str, ident, max_new_tokens: int) -> dict:
-    """The fidelity of one language: value, standard error and one sample per prompt."""
+def measure(model, tokenizer, code: str, ident, max_new_tokens: int, engine=None, stop: list[int] = ()) -> dict:
+    """The fidelity of one language: value, standard error and one sample per prompt; with a vLLM
+    `engine` (occi/chat/vllm_backend.py) the prompts are generated together through it, ending at
+    the `stop` token ids."""
+    texts = prompts(code)
+    encoded = [encode_prompt(tokenizer, prompt_text(tokenizer, [{"role": "user", "content": prompt}],
+                                                    require_template=False)) for prompt in texts]
+    if engine is not None:
+        outputs = engine.generate(encoded, max_new_tokens, stop_token_ids=stop)
+        answers = [tokenizer.decode(ids, skip_special_tokens=True) for ids in outputs]
+    else:
+        answers = [generate(model, tokenizer, ids, max_new_tokens).answer for ids in encoded]
     samples = []
-    for index, prompt in enumerate(prompts(code)):
-        ids = encode_prompt(tokenizer, prompt_text(tokenizer, [{"role": "user", "content": prompt}],
-                                                   require_template=False))
-        answer = answer_text(generate(model, tokenizer, ids, max_new_tokens).answer)
+    for index, (prompt, text) in enumerate(zip(texts, answers)):
+        answer = answer_text(text)
         found, score, label = ident.predict(answer) if answer else (None, 0.0, "")
         samples.append({"doc_id": index, "prompt": prompt, "answer": answer, "identified": found or label or None,
                         "score": round(score, 4), "fidelity": float(found == code)})

@@ -110,7 +110,7 @@ class Evaluator:
         dtype = cfg.eval.dtype if cfg.eval.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
         self.cfg, self.label, self.name = cfg, label, name
         _describe_environment_once()
-        self.lm = load(model, device, dtype, cfg.eval.batch_size)
+        self.lm = load(model, device, dtype, cfg.eval.batch_size, cfg.eval.backend)
         # indexing only occi's folder takes 0.01 s instead of ~9 s for lm-eval's whole catalogue
         self.tasks = TaskManager(include_path=[str(tasks_dir), *map(str, folders)], include_defaults=False)
         if not offline_only and any(task not in self.tasks.task_index for task in tasks_wanted):
@@ -152,9 +152,10 @@ class Evaluator:
         if getattr(self, "identifier", None) is None:
             self.identifier = fidelity.identifier(self.cfg)
         result = fidelity.measure(self.lm.model, self.lm.tokenizer, cell.language, self.identifier,
-                                  self.cfg.eval.fidelity_max_new_tokens)
+                                  self.cfg.eval.fidelity_max_new_tokens, getattr(self.lm, "generator", None), getattr(self.lm, "stop", ()))
         fidelity.write_results(folder, cell.task, self.name, self.label, result,
-                               {"max_new_tokens": self.cfg.eval.fidelity_max_new_tokens, "do_sample": False})
+                               {"max_new_tokens": self.cfg.eval.fidelity_max_new_tokens, "do_sample": False,
+                                "backend": self.cfg.eval.backend})
         return {"suite": cell.suite, "language": cell.language, "family": cell.family, "task": cell.task,
                 "metric": cell.metric, "value": result["value"], "stderr": result["stderr"],
                 "num_fewshot": 0, "answers": len(result["samples"]), "seconds": round(time.monotonic() - started, 2)}
