@@ -52,8 +52,9 @@ def generate(cfg, run: RunDir, prompt: str, language: str | None = None, model: 
     folder = model_folder(RunDir.of(run), model)
     chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     if backend == "vllm":
-        return vllm_answer(folder, chat, max_new_tokens, temperature, top_p, cfg.seed, device), \
-            {"model": str(folder), "language": language, "wait_word": None, "backend": "vllm"}
+        answer, tokenizer = vllm_answer(folder, chat, max_new_tokens, temperature, top_p, cfg.seed, device)
+        return answer, {"model": str(folder), "language": language, "wait_word": None,
+                        "chat_template": bool(getattr(tokenizer, "chat_template", None)), "backend": "vllm"}
     lm, tokenizer = load(folder, device)
     ids = encode_prompt(tokenizer, prompt_text(tokenizer, chat, require_template=False))
     code = language or (prompt_language(prompt) if budget is not None else None)
@@ -65,8 +66,9 @@ def generate(cfg, run: RunDir, prompt: str, language: str | None = None, model: 
 
 
 def vllm_answer(folder: Path, chat: list[dict], max_new_tokens: int, temperature: float, top_p: float, seed: int,
-                device: str) -> budgeting.Generation:
-    """One answer through vLLM (occi/chat/vllm_backend.py): the same prompt tokens as transformers."""
+                device: str) -> tuple[budgeting.Generation, object]:
+    """One answer through vLLM (occi/chat/vllm_backend.py), from the same prompt tokens as
+    transformers; and the tokenizer that made them."""
     from transformers import AutoTokenizer
 
     from occi.chat.models import pick_device
@@ -77,4 +79,4 @@ def vllm_answer(folder: Path, chat: list[dict], max_new_tokens: int, temperature
     generator = engine(folder, engine_dtype("auto", pick_device(device)))
     [answer] = generator.generate([ids], max_new_tokens, temperature, top_p, seed, stop_ids(folder, tokenizer))
     return budgeting.Generation(thinking=None, answer=tokenizer.decode(answer, skip_special_tokens=True),
-                                thinking_tokens=0, waits=0, forced_end=False, new_tokens=len(answer))
+                                thinking_tokens=0, waits=0, forced_end=False, new_tokens=len(answer)), tokenizer

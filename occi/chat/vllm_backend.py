@@ -113,7 +113,7 @@ ENGINES: dict[tuple[str, str], VllmGenerator] = {}
 
 
 def engine(folder: str | Path, dtype: str) -> VllmGenerator:
-    """The engine of a model folder, started once per process (start-up costs a minute on CPU)
+    """The engine of a model folder, started once per process (start-up costs minutes on a small CPU)
     and shared by every caller (distill, generate, eval); ended when the process exits."""
     key = (str(Path(folder).resolve()), dtype)
     if key not in ENGINES or (ENGINES[key].process is None and ENGINES[key].engine is None):

@@ -4,7 +4,7 @@ same CPU. Rounds alternate (transformers, vLLM, transformers, ...); each prints 
 ratio; the answers of both must be the same tokens. The load average is recorded (this machine is
 shared: figures taken with a load above the core count are marked "under load").
 
-    .venv/bin/python bench/generate/vllm.py [--hidden 512 --layers 8 --prompts 16 --tokens 64 --rounds 3]
+    .venv/bin/python bench/generate/vllm_vs_transformers.py [--hidden 512 --layers 8 --prompts 16 --tokens 64 --rounds 3]
 """
 from __future__ import annotations
 
