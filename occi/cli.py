@@ -142,7 +142,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     result, used = generate(cfg, run, args.prompt, language=args.language, model=args.model, system=args.system,
                             max_new_tokens=args.max_new_tokens, min_thinking_tokens=args.min_thinking_tokens,
                             max_thinking_tokens=args.max_thinking_tokens, temperature=args.temperature,
-                            top_p=args.top_p, device=args.device)
+                            top_p=args.top_p, device=args.device, backend=args.backend)
     if args.json:
         print(json.dumps({**used, **vars(result)}, ensure_ascii=False, indent=2))
     elif result.thinking is not None:
@@ -291,6 +291,8 @@ def make_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=ranges.argument(ranges.Range(0.0, 1.0, low_open=True), float), default=1.0,
                           help="nucleus sampling mass (with --temperature above 0)")
     generate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda when available)")
+    generate.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
+                          help="transformers (default) or vllm (see docs/chat.md; no budget forcing)")
     generate.add_argument("--json", action="store_true", help="print the answer, thinking and counts as JSON")
     generate.set_defaults(func=cmd_generate)
 

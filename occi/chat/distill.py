@@ -108,7 +108,6 @@ class _Transformers:
     def answers(self, chats: list[list[dict]], seed: int) -> list[str]:
         import torch  # loads torch: only when used
 
-
         texts = [prompt_text(self.tokenizer, chat) for chat in chats]
         inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         inputs = inputs.to(self.model.device)
@@ -123,24 +122,26 @@ class _Transformers:
 
 
 class _Vllm:
-    """vLLM's offline engine where it is installed (clusters); the same rows as transformers."""
+    """vLLM's engine (occi/chat/vllm_backend.py): the same prompt tokens in and, greedy, the same
+    answer tokens out as transformers."""
 
     def __init__(self, folder: Path, d: DistillConfig):
-        try:
-            from vllm import LLM  # optional: vllm may be missing (the except names the fix)
-        except ImportError:
-            raise OcciError("distill.backend is vllm, but vllm is not installed here (pip install vllm), "
-                            "or use backend: transformers") from None
+        from transformers import AutoTokenizer
+
+        from occi.chat.models import pick_device
+        from occi.chat.vllm_backend import engine, engine_dtype, stop_ids
+
         self.d = d
-        self.llm = LLM(model=str(folder), dtype=d.dtype if d.dtype != "auto" else "auto")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self.stop = stop_ids(folder, self.tokenizer)
+        self.engine = engine(folder, engine_dtype(d.dtype, pick_device(d.device)))
 
     def answers(self, chats: list[list[dict]], seed: int) -> list[str]:
-        from vllm import SamplingParams  # optional: vllm is no core dependency
-
-        params = SamplingParams(temperature=self.d.temperature, top_p=self.d.top_p if self.d.temperature > 0 else 1.0,
-                                max_tokens=self.d.max_new_tokens, seed=seed)
-        outputs = self.llm.chat(chats, params, use_tqdm=False)
-        return [output.outputs[0].text.strip() for output in outputs]
+        prompts = [self.tokenizer(prompt_text(self.tokenizer, chat), add_special_tokens=False)["input_ids"]
+                   for chat in chats]
+        outputs = self.engine.generate(prompts, self.d.max_new_tokens, self.d.temperature, self.d.top_p, seed,
+                                       self.stop)
+        return [text.strip() for text in self.tokenizer.batch_decode(outputs, skip_special_tokens=True)]
 
 
 def _rows(cfg, batch: Batch, answers: list[str], provenance: dict) -> list[dict]:

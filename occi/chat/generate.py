@@ -37,22 +37,46 @@ def model_folder(run: RunDir, model: str | None) -> Path:
 def generate(cfg, run: RunDir, prompt: str, language: str | None = None, model: str | None = None,
              system: str | None = None, max_new_tokens: int = 256, min_thinking_tokens: int | None = None,
              max_thinking_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
-             device: str = "auto") -> tuple[budgeting.Generation, dict]:
+             device: str = "auto", backend: str = "transformers") -> tuple[budgeting.Generation, dict]:
     """The model's answer and what was used (model, language, continuation word)."""
     if not prompt.strip():
         raise OcciError("--prompt: give a non-empty prompt")
     if language is not None:
         languages.get(language)
-    folder = model_folder(RunDir.of(run), model)
-    lm, tokenizer = load(folder, device)
-    chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    ids = encode_prompt(tokenizer, prompt_text(tokenizer, chat, require_template=False))
     budget = None
     if min_thinking_tokens is not None or max_thinking_tokens is not None:
         budget = budgeting.Budget(min_thinking_tokens or 0, max_thinking_tokens)
+        if backend == "vllm":
+            raise OcciError("--backend vllm: budget forcing (--min/--max-thinking-tokens) rewrites the sequence "
+                            "token by token, which only the transformers backend does; drop one of them")
+    folder = model_folder(RunDir.of(run), model)
+    chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    if backend == "vllm":
+        answer, tokenizer = vllm_answer(folder, chat, max_new_tokens, temperature, top_p, cfg.seed, device)
+        return answer, {"model": str(folder), "language": language, "wait_word": None,
+                        "chat_template": bool(getattr(tokenizer, "chat_template", None)), "backend": "vllm"}
+    lm, tokenizer = load(folder, device)
+    ids = encode_prompt(tokenizer, prompt_text(tokenizer, chat, require_template=False))
     code = language or (prompt_language(prompt) if budget is not None else None)
     wait = budgeting.wait_word(code)
     result = budgeting.generate(lm, tokenizer, ids, max_new_tokens, budget, wait=wait, temperature=temperature,
                                 top_p=top_p, seed=cfg.seed)
     return result, {"model": str(folder), "language": code, "wait_word": wait if budget else None,
-                    "chat_template": bool(getattr(tokenizer, "chat_template", None))}
+                    "chat_template": bool(getattr(tokenizer, "chat_template", None)), "backend": "transformers"}
+
+
+def vllm_answer(folder: Path, chat: list[dict], max_new_tokens: int, temperature: float, top_p: float, seed: int,
+                device: str) -> tuple[budgeting.Generation, object]:
+    """One answer through vLLM (occi/chat/vllm_backend.py), from the same prompt tokens as
+    transformers; and the tokenizer that made them."""
+    from transformers import AutoTokenizer
+
+    from occi.chat.models import pick_device
+    from occi.chat.vllm_backend import engine, engine_dtype, stop_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    ids = encode_prompt(tokenizer, prompt_text(tokenizer, chat, require_template=False))
+    generator = engine(folder, engine_dtype("auto", pick_device(device)))
+    [answer] = generator.generate([ids], max_new_tokens, temperature, top_p, seed, stop_ids(folder, tokenizer))
+    return budgeting.Generation(thinking=None, answer=tokenizer.decode(answer, skip_special_tokens=True),
+                                thinking_tokens=0, waits=0, forced_end=False, new_tokens=len(answer)), tokenizer

@@ -20,6 +20,9 @@ class EvalConfig:
     """cpu, cuda, cuda:0, ... (auto: cuda when available)."""
     dtype: str = "auto"
     """Model dtype for evaluation (auto: bfloat16 on GPU, float32 on CPU)."""
+    backend: str = "transformers"
+    """Where generation runs (the fidelity suite, generative tasks such as gsm8k): transformers,
+    or vllm (log-likelihoods stay on transformers; see docs/sft-and-distillation.md)."""
     limit: int | None = None
     """At most this many examples per task (quick checks); None evaluates everything."""
     num_fewshot: dict[str, int] = field(default_factory=dict)
@@ -44,6 +47,8 @@ class EvalConfig:
         for suite in self.suites:
             if suite not in SUITES:
                 raise ValueError(f"suites: unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
+        if self.backend not in ("transformers", "vllm"):
+            raise ValueError(f"backend: expected transformers or vllm, got {self.backend!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype: expected auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):

@@ -127,16 +127,20 @@ def generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens
 
 
 def measure(model, tokenizer, code: str, ident, max_new_tokens: int, batch_size: int = 8,
-            max_prompts: int | None = None) -> dict:
+            max_prompts: int | None = None, engine=None, stop: list[int] = ()) -> dict:
     """The fidelity of one language: value, standard error, 95% interval, the value per kind and
-    one sample per prompt."""
+    one sample per prompt; with a vLLM `engine` (occi/chat/vllm_backend.py) the prompts are
+    generated together through it, ending at the `stop` token ids."""
     from tqdm import tqdm
 
     chosen = load_prompts(code, max_prompts)
     encoded = [encode_prompt(tokenizer, prompt_text(tokenizer, [{"role": "user", "content": p.text}],
                                                     require_template=False)) for p in chosen]
-    order = sorted(range(len(chosen)), key=lambda i: len(encoded[i]))  # similar lengths: less padding
     answers: dict[int, str] = {}
+    if engine is not None:
+        for index, ids in enumerate(engine.generate(encoded, max_new_tokens, stop_token_ids=stop)):
+            answers[index] = answer_text(tokenizer.decode(ids, skip_special_tokens=True))
+    order = sorted(range(len(chosen)), key=lambda i: len(encoded[i])) if engine is None else []  # less padding
     for start in tqdm(range(0, len(order), batch_size), desc=f"fidelity {code}", unit="batch", leave=False):
         group = order[start:start + batch_size]
         for index, ids in zip(group, generate_batch(model, tokenizer, [encoded[i] for i in group], max_new_tokens)):

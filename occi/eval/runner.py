@@ -8,7 +8,6 @@ Results are saved in lm-eval's standard layout (results JSON and samples) under
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from pathlib import Path
@@ -110,7 +109,7 @@ class Evaluator:
         dtype = cfg.eval.dtype if cfg.eval.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
         self.cfg, self.label, self.name = cfg, label, name
         _describe_environment_once()
-        self.lm = load(model, device, dtype, cfg.eval.batch_size)
+        self.lm = load(model, device, dtype, cfg.eval.batch_size, cfg.eval.backend)
         # indexing only occi's folder takes 0.01 s instead of ~9 s for lm-eval's whole catalogue
         self.tasks = TaskManager(include_path=[str(tasks_dir), *map(str, folders)], include_defaults=False)
         if not offline_only and any(task not in self.tasks.task_index for task in tasks_wanted):
@@ -161,10 +160,11 @@ class Evaluator:
             self.identifier = fidelity.identifier(self.cfg)
         settings = self.cfg.eval
         result = fidelity.measure(self.lm.model, self.lm.tokenizer, cell.language, self.identifier,
-                                  settings.fidelity_max_new_tokens, settings.batch_size, settings.fidelity_max_prompts)
+                                  settings.fidelity_max_new_tokens, settings.batch_size, settings.fidelity_max_prompts,
+                                  getattr(self.lm, "generator", None), getattr(self.lm, "stop", ()))
         fidelity.write_results(folder, cell.task, self.name, self.label, result,
                                {"max_new_tokens": settings.fidelity_max_new_tokens, "do_sample": False,
-                                "max_prompts": settings.fidelity_max_prompts})
+                                "max_prompts": settings.fidelity_max_prompts, "backend": settings.backend})
         return {"suite": cell.suite, "language": cell.language, "family": cell.family, "task": cell.task,
                 "metric": cell.metric, "value": result["value"], "stderr": result["stderr"],
                 "interval": result["interval"], "num_fewshot": 0, "answers": len(result["samples"]),

