@@ -10,8 +10,10 @@ megatron's MLA rotary path), so every tensor is renamed as it is.
 """
 from __future__ import annotations
 
+import re
+
 from occi.errors import OcciError
-from occi.families import Family, common, experts
+from occi.families import Family, GgufSpec, common, experts
 from occi.families.mapping import GatedMLP, Mapping, Rename
 
 LATENT_NORM_EPSILON = 1e-6
@@ -126,14 +128,69 @@ def _values(model) -> dict:
     return values
 
 
-GGUF_REFUSAL = ("occi does not write DeepSeek-V3 as GGUF yet: llama.cpp's deepseek2 graph wants the latent "
-                "attention's kv_b_proj split into per-head key and value parts and the routing bias as its own "
-                "tensor, which occi's writer does not map")
-"""The GGUF cell of the family table (gguf-py and llama.cpp know DEEPSEEK2; occi's mapping is not written)."""
+# ------------------------------------------------------------------------------------------- GGUF
+
+def _gguf_shape(config: dict) -> dict:
+    """llama.cpp's DEEPSEEK2 runs latent attention as one key/value head of the latent and rotary
+    widths (key) and the latent width (value); its heads' own widths are the *_mla keys."""
+    kv, rope = int(config["kv_lora_rank"]), int(config["qk_rope_head_dim"])
+    return {"kv_heads": 1, "key_length": kv + rope, "value_length": kv, "rope_dims": rope}
+
+
+def _gguf_hparams(writer, config: dict, where: str) -> None:
+    """llama.cpp's DEEPSEEK2 keys: latent ranks, the heads' widths, the leading dense layers and the
+    routing (sigmoid scores, the bias-corrected group-limited top-k, renormalised, scaled)."""
+    import gguf
+
+    if not config.get("rope_interleave", True):
+        raise OcciError(f"{where}: rope_interleave false cannot be written as GGUF: llama.cpp's DEEPSEEK2 graph "
+                        "rotates DeepSeek's interleaved pairs")
+    if not config.get("n_shared_experts"):
+        raise OcciError(f"{where}: n_shared_experts {config.get('n_shared_experts')} cannot be written as GGUF: "
+                        "llama.cpp's DEEPSEEK2 graph adds a shared expert to every mixture")
+    writer.add_leading_dense_block_count(int(config.get("first_k_dense_replace", 0)))
+    if config.get("q_lora_rank"):
+        writer.add_q_lora_rank(int(config["q_lora_rank"]))
+    writer.add_kv_lora_rank(int(config["kv_lora_rank"]))
+    writer.add_key_length_mla(int(config["qk_nope_head_dim"]) + int(config["qk_rope_head_dim"]))
+    writer.add_value_length_mla(int(config["v_head_dim"]))
+    writer.add_expert_feed_forward_length(int(config["moe_intermediate_size"]))
+    writer.add_expert_count(int(config["n_routed_experts"]))
+    writer.add_expert_used_count(int(config["num_experts_per_tok"]))
+    writer.add_expert_shared_count(int(config["n_shared_experts"]))
+    writer.add_expert_weights_scale(float(config.get("routed_scaling_factor", 1.0)))
+    writer.add_expert_weights_norm(bool(config.get("norm_topk_prob", True)))
+    writer.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
+    if int(config.get("n_group") or 1) > 1:
+        writer.add_expert_group_count(int(config["n_group"]))
+        writer.add_expert_group_used_count(int(config["topk_group"]))
+
+
+def _gguf_split(hf_name: str, shape: tuple[int, ...], config: dict):
+    """kv_b_proj -> llama.cpp's per-head k_b [heads, latent, nope] and v_b [heads, value, latent]:
+    its graph multiplies the queries into the latent space instead of expanding the keys."""
+    if not hf_name.endswith("self_attn.kv_b_proj.weight"):
+        return None
+    import numpy as np
+
+    heads, nope, value = (int(config[k]) for k in ("num_attention_heads", "qk_nope_head_dim", "v_head_dim"))
+    latent = shape[1]
+    prefix = hf_name[: -len("kv_b_proj.weight")]
+    per_head = lambda a: a.reshape(heads, nope + value, latent)  # noqa: E731
+    return [(f"{prefix}k_b_proj.weight", (heads, latent, nope),
+             lambda a: np.ascontiguousarray(per_head(a)[:, :nope].transpose(0, 2, 1))),
+            (f"{prefix}v_b_proj.weight", (heads, value, latent), lambda a: np.ascontiguousarray(per_head(a)[:, nope:]))]
+
+
+def _gguf_tensor_name(hf_name: str) -> str | None:
+    """The routing bias (gguf-py maps `e_score_correction` with a `.bias` suffix, not `_bias`)."""
+    match = re.fullmatch(r"model\.layers\.(\d+)\.mlp\.gate\.e_score_correction_bias", hf_name)
+    return f"blk.{match.group(1)}.exp_probs_b.bias" if match else None
 
 
 FAMILY = Family(
     model_type="deepseek_v3", hf_class="DeepseekV3ForCausalLM", model_fields=_fields, layer_mappings=_layer,
     global_mappings=common.global_mappings, export_values=_values, exports_recipe=_exports_recipe,
-    experts=True, gguf=GGUF_REFUSAL,
+    experts=True, gguf=GgufSpec(arch="DEEPSEEK2", interleave_rope=False, hparams=_gguf_hparams, split=_gguf_split,
+                              tensor_name=_gguf_tensor_name, shape=_gguf_shape),
 )
