@@ -20,11 +20,42 @@ LATENT_NORM_EPSILON = 1e-6
 """transformers' q_a_layernorm and kv_a_layernorm always use this; megatron one epsilon for every norm."""
 
 
-def _fields(config: dict, where: str) -> dict:
+def _yarn_fields(config: dict, where: str) -> dict:
+    """megatron-core's YaRN of latent attention from DeepSeek-V3's rope_scaling (none: {}). Both
+    blend the rotary frequencies between whole correction dimensions, multiply the rotary part's
+    cos and sin by mscale(factor, mscale) / mscale(factor, mscale_all_dim) and the softmax scale by
+    mscale(factor, mscale_all_dim) squared, mscale(s, m) being 0.1 m ln(s) + 1."""
     _, scaling = common.rope(config)
-    if scaling:
-        raise OcciError(f"{where}: RoPE scaling {scaling['rope_type']!r} is not imported for DeepSeek-V3 yet: occi "
-                        "has not checked megatron-core's YaRN (rotary and softmax mscale) against transformers'")
+    if not scaling:
+        return {}
+    if scaling["rope_type"] != "yarn":
+        raise OcciError(f"{where}: RoPE scaling {scaling['rope_type']!r} is not supported for DeepSeek-V3; occi "
+                        "expresses YaRN ('yarn') and none")
+    for key, reason in (("factor", "the factor megatron-core scales by"),
+                        ("original_max_position_embeddings", "the context the frequencies were trained for")):
+        if not scaling.get(key):
+            raise OcciError(f"{where}: RoPE scaling 'yarn' without {key}; set it ({reason})")
+    if scaling.get("attention_factor") is not None:
+        raise OcciError(f"{where}: RoPE scaling 'yarn' with attention_factor {scaling['attention_factor']} is not "
+                        "supported: megatron-core's latent attention derives it from mscale and mscale_all_dim")
+    if scaling.get("truncate", True) is False:
+        raise OcciError(f"{where}: RoPE scaling 'yarn' with truncate false is not supported: megatron-core's latent "
+                        "attention rounds the YaRN correction range to whole dimensions")
+    mscale, all_dim = scaling.get("mscale"), scaling.get("mscale_all_dim")
+    if bool(mscale) != bool(all_dim) and float(mscale or all_dim) != 1.0 or all_dim and not mscale:
+        raise OcciError(f"{where}: RoPE scaling 'yarn' with mscale {mscale} and mscale_all_dim {all_dim} is not "
+                        "supported: transformers uses them only together, megatron-core each alone; set both or "
+                        "neither")
+    return {"yarn_factor": float(scaling["factor"]),
+            "yarn_original_context": int(scaling["original_max_position_embeddings"]),
+            "yarn_beta_fast": float(scaling.get("beta_fast") or 32.0),
+            "yarn_beta_slow": float(scaling.get("beta_slow") or 1.0),
+            "yarn_mscale": float(mscale) if mscale and all_dim else None,
+            "yarn_mscale_all_dim": float(all_dim) if all_dim else None}
+
+
+def _fields(config: dict, where: str) -> dict:
+    yarn = _yarn_fields(config, where)
     fields = common.llama_fields({**config, "rope_parameters": {"rope_theta": common.rope(config)[0]}}, where)
     if fields["norm_epsilon"] != LATENT_NORM_EPSILON:
         raise OcciError(f"{where}: rms_norm_eps {fields['norm_epsilon']} differs from the {LATENT_NORM_EPSILON} "
@@ -47,7 +78,7 @@ def _fields(config: dict, where: str) -> dict:
         raise OcciError(f"{where}: first_k_dense_replace {dense} leaves no mixture-of-experts layer")
     shared = int(config.get("n_shared_experts") or 0)
     expert_width = int(config["moe_intermediate_size"])
-    return {**fields, "num_query_groups": heads, "kv_channels": None,
+    return {**fields, **yarn, "num_query_groups": heads, "kv_channels": None,
             "num_experts": int(config["n_routed_experts"]), "moe_top_k": top_k, "moe_ffn_hidden_size": expert_width,
             "moe_shared_expert_ffn_hidden_size": shared * expert_width or None, "moe_first_dense_layers": dense,
             "moe_balancing": "expert_bias", "moe_router_groups": groups if groups > 1 else None,
@@ -112,6 +143,20 @@ def _exports_recipe(model) -> str | None:
     return None
 
 
+def _rope_values(model) -> dict:
+    """config.json's rope_parameters of a recipe: plain, or its latent attention's YaRN."""
+    theta = float(model.rotary_base)
+    if not model.yarn_factor:
+        return {"rope_type": "default", "rope_theta": theta}
+    values = {"rope_type": "yarn", "rope_theta": theta, "factor": model.yarn_factor,
+              "original_max_position_embeddings": model.yarn_original_context,
+              "beta_fast": model.yarn_beta_fast, "beta_slow": model.yarn_beta_slow}
+    if model.yarn_mscale_all_dim:
+        values |= {"mscale": 1.0 if model.yarn_mscale is None else model.yarn_mscale,
+                   "mscale_all_dim": model.yarn_mscale_all_dim}
+    return values
+
+
 def _values(model) -> dict:
     groups = model.moe_router_groups or 1
     values = {**experts.routing_values(model), "n_routed_experts": model.num_experts,
@@ -122,7 +167,7 @@ def _values(model) -> dict:
               "routed_scaling_factor": model.moe_routed_scaling_factor, "q_lora_rank": model.mla_q_lora_rank,
               "kv_lora_rank": model.mla_kv_lora_rank, "qk_nope_head_dim": model.mla_qk_nope_head_dim,
               "qk_rope_head_dim": model.mla_qk_rope_head_dim, "v_head_dim": model.mla_v_head_dim,
-              "rope_interleave": True, "rope_parameters": {"rope_type": "default", "rope_theta": float(model.rotary_base)}}
+              "rope_interleave": True, "rope_parameters": _rope_values(model)}
     values.pop("head_dim", None)
     values.pop("rope_theta", None)
     return values
