@@ -135,8 +135,39 @@ def test_llama_cpp_runs_the_gguf_of_the_export_as_transformers(exported, tmp_pat
     assert greedy == generated[: len(greedy)] and len(greedy) >= 8, (greedy, generated)
 
 
-@pytest.mark.parametrize("change,message", [({"n_shared_experts": 0}, "n_shared_experts 0 cannot be written as GGUF"),
-                                            ({"rope_interleave": False}, "rope_interleave false cannot be written")])
+V3_YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "beta_fast": 32.0,
+           "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0, "rope_theta": 10000.0}
+"""DeepSeek-V3's own YaRN form (factor 40 and original context 4096 there), scaled to the tiny model."""
+
+
+@needs_module("llama_cpp", "llama-cpp-python")
+def test_llama_cpp_runs_deepseek_v3s_yarn_as_transformers(tmp_path):
+    """YaRN as DeepSeek-V3 has it: the rope.scaling keys and mscale_all_dim as llama.cpp's
+    yarn_log_multiplier (the softmax scale's mscale squared): f32 logits within 1e-4 on 100 tokens,
+    past the original context of 64, and the same greedy tokens."""
+    import gguf
+    import numpy as np
+
+    from gguf_checks import llama_cpp_run, transformers_run, write_f32
+    from hf_bases import make_base
+
+    base = make_base(tmp_path / "base", "deepseek_v3", seed=7, rope_parameters=dict(V3_YARN))
+    path = write_f32(base, tmp_path / "yarn-f32.gguf")
+    fields = gguf.GGUFReader(str(path)).fields
+    assert fields["deepseek2.rope.scaling.type"].contents() == "yarn"
+    assert fields["deepseek2.rope.scaling.yarn_log_multiplier"].contents() == pytest.approx(0.1)
+    assert fields["deepseek2.rope.scaling.original_context_length"].contents() == 64
+    logits, greedy = llama_cpp_run(path)
+    expected, generated = transformers_run(base)
+    assert np.abs(logits - expected).max() < 1e-4, np.abs(logits - expected).max()
+    assert greedy == generated[: len(greedy)] and len(greedy) >= 8, (greedy, generated)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"n_shared_experts": 0}, "n_shared_experts 0 cannot be written as GGUF"),
+    ({"rope_interleave": False}, "rope_interleave false cannot be written"),
+    ({"rope_parameters": {**V3_YARN, "mscale_all_dim": 0.8}}, "mscale 1.0 and mscale_all_dim 0.8 cannot be written"),
+])
 def test_gguf_refuses_what_llama_cpps_deepseek2_graph_fixes_otherwise(exported, tmp_path, change, message):
     from gguf_checks import write_f32
 

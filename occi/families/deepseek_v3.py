@@ -184,7 +184,8 @@ def _gguf_shape(config: dict) -> dict:
 
 def _gguf_hparams(writer, config: dict, where: str) -> None:
     """llama.cpp's DEEPSEEK2 keys: latent ranks, the heads' widths, the leading dense layers and the
-    routing (sigmoid scores, the bias-corrected group-limited top-k, renormalised, scaled)."""
+    routing (sigmoid scores, the bias-corrected group-limited top-k, renormalised, scaled). YaRN's
+    keys are occi/gguf/rope.py's, mscale_all_dim as rope.scaling.yarn_log_multiplier."""
     import gguf
 
     if not config.get("rope_interleave", True):
@@ -193,6 +194,11 @@ def _gguf_hparams(writer, config: dict, where: str) -> None:
     if not config.get("n_shared_experts"):
         raise OcciError(f"{where}: n_shared_experts {config.get('n_shared_experts')} cannot be written as GGUF: "
                         "llama.cpp's DEEPSEEK2 graph adds a shared expert to every mixture")
+    _, scaling = common.rope(config)
+    if scaling and (not scaling.get("mscale") or scaling.get("mscale") != scaling.get("mscale_all_dim")):
+        raise OcciError(f"{where}: YaRN with mscale {scaling.get('mscale')} and mscale_all_dim "
+                        f"{scaling.get('mscale_all_dim')} cannot be written as GGUF: llama.cpp's DEEPSEEK2 graph "
+                        "takes mscale equal to mscale_all_dim (as DeepSeek-V3's own configs have them)")
     writer.add_leading_dense_block_count(int(config.get("first_k_dense_replace", 0)))
     if config.get("q_lora_rank"):
         writer.add_q_lora_rank(int(config["q_lora_rank"]))

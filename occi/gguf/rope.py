@@ -30,6 +30,10 @@ ROUNDS_UNTRUNCATED_YARN = (gguf.MODEL_ARCH.GPT_OSS,)
 """Architectures whose published YaRN is untruncated (truncate false) but which llama.cpp runs with
 its rounded correction range all the same (its own converter writes them so): written, not refused."""
 
+YARN_LOG_MULTIPLIER = (gguf.MODEL_ARCH.DEEPSEEK2,)
+"""Architectures whose llama.cpp graph reads YaRN's mscale_all_dim (rope.scaling.yarn_log_multiplier,
+0.1 x mscale_all_dim) for the latent attention's softmax scale, as transformers' DeepseekV3 does."""
+
 YARN_DEFAULTS = {"beta_fast": 32.0, "beta_slow": 1.0}
 """transformers' YaRN defaults, written when a config leaves them out."""
 
@@ -60,7 +64,7 @@ def check(config: dict, arch: gguf.MODEL_ARCH, where: str) -> dict:
     if kind == "linear":
         return scaling
     if kind == "yarn":
-        for key in ("attention_factor", "mscale", "mscale_all_dim"):
+        for key in ("attention_factor",) + (() if arch in YARN_LOG_MULTIPLIER else ("mscale", "mscale_all_dim")):
             if scaling.get(key) is not None:
                 raise OcciError(f"{where}: RoPE scaling 'yarn' with {key} {scaling[key]} is not written to GGUF by "
                                 "occi: llama.cpp's YaRN attention factor is 0.1 ln(factor) + 1; remove the key")
@@ -85,6 +89,8 @@ def add_scaling_hparams(writer: gguf.GGUFWriter, scaling: dict, config: dict) ->
         writer.add_rope_scaling_orig_ctx_len(int(original))
         writer.add_rope_scaling_yarn_beta_fast(float(scaling.get("beta_fast") or YARN_DEFAULTS["beta_fast"]))
         writer.add_rope_scaling_yarn_beta_slow(float(scaling.get("beta_slow") or YARN_DEFAULTS["beta_slow"]))
+        if scaling.get("mscale_all_dim"):
+            writer.add_rope_scaling_yarn_log_mul(0.1 * float(scaling["mscale_all_dim"]))
 
 
 def llama3_frequency_factors(scaling: dict, head_dim: int, theta: float) -> np.ndarray:
