@@ -242,6 +242,7 @@ def _gguf_tensor_name(hf_name: str) -> str | None:
 FAMILY = Family(
     model_type="deepseek_v3", hf_class="DeepseekV3ForCausalLM", model_fields=_fields, layer_mappings=_layer,
     global_mappings=common.global_mappings, export_values=_values, exports_recipe=_exports_recipe,
-    experts=True, gguf=GgufSpec(arch="DEEPSEEK2", interleave_rope=False, hparams=_gguf_hparams, split=_gguf_split,
-                              tensor_name=_gguf_tensor_name, shape=_gguf_shape),
+    experts=True,
+    gguf=GgufSpec(arch="DEEPSEEK2", interleave_rope=False, hparams=_gguf_hparams, split=_gguf_split,
+                  tensor_name=_gguf_tensor_name, shape=_gguf_shape),
 )

@@ -195,6 +195,7 @@ def _gguf_tensor_name(hf_name: str) -> str | None:
 
 FAMILY = Family(
     model_type="gpt_oss", hf_class="GptOssForCausalLM", model_fields=_fields, layer_mappings=_layer,
-    global_mappings=common.global_mappings, experts=True, gguf=GgufSpec(arch="GPT_OSS", interleave_rope=False, hparams=_gguf_hparams, split=_gguf_split,
-                              tensor_name=_gguf_tensor_name),
+    global_mappings=common.global_mappings, experts=True,
+    gguf=GgufSpec(arch="GPT_OSS", interleave_rope=False, hparams=_gguf_hparams, split=_gguf_split,
+                  tensor_name=_gguf_tensor_name),
 )
