@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import occi
+from conftest import needs_module, occi
 from occi import config as config_module
 from occi.errors import OcciError
 from test_moe import TOKENS, train_log
@@ -62,16 +62,23 @@ def test_the_expert_bias_moves_against_the_load_every_step(run):
     assert all(record["aux_loss"] is None for record in records.values())
 
 
-def test_export_is_deepseek_v3_and_gives_megatrons_logits(run, tmp_path):
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory) -> tuple[Path, Path]:
+    """(config, a copy of the trained run) after `occi export`."""
+    config, source = run
+    run_dir = tmp_path_factory.mktemp("mla-export") / "run"
+    shutil.copytree(source, run_dir)
+    result = occi("export", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return config, run_dir
+
+
+def test_export_is_deepseek_v3_and_gives_megatrons_logits(exported):
     from transformers import AutoModelForCausalLM
 
     from occi.train.export import megatron_logits
 
-    config, source = run
-    run_dir = tmp_path / "run"
-    shutil.copytree(source, run_dir)
-    result = occi("export", str(config), "--run-dir", str(run_dir))
-    assert result.returncode == 0, result.stderr[-3000:]
+    config, run_dir = exported
     exported = json.loads((run_dir / "hf" / "config.json").read_text())
     assert exported["architectures"] == ["DeepseekV3ForCausalLM"]
     assert (exported["n_group"], exported["topk_group"], exported["first_k_dense_replace"]) == (2, 1, 1)
@@ -84,9 +91,102 @@ def test_export_is_deepseek_v3_and_gives_megatrons_logits(run, tmp_path):
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
 
 
+def test_the_gguf_of_the_export_holds_llama_cpps_deepseek2_layout(exported, tmp_path):
+    """kv_b_proj as per-head k_b / v_b (the latent-space form llama.cpp's DEEPSEEK2 graph reads),
+    the routing bias, the dense first layer and the routing keys."""
+    import gguf
+
+    from gguf_checks import write_f32
+
+    hf = exported[1] / "hf"
+    config = json.loads((hf / "config.json").read_text())
+    reader = gguf.GGUFReader(str(write_f32(hf, tmp_path / "mla-f32.gguf")))
+    value = lambda key: reader.fields[key].contents()  # noqa: E731
+    assert value("general.architecture") == "deepseek2"
+    kv, rope, nope = config["kv_lora_rank"], config["qk_rope_head_dim"], config["qk_nope_head_dim"]
+    expected = {"attention.head_count_kv": 1, "attention.key_length": kv + rope, "attention.value_length": kv,
+                "attention.key_length_mla": nope + rope, "attention.value_length_mla": config["v_head_dim"],
+                "attention.kv_lora_rank": kv, "rope.dimension_count": rope, "leading_dense_block_count": 1,
+                "expert_count": 4, "expert_used_count": 2, "expert_shared_count": 1, "expert_group_count": 2,
+                "expert_group_used_count": 1, "expert_gating_func": int(gguf.ExpertGatingFuncType.SIGMOID),
+                "expert_weights_norm": True, "expert_weights_scale": pytest.approx(config["routed_scaling_factor"])}
+    assert {key: value(f"deepseek2.{key}") for key in expected} == expected
+    tensors = {t.name: [int(n) for n in t.shape] for t in reader.tensors}
+    heads = config["num_attention_heads"]
+    # gguf-py lists dimensions innermost first: k_b is [heads, latent, nope], v_b [heads, value, latent]
+    assert tensors["blk.1.attn_k_b.weight"] == [nope, kv, heads]
+    assert tensors["blk.1.attn_v_b.weight"] == [kv, config["v_head_dim"], heads]
+    assert tensors["blk.1.exp_probs_b.bias"] == [4] and "blk.0.ffn_gate.weight" in tensors
+    assert not any("kv_b" in name or name.startswith("blk.0.ffn_gate_exps") for name in tensors)
+
+
+@needs_module("llama_cpp", "llama-cpp-python")
+def test_llama_cpp_runs_the_gguf_of_the_export_as_transformers(exported, tmp_path):
+    """The trained (routing bias moved) moe-mla-tiny export: llama.cpp's logits within 1e-4 of
+    transformers' (f32 throughout), its greedy tokens the same."""
+    import numpy as np
+
+    from gguf_checks import llama_cpp_run, transformers_run, write_f32
+
+    hf = exported[1] / "hf"
+    logits, greedy = llama_cpp_run(write_f32(hf, tmp_path / "mla-f32.gguf"))
+    expected, generated = transformers_run(hf)
+    assert np.abs(logits - expected).max() < 1e-4, np.abs(logits - expected).max()
+    assert greedy == generated[: len(greedy)] and len(greedy) >= 8, (greedy, generated)
+
+
+V3_YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "beta_fast": 32.0,
+           "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0, "rope_theta": 10000.0}
+"""DeepSeek-V3's own YaRN form (factor 40 and original context 4096 there), scaled to the tiny model."""
+
+
+@needs_module("llama_cpp", "llama-cpp-python")
+def test_llama_cpp_runs_deepseek_v3s_yarn_as_transformers(tmp_path):
+    """YaRN as DeepSeek-V3 has it: the rope.scaling keys and mscale_all_dim as llama.cpp's
+    yarn_log_multiplier (the softmax scale's mscale squared): f32 logits within 1e-4 on 100 tokens,
+    past the original context of 64, and the same greedy tokens."""
+    import gguf
+    import numpy as np
+
+    from gguf_checks import llama_cpp_run, transformers_run, write_f32
+    from hf_bases import make_base
+
+    base = make_base(tmp_path / "base", "deepseek_v3", seed=7, rope_parameters=dict(V3_YARN))
+    path = write_f32(base, tmp_path / "yarn-f32.gguf")
+    fields = gguf.GGUFReader(str(path)).fields
+    assert fields["deepseek2.rope.scaling.type"].contents() == "yarn"
+    assert fields["deepseek2.rope.scaling.yarn_log_multiplier"].contents() == pytest.approx(0.1)
+    assert fields["deepseek2.rope.scaling.original_context_length"].contents() == 64
+    logits, greedy = llama_cpp_run(path)
+    expected, generated = transformers_run(base)
+    assert np.abs(logits - expected).max() < 1e-4, np.abs(logits - expected).max()
+    assert greedy == generated[: len(greedy)] and len(greedy) >= 8, (greedy, generated)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"n_shared_experts": 0}, "n_shared_experts 0 cannot be written as GGUF"),
+    ({"rope_interleave": False}, "rope_interleave false cannot be written"),
+    ({"rope_parameters": {**V3_YARN, "mscale_all_dim": 0.8}}, "mscale 1.0 and mscale_all_dim 0.8 cannot be written"),
+])
+def test_gguf_refuses_what_llama_cpps_deepseek2_graph_fixes_otherwise(exported, tmp_path, change, message):
+    from gguf_checks import write_f32
+
+    folder = tmp_path / "hf"
+    shutil.copytree(exported[1] / "hf", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(OcciError, match=message) as err:
+        write_f32(folder, tmp_path / "refused.gguf")
+    assert "\n" not in str(err.value) and str(err.value).startswith(str(folder / "config.json"))
+
+
 @pytest.mark.parametrize("change,message", [
     ({"rope_parameters": {"rope_type": "yarn", "factor": 40.0, "rope_theta": 10000.0}},
-     "RoPE scaling 'yarn' is not imported for DeepSeek-V3 yet"),
+     "RoPE scaling 'yarn' without original_max_position_embeddings"),
+    ({"rope_parameters": {"rope_type": "yarn", "factor": 40.0, "original_max_position_embeddings": 64,
+                          "truncate": False, "rope_theta": 10000.0}}, "'yarn' with truncate false"),
+    ({"rope_parameters": {"rope_type": "yarn", "factor": 40.0, "original_max_position_embeddings": 64,
+                          "mscale_all_dim": 1.0, "rope_theta": 10000.0}}, "set both or neither"),
     ({"n_group": 2, "topk_group": 2, "num_experts_per_tok": 2}, "num_experts_per_tok 2 / topk_group 2 is not 2"),
     ({"rope_interleave": False}, "rope_interleave false"),
     ({"norm_topk_prob": False}, "norm_topk_prob false"),

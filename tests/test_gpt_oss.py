@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, occi
+from conftest import REPO, needs_module, occi
 from hf_bases import logits, make_base
 from test_import import TOKENS, import_config
 
@@ -183,3 +183,90 @@ def test_the_readmes_gpt_oss_20b_config_renders_for_slurm_and_plans_as_the_readm
     said = (f"{plan['wall_hours']:.0f} h in {plan['jobs']} chained 24 h jobs), {plan['energy_kwh']:,.0f} kWh, and "
             f"{memory['peak_bytes'] / 2**30:.1f} GiB predicted per GPU: fits, {memory['headroom_bytes'] / 2**30:.1f} GiB")
     assert said in " ".join(readme.split()), said
+
+
+# ------------------------------------------------------------------------------------------- GGUF
+
+@pytest.fixture(scope="module")
+def gguf_export(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(tiny gpt-oss with the published clamp 7.0 and expert weights large enough to reach it, the
+    same model with YaRN's correction range rounded (truncate true, as llama.cpp computes it), its
+    f32 GGUF written by occi)."""
+    from safetensors.torch import load_file, save_file
+
+    from gguf_checks import write_f32
+
+    folder = tmp_path_factory.mktemp("gpt-oss-gguf")
+    base = make_base(folder / "base", "gpt_oss", swiglu_limit=7.0)
+    for shard in base.glob("*.safetensors"):
+        tensors = load_file(shard)
+        if any(name.endswith("gate_up_proj") for name in tensors):
+            save_file({name: value * 60 if name.endswith("gate_up_proj") else value for name, value in tensors.items()},
+                      shard, metadata={"format": "pt"})
+    rounded = folder / "rounded"
+    shutil.copytree(base, rounded)
+    config = json.loads((base / "config.json").read_text())
+    assert config["rope_parameters"]["truncate"] is False
+    (rounded / "config.json").write_text(json.dumps({**config, "rope_parameters": {
+        **config["rope_parameters"], "truncate": True}}))
+    return base, rounded, write_f32(base, folder / "gpt-oss-f32.gguf")
+
+
+def test_gguf_holds_llama_cpps_gpt_oss_tensors_and_keys(gguf_export):
+    import gguf
+
+    base, _, path = gguf_export
+    reader = gguf.GGUFReader(str(path))
+    value = lambda key: reader.fields[key].contents()  # noqa: E731
+    assert value("general.architecture") == "gpt-oss"
+    assert value("gpt-oss.attention.sliding_window") == 8 and value("gpt-oss.expert_feed_forward_length") == 32
+    assert (value("gpt-oss.expert_count"), value("gpt-oss.expert_used_count")) == (4, 2)
+    assert value("gpt-oss.rope.scaling.type") == "yarn" and value("gpt-oss.rope.scaling.factor") == 4.0
+    assert value("gpt-oss.rope.scaling.original_context_length") == 64
+    tensors = {t.name: [int(n) for n in t.shape] for t in reader.tensors}
+    # gguf-py lists dimensions innermost first: [hidden, inner, experts] is a linear layer's [experts, inner, hidden]
+    assert tensors["blk.1.ffn_gate_exps.weight"] == tensors["blk.1.ffn_up_exps.weight"] == [64, 32, 4]
+    assert tensors["blk.1.ffn_down_exps.weight"] == [32, 64, 4] and tensors["blk.1.ffn_down_exps.bias"] == [64, 4]
+    assert tensors["blk.1.ffn_gate_exps.bias"] == [32, 4] and tensors["blk.1.attn_sinks.weight"] == [4]
+    assert tensors["blk.1.ffn_gate_inp.bias"] == [4] and "blk.1.post_attention_norm.weight" in tensors
+    assert not any("gate_up" in name for name in tensors)
+
+
+@needs_module("llama_cpp", "llama-cpp-python")
+def test_llama_cpp_runs_the_gguf_as_transformers_with_yarn_rounded(gguf_export):
+    """llama.cpp's YaRN rounds the correction range to whole dimensions (ggml_rope_yarn_corr_dims),
+    which gpt-oss' published YaRN does not (truncate false): llama.cpp's logits are transformers' with
+    truncate true within 1e-4 (f32 throughout), and its greedy tokens the same; the clamp is reached."""
+    from gguf_checks import PROMPT, llama_cpp_run, transformers_run
+
+    base, rounded, path = gguf_export
+    logits, greedy = llama_cpp_run(path)
+    expected, generated = transformers_run(rounded)
+    assert np.abs(logits - expected).max() < 1e-4, np.abs(logits - expected).max()
+    assert greedy == generated[: len(greedy)] and len(greedy) >= 8, (greedy, generated)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="eager")
+    gate_up = model.model.layers[0].mlp.experts.gate_up_proj.detach()
+    with torch.no_grad():
+        hidden = model.model.layers[0].post_attention_layernorm(model.model.embed_tokens(torch.tensor(PROMPT)))
+    assert ((hidden @ gate_up).abs() > 7.0).float().mean() > 0.1  # the clamp changes these values
+
+
+def test_gguf_refuses_what_llama_cpps_gpt_oss_graph_fixes_otherwise(gguf_export, tmp_path):
+    from gguf_checks import write_f32
+
+    from occi.errors import OcciError
+
+    base = gguf_export[0]
+    config = json.loads((base / "config.json").read_text())
+    for change, message in [({"swiglu_limit": 0.3}, "swiglu_limit 0.3 cannot be written as GGUF"),
+                            ({"layer_types": ["full_attention", "sliding_attention"] * 2},
+                             "slides a window on layers 0, 2, 4")]:
+        folder = tmp_path / "changed"
+        shutil.copytree(base, folder, dirs_exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(OcciError, match=message) as err:
+            write_f32(folder, tmp_path / "refused.gguf")
+        assert "\n" not in str(err.value) and str(err.value).startswith(str(folder / "config.json"))
+        assert not (tmp_path / "refused.gguf").exists()

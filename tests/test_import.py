@@ -108,11 +108,20 @@ def check_import_then_export(bases, kind: str, layout: str, tmp_path: Path) -> N
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
 
 
-def test_linear_rope_scaling_is_imported_exactly(tmp_path):
-    """Linear RoPE scaling is megatron-core's seq_len_interpolation_factor: megatron's own forward
-    pass (not only the round trip, which keeps the base's config.json) gives transformers' logits."""
-    linear = {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}
-    base = make_base(tmp_path / "base", "llama", seed=7, rope_parameters=linear)
+DEEPSEEK_YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8, "beta_fast": 32.0,
+                 "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 0.8, "rope_theta": 10000.0}
+"""DeepSeek-V3's YaRN form (its own: factor 40, original context 4096, mscale and mscale_all_dim 1),
+with an mscale_all_dim other than mscale so that both the rotary part's attention factor and the
+softmax scale move."""
+
+
+@pytest.mark.parametrize("kind,scaling", [("llama", {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}),
+                                          ("deepseek_v3", DEEPSEEK_YARN)])
+def test_rope_scaling_is_imported_exactly(kind, scaling, tmp_path):
+    """Linear RoPE scaling is megatron-core's seq_len_interpolation_factor, DeepSeek-V3's YaRN its
+    latent attention's YaRN (rope_type yarn, mscale, mscale_all_dim): megatron's own forward pass
+    (not only the round trip, which keeps the base's config.json) gives transformers' logits."""
+    base = make_base(tmp_path / "base", kind, seed=7, rope_parameters=dict(scaling))
     config = import_config(tmp_path, base, tokenizer="base")
     run_dir = tmp_path / "run"
     result = occi("import", str(config), "--run-dir", str(run_dir))
@@ -122,7 +131,9 @@ def test_linear_rope_scaling_is_imported_exactly(tmp_path):
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
     result = occi("export", str(config), "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((run_dir / "hf" / "config.json").read_text())["rope_parameters"] == linear
+    exported = json.loads((run_dir / "hf" / "config.json").read_text())["rope_parameters"]
+    assert exported == json.loads((base / "config.json").read_text())["rope_parameters"]
+    assert {key: exported[key] for key in scaling} == scaling
     actual = logits(run_dir / "hf", TOKENS)
     assert torch.allclose(actual, expected, atol=1e-4), (actual - expected).abs().max()
 

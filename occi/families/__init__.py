@@ -41,6 +41,14 @@ class GgufSpec:
     """`scalar_hparams(writer, scalars)`: hyper-parameters llama.cpp reads that the checkpoint holds as
     tensors of one value (Apertus' per-layer xIELU scalars); `scalars` maps each such tensor's
     transformers name to its value, and they are not written as tensors. None: every tensor is a tensor."""
+    split: Callable | None = None
+    """`split(hf_name, shape, config) -> [(part_name, part_shape, take)] or None`: a checkpoint tensor
+    llama.cpp holds as other tensors (gpt-oss' fused gate_up_proj, DeepSeek's kv_b_proj); each part is
+    named and prepared as `part_name`, its value `take(array)`. None, or a None answer: the tensor as it is."""
+    shape: Callable | None = None
+    """`shape(config) -> {field: value}`: Shape fields (occi/gguf/arch.py) the architecture means
+    otherwise than the Llama-like reading of config.json (latent attention's one key/value head and
+    its head lengths). None: as read."""
 
 
 @dataclass(frozen=True)

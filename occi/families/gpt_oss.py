@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from occi.errors import OcciError
-from occi.families import Family, common, experts
+from occi.families import Family, GgufSpec, common, experts
 from occi.families.gemma3_text import full_attention_every, layer_kinds
 from occi.families.mapping import Mapping, Rename
 
@@ -140,12 +140,62 @@ def _layer(model: "ModelConfig", layer: int) -> list[Mapping]:
         InterleavedExperts(f"{hf}mlp.experts.", f"{mg}mlp.experts", n, model.expert_ffn_hidden_size, h)]
 
 
-GGUF_REFUSAL = ("occi does not write gpt-oss as GGUF yet: its attention sinks, per-expert biases and clamped "
-                "GLU have no mapping here (llama.cpp's own convert_hf_to_gguf.py converts gpt-oss)")
-"""The GGUF cell of the family table: llama.cpp runs gpt-oss, occi's writer does not map it."""
+# ------------------------------------------------------------------------------------------- GGUF
+
+LLAMA_CPP_SWIGLU_LIMIT = 7.0
+"""The clamp llama.cpp's gpt-oss graph fixes for the expert gate and up projection."""
+
+
+def _gguf_hparams(writer, config: dict, where: str) -> None:
+    """llama.cpp's gpt-oss keys, after refusing what its graph fixes otherwise: the clamp, and
+    sliding-window attention on the even layers (0, 2, ...) with full attention between."""
+    limit = float(config.get("swiglu_limit", LLAMA_CPP_SWIGLU_LIMIT))
+    if limit != LLAMA_CPP_SWIGLU_LIMIT:
+        raise OcciError(f"{where}: swiglu_limit {limit} cannot be written as GGUF: llama.cpp's gpt-oss graph clamps "
+                        f"the expert gate and up projection at {LLAMA_CPP_SWIGLU_LIMIT}")
+    sliding = layer_kinds(config, where)
+    if sliding != [layer % 2 == 0 for layer in range(len(sliding))] or not config.get("sliding_window"):
+        raise OcciError(f"{where}: layer_types {config.get('layer_types')} (sliding_window "
+                        f"{config.get('sliding_window')}) cannot be written as GGUF: llama.cpp's gpt-oss graph "
+                        "slides a window on layers 0, 2, 4... and attends fully on the others")
+    writer.add_sliding_window(int(config["sliding_window"]))
+    writer.add_expert_feed_forward_length(int(config["intermediate_size"]))
+    experts.gguf_experts(writer, config)
+
+
+def _gguf_split(hf_name: str, shape: tuple[int, ...], config: dict):
+    """transformers' fused experts -> llama.cpp's ffn_{gate,up,down}_exps weights and biases, each
+    expert's weight [out, in] as a linear layer holds it (transformers stores [in, out])."""
+    import numpy as np
+
+    prefix, _, role = hf_name.rpartition(".")
+    if not prefix.endswith("mlp.experts"):
+        return None
+    if role == "gate_up_proj":  # [experts, hidden, 2 x inner], gate and up columns interleaved
+        experts_, hidden, both = shape
+        return [(f"{prefix}.{part}.weight", (experts_, both // 2, hidden),
+                 lambda a, first=first: np.ascontiguousarray(a[:, :, first::2].transpose(0, 2, 1)))
+                for first, part in ((0, "gate_proj"), (1, "up_proj"))]
+    if role == "gate_up_proj_bias":  # [experts, 2 x inner]
+        return [(f"{prefix}.{part}.bias", (shape[0], shape[1] // 2), lambda a, first=first: np.ascontiguousarray(
+            a[:, first::2])) for first, part in ((0, "gate_proj"), (1, "up_proj"))]
+    if role == "down_proj":  # [experts, inner, hidden]
+        return [(f"{prefix}.down_proj.weight", (shape[0], shape[2], shape[1]),
+                 lambda a: np.ascontiguousarray(a.transpose(0, 2, 1)))]
+    if role == "down_proj_bias":
+        return [(f"{prefix}.down_proj.bias", shape, None)]
+    return None
+
+
+def _gguf_tensor_name(hf_name: str) -> str | None:
+    """The attention sinks: gguf-py maps them without the `.weight` llama.cpp loads them by."""
+    match = re.fullmatch(r"model\.layers\.(\d+)\.self_attn\.sinks", hf_name)
+    return f"blk.{match.group(1)}.attn_sinks.weight" if match else None
 
 
 FAMILY = Family(
     model_type="gpt_oss", hf_class="GptOssForCausalLM", model_fields=_fields, layer_mappings=_layer,
-    global_mappings=common.global_mappings, experts=True, gguf=GGUF_REFUSAL,
+    global_mappings=common.global_mappings, experts=True,
+    gguf=GgufSpec(arch="GPT_OSS", interleave_rope=False, hparams=_gguf_hparams, split=_gguf_split,
+                  tensor_name=_gguf_tensor_name),
 )

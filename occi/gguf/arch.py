@@ -9,7 +9,7 @@ family's own names for what that map lacks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gguf
 import numpy as np
@@ -44,20 +44,27 @@ class Shape:
     rope_theta: float
     norm_eps: float
     tied: bool
+    key_length: int
+    value_length: int
+    rope_dims: int
 
 
 def shape_of(config: dict, where: str) -> Shape:
+    """The Llama-like reading of config.json, then the family's GgufSpec.shape changes."""
     try:
         heads = config["num_attention_heads"]
+        head_dim = config.get("head_dim") or config["hidden_size"] // heads
         rope = config.get("rope_parameters") or {}  # transformers 5 keeps rope_theta in here (scaling: occi/gguf/rope.py)
-        return Shape(layers=config["num_hidden_layers"], hidden=config["hidden_size"],
+        shape = Shape(layers=config["num_hidden_layers"], hidden=config["hidden_size"],
                      ffn=config["intermediate_size"], heads=heads,
                      kv_heads=config.get("num_key_value_heads") or heads,
-                     head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+                     head_dim=head_dim, key_length=head_dim, value_length=head_dim, rope_dims=head_dim,
                      vocab=config["vocab_size"], context=config.get("max_position_embeddings", 2048),
                      rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
                      norm_eps=float(config.get("rms_norm_eps", 1e-6)),
                      tied=bool(config.get("tie_word_embeddings", False)))
+        spec = families.family_of(config, where).gguf
+        return replace(shape, **spec.shape(config)) if isinstance(spec, GgufSpec) and spec.shape else shape
     except KeyError as err:
         raise OcciError(f"{where}: config.json lacks {err.args[0]!r}") from None
 
@@ -73,10 +80,10 @@ def add_hparams(writer: gguf.GGUFWriter, shape: Shape, spec: GgufSpec, config: d
     writer.add_head_count_kv(shape.kv_heads)
     writer.add_rope_freq_base(shape.rope_theta)
     writer.add_layer_norm_rms_eps(shape.norm_eps)
-    writer.add_rope_dimension_count(shape.head_dim)
-    if shape.head_dim != shape.hidden // shape.heads:
-        writer.add_key_length(shape.head_dim)
-        writer.add_value_length(shape.head_dim)
+    writer.add_rope_dimension_count(shape.rope_dims)
+    if shape.key_length != shape.hidden // shape.heads or shape.value_length != shape.key_length:
+        writer.add_key_length(shape.key_length)
+        writer.add_value_length(shape.value_length)
     if spec.hparams:
         spec.hparams(writer, config, where)
 

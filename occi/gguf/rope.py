@@ -9,7 +9,9 @@
 - `linear`: llama.cpp's linear scaling (positions divided by the factor).
 - `yarn`: llama.cpp's YaRN with the factor, the original context and beta_fast / beta_slow; its
   attention factor is transformers' default (0.1 ln(factor) + 1), so a config that sets its own
-  (attention_factor, mscale, mscale_all_dim) or turns off the rounding (truncate) is refused.
+  (attention_factor, mscale, mscale_all_dim) or turns off the rounding (truncate) is refused, except
+  gpt-oss, whose every published config turns it off: llama.cpp runs it rounded, which moves
+  the logits slightly (docs/gguf.md).
 Anything else (dynamic, longrope, ...) is refused in one line naming the kind.
 """
 from __future__ import annotations
@@ -23,6 +25,14 @@ from occi.errors import OcciError
 
 READS_ROPE_FREQS = (gguf.MODEL_ARCH.LLAMA, gguf.MODEL_ARCH.APERTUS)
 """llama.cpp architectures whose graph divides the rotary frequencies by a `rope_freqs` tensor."""
+
+ROUNDS_UNTRUNCATED_YARN = (gguf.MODEL_ARCH.GPT_OSS,)
+"""Architectures whose published YaRN is untruncated (truncate false) but which llama.cpp runs with
+its rounded correction range all the same (its own converter writes them so): written, not refused."""
+
+YARN_LOG_MULTIPLIER = (gguf.MODEL_ARCH.DEEPSEEK2,)
+"""Architectures whose llama.cpp graph reads YaRN's mscale_all_dim (rope.scaling.yarn_log_multiplier,
+0.1 x mscale_all_dim) for the latent attention's softmax scale, as transformers' DeepseekV3 does."""
 
 YARN_DEFAULTS = {"beta_fast": 32.0, "beta_slow": 1.0}
 """transformers' YaRN defaults, written when a config leaves them out."""
@@ -54,11 +64,11 @@ def check(config: dict, arch: gguf.MODEL_ARCH, where: str) -> dict:
     if kind == "linear":
         return scaling
     if kind == "yarn":
-        for key in ("attention_factor", "mscale", "mscale_all_dim"):
+        for key in ("attention_factor",) + (() if arch in YARN_LOG_MULTIPLIER else ("mscale", "mscale_all_dim")):
             if scaling.get(key) is not None:
                 raise OcciError(f"{where}: RoPE scaling 'yarn' with {key} {scaling[key]} is not written to GGUF by "
                                 "occi: llama.cpp's YaRN attention factor is 0.1 ln(factor) + 1; remove the key")
-        if scaling.get("truncate") is False:
+        if scaling.get("truncate") is False and arch not in ROUNDS_UNTRUNCATED_YARN:
             raise OcciError(f"{where}: RoPE scaling 'yarn' with truncate false is not written to GGUF by occi: "
                             "llama.cpp rounds the YaRN correction range to whole dimensions")
         return scaling
@@ -79,6 +89,8 @@ def add_scaling_hparams(writer: gguf.GGUFWriter, scaling: dict, config: dict) ->
         writer.add_rope_scaling_orig_ctx_len(int(original))
         writer.add_rope_scaling_yarn_beta_fast(float(scaling.get("beta_fast") or YARN_DEFAULTS["beta_fast"]))
         writer.add_rope_scaling_yarn_beta_slow(float(scaling.get("beta_slow") or YARN_DEFAULTS["beta_slow"]))
+        if scaling.get("mscale_all_dim"):
+            writer.add_rope_scaling_yarn_log_mul(0.1 * float(scaling["mscale_all_dim"]))
 
 
 def llama3_frequency_factors(scaling: dict, head_dim: int, theta: float) -> np.ndarray:

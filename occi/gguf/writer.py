@@ -2,9 +2,10 @@
 
 Tensors are read from safetensors one at a time and written in two passes (the header with every
 tensor's name, shape and type, then the data), so memory holds one tensor, not the model.
-1-D tensors (norms, biases) stay f32, as llama.cpp expects; a 2-D weight whose rows are not a
+Norms and biases (1-D, or 2-D per-expert biases) stay f32, as llama.cpp expects; a 2-D weight whose rows are not a
 whole number of the type's blocks (32 values for q8_0) is written f16 instead. The experts of a
-mixture layer are stacked into one tensor per role (occi/gguf/experts.py), and tensors llama.cpp
+mixture layer are stacked into one tensor per role (occi/gguf/experts.py), a tensor llama.cpp holds
+as several is split by its family (GgufSpec.split), and tensors llama.cpp
 needs that transformers computes (the `llama3` RoPE factors, occi/gguf/rope.py) are added.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import gguf
 import numpy as np
@@ -42,6 +44,10 @@ class Planned:
     """(file, transformers name) of each tensor read: one, or every expert's in expert order."""
     computed: np.ndarray | None = None
     """The value of a tensor made here rather than read (sources empty)."""
+    stacked: bool = False
+    """The sources are experts stacked into one tensor (expert 0 first)."""
+    take: Callable[[np.ndarray], np.ndarray] | None = None
+    """The part of the read tensor this one is (a family's GgufSpec.split); None: all of it."""
 
 
 def read_config(hf_dir: Path) -> dict:
@@ -69,8 +75,8 @@ def weight_files(hf_dir: Path) -> list[Path]:
     return files
 
 
-def _tensor_type(shape: tuple[int, ...], wanted: Q) -> Q:
-    if len(shape) < 2:
+def _tensor_type(name: str, shape: tuple[int, ...], wanted: Q) -> Q:
+    if len(shape) < 2 or name.endswith(".bias"):  # per-expert biases are 2-D
         return Q.F32
     if wanted in (Q.F32, Q.F16, Q.BF16):
         return wanted
@@ -106,10 +112,16 @@ def plan(hf_dir: Path, config: dict, quant: QuantType) -> list[Planned]:
     planned = []
     for hf_name, sources in stack_experts(list(found), str(hf_dir)):
         file, dims = found[sources[0]]
-        if len(sources) > 1 or hf_name != sources[0]:
+        stacked = len(sources) > 1 or hf_name != sources[0]
+        if stacked:
             dims = (len(sources), *dims)
-        planned.append(Planned(hf_name, arch_module.tensor_name(names, spec, hf_name, str(file)), dims,
-                               _tensor_type(dims, quant.tensor_type), tuple((found[s][0], s) for s in sources)))
+        read_from = tuple((found[s][0], s) for s in sources)
+        parts = (spec.split(hf_name, dims, config) if spec.split else None) or [(hf_name, dims, None)]
+        for part_name, part_dims, take in parts:
+            part_dims = tuple(part_dims)
+            planned.append(Planned(part_name, arch_module.tensor_name(names, spec, part_name, str(file)), part_dims,
+                                   _tensor_type(part_name, part_dims, quant.tensor_type), read_from,
+                                   stacked=stacked, take=take))
     embedding = next((p for p in planned if p.gguf_name == "token_embd.weight"), None)
     if embedding is None:
         raise OcciError(f"{hf_dir}: the weights have no token embedding")
@@ -210,10 +222,12 @@ def write_gguf(hf_dir: Path, out: Path, quant: QuantType, name: str, metadata: d
             for item in planned:
                 if item.computed is not None:
                     tensor = item.computed
-                elif len(item.sources) == 1 and item.sources[0][1] == item.hf_name:
+                elif not item.stacked:
                     tensor = read(*item.sources[0])
                 else:
                     tensor = np.stack([read(file, name) for file, name in item.sources])
+                if item.take is not None:
+                    tensor = item.take(tensor)
                 tensor = arch_module.prepare(spec, shape, config, item.hf_name, tensor)
                 writer.write_tensor_data(_convert(tensor, item.qtype))
         finally:

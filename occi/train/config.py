@@ -103,6 +103,13 @@ class ModelConfig:
     """YaRN: rotations per context above which a frequency is kept as trained."""
     yarn_beta_slow: float = 1.0
     """YaRN: rotations per context below which a frequency is fully interpolated."""
+    yarn_mscale: float | None = None
+    """YaRN of latent attention (DeepSeek-V3: 1.0): the numerator's weight on ln(factor) in the
+    rotary part's attention factor, with yarn_mscale_all_dim; None: 1."""
+    yarn_mscale_all_dim: float | None = None
+    """YaRN of latent attention (DeepSeek-V3: 1.0): the denominator's weight on ln(factor) in the
+    rotary part's attention factor, and the softmax scale is multiplied by (0.1 x this x ln(factor)
+    + 1) squared; None: 0 (no such softmax scaling)."""
     zero_centered_norms: bool = False
     """Every RMSNorm scales by (1 + weight), computed in float32 (Gemma); its weights start at 0."""
     sandwich_norms: bool = False
@@ -187,7 +194,12 @@ class ModelConfig:
                             "local_rotary_base": one, "rope_linear_factor": ranges.at_least(1),
                             "glu_clamp": ranges.POSITIVE, "glu_linear_offset": ranges.between(-16, 16),
                             "yarn_factor": ranges.at_least(1), "yarn_original_context": one,
-                            "yarn_beta_fast": ranges.POSITIVE, "yarn_beta_slow": ranges.POSITIVE})
+                            "yarn_beta_fast": ranges.POSITIVE, "yarn_beta_slow": ranges.POSITIVE,
+                            "yarn_mscale": ranges.POSITIVE, "yarn_mscale_all_dim": ranges.POSITIVE})
+        if (self.yarn_mscale is not None or self.yarn_mscale_all_dim is not None) and not (
+                self.yarn_factor and self.is_mla):
+            raise ValueError("yarn_mscale and yarn_mscale_all_dim scale the YaRN of latent attention; set yarn_factor "
+                             "and the mla_* widths too, or leave them out")
         if self.linear_biases and not self.qkv_bias:
             raise ValueError("linear_biases biases q, k and v too; set qkv_bias as well")
         if self.yarn_factor and (self.rope_scaling_factor or self.rope_linear_factor):

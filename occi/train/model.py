@@ -75,14 +75,22 @@ def transformer_config(model: ModelConfig, train: TrainConfig, dtype: torch.dtyp
 
 
 def mla_settings(model: ModelConfig) -> dict:
-    """MLATransformerConfig's multi-head latent attention fields (none without MLA): plain RoPE on
-    the rotary part of each head (no YaRN: mscale 1, softmax scale 1/sqrt(nope + rope dims))."""
+    """MLATransformerConfig's multi-head latent attention fields (none without MLA): RoPE on the
+    rotary part of each head, plain (mscale 1, softmax scale 1/sqrt(nope + rope dims)) or YaRN
+    (megatron's MLA YaRN: the rotary part's cos and sin times mscale(factor, mscale) /
+    mscale(factor, mscale_all_dim), the softmax scale times mscale(factor, mscale_all_dim) squared,
+    the correction range rounded to whole dimensions, as transformers' DeepseekV3 does)."""
     if not model.is_mla:
         return {}
-    return dict(q_lora_rank=model.mla_q_lora_rank, kv_lora_rank=model.mla_kv_lora_rank,
-                qk_head_dim=model.mla_qk_nope_head_dim, qk_pos_emb_head_dim=model.mla_qk_rope_head_dim,
-                v_head_dim=model.mla_v_head_dim, rope_type="rope", rotary_base=model.rotary_base,
-                rotary_scaling_factor=1.0, mscale=1.0, mscale_all_dim=0.0)
+    widths = dict(q_lora_rank=model.mla_q_lora_rank, kv_lora_rank=model.mla_kv_lora_rank,
+                  qk_head_dim=model.mla_qk_nope_head_dim, qk_pos_emb_head_dim=model.mla_qk_rope_head_dim,
+                  v_head_dim=model.mla_v_head_dim, rotary_base=model.rotary_base)
+    if not model.yarn_factor:
+        return dict(widths, rope_type="rope", rotary_scaling_factor=1.0, mscale=1.0, mscale_all_dim=0.0)
+    return dict(widths, rope_type="yarn", rotary_scaling_factor=model.yarn_factor,
+                original_max_position_embeddings=model.yarn_original_context, beta_fast=model.yarn_beta_fast,
+                beta_slow=model.yarn_beta_slow, mscale=1.0 if model.yarn_mscale is None else model.yarn_mscale,
+                mscale_all_dim=model.yarn_mscale_all_dim or 0.0)
 
 
 def uses_sequence_parallel(model: ModelConfig, train: TrainConfig) -> bool:
@@ -228,7 +236,8 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
 
         without_transformer_engine()
     config = transformer_config(model, train, dtype)
-    if model.yarn_factor:
+    yarn_for_every_head = model.yarn_factor and not model.is_mla  # latent attention rotates by itself
+    if yarn_for_every_head:
         _set_yarn(config, model)
     gpt = GPTModel(
         config=config,
@@ -238,7 +247,7 @@ def build_model(model: ModelConfig, train: TrainConfig, vocab_size: int, dtype: 
         pre_process=parallel_state.is_pipeline_first_stage(),
         post_process=parallel_state.is_pipeline_last_stage(),
         share_embeddings_and_output_weights=model.tied_embeddings,
-        position_embedding_type="yarn" if model.yarn_factor else "rope",
+        position_embedding_type="yarn" if yarn_for_every_head else "rope",
         rotary_base=model.rotary_base,
         rope_scaling=model.rope_scaling_factor is not None,
         rope_scaling_factor=model.rope_scaling_factor or 8.0,
