@@ -123,6 +123,9 @@ MODELS = {
                                          quantized=True, qnorm=True, sub_dim=2, prune_keep=60),
     "softmax, quantized, pruned": dict(loss=3, labels=3, dim=4, minn=2, maxn=3, bucket=100, word_ngrams=1,
                                        quantized=True, qnorm=False, sub_dim=4, prune_keep=30),
+    "hs, quantized, norms, subquantizers of 2 (lid.176's shape)": dict(
+        loss=1, labels=7, dim=8, minn=2, maxn=4, bucket=150, word_ngrams=1, quantized=True, qnorm=True, sub_dim=2,
+        prune_keep=80),
     "hs, quantized, everything pruned": dict(loss=1, labels=3, dim=4, minn=2, maxn=3, bucket=100, word_ngrams=1,
                                              quantized=True, sub_dim=2, prune_keep=0),
 }

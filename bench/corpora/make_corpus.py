@@ -6,8 +6,9 @@ whose folder names another language than the text (libreoffice-help-sk holds Cze
 sits in the root folder), the same page shipped several times (en-GB and en-US help, the GFDL
 notice of every MATE translation), and short or list-like documents that the quality filters drop.
 
-Sources (Debian 12 "bookworm", fetched with `apt-get download` into DATA/debs and unpacked with
-`dpkg-deb -x` into DATA/extract; nothing is installed into the system):
+Sources (Debian 12 "bookworm", fetched with `apt-get download` into DATA/debs through package
+lists of its own under DATA/apt (no `sudo`: see apt_options) and unpacked with `dpkg-deb -x` into
+DATA/extract; nothing is installed into the system):
 
   package                       unit of one document                      licence
   libreoffice-help-<ll>         one help page (HTML)                      MPL-2.0
@@ -64,27 +65,48 @@ def log(*args) -> None:
 
 # ----------------------------------------------------------------------------- packages
 
-def wanted_packages() -> list[str]:
-    """The documentation packages for LANGUAGES that this machine's apt lists know."""
+def apt_options(data: Path) -> list[str]:
+    """apt's options for package lists and downloads of its own under DATA/apt, read and written
+    as any user: no `sudo`, and the system's lists are neither needed nor changed. The sources are
+    the system's (/etc/apt/sources.list*: Debian 12 "bookworm" on the project machine)."""
+    state, cache = data / "apt" / "state", data / "apt" / "cache"
+    (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (cache / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    return ["-o", f"Dir::State={state}", "-o", f"Dir::State::status={state / 'status'}",
+            "-o", f"Dir::Cache={cache}", "-o", "Debug::NoLocking=true"]
+
+
+def update_lists(options: list[str]) -> None:
+    """`apt-get update` into the private lists, once (an empty status file: nothing is installed there)."""
+    state = Path(options[1].split("=", 1)[1])
+    (state / "status").touch()
+    if not any((state / "lists").glob("*_Packages*")):
+        log(f"apt-get update: package lists into {state / 'lists'}")
+        subprocess.run(["apt-get", *options, "update"], check=True, stdout=subprocess.DEVNULL)
+
+
+def wanted_packages(options: list[str]) -> list[str]:
+    """The documentation packages for LANGUAGES that the (private) apt lists know."""
     names = set(EXTRA_PACKAGES)
     for code in OCCI_LANGUAGES:
         names.update(f"{prefix}{code}" for prefix in PREFIXES)
         names.add(f"manpages-{code}-dev")
     names.update(f"libreoffice-help-{code}" for code in FOREIGN_LANGUAGES)
-    known = set(subprocess.run(["apt-cache", "pkgnames"], check=True, capture_output=True,
+    known = set(subprocess.run(["apt-cache", *options, "pkgnames"], check=True, capture_output=True,
                                text=True).stdout.split())
     if not known:
-        sys.exit("apt-cache knows no packages: run `apt-get update` first")
+        sys.exit("apt-cache knows no packages: `apt-get update` into DATA/apt/state found no lists; "
+                 "check /etc/apt/sources.list*")
     return sorted(names & known)
 
 
-def download(packages: list[str], debs: Path) -> dict[str, Path]:
+def download(packages: list[str], debs: Path, options: list[str]) -> dict[str, Path]:
     """Each package's .deb in `debs`, fetched with `apt-get download` when not there yet."""
     debs.mkdir(parents=True, exist_ok=True)
     missing = [p for p in packages if not list(debs.glob(f"{p}_*.deb"))]
     if missing:
         log(f"apt-get download: {len(missing)} packages into {debs}")
-        subprocess.run(["apt-get", "download", *missing], cwd=debs, check=True,
+        subprocess.run(["apt-get", *options, "download", *missing], cwd=debs, check=True,
                        stdout=subprocess.DEVNULL)
     return {p: sorted(debs.glob(f"{p}_*.deb"))[-1] for p in packages}
 
@@ -418,8 +440,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = args.out or args.data / "corpus"
 
-    packages = wanted_packages()
-    debs = download(packages, args.data / "debs")
+    options = apt_options(args.data)
+    update_lists(options)
+    packages = wanted_packages(options)
+    debs = download(packages, args.data / "debs", options)
     docs = []
     for package in packages:
         root = extract(debs[package], args.data / "extract" / package)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/corpora/run.py --shards 7 [--data /tmp/occi-bench] [--corpus DATA/corpus]
         [--work DATA/runs] [--workers 2] [--sides occi,datatrove] [--words whitespace]
-        [--repeats 3] [--dedup] [--binding] [--governance]
+        [--repeats 3] [--wait-load X] [--dedup] [--binding] [--governance]
 
 (make_corpus.py builds the corpus; setup_datatrove.sh the datatrove environment.) The first
 --shards shards of the corpus are one input size (documents are ordered by a hash of their id,
@@ -23,7 +23,8 @@ Writes WORK/<size>/result.json and prints it.
 machine's speed drifts within minutes, and neighbours come and go), and reports each side's
 docs/s/core and the ratio of every round as min/median/max. --dedup first removes exact
 duplicates (lower-cased text, whitespace collapsed: occi's exact key) from the input shards, so
-the same comparison runs on deduplicated text.
+the same comparison runs on deduplicated text. --wait-load X waits before each round until the
+1-minute load average is below X (bench/loadwait.py).
 
 --governance adds the URL filter and PII replacement on both sides, each its own: every input
 document gets a URL (its package's made-up site; 2 % of them a domain and 0.5 % a URL of the UT1
@@ -52,6 +53,8 @@ import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))
+from loadwait import wait_for_load  # noqa: E402
 LID_REASONS = {"wrong_language", "not_a_run_language", "below_threshold"}
 
 
@@ -287,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--words", choices=("datatrove", "whitespace"), default="datatrove",
                         help="word tokenizer on the datatrove side (see datatrove_pipeline.py)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating rounds of the sides (min/median/max)")
+    parser.add_argument("--wait-load", type=float, default=None,
+                        help="before each round, wait until the 1-minute load average is below this")
     parser.add_argument("--dedup", action="store_true", help="remove exact duplicates from the input first")
     parser.add_argument("--governance", action="store_true",
                         help="URL filter (UT1 lists) and PII replacement on both sides; documents get URLs")
@@ -318,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     rounds: list[dict] = []
     for round_index in range(args.repeats):
         figures_of_round = {}
+        wait_for_load(args.wait_load)
         for side in sides:
             figures_of_round[side if side == "occi" else side_name] = run_side(side, args, work, subset, docs_in)
             print(f"round {round_index + 1}/{args.repeats} {side}: {figures_of_round}", file=sys.stderr, flush=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the separate virtual environment for the datatrove side of bench/corpora.
 #
-#   bash bench/corpora/setup_datatrove.sh [VENV]      (default /tmp/occi-bench/venv-datatrove)
+#   bash bench/corpora/setup_datatrove.sh [--data /tmp/occi-bench]     (the venv: DATA/venv-datatrove)
 #
 # datatrove is installed for the benchmark only, never into occi's .venv. Installed:
 #   - datatrove 0.10.x and the pieces of its extras that this pipeline imports: orjson (JSONL
@@ -17,9 +17,20 @@
 #   - no torch (this machine's pip constraint caps it; nothing here needs it).
 set -euo pipefail
 
-VENV=${1:-/tmp/occi-bench/venv-datatrove}
+DATA=/tmp/occi-bench
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --data) DATA=$2; shift 2 ;;
+        *) echo "setup_datatrove.sh: unknown argument $1 (use --data DIR)" >&2; exit 2 ;;
+    esac
+done
+VENV=$DATA/venv-datatrove
 PY=${PYTHON:-python3}
 
+if [ -f "$VENV/.occi-bench-ready" ]; then
+    echo "datatrove's venv is ready in $VENV"
+    exit 0
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
@@ -44,3 +55,4 @@ print("datatrove", md.version("datatrove"), "| fasttext-numpy2-wheel", md.versio
       "| spacy", spacy.__version__, "| model", model, model.stat().st_size, "bytes,",
       len(m.get_labels()), "labels")
 PYEOF
+touch "$VENV/.occi-bench-ready"

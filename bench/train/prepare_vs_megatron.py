@@ -1,7 +1,11 @@
 """bench/train, part 1: `occi data prepare` against Megatron-LM's tools/preprocess_data.py.
 
-  .venv/bin/python bench/train/prepare_vs_megatron.py --megatron-lm DIR [--work DIR] \
-      [--corpus 'GLOB.jsonl'] [--mb 50] [--vocab 32000] [--workers 2] [--repeats 3] [--json FILE]
+  .venv/bin/python bench/train/prepare_vs_megatron.py [--data /tmp/occi-bench] [--megatron-lm DATA/Megatron-LM]
+      [--work DATA/train/prep] [--corpus 'GLOB.jsonl'] [--mb 50] [--vocab 32000] [--workers 2] [--repeats 3]
+      [--wait-load X] [--json FILE]
+
+(bench/train/setup_megatron.sh puts Megatron-LM's source and triton under DATA once; nothing here
+needs the network.)
 
 Both tools tokenize the same documents (the first MB megabytes of the JSONL corpus; without one,
 the demo samples repeated) with the same SentencePiece BPE model (trained here on that text, occi's
@@ -12,10 +16,19 @@ Reported: wall time (start-up included), tokens/s, peak memory (the largest proc
 from /usr/bin/time -v, and the peak of the summed PSS of the whole process tree, sampled every
 50 ms: Megatron-LM runs 2 + WORKERS processes), and whether the token ids agree document by
 document. --repeats N runs the two tools N times, alternating, and reports the ratio as
-min/median/max, with start-up and without it: each tool's start-up (interpreter, imports,
-argument parsing: the same command with --help, which exits before reading a byte) is measured
-right before each of its runs, and the median of these is subtracted from each run's wall time.
-Megatron-LM's source (a checkout at core_v0.16.1, the installed megatron-core) and the triton package its `megatron.training` imports (MEGATRON_EXTRA_PATH) stay outside the repository.
+min/median/max, with start-up and without it. Each tool's start-up is the same command doing no
+work, measured with each of its runs: Megatron-LM's with --help (interpreter, its imports of
+torch, megatron and triton, argument parsing: it exits before reading a byte), occi's on the run
+it has just prepared (interpreter, imports, the config and the run's checks: it finds the data
+done and exits before reading a byte; its --help parses arguments before occi imports its data
+stack, so it would miss most of occi's start-up). The median of each tool's start-ups is
+subtracted from each of its run's wall times. The CPU-time ratio (user + system of the whole
+process tree, start-up CPU subtracted the same way) is reported too: on a shared machine it moves
+less than the wall-time ratio. --wait-load X waits before each round until the 1-minute load
+average is below X; each round records the load it started at.
+Megatron-LM's source (core_v0.16.1, the tag of the installed megatron-core) and the triton package
+its `megatron.training` imports stay outside the repository (DATA/Megatron-LM, DATA/triton;
+MEGATRON_EXTRA_PATH overrides the latter).
 """
 from __future__ import annotations
 
@@ -37,6 +50,8 @@ import pyarrow.parquet as pq
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+from loadwait import wait_for_load  # noqa: E402
 LANG = "de"  # the label of the one language folder; data prepare does not look at the text's language
 DOCS_PER_PART = 100_000  # as occi's corpora stage writes its parts (occi/corpora/build.py)
 SCHEMA = pa.schema([("text", pa.string()), ("id", pa.string()), ("source", pa.string()),
@@ -169,7 +184,8 @@ def main() -> dict:
     documents = len(rows)
     del rows
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ARGS.megatron_lm), os.environ.get("MEGATRON_EXTRA_PATH", "")) if p)}
+    extra = os.environ.get("MEGATRON_EXTRA_PATH", str(ARGS.data / "triton"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ARGS.megatron_lm), extra) if p)}
     occi_command = [sys.executable, "-m", "occi.cli", "data", "prepare", str(config), "--run-dir", str(work / "run")]
     mlm_command = [sys.executable, str(ARGS.megatron_lm / "tools" / "preprocess_data.py"), "--input", str(work / "corpus.jsonl"),
                    "--output-prefix", str(work / "mlm" / LANG), "--tokenizer-type", "SentencePieceTokenizer",
@@ -179,13 +195,14 @@ def main() -> dict:
         shutil.rmtree(work / "run" / "data", ignore_errors=True)
         shutil.rmtree(work / "mlm", ignore_errors=True)
         (work / "mlm").mkdir()
-        occi_start = measure(occi_command[:5] + ["--help"])
+        load = wait_for_load(ARGS.wait_load)
         occi = measure(occi_command)
+        occi_start = measure(occi_command)  # the data is done now: everything but the work
         mlm_start = measure(mlm_command[:2] + ["--help"], env)
         mlm = measure(mlm_command, env)
         occi["startup_s"], mlm["startup_s"] = occi_start["seconds"], mlm_start["seconds"]
         occi["startup_cpu_s"], mlm["startup_cpu_s"] = occi_start["cpu_s"], mlm_start["cpu_s"]
-        rounds.append({"occi": occi, "megatron_lm": mlm})
+        rounds.append({"occi": occi, "megatron_lm": mlm, "load_avg_1m": round(load, 2)})
         print(f"round {index + 1}/{ARGS.repeats}: occi {occi['seconds']:.1f} s, CPU {occi['cpu_s']:.1f} s (start-up "
               f"{occi_start['seconds']:.1f} s, CPU {occi_start['cpu_s']:.1f} s); Megatron-LM {mlm['seconds']:.1f} s, CPU "
               f"{mlm['cpu_s']:.1f} s (start-up {mlm_start['seconds']:.1f} s, CPU {mlm_start['cpu_s']:.1f} s)", flush=True)
@@ -204,16 +221,21 @@ def main() -> dict:
     without_startup = [(r["megatron_lm"]["seconds"] - startup["megatron_lm"])
                        / (r["occi"]["seconds"] - startup["occi"]) * tokens["occi_tokens"] / tokens["mlm_tokens"]
                        for r in rounds]
+    startup_cpu = {tool: spread([r[tool]["startup_cpu_s"] for r in rounds])["median"] for tool in ("occi", "megatron_lm")}
+    cpu_without_startup = [(r["megatron_lm"]["cpu_s"] - startup_cpu["megatron_lm"])
+                           / (r["occi"]["cpu_s"] - startup_cpu["occi"]) * tokens["occi_tokens"] / tokens["mlm_tokens"]
+                           for r in rounds]
     occi, mlm = rounds[-1]["occi"], rounds[-1]["megatron_lm"]
     result = {"documents": documents, "megabytes": round(megabytes, 1),
               "corpus": origin, "vocab": blend["vocab_size"], "workers": ARGS.workers, "occi": occi, "megatron_lm": mlm,
               **tokens, "ratio_tokens_per_s": occi["tokens_per_s"] / mlm["tokens_per_s"], "rounds": rounds,
               "ratio_with_startup": spread(with_startup), "ratio_without_startup": spread(without_startup),
-              "startup_median_s": startup}
+              "startup_median_s": startup, "cpu_ratio_without_startup": spread(cpu_without_startup),
+              "startup_cpu_median_s": startup_cpu, "identical_ids": tokens["documents_differing"] == 0}
     print(f"{'tool':<31} {'wall s':>7} {'tokens/s':>11} {'max RSS MB':>11} {'peak PSS MB':>12} {'tokens':>12}")
     for name, r, n in (("occi data prepare", occi, tokens["occi_tokens"]), ("Megatron-LM preprocess_data.py", mlm, tokens["mlm_tokens"])):
         print(f"{name:<31} {r['seconds']:>7.1f} {r['tokens_per_s']:>11,.0f} {r['max_rss_mb']:>11,.0f} {r['peak_pss_mb']:>12,.0f} {n:>12,}")
-    for name in ("ratio_with_startup", "ratio_without_startup"):
+    for name in ("ratio_with_startup", "ratio_without_startup", "cpu_ratio_without_startup"):
         print(f"{name} over {ARGS.repeats} alternating rounds: min {result[name]['min']:.2f}, "
               f"median {result[name]['median']:.2f}, max {result[name]['max']:.2f}")
     print(f"ratio occi / Megatron-LM tokens/s (last round): {result['ratio_tokens_per_s']:.2f} (target >= 2); documents "
@@ -224,15 +246,25 @@ def main() -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--megatron-lm", type=Path, required=True, help="Megatron-LM checkout (core_v0.16.1)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/occi-bench/train/prep"), help="scratch folder (emptied first)")
+    parser.add_argument("--data", type=Path, default=Path("/tmp/occi-bench"),
+                        help="the benchmarks' folder: inputs and the peers' set-up (default /tmp/occi-bench)")
+    parser.add_argument("--megatron-lm", type=Path, default=None,
+                        help="Megatron-LM's source at core_v0.16.1 (default DATA/Megatron-LM, from setup_megatron.sh)")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder, emptied first (default DATA/train/prep)")
     parser.add_argument("--corpus", default="", help="JSONL files with `id` and `text` (default: the demo samples)")
     parser.add_argument("--mb", type=float, default=50, help="megabytes of text to take")
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds of the two tools")
+    parser.add_argument("--wait-load", type=float, default=None,
+                        help="before each round, wait until the 1-minute load average is below this")
     parser.add_argument("--json", type=Path, help="write the figures here")
     ARGS = parser.parse_args()
+    ARGS.megatron_lm = ARGS.megatron_lm or ARGS.data / "Megatron-LM"
+    ARGS.work = ARGS.work or ARGS.data / "train" / "prep"
+    if not (ARGS.megatron_lm / "tools" / "preprocess_data.py").is_file():
+        raise SystemExit(f"{ARGS.megatron_lm}: no tools/preprocess_data.py; run `bash bench/train/setup_megatron.sh "
+                         f"--data {ARGS.data}` once (or pass --megatron-lm)")
     figures = main()
     if ARGS.json:
         ARGS.json.write_text(json.dumps(figures, indent=1) + "\n")

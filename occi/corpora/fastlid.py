@@ -404,6 +404,17 @@ def _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids
         return
     subquantizers = codes.shape[1]
     last_width = dim - (subquantizers - 1) * sub_dim
+    if sub_dim == 2 and last_width == 2:
+        # lid.176's shape (16 = 8 x 2): the same products added in the same order, without the
+        # inner loop of two, which cost more than its arithmetic (about half of a row's time)
+        for k in range(count):
+            row = ids[k]
+            norm = norm_table[norm_codes[row]]
+            for m in range(subquantizers):
+                code = codes[row, m]
+                hidden[2 * m] += norm * centroids[m, code, 0]
+                hidden[2 * m + 1] += norm * centroids[m, code, 1]
+        return
     for k in range(count):
         row = ids[k]
         norm = norm_table[norm_codes[row]]
