@@ -24,8 +24,9 @@ from pathlib import Path
 
 from occi.basemodel import resolve
 from occi.chat.config import DistillConfig
-from occi.chat.models import load, prompt_text
+from occi.chat.models import load, pick_device, prompt_text
 from occi.chat.prompts import read_prompts
+from occi.chat.vllm_backend import engine, engine_dtype, stop_ids
 from occi.errors import OcciError
 from occi.fsutil import atomic_write_json, atomic_write_text, mark_done, remove_stale_temporaries
 from occi.hub import Item
@@ -126,10 +127,7 @@ class _Vllm:
     answer tokens out as transformers."""
 
     def __init__(self, folder: Path, d: DistillConfig):
-        from transformers import AutoTokenizer
-
-        from occi.chat.models import pick_device
-        from occi.chat.vllm_backend import engine, engine_dtype, stop_ids
+        from transformers import AutoTokenizer  # loads transformers: only when used
 
         self.d = d
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))

@@ -7,7 +7,8 @@ from pathlib import Path
 from occi import languages
 from occi.basemodel import resolve
 from occi.chat import budget as budgeting
-from occi.chat.models import encode_prompt, load, prompt_text
+from occi.chat.models import encode_prompt, load, pick_device, prompt_text
+from occi.chat.vllm_backend import engine, engine_dtype, stop_ids
 from occi.errors import OcciError
 from occi.rundir import RunDir
 from occi.train.config import BaseModelConfig
@@ -69,10 +70,7 @@ def vllm_answer(folder: Path, chat: list[dict], max_new_tokens: int, temperature
                 device: str) -> tuple[budgeting.Generation, object]:
     """One answer through vLLM (occi/chat/vllm_backend.py), from the same prompt tokens as
     transformers; and the tokenizer that made them."""
-    from transformers import AutoTokenizer
-
-    from occi.chat.models import pick_device
-    from occi.chat.vllm_backend import engine, engine_dtype, stop_ids
+    from transformers import AutoTokenizer  # loads transformers: only when used
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     ids = encode_prompt(tokenizer, prompt_text(tokenizer, chat, require_template=False))

@@ -26,7 +26,7 @@ class Engine:
         # one process: the engine core and the model runner in this one (vLLM starts two more
         # processes otherwise, each importing torch and vllm again: most of its start-up on CPU)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        from vllm import LLM
+        from vllm import LLM  # optional: vllm is no core dependency
 
         # float32 on CPU: the dtype transformers uses there, so greedy tokens can match exactly
         self.llm = LLM(model=model, dtype=dtype, skip_tokenizer_init=True, seed=0, enforce_eager=True,
@@ -34,7 +34,7 @@ class Engine:
 
     def generate(self, prompts: list[list[int]], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int = 0, stop_token_ids: list[int] = (), ignore_eos: bool = False) -> list[list[int]]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # optional: vllm is no core dependency
 
         params = SamplingParams(temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
                                 max_tokens=max_tokens, seed=seed, stop_token_ids=list(stop_token_ids),

@@ -107,7 +107,7 @@ def _eos_ids(model, tokenizer) -> set[int]:
 def generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
     """Greedy answers to several prompts at once: left-padded so every prompt ends where the
     answers begin, each answer cut at its first end-of-sequence token (which it does not keep)."""
-    import torch
+    import torch  # loads torch: only when used
 
     device = next(model.parameters()).device
     eos = _eos_ids(model, tokenizer)
@@ -131,7 +131,7 @@ def measure(model, tokenizer, code: str, ident, max_new_tokens: int, batch_size:
     """The fidelity of one language: value, standard error, 95% interval, the value per kind and
     one sample per prompt; with a vLLM `engine` (occi/chat/vllm_backend.py) the prompts are
     generated together through it, ending at the `stop` token ids."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # loads tqdm: only when used
 
     chosen = load_prompts(code, max_prompts)
     encoded = [encode_prompt(tokenizer, prompt_text(tokenizer, [{"role": "user", "content": p.text}],

@@ -9,6 +9,9 @@ the tokenizer's own habit, which is how those models were trained and are usuall
 from __future__ import annotations
 
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+
+from occi.chat.vllm_backend import engine, stop_ids
 
 
 class OcciLM(HFLM):
@@ -42,8 +45,6 @@ class VllmGenerationLM(OcciLM):
     HFLM does, so greedy answers are the same text through both backends."""
 
     def __init__(self, pretrained: str, device: str, dtype: str, batch_size: int):
-        from occi.chat.vllm_backend import stop_ids
-
         super().__init__(pretrained=pretrained, device=device, dtype=dtype, batch_size=batch_size)
         self.folder, self.engine_dtype = pretrained, dtype
         self.stop = sorted({self.eot_token_id, *stop_ids(pretrained, self.tokenizer)})
@@ -51,13 +52,9 @@ class VllmGenerationLM(OcciLM):
     @property
     def generator(self):
         """The vLLM engine, started by the first generation request (log-likelihood suites never start it)."""
-        from occi.chat.vllm_backend import engine
-
         return engine(self.folder, self.engine_dtype)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
-
         eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
         groups: dict[str, list[int]] = {}
         for index, request in enumerate(requests):

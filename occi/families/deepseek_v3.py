@@ -186,7 +186,7 @@ def _gguf_hparams(writer, config: dict, where: str) -> None:
     """llama.cpp's DEEPSEEK2 keys: latent ranks, the heads' widths, the leading dense layers and the
     routing (sigmoid scores, the bias-corrected group-limited top-k, renormalised, scaled). YaRN's
     keys are occi/gguf/rope.py's, mscale_all_dim as rope.scaling.yarn_log_multiplier."""
-    import gguf
+    import gguf  # loads gguf: only when used
 
     if not config.get("rope_interleave", True):
         raise OcciError(f"{where}: rope_interleave false cannot be written as GGUF: llama.cpp's DEEPSEEK2 graph "
@@ -222,7 +222,7 @@ def _gguf_split(hf_name: str, shape: tuple[int, ...], config: dict):
     its graph multiplies the queries into the latent space instead of expanding the keys."""
     if not hf_name.endswith("self_attn.kv_b_proj.weight"):
         return None
-    import numpy as np
+    import numpy as np  # loads numpy: only when used
 
     heads, nope, value = (int(config[k]) for k in ("num_attention_heads", "qk_nope_head_dim", "v_head_dim"))
     latent = shape[1]

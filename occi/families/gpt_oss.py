@@ -166,7 +166,7 @@ def _gguf_hparams(writer, config: dict, where: str) -> None:
 def _gguf_split(hf_name: str, shape: tuple[int, ...], config: dict):
     """transformers' fused experts -> llama.cpp's ffn_{gate,up,down}_exps weights and biases, each
     expert's weight [out, in] as a linear layer holds it (transformers stores [in, out])."""
-    import numpy as np
+    import numpy as np  # loads numpy: only when used
 
     prefix, _, role = hf_name.rpartition(".")
     if not prefix.endswith("mlp.experts"):
