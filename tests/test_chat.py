@@ -173,8 +173,11 @@ def test_distill_writes_rows_with_provenance_and_resumes_after_a_kill(models, tm
     date = json.loads((clean.distill / "de.jsonl").read_text(encoding="utf-8").splitlines()[0])["provenance"]["date"]
     assert time.strptime(date, "%Y-%m-%dT%H:%M:%SZ")
     stats = json.loads(clean.distill_stats.read_text(encoding="utf-8"))
-    assert stats["languages"]["de"] == {"prompts": 3, "rows": 3, "empty_answers": 0,
+    assert stats["languages"]["de"] == {"prompts": 3, "rows": 3, "with_reasoning": 0, "verifiable": 0,
+                                        "dropped": {"empty": 0, "language/answer": 0, "verify/no_number": 0,
+                                                    "verify/wrong_number": 0},
                                         "answer_chars": 3 * len((GERMAN * 6).strip()), "file": "distill/de.jsonl"}
+    assert stats["languages"]["fr"]["dropped"]["language/answer"] == 3  # German answers to French prompts
 
 
 def test_distill_config_mistakes_are_one_line(models, tmp_path):
@@ -185,6 +188,107 @@ def test_distill_config_mistakes_are_one_line(models, tmp_path):
     result = occi("distill", str(path), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "distill.prompts: it is not a language of this run (de, fr)" in result.stderr
+
+
+# ------------------------------------------------------------------ R1-style checks and pairs
+
+THOUGHT = "Sechs mal sieben, ich rechne kurz nach."
+ANSWER_42 = "Die Antwort ist ganz einfach, es sind genau 42 Stück."
+ENGLISH_7 = "The answer is quite simple: there are exactly 7 of them."
+
+
+@pytest.fixture(scope="module")
+def reasoning_run(tmp_path_factory) -> tuple[object, object]:
+    """(config, run directory) of a distillation by a reasoning teacher that answers every prompt
+    in German with 42, and pairs whose candidates a weaker model writes in English with 7.
+
+    The prompts: de 42 (kept), de 7 (wrong number), de without answer (kept), fr 42 and fr
+    without answer (both German answers: wrong language)."""
+    from occi import config as run_config
+    from occi.chat import distill
+    from tests.chat_models import scripted_chat_model
+    from tests.conftest import write_jsonl
+
+    root = tmp_path_factory.mktemp("reasoning")
+    teacher = scripted_chat_model(root / "teacher", ["<think>", THOUGHT, "</think>", ANSWER_42])
+    weaker = scripted_chat_model(root / "weaker", [ENGLISH_7])
+    write_jsonl(root / "prompts" / "de.jsonl", [
+        {"prompt": "Wie viel ist sechs mal sieben?", "answer": 42},
+        {"prompt": "Wie viel ist drei plus vier?", "answer": "7"},
+        {"prompt": "Erzähl mir bitte etwas über die Stadt Berlin."}])
+    write_jsonl(root / "prompts" / "fr.jsonl", [
+        {"prompt": "Combien font six fois sept ?", "answer": "42"},
+        {"prompt": "Parle-moi un peu de la ville de Paris."}])
+    config = {"name": "reasoning", "languages": ["de", "fr"], "corpora": "demo",
+              "distill": {"teacher": "teacher", "prompts": {"de": "prompts/de.jsonl", "fr": "prompts/fr.jsonl"},
+                          "batch_size": 2, "max_new_tokens": 8, "pairs": {"model": "weaker", "samples": 2,
+                                                                          "temperature": 0.0}},
+              "dpo": {"sources": [{"name": "distilled", "kind": "distill"}],
+                      "checks": {"rejected_language": False}},
+              "sft": {"sources": [{"name": "distilled", "kind": "distill"}]}}
+    path = root / "run.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    cfg, run = run_config.load_for_run(str(path), root / "run")
+    assert distill.run(cfg, run).complete
+    return cfg, run
+
+
+def test_reasoning_is_kept_and_every_check_drops_its_rows(reasoning_run):
+    _, run = reasoning_run
+    stats = json.loads(run.distill_stats.read_text(encoding="utf-8"))
+    none = {"empty": 0, "language/answer": 0, "verify/no_number": 0, "verify/wrong_number": 0}
+    assert stats["languages"]["de"] == {
+        "prompts": 3, "rows": 2, "dropped": {**none, "verify/wrong_number": 1}, "with_reasoning": 2, "verifiable": 2,
+        "answer_chars": 2 * len(ANSWER_42), "file": "distill/de.jsonl",
+        "pairs": {"written": 2, "no_failing_candidate": 0, "rejected_because": {"language/answer": 2},
+                  "file": "distill/pairs/de.jsonl"}}
+    assert stats["languages"]["fr"]["rows"] == 0 and stats["languages"]["fr"]["dropped"] == {**none, "language/answer": 2}
+    rows = [json.loads(line) for line in (run.distill / "de.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["messages"][-1] for r in rows] == [{"role": "assistant", "content": ANSWER_42, "reasoning": THOUGHT}] * 2
+    assert rows[0]["provenance"]["verified_answer"] == 42 and "verified_answer" not in rows[1]["provenance"]
+    assert (run.distill / "fr.jsonl").read_text(encoding="utf-8") == ""
+
+
+def test_distilled_pairs_are_read_by_dpo_and_the_rows_by_sft(reasoning_run):
+    from occi.chat.models import load
+    from occi.corpora.langid import LanguageIdentifier
+    from occi.dpo import data as dpo_data
+    from occi.sft import data as sft_data
+    from occi.sft.stage import with_distill_files
+
+    cfg, run = reasoning_run
+    pairs = [json.loads(line) for line in run.distill_pairs("de").read_text(encoding="utf-8").splitlines()]
+    assert [(p["chosen"], p["rejected"], p["language"]) for p in pairs] == [(ANSWER_42, ENGLISH_7, "de")] * 2
+    assert pairs[0]["prompt"] == [{"role": "user", "content": "Wie viel ist sechs mal sieben?"}]
+    provenance = pairs[0]["provenance"]
+    assert provenance["chosen_by"] == provenance["teacher"] and provenance["rejected_by"] == "weaker"
+    assert (provenance["rejected_because"], provenance["candidate"]) == ("language/answer", 0)
+
+    _, tokenizer = load(cfg.distill.base_dir + "/teacher", "cpu")
+    langid = LanguageIdentifier.from_config(cfg.corpora.langid, cfg.languages, cfg.corpora.base_dir)
+    (run.root / "dpo-data").mkdir()
+    stats = dpo_data.prepare(with_distill_files(cfg.dpo, run.distill_pairs("*")), cfg.languages, tokenizer, 128,
+                             cfg.seed, langid, run.root / "dpo-data")
+    assert stats["languages"]["de"]["kept"] == 2 and stats["totals"]["drops"] == {}
+    assert stats["sources"]["distilled"]["provenance"] == {
+        f"chosen: {provenance['teacher']}; rejected: weaker (language/answer)": 2}
+    (run.root / "sft-data").mkdir()
+    stats = sft_data.prepare(with_distill_files(cfg.sft, run.distill_rows("*")), cfg.languages, tokenizer, 128,
+                             cfg.seed, langid, run.root / "sft-data")
+    assert stats["languages"] == {"de": {**stats["languages"]["de"], "rows_in": 2, "kept": 2}}
+
+
+def test_the_number_rule():
+    from occi.chat.answer_checks import last_number, parse_number, split_reasoning, verify
+
+    assert [parse_number(t) for t in ("42", "-3", "3,5", "3.14", "1.000", "1,000,000", "1.000,5", "1,000.5")] == \
+        [42, -3, 3.5, 3.14, 1000, 1000000, 1000.5, 1000.5]
+    assert last_number("Erst 6, dann 7, also 42.") == 42 and last_number("keine Zahl") is None
+    assert verify("Es sind 2,50 Euro.", 2.5) is None and verify("Es sind 3 Euro.", 2.5) == "verify/wrong_number"
+    assert verify("Drei Euro.", 2.5) == "verify/no_number"
+    assert split_reasoning("<think>a</think>b") == ("a", "b") and split_reasoning("b") == (None, "b")
+    harmony = "<|channel|>analysis<|message|>think<|end|><|start|>assistant<|channel|>final<|message|>answer"
+    assert split_reasoning(harmony) == ("think", "answer")
 
 
 # ------------------------------------------------------------------ answer-language fidelity
