@@ -87,7 +87,8 @@ def test_generate_command_picks_the_wait_word_of_the_prompts_language(models, tm
 
 def _distill_config(folder: Path, teacher: Path) -> Path:
     """A run of two languages: German prompts as JSONL (a plain prompt, a chat whose old answer
-    is dropped), French ones as Parquet; one prompt per batch, so a kill can fall between batches."""
+    is dropped), French ones as Parquet; one prompt per batch, so a kill can fall between batches;
+    the language check off (the German teacher answers the French prompts too)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -103,7 +104,7 @@ def _distill_config(folder: Path, teacher: Path) -> Path:
     config = {"name": "distill-test", "languages": ["de", "fr"], "corpora": "demo",
               "distill": {"teacher": str(teacher), "prompts": {"de": "prompts/de.jsonl", "fr": "prompts/fr.parquet"},
                           "batch_size": 1, "max_new_tokens": 6, "temperature": 0.7, "top_p": 0.9,
-                          "system": "Antworte hilfsbereit."}}
+                          "system": "Antworte hilfsbereit.", "check_language": False}}
     path = folder / "distill.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return path
@@ -177,7 +178,7 @@ def test_distill_writes_rows_with_provenance_and_resumes_after_a_kill(models, tm
                                         "dropped": {"empty": 0, "language/answer": 0, "verify/no_number": 0,
                                                     "verify/wrong_number": 0},
                                         "answer_chars": 3 * len((GERMAN * 6).strip()), "file": "distill/de.jsonl"}
-    assert stats["languages"]["fr"]["dropped"]["language/answer"] == 3  # German answers to French prompts
+    assert stats["languages"]["fr"]["rows"] == 3  # German answers to French prompts: kept without the check
 
 
 def test_distill_config_mistakes_are_one_line(models, tmp_path):
