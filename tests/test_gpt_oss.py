@@ -219,7 +219,6 @@ def test_sft_with_the_harmony_template_the_base_ships(imported, tmp_path):
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     data = yaml.safe_load(config.read_text())
     data["model"]["seq_length"] = 192  # the harmony header alone is ~50 tokens of the 300-piece test tokenizer
-    data["train"] |= {"expert_parallel": 1, "data_parallel": 1}  # one rank: the layouts are tested elsewhere
     data["sft"] = {"sources": [{"name": "harmony", "kind": "jsonl", "path": str(tmp_path / "chat.jsonl")}],
                    "checks": {"language_id": False}, "seq_length": 192, "epochs": 2, "micro_batch_size": 2, "packing": False,
                    "global_batch_size": 4, "lr": 0.001, "min_lr": 0.0001, "save_interval": 1000}
