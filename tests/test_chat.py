@@ -200,34 +200,28 @@ ENGLISH_7 = "The answer is quite simple: there are exactly 7 of them."
 
 @pytest.fixture(scope="module")
 def reasoning_run(tmp_path_factory) -> tuple[object, object]:
-    """(config, run directory) of a distillation by a reasoning teacher that answers every prompt
-    in German with 42, and pairs whose candidates a weaker model writes in English with 7.
+    """(config, run directory) of configs/demo-distill.yaml's distillation with a tiny reasoning
+    teacher that answers every prompt in German with 42, and pairs whose candidates a weaker model
+    writes in English with 7 (greedy, so one candidate each).
 
-    The prompts: de 42 (kept), de 7 (wrong number), de without answer (kept), fr 42 and fr
-    without answer (both German answers: wrong language)."""
+    By hand, from the bundled prompts (configs/prompts/{de,en,fr}.jsonl: 6 plain prompts each;
+    configs/prompts/numbers/*.jsonl: 6 with answers 42, 30, 9, 12, 48, 4.50): in de the 6 plain
+    prompts and the one whose answer is 42 are kept, 5 answers have the wrong number; every en and
+    fr answer is German (12 + 12 dropped for language); 7 pairs in de, their rejected answer English."""
     from occi import config as run_config
     from occi.chat import distill
     from tests.chat_models import scripted_chat_model
-    from tests.conftest import write_jsonl
 
     root = tmp_path_factory.mktemp("reasoning")
-    teacher = scripted_chat_model(root / "teacher", ["<think>", THOUGHT, "</think>", ANSWER_42])
-    weaker = scripted_chat_model(root / "weaker", [ENGLISH_7])
-    write_jsonl(root / "prompts" / "de.jsonl", [
-        {"prompt": "Wie viel ist sechs mal sieben?", "answer": 42},
-        {"prompt": "Wie viel ist drei plus vier?", "answer": "7"},
-        {"prompt": "Erzähl mir bitte etwas über die Stadt Berlin."}])
-    write_jsonl(root / "prompts" / "fr.jsonl", [
-        {"prompt": "Combien font six fois sept ?", "answer": "42"},
-        {"prompt": "Parle-moi un peu de la ville de Paris."}])
-    config = {"name": "reasoning", "languages": ["de", "fr"], "corpora": "demo",
-              "distill": {"teacher": "teacher", "prompts": {"de": "prompts/de.jsonl", "fr": "prompts/fr.jsonl"},
-                          "batch_size": 2, "max_new_tokens": 8, "pairs": {"model": "weaker", "samples": 2,
-                                                                          "temperature": 0.0}},
-              "dpo": {"sources": [{"name": "distilled", "kind": "distill"}],
-                      "checks": {"rejected_language": False}},
-              "sft": {"sources": [{"name": "distilled", "kind": "distill"}]}}
-    path = root / "run.yaml"
+    scripted_chat_model(root / "teacher", ["<think>", THOUGHT, "</think>", ANSWER_42])
+    scripted_chat_model(root / "weaker", [ENGLISH_7])
+    config = yaml.safe_load((REPO / "configs" / "demo-distill.yaml").read_text(encoding="utf-8"))
+    config["distill"] |= {"teacher": "teacher", "max_new_tokens": 8,
+                          "prompts": {code: [str(REPO / "configs" / f) for f in files]
+                                      for code, files in config["distill"]["prompts"].items()},
+                          "pairs": {"model": "weaker", "samples": 1, "temperature": 0.0}}
+    config["dpo"] = {"sources": [{"name": "distilled", "kind": "distill"}], "checks": {"rejected_language": False}}
+    path = root / "demo-distill.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     cfg, run = run_config.load_for_run(str(path), root / "run")
     assert distill.run(cfg, run).complete
@@ -239,15 +233,17 @@ def test_reasoning_is_kept_and_every_check_drops_its_rows(reasoning_run):
     stats = json.loads(run.distill_stats.read_text(encoding="utf-8"))
     none = {"empty": 0, "language/answer": 0, "verify/no_number": 0, "verify/wrong_number": 0}
     assert stats["languages"]["de"] == {
-        "prompts": 3, "rows": 2, "dropped": {**none, "verify/wrong_number": 1}, "with_reasoning": 2, "verifiable": 2,
-        "answer_chars": 2 * len(ANSWER_42), "file": "distill/de.jsonl",
-        "pairs": {"written": 2, "no_failing_candidate": 0, "rejected_because": {"language/answer": 2},
+        "prompts": 12, "rows": 7, "dropped": {**none, "verify/wrong_number": 5}, "with_reasoning": 7,
+        "verifiable": 6, "answer_chars": 7 * len(ANSWER_42), "file": "distill/de.jsonl",
+        "pairs": {"written": 7, "no_failing_candidate": 0, "rejected_because": {"language/answer": 7},
                   "file": "distill/pairs/de.jsonl"}}
-    assert stats["languages"]["fr"]["rows"] == 0 and stats["languages"]["fr"]["dropped"] == {**none, "language/answer": 2}
+    for code in ("en", "fr"):
+        assert stats["languages"][code]["rows"] == 0
+        assert stats["languages"][code]["dropped"] == {**none, "language/answer": 12}
+        assert (run.distill / f"{code}.jsonl").read_text(encoding="utf-8") == ""
     rows = [json.loads(line) for line in (run.distill / "de.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [r["messages"][-1] for r in rows] == [{"role": "assistant", "content": ANSWER_42, "reasoning": THOUGHT}] * 2
-    assert rows[0]["provenance"]["verified_answer"] == 42 and "verified_answer" not in rows[1]["provenance"]
-    assert (run.distill / "fr.jsonl").read_text(encoding="utf-8") == ""
+    assert [r["messages"][-1] for r in rows] == [{"role": "assistant", "content": ANSWER_42, "reasoning": THOUGHT}] * 7
+    assert [r["provenance"].get("verified_answer") for r in rows] == [None] * 6 + [42]
 
 
 def test_distilled_pairs_are_read_by_dpo_and_the_rows_by_sft(reasoning_run):
@@ -259,24 +255,25 @@ def test_distilled_pairs_are_read_by_dpo_and_the_rows_by_sft(reasoning_run):
 
     cfg, run = reasoning_run
     pairs = [json.loads(line) for line in run.distill_pairs("de").read_text(encoding="utf-8").splitlines()]
-    assert [(p["chosen"], p["rejected"], p["language"]) for p in pairs] == [(ANSWER_42, ENGLISH_7, "de")] * 2
-    assert pairs[0]["prompt"] == [{"role": "user", "content": "Wie viel ist sechs mal sieben?"}]
+    assert [(p["chosen"], p["rejected"], p["language"]) for p in pairs] == [(ANSWER_42, ENGLISH_7, "de")] * 7
+    assert pairs[-1]["prompt"] == [{"role": "user", "content": "Wie viel ist 30 plus 12? Bitte antworte mit einem "
+                                                               "ganzen Satz."}]
     provenance = pairs[0]["provenance"]
     assert provenance["chosen_by"] == provenance["teacher"] and provenance["rejected_by"] == "weaker"
     assert (provenance["rejected_because"], provenance["candidate"]) == ("language/answer", 0)
 
-    _, tokenizer = load(cfg.distill.base_dir + "/teacher", "cpu")
+    _, tokenizer = load(Path(cfg.distill.base_dir) / "teacher", "cpu")
     langid = LanguageIdentifier.from_config(cfg.corpora.langid, cfg.languages, cfg.corpora.base_dir)
     (run.root / "dpo-data").mkdir()
     stats = dpo_data.prepare(with_distill_files(cfg.dpo, run.distill_pairs("*")), cfg.languages, tokenizer, 128,
                              cfg.seed, langid, run.root / "dpo-data")
-    assert stats["languages"]["de"]["kept"] == 2 and stats["totals"]["drops"] == {}
+    assert stats["languages"]["de"]["kept"] == 7 and stats["totals"]["drops"] == {}
     assert stats["sources"]["distilled"]["provenance"] == {
-        f"chosen: {provenance['teacher']}; rejected: weaker (language/answer)": 2}
+        f"chosen: {provenance['teacher']}; rejected: weaker (language/answer)": 7}
     (run.root / "sft-data").mkdir()
     stats = sft_data.prepare(with_distill_files(cfg.sft, run.distill_rows("*")), cfg.languages, tokenizer, 128,
                              cfg.seed, langid, run.root / "sft-data")
-    assert stats["languages"] == {"de": {**stats["languages"]["de"], "rows_in": 2, "kept": 2}}
+    assert stats["languages"] == {"de": {**stats["languages"]["de"], "rows_in": 7, "kept": 7}}
 
 
 def test_the_number_rule():
@@ -290,6 +287,16 @@ def test_the_number_rule():
     assert split_reasoning("<think>a</think>b") == ("a", "b") and split_reasoning("b") == (None, "b")
     harmony = "<|channel|>analysis<|message|>think<|end|><|start|>assistant<|channel|>final<|message|>answer"
     assert split_reasoning(harmony) == ("think", "answer")
+
+
+def test_the_bundled_number_prompts_are_read_as_their_language():
+    from occi.chat.prompts import read_prompt_rows
+    from occi.corpora.langid import LanguageIdentifier, default_model_path
+
+    langid = LanguageIdentifier(default_model_path(), ["de", "en", "es", "fr", "it", "pl"])
+    for path in sorted((REPO / "configs" / "prompts" / "numbers").glob("*.jsonl")):
+        for chat, expected in read_prompt_rows(path):
+            assert langid.predict(chat[-1]["content"])[0] == path.stem and expected is not None, (path, chat)
 
 
 # ------------------------------------------------------------------ answer-language fidelity
