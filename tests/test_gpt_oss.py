@@ -220,7 +220,8 @@ def test_sft_with_the_harmony_template_the_base_ships(imported, tmp_path):
     data = yaml.safe_load(config.read_text())
     data["model"]["seq_length"] = 192  # the harmony header alone is ~50 tokens of the 300-piece test tokenizer
     data["sft"] = {"sources": [{"name": "harmony", "kind": "jsonl", "path": str(tmp_path / "chat.jsonl")}],
-                   "checks": {"language_id": False}, "seq_length": 192, "epochs": 2, "micro_batch_size": 2, "packing": False,
+                   "checks": {"language_id": False}, "seq_length": 192, "epochs": 2, "micro_batch_size": 2,
+                   "packing": False,  # a sliding-window model: one conversation per sequence
                    "global_batch_size": 4, "lr": 0.001, "min_lr": 0.0001, "save_interval": 1000}
     path = tmp_path / "sft.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")

@@ -3,8 +3,8 @@
 A row is a mapping with `messages` (a list of {role, content}; roles system, user, assistant),
 an optional `language` (ISO 639-1; or the source's `language`), optional reasoning (inside the
 assistant content as <think>...</think>, or in a `reasoning` field of the assistant turn, which
-the chat template renders its own way: occi/sft/template.py) and an optional `provenance` mapping (who wrote it; kept
-in the statistics). `occi distill` writes such rows.
+the chat template renders its own way: occi/sft/template.py) and an optional `provenance`
+mapping (who wrote it; kept in the statistics). `occi distill` writes such rows.
 
 Every row is kept or dropped with one reason of DROP_REASONS, never fatal:
 - read/...: unreadable input (bad JSON, a file that cannot be opened);
