@@ -270,6 +270,14 @@ def test_distilled_pairs_are_read_by_dpo_and_the_rows_by_sft(reasoning_run):
     assert stats["languages"]["de"]["kept"] == 7 and stats["totals"]["drops"] == {}
     assert stats["sources"]["distilled"]["provenance"] == {
         f"chosen: {provenance['teacher']}; rejected: weaker (language/answer)": 7}
+    from occi.report.dpo_section import dpo_section
+
+    run.dpo_stats.parent.mkdir(parents=True)
+    run.dpo_stats.write_text(json.dumps(stats), encoding="utf-8")
+    (run.dpo / "_DONE").write_text("", encoding="utf-8")  # as a finished `occi dpo` leaves it
+    card = "\n".join(dpo_section(cfg, run, run.root))
+    assert f"| distilled | jsonl | 1 | 7 | chosen: {provenance['teacher']}; rejected: weaker (language/answer): 7 |" \
+        in card, card
     (run.root / "sft-data").mkdir()
     stats = sft_data.prepare(with_distill_files(cfg.sft, run.distill_rows("*")), cfg.languages, tokenizer, 128,
                              cfg.seed, langid, run.root / "sft-data")

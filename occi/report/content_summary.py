@@ -186,7 +186,8 @@ def _sources(cfg, run: RunDir, stats: dict, todo) -> dict:
         entry = sft.get("sources", {}).get(source.name, {})
         listed[_category_or_todo(cfg, source, todo)].append({
             "name": source.name, "used_for": "supervised fine-tuning", "kind": source.kind,
-            "link": source.dataset or source.path, "conversations": entry.get("kept", 0),
+            "link": source.dataset or source.path or "this run's `occi distill` rows",
+            "conversations": entry.get("kept", 0),
             "tokens": entry.get("tokens", 0)})
     crawled = {"title": TEMPLATE_SECTIONS["2.3"], "sources": listed["crawled"]}
     if listed["crawled"]:
