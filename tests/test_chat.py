@@ -278,6 +278,8 @@ def test_distilled_pairs_are_read_by_dpo_and_the_rows_by_sft(reasoning_run):
     card = "\n".join(dpo_section(cfg, run, run.root))
     assert f"| distilled | jsonl | 1 | 7 | chosen: {provenance['teacher']}; rejected: weaker (language/answer): 7 |" \
         in card, card
+    relative = with_distill_files(cfg.sft, Path("runs") / "x" / "distill" / "*.jsonl").sources[0]
+    assert (relative.kind, relative.path) == ("jsonl", str(Path.cwd() / "runs" / "x" / "distill" / "*.jsonl"))
     (run.root / "sft-data").mkdir()
     stats = sft_data.prepare(with_distill_files(cfg.sft, run.distill_rows("*")), cfg.languages, tokenizer, 128,
                              cfg.seed, langid, run.root / "sft-data")

@@ -49,7 +49,8 @@ def with_distill_files(section, pattern: Path):
     distill rows or pairs)."""
     from dataclasses import replace
 
-    sources = [replace(s, kind="jsonl", path=str(pattern)) if s.kind == "distill" else s for s in section.sources]
+    where = str(Path(pattern).absolute())  # a run directory given relative to the working directory
+    sources = [replace(s, kind="jsonl", path=where) if s.kind == "distill" else s for s in section.sources]
     return replace(section, sources=sources)
 
 
