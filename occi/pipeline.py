@@ -169,7 +169,7 @@ STAGES = [
     Stage("distill", ("distill",), "a teacher's answers to the prompts of each language -> SFT rows in "
           "<run>/distill (runs with a `distill:` section only)", "distill", "occi.chat.distill",
           shards_over="batches", slurm="gpu", array_steps=(ArrayStep("generate"),), join_step="join",
-          when="occi.chat.distill:has_distill", reads=("distill", "languages", "seed"),
+          when="occi.chat.distill:has_distill", reads=("distill", "languages", "seed", "corpora.langid"),
           fetch_items="occi.chat.distill:fetch_items",
           done_markers=("_DONE", "parts/*/*.jsonl")),
     Stage("sft", ("sft",), "supervised fine-tuning on chat data (megatron-core; runs with an `sft:` section only)",
@@ -179,7 +179,8 @@ STAGES = [
           card_section="occi.report.sft_section:card_section", card_part="training"),
     Stage("dpo", ("dpo",), "preference tuning on chosen/rejected pairs (DPO or SimPO, megatron-core; runs with a "
           "`dpo:` section only)", "dpo", "occi.dpo.stage", slurm="train", when="occi.dpo.stage:has_dpo", exclusive=True,
-          reads=("dpo", "model", "train", "seed", "languages", "corpora.langid"), inputs=("train", "import", "sft"),
+          reads=("dpo", "model", "train", "seed", "languages", "corpora.langid"),
+          inputs=("train", "import", "sft", "distill"),
           card_section="occi.report.dpo_section:card_section", card_part="training"),
     Stage("export", ("export",), "latest checkpoint -> transformers model in <run>/hf (or GGUF files in <run>/gguf)",
           "hf", "occi.train.export", exclusive=True, reads=("model", "sft", "dpo", "seed"), inputs=("train", "sft", "dpo"),

@@ -249,6 +249,10 @@ class RunDir:
         """One language's distilled SFT rows (JSONL), the file an SFT source lists."""
         return self.distill / f"{code}.jsonl"
 
+    def distill_pairs(self, code: str) -> Path:
+        """One language's preference pairs from the distillation (JSONL in occi/dpo/data.py's format)."""
+        return self.distill / "pairs" / f"{code}.jsonl"
+
     def distill_part(self, code: str, batch: int) -> Path:
         """One generated batch, written atomically; its existence means the batch is done."""
         return self.distill / "parts" / code / f"{batch:06d}.jsonl"

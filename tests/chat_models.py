@@ -64,3 +64,43 @@ def tiny_chat_model(folder: Path, favourite: str, extra: list[str] = ()) -> Path
     model.save_pretrained(str(folder))
     model.generation_config.save_pretrained(str(folder))
     return folder
+
+
+def scripted_chat_model(folder: Path, script: list[str]) -> Path:
+    """A model folder whose model writes `script` (each entry one token: special or added) and
+    then its end-of-turn token, whatever the prompt.
+
+    Every token's embedding is the first basis vector except the script's, which get the next
+    ones in order; the lm_head row of script token i + 1 reads basis vector i + 1 (the one of
+    token i), the first script token's row reads the first vector (any prompt token) and the
+    end-of-turn row reads the last script token's vector: a chain of bigrams, with real forward passes."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(folder, [token for token in script if token not in SPECIAL])
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    ids = [tokenizer.encode(token, add_special_tokens=False) for token in script]
+    assert all(len(i) == 1 for i in ids), f"a script entry is not one token: {ids}"
+    ids = [i[0] for i in ids]
+    assert len(set(ids)) == len(ids) and len(ids) < 31, "script tokens must be distinct, at most 30"
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.zero_()
+        model.model.embed_tokens.weight[:, 0] = 1.0
+        model.lm_head.weight.zero_()
+        for position, token in enumerate(ids):
+            model.model.embed_tokens.weight[token] = 0.0
+            model.model.embed_tokens.weight[token, position + 1] = 1.0
+            model.lm_head.weight[token, position] = 10.0
+        model.lm_head.weight[tokenizer.eos_token_id, len(ids)] = 10.0
+    model.save_pretrained(str(folder))
+    model.generation_config.save_pretrained(str(folder))
+    return folder

@@ -88,7 +88,8 @@ def test_generate_command_picks_the_wait_word_of_the_prompts_language(models, tm
 
 def _distill_config(folder: Path, teacher: Path) -> Path:
     """A run of two languages: German prompts as JSONL (a plain prompt, a chat whose old answer
-    is dropped), French ones as Parquet; one prompt per batch, so a kill can fall between batches."""
+    is dropped), French ones as Parquet; one prompt per batch, so a kill can fall between batches;
+    the language check off (the German teacher answers the French prompts too)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -104,7 +105,7 @@ def _distill_config(folder: Path, teacher: Path) -> Path:
     config = {"name": "distill-test", "languages": ["de", "fr"], "corpora": "demo",
               "distill": {"teacher": str(teacher), "prompts": {"de": "prompts/de.jsonl", "fr": "prompts/fr.parquet"},
                           "batch_size": 1, "max_new_tokens": 6, "temperature": 0.7, "top_p": 0.9,
-                          "system": "Antworte hilfsbereit."}}
+                          "system": "Antworte hilfsbereit.", "check_language": False}}
     path = folder / "distill.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return path
@@ -174,8 +175,11 @@ def test_distill_writes_rows_with_provenance_and_resumes_after_a_kill(models, tm
     date = json.loads((clean.distill / "de.jsonl").read_text(encoding="utf-8").splitlines()[0])["provenance"]["date"]
     assert time.strptime(date, "%Y-%m-%dT%H:%M:%SZ")
     stats = json.loads(clean.distill_stats.read_text(encoding="utf-8"))
-    assert stats["languages"]["de"] == {"prompts": 3, "rows": 3, "empty_answers": 0,
+    assert stats["languages"]["de"] == {"prompts": 3, "rows": 3, "with_reasoning": 0, "verifiable": 0,
+                                        "dropped": {"empty": 0, "language/answer": 0, "verify/no_number": 0,
+                                                    "verify/wrong_number": 0},
                                         "answer_chars": 3 * len((GERMAN * 6).strip()), "file": "distill/de.jsonl"}
+    assert stats["languages"]["fr"]["rows"] == 3  # German answers to French prompts: kept without the check
 
 
 def test_distill_config_mistakes_are_one_line(models, tmp_path):
@@ -186,6 +190,124 @@ def test_distill_config_mistakes_are_one_line(models, tmp_path):
     result = occi("distill", str(path), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "distill.prompts: it is not a language of this run (de, fr)" in result.stderr
+
+
+# ------------------------------------------------------------------ R1-style checks and pairs
+
+THOUGHT = "Sechs mal sieben, ich rechne kurz nach."
+ANSWER_42 = "Die Antwort ist ganz einfach, es sind genau 42 Stück."
+ENGLISH_7 = "The answer is quite simple: there are exactly 7 of them."
+
+
+@pytest.fixture(scope="module")
+def reasoning_run(tmp_path_factory) -> tuple[object, object]:
+    """(config, run directory) of configs/demo-distill.yaml's distillation with a tiny reasoning
+    teacher that answers every prompt in German with 42, and pairs whose candidates a weaker model
+    writes in English with 7 (greedy, so one candidate each).
+
+    By hand, from the bundled prompts (configs/prompts/{de,en,fr}.jsonl: 6 plain prompts each;
+    configs/prompts/numbers/*.jsonl: 6 with answers 42, 30, 9, 12, 48, 4.50): in de the 6 plain
+    prompts and the one whose answer is 42 are kept, 5 answers have the wrong number; every en and
+    fr answer is German (12 + 12 dropped for language); 7 pairs in de, their rejected answer English."""
+    from occi import config as run_config
+    from occi.chat import distill
+    from tests.chat_models import scripted_chat_model
+
+    root = tmp_path_factory.mktemp("reasoning")
+    scripted_chat_model(root / "teacher", ["<think>", THOUGHT, "</think>", ANSWER_42])
+    scripted_chat_model(root / "weaker", [ENGLISH_7])
+    config = yaml.safe_load((REPO / "configs" / "demo-distill.yaml").read_text(encoding="utf-8"))
+    config["distill"] |= {"teacher": "teacher", "max_new_tokens": 8,
+                          "prompts": {code: [str(REPO / "configs" / f) for f in files]
+                                      for code, files in config["distill"]["prompts"].items()},
+                          "pairs": {"model": "weaker", "samples": 1, "temperature": 0.0}}
+    config["dpo"] = {"sources": [{"name": "distilled", "kind": "distill"}], "checks": {"rejected_language": False}}
+    path = root / "demo-distill.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    cfg, run = run_config.load_for_run(str(path), root / "run")
+    assert distill.run(cfg, run).complete
+    return cfg, run
+
+
+def test_reasoning_is_kept_and_every_check_drops_its_rows(reasoning_run):
+    _, run = reasoning_run
+    stats = json.loads(run.distill_stats.read_text(encoding="utf-8"))
+    none = {"empty": 0, "language/answer": 0, "verify/no_number": 0, "verify/wrong_number": 0}
+    assert stats["languages"]["de"] == {
+        "prompts": 12, "rows": 7, "dropped": {**none, "verify/wrong_number": 5}, "with_reasoning": 7,
+        "verifiable": 6, "answer_chars": 7 * len(ANSWER_42), "file": "distill/de.jsonl",
+        "pairs": {"written": 7, "no_failing_candidate": 0, "rejected_because": {"language/answer": 7},
+                  "file": "distill/pairs/de.jsonl"}}
+    for code in ("en", "fr"):
+        assert stats["languages"][code]["rows"] == 0
+        assert stats["languages"][code]["dropped"] == {**none, "language/answer": 12}
+        assert (run.distill / f"{code}.jsonl").read_text(encoding="utf-8") == ""
+    rows = [json.loads(line) for line in (run.distill / "de.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["messages"][-1] for r in rows] == [{"role": "assistant", "content": ANSWER_42, "reasoning": THOUGHT}] * 7
+    assert [r["provenance"].get("verified_answer") for r in rows] == [None] * 6 + [42]
+
+
+def test_distilled_pairs_are_read_by_dpo_and_the_rows_by_sft(reasoning_run):
+    from occi.chat.models import load
+    from occi.corpora.langid import LanguageIdentifier
+    from occi.dpo import data as dpo_data
+    from occi.sft import data as sft_data
+    from occi.sft.stage import with_distill_files
+
+    cfg, run = reasoning_run
+    pairs = [json.loads(line) for line in run.distill_pairs("de").read_text(encoding="utf-8").splitlines()]
+    assert [(p["chosen"], p["rejected"], p["language"]) for p in pairs] == [(ANSWER_42, ENGLISH_7, "de")] * 7
+    assert pairs[-1]["prompt"] == [{"role": "user", "content": "Wie viel ist 30 plus 12? Bitte antworte mit einem "
+                                                               "ganzen Satz."}]
+    provenance = pairs[0]["provenance"]
+    assert provenance["chosen_by"] == provenance["teacher"] and provenance["rejected_by"] == "weaker"
+    assert (provenance["rejected_because"], provenance["candidate"]) == ("language/answer", 0)
+
+    _, tokenizer = load(Path(cfg.distill.base_dir) / "teacher", "cpu")
+    langid = LanguageIdentifier.from_config(cfg.corpora.langid, cfg.languages, cfg.corpora.base_dir)
+    (run.root / "dpo-data").mkdir()
+    stats = dpo_data.prepare(with_distill_files(cfg.dpo, run.distill_pairs("*")), cfg.languages, tokenizer, 128,
+                             cfg.seed, langid, run.root / "dpo-data")
+    assert stats["languages"]["de"]["kept"] == 7 and stats["totals"]["drops"] == {}
+    assert stats["sources"]["distilled"]["provenance"] == {
+        f"chosen: {provenance['teacher']}; rejected: weaker (language/answer)": 7}
+    from occi.report.dpo_section import dpo_section
+
+    run.dpo_stats.parent.mkdir(parents=True)
+    run.dpo_stats.write_text(json.dumps(stats), encoding="utf-8")
+    (run.dpo / "_DONE").write_text("", encoding="utf-8")  # as a finished `occi dpo` leaves it
+    card = "\n".join(dpo_section(cfg, run, run.root))
+    assert f"| distilled | jsonl | 1 | 7 | chosen: {provenance['teacher']}; rejected: weaker (language/answer): 7 |" \
+        in card, card
+    relative = with_distill_files(cfg.sft, Path("runs") / "x" / "distill" / "*.jsonl").sources[0]
+    assert (relative.kind, relative.path) == ("jsonl", str(Path.cwd() / "runs" / "x" / "distill" / "*.jsonl"))
+    (run.root / "sft-data").mkdir()
+    stats = sft_data.prepare(with_distill_files(cfg.sft, run.distill_rows("*")), cfg.languages, tokenizer, 128,
+                             cfg.seed, langid, run.root / "sft-data")
+    assert stats["languages"] == {"de": {**stats["languages"]["de"], "rows_in": 7, "kept": 7}}
+
+
+def test_the_number_rule():
+    from occi.chat.answer_checks import last_number, parse_number, split_reasoning, verify
+
+    assert [parse_number(t) for t in ("42", "-3", "3,5", "3.14", "1.000", "1,000,000", "1.000,5", "1,000.5")] == \
+        [42, -3, 3.5, 3.14, 1000, 1000000, 1000.5, 1000.5]
+    assert last_number("Erst 6, dann 7, also 42.") == 42 and last_number("keine Zahl") is None
+    assert verify("Es sind 2,50 Euro.", 2.5) is None and verify("Es sind 3 Euro.", 2.5) == "verify/wrong_number"
+    assert verify("Drei Euro.", 2.5) == "verify/no_number"
+    assert split_reasoning("<think>a</think>b") == ("a", "b") and split_reasoning("b") == (None, "b")
+    harmony = "<|channel|>analysis<|message|>think<|end|><|start|>assistant<|channel|>final<|message|>answer"
+    assert split_reasoning(harmony) == ("think", "answer")
+
+
+def test_the_bundled_number_prompts_are_read_as_their_language():
+    from occi.chat.prompts import read_prompt_rows
+    from occi.corpora.langid import LanguageIdentifier, default_model_path
+
+    langid = LanguageIdentifier(default_model_path(), ["de", "en", "es", "fr", "it", "pl"])
+    for path in sorted((REPO / "configs" / "prompts" / "numbers").glob("*.jsonl")):
+        for chat, expected in read_prompt_rows(path):
+            assert langid.predict(chat[-1]["content"])[0] == path.stem and expected is not None, (path, chat)
 
 
 # ------------------------------------------------------------------ answer-language fidelity

@@ -270,3 +270,88 @@ def test_gguf_refuses_what_llama_cpps_gpt_oss_graph_fixes_otherwise(gguf_export,
             write_f32(folder, tmp_path / "refused.gguf")
         assert "\n" not in str(err.value) and str(err.value).startswith(str(folder / "config.json"))
         assert not (tmp_path / "refused.gguf").exists()
+
+
+# ------------------------------------------------------------------ SFT with the harmony template
+
+HARMONY_CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How much is 6 times 7?"},
+                {"role": "assistant", "content": "It is 42.", "reasoning": "Six sevens are forty-two."}]
+
+
+def test_the_harmony_mask_is_the_assistant_turn_token_by_token(tmp_path):
+    """The analysis and final channels after the generation prompt `<|start|>assistant` are trained
+    on, through `<|return|>`; the system header, the developer and user messages are not."""
+    from harmony import add_harmony
+    from hf_bases import save_tokenizer
+
+    from occi.sft import template
+
+    save_tokenizer(tmp_path)
+    add_harmony(tmp_path)
+    tokenizer = template.load_tokenizer(tmp_path)
+    prompt = ("<|start|>system<|message|>Reasoning: medium<|end|><|start|>developer<|message|># Instructions\n\n"
+              "Be brief.<|end|><|start|>user<|message|>How much is 6 times 7?<|end|><|start|>assistant")
+    with_reasoning = ("<|channel|>analysis<|message|>Six sevens are forty-two.<|end|>"
+                      "<|start|>assistant<|channel|>final<|message|>It is 42.<|return|>")
+    without = "<|channel|>final<|message|>It is 42.<|return|>"
+    answer_only = [*HARMONY_CHAT[:2], {"role": "assistant", "content": "It is 42."}]
+    for messages, answer in ((HARMONY_CHAT, with_reasoning), (answer_only, without)):
+        encoded = template.encode(tokenizer, messages)
+        assert template.render(tokenizer, template.for_template(tokenizer, messages)) == prompt + answer
+        head, tail = (tokenizer(text, add_special_tokens=False)["input_ids"] for text in (prompt, answer))
+        assert encoded.ids == head + tail
+        assert encoded.assistant == [False] * len(head) + [True] * len(tail)
+        assert encoded.ids == list(tokenizer.apply_chat_template(template.for_template(tokenizer, messages),
+                                                                 tokenize=True, return_dict=True)["input_ids"])
+    assert template.reasoning_field(tokenizer) == "thinking"
+
+
+def test_sft_with_the_harmony_template_the_base_ships(imported, tmp_path):
+    """A few SFT steps of the imported tiny gpt-oss on conversations with and without reasoning,
+    through the template its tokenizer ships (kept as the base's, not occi's)."""
+    import yaml
+    from harmony import HARMONY_TEMPLATE, add_harmony
+
+    from occi import config as run_config
+    from occi.rundir import RunDir
+    from occi.sft import template
+    from occi.train.export import run_tokenizer_dir
+
+    config, run_dir, _ = imported
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    rows = [{"messages": HARMONY_CHAT, "language": "en"},
+            {"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}],
+             "language": "en"},
+            {"messages": [{"role": "user", "content": "Wie viel ist 2 plus 3?"},
+                          {"role": "assistant", "content": "Das ist 5.", "reasoning": "Zwei und drei."}],
+             "language": "de"},
+            {"messages": [{"role": "user", "content": "Sag hallo."}, {"role": "assistant", "content": "Hallo!"}],
+             "language": "de"}]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = yaml.safe_load(config.read_text())
+    data["model"]["seq_length"] = 192  # the harmony header alone is ~50 tokens of the 300-piece test tokenizer
+    data["sft"] = {"sources": [{"name": "harmony", "kind": "jsonl", "path": str(tmp_path / "chat.jsonl")}],
+                   "checks": {"language_id": False}, "seq_length": 192, "epochs": 2, "micro_batch_size": 2,
+                   "packing": False,  # a sliding-window model: one conversation per sequence
+                   "global_batch_size": 4, "lr": 0.001, "min_lr": 0.0001, "save_interval": 1000}
+    path = tmp_path / "sft.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = occi("import", str(path), "--run-dir", str(copy), "--reconfigure")  # a longer sequence, an sft section
+    assert result.returncode == 0, result.stderr[-3000:]
+    add_harmony(run_tokenizer_dir(run_config.load(str(path)), RunDir(copy)))
+    result = occi("sft", str(path), "--run-dir", str(copy))
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = json.loads((copy / "sft" / "data" / "stats.json").read_text())
+    assert stats["template"] == "base" and stats["totals"]["kept"] == 4
+    tokenizer = template.load_tokenizer(copy / "sft" / "tokenizer")
+    assert tokenizer.chat_template == HARMONY_TEMPLATE
+    from occi.sft.data import parse
+    from occi.sft.config import ChatSourceConfig
+
+    source = ChatSourceConfig(name="harmony", kind="jsonl", path="chat.jsonl")
+    answer_tokens = sum(sum(template.encode(tokenizer, parse(r, source, ["en", "de"])[0]).assistant) for r in rows)
+    assert stats["totals"]["assistant_tokens"] == answer_tokens
+    steps = [json.loads(line) for line in (copy / "sft" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in steps if r["kind"] == "train"]
+    assert len(losses) == 2 and all(np.isfinite(losses)), losses

@@ -8,6 +8,30 @@ from occi import languages, ranges
 
 
 @dataclass
+class DistillPairsConfig:
+    """Preference pairs from the distillation: for every prompt whose teacher answer is kept, the
+    first of `samples` candidate answers that fails a check (wrong language, wrong number) is the
+    rejected answer and the teacher's kept answer the chosen one."""
+    model: str | None = None
+    """Who writes the candidate answers: None samples the teacher itself; else a (weaker) model,
+    a local folder or hub id like `teacher`, e.g. the student before SFT."""
+    revision: str | None = None
+    """Hub branch, tag or commit of `model` (ignored for folders)."""
+    samples: int = 4
+    """Candidate answers written per prompt; a prompt without a failing candidate gets no pair."""
+    temperature: float = 1.0
+    """Sampling temperature of the candidates (0: greedy, one candidate is enough then)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass of the candidates (with temperature > 0)."""
+
+    def __post_init__(self) -> None:
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise ValueError("model: expected a hub id or a model folder (or leave it out to sample the teacher)")
+        ranges.check(self, {"samples": ranges.Range(1, 64), "temperature": ranges.at_least(0.0),
+                            "top_p": ranges.Range(0.0, 1.0, low_open=True)})
+
+
+@dataclass
 class DistillConfig:
     teacher: str
     """The teacher: a transformers causal LM with a chat template, as a local folder (relative to
@@ -34,6 +58,20 @@ class DistillConfig:
     """cpu, cuda, cuda:N (auto: cuda when available)."""
     dtype: str = "auto"
     """Teacher dtype (auto: bfloat16 on GPU, float32 on CPU)."""
+    keep_reasoning: bool = True
+    """Keep the teacher's reasoning (`<think>...</think>`, or the template's analysis channel) in the
+    SFT rows, as the assistant turn's `reasoning` field (R1's distills train on it); False keeps
+    the final answer only."""
+    check_language: bool = True
+    """Drop a row whose final answer (reasoning excluded) the run's language ID reads as another
+    language than the prompt's (answers shorter than `min_langid_chars` are not judged)."""
+    check_answers: bool = True
+    """Where a prompt row carries `answer` (e.g. "42"), drop a row whose final answer's last number
+    is not numerically equal to it (occi/chat/answer_checks.py writes the rule down)."""
+    min_langid_chars: int = 20
+    """Answers shorter than this are too short for language ID and pass the language check."""
+    pairs: DistillPairsConfig | None = None
+    """Also write DPO preference pairs to <run>/distill/pairs/<lang>.jsonl; None: no pairs."""
     max_prompts: int | None = None
     """At most this many prompts per language (the first ones); None: all."""
     base_dir: str = ""
@@ -54,7 +92,7 @@ class DistillConfig:
             raise ValueError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         ranges.check(self, {"max_new_tokens": ranges.at_least(1), "temperature": ranges.at_least(0.0),
                             "top_p": ranges.Range(0.0, 1.0, low_open=True), "batch_size": ranges.at_least(1),
-                            "max_prompts": ranges.at_least(1)})
+                            "max_prompts": ranges.at_least(1), "min_langid_chars": ranges.Range(0, 10000)})
 
     def prompt_files(self, code: str) -> list[Path]:
         """The prompt files of one language, resolved against the config's folder."""

@@ -2,6 +2,7 @@
 
 A row is `{"prompt": "..."}` or a chat `{"messages": [{"role": ..., "content": ...}, ...]}`; a
 chat that ends with an assistant turn keeps everything before it (the teacher writes a new one).
+A row may carry a verifiable `answer` (a number such as 42 or "3,5"; occi/chat/answer_checks.py).
 A row that is neither is an error naming the file and line: a prompt set is small and curated,
 so a broken row is a mistake to fix, not noise to drop.
 """
@@ -20,6 +21,13 @@ ROLES = ("system", "user", "assistant")
 def read_prompts(path: Path, system: str | None = None) -> list[list[dict]]:
     """Every prompt of the file as a chat ending in a user turn (`system` prepended where the
     chat has no system message)."""
+    return [chat for chat, _ in read_prompt_rows(path, system)]
+
+
+def read_prompt_rows(path: Path, system: str | None = None) -> list[tuple[list[dict], float | None]]:
+    """(chat, expected number or None) for every prompt of the file, chats as `read_prompts` gives them."""
+    from occi.chat.answer_checks import expected_number
+
     path = Path(path)
     if not path.is_file():
         raise OcciError(f"{path}: prompt file not found; distill.prompts names JSONL or Parquet files per language")
@@ -29,7 +37,12 @@ def read_prompts(path: Path, system: str | None = None) -> list[list[dict]]:
         chat = _chat(row, f"{path}:{number}")
         if system and chat[0]["role"] != "system":
             chat.insert(0, {"role": "system", "content": system})
-        chats.append(chat)
+        answer = row.get("answer") if isinstance(row, dict) else None
+        try:
+            expected = None if answer is None else expected_number(answer, f"{path}:{number}")
+        except ValueError as err:
+            raise OcciError(str(err)) from None
+        chats.append((chat, expected))
     return chats
 
 

@@ -18,6 +18,8 @@ PLACEHOLDERS = ("{code}", "{iso639_3}", "{script}", "{glotlid}", "{name}")
 
 def check_location(kind: str, dataset: str | None, path: str | None) -> None:
     """A hub source names its dataset; every other kind names a glob of local files."""
+    if kind == "distill":  # the run's own distill folder: the stage names the files
+        return
     if kind == "hub":
         if not dataset:
             raise ValueError("a hub source needs `dataset` (a Hugging Face id or builder name)")

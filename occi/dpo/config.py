@@ -12,8 +12,10 @@ from occi.corpora.config import DedupConfig, check_location
 class PreferenceSourceConfig:
     name: str
     """Label of this source in stats.json."""
-    kind: Literal["jsonl", "parquet", "hub"]
-    """jsonl (optionally .gz/.zst/.bz2), parquet, or hub (any `datasets.load_dataset` path)."""
+    kind: Literal["jsonl", "parquet", "hub", "distill"]
+    """jsonl (optionally .gz/.zst/.bz2), parquet, hub (any `datasets.load_dataset` path), or
+    distill (this run's `occi distill` pairs, <run>/distill/pairs/<lang>.jsonl, from `distill.pairs`;
+    no path; set checks.rejected_language: false, as their rejected answers may be in another language)."""
     path: str | None = None
     """jsonl/parquet: a glob of local files, relative to the config file."""
     dataset: str | None = None

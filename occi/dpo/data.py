@@ -183,7 +183,7 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
     drops: dict[tuple[str, str], Counter] = defaultdict(Counter)
     rows_in: Counter = Counter()
     examples: list[dict] = []
-    candidates = []  # (source index, row number, pair, where)
+    candidates = []  # (source index, row number, pair, where, origin)
 
     def drop(source: str, language: str | None, reason: str, where: str) -> None:
         if reason not in DROP_REASONS:
@@ -209,7 +209,7 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
                 if reason:
                     drop(source.name, parsed.language, reason, where)
                     continue
-            candidates.append((source_index, number, parsed, where))
+            candidates.append((source_index, number, parsed, where, origin(row)))
 
     kept = []
     dedup = dpo.checks.dedup
@@ -232,7 +232,8 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
 
     ids, offsets, starts, repeats, lang_index, source_index = [], [0], [], [], [], []
     totals: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for src, number, pair, where in tqdm(kept, desc="dpo: tokenizing", unit=" pairs", disable=None):
+    provenance: dict[str, Counter] = defaultdict(Counter)
+    for src, number, pair, where, who in tqdm(kept, desc="dpo: tokenizing", unit=" pairs", disable=None):
         source = dpo.sources[src]
         chosen, rejected, start = tokenize(tokenizer, pair)
         if max(len(chosen), len(rejected)) > seq_length:
@@ -252,12 +253,14 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
         repeats.append(copies)
         lang_index.append(run_languages.index(pair.language))
         source_index.append(src)
+        if who is not None:
+            provenance[source.name][who] += 1
         entry = totals[(source.name, pair.language)]
         entry["kept"] += 1
         entry["tokens"] += len(chosen) + len(rejected)
         entry["assistant_tokens"] += len(chosen) + len(rejected) - 2 * start
         entry["tokens_per_epoch"] += copies * (len(chosen) + len(rejected))
-    stats = _statistics(dpo, run_languages, rows_in, drops, totals, examples, seq_length)
+    stats = _statistics(dpo, run_languages, rows_in, drops, totals, examples, seq_length, provenance)
     if not repeats:
         return stats
 
@@ -269,7 +272,20 @@ def prepare(dpo: DPOConfig, run_languages: list[str], tokenizer, seq_length: int
     return stats
 
 
-def _statistics(dpo, run_languages, rows_in, drops, totals, examples, seq_length) -> dict:
+def origin(row: dict) -> str | None:
+    """Where a pair came from, from its `provenance` mapping: who wrote the chosen and the rejected
+    answer (and why that one was rejected) for `occi distill`'s pairs, else its teacher, model or
+    author ("unknown" when it names nobody); None without one."""
+    provenance = row.get("provenance")
+    if not isinstance(provenance, dict):
+        return None
+    if provenance.get("chosen_by") and provenance.get("rejected_by"):
+        why = f" ({provenance['rejected_because']})" if provenance.get("rejected_because") else ""
+        return f"chosen: {provenance['chosen_by']}; rejected: {provenance['rejected_by']}{why}"
+    return str(next((provenance[k] for k in ("teacher", "model", "author") if provenance.get(k)), "unknown"))
+
+
+def _statistics(dpo, run_languages, rows_in, drops, totals, examples, seq_length, provenance) -> dict:
     def entry(keys) -> dict:
         keys = list(keys)
         result = {"rows_in": sum(rows_in[k] for k in keys), "kept": 0, "truncated": 0, "tokens": 0,
@@ -283,8 +299,8 @@ def _statistics(dpo, run_languages, rows_in, drops, totals, examples, seq_length
         return result
 
     every = set(rows_in) | set(drops) | set(totals)
-    sources = {s.name: {**entry(k for k in every if k[0] == s.name), "weight": s.weight, "kind": s.kind}
-               for s in dpo.sources}
+    sources = {s.name: {**entry(k for k in every if k[0] == s.name), "weight": s.weight, "kind": s.kind,
+                        "provenance": dict(provenance.get(s.name, {}))} for s in dpo.sources}
     languages = {code: entry(k for k in every if k[1] == code) for code in run_languages}
     languages = {code: value for code, value in languages.items() if value["rows_in"]}
     unknown = entry(k for k in every if k[1] not in run_languages)

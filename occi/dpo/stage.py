@@ -20,7 +20,7 @@ from occi.fsutil import atomic_write_json, is_done, mark_done
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sft.data import format_table
-from occi.sft.stage import prepare_chat_data, wait_for_data
+from occi.sft.stage import prepare_chat_data, wait_for_data, with_distill_files
 from occi.sharding import Share
 
 
@@ -44,8 +44,9 @@ def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     if is_done(run.dpo_data):
         return run.read_json(run.dpo_stats) or {}
     seq_length = dpo_seq_length(cfg, run_model_config(cfg, run.root))
-    return prepare_chat_data(cfg, cfg.dpo, data, tokenizer_source(cfg, run), run.dpo_tokenizer, run.dpo_data,
-                             run.dpo_stats, seq_length, "dpo", "preference pair")
+    return prepare_chat_data(cfg, with_distill_files(cfg.dpo, run.distill_pairs("*")), data,
+                             tokenizer_source(cfg, run), run.dpo_tokenizer, run.dpo_data, run.dpo_stats, seq_length,
+                             "dpo", "preference pair")
 
 
 def _check_ready(cfg: RunConfig, run: RunDir) -> None:

@@ -221,7 +221,7 @@ def tuning_source(stage: str, source, stats: dict, manifest: dict) -> dict:
     used_for, unit = TUNING[stage]
     revisions = sorted({str(item["revision"]) for item in manifest.get("items", {}).values()
                         if source.dataset and item.get("id") == source.dataset and item.get("revision")})
-    return {"name": source.name, "used_for": used_for, "kind": source.kind, "link": source.dataset or source.path,
+    return {"name": source.name, "used_for": used_for, "kind": source.kind, "link": source.dataset or source.path or "this run's `occi distill` output",
             "revision": ", ".join(revisions) or None, "license": source.license or "not stated",
             "rows_in": entry.get("rows_in", 0), unit: entry.get("kept", 0), "dropped": entry.get("drops", {}),
             "tokens": entry.get("tokens", 0),

@@ -55,9 +55,10 @@ def dpo_section(cfg, run: RunDir, out_dir: Path) -> list[str]:
                      "prompt, the chosen and the rejected answer, exact and near-duplicate prompts, malformed "
                      "turns, length.\n\n" + "\n".join(rows))
     if stats.get("sources"):
-        rows = ["| source | kind | weight | pairs kept |", "|---|---|---|---|"]
+        rows = ["| source | kind | weight | pairs kept | written by |", "|---|---|---|---|---|"]
         for name, entry in stats["sources"].items():
-            rows.append(f"| {_md(name)} | {_md(entry['kind'])} | {entry['weight']:g} | {entry['kept']:,} |")
+            who = "; ".join(f"{_md(origin)}: {count:,}" for origin, count in entry.get("provenance", {}).items())
+            rows.append(f"| {_md(name)} | {_md(entry['kind'])} | {entry['weight']:g} | {entry['kept']:,} | {who or '-'} |")
         parts.append("### Where the pairs came from\n\n" + "\n".join(rows))
     curve = plot_curves(run, out_dir / "dpo_curves.png")
     if curve:

@@ -12,8 +12,9 @@ from occi.corpora.config import DedupConfig, check_location
 class ChatSourceConfig:
     name: str
     """Label of this source in stats.json and in each conversation's provenance."""
-    kind: Literal["jsonl", "parquet", "hub"]
-    """jsonl (optionally .gz/.zst/.bz2), parquet, or hub (any `datasets.load_dataset` path)."""
+    kind: Literal["jsonl", "parquet", "hub", "distill"]
+    """jsonl (optionally .gz/.zst/.bz2), parquet, hub (any `datasets.load_dataset` path), or
+    distill (this run's `occi distill` rows, <run>/distill/<lang>.jsonl; no path)."""
     path: str | None = None
     """jsonl/parquet: a glob of local files, relative to the config file."""
     dataset: str | None = None

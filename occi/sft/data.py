@@ -3,8 +3,8 @@
 A row is a mapping with `messages` (a list of {role, content}; roles system, user, assistant),
 an optional `language` (ISO 639-1; or the source's `language`), optional reasoning (inside the
 assistant content as <think>...</think>, or in a `reasoning` field of the assistant turn, which
-is moved into the content in that form) and an optional `provenance` mapping (who wrote it; kept
-in the statistics). `occi distill` writes such rows.
+the chat template renders its own way: occi/sft/template.py) and an optional `provenance`
+mapping (who wrote it; kept in the statistics). `occi distill` writes such rows.
 
 Every row is kept or dropped with one reason of DROP_REASONS, never fatal:
 - read/...: unreadable input (bad JSON, a file that cannot be opened);
@@ -132,7 +132,7 @@ def _hub_rows(source: ChatSourceConfig, base_dir: str, section: str) -> Iterator
 
 
 def parse(row: object, source: ChatSourceConfig, run_languages: list[str]) -> tuple[list[dict], str] | str:
-    """(messages with reasoning moved into the content, language) or the reason to drop the row."""
+    """(messages, a non-empty `reasoning` kept on assistant turns, language) or the reason to drop the row."""
     if isinstance(row, Unreadable):
         return row.reason
     if not isinstance(row, dict):
@@ -148,10 +148,11 @@ def parse(row: object, source: ChatSourceConfig, run_languages: list[str]) -> tu
             return "malformed/unknown_role"
         if not isinstance(content, str) or not content.strip():
             return "malformed/empty_content"
+        message = {"role": role, "content": content}
         reasoning = turn.get("reasoning")
         if role == "assistant" and isinstance(reasoning, str) and reasoning.strip():
-            content = f"<think>\n{reasoning.strip()}\n</think>\n{content}"
-        messages.append({"role": role, "content": content})
+            message["reasoning"] = reasoning.strip()
+        messages.append(message)
     roles = [m["role"] for m in messages]
     if "system" in roles[1:]:
         return "malformed/system_not_first"

@@ -40,8 +40,18 @@ def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     if is_done(run.sft_data):
         return run.read_json(run.sft_stats) or {}
     seq_length = sft_seq_length(cfg, run_model_config(cfg, run.root))
-    return prepare_chat_data(cfg, cfg.sft, data, tokenizer_source(cfg, run), run.sft_tokenizer, run.sft_data,
-                             run.sft_stats, seq_length, "sft", "conversation")
+    return prepare_chat_data(cfg, with_distill_files(cfg.sft, run.distill_rows("*")), data, tokenizer_source(cfg, run),
+                             run.sft_tokenizer, run.sft_data, run.sft_stats, seq_length, "sft", "conversation")
+
+
+def with_distill_files(section, pattern: Path):
+    """The section with its `kind: distill` sources read as JSONL from `pattern` (the run's
+    distill rows or pairs)."""
+    from dataclasses import replace
+
+    where = str(Path(pattern).absolute())  # a run directory given relative to the working directory
+    sources = [replace(s, kind="jsonl", path=where) if s.kind == "distill" else s for s in section.sources]
+    return replace(section, sources=sources)
 
 
 def prepare_chat_data(cfg: RunConfig, section, data, source: Path, tokenizer_dir: Path, data_dir: Path,

@@ -13,6 +13,7 @@ and, for transformers 4, in tokenizer_config.json's `chat_template`.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,12 +81,40 @@ def load_tokenizer(folder: Path):
     return tokenizer
 
 
+_REASONING_FIELD = re.compile(r"message(?:\.|\[['\"])(reasoning_content|thinking|reasoning)\b")
+
+
+def reasoning_field(tokenizer) -> str | None:
+    """The assistant-turn field the chat template renders reasoning from: `thinking` (gpt-oss's
+    harmony template: the analysis channel), `reasoning_content` (Qwen3), `reasoning` (occi's);
+    None when it reads none (reasoning then goes into the content as <think>...</think>)."""
+    found = _REASONING_FIELD.findall(getattr(tokenizer, "chat_template", None) or "")
+    return found[0] if found else None
+
+
+def for_template(tokenizer, messages: list[dict]) -> list[dict]:
+    """The messages with each assistant turn's `reasoning` under the field the template reads."""
+    field = reasoning_field(tokenizer)
+    out = []
+    for message in messages:
+        reasoning = message.get("reasoning")
+        message = {k: v for k, v in message.items() if k != "reasoning"}
+        if reasoning and field:
+            message[field] = reasoning
+        elif reasoning:
+            message["content"] = f"<think>\n{reasoning}\n</think>\n{message['content']}"
+        out.append(message)
+    return out
+
+
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
 def encode(tokenizer, messages: list[dict]) -> Encoded:
-    """Token ids of the whole conversation and which of them belong to assistant turns."""
+    """Token ids of the whole conversation and which of them belong to assistant turns (their
+    reasoning included, where the template renders it)."""
+    messages = for_template(tokenizer, messages)
     text = render(tokenizer, messages)
     spans = _assistant_spans(tokenizer, messages, text)
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
