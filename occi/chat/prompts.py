@@ -12,6 +12,7 @@ import io
 import json
 from pathlib import Path
 
+from occi.chat.answer_checks import expected_number
 from occi.corpora.compressed import open_binary
 from occi.errors import OcciError
 
@@ -26,8 +27,6 @@ def read_prompts(path: Path, system: str | None = None) -> list[list[dict]]:
 
 def read_prompt_rows(path: Path, system: str | None = None) -> list[tuple[list[dict], float | None]]:
     """(chat, expected number or None) for every prompt of the file, chats as `read_prompts` gives them."""
-    from occi.chat.answer_checks import expected_number
-
     path = Path(path)
     if not path.is_file():
         raise OcciError(f"{path}: prompt file not found; distill.prompts names JSONL or Parquet files per language")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from occi.basemodel import is_base_run, run_model_config
@@ -47,8 +48,6 @@ def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
 def with_distill_files(section, pattern: Path):
     """The section with its `kind: distill` sources read as JSONL from `pattern` (the run's
     distill rows or pairs)."""
-    from dataclasses import replace
-
     where = str(Path(pattern).absolute())  # a run directory given relative to the working directory
     sources = [replace(s, kind="jsonl", path=where) if s.kind == "distill" else s for s in section.sources]
     return replace(section, sources=sources)
