@@ -312,13 +312,13 @@ def test_the_bundled_number_prompts_are_read_as_their_language():
 
 # ------------------------------------------------------------------ answer-language fidelity
 
-PROMPTS_PER_KIND = 26
-"""78 prompts per language: the exact McNemar test's 80% power for a 10-point difference at best
-(docs/stages/evaluation.md)."""
+PROMPTS_PER_KIND = 38
+"""114 prompts per language: the exact McNemar test's 80% power for a 10-point difference when the
+two models' failures cross, 12% one way and 2% the other (docs/stages/evaluation.md)."""
 
 
 def test_fidelity_prompts_are_read_as_their_language():
-    """occi's own prompts: 26 of each kind per language of the table, none repeated, each identified
+    """occi's own prompts: 38 of each kind per language of the table, none repeated, each identified
     as its language by the demo's language ID as the eval uses it (a prompt it misreads would make
     every model look unfaithful)."""
     from occi import config as run_config
@@ -340,11 +340,13 @@ def test_fidelity_interval_is_wilsons_by_hand():
     """Wilson's interval, (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n) with z = 1.959964,
     worked by hand: 45 of 50 gives centre 0.87146 and half-width 0.08506; 0 of 4 gives
     [0, z²/(4 + z²)] = [0, 3.841459/7.841459]; a capped run keeps the kinds' mix; the shipped count
-    is the fewest paired prompts at which the exact McNemar test has 80% power for 10 points."""
+    is the fewest paired prompts at which the exact McNemar test has 80% power for 10 points when
+    12% of prompts favour one model and 2% the other; nested failures need only 78."""
     from occi.eval import fidelity
     from occi.eval.intervals import paired_prompts_needed, wilson
 
-    assert paired_prompts_needed(0.10, 0.0) == 3 * PROMPTS_PER_KIND  # the shipped count, from the statistics
+    assert paired_prompts_needed(0.12, 0.02) == 3 * PROMPTS_PER_KIND  # the shipped count, from the statistics
+    assert paired_prompts_needed(0.10, 0.0) == 78
     assert wilson(45, 50) == pytest.approx((0.87146 - 0.08506, 0.87146 + 0.08506), abs=2e-5)
     assert wilson(0, 4) == pytest.approx((0.0, 0.489891), abs=1e-6)
     assert wilson(4, 4) == pytest.approx((1 - 0.489891, 1.0), abs=1e-6)
