@@ -338,6 +338,16 @@ class RunDir:
         """`occi merge`'s model: transformers files and occi_merge.json (its parents and weights)."""
         return self.root / "merged"
 
+    @property
+    def stage_models(self) -> Path:
+        """Stage models (the newest checkpoint of train, sft, dpo) and single checkpoints, each
+        exported as a transformers folder for `occi merge` and `occi eval` (eval.models)."""
+        return self.root / "stage_models"
+
+    def stage_model(self, name: str) -> Path:
+        """stage_models/<name>: a stage (train, sft, dpo) or a checkpoint of one (sft-iter_0000040)."""
+        return self.stage_models / name
+
     # ------------------------------------------------------------ eval
     @property
     def eval_models(self) -> Path:
