@@ -184,7 +184,7 @@ STAGES = [
           card_section="occi.report.merge_section:merge_section"),
     Stage("eval", ("eval",), "per-language lm-eval benchmarks of the run's model (or any)", "eval",
           "occi.eval.runner", shards_over="cells", slurm="gpu", reads=("eval", "languages", "card.model_name", "seed"),
-          inputs=("export",), results=(("evaluation", "eval"),),
+          inputs=("export", "merge"), results=(("evaluation", "eval"),),
           array_steps=(ArrayStep("languages"),), join_step="table",
           options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard", "fidelity")),
                    Option("--model", "evaluate this model (PATH_OR_HF_ID) instead of <run>/hf"))),

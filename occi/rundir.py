@@ -15,6 +15,11 @@ from occi.errors import OcciError
 from occi.fsutil import is_done
 from occi.pipeline import stage_named
 
+ROLES = {"base": "train", "sft": "sft", "dpo": "dpo"}
+"""eval.models' names of the stage models (<run>/stage_models/<stage>): `base` is the model before post-training."""
+MODEL_NAMES = (*ROLES, "merged", "hf")
+"""What eval.models may list: the stage models, the merged model (<run>/merged) and the exported one (<run>/hf)."""
+
 
 @dataclass(frozen=True)
 class RunDir:

@@ -7,11 +7,6 @@ from typing import Literal
 
 from occi import ranges
 
-STAGE_MODELS = ("train", "sft", "dpo")
-"""The run's stages whose newest checkpoint `merge.models` (and `merge.base`) may name: `occi merge`
-exports it to <run>/stage_models/<stage> first."""
-
-
 @dataclass
 class CheckpointAverage:
     of: Literal["train", "sft", "dpo"]

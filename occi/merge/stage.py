@@ -21,10 +21,11 @@ from occi.config import RunConfig
 from occi.errors import OcciError
 from occi.fsutil import atomic_dir, is_done, mark_done
 from occi.merge import methods
-from occi.merge.config import STAGE_MODELS, MergeConfig
+from occi.merge.config import MergeConfig
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
+from occi.train.stage_models import STAGES, last_checkpoints, stage_model
 
 
 def has_merge(cfg: RunConfig) -> bool:
@@ -134,46 +135,16 @@ def merge(folders: list[Path], weights: list[float], out: Path, method: str = "l
     return lineage
 
 
-def _stage_model(cfg: RunConfig, run: RunDir, stage: str, iteration: int | None = None) -> Path:
-    """The run's `stage` checkpoint (its newest, or `iteration`) exported once to <run>/stage_models/."""
-    from occi.train import checkpoints
-    from occi.train.export import export
-
-    root = {"train": run.checkpoints, "sft": run.sft_checkpoints, "dpo": run.dpo_checkpoints}[stage]
-    if iteration is None:
-        iteration = checkpoints.latest_iteration(run.root, root)
-        if iteration is None:
-            raise OcciError(f"{root}: no checkpoint of the {stage} stage; run `occi {stage}` before `occi merge`")
-        out = run.stage_model(stage)
-        made = run.read_json(out / "occi_export.json") if is_done(out) else None
-        if made and made.get("iteration") == iteration:
-            return out
-    else:
-        out = run.stage_model(f"{stage}-iter_{iteration:07d}")
-        if is_done(out):
-            return out
-    return export(cfg, run, stage=stage, iteration=iteration, out=out)
-
-
-def _last_checkpoints(run: RunDir, stage: str, last: int) -> list[int]:
-    root = {"train": run.checkpoints, "sft": run.sft_checkpoints, "dpo": run.dpo_checkpoints}[stage]
-    done = sorted(int(p.name.removeprefix("iter_")) for p in root.glob("iter_*") if (p / "metadata.json").is_file())
-    if len(done) < last:
-        raise OcciError(f"{root}: {len(done)} checkpoint(s), merge.checkpoints.last asks for {last}; lower it, or "
-                        f"raise the {stage} section's keep_last (and save_interval's frequency) and train again")
-    return done[-last:]
-
-
 def parents(cfg: RunConfig, run: RunDir) -> tuple[list[Path], Path | None]:
     """The merge's model folders and its base (None for linear), stage models exported as needed."""
     merge_cfg: MergeConfig = cfg.merge
     if merge_cfg.checkpoints is not None:
         stage = merge_cfg.checkpoints.of
-        return [_stage_model(cfg, run, stage, iteration)
-                for iteration in _last_checkpoints(run, stage, merge_cfg.checkpoints.last)], None
+        return [stage_model(cfg, run, stage, iteration)
+                for iteration in last_checkpoints(run, stage, merge_cfg.checkpoints.last)], None
 
     def folder(name: str) -> Path:
-        return _stage_model(cfg, run, name) if name in STAGE_MODELS else _folder(name, merge_cfg.base_dir)
+        return stage_model(cfg, run, name) if name in STAGES else _folder(name, merge_cfg.base_dir)
 
     return [folder(name) for name in merge_cfg.models], folder(merge_cfg.base) if merge_cfg.base else None
 
