@@ -309,7 +309,7 @@ def test_the_card_has_the_preference_tuning_section(dpo_run, tmp_path):
 def test_merge_of_the_runs_checkpoints_and_stage_models_with_its_card_section(dpo_run, tmp_path):
     """`occi merge` on a copy of the fixture's run: the average of its last two DPO checkpoints
     (steps 2 and 6, each exported; the newest equal to `occi export`'s hf/), then task arithmetic
-    of the DPO model on the imported base (the stage models named `dpo` and `train`), checked
+    of the DPO model on the imported base (the stage models named `dpo` and `base`), checked
     tensor by tensor, and the card's merged-model section and lineage naming the parents."""
     import torch
     from safetensors.torch import load_file
@@ -342,7 +342,7 @@ def test_merge_of_the_runs_checkpoints_and_stage_models_with_its_card_section(dp
     lineage = json.loads((copy / "merged" / "occi_merge.json").read_text())
     assert [(p["stage"], p["iteration"], p["share"]) for p in lineage["parents"]] == [("dpo", 2, 0.5), ("dpo", 6, 0.5)]
 
-    merged = merge("arithmetic.yaml", {"models": ["dpo"], "base": "train", "method": "task_arithmetic", "weights": [0.5]})
+    merged = merge("arithmetic.yaml", {"models": ["dpo"], "base": "base", "method": "task_arithmetic", "weights": [0.5]})
     base = tensors(copy / "stage_models" / "train")
     assert json.loads((copy / "stage_models" / "train" / "occi_export.json").read_text())["iteration"] == 0
     for name, tensor in merged.items():
@@ -353,6 +353,6 @@ def test_merge_of_the_runs_checkpoints_and_stage_models_with_its_card_section(dp
     assert result.returncode == 0, result.stderr[-3000:]
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "## Merged model" in card and "task arithmetic (base + the sum" in card
-    assert "| parent 1 | this run's dpo model, checkpoint iteration 6 | 0.5 |" in card
-    assert "| base | this run's train model, checkpoint iteration 0 |" in card
-    assert "Merged model (`merged/`): task_arithmetic of this run's dpo model, checkpoint iteration 6 x 0.5" in card
+    assert "| parent 1 | this run's dpo stage, checkpoint iteration 6 | 0.5 |" in card
+    assert "| base | this run's train stage, checkpoint iteration 0 |" in card
+    assert "Merged model (`merged/`): task_arithmetic of this run's dpo stage, checkpoint iteration 6 x 0.5" in card

@@ -22,8 +22,8 @@ class CheckpointAverage:
 class MergeConfig:
     models: list[str] | None = None
     """The models to merge: exported transformers model folders (`occi export` writes <run>/hf),
-    relative to the config file, or the names train, sft, dpo: this run's newest checkpoint of that
-    stage. All of one architecture and shape. None: `checkpoints` says which."""
+    relative to the config file, or base, sft, dpo: this run's newest checkpoint of pretraining (or
+    the imported base), SFT or DPO. All of one architecture and shape. None: `checkpoints` says which."""
     checkpoints: CheckpointAverage | None = None
     """Instead of `models`: the average of the newest checkpoints of one of this run's stages
     (`{of: sft, last: 3}`); method linear only."""
@@ -38,7 +38,7 @@ class MergeConfig:
     `density` largest magnitudes, a sign elected per entry by the summed weighted task vectors,
     the mean of the agreeing entries added to base."""
     base: str = ""
-    """task_arithmetic and ties: the model the others were tuned from (a folder, or train, sft or
+    """task_arithmetic and ties: the model the others were tuned from (a folder, or base, sft or
     dpo as in `models`)."""
     density: float = 0.2
     """ties: the share of each task vector's entries kept (by magnitude, per tensor); the paper's k = 20%."""
@@ -60,7 +60,7 @@ class MergeConfig:
             raise ValueError("base: only task_arithmetic and ties use a base model; remove it or change `method`")
         if self.method != "linear" and not self.base:
             raise ValueError(f"base: method {self.method} needs the model the merged ones were tuned from "
-                             "(a folder, or train, sft or dpo)")
+                             "(a folder, or base, sft or dpo)")
         ranges.check(self, {"density": ranges.MERGE_DENSITY})
         if self.weights is not None:
             if len(self.weights) != count:

@@ -1,7 +1,7 @@
 """`occi merge`: exported transformers models merged tensor by tensor (occi/merge/methods.py).
 
-The parents are exported model folders, this run's stage models (train, sft, dpo: the stage's
-newest checkpoint, exported to <run>/stage_models/<stage>) or the newest checkpoints of one of its
+The parents are exported model folders, this run's stage models (base, sft, dpo: the newest
+checkpoint of pretraining, SFT or DPO, exported to <run>/stage_models/<stage>) or the newest checkpoints of one of its
 stages (each exported to <run>/stage_models/<stage>-iter_N). Every model must have the same
 architecture (`model_type`), the same tensor names and shapes; the first model's config,
 generation config and tokenizer files are the merged model's. Each tensor is merged in float64 and
@@ -23,9 +23,9 @@ from occi.fsutil import atomic_dir, is_done, mark_done
 from occi.merge import methods
 from occi.merge.config import MergeConfig
 from occi.pipeline import StageResult
-from occi.rundir import RunDir
+from occi.rundir import ROLES, RunDir
 from occi.sharding import Share
-from occi.train.stage_models import STAGES, last_checkpoints, stage_model
+from occi.train.stage_models import last_checkpoints, stage_model
 
 
 def has_merge(cfg: RunConfig) -> bool:
@@ -144,7 +144,7 @@ def parents(cfg: RunConfig, run: RunDir) -> tuple[list[Path], Path | None]:
                 for iteration in last_checkpoints(run, stage, merge_cfg.checkpoints.last)], None
 
     def folder(name: str) -> Path:
-        return stage_model(cfg, run, name) if name in STAGES else _folder(name, merge_cfg.base_dir)
+        return stage_model(cfg, run, ROLES[name]) if name in ROLES else _folder(name, merge_cfg.base_dir)
 
     return [folder(name) for name in merge_cfg.models], folder(merge_cfg.base) if merge_cfg.base else None
 

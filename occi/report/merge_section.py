@@ -17,7 +17,7 @@ def _what(parent: dict, run: RunDir) -> str:
     """Which model a parent is: a stage (or checkpoint) of this run, or its folder."""
     path = Path(parent["path"])
     if parent.get("stage") and path.parent == run.stage_models:
-        return f"this run's {parent['stage']} model, checkpoint iteration {parent.get('iteration')}"
+        return f"this run's {parent['stage']} stage, checkpoint iteration {parent.get('iteration')}"
     return f"`{table_cell(path.name)}` ({table_cell(path)})"
 
 
