@@ -16,7 +16,8 @@ from occi.fsutil import is_done
 from occi.pipeline import stage_named
 
 ROLES = {"base": "train", "sft": "sft", "dpo": "dpo"}
-"""eval.models' names of the stage models (<run>/stage_models/<stage>): `base` is the model before post-training."""
+"""eval.models' names of the stage models (<run>/stage_models/<name>) and their stages: `base` is the model
+before post-training (the newest pretraining checkpoint, or the imported base)."""
 MODEL_NAMES = (*ROLES, "merged", "hf")
 """What eval.models may list: the stage models, the merged model (<run>/merged) and the exported one (<run>/hf)."""
 
@@ -350,7 +351,7 @@ class RunDir:
         return self.root / "stage_models"
 
     def stage_model(self, name: str) -> Path:
-        """stage_models/<name>: a stage (train, sft, dpo) or a checkpoint of one (sft-iter_0000040)."""
+        """stage_models/<name>: a stage model (base, sft, dpo) or a checkpoint (sft-iter_0000040)."""
         return self.stage_models / name
 
     # ------------------------------------------------------------ eval

@@ -343,8 +343,8 @@ def test_merge_of_the_runs_checkpoints_and_stage_models_with_its_card_section(dp
     assert [(p["stage"], p["iteration"], p["share"]) for p in lineage["parents"]] == [("dpo", 2, 0.5), ("dpo", 6, 0.5)]
 
     merged = merge("arithmetic.yaml", {"models": ["dpo"], "base": "base", "method": "task_arithmetic", "weights": [0.5]})
-    base = tensors(copy / "stage_models" / "train")
-    assert json.loads((copy / "stage_models" / "train" / "occi_export.json").read_text())["iteration"] == 0
+    base = tensors(copy / "stage_models" / "base")
+    assert json.loads((copy / "stage_models" / "base" / "occi_export.json").read_text())["iteration"] == 0
     for name, tensor in merged.items():
         expected = base[name].double() + 0.5 * (exported[name].double() - base[name].double())
         assert torch.equal(tensor, expected.float()), name

@@ -1,7 +1,7 @@
 """`occi merge`: exported transformers models merged tensor by tensor (occi/merge/methods.py).
 
 The parents are exported model folders, this run's stage models (base, sft, dpo: the newest
-checkpoint of pretraining, SFT or DPO, exported to <run>/stage_models/<stage>) or the newest checkpoints of one of its
+checkpoint of pretraining, SFT or DPO, exported to <run>/stage_models/<name>) or the newest checkpoints of one of its
 stages (each exported to <run>/stage_models/<stage>-iter_N). Every model must have the same
 architecture (`model_type`), the same tensor names and shapes; the first model's config,
 generation config and tokenizer files are the merged model's. Each tensor is merged in float64 and

@@ -1,6 +1,6 @@
 """The models of a run's stages as transformers folders: the newest checkpoint of pretraining
-(`base`: the model before post-training), SFT and DPO, a single checkpoint, or the merged model,
-exported once to <run>/stage_models/ for `occi merge` and for `eval.models` (the leaderboard's
+(`base`: the model before post-training), SFT and DPO, or a single checkpoint, exported once to
+<run>/stage_models/ (base, sft, dpo, <stage>-iter_N) for `occi merge` and for `eval.models` (the leaderboard's
 side-by-side table). Re-exported when the stage's newest checkpoint changed."""
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ def checkpoint_root(run: RunDir, stage: str) -> Path:
     return {"train": run.checkpoints, "sft": run.sft_checkpoints, "dpo": run.dpo_checkpoints}[stage]
 
 
+def folder_name(stage: str) -> str:
+    """The stage model's folder under <run>/stage_models/: its eval.models name (train's is base)."""
+    return next(name for name, of in ROLES.items() if of == stage)
+
+
 def stage_model(cfg, run: RunDir, stage: str, iteration: int | None = None) -> Path:
     """The run's `stage` checkpoint (its newest, or `iteration`) as a transformers folder."""
     from occi.train import checkpoints
@@ -29,7 +34,7 @@ def stage_model(cfg, run: RunDir, stage: str, iteration: int | None = None) -> P
         iteration = checkpoints.latest_iteration(run.root, root)
         if iteration is None:
             raise OcciError(f"{root}: no checkpoint of the {stage} stage; run `occi {stage}` first")
-        out = run.stage_model(stage)
+        out = run.stage_model(folder_name(stage))
         made = run.read_json(out / "occi_export.json") if is_done(out) else None
         if made and made.get("iteration") == iteration:
             return out
@@ -66,7 +71,7 @@ def model_name_of(run: RunDir, folder: str) -> str | None:
     """eval.models' name of a model folder of this run (stage_models/sft -> sft), None for others."""
     run = RunDir.of(run)
     path = Path(folder).expanduser().resolve()
-    for name, stage in ROLES.items():
-        if path == run.stage_model(stage).resolve():
+    for name in ROLES:
+        if path == run.stage_model(name).resolve():
             return name
     return "merged" if path == run.merged.resolve() else None
