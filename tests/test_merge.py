@@ -141,7 +141,7 @@ def test_task_arithmetic_and_ties_on_tiny_qwen2_models_tensor_by_tensor(tmp_path
             parent.update({k: v.double().numpy() for k, v in load_file(str(path)).items()})
     for method, settings in (("task_arithmetic", {}), ("ties", {"density": 0.3})):
         run_dir = tmp_path / f"run-{method}"
-        config = merge_config(tmp_path, ["a", "b"], [0.5, 1.5], method=method, base="base", **settings)
+        config = merge_config(tmp_path, ["a", "b"], [0.5, 1.5], method=method, base="./base", **settings)
         result = occi("merge", str(config), "--run-dir", str(run_dir))
         assert result.returncode == 0, result.stderr[-3000:]
         merged = load_file(str(run_dir / "merged" / "model.safetensors"))

@@ -23,7 +23,8 @@ class MergeConfig:
     models: list[str] | None = None
     """The models to merge: exported transformers model folders (`occi export` writes <run>/hf),
     relative to the config file, or base, sft, dpo: this run's newest checkpoint of pretraining (or
-    the imported base), SFT or DPO. All of one architecture and shape. None: `checkpoints` says which."""
+    the imported base), SFT or DPO (a folder of one of these names: ./base). All of one architecture
+    and shape. None: `checkpoints` says which."""
     checkpoints: CheckpointAverage | None = None
     """Instead of `models`: the average of the newest checkpoints of one of this run's stages
     (`{of: sft, last: 3}`); method linear only."""

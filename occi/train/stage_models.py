@@ -33,7 +33,8 @@ def stage_model(cfg, run: RunDir, stage: str, iteration: int | None = None) -> P
     if iteration is None:
         iteration = checkpoints.latest_iteration(run.root, root)
         if iteration is None:
-            raise OcciError(f"{root}: no checkpoint of the {stage} stage; run `occi {stage}` first")
+            raise OcciError(f"{root}: no checkpoint of the {stage} stage; run `occi {stage}` first (for a model "
+                            f"folder named {folder_name(stage)!r}, write ./{folder_name(stage)})")
         out = run.stage_model(folder_name(stage))
         made = run.read_json(out / "occi_export.json") if is_done(out) else None
         if made and made.get("iteration") == iteration:
