@@ -64,6 +64,8 @@ class MergeConfig:
                              "(a folder, or base, sft or dpo)")
         ranges.check(self, {"density": ranges.MERGE_DENSITY})
         if self.weights is not None:
+            if not isinstance(self.weights, list):
+                raise ValueError(f"weights: expected a list of numbers, one per model, got {self.weights!r}")
             if len(self.weights) != count:
                 raise ValueError(f"weights: {len(self.weights)} weights for {count} models; give one "
                                  "per model, or none for the plain average")
