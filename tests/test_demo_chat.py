@@ -53,6 +53,8 @@ def test_occi_run_demo_chat_goes_from_corpus_to_card_with_four_models_side_by_si
     for heading in ("## Supervised fine-tuning", "## Preference tuning", "## Merged model"):
         assert heading in card, heading
     assert "Merged model (`merged/`): ties of this run's sft stage" in card
+    evaluation = card.split("## Evaluation")[1].split("\n## ")[0]  # hf is the dpo model: its table, evaluated as dpo
+    assert "_Not available" not in evaluation and "| en |" in evaluation, evaluation[:500]
     side = json.loads((run_dir / "report" / "leaderboard.json").read_text())["side_by_side"]
     assert side["models"] == MODELS
     models = json.loads((run_dir / "eval" / "models.json").read_text())

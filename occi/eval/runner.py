@@ -239,7 +239,20 @@ def own_table(run: RunDir) -> dict | None:
     label = next((label for label, path in known.items() if path == source), None)
     if label is None and run.hf.name not in known:
         label = run.hf.name
-    return run.read_json(run.eval_table(label)) if label else None
+    table = run.read_json(run.eval_table(label)) if label else None
+    return table if table is not None else _stage_model_table(run, known)
+
+
+def _stage_model_table(run: RunDir, known: dict[str, str]) -> dict | None:
+    """The table of the stage model <run>/hf was exported from (the same stage and checkpoint),
+    when eval.models evaluated that one rather than hf itself."""
+    export = run.read_json(run.hf / "occi_export.json") or {}
+    for label, source in known.items():
+        made = run.read_json(Path(source) / "occi_export.json") or {}
+        if (model_name_of(run, source) and export.get("stage") and made.get("stage") == export["stage"]
+                and made.get("iteration") == export.get("iteration")):
+            return run.read_json(run.eval_table(label))
+    return None
 
 
 def run(cfg: RunConfig, run: RunDir, share: Share = Share(), suite: str | None = None,
