@@ -94,7 +94,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
         for line in published.place(board, published.read_tables(Path(args.published) if args.published else None)):
             print(f"occi: published: {line}", file=sys.stderr)
-    summary = leaderboard.summarize(board, min_shared=args.min_shared)
+    compare = [name.strip() for name in args.side_by_side.split(",") if name.strip()] if args.side_by_side else None
+    summary = leaderboard.summarize(board, min_shared=args.min_shared, compare=compare)
     leaderboard.write(summary, Path(args.out))
     print(leaderboard.markdown(summary).split("\n\nPer benchmark")[0])
     print(f"leaderboard: {Path(args.out)}/leaderboard.{{md,csv,json,html,png}}")
@@ -304,6 +305,8 @@ def make_parser() -> argparse.ArgumentParser:
                        "YAML tables) where task, few-shot setting and metric match")
     board.add_argument("--min-shared", type=_POSITIVE, default=3, metavar="N",
                        help="rank only when the models share at least N cells (benchmark x language; default 3)")
+    board.add_argument("--side-by-side", metavar="MODELS", help="comma-separated model names (base,sft,dpo,merged) "
+                       "shown in one column each per language and benchmark")
     board.set_defaults(func=cmd_leaderboard)
 
     cover = commands.add_parser("coverage", help="benchmark families per language (lm-eval and occi's), and the gaps")

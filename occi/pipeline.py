@@ -188,12 +188,13 @@ STAGES = [
           options=(Option("--format", "hf: <run>/hf from the checkpoint; gguf: <run>/gguf from <run>/hf, for llama.cpp "
                           "and Ollama", default="hf", choices=("hf", "gguf")),
                    Option("--quant", "GGUF type(s), comma-separated: f16 (default), bf16, q8_0, q4_0, q4_k_m, ..."))),
-    Stage("merge", ("merge",), "the weighted average of exported models -> <run>/merged (runs with a `merge:` "
-          "section only)", "merged", "occi.merge.stage", when="occi.merge.stage:has_merge", exclusive=True,
-          reads=("merge",), inputs=("export",)),
+    Stage("merge", ("merge",), "exported models, the run's stage models or its last checkpoints merged (linear, "
+          "task arithmetic, TIES) -> <run>/merged (runs with a `merge:` section only)", "merged", "occi.merge.stage",
+          when="occi.merge.stage:has_merge", exclusive=True, reads=("merge",), inputs=("train", "sft", "dpo", "export"),
+          card_section="occi.report.merge_section:merge_section", card_part="training"),
     Stage("eval", ("eval",), "per-language lm-eval benchmarks of the run's model (or any)", "eval",
           "occi.eval.runner", shards_over="cells", slurm="gpu", reads=("eval", "languages", "card.model_name", "seed"),
-          inputs=("export",), results=(("evaluation", "eval"),), card_section="occi.report.eval_section:card_section",
+          inputs=("export", "merge"), results=(("evaluation", "eval"),), card_section="occi.report.eval_section:card_section",
           array_steps=(ArrayStep("languages"),), join_step="table",
           options=(Option("--suite", "one suite (default: the config's)", choices=("offline", "eu-leaderboard", "fidelity", "ifeval")),
                    Option("--model", "evaluate this model (PATH_OR_HF_ID) instead of <run>/hf"))),

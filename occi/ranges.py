@@ -68,7 +68,11 @@ SEQ_LENGTH = between(1, 1 << 20)
 DPO_BETA = Range(0.0, 100.0, low_open=True)
 """Preference strength of DPO/SimPO: above 0; papers use 0.01-10, beyond 100 the sigmoid saturates on one token."""
 MERGE_WEIGHT = Range(0.0, 1e6)
-"""A model's relative weight in `occi merge`: 0 or more (the weights are divided by their sum)."""
+"""A model's weight in `occi merge`: 0 or more (linear and ties divide the weights by their sum)."""
+MERGE_DENSITY = Range(0.0, 1.0, low_open=True)
+"""TIES: the share of a task vector's entries kept, above 0 and at most 1 (the paper keeps 20%)."""
+MERGE_CHECKPOINTS = between(1, 1000)
+"""Checkpoints averaged by `merge.checkpoints.last`: 1 to 1000 (each is exported first)."""
 
 
 def check(obj: Any, rules: dict[str, Range], keys: dict[str, Range] | None = None) -> None:

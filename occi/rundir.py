@@ -16,6 +16,12 @@ from occi.errors import OcciError
 from occi.fsutil import is_done
 from occi.pipeline import stage_named
 
+ROLES = {"base": "train", "sft": "sft", "dpo": "dpo"}
+"""eval.models' names of the stage models (<run>/stage_models/<name>) and their stages: `base` is the model
+before post-training (the newest pretraining checkpoint, or the imported base)."""
+MODEL_NAMES = (*ROLES, "merged", "hf")
+"""What eval.models may list: the stage models, the merged model (<run>/merged) and the exported one (<run>/hf)."""
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -340,6 +346,16 @@ class RunDir:
     def merged(self) -> Path:
         """`occi merge`'s model: transformers files and occi_merge.json (its parents and weights)."""
         return self.root / "merged"
+
+    @property
+    def stage_models(self) -> Path:
+        """Stage models (the newest checkpoint of train, sft, dpo) and single checkpoints, each
+        exported as a transformers folder for `occi merge` and `occi eval` (eval.models)."""
+        return self.root / "stage_models"
+
+    def stage_model(self, name: str) -> Path:
+        """stage_models/<name>: a stage model (base, sft, dpo) or a checkpoint (sft-iter_0000040)."""
+        return self.stage_models / name
 
     # ------------------------------------------------------------ eval
     @property

@@ -219,6 +219,7 @@ def test_every_numeric_setting_of_every_config_is_range_checked():
     from occi.corpora import config as corpora_config
     from occi.data.config import DataConfig
     from occi.eval.config import EvalConfig
+    from occi.merge.config import CheckpointAverage, MergeConfig
     from occi.report.config import CardConfig
     from occi.slurm.config import ClusterProfile
     from occi.tokenizer.config import TokenizerConfig
@@ -233,6 +234,7 @@ def test_every_numeric_setting_of_every_config_is_range_checked():
         (corpora_config.DedupConfig, {}), (corpora_config.CorporaConfig, {"sources": [source]}),
         (ModelConfig, model), (TrainConfig, {}), (GoldfishConfig, {}), (DataConfig, {}), (TokenizerConfig, {}), (EvalConfig, {}),
         (ClusterProfile, {"description": "d", "cpu_partition": "c", "gpu_partition": "g"}), (CardConfig, {}),
+        (MergeConfig, {"models": ["a", "b"]}), (CheckpointAverage, {"of": "sft"}),
         (config.RunConfig, {"name": "x", "languages": ["de"], "corpora": corpora_config.CorporaConfig(sources=[source])}),
     ]
     unchecked = []

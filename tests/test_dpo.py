@@ -317,3 +317,55 @@ def test_the_card_has_the_preference_tuning_section(dpo_run, tmp_path):
     assert summary["1.3"]["tuning_trained"] == {"dpo": {"tokens": sum(steps.values()), "steps": len(steps)}} and steps
     assert summary["1.3"]["training_data_size"]["text"]["dpo_tokens"] == stats["totals"]["tokens"]
     assert summary["3.3"]["dpo_checks"] == {"pairs_kept": stats["totals"]["kept"], "dropped": stats["totals"]["drops"]}
+
+
+def test_merge_of_the_runs_checkpoints_and_stage_models_with_its_card_section(dpo_run, tmp_path):
+    """`occi merge` on a copy of the fixture's run: the average of its last two DPO checkpoints
+    (steps 2 and 6, each exported; the newest equal to `occi export`'s hf/), then task arithmetic
+    of the DPO model on the imported base (the stage models named `dpo` and `base`), checked
+    tensor by tensor, and the card's merged-model section and lineage naming the parents."""
+    import torch
+    from safetensors.torch import load_file
+
+    config, run_dir = dpo_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+
+    def tensors(folder: Path) -> dict:
+        found = {}
+        for path in sorted(folder.glob("*.safetensors")):
+            found.update(load_file(str(path)))
+        return found
+
+    def merge(name: str, section: dict) -> dict:
+        settings = yaml.safe_load(config.read_text())
+        settings["merge"] = section
+        (config.parent / name).write_text(yaml.safe_dump(settings, allow_unicode=True))
+        result = occi("merge", str(config.parent / name), "--run-dir", str(copy), "--reconfigure", timeout=600)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        return tensors(copy / "merged")
+
+    merged = merge("average.yaml", {"checkpoints": {"of": "dpo", "last": 2}})
+    step2, step6 = (tensors(copy / "stage_models" / f"dpo-iter_{step:07d}") for step in (2, 6))
+    exported = tensors(run_dir / "hf")
+    assert set(merged) == set(exported) and not torch.equal(step2["model.norm.weight"], step6["model.norm.weight"])
+    for name, tensor in merged.items():
+        assert torch.equal(step6[name], exported[name]), name
+        assert torch.equal(tensor, (0.5 * step2[name].double() + 0.5 * step6[name].double()).float()), name
+    lineage = json.loads((copy / "merged" / "occi_merge.json").read_text())
+    assert [(p["stage"], p["iteration"], p["share"]) for p in lineage["parents"]] == [("dpo", 2, 0.5), ("dpo", 6, 0.5)]
+
+    merged = merge("arithmetic.yaml", {"models": ["dpo"], "base": "base", "method": "task_arithmetic", "weights": [0.5]})
+    base = tensors(copy / "stage_models" / "base")
+    assert json.loads((copy / "stage_models" / "base" / "occi_export.json").read_text())["iteration"] == 0
+    for name, tensor in merged.items():
+        expected = base[name].double() + 0.5 * (exported[name].double() - base[name].double())
+        assert torch.equal(tensor, expected.float()), name
+    result = occi("card", str(config.parent / "arithmetic.yaml"), "--run-dir", str(copy), "--out",
+                  str(tmp_path / "MODEL_CARD.md"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "## Merged model" in card and "task arithmetic (base + the sum" in card
+    assert "| parent 1 | this run's dpo stage, checkpoint iteration 6 | 0.5 |" in card
+    assert "| base | this run's train stage, checkpoint iteration 0 |" in card
+    assert "Merged model (`merged/`): task_arithmetic of this run's dpo stage, checkpoint iteration 6 x 0.5" in card

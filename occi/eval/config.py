@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from occi import ranges
 from occi.eval.suites import SUITES
 from occi.languages import BENCHMARKS
+from occi.rundir import MODEL_NAMES
 
 
 @dataclass
@@ -37,6 +38,11 @@ class EvalConfig:
     fidelity_max_prompts: int | None = None
     """At most this many fidelity prompts per language, taken in turn from each kind (quick checks
     and demos; the interval widens); None answers all of them."""
+    models: list[str] | None = None
+    """The run's models `occi eval` (and `occi run`) evaluates, shown side by side per language on
+    the leaderboard, in this order: base (the newest pretraining checkpoint, or the imported base:
+    the model before post-training), sft, dpo (the newest checkpoint of that stage), merged (`occi
+    merge`'s model), hf (the exported model). None: the exported model only (and a continued base)."""
     languages: list[str] | None = None
     """Languages evaluated, a subset of the run's (quicker checks); None evaluates all of them."""
     families: list[str] | None = None
@@ -57,6 +63,11 @@ class EvalConfig:
                             "heldout_max_docs": ranges.at_least(1),
                             "fidelity_max_new_tokens": ranges.at_least(1), "fidelity_max_prompts": ranges.at_least(1),
                             "ifeval_max_new_tokens": ranges.between(1, 32768), "num_fewshot": ranges.at_least(0)})
+        for name in self.models or []:
+            if name not in MODEL_NAMES:
+                raise ValueError(f"models: unknown model {name!r}; expected some of {', '.join(MODEL_NAMES)}")
+        if self.models is not None and (not self.models or len(set(self.models)) != len(self.models)):
+            raise ValueError(f"models: list each of {', '.join(MODEL_NAMES)} at most once, and at least one")
         for family in self.families or []:
             if family not in BENCHMARKS:
                 raise ValueError(f"families: unknown benchmark family {family!r}; expected one of {', '.join(BENCHMARKS)}")

@@ -23,6 +23,7 @@ from occi.fsutil import atomic_write_json, atomic_write_text, is_done, mark_done
 from occi.pipeline import StageResult
 from occi.rundir import RunDir
 from occi.sharding import Share
+from occi.train.stage_models import model_name_of, named_model
 
 
 def model_source(model: str) -> str:
@@ -62,6 +63,9 @@ def display_name(cfg: RunConfig, run: RunDir, model: str) -> str:
     name for <run>/hf, the hub id, or the model folder's name."""
     if model_source(model) == model_source(str(run.hf)):
         return cfg.model_name
+    named = model_name_of(run, model)
+    if named:  # a stage model or the merged model: its eval.models name, as the leaderboard shows it
+        return named
     return Path(model_source(model)).name if Path(model).expanduser().exists() else model
 
 
@@ -246,7 +250,20 @@ def own_table(run: RunDir) -> dict | None:
     label = next((label for label, path in known.items() if path == source), None)
     if label is None and run.hf.name not in known:
         label = run.hf.name
-    return run.read_json(run.eval_table(label)) if label else None
+    table = run.read_json(run.eval_table(label)) if label else None
+    return table if table is not None else _stage_model_table(run, known)
+
+
+def _stage_model_table(run: RunDir, known: dict[str, str]) -> dict | None:
+    """The table of the stage model <run>/hf was exported from (the same stage and checkpoint),
+    when eval.models evaluated that one rather than hf itself."""
+    export = run.read_json(run.hf / "occi_export.json") or {}
+    for label, source in known.items():
+        made = run.read_json(Path(source) / "occi_export.json") or {}
+        if (model_name_of(run, source) and export.get("stage") and made.get("stage") == export["stage"]
+                and made.get("iteration") == export.get("iteration")):
+            return run.read_json(run.eval_table(label))
+    return None
 
 
 def run(cfg: RunConfig, run: RunDir, share: Share = Share(), suite: str | None = None,
@@ -256,11 +273,26 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), suite: str | None =
 
     suites = [suite] if suite else None
     summary = ""
+    if model is None and cfg.eval.models:
+        return _evaluate_named(cfg, RunDir.of(run), suites, share)
     if model is None and is_base_run(cfg):
         base = evaluate(cfg, run, suites=suites, model=str(resolve(cfg.model)), share=share)
         summary = f"base model:\n{format_table(base)}\n"
     table = evaluate(cfg, run, suites=suites, model=model, share=share)
     return StageResult(summary + format_table(table), complete=share.whole)
+
+
+def _evaluate_named(cfg: RunConfig, run: RunDir, suites: list[str] | None, share: Share) -> StageResult:
+    """eval.models: each named model of the run evaluated on the same cells; the stage is done
+    when every one of them has every cell."""
+    tables = {name: evaluate(cfg, run, suites=suites, model=str(named_model(cfg, run, name)), share=share)
+              for name in cfg.eval.models}
+    wanted = suites or cfg.eval.suites
+    if share.whole and all(c["state"] != "missing" for table in tables.values() for c in table["cells"]
+                           if c["suite"] in wanted):
+        mark_done(run.eval)
+    return StageResult("\n".join(f"{name}:\n{format_table(table)}" for name, table in tables.items()),
+                       complete=share.whole)
 
 
 def shard_count(cfg: RunConfig, run: RunDir) -> int:

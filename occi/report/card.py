@@ -172,15 +172,17 @@ def write_card(cfg: RunConfig, run: RunDir, out: Path | None = None, repo_id: st
     return atomic_write_text(out, card_text(cfg, run, out.parent, repo_id))
 
 
-def write_leaderboard(run: RunDir) -> bool:
-    """The leaderboard of every model evaluated in this run, as report/leaderboard.{md,csv,json,html,png};
-    False when the run has no evaluation results yet."""
+def write_leaderboard(run: RunDir, cfg: RunConfig | None = None) -> bool:
+    """The leaderboard of every model evaluated in this run, as report/leaderboard.{md,csv,json,html,png}
+    (with eval.models, those side by side per language); False when the run has no evaluation results yet."""
     if not run.eval.is_dir():
         return False
     board = leaderboard.read([str(run.eval)])
     if not board.cells:
         return False
-    leaderboard.write(leaderboard.summarize(board), run.report)
+    models = cfg.eval.models if cfg is not None else None
+    compare = [cfg.model_name if name == "hf" else name for name in models] if models else None
+    leaderboard.write(leaderboard.summarize(board, compare=compare), run.report)
     return True
 
 
@@ -194,7 +196,7 @@ def run(cfg: RunConfig, run: RunDir, share: Share = Share(), out: str | None = N
     if out:
         card = write_card(cfg, run, Path(out), repo_id=push)
     else:
-        if write_leaderboard(run):
+        if write_leaderboard(run, cfg):
             lines.append(f"leaderboard: {run.report}/leaderboard.{{md,csv,json,html,png}}")
         card = write_card(cfg, run, repo_id=push)
         atomic_write_text(run.report / "cost.md", "# Cost and energy\n\n" + cost_section(cfg, run) + "\n")

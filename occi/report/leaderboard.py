@@ -235,9 +235,24 @@ def averaged(cell: dict, column: str) -> bool:
             and results.metric_range(cell["metric"]) == ranges.SHARE)
 
 
-def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
+def side_by_side(board: Board, names: list[str]) -> dict:
+    """The models `names` (those with results, in that order: a run's base, SFT, DPO and merged
+    models) in one column each, a row per language and benchmark any of them has; groups left out."""
+    models = [name for name in names if any(m == name for m, _, _ in board.cells)]
+    order = {code: number for number, code in enumerate(languages.LANGUAGES)}
+    keys = sorted({(code, column) for (m, code, column), cell in board.cells.items()
+                   if m in models and not cell["group"]},
+                  key=lambda k: (order.get(k[0], len(order)), k))
+    rows = [{"language": code, "benchmark": column,
+             "values": {m: board.cells[(m, code, column)]["value"] if (m, code, column) in board.cells else None
+                        for m in models}} for code, column in keys]
+    return {"models": models, "rows": rows}
+
+
+def summarize(board: Board, min_shared: int = MIN_SHARED, compare: list[str] | None = None) -> dict:
     """Per model: coverage, the mean over the cells all models share (and the rank by it), its own
-    average, language averages; the shared cells; the benchmark table."""
+    average, language averages; the shared cells; the benchmark table; with `compare`, those
+    models side by side per language and benchmark."""
     models = sorted({m for m, _, _ in board.cells})
     present = {code for _, code, _ in board.cells}
     codes = [c for c in languages.LANGUAGES if c in present] + ([results.UNMAPPED] if results.UNMAPPED in present else [])
@@ -294,7 +309,8 @@ def summarize(board: Board, min_shared: int = MIN_SHARED) -> dict:
     return {"aggregation": AGGREGATION, "ranking": note, "min_shared": min_shared,
             "shared": [{"language": code, "benchmark": column} for code, column in shared],
             "languages": codes, "benchmarks": columns, "models": rows, "cells": cells, "problems": board.problems,
-            "published_left_out": board.published_left_out, "published_unplaced": board.published_unplaced}
+            "published_left_out": board.published_left_out, "published_unplaced": board.published_unplaced,
+            "side_by_side": side_by_side(board, compare) if compare else None}
 
 
 def normal_interval(value: float, stderr: float | None) -> list[float] | None:
@@ -348,6 +364,14 @@ def markdown(summary: dict) -> str:
         for row in summary["models"]:
             lines.append(f"| {_md(_label(row))} | " + " | ".join(_with_interval(row.get("ifeval", {}).get(c))
                                                                   for c in following_codes) + " |")
+    compared = summary.get("side_by_side")
+    if compared and compared["models"]:
+        lines += ["", "Side by side per language (" + ", ".join(_md(m) for m in compared["models"]) + "):", "",
+                  "| language | benchmark | " + " | ".join(_md(m) for m in compared["models"]) + " |",
+                  "|" + "---|" * (2 + len(compared["models"]))]
+        for row in compared["rows"]:
+            lines.append(f"| {row['language']} | {_md(row['benchmark'])} | "
+                         + " | ".join(_fmt(row["values"][m], 4) for m in compared["models"]) + " |")
     lines += ["", "Per benchmark (value ± standard error; shots: few-shot examples and version: task version, "
               "when the file says; group: an lm-eval group, shown but not averaged):", "",
               "| model | language | benchmark | task | metric | shots | version | value |", "|---|---|---|---|---|---|---|---|"]
@@ -423,13 +447,21 @@ def html_page(summary: dict) -> str:
         cells_rows.append("<tr>" + "".join([
             _td(_label(cell)), _td(cell["language"]), _td(cell["benchmark"]), _td(cell["metric"]),
             _td(cell["shots"], 0), _td(cell["value"], 4), _td(cell["stderr"], 4)]) + "</tr>")
+    compared, side = summary.get("side_by_side"), ""
+    if compared and compared["models"]:
+        header = [_th("language", True, "asc"), _th("benchmark", True, "asc")] + [_th(m) for m in compared["models"]]
+        rows = ["<tr>" + "".join([_td(row["language"]), _td(row["benchmark"])]
+                                 + [_td(row["values"][m], 4) for m in compared["models"]]) + "</tr>"
+                for row in compared["rows"]]
+        side = ('<table id="side" class="sortable"><caption>Side by side per language</caption>\n<thead><tr>'
+                + "".join(header) + "</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>")
     problems = ""
     if summary["problems"]:
         problems = f"{len(summary['problems'])} problem(s): " + html.escape("; ".join(summary["problems"]))
     template = Template((Path(__file__).parent / "leaderboard.html").read_text(encoding="utf-8"))
     return template.substitute(aggregation=html.escape(summary["ranking"] + ". " + summary["aggregation"]),
                                problems=problems,
-                               board_header="".join(board_header), board_rows="\n".join(board_rows),
+                               board_header="".join(board_header), board_rows="\n".join(board_rows), side=side,
                                cells_header="".join(cells_header), cells_rows="\n".join(cells_rows))
 
 

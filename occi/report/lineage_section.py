@@ -17,6 +17,7 @@ from occi import languages, provenance
 from occi.corpora.sources import expand_sources, local_files
 from occi.errors import OcciError
 from occi.report.markdown_text import markdown_table
+from occi.report.merge_section import merge_lineage
 from occi.rundir import RunDir
 
 LM_EVAL_URL = "https://github.com/EleutherAI/lm-evaluation-harness"
@@ -137,6 +138,8 @@ def lineage_section(cfg, run: RunDir) -> str:
     if source:
         checkpoints += f"; continued from `{source.get('base')}` revision {source.get('revision') or 'default branch'}"
     lines += ["", f"Checkpoints: {checkpoints}."]
+    merged = merge_lineage(run)
+    lines += ["", merged] if merged else []
     tasks = eval_tasks(run)
     if tasks:
         rows = []

@@ -88,21 +88,25 @@ def megatron_logits(cfg: RunConfig, run_dir: Path, tokens: torch.Tensor, root: P
         return model(tokens, positions, causal).float()
 
 
-def export(cfg: RunConfig, run_dir: Path) -> Path:
-    """Writes <run>/hf/: config, safetensors weights, tokenizer files, generation config. A run
-    with DPO (else SFT) checkpoints exports the newest of them, with the tokenizer DPO (SFT)
-    trained with (its chat template included)."""
+def export(cfg: RunConfig, run_dir: Path, stage: str | None = None, iteration: int | None = None,
+           out: Path | None = None) -> Path:
+    """Writes <run>/hf/ (or `out`): config, safetensors weights, tokenizer files, generation
+    config. A run with DPO (else SFT) checkpoints exports the newest of them, with the tokenizer DPO
+    (SFT) trained with (its chat template included); `stage` (train, sft or dpo) and `iteration`
+    pick another checkpoint (`occi merge` exports the run's stage models and checkpoints so)."""
     from transformers import GenerationConfig  # loads transformers: only when used
 
     run = RunDir.of(run_dir)
     run_dir = run.root
-    tuned = checkpoints.latest_iteration(run_dir, run.dpo_checkpoints) is not None
-    chat = tuned or checkpoints.latest_iteration(run_dir, run.sft_checkpoints) is not None
-    root = run.dpo_checkpoints if tuned else run.sft_checkpoints if chat else run.checkpoints
+    if stage is None:
+        stage = "dpo" if checkpoints.latest_iteration(run_dir, run.dpo_checkpoints) is not None else \
+            "sft" if checkpoints.latest_iteration(run_dir, run.sft_checkpoints) is not None else "train"
+    tuned, chat = stage == "dpo", stage in ("sft", "dpo")
+    root = {"dpo": run.dpo_checkpoints, "sft": run.sft_checkpoints, "train": run.checkpoints}[stage]
     tokenizer_dir = run.dpo_tokenizer if tuned else run.sft_tokenizer if chat else run_tokenizer_dir(cfg, run)
     model_cfg = run_model_config(cfg, run_dir)
     base = json.loads((run.base / "config.json").read_text(encoding="utf-8")) if is_base_run(cfg) else None
-    with single_process_model(cfg, run_dir, root=root) as (model, iteration):
+    with single_process_model(cfg, run_dir, iteration, root=root) as (model, iteration):
         state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
     special = _special_ids(tokenizer_dir)
     vocab_size = state["embedding.word_embeddings.weight"].shape[0]
@@ -116,7 +120,7 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
     if model_cfg.tied_embeddings:
         weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
     hf_model.load_state_dict(weights, strict=True)
-    out = run.hf
+    out = out or run.hf
     needed = sum({t.data_ptr(): t.numel() * t.element_size() for t in hf_model.state_dict().values()}.values())
     with atomic_dir(out) as tmp, reporting_full_disk(out, tmp, needed):
         hf_model.save_pretrained(tmp, safe_serialization=True)
@@ -131,7 +135,7 @@ def export(cfg: RunConfig, run_dir: Path) -> Path:
                 shutil.copy2(tokenizer_dir / name, tmp / name)
         _portable_tokenizer_config(tmp / "tokenizer_config.json")
         (tmp / "occi_export.json").write_text(json.dumps({"iteration": iteration, "source": str(root), "sft": chat,
-                                                          "dpo": tuned},
+                                                          "dpo": tuned, "stage": stage},
                                                          indent=2))
         mark_done(tmp)
     return out
