@@ -17,6 +17,7 @@ from conftest import REPO, occi
 pytestmark = pytest.mark.timeout(1800)
 
 LANGS = ["en", "de", "fr"]
+EVAL_LANGS = ["en", "de"]
 MODELS = ["base", "sft", "dpo", "merged"]
 
 
@@ -26,7 +27,9 @@ def smaller_demo_chat(folder: Path) -> Path:
     config["train"].update(steps=4, save_interval=4, eval_interval=4, log_interval=2, warmup_steps=1)
     config["sft"]["sources"][0]["path"] = str(REPO / "corpora" / "chat-demo" / "*.jsonl")
     config["dpo"]["sources"][0]["path"] = str(REPO / "corpora" / "pref-demo" / "*.jsonl")
-    config["eval"].update(heldout_max_docs=5, fidelity_max_new_tokens=8)
+    # four models are evaluated: two languages, few documents and prompts keep that short
+    config["eval"].update(heldout_max_docs=5, fidelity_max_new_tokens=8, fidelity_max_prompts=3, limit=5,
+                          languages=EVAL_LANGS)
     path = folder / "demo-chat.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return path
@@ -66,7 +69,7 @@ def test_occi_run_demo_chat_goes_from_corpus_to_card_with_four_models_side_by_si
                        None)
             if cell.get("value") is not None and row is not None:
                 assert row["values"][model] == pytest.approx(cell["value"], rel=1e-9), (model, cell)
-    assert {r["language"] for r in side["rows"]} == set(LANGS)
+    assert {r["language"] for r in side["rows"]} == set(EVAL_LANGS)
     assert all(r["values"][m] is not None for r in side["rows"] if r["benchmark"] == "bpb" for m in MODELS)
 
 
