@@ -38,15 +38,11 @@ def save_tokenizer(folder: Path, extra: list[str] = ()) -> None:
     tokenizer.save_pretrained(str(folder))
 
 
-def tiny_chat_model(folder: Path, favourite: str, extra: list[str] = ()) -> Path:
-    """A model folder whose model writes `favourite` (a token of its tokenizer) at every step."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def silent_llama(tokenizer):
+    """A tiny Llama for `tokenizer` whose layers add nothing (attention and MLP outputs zeroed): its
+    logits are lm_head(norm(embedding)) of the last token, which the callers then set by hand."""
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    folder.mkdir(parents=True, exist_ok=True)
-    save_tokenizer(folder, extra)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    ids = tokenizer.encode(favourite, add_special_tokens=False)
-    assert len(ids) == 1, f"{favourite!r} is not one token: {ids}"
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                          tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id,
@@ -57,6 +53,20 @@ def tiny_chat_model(folder: Path, favourite: str, extra: list[str] = ()) -> Path
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
+    return model
+
+
+def tiny_chat_model(folder: Path, favourite: str, extra: list[str] = ()) -> Path:
+    """A model folder whose model writes `favourite` (a token of its tokenizer) at every step."""
+    from transformers import AutoTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(folder, extra)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    ids = tokenizer.encode(favourite, add_special_tokens=False)
+    assert len(ids) == 1, f"{favourite!r} is not one token: {ids}"
+    model = silent_llama(tokenizer)
+    with torch.no_grad():
         model.model.embed_tokens.weight.normal_(0.0, 0.02)
         model.model.embed_tokens.weight[:, 0] = 1.0
         model.lm_head.weight.zero_()
@@ -74,7 +84,7 @@ def scripted_chat_model(folder: Path, script: list[str]) -> Path:
     ones in order; the lm_head row of script token i + 1 reads basis vector i + 1 (the one of
     token i), the first script token's row reads the first vector (any prompt token) and the
     end-of-turn row reads the last script token's vector: a chain of bigrams, with real forward passes."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     save_tokenizer(folder, [token for token in script if token not in SPECIAL])
@@ -83,16 +93,8 @@ def scripted_chat_model(folder: Path, script: list[str]) -> Path:
     assert all(len(i) == 1 for i in ids), f"a script entry is not one token: {ids}"
     ids = [i[0] for i in ids]
     assert len(set(ids)) == len(ids) and len(ids) < 31, "script tokens must be distinct, at most 30"
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    model = silent_llama(tokenizer)
     with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
         model.model.embed_tokens.weight.zero_()
         model.model.embed_tokens.weight[:, 0] = 1.0
         model.lm_head.weight.zero_()

@@ -70,7 +70,8 @@ class Generation:
     """Tokens after the prompt: thinking, delimiter and answer."""
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def eos_ids(model, tokenizer) -> set[int]:
+    """The ids that end an answer: the generation config's and the tokenizer's end-of-sequence ids."""
     ids = set()
     for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
         if isinstance(value, int):
@@ -103,7 +104,7 @@ def generate(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, budge
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
-    end_ids, eos = encode(THINK_END), _eos_ids(model, tokenizer)
+    end_ids, eos = encode(THINK_END), eos_ids(model, tokenizer)
     prefix = list(prompt_ids)
     if budget is not None and not tokenizer.decode(prefix[-4:]).rstrip().endswith(THINK_START):
         prefix += encode(THINK_START + "\n")

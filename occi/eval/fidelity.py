@@ -23,7 +23,7 @@ from pathlib import Path
 
 from occi import languages
 from occi.assets import asset_dir
-from occi.chat.budget import THINK_END
+from occi.chat.budget import THINK_END, eos_ids
 from occi.chat.models import encode_prompt, prompt_text
 from occi.errors import OcciError
 from occi.eval.intervals import wilson
@@ -94,23 +94,13 @@ def answer_text(text: str) -> str:
     return text.split(THINK_END)[-1].strip()
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
-    ids = set()
-    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(int(v) for v in value)
-    return ids
-
-
 def generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
     """Greedy answers to several prompts at once: left-padded so every prompt ends where the
     answers begin, each answer cut at its first end-of-sequence token (which it does not keep)."""
     import torch  # loads torch: only when used
 
     device = next(model.parameters()).device
-    eos = _eos_ids(model, tokenizer)
+    eos = eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos, default=0)
     width = max(len(ids) for ids in prompt_ids)
     input_ids = torch.tensor([[pad] * (width - len(ids)) + list(ids) for ids in prompt_ids], device=device)
