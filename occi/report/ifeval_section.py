@@ -2,28 +2,16 @@
 IFEval-style prompts whose every verifiable instruction the model followed (occi/eval/ifeval.py)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from occi import languages
 from occi.eval import ifeval
+from occi.eval.intervals import wilson
 from occi.eval.runner import own_table
 from occi.plots import pyplot, save_png
 from occi.rundir import RunDir
 
 PLOT = "instruction_following.png"
-Z95 = 1.959964
-"""The normal quantile of a two-sided 95% interval."""
-
-
-def wilson_interval(value: float, count: int) -> tuple[float, float]:
-    """The 95% Wilson score interval of a share measured on `count` prompts (sound near 0 and 1,
-    where a tiny model's scores lie; value ± 1.96 standard errors would collapse to a point there)."""
-    if count <= 0:
-        return 0.0, 1.0
-    centre = (value + Z95 ** 2 / (2 * count)) / (1 + Z95 ** 2 / count)
-    half = Z95 / (1 + Z95 ** 2 / count) * math.sqrt(value * (1 - value) / count + Z95 ** 2 / (4 * count ** 2))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def ifeval_section(run: RunDir, codes: list[str], out_dir: Path | None = None) -> str | None:
@@ -50,7 +38,8 @@ def ifeval_section(run: RunDir, codes: list[str], out_dir: Path | None = None) -
             lines.append(f"| {name} | {cell['state']} | – | – | – | {cell['task']} ({source}) |")
             continue
         count = cell.get("answers") or 0
-        low, high = wilson_interval(cell["value"], count)
+        # the value is passed prompts / count: its interval is the suite's Wilson interval of those
+        low, high = wilson(round(cell["value"] * count), count) if count > 0 else (0.0, 1.0)
         done[code] = (cell["value"], low, high)
         inst = cell.get("instruction_level")
         lines.append(f"| {name} | {cell['value']:.2f} | [{low:.2f}, {high:.2f}] | "
