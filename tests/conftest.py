@@ -13,6 +13,9 @@ from typing import Iterator, NoReturn
 
 import pytest
 
+from longest_first import (  # noqa: F401  the suite's scheduling hooks, registered from here
+    pytest_addoption, pytest_configure, pytest_runtest_protocol, pytest_runtest_setup, pytest_xdist_make_scheduler)
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SAMPLES = REPO / "corpora" / "demo"
 

@@ -245,8 +245,23 @@ def test_usr1_checkpoints_requeues_and_finishes_with_the_same_loss(cluster, tmp_
     for stage in (["corpora", "build"], ["tokenizer", "train"], ["data", "prepare"]):
         assert occi(*stage, str(config), "--run-dir", str(reference)).returncode == 0
     shutil.copytree(reference, run_dir)
-    assert occi("train", str(config), "--run-dir", str(reference)).returncode == 0
-    expected = [json.loads(line) for line in (reference / "train" / "log.jsonl").read_text().splitlines()]
+    # the uninterrupted reference trains beside the job: the job's requeue leaves this worker idle
+    # for the 30 s its launch credential takes to expire, and its start-ups for more
+    with open(tmp_path / "reference.out", "w") as out:
+        trained = subprocess.Popen([sys.executable, "-m", "occi.cli", "train", str(config), "--run-dir", str(reference)],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        requeued_run_matches(config, reference, run_dir, trained)
+    finally:
+        if trained.poll() is None:  # a failed check above: the reference stops at its next step
+            trained.terminate()
+            try:
+                trained.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                trained.kill()
+
+
+def requeued_run_matches(config: Path, reference: Path, run_dir: Path, trained: subprocess.Popen) -> None:
     result = occi("slurm", "submit", str(config), "--run-dir", str(run_dir), "--cluster", "local")
     job = next(s for s in json.loads((run_dir / "slurm" / "jobs.json").read_text())["submissions"][-1]["steps"]
                if s["step"] == "train")["job_id"]
@@ -261,6 +276,8 @@ def test_usr1_checkpoints_requeues_and_finishes_with_the_same_loss(cluster, tmp_
     assert all(s["state"] == "COMPLETED" for s in steps), steps
     output = next((run_dir / "slurm" / "logs").glob("train-*.out")).read_text()
     assert "time limit near (USR1)" in output and "requeueing job" in output and "resumed from step" in output
+    assert trained.wait(timeout=600) == 0, (reference.parent / "reference.out").read_text()[-3000:]
+    expected = [json.loads(line) for line in (reference / "train" / "log.jsonl").read_text().splitlines()]
     actual = [json.loads(line) for line in log.read_text().splitlines()]
     final = lambda records: [r for r in records if r["kind"] == "train"][-1]  # noqa: E731
     assert final(actual)["step"] == 200 and final(actual)["loss"] == final(expected)["loss"]
