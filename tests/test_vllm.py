@@ -250,7 +250,8 @@ def _lm_eval(python: str, model: str, model_args: str, out: Path) -> dict[int, s
     done = subprocess.run([python, "-m", "lm_eval", "--model", model, "--model_args", model_args,
                            "--tasks", "occi_ifeval_de", "--include_path", str(REPO / "eval" / "tasks"), "--limit", "3",
                            "--gen_kwargs", "max_gen_toks=16", "--batch_size", "3", "--log_samples",
-                           "--output_path", str(out)], capture_output=True, text=True, timeout=900, env=env, cwd=out.parent)
+                           "--output_path", str(out)], capture_output=True, text=True, timeout=900, env=env,
+                          cwd=out.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in next(out.rglob("samples_occi_ifeval_de_*.jsonl")).read_text().splitlines()]
     return {row["doc_id"]: row["resps"][0][0] for row in rows}

@@ -8,10 +8,10 @@ that occi decodes, so both backends see and write exactly the same tokens; the e
 a tokenizer.
 
 Protocol (one JSON object per line): the worker first writes {"ready": true} (or {"error": ...},
-its traceback on stderr);
-then per request {"prompts": [[ids]], "max_tokens", "temperature", "top_p", "seed",
-"stop_token_ids", "ignore_eos"} it answers {"outputs": [[ids]]} (or exits, its traceback on stderr). vLLM logs to stdout, so the protocol runs on a
-copy of the original stdout and the process's stdout is pointed at stderr.
+its traceback on stderr); then per request {"prompts": [[ids]], "max_tokens", "temperature",
+"top_p", "seed", "stop_token_ids", "ignore_eos"} it answers {"outputs": [[ids]]} (or exits, its
+traceback on stderr). vLLM logs to stdout, so the protocol runs on a copy of the original stdout
+and the process's stdout is pointed at stderr.
 """
 from __future__ import annotations
 
