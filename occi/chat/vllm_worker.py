@@ -7,16 +7,18 @@ vllm imports. Prompts arrive as token ids made by occi's tokenizer and answers l
 that occi decodes, so both backends see and write exactly the same tokens; the engine never loads
 a tokenizer.
 
-Protocol (one JSON object per line): the worker first writes {"ready": true} (or {"error": ...});
-then per request {"prompts": [[ids]], "max_tokens", "temperature", "top_p", "seed",
-"stop_token_ids", "ignore_eos"} it answers {"outputs": [[ids]]}. vLLM logs to stdout, so the protocol runs on a
-copy of the original stdout and the process's stdout is pointed at stderr.
+Protocol (one JSON object per line): the worker first writes {"ready": true} (or {"error": ...},
+its traceback on stderr); then per request {"prompts": [[ids]], "max_tokens", "temperature",
+"top_p", "seed", "stop_token_ids", "ignore_eos"} it answers {"outputs": [[ids]]} (or exits, its
+traceback on stderr). vLLM logs to stdout, so the protocol runs on a copy of the original stdout
+and the process's stdout is pointed at stderr.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import traceback
 
 
 class Engine:
@@ -55,13 +57,21 @@ def serve(model: str, dtype: str) -> None:
 
     try:
         engine = Engine(model, dtype)
-    except Exception as err:  # the parent reports it as one line
+    except Exception as err:  # the traceback goes to the log, where the parent finds the engine's own error
+        traceback.print_exc()
+        sys.stderr.flush()
         send({"error": f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"})
         return
     send({"ready": True})
     for line in sys.stdin:
         request = json.loads(line)
-        send({"outputs": engine.generate(**request)})
+        try:
+            outputs = engine.generate(**request)
+        except Exception:  # the same: the log keeps it, the parent reads it when our stdout closes
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+        send({"outputs": outputs})
     protocol.close()
     os._exit(0)  # the parent closed our stdin: skip vLLM's slow teardown, there is nothing to keep
 
