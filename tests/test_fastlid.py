@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
 from pathlib import Path
 
 import fasttext
@@ -62,32 +61,6 @@ def test_lid176_bit_for_bit_on_the_demo_corpus():
     assert len(compiled.predict("", 5)) == 5  # the end-of-line token alone still reads as something
     with pytest.raises(ValueError, match="one line"):
         compiled.predict("two\nlines")
-
-
-def test_the_word_cache_changes_no_result_cold_warm_emptied_or_per_thread():
-    path = resolve_model(LangIdConfig())
-    binding = fasttext.load_model(str(path))
-    texts = _demo_texts()
-    small = CompiledFastText.from_file(path, cached_words=50)  # emptied again and again over these texts
-    _assert_same(binding, small, texts)
-    cache = small.word_cache()
-    assert 0 < cache.used[0] <= 50 and cache.used[2] >= cache.used[0]  # filled since it was last emptied
-    shared = CompiledFastText.from_file(path)
-    expected = [shared.predict(text, 5) for text in texts]  # cold, then warm: the same
-    assert [shared.predict(text, 5) for text in texts] == expected
-    assert shared.word_cache().used[0] > 1000  # the demo's distinct words are all held
-    found = {}
-
-    def work(part: int) -> None:  # the corpora workers: threads sharing one predictor
-        found[part] = ([shared.predict(t, 5) for t in texts[part::2]], shared.word_cache())
-
-    threads = [threading.Thread(target=work, args=(part,)) for part in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert found[0][0] == expected[0::2] and found[1][0] == expected[1::2]
-    assert len({id(found[0][1]), id(found[1][1]), id(shared.word_cache())}) == 3  # a cache per thread
 
 
 # ------------------------------------------------------------------ model files written here

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import struct
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,7 +249,7 @@ def _huffman_children(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class CompiledFastText:
     """The k best labels of a text with their probabilities, as the binding's predict(text, k)."""
 
-    def __init__(self, model: FastTextModel, cached_words: int = 1 << 12):
+    def __init__(self, model: FastTextModel):
         reason = unsupported(model)
         if reason is not None:
             raise ValueError(f"CompiledFastText cannot reproduce this model: {reason}")
@@ -269,35 +268,21 @@ class CompiledFastText:
             self._left, self._right = _huffman_children(model.label_counts)
         else:
             self._left = self._right = np.zeros(0, dtype=np.int32)
-        if cached_words < 1:
-            raise ValueError(f"cached_words must be at least 1, not {cached_words}")
-        self.cached_words = cached_words
-        """How many words each thread's WordCache holds before it is emptied."""
-        self._threads = threading.local()  # a word cache per thread: the worker threads share this predictor
 
     @classmethod
-    def from_file(cls, path: str | Path, cached_words: int = 1 << 12) -> CompiledFastText | None:
+    def from_file(cls, path: str | Path) -> CompiledFastText | None:
         """The compiled predictor of a model file, or None when it does not reproduce that model
         (the caller keeps the binding)."""
         model = read_model(path)
-        return None if unsupported(model) is not None else cls(model, cached_words)
-
-    def word_cache(self) -> WordCache:
-        """This thread's word cache (made on first use)."""
-        cache = getattr(self._threads, "cache", None)
-        if cache is None:
-            cache = self._threads.cache = WordCache.empty(self.cached_words)
-        return cache
+        return None if unsupported(model) is not None else cls(model)
 
     def hidden(self, text: str) -> tuple[np.ndarray, int]:
         """The hidden vector of the line and the number of rows averaged into it."""
         data = np.frombuffer(text.encode("utf-8", "replace") + b"\n", dtype=np.uint8)
         matrix = self.model.input_matrix
-        cache = self.word_cache()
         return _hidden(data, self._entry_bytes, self._entry_starts, self._entry_types, self._table,
                        self._label_prefix, self._settings, self._kept.bits, self._kept.before, self._kept.rows,
-                       matrix.rows, matrix.codes, matrix.norm_codes, matrix.norm_table, matrix.centroids,
-                       cache.slots, cache.entries, cache.word_bytes, cache.row_ids, cache.used)
+                       matrix.rows, matrix.codes, matrix.norm_codes, matrix.norm_table, matrix.centroids)
 
     def predict(self, text: str, k: int = 1) -> list[tuple[str, float]]:
         """The k best (label, probability), best first; text is one line (no "\\n")."""
@@ -305,14 +290,12 @@ class CompiledFastText:
             raise ValueError("predict processes one line at a time (remove '\\n')")
         data = np.frombuffer(text.encode("utf-8", "replace") + b"\n", dtype=np.uint8)
         matrix = self.model.input_matrix
-        cache = self.word_cache()
         labels, probabilities = _predict_line(
             data, self._entry_bytes, self._entry_starts, self._entry_types, self._table, self._label_prefix,
             self._settings, self._kept.bits, self._kept.before, self._kept.rows, matrix.rows, matrix.codes,
-            matrix.norm_codes, matrix.norm_table, matrix.centroids, cache.slots, cache.entries, cache.word_bytes,
-            cache.row_ids, cache.used, self.model.output_rows, self.model.loss, self._left, self._right, k)
-        names = self.labels
-        return [(names[i], p) for i, p in zip(labels.tolist(), probabilities.tolist())]
+            matrix.norm_codes, matrix.norm_table, matrix.centroids, self.model.output_rows, self.model.loss,
+            self._left, self._right, k)
+        return [(self.labels[i], p) for i, p in zip(labels.tolist(), probabilities.tolist())]
 
 
 @dataclass
@@ -336,37 +319,6 @@ class _KeptBuckets:
         before = np.concatenate(([0], np.cumsum(per_word)[:-1])).astype(np.int32)
         return cls(bits=bits, before=before, rows=prune[kept].astype(np.int32))
 
-
-@dataclass
-class WordCache:
-    """The input rows of the words met before (a word of the dictionary its own row first, then
-    its character n-grams' rows after hashing and pruning, in fastText's order), so a word met
-    again skips the n-gram hashing, which is most of the prediction's time; the rows are still
-    added one by one, so the sums are the same. Open addressing on the word's FNV hash, compared
-    byte by byte; emptied whole when a store is full (its contents never change a result)."""
-
-    slots: np.ndarray
-    """Power-of-two table of entry indices (-1: empty), twice the entry capacity."""
-    entries: np.ndarray
-    """(capacity, 5) int64 per word: FNV hash, start and length in `word_bytes`, start and count
-    in `row_ids`."""
-    word_bytes: np.ndarray
-    """The words' UTF-8 bytes, one after the other."""
-    row_ids: np.ndarray
-    """The words' input rows, one run per word."""
-    used: np.ndarray
-    """Entries, bytes and row ids in use (int64[3])."""
-
-    @classmethod
-    def empty(cls, capacity: int = 1 << 12) -> WordCache:
-        size = 1 << max(1, 2 * capacity - 1).bit_length()  # a power of two, at least twice the capacity
-        return cls(slots=np.full(size, -1, dtype=np.int32), entries=np.zeros((capacity, 5), dtype=np.int64),
-                   word_bytes=np.zeros(16 * capacity, dtype=np.uint8), row_ids=np.zeros(16 * capacity, dtype=np.int32),
-                   used=np.zeros(3, dtype=np.int64))
-
-
-_CACHED_WORD_BYTES = 64
-"""Longer tokens (runs of symbols, URLs) are rarely met twice: not cached."""
 
 # ------------------------------------------------------------------ compiled parts
 #
@@ -478,11 +430,9 @@ def _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids
 
 @njit(cache=True, nogil=True)
 def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, settings, bits, before, kept_rows,
-            rows, codes, norm_codes, norm_table, centroids, cache_slots, cache_entries, cache_bytes, cache_ids,
-            cache_used):
+            rows, codes, norm_codes, norm_table, centroids):
     """fastText's getLine + computeHidden over data (the line's UTF-8 bytes, ending with "\n"):
-    the hidden vector and how many rows were averaged into it. The words' rows come from the
-    word cache (WordCache's arrays) where it has them, and go into it otherwise."""
+    the hidden vector and how many rows were averaged into it."""
     nwords, minn, maxn, bucket, word_ngrams, prune_size, dim, sub_dim = (
         settings[0], settings[1], settings[2], settings[3], settings[4], settings[5], settings[6], settings[7])
     hidden = np.zeros(dim, dtype=np.float32)
@@ -522,32 +472,6 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
         h = _FNV_OFFSET
         for i in range(1, length + 1):
             h = _fnv_step(h, np.int64(word[i]))
-        is_eos = length == 4 and word[1] == 60 and word[2] == 47 and word[3] == 115 and word[4] == 62
-        # the longest run of rows a word can bring: its own and every n-gram of "<" + word + ">"
-        most = 1 + (length + 2) * max(maxn, 1)
-        cacheable = not is_eos and length <= _CACHED_WORD_BYTES and most < len(ids) // 2
-        if cacheable:
-            found = _cache_find(cache_slots, cache_entries, cache_bytes, word, length, h)
-            if found >= 0:
-                for k in range(cache_entries[found, 3], cache_entries[found, 3] + cache_entries[found, 4]):
-                    if count == len(ids):
-                        _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim)
-                        added += count
-                        count = 0
-                    ids[count] = cache_ids[k]
-                    count += 1
-                if count >= len(ids) - 1:
-                    _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim)
-                    added += count
-                    count = 0
-                word_hashes[hashed] = h - (1 << 32) if h >= (1 << 31) else h
-                hashed += 1
-                continue
-            if count + most > len(ids):  # the word's rows stay together in ids, to be cached
-                _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim)
-                added += count
-                count = 0
-        first_row = count
         wid = -1  # the dictionary's lookup
         slot = h & table_mask
         while table[slot] != -1:
@@ -563,6 +487,7 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
                     wid = entry
                     break
             slot = (slot + 1) & table_mask
+        is_eos = length == 4 and word[1] == 60 and word[2] == 47 and word[3] == 115 and word[4] == 62
         if wid >= 0:
             is_word = entry_types[wid] == 0
         else:  # not in the dictionary: a label when it starts with the label prefix
@@ -604,9 +529,6 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
                             ids[count] = nwords + row
                             count += 1
                     n += 1
-        if cacheable:
-            _cache_add(cache_slots, cache_entries, cache_bytes, cache_ids, cache_used, word, length, h, ids,
-                       first_row, count)
         if count >= len(ids) - 1:
             _add_rows(hidden, ids, count, rows, codes, norm_codes, norm_table, centroids, sub_dim)
             added += count
@@ -641,59 +563,13 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
 
 @njit(cache=True, nogil=True)
 def _predict_line(data, entry_bytes, entry_starts, entry_types, table, label_prefix, settings, bits, before,
-                  kept_rows, rows, codes, norm_codes, norm_table, centroids, cache_slots, cache_entries, cache_bytes,
-                  cache_ids, cache_used, output_rows, loss, left, right, k):
-    """_hidden, then _predict: one compiled call per line (no labels when no row was summed)."""
+                  kept_rows, rows, codes, norm_codes, norm_table, centroids, output_rows, loss, left, right, k):
+    """_hidden, then _predict, in one compiled call per line (no labels when no row was summed)."""
     hidden, added = _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, settings, bits, before,
-                            kept_rows, rows, codes, norm_codes, norm_table, centroids, cache_slots, cache_entries,
-                            cache_bytes, cache_ids, cache_used)
+                            kept_rows, rows, codes, norm_codes, norm_table, centroids)
     if added == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     return _predict(hidden, output_rows, loss, left, right, k)
-
-
-@njit(cache=True, nogil=True)
-def _cache_find(slots, entries, word_bytes, word, length, h):
-    """The cache entry of word[1:length + 1] (hash h), or -1."""
-    mask = len(slots) - 1
-    slot = h & mask
-    while slots[slot] != -1:
-        entry = slots[slot]
-        if entries[entry, 0] == h and entries[entry, 2] == length:
-            start = entries[entry, 1]
-            same = True
-            for i in range(length):
-                if word_bytes[start + i] != word[1 + i]:
-                    same = False
-                    break
-            if same:
-                return entry
-        slot = (slot + 1) & mask
-    return -1
-
-
-@njit(cache=True, nogil=True)
-def _cache_add(slots, entries, word_bytes, row_ids, used, word, length, h, ids, first, end):
-    """Stores word[1:length + 1] (hash h) with the rows ids[first:end]; empties the cache first
-    when an entry, its bytes or its rows would not fit."""
-    if used[0] == len(entries) or used[1] + length > len(word_bytes) or used[2] + end - first > len(row_ids):
-        slots[:] = -1
-        used[:] = 0
-    entry = used[0]
-    entries[entry, 0], entries[entry, 1], entries[entry, 2] = h, used[1], length
-    entries[entry, 3], entries[entry, 4] = used[2], end - first
-    for i in range(length):
-        word_bytes[used[1] + i] = word[1 + i]
-    for i in range(first, end):
-        row_ids[used[2] + i - first] = ids[i]
-    used[0] += 1
-    used[1] += length
-    used[2] += end - first
-    mask = len(slots) - 1
-    slot = h & mask
-    while slots[slot] != -1:
-        slot = (slot + 1) & mask
-    slots[slot] = entry
 
 
 @njit(cache=True, nogil=True, inline="always")
