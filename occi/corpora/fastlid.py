@@ -288,11 +288,14 @@ class CompiledFastText:
         """The k best (label, probability), best first; text is one line (no "\\n")."""
         if "\n" in text:
             raise ValueError("predict processes one line at a time (remove '\\n')")
-        hidden, rows = self.hidden(text)
-        if rows == 0:
-            return []
-        labels, probabilities = _predict(hidden, self.model.output_rows, self.model.loss, self._left, self._right, k)
-        return [(self.labels[i], float(p)) for i, p in zip(labels.tolist(), probabilities.tolist())]
+        data = np.frombuffer(text.encode("utf-8", "replace") + b"\n", dtype=np.uint8)
+        matrix = self.model.input_matrix
+        labels, probabilities = _predict_line(
+            data, self._entry_bytes, self._entry_starts, self._entry_types, self._table, self._label_prefix,
+            self._settings, self._kept.bits, self._kept.before, self._kept.rows, matrix.rows, matrix.codes,
+            matrix.norm_codes, matrix.norm_table, matrix.centroids, self.model.output_rows, self.model.loss,
+            self._left, self._right, k)
+        return [(self.labels[i], p) for i, p in zip(labels.tolist(), probabilities.tolist())]
 
 
 @dataclass
@@ -556,6 +559,17 @@ def _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, s
         for d in range(dim):
             hidden[d] *= scale
     return hidden, added
+
+
+@njit(cache=True, nogil=True)
+def _predict_line(data, entry_bytes, entry_starts, entry_types, table, label_prefix, settings, bits, before,
+                  kept_rows, rows, codes, norm_codes, norm_table, centroids, output_rows, loss, left, right, k):
+    """_hidden, then _predict, in one compiled call per line (no labels when no row was summed)."""
+    hidden, added = _hidden(data, entry_bytes, entry_starts, entry_types, table, label_prefix, settings, bits, before,
+                            kept_rows, rows, codes, norm_codes, norm_table, centroids)
+    if added == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return _predict(hidden, output_rows, loss, left, right, k)
 
 
 @njit(cache=True, nogil=True, inline="always")
