@@ -17,20 +17,11 @@
 #   - no torch (this machine's pip constraint caps it; nothing here needs it).
 set -euo pipefail
 
-DATA=/tmp/occi-bench
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --data) DATA=$2; shift 2 ;;
-        *) echo "setup_datatrove.sh: unknown argument $1 (use --data DIR)" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "$0")/../venv_setup.sh"
+venv_setup_args setup_datatrove.sh "$@"
 VENV=$DATA/venv-datatrove
 PY=${PYTHON:-python3}
-
-if [ -f "$VENV/.occi-bench-ready" ]; then
-    echo "datatrove's venv is ready in $VENV"
-    exit 0
-fi
+venv_ready_or_continue "$VENV" datatrove
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
