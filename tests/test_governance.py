@@ -3,6 +3,7 @@ statistics and decontamination, on demo documents given URLs and planted items."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ import pytest
 from conftest import occi, sample_docs, write_config, write_jsonl
 from occi.corpora.config import UrlListConfig
 from occi.corpora.document import Document
-from occi.corpora.urlfilter import UrlFilter, _normalize_entries, compile_lists, normalize_entry, url_keys
+from occi.corpora.urlfilter import (UrlFilter, _listed, _normalize_entries, compile_lists, key_hashes, normalize_entry,
+                                    url_keys, url_parts)
+from occi.errors import OcciError
 from occi.report.governance_section import decontamination_table, governance_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +65,8 @@ def governed(tmp_path_factory) -> Path:
     write_jsonl(folder / "in" / "web.jsonl", _documents())
     config = write_config(folder, ["de", "fr"], [{"name": "web", "kind": "jsonl", "path": "in/*.jsonl",
                                                   "url_field": "url", "license": "CC-BY-4.0"}],
-                          url_filter={"lists": _lists(folder)}, pii={"enabled": True}, keep_dropped=True)
+                          url_filter={"lists": _lists(folder), "cache_dir": str(folder / "url-cache")},
+                          pii={"enabled": True}, keep_dropped=True)
     result = occi("corpora", "build", str(config), "--run-dir", str(folder / "run"))
     assert result.returncode == 0, result.stderr
     return folder / "run"
@@ -168,9 +172,57 @@ def test_a_list_of_many_domains_is_one_shared_memory_mapped_array(tmp_path):
     assert step.filter(Document("t", "3", "s")) is None  # no URL: nothing to match
 
 
+def test_a_compiled_list_is_reused_for_the_same_content_and_never_for_changed_content(tmp_path):
+    """The cache is keyed by the list's bytes: a copy elsewhere reuses the array; an edit that keeps
+    the file's size and time stamps (what a stamp check would trust) is compiled anew."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    listed = tmp_path / "a" / "domains"
+    listed.write_text("blocked-one.com\nblocked-two.com\n")
+    (tmp_path / "b" / "domains").write_text(listed.read_text())
+    lists = [UrlListConfig(name="adult", path="domains")]
+    first = compile_lists(lists, str(tmp_path / "a"), tmp_path / "cache")[0]
+    written = first.hashes_file.stat().st_mtime_ns
+    again = compile_lists(lists, str(tmp_path / "b"), tmp_path / "cache")[0]
+    assert again.hashes_file == first.hashes_file and again.hashes_file.stat().st_mtime_ns == written
+    doc = Document("t", "1", "s", metadata={"url": "https://www.blocked-two.com/x"})
+    assert UrlFilter([again]).filter(doc) == "adult"
+
+    stamp = listed.stat()
+    listed.write_text("blocked-one.com\nblocked-six.com\n")  # same size
+    os.utime(listed, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert listed.stat().st_size == stamp.st_size and listed.stat().st_mtime_ns == stamp.st_mtime_ns
+    changed = compile_lists(lists, str(tmp_path / "a"), tmp_path / "cache")[0]
+    assert changed.hashes_file != first.hashes_file and changed.entries == 2
+    assert UrlFilter([changed]).filter(doc) is None
+    assert UrlFilter([changed]).filter(Document("t", "2", "s", metadata={"url": "http://blocked-six.com"})) == "adult"
+
+
+def test_an_unwritable_list_cache_is_one_clear_line(tmp_path):
+    (tmp_path / "domains").write_text("blocked-one.com\n")
+    (tmp_path / "cache").write_text("a file, not a folder")
+    with pytest.raises(OcciError, match="url_filter.cache_dir: cannot write the compiled list 'adult'"):
+        compile_lists([UrlListConfig(name="adult", path="domains")], str(tmp_path), tmp_path / "cache")
+
+
 def test_url_keys_are_the_host_its_parents_and_path_prefixes():
     assert url_keys("HTTPS://www.News.Example.co.uk:8080/a/b?q=1") == [
         "news.example.co.uk", "example.co.uk", "co.uk", "uk", "news.example.co.uk/a", "news.example.co.uk/a/b"]
+
+
+def test_the_compiled_look_up_matches_exactly_the_keys_of_url_keys():
+    """UrlFilter hashes the host, its parents and the path prefixes in one compiled pass: every key
+    url_keys names (empty labels and segments, a trailing dot, non-ASCII hosts included) is found,
+    and nothing else is."""
+    urls = ["http://a..b.example.com./x//y/", "HTTPS://WWW.Exämple.COM:80/a/b/", "bare.example.org/p/q",
+            "http://[2001:db8::7]/x", "http://10.1.2.3/a", "https://x.y.z.example.co.uk/one/two/three.html?q=1"]
+    parts = [url_parts(url) for url in urls]
+    for url in urls:
+        for key in url_keys(url):
+            hashes = np.sort(key_hashes([key]))
+            found = [i for i, (host, path) in enumerate(parts) if _listed(host.encode(), path.encode(), hashes)]
+            assert found == [i for i, other in enumerate(urls) if key in url_keys(other)] and found, (url, key)
+    assert url_parts("http://") is None and url_keys("http://") == []
 
 
 def test_list_lines_are_normalised_alike_line_by_line_and_all_at_once():

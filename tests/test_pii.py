@@ -1,8 +1,11 @@
 """The pii step on text written for occi: planted items are replaced, ordinary numbers are not."""
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from occi.corpora import pii
 from occi.corpora.document import Document
 from occi.corpora.pii import PLACEHOLDERS, PiiFormatter
 
@@ -71,3 +74,23 @@ def test_only_the_configured_kinds_are_replaced():
 
 def test_an_iban_with_wrong_check_digits_is_an_ordinary_number():
     assert PiiFormatter().replace("Referenz DE00 3704 0044 0532 0130 00.", "de")[1].get("iban") is None
+
+
+def test_the_cued_scan_finds_exactly_what_the_patterns_find():
+    """pii.finditer tries each pattern only near a match of its cue: on random strings of the
+    characters the patterns care about it must give every match of `pattern.finditer`, no other."""
+    rng = random.Random(31)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60)))
+             for alphabet in ("0123456789" * 3 + "  ..--/()+:@xAZDE", "1290" * 3 + "5...x ")  # the second: IPv4s
+             for _ in range(10_000)]
+    texts += [text for _, text, _, _ in PLANTED] + [s for sentences in ORDINARY.values() for s in sentences]
+    for pattern in pii._CUES:
+        for text in texts:
+            assert [m.span() for m in pii.finditer(pattern, text)] == [m.span() for m in pattern.finditer(text)], \
+                (pattern.pattern, text)
+
+
+def test_only_text_with_a_digit_or_an_at_sign_is_searched():
+    assert not pii._has_digit("keine Ziffer, nur Wörter") and pii._has_digit("Seite 12") and pii._has_digit("m²")
+    assert PiiFormatter().replace("dead::beef:cafe ohne Ziffer", "de") == ("dead::beef:cafe ohne Ziffer", {})
+    assert PiiFormatter().replace("dead::beef:cafe m²", "de")[1] == {"ip": 1}

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/corpora/run.py --shards 7 [--data /tmp/occi-bench] [--corpus DATA/corpus]
         [--work DATA/runs] [--workers 2] [--sides occi,datatrove] [--words whitespace]
-        [--repeats 3] [--wait-load X] [--dedup] [--binding] [--governance]
+        [--repeats 3] [--wait-load X] [--dedup] [--binding] [--governance [--cold-lists]]
 
 (make_corpus.py builds the corpus; setup_datatrove.sh the datatrove environment.) The first
 --shards shards of the corpus are one input size (documents are ordered by a hash of their id,
@@ -14,8 +14,9 @@ machine, with the same worker count:
   dropped documents written with their reason (for the agreement below);
 - datatrove: datatrove_pipeline.py (same model file, thresholds, stop words and filters).
 
-Each side runs as a child process; its wall time and the peak of the summed RSS of its process
-tree (sampled every 0.1 s) are measured here, the same way for both. Language-ID agreement: per
+Each side runs as a child process; its wall time, CPU time (user + system of its whole tree) and
+the peak of the summed RSS of its process tree (sampled every 0.1 s) are measured here, the same
+way for both. Language-ID agreement: per
 document, kept or dropped by language ID, and the language when kept, compared between the two.
 Writes WORK/<size>/result.json and prints it.
 
@@ -33,12 +34,16 @@ two UT1 files (domains, urls: 4.56 M and 19.6 k lines) and `pii` (e-mail, IP, ph
 datatrove runs its URLFilter with its integrated lists (the same two files, plus its banned-word
 lists) and its PIIFormatter (e-mail, public IP), both after language ID, as occi does. Each side's
 figures carry the 1-minute load average before and after it ran (the machine may be shared).
+occi keeps its compiled lists in WORK/url-list-cache (`url_filter.cache_dir`) between runs: each
+occi figure says whether its run found them there ("url_list_cache": warm) or compiled them
+(cold); --cold-lists empties the folder before every occi run, so every run compiles.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -85,8 +90,10 @@ class TreeMemory(threading.Thread):
 
 
 def measured(command: list[str], log: Path) -> dict:
-    """Runs a command, returns its wall time and the peak RSS of its process tree."""
+    """Runs a command, returns its wall time, CPU time (user + system, its whole tree) and the
+    peak RSS of its process tree."""
     load_before = os.getloadavg()[0]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("w") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -98,7 +105,9 @@ def measured(command: list[str], log: Path) -> dict:
         memory.join()
     if code != 0:
         raise SystemExit(f"{' '.join(command)} failed with exit code {code}; see {log}")
-    return {"wall_s": round(wall, 2), "peak_tree_rss_mb": round(memory.peak / 1e6, 1),
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_tree_rss_mb": round(memory.peak / 1e6, 1),
             "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
@@ -163,7 +172,8 @@ def add_urls(folder: Path, lists: Path) -> None:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def occi_config(subset: Path, workers: int, path: Path, native: bool = True, lists: Path | None = None) -> None:
+def occi_config(subset: Path, workers: int, path: Path, native: bool = True, lists: Path | None = None,
+                lists_cache: Path | None = None) -> None:
     from occi import languages
 
     codes = list(languages.LANGUAGES)
@@ -186,7 +196,8 @@ def occi_config(subset: Path, workers: int, path: Path, native: bool = True, lis
     if lists is not None:
         text = text.replace("      id_field: id\n", "      id_field: id\n      url_field: url\n")
         text += ("  pii: {enabled: true}\n"
-                 f"  url_filter: {{lists: [{{name: adult, path: {lists}/domains}}, {{name: adult_urls, path: {lists}/urls}}]}}\n")
+                 f"  url_filter: {{lists: [{{name: adult, path: {lists}/domains}}, {{name: adult_urls, path: {lists}/urls}}]"
+                 f"{f', cache_dir: {lists_cache}' if lists_cache else ''}}}\n")
     path.write_text(text, encoding="utf-8")
 
 
@@ -253,11 +264,17 @@ def run_side(side: str, args, work: Path, subset: Path, docs_in: int) -> dict:
         run_dir = work / "occi"
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
+        cache = work / "url-list-cache"
+        if args.cold_lists:
+            shutil.rmtree(cache, ignore_errors=True)
+        warm = args.governance and any(cache.glob("*.npy"))
         occi_config(subset, args.workers, work / "occi.yaml", native=not args.binding,
-                    lists=args.lists if args.governance else None)
+                    lists=args.lists if args.governance else None, lists_cache=cache)
         figures = measured([str(Path(sys.executable).parent / "occi"), "corpora", "build", str(work / "occi.yaml"),
                             "--run-dir", str(run_dir)], work / "occi.log")
         figures["documents_kept"] = occi_kept(run_dir)
+        if args.governance:
+            figures["url_list_cache"] = "warm" if warm else "cold"
         figures["docs_per_s_per_core"] = round(docs_in / figures["wall_s"] / cores, 1)
         return figures
     if side == "datatrove":
@@ -295,6 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dedup", action="store_true", help="remove exact duplicates from the input first")
     parser.add_argument("--governance", action="store_true",
                         help="URL filter (UT1 lists) and PII replacement on both sides; documents get URLs")
+    parser.add_argument("--cold-lists", action="store_true",
+                        help="--governance: empty occi's cache of compiled URL lists before each occi run (each "
+                             "run compiles them; without it only the first run does, and each run says which)")
     parser.add_argument("--binding", action="store_true",
                         help="occi's language ID with the fastText binding (corpora.langid.native: false)")
     args = parser.parse_args(argv)

@@ -38,7 +38,7 @@ from occi.corpora.document import Document, Unreadable
 from occi.corpora.filters import Filter
 from occi.corpora.normalize import Normalizer
 from occi.corpora.pii import KINDS as PII_KINDS, PiiFormatter
-from occi.corpora.urlfilter import CompiledList, UrlFilter, compile_lists
+from occi.corpora.urlfilter import CompiledList, UrlFilter, cache_folder, compile_lists
 from occi.corpora.parquet import DROPPED_SCHEMA, KEPT_SCHEMA, OUTPUT_SCHEMA, Columns, PartWriter, StreamingTable
 from occi.corpora.langid import LanguageFilter, LanguageIdentifier, resolve_model
 from occi.corpora.quality import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
@@ -93,7 +93,7 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
              f"({', '.join(languages)}): it is not read")
     shards = plan_shards(corpora, languages, Manifest.read(run))
     work = run.corpora_work
-    url_lists = compile_lists(corpora.url_filter.lists, corpora.base_dir, work / "url_lists")
+    url_lists = compile_lists(corpora.url_filter.lists, corpora.base_dir, cache_folder(corpora.url_filter.cache_dir))
     job = Job(corpora, languages, work, out / "dropped" if corpora.keep_dropped else None, url_lists,
               list(eval_suites) if eval_suites is not None else ["offline"], list(eval_tasks or []), run.root)
     if phase == "all" and not share.whole:

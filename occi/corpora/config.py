@@ -282,6 +282,10 @@ class UrlFilterConfig:
     lists: list[UrlListConfig] = field(default_factory=list)
     """Block and opt-out lists; a document whose URL matches any of them is dropped (documents
     without a URL pass: give the source's `url_field`)."""
+    cache_dir: str | None = None
+    """Where each list is compiled (a sorted array of 64-bit hashes, 8 bytes an entry) and kept
+    between runs, named by the SHA-256 of the list file's content, so a changed file is compiled
+    anew and never served an old array (default: ~/.cache/occi/url_lists)."""
 
     def __post_init__(self) -> None:
         names = [entry.name for entry in self.lists]
