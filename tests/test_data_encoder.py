@@ -230,3 +230,13 @@ def test_a_vocabulary_with_unused_pieces_is_left_to_sentencepiece(bpe):
     assert encoder.by_word and encoder.bpe is None
     texts = hard_texts()[-500:] + [bpe.id_to_piece(longest).replace("▁", " ")] * 3
     assert encode_in_batches(encoder, texts) == sp.encode(texts, out_type=int)
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_irregular_texts_are_found_in_arrows_bytes_as_python_finds_them(kind):
+    texts = hard_texts()
+    expected = [not t or t.startswith(" ") or "  " in t or "▁" in t for t in texts]
+    array = pa.array(texts, type=kind)
+    assert encoder_module.irregular_texts(array).tolist() == expected
+    assert encoder_module.irregular_texts(array.slice(100, 700)).tolist() == expected[100:800]
+    assert 0 < sum(expected) < len(expected)

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 from occi.data.bpe import RESERVED, BpeTables, model_proto
 
@@ -227,19 +228,44 @@ def _ahead(items: Iterator, depth: int) -> Iterator:
 def split_words(texts: pa.Array) -> pa.ListArray:
     """Each text's words (see WORDS): Arrow's split on " " where that gives the same cut (no run of
     spaces, no "▁", no leading space: nearly all text), the regular expression for the rest."""
-    irregular = pc.fill_null(pc.or_(pc.or_(pc.match_substring(texts, "  "), pc.match_substring(texts, SPACE)),
-                                    pc.or_(pc.starts_with(texts, " "), pc.equal(pc.utf8_length(texts), 0))), True)
-    if not pc.any(irregular).as_py():
+    is_irregular = irregular_texts(texts)
+    if not is_irregular.any():
         return pc.split_pattern(texts, " ")
-    is_irregular = irregular.to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(is_irregular)
-    plain = pc.split_pattern(pc.filter(texts, pc.invert(irregular)), " ")
+    plain = pc.split_pattern(pc.filter(texts, pa.array(~is_irregular)), " ")
     odd = pa.array([WORDS.findall(" " + text) if text else [] for text in texts.take(rows).to_pylist()],
                    type=plain.type)
     order = np.empty(len(texts), dtype=np.int64)
     order[np.flatnonzero(~is_irregular)] = np.arange(len(plain))
     order[rows] = len(plain) + np.arange(len(rows))
     return pa.concat_arrays([plain, odd]).take(order)
+
+
+def irregular_texts(texts: pa.Array) -> np.ndarray:
+    """Per text (a string or large_string array without nulls), whether it is empty, starts with a
+    space or holds two spaces in a row or a "▁": one pass over Arrow's UTF-8 bytes."""
+    _, offsets, data = texts.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64 if texts.type == pa.large_string() else np.int32)
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    return _irregular(data, offsets[texts.offset:texts.offset + len(texts) + 1])
+
+
+@njit(cache=True, nogil=True)
+def _irregular(data, offsets):
+    irregular = np.zeros(offsets.size - 1, dtype=np.bool_)
+    for k in range(offsets.size - 1):
+        start, end = offsets[k], offsets[k + 1]
+        if end == start or data[start] == 0x20:
+            irregular[k] = True
+            continue
+        for i in range(start, end - 1):
+            if data[i] == 0x20 and data[i + 1] == 0x20:
+                irregular[k] = True
+                break
+            if data[i] == 0xE2 and i + 2 < end and data[i + 1] == 0x96 and data[i + 2] == 0x81:  # "▁" in UTF-8
+                irregular[k] = True
+                break
+    return irregular
 
 
 def words_are_independent(sp) -> bool:
