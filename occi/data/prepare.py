@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import sentencepiece as spm
 from tqdm import tqdm
 
 from occi.config import RunConfig
@@ -42,8 +43,6 @@ BATCH_DOCUMENTS = 4096  # per batch, each distinct word is looked up once; large
 
 def load_sentencepiece(run: RunDir):
     """The run's SentencePiece model (the tokenizer stage must have run)."""
-    import sentencepiece as spm  # loads sentencepiece: only when used
-
     if not run.tokenizer_model.is_file():
         run.require("tokenizer")
         raise OcciError(f"{run.tokenizer_model}: no tokenizer model; run `occi tokenizer train` again")
