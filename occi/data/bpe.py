@@ -183,36 +183,49 @@ def encode_words(codes, ends, char_id, byte_ids, keys, ids, scores, special_firs
                     break
                 symbols[i - start + 1] = kind if kind >= 0 else -1 - np.int64(code)
         if good:
-            for i in range(n - 1):
-                merges[i], best[i] = _pair(keys, ids, scores, symbols[i], symbols[i + 1], size)
-            while n > 1:
-                pick = -1
-                for i in range(n - 1):
-                    if merges[i] >= 0 and (pick < 0 or best[i] > best[pick]):
-                        pick = i
-                if pick < 0:
-                    break
-                symbols[pick] = merges[pick]
-                for i in range(pick + 1, n - 1):
-                    symbols[i] = symbols[i + 1]
-                    merges[i] = merges[i + 1]
-                    best[i] = best[i + 1]
-                n -= 1
-                if pick > 0:
-                    merges[pick - 1], best[pick - 1] = _pair(keys, ids, scores, symbols[pick - 1], symbols[pick], size)
-                if pick < n - 1:
-                    merges[pick], best[pick] = _pair(keys, ids, scores, symbols[pick], symbols[pick + 1], size)
+            # a character in no piece merges with nothing: the runs between such characters are merged
+            # on their own (the same merges as over the whole word, and shorter scans)
             first = used
-            for i in range(n):
-                if symbols[i] >= 0:
-                    out[used] = symbols[i]
-                    used += 1
-                else:
+            run = 0
+            for i in range(n + 1):
+                if i < n and symbols[i] >= 0:
+                    continue
+                merged = _merge(symbols[run:i], merges, best, keys, ids, scores, size)
+                out[used:used + merged] = symbols[run:run + merged]
+                used += merged
+                if i < n:
                     used = _write_utf8(out, used, -1 - symbols[i], byte_ids)
+                run = i + 1
             counts[w] = used - first
             ok[w] = True
         start = end
     return out[:used], counts, ok
+
+
+@njit(cache=True, nogil=True)
+def _merge(symbols, merges, best, keys, ids, scores, size):
+    """SentencePiece's merges over a run of pieces, in place; returns the number of pieces left."""
+    n = symbols.size
+    for i in range(n - 1):
+        merges[i], best[i] = _pair(keys, ids, scores, symbols[i], symbols[i + 1], size)
+    while n > 1:
+        pick = -1
+        for i in range(n - 1):
+            if merges[i] >= 0 and (pick < 0 or best[i] > best[pick]):
+                pick = i
+        if pick < 0:
+            break
+        symbols[pick] = merges[pick]
+        for i in range(pick + 1, n - 1):
+            symbols[i] = symbols[i + 1]
+            merges[i] = merges[i + 1]
+            best[i] = best[i + 1]
+        n -= 1
+        if pick > 0:
+            merges[pick - 1], best[pick - 1] = _pair(keys, ids, scores, symbols[pick - 1], symbols[pick], size)
+        if pick < n - 1:
+            merges[pick], best[pick] = _pair(keys, ids, scores, symbols[pick], symbols[pick + 1], size)
+    return n
 
 
 @njit(cache=True, nogil=True)
