@@ -5,13 +5,16 @@ SentencePiece's BPE encoder splits the normalized text into characters (a user-d
 that starts at a position is one frozen symbol instead), then merges, again and again, the
 adjacent pair of symbols whose concatenation is a piece of the vocabulary (a normal, user-defined
 or unused piece) with the highest score, the leftmost such pair on a tie; the remaining symbols
-are the pieces. Here a word's symbols are piece ids from the start and a hash table maps a pair
-of ids to the id of their concatenation, which is the same merge exactly when every symbol is a
-piece: so a word with a character that is no piece (SentencePiece's unknown or byte fallback),
-with a user-defined piece in it, or longer than MAX_WORD characters is left to SentencePiece
-(`ok` false), and a vocabulary with unused pieces (which SentencePiece splits again after
-merging) is not handled at all (`BpeTables.of` gives None). tests/test_data_encoder.py compares
-the ids with SentencePiece's on every word of edge-case text and on models with special pieces.
+are the pieces, and a character in no piece becomes the byte pieces of its UTF-8 bytes (byte
+fallback). Here a word's symbols are piece ids from the start and a hash table maps a pair of
+ids to the id of their concatenation, which is the same merge exactly when every symbol is a
+piece or a character in no piece (which merges with nothing, so the runs between such characters
+are merged on their own). A word holding a user-defined piece or a character that SentencePiece
+would treat otherwise (one that is only part of a piece; any unknown one without byte fallback),
+or longer than MAX_WORD characters, is left to SentencePiece (`ok` false), and a vocabulary with
+unused pieces (which SentencePiece splits again after merging) is not handled at all
+(`BpeTables.of` gives None). tests/test_data_encoder.py compares the ids with SentencePiece's on
+every word of edge-case text, with tied and reordered scores and with user-defined pieces.
 """
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
-
 from sentencepiece import sentencepiece_model_pb2
 
 SPACE = 0x2581  # "▁", which SentencePiece's dummy prefix puts in front of each word
