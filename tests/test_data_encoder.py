@@ -17,6 +17,7 @@ import yaml
 
 from occi import config as run_config
 from occi.data import encoder as encoder_module
+from occi.data.bpe import MAX_WORD, BpeTables, model_proto
 from occi.data.encoder import DocumentEncoder, words_are_independent
 from occi.tokenizer.spm_train import train_sentencepiece
 
@@ -175,3 +176,67 @@ def test_other_sentencepiece_settings_are_recognised(tmp_path, settings):
     assert not words_are_independent(sp)
     texts = hard_texts()[-300:]
     assert encode_in_batches(DocumentEncoder(sp, np.uint16, threads=1), texts) == sp.encode(texts, out_type=int)
+
+
+def with_pieces_changed(sp: spm.SentencePieceProcessor, change) -> spm.SentencePieceProcessor:
+    """The same model with change(piece) applied to each of its pieces (a ModelProto.SentencePiece)."""
+    model = model_proto(sp)
+    for piece in model.pieces:
+        change(piece)
+    return spm.SentencePieceProcessor(model_proto=model.SerializeToString())
+
+
+def test_compiled_bpe_gives_sentencepiece_ids_for_every_word(bpe):
+    """occi/data/bpe.py against SentencePiece itself, word by word: byte fallback, spaces and "▁"
+    inside words, and what it leaves to SentencePiece (a user-defined piece, an empty or long word)."""
+    texts = hard_texts() + ["x" * (MAX_WORD - 1), "y" * MAX_WORD, "ab" * 300 + "😀"]
+    words = sorted({word for text in texts for word in encoder_module.WORDS.findall(" " + text)})
+    tables = BpeTables.of(bpe)
+    ids, counts, merged = tables.encode(words)
+    expected = bpe.encode([word for word, done in zip(words, merged) if done], out_type=int)
+    assert [part.tolist() for part in np.split(ids, np.cumsum(counts[merged])[:-1])] == expected
+    left = {word for word, done in zip(words, merged) if not done}
+    specials = [bpe.id_to_piece(i) for i, piece in enumerate(model_proto(bpe).pieces)
+                if piece.type == piece.Type.USER_DEFINED]
+    pieces = {bpe.id_to_piece(i) for i in range(bpe.get_piece_size())}
+    odd = {c for s in specials for c in s if c not in pieces}  # in a piece, yet no piece itself
+    assert "<|user|>" in specials and odd
+    assert left == {w for w in words if not w or len(w) >= MAX_WORD or any(s in w for s in specials) or set(w) & odd}
+    assert "" in left and "x" * (MAX_WORD - 1) not in left and "y" * MAX_WORD in left
+    byte_pieces = {bpe.piece_to_id(f"<0x{b:02X}>") for b in "😀".encode()}
+    assert byte_pieces <= set(ids.tolist())  # a character in no piece: its UTF-8 bytes, as SentencePiece writes them
+    assert any(" " in w and "▁" in w for w in words if w not in left)
+
+
+@pytest.mark.parametrize("scores", ["equal", "shuffled"])
+def test_compiled_bpe_breaks_ties_and_follows_scores_as_sentencepiece_does(bpe, scores):
+    """Every merge a tie (SentencePiece takes the leftmost pair), or the scores in another order."""
+    rng = random.Random(3)
+    sp = with_pieces_changed(bpe, lambda piece: setattr(piece, "score", 0.0 if scores == "equal" else rng.random()))
+    encoder = DocumentEncoder(sp, np.uint16, threads=1)
+    assert encoder.bpe is not None
+    texts = hard_texts()
+    assert encode_in_batches(encoder, texts) == sp.encode(texts, out_type=int)
+
+
+def test_a_vocabulary_with_unused_pieces_is_left_to_sentencepiece(bpe):
+    """SentencePiece splits an unused piece again after merging; occi/data/bpe.py does not follow that."""
+    unused = model_proto(bpe).SentencePiece.Type.UNUSED
+    longest = max(range(bpe.get_piece_size()), key=lambda i: len(bpe.id_to_piece(i)) if bpe.is_unknown(i) is False
+                  and not bpe.is_control(i) and not bpe.is_byte(i) else 0)
+    sp = with_pieces_changed(bpe, lambda piece: piece.piece == bpe.id_to_piece(longest) and setattr(piece, "type", unused))
+    assert sp.is_unused(longest) and BpeTables.of(sp) is None
+    encoder = DocumentEncoder(sp, np.uint16, threads=1)
+    assert encoder.by_word and encoder.bpe is None
+    texts = hard_texts()[-500:] + [bpe.id_to_piece(longest).replace("▁", " ")] * 3
+    assert encode_in_batches(encoder, texts) == sp.encode(texts, out_type=int)
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_irregular_texts_are_found_in_arrows_bytes_as_python_finds_them(kind):
+    texts = hard_texts()
+    expected = [not t or t.startswith(" ") or "  " in t or "▁" in t for t in texts]
+    array = pa.array(texts, type=kind)
+    assert encoder_module.irregular_texts(array).tolist() == expected
+    assert encoder_module.irregular_texts(array.slice(100, 700)).tolist() == expected[100:800]
+    assert 0 < sum(expected) < len(expected)

@@ -95,13 +95,16 @@ def test_data_prepare_writes_indexed_datasets_and_blend(prepared):
 
     from occi.corpora.reader import read_texts
 
+    from occi.data.bpe import BpeTables
     from occi.data.encoder import words_are_independent
 
     sp = spm.SentencePieceProcessor(model_file=blend["tokenizer"])
     assert words_are_independent(sp)  # occi's tokenizers are encoded word by word
-    texts = [text for _, text in read_texts(prepared, "fi", "train")]
-    dataset = IndexedDataset(blend["languages"]["fi"]["prefix"])
-    assert [dataset[i][:-1].tolist() for i in range(len(dataset))] == sp.encode(texts, out_type=int)
+    assert BpeTables.of(sp) is not None  # and their new words merged by occi/data/bpe.py
+    for split, key in (("train", "prefix"), ("heldout", "valid_prefix")):  # both written in one pass
+        texts = [text for _, text in read_texts(prepared, "fi", split)]
+        dataset = IndexedDataset(blend["languages"]["fi"][key])
+        assert [dataset[i][:-1].tolist() for i in range(len(dataset))] == sp.encode(texts, out_type=int)
 
 
 @pytest.mark.parametrize("dtype", ["uint16", "int32"])

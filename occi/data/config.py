@@ -20,7 +20,8 @@ class DataConfig:
     workers: int = 0
     """Processes that tokenize languages side by side; 0 means one per core (at most one per language)."""
     threads: int = 0
-    """Threads each process's SentencePiece encodes new words on; 0 means cores / workers."""
+    """Threads each process's SentencePiece encodes on (the new words that occi/data/bpe.py leaves to it,
+    or whole documents for models not encoded word by word); 0 means cores / workers."""
 
     def __post_init__(self) -> None:
         for code in self.weights:

@@ -11,7 +11,9 @@ checks the model's settings and vocabulary (other models are encoded document by
 tests/test_data_encoder.py compares both ways on text built to find the edge cases.
 
 Python touches each distinct word of a batch once, not each word: Arrow cuts and deduplicates
-the words, new ones are encoded by SentencePiece (on several threads) a few thousand at a time,
+the words, new ones are merged by occi/data/bpe.py (SentencePiece's BPE compiled with numba, the
+same ids) or, where it leaves a word (a run of spaces, a user-defined piece, a character without
+byte fallback, a long word), by SentencePiece (on several threads) a few thousand at a time,
 joined by spaces and cut again where a piece starts with "▁", and numpy gathers each document's
 ids from the cache.
 """
@@ -26,6 +28,9 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
+
+from occi.data.bpe import RESERVED, BpeTables, model_proto
 
 SPACE = "▁"
 # " " + text, cut before each space or "▁" that follows another character; group 1 is the word
@@ -52,11 +57,11 @@ class DocumentEncoder:
         self.options = {"out_type": int, "add_bos": False, "add_eos": False, "reverse": False,
                         "enable_sampling": False, "num_threads": threads}
         self.by_word = words_are_independent(sp)
-        pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+        # new words without spaces are merged by occi/data/bpe.py, the others by SentencePiece
+        self.bpe = BpeTables.of(sp) if self.by_word else None
         # a word without spaces encodes to one piece that starts with "▁", then pieces that do not
-        special = [sp.is_byte(i) or sp.is_unknown(i) or sp.is_control(i) for i in range(len(pieces))]
-        self.starts_word = np.array([piece.startswith(SPACE) and not is_special
-                                     for piece, is_special in zip(pieces, special)])
+        self.starts_word = np.array([piece.piece.startswith(SPACE) and piece.type not in RESERVED
+                                     for piece in model_proto(sp).pieces])
         # the ids of a lone "▁": "a " is "▁a" then "▁" (the cut falls between them)
         self.lone_space = np.asarray(self._encode(["a "])[0][len(self._encode(["a"])[0]):], dtype=self.dtype)
         # the cache: word -> slot; a slot's ids are ids[word_start[slot]:][:word_length[slot]]
@@ -109,12 +114,21 @@ class DocumentEncoder:
     def _add_words(self, words: list[str], keep: bool) -> np.ndarray:
         """Encodes new words into the next free slots, remembered by the cache when `keep`;
         returns their slots."""
+        order, parts, cuts, size = [], [], [], 0
+        rest = range(len(words))
+        if self.bpe is not None:
+            ids, counts, merged = self.bpe.encode(words)
+            order.extend(np.flatnonzero(merged).tolist())
+            parts.append(ids.astype(self.dtype, copy=False))
+            cuts.append(np.cumsum(counts[merged]) - counts[merged])
+            size = len(ids)
+            rest = np.flatnonzero(~merged).tolist()  # left to SentencePiece
         plain, other = [], []  # words without spaces are encoded joined; the rest one by one
-        for k, word in enumerate(words):
+        for k in rest:
+            word = words[k]
             (plain if word and " " not in word and SPACE not in word else other).append(k)
         groups = [plain[i:i + JOINED_WORDS] for i in range(0, len(plain), JOINED_WORDS)]
         joined = self._encode([" ".join(words[k] for k in group) for group in groups])
-        order, parts, cuts, size = [], [], [], 0
         for group, ids in zip(groups, joined):
             ids = np.asarray(ids, dtype=self.dtype)
             starts = np.flatnonzero(self.starts_word[ids])
@@ -214,19 +228,44 @@ def _ahead(items: Iterator, depth: int) -> Iterator:
 def split_words(texts: pa.Array) -> pa.ListArray:
     """Each text's words (see WORDS): Arrow's split on " " where that gives the same cut (no run of
     spaces, no "▁", no leading space: nearly all text), the regular expression for the rest."""
-    irregular = pc.fill_null(pc.or_(pc.or_(pc.match_substring(texts, "  "), pc.match_substring(texts, SPACE)),
-                                    pc.or_(pc.starts_with(texts, " "), pc.equal(pc.utf8_length(texts), 0))), True)
-    if not pc.any(irregular).as_py():
+    is_irregular = irregular_texts(texts)
+    if not is_irregular.any():
         return pc.split_pattern(texts, " ")
-    is_irregular = irregular.to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(is_irregular)
-    plain = pc.split_pattern(pc.filter(texts, pc.invert(irregular)), " ")
+    plain = pc.split_pattern(pc.filter(texts, pa.array(~is_irregular)), " ")
     odd = pa.array([WORDS.findall(" " + text) if text else [] for text in texts.take(rows).to_pylist()],
                    type=plain.type)
     order = np.empty(len(texts), dtype=np.int64)
     order[np.flatnonzero(~is_irregular)] = np.arange(len(plain))
     order[rows] = len(plain) + np.arange(len(rows))
     return pa.concat_arrays([plain, odd]).take(order)
+
+
+def irregular_texts(texts: pa.Array) -> np.ndarray:
+    """Per text (a string or large_string array without nulls), whether it is empty, starts with a
+    space or holds two spaces in a row or a "▁": one pass over Arrow's UTF-8 bytes."""
+    _, offsets, data = texts.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64 if texts.type == pa.large_string() else np.int32)
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    return _irregular(data, offsets[texts.offset:texts.offset + len(texts) + 1])
+
+
+@njit(cache=True, nogil=True)
+def _irregular(data, offsets):
+    irregular = np.zeros(offsets.size - 1, dtype=np.bool_)
+    for k in range(offsets.size - 1):
+        start, end = offsets[k], offsets[k + 1]
+        if end == start or data[start] == 0x20:
+            irregular[k] = True
+            continue
+        for i in range(start, end - 1):
+            if data[i] == 0x20 and data[i + 1] == 0x20:
+                irregular[k] = True
+                break
+            if data[i] == 0xE2 and i + 2 < end and data[i + 1] == 0x96 and data[i + 2] == 0x81:  # "▁" in UTF-8
+                irregular[k] = True
+                break
+    return irregular
 
 
 def words_are_independent(sp) -> bool:
@@ -248,13 +287,8 @@ def words_are_independent(sp) -> bool:
     if (value(normalizer, 1, b"") != b"identity" or value(normalizer, 2, b"") or value(normalizer, 6, b"")
             or not value(normalizer, 3, 1) or value(normalizer, 4, 1) or not value(normalizer, 5, 1)):
         return False  # name, precompiled_charsmap, rule_tsv, add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces
-    for token_id in range(sp.get_piece_size()):
-        if sp.is_control(token_id) or sp.is_unknown(token_id) or sp.is_byte(token_id):
-            continue
-        piece = sp.id_to_piece(token_id)
-        if " " in piece or CROSSES_WORD_START.search(piece):
-            return False
-    return True
+    return not any(" " in piece.piece or CROSSES_WORD_START.search(piece.piece)
+                   for piece in model_proto(sp).pieces if piece.type not in RESERVED)
 
 
 def protobuf_fields(data: bytes) -> dict[int, list]:

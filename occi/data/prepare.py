@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sentencepiece as spm
 from tqdm import tqdm
 
 from occi.config import RunConfig
-from occi.corpora.reader import read_batches
+from occi.corpora.reader import language_dir, read_batches
 from occi.data.blend import explicit_weights, megatron_data_path, temperature_weights, with_replay
 from occi.data.encoder import DocumentEncoder
 from occi.data.hf_encoder import HFDocumentEncoder
@@ -37,8 +43,6 @@ BATCH_DOCUMENTS = 4096  # per batch, each distinct word is looked up once; large
 
 def load_sentencepiece(run: RunDir):
     """The run's SentencePiece model (the tokenizer stage must have run)."""
-    import sentencepiece as spm  # loads sentencepiece: only when used
-
     if not run.tokenizer_model.is_file():
         run.require("tokenizer")
         raise OcciError(f"{run.tokenizer_model}: no tokenizer model; run `occi tokenizer train` again")
@@ -163,28 +167,43 @@ def _prepare_language(cfg: RunConfig, run: RunDir, code: str, threads: int, prog
     else:
         encoder = _encoder(run, tokenizer_file.stat().st_mtime_ns, threads)
     dtype, out = np.dtype(token_dtype(vocab_size)).type, run.data
-    result = {}
-    for split in ("train", "heldout"):
-        name = run.dataset_prefix(code, split).name
-        tmp_prefix = out / f".{name}.tmp"
-        writer = IndexedDatasetWriter(Path(f"{tmp_prefix}.bin"), dtype)
-        documents = tokens = 0
-        batches = read_batches(run, code, split, cfg.heldout, BATCH_DOCUMENTS)
-        bar = tqdm(desc=f"data: {code} {'train' if split == 'train' else 'valid'}", unit="doc", disable=not progress,
-                   leave=False)
-        for ids, lengths in encoder.encode_all(batch.column("text") for batch in batches):
-            tokens += writer.add_documents(ids, lengths, eod_id)
-            documents += len(lengths)
-            bar.update(len(lengths))
-        bar.close()
-        writer.finalize(Path(f"{tmp_prefix}.idx"))
-        os.replace(f"{tmp_prefix}.bin", out / f"{name}.bin")
-        os.replace(f"{tmp_prefix}.idx", out / f"{name}.idx")
-        result["train" if split == "train" else "valid"] = {"documents": documents, "tokens": tokens}
+    # one pass over the corpus: each batch's held-out documents go to the validation set, the others to training
+    held = pa.array(sorted(cfg.heldout.ids(_document_ids(run, code))), type=pa.string())
+    names = {split: run.dataset_prefix(code, split).name for split in ("train", "heldout")}
+    writers = {split: IndexedDatasetWriter(out / f".{name}.tmp.bin", dtype) for split, name in names.items()}
+    counts = {split: {"documents": 0, "tokens": 0} for split in names}
+    masks: deque[np.ndarray] = deque()  # each batch's held-out documents, appended as the encoder reads the batch
+
+    def texts() -> Iterator[pa.Array]:
+        for batch in read_batches(run, code, "all", cfg.heldout, BATCH_DOCUMENTS):
+            masks.append(pc.is_in(batch.column("id"), value_set=held).to_numpy(zero_copy_only=False))
+            yield batch.column("text")
+
+    bar = tqdm(desc=f"data: {code}", unit="doc", disable=not progress, leave=False)
+    for ids, lengths in encoder.encode_all(texts()):
+        is_held = masks.popleft()
+        in_document = np.repeat(is_held, lengths)
+        for split, documents, tokens in (("train", ~is_held, ~in_document), ("heldout", is_held, in_document)):
+            if documents.any():
+                counts[split]["tokens"] += writers[split].add_documents(ids[tokens], lengths[documents], eod_id)
+                counts[split]["documents"] += int(documents.sum())
+        bar.update(len(lengths))
+    bar.close()
+    for split, name in names.items():
+        writers[split].finalize(out / f".{name}.tmp.idx")
+        os.replace(out / f".{name}.tmp.bin", out / f"{name}.bin")
+        os.replace(out / f".{name}.tmp.idx", out / f"{name}.idx")
+    result = {"train": counts["train"], "valid": counts["heldout"]}
     if result["train"]["documents"] == 0:
         raise OcciError(f"language {code!r} has no training documents in {run.corpus(code)}; "
                         "remove it from `languages` or add text for it")
     return result
+
+
+def _document_ids(run: RunDir, code: str) -> list[str]:
+    """The ids of a language's documents, as read_batches reads them for its held-out rule."""
+    return [i for part in sorted(language_dir(run, code).glob("part-*.parquet"))
+            for i in pq.read_table(part, columns=["id"]).column("id").to_pylist()]
 
 
 def format_blend(blend: dict) -> str:
