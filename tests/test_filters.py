@@ -465,3 +465,53 @@ def test_fineweb_kernel_equals_the_plain_python_rule():
         for short in (1, 3, 30):
             figures = quality._fineweb_figures(code_points(text), quality._TERMINAL_PUNCTUATION, short)
             assert figures == _reference_fineweb_figures(text, short), repr(text[:200])
+
+
+def test_stop_word_kernel_counts_as_python_does():
+    """The kernel's count (and where it hands over to Python: Σ, U+0130) against the plain rule on
+    random texts of stop words, punctuation, capitals and the code points it cannot lowercase."""
+    import random
+
+    from occi import languages
+    from occi.corpora import quality
+    from occi.corpora.kernels import code_points, lowercase
+
+    def reference(text, stop_words, needed):
+        found = 0
+        for word in text.split():
+            if word.strip(quality._PUNCTUATION_STRIP).lower() in stop_words:
+                found += 1
+                if found >= needed:
+                    break
+        return found
+
+    rng = random.Random(5)
+    handed_over = 0
+    for code in ("de", "el", "pl", "fr"):
+        stop_words = languages.get(code).stop_words
+        words = sorted(stop_words)[:40]
+        pieces = [*words, *(w.upper() for w in words), *(w.title() for w in words), "(", ")", "«", "...", "—",
+                  "Haus", "ΣΟΦΙΑ", "ΚΑΙ", "İstanbul", "\u0130", "Σ", "ς", "x" * 70, "\t", "\n", "\u00a0"]
+        for _ in range(300):
+            text = rng.choice([" ", "", "\n", "-"]).join(rng.choice(pieces) for _ in range(rng.choice([1, 5, 30])))
+            needed = rng.choice([0, 1, 2, 3, 100])
+            found, resume = quality._stop_words_found(code_points(text), quality._STRIPPED, lowercase(),
+                                                      *quality._stop_word_table(code), needed)
+            if resume >= 0:
+                handed_over += 1
+                assert text[resume:].split() == text.split()[len(text[:resume].split()):]
+                assert found == reference(text[:resume], stop_words, needed)
+            else:
+                assert found == min(reference(text, stop_words, needed), max(needed, 0)), repr(text[:200])
+    assert handed_over > 50
+
+
+def test_lowercase_table_is_str_lower_on_every_code_point():
+    import sys
+
+    from occi.corpora.kernels import ASK_PYTHON, lowercase
+
+    table = lowercase()
+    asked = [c for c in range(sys.maxunicode + 1) if table[c] == ASK_PYTHON]
+    assert asked == [0x130, 0x3A3]
+    assert all(chr(table[c]) == chr(c).lower() for c in range(sys.maxunicode + 1) if c not in asked)

@@ -66,3 +66,24 @@ def is_space(c):
         return False
     return (c == 0x85 or c == 0xA0 or c == 0x1680 or 0x2000 <= c <= 0x200A or c == 0x2028 or c == 0x2029
             or c == 0x202F or c == 0x205F or c == 0x3000)
+
+
+ASK_PYTHON = np.uint32(0xFFFFFFFF)
+"""In lowercase(): str.lower() of this code point is not one code point of its own."""
+
+
+@cache
+def lowercase() -> np.ndarray:
+    """Per code point, the code point str.lower() makes of it, or ASK_PYTHON where lower() gives
+    several (U+0130 becomes "i" and a combining dot) or looks at the neighbours (Σ becomes ς at the
+    end of a word). Found by str.lower() itself over a string of every code point (about 20 ms)."""
+    table = np.arange(sys.maxunicode + 1, dtype=np.uint32)
+    everything = table.tobytes().decode("utf-32-le", "surrogatepass")
+    for start, end in ((0, 0x130), (0x131, sys.maxunicode + 1)):
+        lowered = everything[start:end].lower()
+        if len(lowered) == end - start:
+            table[start:end] = np.frombuffer(lowered.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        else:  # a later Unicode lowercases another code point to several: one by one
+            table[start:end] = [ord(low) if len(low := chr(c).lower()) == 1 else ASK_PYTHON for c in range(start, end)]
+    table[0x130] = table[0x3A3] = ASK_PYTHON
+    return table

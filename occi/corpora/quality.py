@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import cache
 
 import numpy as np
 from numba import njit
@@ -15,7 +16,7 @@ from numba import njit
 from occi import languages
 from occi.corpora.config import FineWebQualityConfig, GopherQualityConfig, GopherRepetitionConfig, QualityConfig
 from occi.corpora.document import Document
-from occi.corpora.kernels import character_set, code_points, is_space, letters
+from occi.corpora.kernels import ASK_PYTHON, character_set, code_points, is_space, letters, lowercase
 
 BULLETS = ("•", "‣", "◦", "○", "●", "▪", "■", "□", "-", "–", "—", "*", "·", "➢", "►", "✓", "✔")
 ELLIPSES = ("...", "…")
@@ -75,13 +76,16 @@ class GopherQualityFilter(_PerLanguage):
         if with_letter / n_words < cfg.max_non_alpha_words_ratio:
             return "non_alpha_words"
         if doc.language:
-            stop_words = languages.get(doc.language).stop_words
-            found = 0
-            for word in _WORDS.finditer(text):  # the words of text.split(), only as far as needed
-                if word.group().strip(_PUNCTUATION_STRIP).lower() in stop_words:
-                    found += 1
-                    if found >= cfg.min_stop_words:
-                        break
+            flat, offsets, slots = _stop_word_table(doc.language)
+            found, resume = _stop_words_found(code_points(text), _STRIPPED, lowercase(), flat, offsets, slots,
+                                              cfg.min_stop_words)
+            if resume >= 0:  # a word the kernel cannot lowercase (Σ, U+0130): Python goes on from it
+                stop_words = languages.get(doc.language).stop_words
+                for word in _WORDS.finditer(text, resume):  # the words of text.split(), only as far as needed
+                    if word.group().strip(_PUNCTUATION_STRIP).lower() in stop_words:
+                        found += 1
+                        if found >= cfg.min_stop_words:
+                            break
             if found < cfg.min_stop_words:
                 return "too_few_stop_words"
         return None
@@ -90,6 +94,91 @@ class GopherQualityFilter(_PerLanguage):
 _WORDS = re.compile(r"\S+")  # `re`'s \s is str.isspace(), what str.split() splits on
 _STRIPPED = character_set(_PUNCTUATION_STRIP)
 _BULLET_STARTS = character_set("".join(BULLETS))
+
+
+@cache
+def _stop_word_table(language: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The language's stop words for _stop_words_found: their code points end to end, where each
+    starts (and the end), and a hash table of their indices (-1: empty slot)."""
+    words = sorted(languages.get(language).stop_words)
+    flat = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    offsets = np.zeros(len(words) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(word) for word in words])
+    return flat, offsets, _word_slots(flat, offsets)
+
+
+@njit(cache=True, nogil=True)
+def _word_hash(points, start, end):
+    h = np.uint64(end - start)
+    for k in range(start, end):  # FNV-1a over the code points, then mixed
+        h = (h ^ np.uint64(points[k])) * np.uint64(0x100000001B3)
+    return _mix(h)
+
+
+@njit(cache=True, nogil=True)
+def _word_slots(flat, offsets):
+    """Open addressing over the words flat[offsets[i]:offsets[i + 1]] (equal words: the first)."""
+    count = len(offsets) - 1
+    mask = _table_size(count) - 1
+    slots = np.full(mask + 1, -1, dtype=np.int64)
+    for i in range(count):
+        slot = np.int64(_word_hash(flat, offsets[i], offsets[i + 1]) & np.uint64(mask))
+        while slots[slot] >= 0:
+            slot = (slot + 1) & mask
+        slots[slot] = i
+    return slots
+
+
+@njit(cache=True, nogil=True)
+def _stop_words_found(points, stripped, lowercase, flat, offsets, slots, needed):
+    """How many words of str.split(), stripped of the characters in `stripped` at both ends and
+    lowercased, are stop words (counting stops at `needed`), and -1; or, at a word holding a code
+    point `lowercase` cannot map alone (ASK_PYTHON), the count before it and where it starts."""
+    found = 0
+    if found >= needed:
+        return found, -1
+    mask = len(slots) - 1
+    longest = 0
+    for i in range(len(offsets) - 1):
+        longest = max(longest, offsets[i + 1] - offsets[i])
+    lowered = np.empty(longest, dtype=np.uint32)
+    at = 0
+    while at < len(points):
+        if is_space(points[at]):
+            at += 1
+            continue
+        start = at
+        while at < len(points) and not is_space(points[at]):
+            at += 1
+        low, high = start, at
+        while low < high and points[low] < len(stripped) and stripped[points[low]]:
+            low += 1
+        while high > low and points[high - 1] < len(stripped) and stripped[points[high - 1]]:
+            high -= 1
+        for k in range(low, high):
+            if lowercase[points[k]] == ASK_PYTHON:
+                return found, start
+        if high - low > longest:  # longer than every stop word: cannot be one
+            continue
+        for k in range(low, high):
+            lowered[k - low] = lowercase[points[k]]
+        slot = np.int64(_word_hash(lowered, 0, high - low) & np.uint64(mask))
+        while slots[slot] >= 0:
+            word = slots[slot]
+            begin, length = offsets[word], offsets[word + 1] - offsets[word]
+            if length == high - low:
+                same = True
+                for k in range(length):
+                    if flat[begin + k] != lowered[k]:
+                        same = False
+                        break
+                if same:
+                    found += 1
+                    if found >= needed:
+                        return found, -1
+                    break
+            slot = (slot + 1) & mask
+    return found, -1
 
 
 @njit(cache=True, nogil=True)

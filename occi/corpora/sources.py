@@ -297,7 +297,7 @@ def _read_jsonl(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Rec
                 where = f"{path}:{line_number}"
                 if line_number == 1 and raw.startswith(_BOM):  # a byte-order mark is not part of the text
                     raw = raw[len(_BOM):]
-                if not raw.strip():
+                if not raw or raw.isspace():  # what bytes.strip() would leave empty, without the copy
                     continue
                 if len(raw) > 4 * max_doc_chars + 64:  # cannot hold a short enough text
                     yield Unreadable("too_long", source.name, where, detail=f"{len(raw):,} bytes")
@@ -308,13 +308,31 @@ def _read_jsonl(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Rec
                     yield Unreadable("invalid_utf8", source.name, where, detail=str(err))
                     continue
                 try:
-                    row = json.loads(line)
+                    row = _parse_line(line)
                 except json.JSONDecodeError as err:
                     yield Unreadable("malformed_json", source.name, where, detail=str(err))
                     continue
                 yield _from_mapping(row, source, where, f"{default_id}{line_number}", max_doc_chars)
     except (*_FILE_ERRORS, *_zstd_errors()) as err:
         yield Unreadable(_file_error(err), source.name, f"{path} after line {line_number}", detail=str(err))
+
+
+_SCAN = json.JSONDecoder().scan_once  # the C scanner json.loads ends in, without its Python layers
+_LINE_ENDS = ("\n", "\r\n")
+
+
+def _parse_line(line: str) -> Any:
+    """json.loads(line), its errors included: the usual line (a value from its first character,
+    then at most the line break) goes straight to json's C scanner; anything else (whitespace
+    first, extra data, a byte-order mark, a syntax error) to json.loads, for the same value or
+    the same message."""
+    try:
+        row, end = _SCAN(line, 0)
+    except Exception:  # StopIteration, JSONDecodeError, RecursionError...: json.loads raises its own
+        return json.loads(line)
+    if end == len(line) or line[end:] in _LINE_ENDS:
+        return row
+    return json.loads(line)
 
 
 def _read_parquet(shard: Shard, base_dir: str, max_doc_chars: int) -> Iterator[Record]:
