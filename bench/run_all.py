@@ -261,16 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per row (alternating where there is a peer)")
     parser.add_argument("--wait-load", type=float, default=None,
                         help="before each round, wait until the 1-minute load average is below this")
-    parser.add_argument("--only", default="", help="comma-separated parts of row names to run")
-    parser.add_argument("--skip", default="", help="comma-separated parts of row names not to run")
+    parser.add_argument("--only", action="append", default=[],
+                        help="a part of the names of the rows to run (row names hold commas: give --only again for another part)")
+    parser.add_argument("--skip", action="append", default=[], help="a part of the names of the rows not to run (may be given again)")
     parser.add_argument("--gpu", action="store_true", help="also the rows that need a GPU")
     parser.add_argument("--again", action="store_true", help="re-run rows already in OUT/results.json")
     parser.add_argument("--python", default=sys.executable, help="occi's interpreter (default: this one)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands in order; run nothing")
     args = parser.parse_args(argv)
     args.out = args.out or args.data / "run_all"
-    args.only = [k for k in args.only.split(",") if k]
-    args.skip = [k for k in args.skip.split(",") if k]
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: use 1 or more (3 or more for a min / median / max)")
     planned = plan(ROWS, args)

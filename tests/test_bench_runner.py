@@ -72,3 +72,11 @@ def test_rounds_are_recorded_with_load_and_figures_and_the_status_table_marks_ol
     failing = runner.Row("bench/failing", "{py} -c 'raise SystemExit(3)'")
     record = runner.run_row(failing, runner.plan((failing,), args)[0][1], args)
     assert record["failed"] == "round 1 exited with 3" and len(record["steps"]) == 1
+
+
+def test_only_takes_a_row_name_with_commas_whole(capsys, tmp_path):
+    runner = load_runner()
+    name = "bench/corpora, throughput per core vs datatrove with the same whitespace words"
+    assert runner.main(["--dry-run", "--data", str(tmp_path), "--only", name, "--only", "bench/train part 1"]) == 0
+    chosen = [line[2:] for line in capsys.readouterr().out.splitlines() if line.startswith("# ")]
+    assert chosen == [name] * 3 + ["bench/train part 1, data prepare vs Megatron-LM"], chosen
