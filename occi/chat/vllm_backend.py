@@ -131,6 +131,16 @@ class VllmGenerator:
     def _fail(self, what: str) -> None:
         """Ends the worker and raises one line: the model, the engine's own error from the log,
         the log (kept for the user)."""
+        self._end_worker()
+        self.log.flush()
+        self.log.seek(0)
+        error = engine_error(self.log.read())
+        self.log.close()
+        self.process = None
+        raise OcciError(f"{self.folder}: vLLM {what}: {error} (log: {self.log.name})")
+
+    def _end_worker(self) -> None:
+        """Closes the worker's input, which ends it; killed when it has not ended within a minute."""
         if self.process.poll() is None:
             self.process.stdin.close()
             try:
@@ -138,12 +148,6 @@ class VllmGenerator:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log.flush()
-        self.log.seek(0)
-        error = engine_error(self.log.read())
-        self.log.close()
-        self.process = None
-        raise OcciError(f"{self.folder}: vLLM {what}: {error} (log: {self.log.name})")
 
     def _receive(self) -> dict:
         line = self.process.stdout.readline()
@@ -173,14 +177,8 @@ class VllmGenerator:
 
     def close(self) -> None:
         """Ends the worker process (a no-op in-process)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
         if self.process is not None:
+            self._end_worker()
             self.log.close()
             os.unlink(self.log.name)
             self.process = None
