@@ -2,8 +2,8 @@
 the same tiny model, the same chat data, the same sequence length, batch and epochs, one after
 the other in one run on the same machine.
 
-    python3 -m venv /work/venv-trl && /work/venv-trl/bin/pip install torch==2.13.0 trl transformers==5.24.0 datasets
-    .venv/bin/python bench/sft/run.py RUN_DIR --trl-python /work/venv-trl/bin/python [--epochs 3]
+    bash bench/setup_trl.sh                     # /tmp/occi-bench/venv-trl (--data moves it)
+    .venv/bin/python bench/sft/run.py RUN_DIR --trl-python /tmp/occi-bench/venv-trl/bin/python [--epochs 3]
 
 RUN_DIR is a run of configs/demo-sft.yaml whose `train` stage is done (the demo model). The
 script copies it twice: occi fine-tunes one copy (`occi sft`, then its log gives the tokens and

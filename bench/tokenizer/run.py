@@ -1,7 +1,7 @@
 """bench/tokenizer: occi-32k and occi-64k against Mistral-32k and Tekken-131k on held-out text.
 
-    .venv/bin/python bench/tokenizer/run.py [--corpus-run /work/bench-data/runs/29-shards/occi]
-        [--raw /work/bench-data/corpus] [--work /work/bench-data/tokenizer]
+    .venv/bin/python bench/tokenizer/run.py [--corpus-run /tmp/occi-bench/runs/29-shards/occi]
+        [--raw /tmp/occi-bench/corpus] [--work /tmp/occi-bench/tokenizer]
         [--char-budget 60000000] [--input-sentence-size 1000000]
 
 Input: the corpora that occi's corpora stage built from the Debian documentation corpus in
@@ -178,9 +178,9 @@ def markdown(result: dict, names: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus-run", type=Path, default=Path("/work/bench-data/runs/29-shards/occi"))
-    parser.add_argument("--raw", type=Path, default=Path("/work/bench-data/corpus"))
-    parser.add_argument("--work", type=Path, default=Path("/work/bench-data/tokenizer"))
+    parser.add_argument("--corpus-run", type=Path, default=Path("/tmp/occi-bench/runs/29-shards/occi"))
+    parser.add_argument("--raw", type=Path, default=Path("/tmp/occi-bench/corpus"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/occi-bench/tokenizer"))
     parser.add_argument("--char-budget", type=int, default=60_000_000)
     parser.add_argument("--input-sentence-size", type=int, default=1_000_000)
     parser.add_argument("--sizes", default="32k,64k")
