@@ -119,7 +119,9 @@ ROWS = (
     Row("bench/eval, eval overhead", "{py} bench/eval/run.py {data}/demo --wide", (DEMO_RUN,)),
     Row("bench/local, greedy generation", "{py} bench/local/run.py --out {out}/local --repeats {rounds} "
         "--new-tokens 32 --prompts 4 --threads 1", alternates=True),
-    Row("bench/local, same answers", "{py} bench/local/answers.py {data}/demo", (DEMO_RUN,), timed=False),
+    Row("bench/local, same answers", "{py} bench/local/answers.py {data}/demo",
+        (DEMO_RUN, "{py} -m occi.cli export demo --run-dir {data}/demo --format gguf --quant f16,q8_0,q4_0,q4_k_m"),
+        timed=False),
     Row("bench/import", "{py} bench/import/run.py --work {out}/import --repeats {rounds}", alternates=True),
     Row("bench/generate", "{py} bench/generate/run.py --rounds {rounds}", alternates=True),
     Row("bench/sft", "{py} bench/sft/run.py {data}/demo-sft --trl-python {data}/venv-trl/bin/python --epochs 3",

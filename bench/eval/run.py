@@ -75,6 +75,7 @@ def overhead_benchmark(run_dir: Path, codes: list[str], rounds: int, wide: bool)
 
     from occi import config
     from occi.eval import runner, tasks
+    from occi.rundir import RunDir
 
     cfg = config.load("demo")
     cfg.languages = codes
@@ -86,7 +87,7 @@ def overhead_benchmark(run_dir: Path, codes: list[str], rounds: int, wide: bool)
         wide_model(run_dir / "hf", work / "hf")
     else:
         shutil.copytree(run_dir / "hf", work / "hf")
-    tasks_dir, _ = tasks.prepare(cfg, work, heldout=True)
+    tasks_dir, _ = tasks.prepare(cfg, RunDir(work), heldout=True)
     names = [f"occi_{family}_{code}" for code in codes for family in ("bpb", "mc")]
 
     def bare(save: bool) -> float:
@@ -107,7 +108,7 @@ def overhead_benchmark(run_dir: Path, codes: list[str], rounds: int, wide: bool)
     def occi() -> float:
         shutil.rmtree(work / "eval" / "offline", ignore_errors=True)
         started = time.perf_counter()
-        runner.evaluate(cfg, work, progress=False)
+        runner.evaluate(cfg, RunDir(work), progress=False)
         return time.perf_counter() - started
 
     # warm-up (untimed): imports, the datasets cache of every task, the model files' first read

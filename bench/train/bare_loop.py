@@ -22,17 +22,18 @@ def main(config_path: str, run_dir: str, steps: int) -> None:
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     from occi import config
+    from occi.rundir import RunDir
     from occi.train.model import build_model
     from occi.train.trainer import _build_datasets, _collate, setup_distributed
 
     cfg = config.load(config_path)
     setup_distributed(cfg.train, cfg.seed)
-    blend = json.loads((Path(run_dir) / "data" / "blend.json").read_text())
+    blend = RunDir(Path(run_dir)).read_blend()  # its dataset prefixes resolved against the run
     model = build_model(cfg.model, cfg.train, blend["vocab_size"], torch.float32)
     model = DistributedDataParallel(model.config, DistributedDataParallelConfig(grad_reduce_in_fp32=True), model)
     model.config.finalize_model_grads_func = finalize_model_grads
     optimizer = get_megatron_optimizer(OptimizerConfig(optimizer="adam", lr=cfg.train.lr, clip_grad=0.0), [model])
-    train_data, _ = _build_datasets(cfg, blend)
+    train_data, _ = _build_datasets(cfg, blend, cfg.model.seq_length)
     mbs, gbs, seq = cfg.train.micro_batch_size, cfg.train.global_batch_size, cfg.model.seq_length
 
     def forward_step(data_iterator, model):
