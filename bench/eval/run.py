@@ -96,7 +96,8 @@ def overhead_benchmark(run_dir: Path, codes: list[str], rounds: int, wide: bool)
         results = lm_eval.simple_evaluate(model=lm, tasks=names, log_samples=True, random_seed=cfg.seed,
                                           numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
                                           fewshot_random_seed=cfg.seed,
-                                          task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False))
+                                          task_manager=TaskManager(include_path=[str(tasks_dir), *map(str, tasks.task_folders(RunDir(work)))],
+                                                                    include_defaults=False))
         if save:
             tracker = EvaluationTracker(output_path=str(work / "bare"))
             samples = results.pop("samples")
