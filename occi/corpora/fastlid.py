@@ -276,14 +276,6 @@ class CompiledFastText:
         model = read_model(path)
         return None if unsupported(model) is not None else cls(model)
 
-    def hidden(self, text: str) -> tuple[np.ndarray, int]:
-        """The hidden vector of the line and the number of rows averaged into it."""
-        data = np.frombuffer(text.encode("utf-8", "replace") + b"\n", dtype=np.uint8)
-        matrix = self.model.input_matrix
-        return _hidden(data, self._entry_bytes, self._entry_starts, self._entry_types, self._table,
-                       self._label_prefix, self._settings, self._kept.bits, self._kept.before, self._kept.rows,
-                       matrix.rows, matrix.codes, matrix.norm_codes, matrix.norm_table, matrix.centroids)
-
     def predict(self, text: str, k: int = 1) -> list[tuple[str, float]]:
         """The k best (label, probability), best first; text is one line (no "\\n")."""
         if "\n" in text:

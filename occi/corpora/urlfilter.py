@@ -50,14 +50,19 @@ def _finish_hash(h: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, nogil=True)
+def _fnv(h: np.uint64, data, start: int, stop: int) -> np.uint64:
+    """FNV-1a from state `h` over data[start:stop] (bytes)."""
+    for j in range(start, stop):
+        h = (h ^ np.uint64(data[j])) * _FNV_PRIME
+    return h
+
+
+@njit(cache=True, nogil=True)
 def _hash_strings(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """FNV-1a over each string's UTF-8 bytes, then murmur3's finaliser."""
     out = np.empty(len(offsets) - 1, dtype=np.uint64)
     for i in range(len(offsets) - 1):
-        h = _FNV_OFFSET
-        for j in range(offsets[i], offsets[i + 1]):
-            h = (h ^ np.uint64(data[j])) * _FNV_PRIME
-        out[i] = _finish_hash(h)
+        out[i] = _finish_hash(_fnv(_FNV_OFFSET, data, offsets[i], offsets[i + 1]))
     return out
 
 
@@ -80,10 +85,7 @@ def _listed(host: bytes, path: bytes, hashes: np.ndarray) -> bool:
     the path (stripped of its outer '/') and host/path whole. One FNV pass serves every path prefix."""
     start = 0
     while True:
-        h = _FNV_OFFSET
-        for j in range(start, len(host)):
-            h = (h ^ np.uint64(host[j])) * _FNV_PRIME
-        if _in_sorted(hashes, _finish_hash(h)):
+        if _in_sorted(hashes, _finish_hash(_fnv(_FNV_OFFSET, host, start, len(host)))):
             return True
         while start < len(host) and host[start] != 46:  # "."
             start += 1
@@ -92,10 +94,7 @@ def _listed(host: bytes, path: bytes, hashes: np.ndarray) -> bool:
         start += 1
     if len(path) == 0:
         return False
-    h = _FNV_OFFSET
-    for j in range(len(host)):
-        h = (h ^ np.uint64(host[j])) * _FNV_PRIME
-    h = (h ^ np.uint64(47)) * _FNV_PRIME  # "/"
+    h = (_fnv(_FNV_OFFSET, host, 0, len(host)) ^ np.uint64(47)) * _FNV_PRIME  # host + "/"
     for j in range(len(path)):
         if path[j] == 47 and _in_sorted(hashes, _finish_hash(h)):
             return True
@@ -163,7 +162,8 @@ def url_parts(url: str) -> tuple[str, str] | None:
 
 
 def url_keys(url: str) -> list[str]:
-    """The keys a URL matches: its host, every parent domain, and host/path prefixes at each '/'."""
+    """The keys a URL matches: its host, every parent domain, and host/path prefixes at each '/'.
+    (The reference for `_listed`, which looks the same keys up in one compiled pass.)"""
     found = url_parts(url)
     if found is None:
         return []
