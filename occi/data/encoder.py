@@ -272,53 +272,16 @@ def words_are_independent(sp) -> bool:
     """Whether encoding word by word gives the ids of encoding the whole text (see the module's
     docstring): a BPE model whose normalizer changes nothing but spaces, keeps every space and
     adds one in front, and whose vocabulary has "▁" and no piece with a "▁" after another character."""
-    model = protobuf_fields(sp.serialized_model_proto())
-    trainer = protobuf_fields(model.get(2, [b""])[-1])
-    normalizer = protobuf_fields(model.get(3, [b""])[-1])
-
-    def value(spec: dict, number: int, default):
-        return spec.get(number, [default])[-1]
-
-    if value(trainer, 3, 1) != BPE or value(trainer, 24, 0):  # model_type, treat_whitespace_as_suffix
+    model = model_proto(sp)
+    trainer, normalizer = model.trainer_spec, model.normalizer_spec
+    if trainer.model_type != BPE or trainer.treat_whitespace_as_suffix:
         return False
     space = sp.piece_to_id(SPACE)
     if space == sp.unk_id() or sp.is_control(space) or sp.is_byte(space):
         return False  # "▁" must be a piece of its own (every word then starts with a piece starting with "▁")
-    if (value(normalizer, 1, b"") != b"identity" or value(normalizer, 2, b"") or value(normalizer, 6, b"")
-            or not value(normalizer, 3, 1) or value(normalizer, 4, 1) or not value(normalizer, 5, 1)):
-        return False  # name, precompiled_charsmap, rule_tsv, add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces
+    if (normalizer.name != "identity" or normalizer.precompiled_charsmap or normalizer.normalization_rule_tsv
+            or not normalizer.add_dummy_prefix or normalizer.remove_extra_whitespaces
+            or not normalizer.escape_whitespaces):
+        return False
     return not any(" " in piece.piece or CROSSES_WORD_START.search(piece.piece)
-                   for piece in model_proto(sp).pieces if piece.type not in RESERVED)
-
-
-def protobuf_fields(data: bytes) -> dict[int, list]:
-    """The top-level fields of a serialized protobuf message: number -> values (varints as int,
-    length-delimited fields as bytes); enough to read a few settings without the protobuf package."""
-    fields: dict[int, list] = {}
-    position = 0
-    while position < len(data):
-        key, position = _varint(data, position)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, position = _varint(data, position)
-        elif wire_type == 2:
-            length, position = _varint(data, position)
-            value, position = data[position:position + length], position + length
-        elif wire_type in (1, 5):
-            size = 8 if wire_type == 1 else 4
-            value, position = data[position:position + size], position + size
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire_type}")
-        fields.setdefault(number, []).append(value)
-    return fields
-
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, position
-        shift += 7
+                   for piece in model.pieces if piece.type not in RESERVED)
