@@ -1,10 +1,12 @@
 """Shared fixtures: the demo corpus built once per session, small helpers to write inputs."""
 from __future__ import annotations
 
+import fcntl
 import gzip
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Iterator, NoReturn
 
 import pytest
+import yaml
 
 from longest_first import (  # noqa: F401  the suite's scheduling hooks, registered from here
     pytest_addoption, pytest_configure, pytest_runtest_protocol, pytest_runtest_setup, pytest_xdist_make_scheduler)
@@ -89,8 +92,6 @@ def sample_docs(code: str) -> list[dict]:
 
 def write_config(folder: Path, languages: list[str], sources: list[dict], **corpora) -> Path:
     """A run config with an inline corpus recipe; paths are relative to `folder`."""
-    import yaml
-
     config = {"name": "test", "languages": languages,
               "corpora": {"sources": sources, "workers": 1, **corpora}}
     path = folder / "run.yaml"
@@ -104,6 +105,45 @@ def demo_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("demo") / "run"
     result = occi("corpora", "build", "demo", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+PREPARED_LANGS = ["fr", "fi", "sv", "et"]
+"""The languages of the prepared run that test_train, test_train_knobs, test_moe and test_deepseek
+train their models on (the tiny and the mixture-of-experts recipes alike: data do not depend on the model)."""
+
+
+def prepared_config(folder: Path) -> Path:
+    """The config that made the shared prepared run: the demo corpus in PREPARED_LANGS and the
+    demo tokenizer at 600 pieces (a model section only because every run config has one)."""
+    config = {"name": "t", "languages": PREPARED_LANGS, "corpora": {"recipe": "demo", "workers": 1},
+              "tokenizer": {"recipe": "demo", "vocab_size": 600}, "model": {"recipe": "tiny", "seq_length": 32}}
+    path = folder / "prepared.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_prepared(tmp_path_factory) -> Path:
+    """A run directory with corpora, tokenizer and prepared data (no training), built once per test
+    session through the command line and shared by the pytest-xdist workers (the first to need it
+    builds it under a lock in the session's common temporary folder). Tests must not write into it:
+    they train in copies (test_train.fresh_copy)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker has its own basetemp under the session's
+        root = root.parent
+    folder = root / "shared-prepared"
+    folder.mkdir(exist_ok=True)
+    run_dir = folder / "run"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "_COMPLETE").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # a worker that failed half-way
+            config = prepared_config(folder)
+            for stage in (["corpora", "build"], ["tokenizer", "train"], ["data", "prepare"]):
+                result = occi(*stage, str(config), "--run-dir", str(run_dir))
+                assert result.returncode == 0, result.stderr[-2000:]
+            (folder / "_COMPLETE").touch()
     return run_dir
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import needs_module, occi
+from conftest import PREPARED_LANGS, needs_module, occi
 from occi import config as config_module
 from occi.errors import OcciError
 from test_moe import TOKENS, train_log
@@ -23,7 +23,7 @@ TRAIN = {"micro_batch_size": 2, "global_batch_size": 4, "steps": 4, "warmup_step
 
 
 def write_config(folder: Path) -> Path:
-    config = {"name": "mla", "languages": ["fr", "fi", "sv", "et"], "corpora": {"recipe": "demo", "workers": 1},
+    config = {"name": "mla", "languages": PREPARED_LANGS, "corpora": {"recipe": "demo", "workers": 1},
               "tokenizer": {"recipe": "demo", "vocab_size": 600}, "model": {"recipe": "moe-mla-tiny", "seq_length": 32},
               "train": TRAIN}
     folder.mkdir(parents=True, exist_ok=True)
@@ -32,13 +32,14 @@ def write_config(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, Path]:
-    """(config, run folder) of moe-mla-tiny trained 4 steps at EP=2 x DP=2."""
+def run(shared_prepared, tmp_path_factory) -> tuple[Path, Path]:
+    """(config, run folder) of moe-mla-tiny trained 4 steps at EP=2 x DP=2, on the session's
+    prepared run (tests/conftest.py: this module's corpora and tokenizer sections)."""
     folder = tmp_path_factory.mktemp("mla")
     config, run_dir = write_config(folder), folder / "run"
-    for stage in (["corpora", "build"], ["tokenizer", "train"], ["data", "prepare"], ["train"]):
-        result = occi(*stage, str(config), "--run-dir", str(run_dir))
-        assert result.returncode == 0, result.stderr[-3000:]
+    shutil.copytree(shared_prepared, run_dir, ignore=shutil.ignore_patterns("config.yaml"))
+    result = occi("train", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
     assert " expert bias ±" in result.stdout
     return config, run_dir
 

@@ -2,8 +2,8 @@
 (gloo, the all-gather token dispatcher), resuming across expert-parallel sizes, exact export to
 Mixtral, and import of tiny random Mixtral-, Qwen3-MoE- and Qwen2-MoE-style bases.
 
-One module fixture prepares the data and trains moe-tiny (at sequence length 32) once at EP=1
-and once at EP=2; the other checks reuse those two runs. A second one trains the first 4 of those
+One module fixture trains moe-tiny (at sequence length 32) on the session's prepared data
+(tests/conftest.py) once at EP=1 and once at EP=2; the other checks reuse those two runs. A second one trains the first 4 of those
 8 steps at EP=2 with TP=2 and with PP=2 (four ranks each) on the same data.
 """
 from __future__ import annotations
@@ -16,12 +16,12 @@ import pytest
 import torch
 import yaml
 
-from conftest import occi
+from conftest import PREPARED_LANGS, occi
 from hf_bases import logits, make_base
 from occi import config as config_module
 from occi.rundir import RunDir
 
-LANGS = ["fr", "fi", "sv", "et"]
+LANGS = PREPARED_LANGS
 TRAIN = {"micro_batch_size": 2, "global_batch_size": 4, "steps": 8, "warmup_steps": 2, "lr": 0.003,
          "min_lr": 0.0003, "eval_interval": 4, "save_interval": 4, "log_interval": 1, "eval_samples": 2}
 MODEL = {"recipe": "moe-tiny", "seq_length": 32}
@@ -54,14 +54,11 @@ def fresh_copy(prepared: Path, run_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """moe-tiny trained 8 steps at EP=1 (one rank) and at EP=2 (two ranks, DP=2), from the same data."""
+def runs(shared_prepared, tmp_path_factory) -> dict[str, Path]:
+    """moe-tiny trained 8 steps at EP=1 (one rank) and at EP=2 (two ranks, DP=2), from the same data:
+    the session's prepared run (tests/conftest.py: this module's corpora and tokenizer sections)."""
     folder = tmp_path_factory.mktemp("moe")
-    prepared = folder / "prepared"
-    config = write_config(folder)
-    for stage in (["corpora", "build"], ["tokenizer", "train"], ["data", "prepare"]):
-        result = occi(*stage, str(config), "--run-dir", str(prepared))
-        assert result.returncode == 0, result.stderr[-2000:]
+    prepared = fresh_copy(shared_prepared, folder / "prepared")
     out = {"prepared": prepared}
     for name, parallel in EP.items():
         run_dir = fresh_copy(prepared, folder / name)

@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import occi, skip_unless_ci, small_disk, transformers4_view
+from conftest import PREPARED_LANGS, occi, skip_unless_ci, small_disk, transformers4_view
 from occi.rundir import RunDir
 
-LANGS = ["fr", "fi", "sv", "et"]
+LANGS = PREPARED_LANGS
 TRAIN = {"micro_batch_size": 2, "global_batch_size": 4, "steps": 8, "warmup_steps": 2, "lr": 0.003,
          "min_lr": 0.0003, "eval_interval": 4, "save_interval": 4, "log_interval": 1, "eval_samples": 2}
 MODEL = {"recipe": "tiny", "seq_length": 32}
@@ -37,14 +37,21 @@ def write_run_config(folder: Path, name: str = "run.yaml", **train) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    """A run directory with corpora, tokenizer and prepared data (no training yet)."""
-    folder = tmp_path_factory.mktemp("train")
-    config = write_run_config(folder)
-    run_dir = folder / "run"
-    for stage in (["corpora", "build"], ["tokenizer", "train"], ["data", "prepare"]):
-        result = occi(*stage, str(config), "--run-dir", str(run_dir))
-        assert result.returncode == 0, result.stderr[-2000:]
+def prepared(shared_prepared) -> Path:
+    """A run directory with corpora, tokenizer and prepared data (no training yet): the session's
+    one (tests/conftest.py), made with this module's corpora and tokenizer sections. Read only."""
+    return shared_prepared
+
+
+@pytest.fixture(scope="module")
+def reference(prepared, tmp_path_factory) -> Path:
+    """The prepared run trained once with TRAIN at TP=1 (checkpoints at steps 4 and 8): the
+    uninterrupted curve that the parallel, resumed and signalled runs below are compared with.
+    Tests only read it (the export test adds its hf/ folder)."""
+    run_dir = fresh_copy(prepared, tmp_path_factory.mktemp("reference"))
+    result = occi("train", str(write_run_config(run_dir.parent)), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train: step 8/8 (complete)" in result.stdout
     return run_dir
 
 
@@ -181,9 +188,9 @@ def test_explicit_weights_and_errors():
 
 # ---------------------------------------------------------------- training
 
-def test_tp1_and_tp2_give_the_same_losses_and_pp2_trains(prepared, tmp_path):
-    runs = {}
-    for name, parallel in {"tp1": {}, "tp2": {"tensor_parallel": 2}, "pp2": {"pipeline_parallel": 2}}.items():
+def test_tp1_and_tp2_give_the_same_losses_and_pp2_trains(prepared, reference, tmp_path):
+    runs = {"tp1": reference}
+    for name, parallel in {"tp2": {"tensor_parallel": 2}, "pp2": {"pipeline_parallel": 2}}.items():
         run_dir = fresh_copy(prepared, tmp_path / name)
         result = occi("train", str(write_run_config(tmp_path / name, **parallel)), "--run-dir", str(run_dir))
         assert result.returncode == 0, result.stderr[-3000:]
@@ -220,10 +227,10 @@ def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_reproduces_the_uninterrupted_curve(prepared, tmp_path):
-    reference = fresh_copy(prepared, tmp_path / "reference")
+def test_sigkill_then_resume_reproduces_the_uninterrupted_curve(prepared, reference, tmp_path):
+    """Checkpoints every 2 steps, killed after step 5, resumed from step 4: the curve of the
+    reference (which saved at 4 and 8 only: saving changes nothing either)."""
     config = write_run_config(tmp_path, save_interval=2)
-    assert occi("train", str(config), "--run-dir", str(reference)).returncode == 0
     run_dir = fresh_copy(prepared, tmp_path / "killed")
     proc = _start_training(config, run_dir)
     _wait_for_step(run_dir, 5, proc)
@@ -238,13 +245,11 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_curve(prepared, tmp_pa
 
 
 @pytest.mark.slow
-def test_sigusr1_checkpoints_and_stops_cleanly_then_continues(prepared, tmp_path):
+def test_sigusr1_checkpoints_and_stops_cleanly_then_continues(prepared, reference, tmp_path):
     """Under load (two busy loops on the two cores), a SIGUSR1 sent as soon as the launcher is up,
     while torchrun and the ranks are still starting, stops the run at the end of its first step
     with a checkpoint: the request does not depend on how fast torchrun passes signals on."""
-    reference = fresh_copy(prepared, tmp_path / "reference")
     config = write_run_config(tmp_path, save_interval=100)
-    assert occi("train", str(config), "--run-dir", str(reference)).returncode == 0
     run_dir = fresh_copy(prepared, tmp_path / "signalled")
     burners = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(2)]
     try:
@@ -272,9 +277,7 @@ def test_sigusr1_checkpoints_and_stops_cleanly_then_continues(prepared, tmp_path
 
 
 @pytest.mark.slow
-def test_tp2_checkpoint_resumes_at_tp1(prepared, tmp_path):
-    reference = fresh_copy(prepared, tmp_path / "reference")
-    assert occi("train", str(write_run_config(tmp_path, "tp1.yaml")), "--run-dir", str(reference)).returncode == 0
+def test_tp2_checkpoint_resumes_at_tp1(prepared, reference, tmp_path):
     run_dir = fresh_copy(prepared, tmp_path / "switched")
     first = occi("train", str(write_run_config(tmp_path, "tp2.yaml", tensor_parallel=2, stop_after_steps=4)),
                  "--run-dir", str(run_dir))
