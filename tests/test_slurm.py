@@ -239,7 +239,9 @@ def test_a_failed_step_cancels_its_dependents_and_status_says_why(cluster, tmp_p
 
 @pytest.mark.slow
 def test_usr1_checkpoints_requeues_and_finishes_with_the_same_loss(cluster, tmp_path):
-    config = small_demo_config(tmp_path, steps=200, eval_interval=1000, save_interval=1000, log_interval=5)
+    # the signal comes after step 20 of 100: the 80 steps left give scancel and the trainer's step
+    # boundary time to act before the job would end on its own
+    config = small_demo_config(tmp_path, steps=100, eval_interval=1000, save_interval=1000, log_interval=5)
     reference = tmp_path / "reference"
     run_dir = tmp_path / "run"
     for stage in (["corpora", "build"], ["tokenizer", "train"], ["data", "prepare"]):
@@ -268,7 +270,7 @@ def requeued_run_matches(config: Path, reference: Path, run_dir: Path, trained: 
     assert result.returncode == 0
     log = run_dir / "train" / "log.jsonl"
     deadline = time.monotonic() + 300
-    while not (log.exists() and log.read_text().count('"kind": "train"') >= 10):
+    while not (log.exists() and log.read_text().count('"kind": "train"') >= 4):  # step 20
         assert time.monotonic() < deadline
         time.sleep(0.2)
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
@@ -280,4 +282,4 @@ def requeued_run_matches(config: Path, reference: Path, run_dir: Path, trained: 
     expected = [json.loads(line) for line in (reference / "train" / "log.jsonl").read_text().splitlines()]
     actual = [json.loads(line) for line in log.read_text().splitlines()]
     final = lambda records: [r for r in records if r["kind"] == "train"][-1]  # noqa: E731
-    assert final(actual)["step"] == 200 and final(actual)["loss"] == final(expected)["loss"]
+    assert final(actual)["step"] == 100 and final(actual)["loss"] == final(expected)["loss"]
