@@ -228,8 +228,8 @@ def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_reproduces_the_uninterrupted_curve(prepared, reference, tmp_path):
-    """Checkpoints every 2 steps, killed after step 5, resumed from step 4: the curve of the
-    reference (which saved at 4 and 8 only: saving changes nothing either)."""
+    """Checkpoints every 2 steps, killed once step 5 is logged, resumed from its last checkpoint:
+    exactly the reference's curve (which saved at steps 4 and 8 only: saving changes nothing either)."""
     config = write_run_config(tmp_path, save_interval=2)
     run_dir = fresh_copy(prepared, tmp_path / "killed")
     proc = _start_training(config, run_dir)
