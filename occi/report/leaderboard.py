@@ -486,11 +486,14 @@ def heatmap(summary: dict, path: Path) -> None:
     save_png(fig, path)
 
 
-def write(summary: dict, out: Path) -> None:
+def write(summary: dict, out: Path) -> str:
+    """Writes leaderboard.{md,csv,json,html,png} into `out`; returns the Markdown written."""
     out = Path(out)
-    atomic_write_text(out / "leaderboard.md", markdown(summary) + "\n")
+    text = markdown(summary)
+    atomic_write_text(out / "leaderboard.md", text + "\n")
     atomic_write_text(out / "leaderboard.csv", csv_text(summary))
     atomic_write_text(out / "leaderboard.json", json.dumps(summary, indent=2, ensure_ascii=False,
                                                                      allow_nan=False) + "\n")
     atomic_write_text(out / "leaderboard.html", html_page(summary))
     heatmap(summary, out / "leaderboard.png")
+    return text
