@@ -96,8 +96,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print(f"occi: published: {line}", file=sys.stderr)
     compare = [name.strip() for name in args.side_by_side.split(",") if name.strip()] if args.side_by_side else None
     summary = leaderboard.summarize(board, min_shared=args.min_shared, compare=compare)
-    leaderboard.write(summary, Path(args.out))
-    print(leaderboard.markdown(summary).split("\n\nPer benchmark")[0])
+    text = leaderboard.write(summary, Path(args.out), draw_aside=True)
+    print(text.split("\n\nPer benchmark")[0])
     print(f"leaderboard: {Path(args.out)}/leaderboard.{{md,csv,json,html,png}}")
     return 0
 

@@ -313,3 +313,25 @@ def test_a_hub_id_resolves_through_huggingface_hub_from_its_cache(bases, tmp_pat
     assert source["base"] == "occi-test/tiny-qwen3"
     assert Path(source["folder"]) == repo / "snapshots" / commit
     assert source["architecture"] == "Qwen3ForCausalLM"
+
+
+def test_the_value_check_finds_nan_and_infinity_past_the_first_slice_of_a_mapped_shard(tmp_path):
+    from safetensors.torch import save_file
+
+    from occi.errors import OcciError
+    from occi.train import hf_weights
+
+    chunk = hf_weights.VALUE_CHUNK
+    big = torch.zeros(2 * chunk + 5, dtype=torch.bfloat16)
+    big[chunk + 3], big[-1], big[-2] = float("nan"), float("inf"), float("-inf")
+    eight = torch.zeros(8, dtype=torch.float8_e4m3fn)
+    eight[5] = float("nan")
+    save_file({"a.clean": torch.ones(3, 7), "b.ids": torch.arange(9, dtype=torch.uint8), "c.big": big,
+               "d.eight": eight, "e.empty": torch.zeros(0, 4)}, str(tmp_path / "model.safetensors"))
+    weights = {name: "model.safetensors" for name in ("a.clean", "b.ids", "c.big", "d.eight", "e.empty")}
+    hf_weights.check_values(tmp_path, weights, ["a.clean", "b.ids", "e.empty"])
+    with pytest.raises(OcciError, match=r"tensor c.big holds 1 NaN and 2 infinite value\(s\) of 8,388,613 "
+                                         r"\(and 1 more tensor\(s\)\)"):
+        hf_weights.check_values(tmp_path, weights, list(weights))
+    with pytest.raises(OcciError, match=r"tensor d.eight holds 1 NaN and 0 infinite value\(s\) of 8;"):
+        hf_weights.check_values(tmp_path, weights, ["a.clean", "d.eight"])

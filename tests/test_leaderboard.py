@@ -81,6 +81,22 @@ def test_heatmap_is_a_picture(board):
     assert (out / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_heatmap_drawn_aside_gives_the_same_files_and_its_failure_is_one_line(board, tmp_path):
+    from occi.errors import OcciError
+    from occi.report import leaderboard
+
+    out, result = board  # the command line draws the heatmap in a forked child
+    summary = leaderboard.summarize(leaderboard.read([str(DATA)]))
+    text = leaderboard.write(summary, tmp_path / "here")
+    for name in ("md", "csv", "json", "html", "png"):
+        assert (tmp_path / "here" / f"leaderboard.{name}").read_bytes() == (out / f"leaderboard.{name}").read_bytes(), name
+    assert result.stdout.startswith(text.split("\n\nPer benchmark")[0])
+    (tmp_path / "taken" / "leaderboard.png").mkdir(parents=True)  # a folder where the picture goes
+    with pytest.raises(OcciError, match=r"leaderboard.png: drawing the heatmap failed \(exit code 1\)"):
+        leaderboard.write(summary, tmp_path / "taken", draw_aside=True)
+    assert (tmp_path / "taken" / "leaderboard.md").read_text() == text + "\n"
+
+
 # ---------------------------------------------------------------- the page in Chromium
 
 class Browser:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,12 +44,16 @@ def leaderboard_benchmark() -> dict:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"results": tasks, "config": {"model_args": f"pretrained=org/model-{model:02d}"}}))
     files = len(list(folder.rglob("results*.json")))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "occi.cli", "leaderboard", str(folder), "--out", str(folder / "out")],
                    check=True, capture_output=True)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and the child it draws the heatmap in
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     shutil.rmtree(folder)
-    return {"files": files, "seconds": round(seconds, 2)}
+    return {"files": files, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+            "load_average_1min": os.getloadavg()[0]}
 
 
 def wide_model(source: Path, target: Path) -> None:
@@ -138,7 +144,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if not args.skip_leaderboard:
         board = leaderboard_benchmark()
-        print(f"leaderboard over {board['files']} result files: {board['seconds']} s (target < 2 s)", flush=True)
+        print(f"leaderboard over {board['files']} result files: {board['seconds']} s (target < 2 s), "
+              f"CPU {board['cpu_seconds']} s, load average {board['load_average_1min']:.2f}", flush=True)
     r = overhead_benchmark(args.run_dir, args.languages.split(","), args.rounds, args.wide)
     print(f"eval of {r['tasks']} tasks on {r['model']}, median of {r['rounds']} rounds: bare simple_evaluate "
           f"{r['bare_s']} s, bare + saving results and samples {r['bare+save_s']} s, occi eval {r['occi_s']} s; "

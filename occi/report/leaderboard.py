@@ -15,12 +15,16 @@ import html
 import io
 import json
 import math
+import os
+import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
 from occi import languages, ranges
 from occi.eval import ifeval, results
+from occi.errors import OcciError
 from occi.eval.fidelity import INTERVAL_KEYS
 from occi.fsutil import atomic_write_text
 from occi.plots import pyplot, save_png
@@ -486,11 +490,53 @@ def heatmap(summary: dict, path: Path) -> None:
     save_png(fig, path)
 
 
-def write(summary: dict, out: Path) -> None:
+def write(summary: dict, out: Path, draw_aside: bool = False) -> str:
+    """Writes leaderboard.{md,csv,json,html,png} into `out`; returns the Markdown written.
+
+    draw_aside: the heatmap is drawn by a forked child process while this one writes the other
+    files (`occi leaderboard`: matplotlib's import and drawing are about half of its time, and a
+    second core does them meanwhile); off where the caller may hold threads (a fork keeps only
+    the forking one), as in `occi card` after in-process stages."""
     out = Path(out)
-    atomic_write_text(out / "leaderboard.md", markdown(summary) + "\n")
+    child = _draw_in_child(summary, out / "leaderboard.png") if draw_aside and hasattr(os, "fork") else None
+    try:
+        text = _write_files(summary, out)
+    finally:
+        if child is not None:
+            _wait(child, out / "leaderboard.png")
+    if child is None:
+        heatmap(summary, out / "leaderboard.png")
+    return text
+
+
+def _draw_in_child(summary: dict, path: Path) -> int:
+    """Forks; the child draws the heatmap into `path` and leaves (exit code 0 if it did)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        heatmap(summary, path)
+        code = 0
+    except BaseException:  # the child must reach os._exit whatever happens; the parent reports it
+        traceback.print_exc()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)  # no atexit handlers or buffer flushes of the parent's state
+
+
+def _wait(pid: int, path: Path) -> None:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise OcciError(f"{path}: drawing the heatmap failed (exit code {code}); the lines above say why")
+
+
+def _write_files(summary: dict, out: Path) -> str:
+    text = markdown(summary)
+    atomic_write_text(out / "leaderboard.md", text + "\n")
     atomic_write_text(out / "leaderboard.csv", csv_text(summary))
     atomic_write_text(out / "leaderboard.json", json.dumps(summary, indent=2, ensure_ascii=False,
                                                                      allow_nan=False) + "\n")
     atomic_write_text(out / "leaderboard.html", html_page(summary))
-    heatmap(summary, out / "leaderboard.png")
+    return text

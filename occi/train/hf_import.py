@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -196,7 +197,16 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
     folder = resolve(cfg.model)
     config, model, shards = check(cfg, folder, run_dir)
     family = families.family_of(config, str(folder))
-    hf_weights.check_values(folder, shards.weight_map, list(shards.stored_shapes(family.hf_shapes(model))))
+    world = cfg.train.tensor_parallel * cfg.train.pipeline_parallel
+    in_process = world == 1 and "RANK" not in os.environ
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # the check reads mapped pages and reduces them in torch without the GIL, so the rank
+        # this process runs can import megatron on the other core meanwhile
+        checked = pool.submit(hf_weights.check_values, folder, shards.weight_map,
+                              list(shards.stored_shapes(family.hf_shapes(model))))
+        if in_process:
+            import megatron.core  # noqa: F401  loads megatron: the rank below needs it, imported during the check
+        checked.result()
     final = checkpoints.checkpoint_dir(run_dir, 0)
     if checkpoints.latest_iteration(run_dir):
         raise OcciError(f"{checkpoints.folder(run_dir)}: training checkpoints exist; import into a fresh run directory")
@@ -204,8 +214,7 @@ def import_base(cfg: RunConfig, run: RunDir) -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        world = cfg.train.tensor_parallel * cfg.train.pipeline_parallel
-        if world == 1 and "RANK" not in os.environ:
+        if in_process:
             dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
             try:
                 write_rank(cfg, folder, tmp, run_dir)
