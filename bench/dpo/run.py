@@ -115,16 +115,21 @@ def main() -> None:
     parser.add_argument("--kv-heads", type=int, help="its key-value heads (default 2)")
     parser.add_argument("--ffn", type=int, help="its MLP width (default 96)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "dpo" / "result.json")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (bench/dpo/profile_step.py "
+                        "profiles its occi run); default: a temporary folder, removed")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "tests"))
     from hf_bases import make_base
 
     env = {"OMP_NUM_THREADS": str(args.threads)}
-    work = Path(tempfile.mkdtemp(prefix="bench-dpo-"))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-dpo-"))
+    work.mkdir(parents=True, exist_ok=True)
     languages = args.languages.split(",")
     shape = {key: value for key, value in (("hidden_size", args.hidden), ("num_hidden_layers", args.layers),
                                            ("num_attention_heads", args.heads), ("num_key_value_heads", args.kv_heads),
                                            ("intermediate_size", args.ffn)) if value is not None}
+    if args.layers is not None:  # the config's per-layer attention types follow its depth
+        shape["layer_types"] = ["full_attention"] * args.layers
     base = make_base(work / "base", "qwen2", **shape)
     rows = pairs_from_chat_demo(languages)
     data = work / "pairs.jsonl"
@@ -179,7 +184,8 @@ def main() -> None:
               "ratio_tokens_per_cpu_s": [r["ratio_tokens_per_cpu_s"] for r in rounds]}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("model", "ratio_tokens_per_s", "ratio_tokens_per_cpu_s")}, indent=2))
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
