@@ -10,7 +10,10 @@ the same order (TRL's layout), each padded on the right to the step's longest se
 `step_length`). Sequence i's
 inputs are ids[:-1] and labels ids[1:]; a label counts in the log-probability when it is an
 answer token. Right padding needs no mask of its own: causal attention keeps every real token
-from seeing the padding after it.
+from seeing the padding after it. So a micro batch carries no attention mask at all: the model's
+causal mask type is the whole mask (megatron's local attention builds one [s, s] mask itself,
+Transformer Engine's fused attention none), where a [2m, 1, s, s] tensor would be built on the
+host and copied to the device for every micro batch (64 MB for 4 sequences of 4,096 positions).
 """
 from __future__ import annotations
 
@@ -53,9 +56,9 @@ def step_length(pairs: Pairs, step_pairs: list[int], seq_length: int, multiple: 
 
 def batch(pairs: Pairs, pair_indexes: list[int], seq_length: int, reference: np.ndarray | None,
           pad_id: int = 0) -> dict:
-    """One micro batch: tokens, labels, loss_mask, position_ids [2m, s], a causal attention_mask
-    [2m, 1, s, s] (True: masked), pair_mask [m] (0 for EMPTY) and reference [2m] (the reference
-    log-probabilities, chosen then rejected; zeros without a reference)."""
+    """One micro batch: tokens, labels, loss_mask, position_ids [2m, s] (no attention mask: causal
+    attention is the model's own, see above), pair_mask [m] (0 for EMPTY) and reference [2m] (the
+    reference log-probabilities, chosen then rejected; zeros without a reference)."""
     m = len(pair_indexes)
     tokens = torch.full((2 * m, seq_length), pad_id, dtype=torch.long)
     labels = torch.full((2 * m, seq_length), pad_id, dtype=torch.long)
@@ -74,7 +77,6 @@ def batch(pairs: Pairs, pair_indexes: list[int], seq_length: int, reference: np.
             first = max(int(pairs.answer_start[sequence]) - 1, 0)
             loss_mask[target, first:n] = 1.0
     positions = torch.arange(seq_length).expand(2 * m, -1).contiguous()
-    causal = torch.triu(torch.ones(seq_length, seq_length, dtype=torch.bool), diagonal=1)
     pair_mask = torch.tensor([0.0 if p == EMPTY else 1.0 for p in pair_indexes], dtype=torch.float32)
     ref = torch.zeros(2 * m, dtype=torch.float64)
     if reference is not None:
@@ -82,5 +84,4 @@ def batch(pairs: Pairs, pair_indexes: list[int], seq_length: int, reference: np.
             if pair != EMPTY:
                 ref[row], ref[m + row] = float(reference[pair, 0]), float(reference[pair, 1])
     return {"tokens": tokens, "labels": labels, "loss_mask": loss_mask, "position_ids": positions,
-            "attention_mask": causal.expand(2 * m, 1, -1, -1).contiguous(), "pair_mask": pair_mask,
-            "reference": ref}
+            "pair_mask": pair_mask, "reference": ref}

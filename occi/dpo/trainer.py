@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -285,7 +286,11 @@ class DPOTrainer(Trainer):
         self._step_reference = self.reference
         if self._start_weights is not None:
             self._step_reference = self._live_reference(step_pairs)
+        cpu_started = time.process_time()
         record = super().train_step()
+        # this process's CPU seconds (every thread's) for the step: a figure that a busy shared
+        # machine moves less than wall seconds (bench/dpo compares both)
+        record["cpu_seconds"] = time.process_time() - cpu_started
         metrics, pairs = self._metrics, max(1.0, self._metrics["pairs"])
         if round(metrics["pairs"]) != self._step_pairs:  # the loss scale would be wrong
             raise RuntimeError(f"DPO step {self.step}: the ranks' micro batches hold {metrics['pairs']} pairs, "

@@ -256,7 +256,8 @@ class Trainer:
                 from megatron.core.utils import get_batch_on_this_cp_rank  # loads megatron: only when used
 
                 batch = get_batch_on_this_cp_rank(batch)
-            output = model(batch["tokens"], batch["position_ids"], batch["attention_mask"], labels=batch["labels"])
+            # a batch without an attention mask (DPO's) leaves causal masking to the model's mask type
+            output = model(batch["tokens"], batch["position_ids"], batch.get("attention_mask"), labels=batch["labels"])
             if fault is None:
                 return output, self._loss_func(batch)
             stability.poison_gradients(fault, output, last_dp_rank)
