@@ -53,6 +53,8 @@ from occi.rundir import RunDir
 from occi.sharding import Share
 
 MAX_ERRORS_KEPT = 20
+BLOCK = 256
+"""Documents a worker hands to each step at a time (language ID: one compiled call per block)."""
 PII = "pii:"
 """Tally key prefix of the personal data replaced in kept documents (pii:email, ...)."""
 CONTAMINATED = "contaminated:"
@@ -231,6 +233,7 @@ class ShardProcessor:
                 dropped = StreamingTable(files.enter_context(atomic_path(self.job.dropped_dir / f"{shard.name}.parquet")),
                                           DROPPED_SCHEMA)
                 files.callback(dropped.close)
+            block: list[Document] = []
             for record in read_shard(shard, self.job.corpora.base_dir, self.job.corpora.normalize.max_doc_chars):
                 count += 1
                 if isinstance(record, Unreadable):
@@ -239,7 +242,11 @@ class ShardProcessor:
                         errors.append({"source": record.source, "where": record.where, "reason": record.reason,
                                        "detail": record.detail[:300]})
                     continue
-                self._process_document(record, tally, kept, dropped)
+                block.append(record)
+                if len(block) == BLOCK:
+                    self._process_block(block, tally, kept, dropped)
+                    block = []
+            self._process_block(block, tally, kept, dropped)
         if self.job.corpora.dedup.exact or self.job.corpora.dedup.near:
             dedup_stages.write_keys(folder / "kept.parquet", folder, shard.index, self.job.corpora.dedup,
                                     self.job.languages)
@@ -257,27 +264,53 @@ class ShardProcessor:
             for leftover in place.glob(f".{'*' if place.name == shard.name else shard.name}.parquet.*.tmp"):
                 leftover.unlink(missing_ok=True)
 
-    def _process_document(self, doc: Document, tally: corpus_stats.Tally, kept: StreamingTable,
-                          dropped: StreamingTable | None) -> None:
-        raw_bytes = len(doc.text.encode("utf-8", "surrogatepass"))
+    def decide(self, docs: list[Document], spent: dict[str, float] | None = None,
+               clock=time.thread_time) -> list[tuple[Filter, str] | None]:
+        """Runs the chain over a block of documents, one step over all of them at a time (the
+        language identifier takes the block's texts in one compiled call): per document, the step
+        and reason that dropped it, or None. The steps keep nothing between documents, so this is
+        the chain applied document by document. `spent` adds up each step's time by `clock`."""
+        verdicts: list[tuple[Filter, str] | None] = [None] * len(docs)
+        live = list(range(len(docs)))
         for step in self.filters:
-            reason = step.filter(doc)
-            if reason is not None:
+            if not live:
+                break
+            start = clock() if spent is not None else 0.0
+            if isinstance(step, LanguageFilter):
+                predictions = step.identifier.predict_block([docs[i].text for i in live])
+                reasons = [step.decide(docs[i], p) for i, p in zip(live, predictions)]
+            else:
+                reasons = [step.filter(docs[i]) for i in live]
+            if spent is not None:
+                spent[step.step] = spent.get(step.step, 0.0) + clock() - start
+            if any(reason is not None for reason in reasons):
+                for i, reason in zip(live, reasons):
+                    if reason is not None:
+                        verdicts[i] = (step, reason)
+                live = [i for i, reason in zip(live, reasons) if reason is None]
+        return verdicts
+
+    def _process_block(self, docs: list[Document], tally: corpus_stats.Tally, kept: StreamingTable,
+                       dropped: StreamingTable | None) -> None:
+        raw_bytes = [len(doc.text.encode("utf-8", "surrogatepass")) for doc in docs]
+        for doc, verdict, size in zip(docs, self.decide(docs), raw_bytes):
+            if verdict is not None:
+                step, reason = verdict
                 language = doc.language or doc.metadata.get("language_declared") or ""
-                tally.add(doc.source, language, documents_in=1, bytes_in=raw_bytes, **{f"{step.step}/{reason}": 1})
+                tally.add(doc.source, language, documents_in=1, bytes_in=size, **{f"{step.step}/{reason}": 1})
                 if dropped is not None:
                     text = doc.text.encode("utf-8", "replace").decode("utf-8")
                     dropped.append(text=text, id=doc.id, source=doc.source, language=doc.language,
                                    step=step.step, reason=reason, detail=doc.metadata.get("lid_top_label", ""))
-                return
-        tally.add(doc.source, doc.language, documents_in=1, bytes_in=raw_bytes, passed=1)
-        bands = self.minhasher.band_hashes(doc.text) if self.minhasher else np.zeros(0, dtype=np.uint64)
-        n_bytes = len(doc.text.encode("utf-8"))
-        self.domains.add(doc.source, doc.language or "", doc.metadata.get("url"), n_bytes)
-        kept.append(text=doc.text, id=doc.id, source=doc.source, language=doc.language,
-                    language_score=doc.language_score, metadata=json.dumps(doc.metadata, sort_keys=True),
-                    exact=exact_key(doc.text), bands=bands.tolist(), n_bytes=n_bytes,
-                    n_words=len(doc.text.split()))
+                continue
+            tally.add(doc.source, doc.language, documents_in=1, bytes_in=size, passed=1)
+            bands = self.minhasher.band_hashes(doc.text) if self.minhasher else np.zeros(0, dtype=np.uint64)
+            n_bytes = len(doc.text.encode("utf-8"))
+            self.domains.add(doc.source, doc.language or "", doc.metadata.get("url"), n_bytes)
+            kept.append(text=doc.text, id=doc.id, source=doc.source, language=doc.language,
+                        language_score=doc.language_score, metadata=json.dumps(doc.metadata, sort_keys=True),
+                        exact=exact_key(doc.text), bands=bands.tolist(), n_bytes=n_bytes,
+                        n_words=len(doc.text.split()))
 
 
 def _init_worker(job: Job) -> None:
