@@ -213,6 +213,9 @@ class ShardProcessor:
         ]
         self.domains = domains.DomainCounter()
         self.minhasher = MinHasher(cfg.dedup) if cfg.dedup.near else None
+        # decide() runs the steps before this index a block at a time, the rest document by document
+        self._blockwise = 1 + max((i for i, step in enumerate(self.filters) if isinstance(step, LanguageFilter)),
+                                  default=-1)
 
     def process(self, shard: Shard) -> tuple[str, int]:
         """Filters one shard into its folder under _work; returns (name, documents read)."""
@@ -266,28 +269,42 @@ class ShardProcessor:
 
     def decide(self, docs: list[Document], spent: dict[str, float] | None = None,
                clock=time.thread_time) -> list[tuple[Filter, str] | None]:
-        """Runs the chain over a block of documents, one step over all of them at a time (the
-        language identifier takes the block's texts in one compiled call): per document, the step
-        and reason that dropped it, or None. The steps keep nothing between documents, so this is
-        the chain applied document by document. `spent` adds up each step's time by `clock`."""
+        """Runs the chain over a block of documents: per document, the step and reason that
+        dropped it, or None. The steps up to language ID run one step over the whole block at a
+        time (the language identifier takes the block's texts in one compiled call); the ones after
+        it document by document, so the filters of one text share its code points
+        (kernels.code_points keeps the last). The steps keep nothing between documents, so this
+        is the chain applied document by document. `spent` adds up each step's time by `clock`."""
         verdicts: list[tuple[Filter, str] | None] = [None] * len(docs)
         live = list(range(len(docs)))
-        for step in self.filters:
-            if not live:
+        timed = spent is not None
+        for position, step in enumerate(self.filters):
+            if not live or position == self._blockwise:
                 break
-            start = clock() if spent is not None else 0.0
+            start = clock() if timed else 0.0
             if isinstance(step, LanguageFilter):
                 predictions = step.identifier.predict_block([docs[i].text for i in live])
                 reasons = [step.decide(docs[i], p) for i, p in zip(live, predictions)]
             else:
                 reasons = [step.filter(docs[i]) for i in live]
-            if spent is not None:
+            if timed:
                 spent[step.step] = spent.get(step.step, 0.0) + clock() - start
             if any(reason is not None for reason in reasons):
                 for i, reason in zip(live, reasons):
                     if reason is not None:
                         verdicts[i] = (step, reason)
                 live = [i for i, reason in zip(live, reasons) if reason is None]
+        rest = self.filters[self._blockwise:]
+        for i in live:
+            doc = docs[i]
+            for step in rest:
+                start = clock() if timed else 0.0
+                reason = step.filter(doc)
+                if timed:
+                    spent[step.step] = spent.get(step.step, 0.0) + clock() - start
+                if reason is not None:
+                    verdicts[i] = (step, reason)
+                    break
         return verdicts
 
     def _process_block(self, docs: list[Document], tally: corpus_stats.Tally, kept: StreamingTable,
