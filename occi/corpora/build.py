@@ -101,20 +101,21 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
     if phase == "all" and not share.whole:
         phase = "filter"  # ranks of `occi corpora build` without --phase: the filter share, as before
     wanted = {"all": (*PHASES, "finish"), "dedup": (*PHASES[1:], "finish"), "finish": ("finish",)}.get(phase, (phase,))
+    workers = workers or corpora.workers or cores()
     if "filter" in wanted:
         _write_plan(work, shards)
-        _filter_shards(job, share.mine(shards), workers or corpora.workers or cores(), progress)
+        _filter_shards(job, share.mine(shards), workers, progress)
     if "buckets" in wanted:
         _require(work, shards, [work / s.name for s in shards], "filtered", "filter")
-        _buckets(job, shards, share, progress)
+        _buckets(job, shards, share, progress, workers)
     if "clusters" in wanted:
         _require(work, shards, [_pairs_file(job, p) for p in _partitions(job)], "bucketed", "buckets",
                  what="dedup partitions")
-        _clusters(job, shards, share, progress)
+        _clusters(job, shards, share, progress, workers)
     if "write" in wanted:
         _require(work, shards, [_drops_dir(job, code) for code in languages], "clustered", "clusters",
                  what="languages")
-        _write_shards(job, share.mine(shards), progress)
+        _write_shards(job, share.mine(shards), progress, workers)
     if "finish" not in wanted:
         return None
     _require(work, shards, [_written_dir(job, s) for s in shards], "written", "write")
@@ -428,7 +429,25 @@ def _written_dir(job: Job, shard: Shard) -> Path:
     return job.work_dir / "written" / shard.name
 
 
-def _buckets(job: Job, shards: list[Shard], share: Share, progress: bool) -> None:
+def _in_parallel(work, items: list, threads: int, desc: str, unit: str, progress: bool) -> None:
+    """work(item) for every item, in `threads` threads of this process: the dedup phases' tasks
+    are independent (each writes its own files) and spend their time in Arrow and numpy, which
+    release the GIL."""
+    bar = tqdm(total=len(items), unit=unit, desc=desc, disable=not progress)
+    try:
+        if threads <= 1 or len(items) <= 1:
+            for item in items:
+                work(item)
+                bar.update(1)
+            return
+        with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="corpora-dedup") as pool:
+            for _ in pool.map(work, items):
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def _buckets(job: Job, shards: list[Shard], share: Share, progress: bool, threads: int = 1) -> None:
     """This rank's partitions: the duplicate pairs among their keys (a partition done is a file)."""
     pending = [p for p in share.mine(_partitions(job)) if not _pairs_file(job, p).exists()]
     keys = dedup_stages.KeyFiles([job.work_dir / s.name for s in shards], pending)
@@ -436,38 +455,45 @@ def _buckets(job: Job, shards: list[Shard], share: Share, progress: bool) -> Non
     for leftover in (job.work_dir / "pairs").glob(".*.tmp"):  # a killed run's partial files, this rank's only
         if leftover.name[:leftover.name.index(".npy.") + 5] in mine:
             leftover.unlink(missing_ok=True)
-    for partition in tqdm(pending, unit="partition", desc="corpora: dedup buckets", disable=not progress):
-        dedup_stages.bucket(keys, partition, job.work_dir / "pairs")
+    _in_parallel(lambda partition: dedup_stages.bucket(keys, partition, job.work_dir / "pairs"), pending, threads,
+                 "corpora: dedup buckets", "partition", progress)
 
 
-def _clusters(job: Job, shards: list[Shard], share: Share, progress: bool) -> None:
+def _clusters(job: Job, shards: list[Shard], share: Share, progress: bool, threads: int = 1) -> None:
     """This rank's languages: clusters of duplicates, and each shard's drop list."""
     by_language: dict[str, list[Path]] = {}
     for partition in _partitions(job):
         by_language.setdefault(partition.language, []).append(_pairs_file(job, partition))
     kept = [job.work_dir / s.name / "kept.parquet" for s in shards] if job.dropped_dir else None
-    for code in tqdm(share.mine(job.languages), unit="language", desc="corpora: dedup clusters", disable=not progress):
+
+    def cluster(code: str) -> None:
         folder = _drops_dir(job, code)
         if is_done(folder):
-            continue
+            return
         if folder.exists():
             shutil.rmtree(folder)  # a killed attempt: its files may be a subset
         folder.mkdir(parents=True)
         dropped = dedup_stages.cluster(by_language.get(code, []), folder, kept)
         mark_done(folder, {"dropped": dropped})
 
+    _in_parallel(cluster, share.mine(job.languages), threads, "corpora: dedup clusters", "language", progress)
 
-def _write_shards(job: Job, shards: list[Shard], progress: bool) -> None:
+
+def _write_shards(job: Job, shards: list[Shard], progress: bool, threads: int = 1) -> None:
     """Per shard: its kept rows minus its duplicates, as <lang>/part-SSSSS-NNNNN.parquet (in
     _work/written/<shard>/ until the stage finishes) and the counts of what it kept."""
     pending = [s for s in shards if not is_done(_written_dir(job, s))]
     if not pending:
         return
     index = _benchmark_index(job)
-    for shard in tqdm(pending, unit="shard", desc="corpora: writing", disable=not progress):
+
+    def write(shard: Shard) -> None:
         for leftover in _written_dir(job, shard).parent.glob(f".{shard.name}.*.tmp"):  # a killed attempt at it
             shutil.rmtree(leftover, ignore_errors=True)
         _write_shard(job, shard, index)
+
+    # decontamination's look-ups are Python holding the GIL: threads would only take turns
+    _in_parallel(write, pending, threads if index is None else 1, "corpora: writing", "shard", progress)
 
 
 def _benchmark_index(job: Job) -> BenchmarkIndex | None:
