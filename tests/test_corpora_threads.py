@@ -1,5 +1,6 @@
 """The filter phase's worker threads (one process, numba kernels without the GIL): the same
-output as the worker processes they replace."""
+output as the worker processes they replace, and as one worker (the dedup phases' tasks in
+threads or one after the other); the worker's block path against the filters one by one."""
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ def test_worker_threads_give_the_worker_processes_output(tmp_path, monkeypatch):
     with monkeypatch.context() as patched:
         patched.setattr(corpora_build, "_shared_identifier", lambda job: None)  # the worker processes of before
         _build(config_path, tmp_path / "processes", workers=2)
+    _build(config_path, tmp_path / "one", workers=1)  # one worker: the dedup phases' tasks one after the other too
     threads, processes = _output(tmp_path / "threads"), _output(tmp_path / "processes")
     assert threads == processes
+    assert threads == _output(tmp_path / "one")
     assert threads["stats"]["totals"]["drops"]["dedup/exact_duplicate"] == 3  # the copy in 4 shards, kept once
 
 
