@@ -44,9 +44,13 @@ def _binding(model, text: str, k: int) -> list[tuple[str, float]]:
 
 
 def _assert_same(binding, compiled: CompiledFastText, texts: list[str], k: int = 5) -> None:
-    """The same labels in the same order with the same float32 probabilities, bit for bit."""
-    for text in texts:
-        assert compiled.predict(text, k) == _binding(binding, text, k), text
+    """The same labels in the same order with the same float32 probabilities, bit for bit, one
+    text at a time and the texts as one block (predict_block: one compiled call)."""
+    expected = [_binding(binding, text, k) for text in texts]
+    for text, want in zip(texts, expected):
+        assert compiled.predict(text, k) == want, text
+    assert compiled.predict_block(texts, k) == expected
+    assert compiled.predict_block(texts[::-1][:7], k) == expected[::-1][:7]
 
 
 def test_lid176_bit_for_bit_on_the_demo_corpus():
@@ -61,6 +65,8 @@ def test_lid176_bit_for_bit_on_the_demo_corpus():
     assert len(compiled.predict("", 5)) == 5  # the end-of-line token alone still reads as something
     with pytest.raises(ValueError, match="one line"):
         compiled.predict("two\nlines")
+    assert compiled.predict_block([], 5) == []
+    assert compiled.predict_block(["two\nlines", "\n"], 5) == [compiled.predict("two lines", 5), compiled.predict(" ", 5)]
 
 
 # ------------------------------------------------------------------ model files written here

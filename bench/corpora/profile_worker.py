@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/corpora/profile_worker.py --corpus DIR --shards 2 \
         [--save decisions.npz] [--compare decisions.npz] [--cprofile 30] [--binding] [--cpu]
 
-Runs the worker's own chain (occi.corpora.build.ShardProcessor: normalise -> language ID ->
+Runs the worker's own chain (occi.corpora.build.ShardProcessor.decide, blocks of BLOCK documents: normalise -> language ID ->
 Gopher repetition -> Gopher quality -> FineWeb lines, then the exact key and the MinHash band
 hashes of every kept document) over the first --shards shards of the benchmark corpus, in this
 process, one core, with the bench/corpora run config (every language of the table, default
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from occi import languages
-from occi.corpora.build import Job, ShardProcessor
+from occi.corpora.build import BLOCK, Job, ShardProcessor
 from occi.corpora.dedup import exact_key
 from occi.corpora.document import Document
 from occi.corpora.sources import plan_shards, read_shard
@@ -70,30 +70,31 @@ def run(cfg, folder: Path, profile: cProfile.Profile | None, cpu: bool = False):
     clock = time.thread_time if cpu else time.perf_counter
     if profile:
         profile.enable()
-    for shard in plan_shards(corpora, list(cfg.languages)):
-        for doc in read_shard(shard, corpora.base_dir, corpora.normalize.max_doc_chars):
-            if not isinstance(doc, Document):
-                continue
-            documents += 1
-            verdict = "kept"
-            for step in processor.filters:
-                start = clock()
-                reason = step.filter(doc)
-                spent[step.step] += clock() - start
-                if reason is not None:
-                    verdict = f"{step.step}/{reason}"
-                    break
+    def decide(block: list[Document]) -> None:
+        for doc, verdict in zip(block, processor.decide(block, spent, clock)):
             ids.append(doc.id)
-            verdicts.append(verdict)
+            verdicts.append("kept" if verdict is None else f"{verdict[0].step}/{verdict[1]}")
             langs.append(doc.language or "")
             scores.append(doc.language_score if doc.language_score is not None else -1.0)
-            if verdict == "kept":
+            if verdict is None:
                 start = clock()
                 exact.append(exact_key(doc.text))
                 middle = clock()
                 bands.append(processor.minhasher.band_hashes(doc.text))
                 spent["exact_key"] += middle - start
                 spent["minhash"] += clock() - middle
+
+    for shard in plan_shards(corpora, list(cfg.languages)):
+        block: list[Document] = []
+        for doc in read_shard(shard, corpora.base_dir, corpora.normalize.max_doc_chars):
+            if not isinstance(doc, Document):
+                continue
+            documents += 1
+            block.append(doc)
+            if len(block) == BLOCK:
+                decide(block)
+                block = []
+        decide(block)
     if profile:
         profile.disable()
     decisions = {"id": np.array(ids), "verdict": np.array(verdicts), "language": np.array(langs),

@@ -53,6 +53,8 @@ from occi.rundir import RunDir
 from occi.sharding import Share
 
 MAX_ERRORS_KEPT = 20
+BLOCK = 256
+"""Documents a worker hands to each step at a time (language ID: one compiled call per block)."""
 PII = "pii:"
 """Tally key prefix of the personal data replaced in kept documents (pii:email, ...)."""
 CONTAMINATED = "contaminated:"
@@ -99,20 +101,21 @@ def build(corpora: CorporaConfig, languages: list[str], run: RunDir, *, share: S
     if phase == "all" and not share.whole:
         phase = "filter"  # ranks of `occi corpora build` without --phase: the filter share, as before
     wanted = {"all": (*PHASES, "finish"), "dedup": (*PHASES[1:], "finish"), "finish": ("finish",)}.get(phase, (phase,))
+    workers = workers or corpora.workers or cores()
     if "filter" in wanted:
         _write_plan(work, shards)
-        _filter_shards(job, share.mine(shards), workers or corpora.workers or cores(), progress)
+        _filter_shards(job, share.mine(shards), workers, progress)
     if "buckets" in wanted:
         _require(work, shards, [work / s.name for s in shards], "filtered", "filter")
-        _buckets(job, shards, share, progress)
+        _buckets(job, shards, share, progress, workers)
     if "clusters" in wanted:
         _require(work, shards, [_pairs_file(job, p) for p in _partitions(job)], "bucketed", "buckets",
                  what="dedup partitions")
-        _clusters(job, shards, share, progress)
+        _clusters(job, shards, share, progress, workers)
     if "write" in wanted:
         _require(work, shards, [_drops_dir(job, code) for code in languages], "clustered", "clusters",
                  what="languages")
-        _write_shards(job, share.mine(shards), progress)
+        _write_shards(job, share.mine(shards), progress, workers)
     if "finish" not in wanted:
         return None
     _require(work, shards, [_written_dir(job, s) for s in shards], "written", "write")
@@ -211,6 +214,9 @@ class ShardProcessor:
         ]
         self.domains = domains.DomainCounter()
         self.minhasher = MinHasher(cfg.dedup) if cfg.dedup.near else None
+        # decide() runs the steps before this index a block at a time, the rest document by document
+        self._blockwise = 1 + max((i for i, step in enumerate(self.filters) if isinstance(step, LanguageFilter)),
+                                  default=-1)
 
     def process(self, shard: Shard) -> tuple[str, int]:
         """Filters one shard into its folder under _work; returns (name, documents read)."""
@@ -231,6 +237,7 @@ class ShardProcessor:
                 dropped = StreamingTable(files.enter_context(atomic_path(self.job.dropped_dir / f"{shard.name}.parquet")),
                                           DROPPED_SCHEMA)
                 files.callback(dropped.close)
+            block: list[Document] = []
             for record in read_shard(shard, self.job.corpora.base_dir, self.job.corpora.normalize.max_doc_chars):
                 count += 1
                 if isinstance(record, Unreadable):
@@ -239,7 +246,11 @@ class ShardProcessor:
                         errors.append({"source": record.source, "where": record.where, "reason": record.reason,
                                        "detail": record.detail[:300]})
                     continue
-                self._process_document(record, tally, kept, dropped)
+                block.append(record)
+                if len(block) == BLOCK:
+                    self._process_block(block, tally, kept, dropped)
+                    block = []
+            self._process_block(block, tally, kept, dropped)
         if self.job.corpora.dedup.exact or self.job.corpora.dedup.near:
             dedup_stages.write_keys(folder / "kept.parquet", folder, shard.index, self.job.corpora.dedup,
                                     self.job.languages)
@@ -257,27 +268,67 @@ class ShardProcessor:
             for leftover in place.glob(f".{'*' if place.name == shard.name else shard.name}.parquet.*.tmp"):
                 leftover.unlink(missing_ok=True)
 
-    def _process_document(self, doc: Document, tally: corpus_stats.Tally, kept: StreamingTable,
-                          dropped: StreamingTable | None) -> None:
-        raw_bytes = len(doc.text.encode("utf-8", "surrogatepass"))
-        for step in self.filters:
-            reason = step.filter(doc)
-            if reason is not None:
+    def decide(self, docs: list[Document], spent: dict[str, float] | None = None,
+               clock=time.thread_time) -> list[tuple[Filter, str] | None]:
+        """Runs the chain over a block of documents: per document, the step and reason that
+        dropped it, or None. The steps up to language ID run one step over the whole block at a
+        time (the language identifier takes the block's texts in one compiled call); the ones after
+        it document by document, so the filters of one text share its code points
+        (kernels.code_points keeps the last). The steps keep nothing between documents, so this
+        is the chain applied document by document. `spent` adds up each step's time by `clock`."""
+        verdicts: list[tuple[Filter, str] | None] = [None] * len(docs)
+        live = list(range(len(docs)))
+        timed = spent is not None
+        for position, step in enumerate(self.filters):
+            if not live or position == self._blockwise:
+                break
+            start = clock() if timed else 0.0
+            if isinstance(step, LanguageFilter):
+                predictions = step.identifier.predict_block([docs[i].text for i in live])
+                reasons = [step.decide(docs[i], p) for i, p in zip(live, predictions)]
+            else:
+                reasons = [step.filter(docs[i]) for i in live]
+            if timed:
+                spent[step.step] = spent.get(step.step, 0.0) + clock() - start
+            if any(reason is not None for reason in reasons):
+                for i, reason in zip(live, reasons):
+                    if reason is not None:
+                        verdicts[i] = (step, reason)
+                live = [i for i, reason in zip(live, reasons) if reason is None]
+        rest = self.filters[self._blockwise:]
+        for i in live:
+            doc = docs[i]
+            for step in rest:
+                start = clock() if timed else 0.0
+                reason = step.filter(doc)
+                if timed:
+                    spent[step.step] = spent.get(step.step, 0.0) + clock() - start
+                if reason is not None:
+                    verdicts[i] = (step, reason)
+                    break
+        return verdicts
+
+    def _process_block(self, docs: list[Document], tally: corpus_stats.Tally, kept: StreamingTable,
+                       dropped: StreamingTable | None) -> None:
+        raw_bytes = [len(doc.text.encode("utf-8", "surrogatepass")) for doc in docs]
+        for doc, verdict, size in zip(docs, self.decide(docs), raw_bytes):
+            if verdict is not None:
+                step, reason = verdict
                 language = doc.language or doc.metadata.get("language_declared") or ""
-                tally.add(doc.source, language, documents_in=1, bytes_in=raw_bytes, **{f"{step.step}/{reason}": 1})
+                tally.add(doc.source, language, documents_in=1, bytes_in=size, **{f"{step.step}/{reason}": 1})
                 if dropped is not None:
                     text = doc.text.encode("utf-8", "replace").decode("utf-8")
                     dropped.append(text=text, id=doc.id, source=doc.source, language=doc.language,
                                    step=step.step, reason=reason, detail=doc.metadata.get("lid_top_label", ""))
-                return
-        tally.add(doc.source, doc.language, documents_in=1, bytes_in=raw_bytes, passed=1)
-        bands = self.minhasher.band_hashes(doc.text) if self.minhasher else np.zeros(0, dtype=np.uint64)
-        n_bytes = len(doc.text.encode("utf-8"))
-        self.domains.add(doc.source, doc.language or "", doc.metadata.get("url"), n_bytes)
-        kept.append(text=doc.text, id=doc.id, source=doc.source, language=doc.language,
-                    language_score=doc.language_score, metadata=json.dumps(doc.metadata, sort_keys=True),
-                    exact=exact_key(doc.text), bands=bands.tolist(), n_bytes=n_bytes,
-                    n_words=len(doc.text.split()))
+                continue
+            tally.add(doc.source, doc.language, documents_in=1, bytes_in=size, passed=1)
+            bands = self.minhasher.band_hashes(doc.text) if self.minhasher else np.zeros(0, dtype=np.uint64)
+            n_bytes = len(doc.text.encode("utf-8"))
+            self.domains.add(doc.source, doc.language or "", doc.metadata.get("url"), n_bytes)
+            kept.append(text=doc.text, id=doc.id, source=doc.source, language=doc.language,
+                        language_score=doc.language_score, metadata=json.dumps(doc.metadata, sort_keys=True),
+                        exact=exact_key(doc.text), bands=bands.tolist(), n_bytes=n_bytes,
+                        n_words=len(doc.text.split()))
 
 
 def _init_worker(job: Job) -> None:
@@ -378,7 +429,25 @@ def _written_dir(job: Job, shard: Shard) -> Path:
     return job.work_dir / "written" / shard.name
 
 
-def _buckets(job: Job, shards: list[Shard], share: Share, progress: bool) -> None:
+def _in_parallel(work, items: list, threads: int, desc: str, unit: str, progress: bool) -> None:
+    """work(item) for every item, in `threads` threads of this process: the dedup phases' tasks
+    are independent (each writes its own files) and spend their time in Arrow and numpy, which
+    release the GIL."""
+    bar = tqdm(total=len(items), unit=unit, desc=desc, disable=not progress)
+    try:
+        if threads <= 1 or len(items) <= 1:
+            for item in items:
+                work(item)
+                bar.update(1)
+            return
+        with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="corpora-dedup") as pool:
+            for _ in pool.map(work, items):
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def _buckets(job: Job, shards: list[Shard], share: Share, progress: bool, threads: int = 1) -> None:
     """This rank's partitions: the duplicate pairs among their keys (a partition done is a file)."""
     pending = [p for p in share.mine(_partitions(job)) if not _pairs_file(job, p).exists()]
     keys = dedup_stages.KeyFiles([job.work_dir / s.name for s in shards], pending)
@@ -386,38 +455,45 @@ def _buckets(job: Job, shards: list[Shard], share: Share, progress: bool) -> Non
     for leftover in (job.work_dir / "pairs").glob(".*.tmp"):  # a killed run's partial files, this rank's only
         if leftover.name[:leftover.name.index(".npy.") + 5] in mine:
             leftover.unlink(missing_ok=True)
-    for partition in tqdm(pending, unit="partition", desc="corpora: dedup buckets", disable=not progress):
-        dedup_stages.bucket(keys, partition, job.work_dir / "pairs")
+    _in_parallel(lambda partition: dedup_stages.bucket(keys, partition, job.work_dir / "pairs"), pending, threads,
+                 "corpora: dedup buckets", "partition", progress)
 
 
-def _clusters(job: Job, shards: list[Shard], share: Share, progress: bool) -> None:
+def _clusters(job: Job, shards: list[Shard], share: Share, progress: bool, threads: int = 1) -> None:
     """This rank's languages: clusters of duplicates, and each shard's drop list."""
     by_language: dict[str, list[Path]] = {}
     for partition in _partitions(job):
         by_language.setdefault(partition.language, []).append(_pairs_file(job, partition))
     kept = [job.work_dir / s.name / "kept.parquet" for s in shards] if job.dropped_dir else None
-    for code in tqdm(share.mine(job.languages), unit="language", desc="corpora: dedup clusters", disable=not progress):
+
+    def cluster(code: str) -> None:
         folder = _drops_dir(job, code)
         if is_done(folder):
-            continue
+            return
         if folder.exists():
             shutil.rmtree(folder)  # a killed attempt: its files may be a subset
         folder.mkdir(parents=True)
         dropped = dedup_stages.cluster(by_language.get(code, []), folder, kept)
         mark_done(folder, {"dropped": dropped})
 
+    _in_parallel(cluster, share.mine(job.languages), threads, "corpora: dedup clusters", "language", progress)
 
-def _write_shards(job: Job, shards: list[Shard], progress: bool) -> None:
+
+def _write_shards(job: Job, shards: list[Shard], progress: bool, threads: int = 1) -> None:
     """Per shard: its kept rows minus its duplicates, as <lang>/part-SSSSS-NNNNN.parquet (in
     _work/written/<shard>/ until the stage finishes) and the counts of what it kept."""
     pending = [s for s in shards if not is_done(_written_dir(job, s))]
     if not pending:
         return
     index = _benchmark_index(job)
-    for shard in tqdm(pending, unit="shard", desc="corpora: writing", disable=not progress):
+
+    def write(shard: Shard) -> None:
         for leftover in _written_dir(job, shard).parent.glob(f".{shard.name}.*.tmp"):  # a killed attempt at it
             shutil.rmtree(leftover, ignore_errors=True)
         _write_shard(job, shard, index)
+
+    # decontamination's look-ups are Python holding the GIL: threads would only take turns
+    _in_parallel(write, pending, threads if index is None else 1, "corpora: writing", "shard", progress)
 
 
 def _benchmark_index(job: Job) -> BenchmarkIndex | None:

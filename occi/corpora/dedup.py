@@ -10,6 +10,8 @@ language's documents in one process, the reference the staged version is tested 
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import xxhash
 from numba import njit
@@ -23,11 +25,23 @@ _MERSENNE = np.uint64((1 << 61) - 1)
 def exact_key(text: str) -> bytes:
     """128-bit hash of the text lower-cased with whitespace collapsed: of the UTF-8 bytes of
     " ".join(text.lower().split())."""
-    lowered = text.lower()
+    lowered = _lowered(text)
     collapsed, surrogate = _collapsed_utf8(code_points(lowered))
     if surrogate:  # not UTF-8: raise as the plain version does
         lowered.encode("utf-8")
     return xxhash.xxh3_128_digest(collapsed)
+
+
+def _lowered(text: str) -> str:
+    """text.lower(), the last text's kept per thread as code_points keeps its array: the exact key
+    and the MinHash of a kept document then share one lower-cased copy and its code points."""
+    last = getattr(_last, "pair", None)
+    if last is None or last[0] is not text:
+        last = _last.pair = (text, text.lower())
+    return last[1]
+
+
+_last = threading.local()
 
 
 class MinHasher:
@@ -43,7 +57,7 @@ class MinHasher:
 
     def shingles(self, text: str) -> np.ndarray:
         """32-bit hashes of the word n-grams (one n-gram of all words for short texts)."""
-        return _shingles(code_points(text.lower()), word_characters(), self.n)
+        return _shingles(code_points(_lowered(text)), word_characters(), self.n)
 
     def band_hashes(self, text: str) -> np.ndarray:
         """One uint64 per band."""

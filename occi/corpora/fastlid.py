@@ -289,6 +289,30 @@ class CompiledFastText:
             self._left, self._right, k)
         return [(self.labels[i], p) for i, p in zip(labels.tolist(), probabilities.tolist())]
 
+    def predict_block(self, texts: list[str], k: int = 1) -> list[list[tuple[str, float]]]:
+        """predict(text, k) of every text, in one compiled call without the GIL; a text's "\n"
+        counts as a space (the corpora stage's language ID sends lines so)."""
+        labels, probabilities, counts = self.predict_ids(texts, k)
+        names = self.labels
+        return [[(names[i], p) for i, p in zip(row[:n], probs[:n])]
+                for row, probs, n in zip(labels.tolist(), probabilities.tolist(), counts.tolist())]
+
+    def predict_ids(self, texts: list[str], k: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """predict_block's figures as arrays: label ids and probabilities (one row of k per text,
+        best first) and how many of each row count."""
+        # Every text's own "\n" became a space, so the only line breaks of the buffer end the
+        # texts: their positions are the offsets. "replace" turns each lone surrogate into "?"
+        # on its own, so encoding the joined texts gives the texts' encodings one after the other.
+        joined = "\n".join([text.replace("\n", " ") for text in texts]) + "\n" if texts else ""
+        data = np.frombuffer(joined.encode("utf-8", "replace"), dtype=np.uint8)
+        ends = np.flatnonzero(data == 10) + 1
+        matrix = self.model.input_matrix
+        return _predict_block(
+            data, ends, self._entry_bytes, self._entry_starts, self._entry_types, self._table, self._label_prefix,
+            self._settings, self._kept.bits, self._kept.before, self._kept.rows, matrix.rows, matrix.codes,
+            matrix.norm_codes, matrix.norm_table, matrix.centroids, self.model.output_rows, self.model.loss,
+            self._left, self._right, k)
+
 
 @dataclass
 class _KeptBuckets:
@@ -562,6 +586,26 @@ def _predict_line(data, entry_bytes, entry_starts, entry_types, table, label_pre
     if added == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     return _predict(hidden, output_rows, loss, left, right, k)
+
+
+@njit(cache=True, nogil=True)
+def _predict_block(data, ends, entry_bytes, entry_starts, entry_types, table, label_prefix, settings, bits, before,
+                   kept_rows, rows, codes, norm_codes, norm_table, centroids, output_rows, loss, left, right, k):
+    """_predict_line over each line of data (line i ends at ends[i], its "\n" included): label ids
+    and probabilities, a row of k per line, and how many of each row count."""
+    labels = np.full((len(ends), max(k, 0)), -1, dtype=np.int64)
+    probabilities = np.zeros((len(ends), max(k, 0)), dtype=np.float32)
+    counts = np.zeros(len(ends), dtype=np.int64)
+    start = 0
+    for i in range(len(ends)):
+        ids, probs = _predict_line(data[start:ends[i]], entry_bytes, entry_starts, entry_types, table, label_prefix,
+                                   settings, bits, before, kept_rows, rows, codes, norm_codes, norm_table, centroids,
+                                   output_rows, loss, left, right, k)
+        counts[i] = len(ids)
+        labels[i, :len(ids)] = ids
+        probabilities[i, :len(ids)] = probs
+        start = ends[i]
+    return labels, probabilities, counts
 
 
 @njit(cache=True, nogil=True, inline="always")

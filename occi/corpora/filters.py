@@ -2,6 +2,8 @@
 
 A filter is a small class with a `step` name and `filter(doc)`, which returns None to keep the
 document or the reason it is dropped (datatrove's habit). A filter may also rewrite the text.
+A filter keeps nothing from one document to the next: the shard worker runs the steps up to
+language ID over a block of documents, one step at a time (build.ShardProcessor.decide).
 """
 from __future__ import annotations
 

@@ -111,6 +111,8 @@ class _FastText:
             except ModelFileError:
                 self.compiled = None  # the binding's load below names what is wrong
         self.model = None if self.compiled is not None else _load_binding(model_path)
+        self.names = [label.removeprefix("__label__") for label in self.compiled.labels] if self.compiled else []
+        """The compiled model's labels without fastText's prefix, by label id."""
 
     def ranked(self, text: str) -> list[tuple[str, float]]:
         if self.compiled is not None:
@@ -120,6 +122,15 @@ class _FastText:
         except (TypeError, UnicodeError):  # lone surrogates (from JSON escapes) cannot go to fastText
             labels, scores = self.model.predict(text.encode("utf-8", "replace").decode("utf-8"), k=self.top_k)
         return [(label.removeprefix("__label__"), float(score)) for label, score in zip(labels, scores)]
+
+    def ranked_block(self, texts: list[str]) -> list[list[tuple[str, float]]] | None:
+        """ranked() of every text in one compiled call, or None without the compiled predictor."""
+        if self.compiled is None:
+            return None
+        labels, probabilities, counts = self.compiled.predict_ids(texts, self.top_k)
+        names = self.names
+        return [[(names[i], p) for i, p in zip(row[:n], probs[:n])]
+                for row, probs, n in zip(labels.tolist(), probabilities.tolist(), counts.tolist())]
 
     @staticmethod
     def group_score(ranked: list[tuple[str, float]], members: set[str]) -> float:
@@ -217,7 +228,17 @@ class LanguageIdentifier:
         the table, a table language wins only if its group beats that label. None: some other
         language.
         """
-        ranked = self.backend.ranked(text.replace("\n", " "))
+        return self._decide(text, self.backend.ranked(text.replace("\n", " ")))
+
+    def predict_block(self, texts: list[str]) -> list[tuple[str | None, float, str]]:
+        """predict() of every text; the compiled predictor takes them in one call."""
+        block = self.backend.ranked_block(texts) if isinstance(self.backend, _FastText) else None
+        if block is None:
+            return [self.predict(text) for text in texts]
+        return [self._decide(text, ranked) for text, ranked in zip(texts, block)]
+
+    def _decide(self, text: str, ranked: list[tuple[str, float]]) -> tuple[str | None, float, str]:
+        """predict()'s answer from the model's ranked labels of `text`."""
         if not ranked:
             return None, 0.0, ""
         top_label = ranked[0][0]
@@ -258,7 +279,12 @@ class LanguageFilter:
         self.thresholds = {code: thresholds.get(code, identifier.default_threshold(code)) for code in run_languages}
 
     def filter(self, doc: Document) -> str | None:
-        code, score, top_label = self.identifier.predict(doc.text)
+        return self.decide(doc, self.identifier.predict(doc.text))
+
+    def decide(self, doc: Document, prediction: tuple[str | None, float, str]) -> str | None:
+        """filter() given the identifier's prediction for the document's text (predict_block
+        makes those of a block of documents at once)."""
+        code, score, top_label = prediction
         doc.metadata["lid_top_label"] = top_label
         declared = doc.metadata.get("language_declared")
         if declared and code != declared:
