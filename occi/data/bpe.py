@@ -21,8 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from numba import njit
 from sentencepiece import sentencepiece_model_pb2
+
+from occi.data.wordtable import utf8_buffers
 
 SPACE = 0x2581  # "▁", which SentencePiece's dummy prefix puts in front of each word
 MAX_WORD = 200
@@ -107,12 +110,15 @@ class BpeTables:
         special_ends = np.cumsum([len(c) for c in codes], dtype=np.int64)
         return cls(char_id, byte_ids, pairs, scores, special_first, special_codes, special_ends)
 
-    def encode(self, words: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode(self, words: list[str] | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(all ids of the words merged here one after the other, each word's number of ids (0
         where not), whether each word was merged here): each word encoded as SentencePiece encodes
         "▁" + word (spaces written as "▁"). Empty words are not merged here."""
-        codes = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
-        ends = np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
+        if isinstance(words, pa.Array):  # straight from Arrow's UTF-8 bytes, no Python strings
+            codes, ends = _code_points(*utf8_buffers(words))
+        else:
+            codes = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+            ends = np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
         return encode_words(codes, ends, self.char_id, self.byte_ids, self.pairs, self.scores,
                             self.special_first, self.special_codes, self.special_ends, self.scores.size)
 
@@ -120,6 +126,33 @@ class BpeTables:
 def model_proto(sp) -> sentencepiece_model_pb2.ModelProto:
     """The processor's model: its pieces, their types and scores, its settings."""
     return sentencepiece_model_pb2.ModelProto.FromString(sp.serialized_model_proto())
+
+
+@njit(cache=True, nogil=True)
+def _code_points(data, offsets):
+    """(the code points of valid UTF-8 strings one after the other, where each string's end)"""
+    codes = np.empty(offsets[-1] - offsets[0], dtype=np.uint32)
+    ends = np.empty(offsets.size - 1, dtype=np.int64)
+    used = 0
+    for k in range(offsets.size - 1):
+        i = offsets[k]
+        while i < offsets[k + 1]:
+            byte = np.uint32(data[i])
+            if byte < 0x80:
+                code, extra = byte, 0
+            elif byte < 0xE0:
+                code, extra = byte & 0x1F, 1
+            elif byte < 0xF0:
+                code, extra = byte & 0x0F, 2
+            else:
+                code, extra = byte & 0x07, 3
+            for j in range(1, extra + 1):
+                code = (code << 6) | (np.uint32(data[i + j]) & 0x3F)
+            codes[used] = code
+            used += 1
+            i += extra + 1
+        ends[k] = used
+    return codes[:used], ends
 
 
 @njit(cache=True, nogil=True)

@@ -97,13 +97,12 @@ class DocumentEncoder:
         numbers = self.word_index.lookup(flat.dictionary)
         new = np.flatnonzero(numbers < 0)
         room = max(0, self.word_index.capacity - len(self.word_index))
-        words_new = flat.dictionary.take(new).to_pylist() if len(new) else []  # only new words become Python strings
         if len(new):
-            numbers[new[:room]] = slots = self._add_words(words_new[:room])
+            numbers[new[:room]] = slots = self._add_words(flat.dictionary.take(new[:room]))
             self.word_index.add(flat.dictionary, new[:room], slots)
         ids_kept = self.ids_used
         if len(new) > room:  # a full cache keeps the words it has; these are only borrowed for this batch
-            numbers[new[room:]] = self._add_words(words_new[room:])
+            numbers[new[room:]] = self._add_words(flat.dictionary.take(new[room:]))
         per_word = numbers[flat.indices.to_numpy(zero_copy_only=False)]
         starts, lengths = self.word_start[per_word], self.word_length[per_word]
         word_ends = np.cumsum(lengths)
@@ -114,20 +113,21 @@ class DocumentEncoder:
         text_ends = np.concatenate([[0], word_ends])[offsets - offsets[0]]
         return ids, np.diff(text_ends)
 
-    def _add_words(self, words: list[str]) -> np.ndarray:
-        """Encodes new words into the next free slots (after the cache's words); returns their slots."""
+    def _add_words(self, new: pa.Array) -> np.ndarray:
+        """Encodes new words into the next free slots (after the cache's words); returns their slots.
+        Only the words that SentencePiece encodes become Python strings."""
         order, parts, cuts, size = [], [], [], 0
-        rest = range(len(words))
+        rest = np.arange(len(new))
         if self.bpe is not None:
-            ids, counts, merged = self.bpe.encode(words)
+            ids, counts, merged = self.bpe.encode(new)
             order.extend(np.flatnonzero(merged).tolist())
             parts.append(ids.astype(self.dtype, copy=False))
             cuts.append(np.cumsum(counts[merged]) - counts[merged])
             size = len(ids)
-            rest = np.flatnonzero(~merged).tolist()  # left to SentencePiece
+            rest = np.flatnonzero(~merged)  # left to SentencePiece
+        words = dict(zip(rest.tolist(), new.take(rest).to_pylist()))
         plain, other = [], []  # words without spaces are encoded joined; the rest one by one
-        for k in rest:
-            word = words[k]
+        for k, word in words.items():
             (plain if word and " " not in word and SPACE not in word else other).append(k)
         groups = [plain[i:i + JOINED_WORDS] for i in range(0, len(plain), JOINED_WORDS)]
         joined = self._encode([" ".join(words[k] for k in group) for group in groups])
@@ -148,14 +148,14 @@ class DocumentEncoder:
             cuts.append(np.array([size]))
             size += len(ids)
         first = len(self.word_index)
-        slots = np.empty(len(words), dtype=np.int64)
-        slots[order] = first + np.arange(len(words))
-        self.word_start = _room(self.word_start, first + len(words))
-        self.word_length = _room(self.word_length, first + len(words))
+        slots = np.empty(len(new), dtype=np.int64)
+        slots[order] = first + np.arange(len(new))
+        self.word_start = _room(self.word_start, first + len(new))
+        self.word_length = _room(self.word_length, first + len(new))
         self.ids = _room(self.ids, self.ids_used + size)
         starts = np.concatenate(cuts) if cuts else np.zeros(0, dtype=np.int64)
-        self.word_start[first:first + len(words)] = self.ids_used + starts
-        self.word_length[first:first + len(words)] = np.diff(np.append(starts, size))
+        self.word_start[first:first + len(new)] = self.ids_used + starts
+        self.word_length[first:first + len(new)] = np.diff(np.append(starts, size))
         self.ids[self.ids_used:self.ids_used + size] = np.concatenate(parts) if parts else []
         self.ids_used += size
         return slots

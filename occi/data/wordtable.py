@@ -39,14 +39,14 @@ class WordTable:
 
     def lookup(self, words: pa.Array) -> np.ndarray:
         """Each word's slot, -1 where it is not in the table."""
-        data, offsets = _buffers(words)
+        data, offsets = utf8_buffers(words)
         return _lookup(self.table, self.text, data, offsets)
 
     def add(self, words: pa.Array, rows: np.ndarray, slots: np.ndarray) -> None:
         """Adds words[rows] (not in the table yet) with their slots; no more than the room left."""
         if self.count + len(rows) > self.capacity:
             raise ValueError(f"{len(rows)} words do not fit in the {self.capacity - self.count} entries left")
-        data, offsets = _buffers(words)
+        data, offsets = utf8_buffers(words)
         rows = np.asarray(rows, dtype=np.int64)
         size = int((offsets[rows + 1] - offsets[rows]).sum())
         if self.used + size > len(self.text):
@@ -57,7 +57,7 @@ class WordTable:
         self.count += added
 
 
-def _buffers(words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def utf8_buffers(words: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(the UTF-8 bytes, the offsets of each word in them) of a string or large_string array."""
     _, offsets, data = words.buffers()
     if offsets is None:  # an empty array may have no offsets at all
