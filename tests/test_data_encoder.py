@@ -19,6 +19,7 @@ from occi import config as run_config
 from occi.data import encoder as encoder_module
 from occi.data.bpe import MAX_WORD, BpeTables, model_proto
 from occi.data.encoder import DocumentEncoder, words_are_independent
+from occi.data.wordtable import WordTable
 from occi.tokenizer.spm_train import train_sentencepiece
 
 # Training text written for this test: prose in a few languages, and indented code and tables,
@@ -240,3 +241,24 @@ def test_irregular_texts_are_found_in_arrows_bytes_as_python_finds_them(kind):
     assert encoder_module.irregular_texts(array).tolist() == expected
     assert encoder_module.irregular_texts(array.slice(100, 700)).tolist() == expected[100:800]
     assert 0 < sum(expected) < len(expected)
+
+
+def test_the_word_table_finds_exactly_the_words_added():
+    """The cache's compiled index: bytes compared, so only a word added is found, with its slot,
+    whatever the array's type and offset."""
+    words = ["", "a", "ab", "ba", "é", "e\u0301", "😀", "▁a", "a b", "Zürich", "zürich"] + [f"w{k}" for k in range(40)]
+    table = WordTable(capacity=len(words))
+    assert len(table.table) == 128
+    for kind in (pa.string(), pa.large_string()):
+        assert table.lookup(pa.array(words, type=kind)).tolist() == [-1] * len(words)
+    added = pa.array(["x"] + words, type=pa.large_string()).slice(1)
+    table.add(added, np.arange(0, len(words), 2), 1000 + np.arange(0, len(words), 2))
+    table.add(pa.array(words, type=pa.string()), np.arange(1, len(words), 2), 1000 + np.arange(1, len(words), 2))
+    assert len(table) == len(words)
+    queries = words + ["b", "a ", "abc", "w40", "Zurich", "😁"]
+    for kind in (pa.string(), pa.large_string()):
+        assert table.lookup(pa.array(queries, type=kind)).tolist() == list(range(1000, 1000 + len(words))) + [-1] * 6
+    assert table.lookup(pa.array(queries, type=pa.string()).slice(3, 2)).tolist() == [1003, 1004]
+    assert table.lookup(pa.array([], type=pa.string())).tolist() == []
+    with pytest.raises(ValueError, match="do not fit"):
+        table.add(pa.array(["new"]), np.array([0]), np.array([7]))

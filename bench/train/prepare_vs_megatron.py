@@ -16,15 +16,20 @@ Reported: wall time (start-up included), tokens/s, peak memory (the largest proc
 from /usr/bin/time -v, and the peak of the summed PSS of the whole process tree, sampled every
 50 ms: Megatron-LM runs 2 + WORKERS processes), and whether the token ids agree document by
 document. --repeats N runs the two tools N times, alternating, and reports the ratio as
-min/median/max, with start-up and without it. Each tool's start-up is the same command doing no
-work, measured with each of its runs: Megatron-LM's with --help (interpreter, its imports of
-torch, megatron and triton, argument parsing: it exits before reading a byte), occi's on the run
-it has just prepared (interpreter, imports, the config and the run's checks: it finds the data
-done and exits before reading a byte; its --help parses arguments before occi imports its data
-stack, so it would miss most of occi's start-up). The median of each tool's start-ups is
-subtracted from each of its run's wall times. The CPU-time ratio (user + system of the whole
-process tree, start-up CPU subtracted the same way) is reported too: on a shared machine it moves
-less than the wall-time ratio. --wait-load X waits before each round until the 1-minute load
+min/median/max, with start-up and without it.
+Without start-up, Megatron-LM: measured inside each of its runs, from the moment its partition
+process prints "Time to startup:" (after the interpreter, its imports of torch, megatron and
+triton, argument parsing, the tokenizer loaded and the pool of workers forked, already handed
+the input) to the moment its .idx file has its full size (the last thing it writes), wall and
+CPU time (user + system of every process of its tree, sampled at the two marks). Its exit after
+that is not counted either. occi: its run minus the median of its start-up runs, one per round:
+the same command run again on the run it has just prepared (interpreter, imports, the config and
+the run's checks, exit: it finds the data done and exits before reading a byte; its --help parses
+arguments before occi imports its data stack, so it would miss most of occi's start-up).
+The earlier way for Megatron-LM, its whole run minus the median of its --help runs (interpreter,
+imports, argument parsing: it exits before reading a byte), is still measured and printed for
+comparison. Both wall-time and CPU-time ratios are reported: on a shared machine CPU time moves
+less. --wait-load X waits before each round until the 1-minute load
 average is below X; each round records the load it started at.
 Megatron-LM's source (core_v0.16.1, the tag of the installed megatron-core) and the triton package
 its `megatron.training` imports stay outside the repository (DATA/Megatron-LM, DATA/triton;
@@ -40,7 +45,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from threading import Thread
 from pathlib import Path
 
 import numpy as np
@@ -121,28 +128,83 @@ def train_tokenizer(rows: list[dict], vocab: int, folder: Path) -> Path:
     return folder / "tokenizer.model"
 
 
-def measure(command: list[str], env: dict | None = None) -> dict:
-    """Wall seconds, the largest process's max RSS and the process tree's peak summed PSS (MB)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(["/usr/bin/time", "-v", *command], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    peak_pss = 0
-    while process.poll() is None:
-        pss = 0
-        for child in psutil.Process(process.pid).children(recursive=True):
-            try:
-                pss += child.memory_full_info().pss
-            except psutil.Error:
-                pass
-        peak_pss = max(peak_pss, pss)
-        time.sleep(0.05)
-    seconds = time.perf_counter() - started
-    stderr = process.stderr.read()
+def tree_cpu(root: psutil.Process) -> float:
+    """User + system seconds of every live process under `root` and of the children they have reaped."""
+    total = 0.0
+    for process in root.children(recursive=True):
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def measure(command: list[str], env: dict | None = None, work_marks: tuple[str, Path, int] | None = None) -> dict:
+    """Wall seconds, CPU seconds, the largest process's max RSS and the process tree's peak summed
+    PSS (MB). With `work_marks` (a line the command prints when its start-up is over, a file and
+    the size it has when the work is done), also the wall and CPU seconds between the two marks."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        started = time.perf_counter()
+        process = subprocess.Popen(["/usr/bin/time", "-v", "-o", report.name, *command], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        root = psutil.Process(process.pid)
+        marks: dict[str, tuple[float, float]] = {}
+        tail: list[str] = []
+
+        def read_output() -> None:  # stamps the start mark the moment its line arrives
+            for line in process.stdout:
+                if work_marks and "start" not in marks and line.startswith(work_marks[0]):
+                    marks["start"] = (time.perf_counter(), tree_cpu(root))
+                tail[:] = (tail + [line])[-50:]
+
+        reader = Thread(target=read_output, daemon=True)
+        reader.start()
+        peak_pss = 0
+        while process.poll() is None:
+            if work_marks and "start" in marks and "end" not in marks and _size(work_marks[1]) >= work_marks[2]:
+                marks["end"] = (time.perf_counter(), tree_cpu(root))
+            pss = 0
+            for child in root.children(recursive=True):
+                try:
+                    pss += child.memory_full_info().pss
+                except psutil.Error:
+                    pass
+            peak_pss = max(peak_pss, pss)
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        reader.join()
+        stderr = report.read()
     if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:3])} ... failed:\n{stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(command[:3])} ... failed:\n{''.join(tail)[-3000:]}\n{stderr[-1000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1))
     cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", stderr).group(1)) for kind in ("User", "System"))
-    return {"seconds": seconds, "cpu_s": cpu, "max_rss_mb": rss / 1024, "peak_pss_mb": peak_pss / 2**20}
+    result = {"seconds": seconds, "cpu_s": cpu, "max_rss_mb": rss / 1024, "peak_pss_mb": peak_pss / 2**20}
+    if work_marks:
+        if "start" not in marks:
+            raise SystemExit(f"{' '.join(command[:3])} ... printed no line starting with {work_marks[0]!r}: "
+                             "is Megatron-LM's tools/preprocess_data.py the one at core_v0.16.1?")
+        if "end" not in marks:  # the process ended between two polls: its exit is counted as work
+            print(f"note: {work_marks[1].name} was not seen at {work_marks[2]} bytes before the process ended", flush=True)
+        end = marks.get("end", (started + seconds, cpu))
+        result.update(work_s=end[0] - marks["start"][0], work_cpu_s=end[1] - marks["start"][1],
+                      before_work_s=marks["start"][0] - started, before_work_cpu_s=marks["start"][1],
+                      after_work_s=started + seconds - end[0], after_work_cpu_s=cpu - end[1])
+    return result
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def megatron_idx_size(documents: int) -> int:
+    """The size of the .idx file megatron-core's builder writes for `documents` one-sequence
+    documents (occi/data/indexed.py describes the format): written last, so its full size marks
+    the end of preprocess_data.py's work."""
+    return 9 + 8 + 1 + 8 + 8 + documents * (4 + 8) + (documents + 1) * 8
 
 
 def spread(values: list[float]) -> dict:
@@ -185,7 +247,9 @@ def main() -> dict:
     del rows
 
     extra = os.environ.get("MEGATRON_EXTRA_PATH", str(ARGS.data / "triton"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ARGS.megatron_lm), extra) if p)}
+    # unbuffered, so that its "Time to startup" line arrives when it is printed (two short lines go to stdout)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ARGS.megatron_lm), extra) if p),
+           "PYTHONUNBUFFERED": "1"}
     occi_command = [sys.executable, "-m", "occi.cli", "data", "prepare", str(config), "--run-dir", str(work / "run")]
     mlm_command = [sys.executable, str(ARGS.megatron_lm / "tools" / "preprocess_data.py"), "--input", str(work / "corpus.jsonl"),
                    "--output-prefix", str(work / "mlm" / LANG), "--tokenizer-type", "SentencePieceTokenizer",
@@ -199,13 +263,17 @@ def main() -> dict:
         occi = measure(occi_command)
         occi_start = measure(occi_command)  # the data is done now: everything but the work
         mlm_start = measure(mlm_command[:2] + ["--help"], env)
-        mlm = measure(mlm_command, env)
+        mlm = measure(mlm_command, env, ("Time to startup:", work / "mlm" / f"{LANG}_text_document.idx",
+                                         megatron_idx_size(documents)))
         occi["startup_s"], mlm["startup_s"] = occi_start["seconds"], mlm_start["seconds"]
         occi["startup_cpu_s"], mlm["startup_cpu_s"] = occi_start["cpu_s"], mlm_start["cpu_s"]
         rounds.append({"occi": occi, "megatron_lm": mlm, "load_avg_1m": round(load, 2)})
         print(f"round {index + 1}/{ARGS.repeats}: occi {occi['seconds']:.1f} s, CPU {occi['cpu_s']:.1f} s (start-up "
               f"{occi_start['seconds']:.1f} s, CPU {occi_start['cpu_s']:.1f} s); Megatron-LM {mlm['seconds']:.1f} s, CPU "
-              f"{mlm['cpu_s']:.1f} s (start-up {mlm_start['seconds']:.1f} s, CPU {mlm_start['cpu_s']:.1f} s)", flush=True)
+              f"{mlm['cpu_s']:.1f} s, its work {mlm['work_s']:.1f} s, CPU {mlm['work_cpu_s']:.1f} s (before it "
+              f"{mlm['before_work_s']:.1f} s, CPU {mlm['before_work_cpu_s']:.1f} s; after it {mlm['after_work_s']:.2f} s, CPU "
+              f"{mlm['after_work_cpu_s']:.2f} s; --help run {mlm_start['seconds']:.1f} s, CPU {mlm_start['cpu_s']:.1f} s)",
+              flush=True)
     blend = json.loads((work / "run" / "data" / "blend.json").read_text())
     entry = blend["languages"][LANG]
     prefixes = [str(work / "run" / entry[key]) for key in ("prefix", "valid_prefix")]  # relative to the run folder
@@ -215,27 +283,33 @@ def main() -> dict:
         r["megatron_lm"]["tokens_per_s"] = tokens["mlm_tokens"] / r["megatron_lm"]["seconds"]
     with_startup = [r["megatron_lm"]["seconds"] / r["occi"]["seconds"] * tokens["occi_tokens"] / tokens["mlm_tokens"]
                     for r in rounds]
-    # Start-up subtracted as the median over the rounds of each tool's --help run: one start-up
-    # measured on a loaded machine can take longer than a whole run.
+    # occi's start-up: the median over the rounds of its start-up runs (one measured on a loaded
+    # machine can take longer than a whole run). Megatron-LM's work is measured inside each run:
+    # from its "Time to startup" line to its .idx file written.
     startup = {tool: spread([r[tool]["startup_s"] for r in rounds])["median"] for tool in ("occi", "megatron_lm")}
-    without_startup = [(r["megatron_lm"]["seconds"] - startup["megatron_lm"])
-                       / (r["occi"]["seconds"] - startup["occi"]) * tokens["occi_tokens"] / tokens["mlm_tokens"]
-                       for r in rounds]
     startup_cpu = {tool: spread([r[tool]["startup_cpu_s"] for r in rounds])["median"] for tool in ("occi", "megatron_lm")}
-    cpu_without_startup = [(r["megatron_lm"]["cpu_s"] - startup_cpu["megatron_lm"])
-                           / (r["occi"]["cpu_s"] - startup_cpu["occi"]) * tokens["occi_tokens"] / tokens["mlm_tokens"]
+    scale = tokens["occi_tokens"] / tokens["mlm_tokens"]
+    without_startup = [r["megatron_lm"]["work_s"] / (r["occi"]["seconds"] - startup["occi"]) * scale for r in rounds]
+    cpu_without_startup = [r["megatron_lm"]["work_cpu_s"] / (r["occi"]["cpu_s"] - startup_cpu["occi"]) * scale
                            for r in rounds]
+    # the earlier way, for comparison: each tool's median start-up run subtracted from its whole run
+    apart = {"wall": [(r["megatron_lm"]["seconds"] - startup["megatron_lm"]) / (r["occi"]["seconds"] - startup["occi"])
+                      * scale for r in rounds],
+             "cpu": [(r["megatron_lm"]["cpu_s"] - startup_cpu["megatron_lm"]) / (r["occi"]["cpu_s"] - startup_cpu["occi"])
+                     * scale for r in rounds]}
     occi, mlm = rounds[-1]["occi"], rounds[-1]["megatron_lm"]
     result = {"documents": documents, "megabytes": round(megabytes, 1),
               "corpus": origin, "vocab": blend["vocab_size"], "workers": ARGS.workers, "occi": occi, "megatron_lm": mlm,
               **tokens, "ratio_tokens_per_s": occi["tokens_per_s"] / mlm["tokens_per_s"], "rounds": rounds,
               "ratio_with_startup": spread(with_startup), "ratio_without_startup": spread(without_startup),
               "startup_median_s": startup, "cpu_ratio_without_startup": spread(cpu_without_startup),
-              "startup_cpu_median_s": startup_cpu, "identical_ids": tokens["documents_differing"] == 0}
+              "startup_cpu_median_s": startup_cpu, "ratio_without_startup_subtracting_help": spread(apart["wall"]),
+              "cpu_ratio_without_startup_subtracting_help": spread(apart["cpu"]), "identical_ids": tokens["documents_differing"] == 0}
     print(f"{'tool':<31} {'wall s':>7} {'tokens/s':>11} {'max RSS MB':>11} {'peak PSS MB':>12} {'tokens':>12}")
     for name, r, n in (("occi data prepare", occi, tokens["occi_tokens"]), ("Megatron-LM preprocess_data.py", mlm, tokens["mlm_tokens"])):
         print(f"{name:<31} {r['seconds']:>7.1f} {r['tokens_per_s']:>11,.0f} {r['max_rss_mb']:>11,.0f} {r['peak_pss_mb']:>12,.0f} {n:>12,}")
-    for name in ("ratio_with_startup", "ratio_without_startup", "cpu_ratio_without_startup"):
+    for name in ("ratio_with_startup", "ratio_without_startup", "cpu_ratio_without_startup",
+                 "ratio_without_startup_subtracting_help", "cpu_ratio_without_startup_subtracting_help"):
         print(f"{name} over {ARGS.repeats} alternating rounds: min {result[name]['min']:.2f}, "
               f"median {result[name]['median']:.2f}, max {result[name]['max']:.2f}")
     print(f"ratio occi / Megatron-LM tokens/s (last round): {result['ratio_tokens_per_s']:.2f} (target >= 2); documents "

@@ -21,14 +21,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from numba import njit
 from sentencepiece import sentencepiece_model_pb2
+
+from occi.data.wordtable import utf8_buffers
 
 SPACE = 0x2581  # "▁", which SentencePiece's dummy prefix puts in front of each word
 MAX_WORD = 200
 """Longest word (in characters, "▁" included) merged here: the search for the best pair is a scan
 of the word's pairs per merge, quadratic in its length; longer words go to SentencePiece."""
 EMPTY = -1
+ID_BITS = 21
+"""Bits of a piece id in a slot of BpeTables.pairs: up to 2,097,152 pieces (the pair's key, under
+2 ** 42, takes the bits above)."""
+ID_MASK = (1 << ID_BITS) - 1
 _TYPE = sentencepiece_model_pb2.ModelProto.SentencePiece.Type
 NORMAL, USER_DEFINED, UNUSED = _TYPE.NORMAL, _TYPE.USER_DEFINED, _TYPE.UNUSED
 RESERVED = (_TYPE.CONTROL, _TYPE.UNKNOWN, _TYPE.BYTE)
@@ -46,10 +53,10 @@ class BpeTables:
     writes its UTF-8 bytes as byte pieces) or LEAVE (a word holding it is left to SentencePiece)."""
     byte_ids: np.ndarray
     """The id of each byte's piece (<0x00> ... <0xFF>)."""
-    pair_keys: np.ndarray
-    """Open-addressing hash table of pairs (left id * vocabulary size + right id), EMPTY where free."""
-    pair_ids: np.ndarray
-    """The id of the piece that each slot's pair concatenates to."""
+    pairs: np.ndarray
+    """Open-addressing hash table of pairs: per slot, (left id * vocabulary size + right id) << ID_BITS
+    | the id of the piece they concatenate to (one 8-byte word: a look-up reads one cache line),
+    EMPTY where free."""
     scores: np.ndarray
     """Each piece's score (float32, as SentencePiece stores and compares them)."""
     special_first: np.ndarray
@@ -61,13 +68,13 @@ class BpeTables:
 
     @classmethod
     def of(cls, sp) -> BpeTables | None:
-        """The tables of a SentencePiece processor, or None when its vocabulary has unused pieces
-        or a user-defined piece that starts with "▁"."""
+        """The tables of a SentencePiece processor, or None when its vocabulary has unused pieces,
+        a user-defined piece that starts with "▁" or more than 2 ** ID_BITS pieces."""
         size = sp.get_piece_size()
         model = model_proto(sp)
         types = [piece.type for piece in model.pieces]
         pieces = [piece.piece for piece in model.pieces]
-        if UNUSED in types:
+        if UNUSED in types or size > 1 << ID_BITS:
             return None
         # what SentencePiece's encoder merges into: its normal, user-defined (and unused) pieces
         merged = {pieces[i]: i for i, kind in enumerate(types) if kind in (NORMAL, USER_DEFINED)}
@@ -96,20 +103,23 @@ class BpeTables:
                 if left is not None and right is not None:
                     keys.append(left * size + right)
                     values.append(token_id)
-        pair_keys, pair_ids = _hash_table(np.array(keys, dtype=np.int64), np.array(values, dtype=np.int32))
+        pairs = _hash_table(np.array(keys, dtype=np.int64), np.array(values, dtype=np.int64))
         scores = np.array([piece.score for piece in model.pieces], dtype=np.float32)
         codes = [np.frombuffer(piece.encode("utf-32-le"), dtype=np.uint32) for piece in specials]
         special_codes = np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint32)
         special_ends = np.cumsum([len(c) for c in codes], dtype=np.int64)
-        return cls(char_id, byte_ids, pair_keys, pair_ids, scores, special_first, special_codes, special_ends)
+        return cls(char_id, byte_ids, pairs, scores, special_first, special_codes, special_ends)
 
-    def encode(self, words: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode(self, words: list[str] | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(all ids of the words merged here one after the other, each word's number of ids (0
         where not), whether each word was merged here): each word encoded as SentencePiece encodes
         "▁" + word (spaces written as "▁"). Empty words are not merged here."""
-        codes = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
-        ends = np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
-        return encode_words(codes, ends, self.char_id, self.byte_ids, self.pair_keys, self.pair_ids, self.scores,
+        if isinstance(words, pa.Array):  # straight from Arrow's UTF-8 bytes, no Python strings
+            codes, ends = _code_points(*utf8_buffers(words))
+        else:
+            codes = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+            ends = np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
+        return encode_words(codes, ends, self.char_id, self.byte_ids, self.pairs, self.scores,
                             self.special_first, self.special_codes, self.special_ends, self.scores.size)
 
 
@@ -119,18 +129,44 @@ def model_proto(sp) -> sentencepiece_model_pb2.ModelProto:
 
 
 @njit(cache=True, nogil=True)
+def _code_points(data, offsets):
+    """(the code points of valid UTF-8 strings one after the other, where each string's end)"""
+    codes = np.empty(offsets[-1] - offsets[0], dtype=np.uint32)
+    ends = np.empty(offsets.size - 1, dtype=np.int64)
+    used = 0
+    for k in range(offsets.size - 1):
+        i = offsets[k]
+        while i < offsets[k + 1]:
+            byte = np.uint32(data[i])
+            if byte < 0x80:
+                code, extra = byte, 0
+            elif byte < 0xE0:
+                code, extra = byte & 0x1F, 1
+            elif byte < 0xF0:
+                code, extra = byte & 0x0F, 2
+            else:
+                code, extra = byte & 0x07, 3
+            for j in range(1, extra + 1):
+                code = (code << 6) | (np.uint32(data[i + j]) & 0x3F)
+            codes[used] = code
+            used += 1
+            i += extra + 1
+        ends[k] = used
+    return codes[:used], ends
+
+
+@njit(cache=True, nogil=True)
 def _hash_table(keys, values):
     slots = 16
     while slots < 2 * keys.size:
         slots *= 2
-    table_keys = np.full(slots, EMPTY, dtype=np.int64)
-    table_values = np.zeros(slots, dtype=np.int32)
+    table = np.full(slots, EMPTY, dtype=np.int64)
     for k in range(keys.size):
         slot = _slot(keys[k], slots)
-        while table_keys[slot] != EMPTY and table_keys[slot] != keys[k]:
+        while table[slot] != EMPTY and table[slot] >> ID_BITS != keys[k]:
             slot = (slot + 1) & (slots - 1)
-        table_keys[slot], table_values[slot] = keys[k], values[k]
-    return table_keys, table_values
+        table[slot] = (keys[k] << ID_BITS) | values[k]
+    return table
 
 
 @njit(cache=True, nogil=True)
@@ -139,27 +175,27 @@ def _slot(key, slots):
 
 
 @njit(cache=True, nogil=True)
-def _merged(keys, ids, left, right, size):
+def _merged(pairs, left, right, size):
     key = left * size + right
-    slot = _slot(key, keys.size)
-    while keys[slot] != EMPTY:
-        if keys[slot] == key:
-            return ids[slot]
-        slot = (slot + 1) & (keys.size - 1)
+    slot = _slot(key, pairs.size)
+    while pairs[slot] != EMPTY:
+        if pairs[slot] >> ID_BITS == key:
+            return pairs[slot] & ID_MASK
+        slot = (slot + 1) & (pairs.size - 1)
     return -1
 
 
 @njit(cache=True, nogil=True)
-def _pair(keys, ids, scores, left, right, size):
+def _pair(pairs, scores, left, right, size):
     """(the id that the pair of symbols merges into or -1, its score)"""
     if left < 0 or right < 0:  # an unknown character merges with nothing
         return -1, np.float32(0.0)
-    merged = _merged(keys, ids, left, right, size)
+    merged = _merged(pairs, left, right, size)
     return merged, scores[merged] if merged >= 0 else np.float32(0.0)
 
 
 @njit(cache=True, nogil=True)
-def encode_words(codes, ends, char_id, byte_ids, keys, ids, scores, special_first, special_codes, special_ends, size):
+def encode_words(codes, ends, char_id, byte_ids, pairs, scores, special_first, special_codes, special_ends, size):
     # symbols: piece ids, or -1 - code point for a character in no piece
     out = np.empty(4 * codes.size + ends.size, dtype=np.int32)
     counts = np.zeros(ends.size, dtype=np.int64)
@@ -192,7 +228,7 @@ def encode_words(codes, ends, char_id, byte_ids, keys, ids, scores, special_firs
             for i in range(n + 1):
                 if i < n and symbols[i] >= 0:
                     continue
-                merged = _merge(symbols[run:i], merges, best, keys, ids, scores, size)
+                merged = _merge(symbols[run:i], merges, best, pairs, scores, size)
                 out[used:used + merged] = symbols[run:run + merged]
                 used += merged
                 if i < n:
@@ -205,11 +241,11 @@ def encode_words(codes, ends, char_id, byte_ids, keys, ids, scores, special_firs
 
 
 @njit(cache=True, nogil=True)
-def _merge(symbols, merges, best, keys, ids, scores, size):
+def _merge(symbols, merges, best, pairs, scores, size):
     """SentencePiece's merges over a run of pieces, in place; returns the number of pieces left."""
     n = symbols.size
     for i in range(n - 1):
-        merges[i], best[i] = _pair(keys, ids, scores, symbols[i], symbols[i + 1], size)
+        merges[i], best[i] = _pair(pairs, scores, symbols[i], symbols[i + 1], size)
     while n > 1:
         pick = -1
         for i in range(n - 1):
@@ -224,9 +260,9 @@ def _merge(symbols, merges, best, keys, ids, scores, size):
             best[i] = best[i + 1]
         n -= 1
         if pick > 0:
-            merges[pick - 1], best[pick - 1] = _pair(keys, ids, scores, symbols[pick - 1], symbols[pick], size)
+            merges[pick - 1], best[pick - 1] = _pair(pairs, scores, symbols[pick - 1], symbols[pick], size)
         if pick < n - 1:
-            merges[pick], best[pick] = _pair(keys, ids, scores, symbols[pick], symbols[pick + 1], size)
+            merges[pick], best[pick] = _pair(pairs, scores, symbols[pick], symbols[pick + 1], size)
     return n
 
 

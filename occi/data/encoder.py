@@ -10,8 +10,9 @@ times faster than encoding every document in full, and gives the same ids: `word
 checks the model's settings and vocabulary (other models are encoded document by document), and
 tests/test_data_encoder.py compares both ways on text built to find the edge cases.
 
-Python touches each distinct word of a batch once, not each word: Arrow cuts and deduplicates
-the words, new ones are merged by occi/data/bpe.py (SentencePiece's BPE compiled with numba, the
+Python touches only the words new to the cache, once each: Arrow cuts and deduplicates the
+words, a compiled hash table (occi/data/wordtable.py) finds the cached ones from their UTF-8
+bytes, new ones are merged by occi/data/bpe.py (SentencePiece's BPE compiled with numba, the
 same ids) or, where it leaves a word (a run of spaces, a user-defined piece, a character without
 byte fallback, a long word), by SentencePiece (on several threads) a few thousand at a time,
 joined by spaces and cut again where a piece starts with "▁", and numpy gathers each document's
@@ -20,7 +21,7 @@ ids from the cache.
 from __future__ import annotations
 
 import re
-from itertools import chain, repeat
+from itertools import chain
 from queue import Full, Queue
 from threading import Event, Thread
 from typing import Iterable, Iterator
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 from numba import njit
 
 from occi.data.bpe import RESERVED, BpeTables, model_proto
+from occi.data.wordtable import WordTable
 
 SPACE = "▁"
 # " " + text, cut before each space or "▁" that follows another character; group 1 is the word
@@ -65,7 +67,7 @@ class DocumentEncoder:
         # the ids of a lone "▁": "a " is "▁a" then "▁" (the cut falls between them)
         self.lone_space = np.asarray(self._encode(["a "])[0][len(self._encode(["a"])[0]):], dtype=self.dtype)
         # the cache: word -> slot; a slot's ids are ids[word_start[slot]:][:word_length[slot]]
-        self.word_index: dict[str, int] = {}
+        self.word_index = WordTable(CACHE_WORDS)
         self.word_start = np.zeros(1024, dtype=np.int64)
         self.word_length = np.zeros(1024, dtype=np.int64)
         self.ids = np.zeros(4096, dtype=self.dtype)
@@ -92,15 +94,15 @@ class DocumentEncoder:
             yield self._encode_words(words, flat)
 
     def _encode_words(self, words: pa.ListArray, flat: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
-        distinct = flat.dictionary.to_pylist()
-        numbers = np.fromiter(map(self.word_index.get, distinct, repeat(-1)), dtype=np.int64, count=len(distinct))
+        numbers = self.word_index.lookup(flat.dictionary)
         new = np.flatnonzero(numbers < 0)
-        room = max(0, CACHE_WORDS - len(self.word_index))
+        room = max(0, self.word_index.capacity - len(self.word_index))
         if len(new):
-            numbers[new[:room]] = self._add_words([distinct[k] for k in new[:room]], keep=True)
+            numbers[new[:room]] = slots = self._add_words(flat.dictionary.take(new[:room]))
+            self.word_index.add(flat.dictionary, new[:room], slots)
         ids_kept = self.ids_used
         if len(new) > room:  # a full cache keeps the words it has; these are only borrowed for this batch
-            numbers[new[room:]] = self._add_words([distinct[k] for k in new[room:]], keep=False)
+            numbers[new[room:]] = self._add_words(flat.dictionary.take(new[room:]))
         per_word = numbers[flat.indices.to_numpy(zero_copy_only=False)]
         starts, lengths = self.word_start[per_word], self.word_length[per_word]
         word_ends = np.cumsum(lengths)
@@ -111,21 +113,21 @@ class DocumentEncoder:
         text_ends = np.concatenate([[0], word_ends])[offsets - offsets[0]]
         return ids, np.diff(text_ends)
 
-    def _add_words(self, words: list[str], keep: bool) -> np.ndarray:
-        """Encodes new words into the next free slots, remembered by the cache when `keep`;
-        returns their slots."""
+    def _add_words(self, new: pa.Array) -> np.ndarray:
+        """Encodes new words into the next free slots (after the cache's words); returns their slots.
+        Only the words that SentencePiece encodes become Python strings."""
         order, parts, cuts, size = [], [], [], 0
-        rest = range(len(words))
+        rest = np.arange(len(new))
         if self.bpe is not None:
-            ids, counts, merged = self.bpe.encode(words)
+            ids, counts, merged = self.bpe.encode(new)
             order.extend(np.flatnonzero(merged).tolist())
             parts.append(ids.astype(self.dtype, copy=False))
             cuts.append(np.cumsum(counts[merged]) - counts[merged])
             size = len(ids)
-            rest = np.flatnonzero(~merged).tolist()  # left to SentencePiece
+            rest = np.flatnonzero(~merged)  # left to SentencePiece
+        words = dict(zip(rest.tolist(), new.take(rest).to_pylist()))
         plain, other = [], []  # words without spaces are encoded joined; the rest one by one
-        for k in rest:
-            word = words[k]
+        for k, word in words.items():
             (plain if word and " " not in word and SPACE not in word else other).append(k)
         groups = [plain[i:i + JOINED_WORDS] for i in range(0, len(plain), JOINED_WORDS)]
         joined = self._encode([" ".join(words[k] for k in group) for group in groups])
@@ -146,18 +148,16 @@ class DocumentEncoder:
             cuts.append(np.array([size]))
             size += len(ids)
         first = len(self.word_index)
-        slots = np.empty(len(words), dtype=np.int64)
-        slots[order] = first + np.arange(len(words))
-        self.word_start = _room(self.word_start, first + len(words))
-        self.word_length = _room(self.word_length, first + len(words))
+        slots = np.empty(len(new), dtype=np.int64)
+        slots[order] = first + np.arange(len(new))
+        self.word_start = _room(self.word_start, first + len(new))
+        self.word_length = _room(self.word_length, first + len(new))
         self.ids = _room(self.ids, self.ids_used + size)
         starts = np.concatenate(cuts) if cuts else np.zeros(0, dtype=np.int64)
-        self.word_start[first:first + len(words)] = self.ids_used + starts
-        self.word_length[first:first + len(words)] = np.diff(np.append(starts, size))
+        self.word_start[first:first + len(new)] = self.ids_used + starts
+        self.word_length[first:first + len(new)] = np.diff(np.append(starts, size))
         self.ids[self.ids_used:self.ids_used + size] = np.concatenate(parts) if parts else []
         self.ids_used += size
-        if keep:
-            self.word_index.update(zip(words, slots.tolist()))
         return slots
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
