@@ -16,15 +16,12 @@ import io
 import json
 import math
 import os
-import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
 from occi import languages, ranges
 from occi.eval import ifeval, results
-from occi.errors import OcciError
 from occi.eval.fidelity import INTERVAL_KEYS
 from occi.fsutil import atomic_write_text
 from occi.plots import pyplot, save_png
@@ -496,15 +493,18 @@ def write(summary: dict, out: Path, draw_aside: bool = False) -> str:
     draw_aside: the heatmap is drawn by a forked child process while this one writes the other
     files (`occi leaderboard`: matplotlib's import and drawing are about half of its time, and a
     second core does them meanwhile); off where the caller may hold threads (a fork keeps only
-    the forking one), as in `occi card` after in-process stages."""
+    the forking one), as in `occi card` after in-process stages. A child that fails says nothing:
+    the heatmap is then drawn here, so its error is raised as any other (an OSError naming the
+    path), and an error of this process's own writes wins over the child's."""
     out = Path(out)
     child = _draw_in_child(summary, out / "leaderboard.png") if draw_aside and hasattr(os, "fork") else None
     try:
         text = _write_files(summary, out)
-    finally:
+    except BaseException:
         if child is not None:
-            _wait(child, out / "leaderboard.png")
-    if child is None:
+            os.waitpid(child, 0)  # reaped; the error being raised is the one to report
+        raise
+    if child is None or not _drew(child):
         heatmap(summary, out / "leaderboard.png")
     return text
 
@@ -518,18 +518,15 @@ def _draw_in_child(summary: dict, path: Path) -> int:
     try:
         heatmap(summary, path)
         code = 0
-    except BaseException:  # the child must reach os._exit whatever happens; the parent reports it
-        traceback.print_exc()
-        sys.stderr.flush()
+    except BaseException:  # silent: the parent draws again and raises this error itself
+        pass
     finally:
         os._exit(code)  # no atexit handlers or buffer flushes of the parent's state
 
 
-def _wait(pid: int, path: Path) -> None:
+def _drew(pid: int) -> bool:
     _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code:
-        raise OcciError(f"{path}: drawing the heatmap failed (exit code {code}); the lines above say why")
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def _write_files(summary: dict, out: Path) -> str:
